@@ -1,0 +1,183 @@
+//! The canonical alert: what every intake parser produces and everything downstream reads.
+//! Nothing here trusts alert text; it only carries it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Which monitor sent the alert. Part of the incident key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Alertmanager,
+    Grafana,
+    Generic,
+}
+
+impl Source {
+    pub const ALL: [Source; 3] = [Source::Alertmanager, Source::Grafana, Source::Generic];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Alertmanager => "alertmanager",
+            Source::Grafana => "grafana",
+            Source::Generic => "generic",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Source> {
+        Source::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+impl AlertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AlertStatus> {
+        match text {
+            "firing" => Some(AlertStatus::Firing),
+            "resolved" => Some(AlertStatus::Resolved),
+            _ => None,
+        }
+    }
+}
+
+/// An alert's identity within its source: 1–128 printable ASCII characters.
+/// Alertmanager sends 16 hex digits; the generic hook may send its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(text: &str) -> Result<Fingerprint, String> {
+        if text.is_empty() {
+            return Err("fingerprint is empty".into());
+        }
+        if text.len() > Self::MAX_LEN {
+            return Err(format!("fingerprint is longer than {} bytes", Self::MAX_LEN));
+        }
+        if !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("fingerprint must be printable ASCII without spaces".into());
+        }
+        Ok(Fingerprint(text.to_owned()))
+    }
+
+    /// The fingerprint Alertmanager itself computes for a label set (Prometheus
+    /// `model.LabelSet.Fingerprint`: FNV-1a 64 over sorted `name 0xff value 0xff`), so a
+    /// generic alert without one gets the same identity Alertmanager would give it.
+    pub fn of_labels(labels: &BTreeMap<String, String>) -> Fingerprint {
+        const OFFSET: u64 = 0xcbf29ce484222325;
+        const PRIME: u64 = 0x100000001b3;
+        let mut hash = OFFSET;
+        let mut add = |bytes: &[u8]| {
+            for &b in bytes {
+                hash ^= u64::from(b);
+                hash = hash.wrapping_mul(PRIME);
+            }
+        };
+        for (name, value) in labels {
+            add(name.as_bytes());
+            add(&[0xff]);
+            add(value.as_bytes());
+            add(&[0xff]);
+        }
+        Fingerprint(format!("{hash:016x}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Fingerprint {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Fingerprint::parse(&value)
+    }
+}
+
+impl From<Fingerprint> for String {
+    fn from(value: Fingerprint) -> String {
+        value.0
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One alert as received, normalised. Labels and annotations are untrusted text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub source: Source,
+    pub fingerprint: Fingerprint,
+    pub status: AlertStatus,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// When the alert started firing, as the monitor says. `None` only for generic alerts
+    /// that sent no time: the store then joins the open incident of the same fingerprint.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// When it resolved; `None` while firing (Alertmanager's `0001-01-01T00:00:00Z`).
+    pub ends_at: Option<DateTime<Utc>>,
+    pub generator_url: Option<String>,
+    /// The sending monitor's own external URL (Alertmanager `externalURL`), for links.
+    pub external_url: Option<String>,
+}
+
+impl Alert {
+    pub fn alertname(&self) -> Option<&str> {
+        self.labels.get("alertname").map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_matches_alertmanager_for_the_captured_fixture() {
+        // labels and fingerprint from ../shared/fixtures/alertmanager-0.25-firing.json
+        let labels: BTreeMap<String, String> = [
+            ("alertname", "DiskFull"),
+            ("instance", "host1:9100"),
+            ("job", "node"),
+            ("severity", "critical"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(Fingerprint::of_labels(&labels).as_str(), "10fd2ebfb5d5241b");
+    }
+
+    #[test]
+    fn fingerprint_rejects_empty_long_and_spaces() {
+        assert!(Fingerprint::parse("").is_err());
+        assert!(Fingerprint::parse(&"a".repeat(129)).is_err());
+        assert!(Fingerprint::parse("a b").is_err());
+        assert!(Fingerprint::parse("10fd2ebfb5d5241b").is_ok());
+    }
+}

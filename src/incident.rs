@@ -1,0 +1,103 @@
+//! Incidents: one per (source, fingerprint, startsAt), with the persisted state the
+//! engine moves forward. Only the engine changes `state`; intake only creates and updates.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{AlertStatus, Fingerprint, Source};
+use crate::plan::Plan;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IncidentId(pub i64);
+
+impl fmt::Display for IncidentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The incident state machine of DESIGN.md:
+/// `received → matched | unmatched | refused | dry_run → (remediating → verifying →
+/// succeeded | failed | verify_failed) → escalated`. Later stages fill in the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Journaled, not yet planned.
+    Received,
+    /// Planned in enforce mode; waiting for the remediation stage.
+    Matched,
+    /// No recipe matched (a novel failure).
+    Unmatched,
+    /// A recipe matched but the alert could not be acted on safely.
+    Refused,
+    /// Planned in dry-run: the plan is the outcome.
+    DryRun,
+}
+
+impl State {
+    pub const ALL: [State; 5] = [
+        State::Received,
+        State::Matched,
+        State::Unmatched,
+        State::Refused,
+        State::DryRun,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Received => "received",
+            State::Matched => "matched",
+            State::Unmatched => "unmatched",
+            State::Refused => "refused",
+            State::DryRun => "dry_run",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<State> {
+        State::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An incident as the store holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: IncidentId,
+    pub source: Source,
+    pub fingerprint: Fingerprint,
+    pub alertname: Option<String>,
+    pub starts_at: DateTime<Utc>,
+    /// The alert's latest status as the monitor reported it.
+    pub alert_status: AlertStatus,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub generator_url: Option<String>,
+    pub external_url: Option<String>,
+    pub state: State,
+    /// Why the incident is in its state, for a human (refusal reason, ...).
+    pub reason: Option<String>,
+    pub plan: Option<Plan>,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    /// How many notifications carried this alert (re-sends, HA copies, resolves).
+    pub receive_count: i64,
+}
+
+/// One entry of an incident's journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub detail: serde_json::Value,
+}

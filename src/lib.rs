@@ -1,0 +1,10 @@
+//! salve: a self-healing alert receiver. Alerts in, bounded remediations out,
+//! humans paged only when needed. See ARCHITECTURE.md for the map.
+
+pub mod alert;
+pub mod incident;
+pub mod intake;
+pub mod inventory;
+pub mod plan;
+pub mod recipe;
+pub mod store;

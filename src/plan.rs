@@ -1,0 +1,166 @@
+//! The plan: what salve would do (or did decide) for one alert. Produced by the pure
+//! planner in `recipe::plan`, journaled by the engine, shown by `simulate` and `history`.
+//! A plan holds only rendered text; it never holds a way to render more.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What planning concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanOutcome {
+    /// A recipe matched and every param and the target checked out.
+    Planned,
+    /// No recipe matched: a novel failure for a human.
+    Unmatched,
+    /// A recipe matched but the alert cannot be acted on safely (param failed its
+    /// pattern, target outside the inventory, ...). Never executed.
+    Refused,
+}
+
+impl PlanOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanOutcome::Planned => "planned",
+            PlanOutcome::Unmatched => "unmatched",
+            PlanOutcome::Refused => "refused",
+        }
+    }
+}
+
+/// Whether the plan would run its commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Enforce,
+    DryRun,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::DryRun => "dry-run",
+        }
+    }
+}
+
+/// The inventory host a plan targets (copied from the inventory at planning time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedTarget {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: Option<String>,
+}
+
+/// One verification check, rendered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PlannedCheck {
+    /// A command run on the target; passes on exit 0, or when the first number in its
+    /// stdout is below/above a threshold.
+    Command {
+        command: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        below: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        above: Option<f64>,
+    },
+    /// An HTTP GET from salve.
+    Http {
+        url: String,
+        status: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body_contains: Option<String>,
+        #[serde(with = "humantime_serde_compat")]
+        timeout: Duration,
+        #[serde(default = "default_true")]
+        tls_verify: bool,
+    },
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Durations in plans serialise as humantime text ("60s") so history stays readable.
+pub mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&humantime::format_duration(*value).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedVerify {
+    #[serde(with = "humantime_serde_compat")]
+    pub within: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub interval: Duration,
+    pub checks: Vec<PlannedCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedBreaker {
+    pub max_runs: u32,
+    #[serde(with = "humantime_serde_compat")]
+    pub window: Duration,
+}
+
+/// Everything salve decided for one alert. Commands are complete shell lines in which
+/// every value that came from the alert is exactly one single-quoted word.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub outcome: PlanOutcome,
+    /// The recipe that matched (also set for `refused`).
+    pub recipe: Option<String>,
+    /// Why: for `unmatched` and `refused` the reason a human reads; for `planned` which
+    /// rule chose the recipe (e.g. other recipes that also matched).
+    pub reason: Option<String>,
+    pub mode: Mode,
+    pub target: Option<PlannedTarget>,
+    /// Validated params by name, as substituted (unquoted here, for reading).
+    pub params: BTreeMap<String, String>,
+    pub sudo: bool,
+    pub commands: Vec<String>,
+    #[serde(with = "humantime_serde_compat")]
+    pub command_timeout: Duration,
+    pub verify: Option<PlannedVerify>,
+    pub breaker: Option<PlannedBreaker>,
+    /// Escalation channel names, in order.
+    pub escalate: Vec<String>,
+    /// Diagnostic commands to run for the human at escalation time.
+    pub attach: Vec<String>,
+}
+
+impl Plan {
+    /// A plan that acts on nothing (unmatched or refused).
+    pub fn inert(outcome: PlanOutcome, recipe: Option<String>, reason: String, escalate: Vec<String>) -> Plan {
+        Plan {
+            outcome,
+            recipe,
+            reason: Some(reason),
+            mode: Mode::DryRun,
+            target: None,
+            params: BTreeMap::new(),
+            sudo: false,
+            commands: Vec::new(),
+            command_timeout: Duration::ZERO,
+            verify: None,
+            breaker: None,
+            escalate,
+            attach: Vec::new(),
+        }
+    }
+}
