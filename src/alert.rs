@@ -76,7 +76,10 @@ impl Fingerprint {
             return Err("fingerprint is empty".into());
         }
         if text.len() > Self::MAX_LEN {
-            return Err(format!("fingerprint is longer than {} bytes", Self::MAX_LEN));
+            return Err(format!(
+                "fingerprint is longer than {} bytes",
+                Self::MAX_LEN
+            ));
         }
         if !text.bytes().all(|b| b.is_ascii_graphic()) {
             return Err("fingerprint must be printable ASCII without spaces".into());

@@ -101,3 +101,20 @@ pub struct Event {
     pub kind: String,
     pub detail: serde_json::Value,
 }
+
+impl Incident {
+    /// The alert as it stands in the journal, for planning.
+    pub fn to_alert(&self) -> crate::alert::Alert {
+        crate::alert::Alert {
+            source: self.source,
+            fingerprint: self.fingerprint.clone(),
+            status: self.alert_status,
+            labels: self.labels.clone(),
+            annotations: self.annotations.clone(),
+            starts_at: Some(self.starts_at),
+            ends_at: self.ends_at,
+            generator_url: self.generator_url.clone(),
+            external_url: self.external_url.clone(),
+        }
+    }
+}

@@ -116,6 +116,9 @@ mod tests {
     #[test]
     fn reports_duplicates() {
         let inventory = Inventory::new(vec![host("a", None), host("a", None)]);
-        assert_eq!(inventory.problems(), vec![(1, "duplicate host name \"a\"".to_owned())]);
+        assert_eq!(
+            inventory.problems(),
+            vec![(1, "duplicate host name \"a\"".to_owned())]
+        );
     }
 }

@@ -2,9 +2,16 @@
 //! humans paged only when needed. See ARCHITECTURE.md for the map.
 
 pub mod alert;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod http;
 pub mod incident;
 pub mod intake;
 pub mod inventory;
+pub mod metrics;
 pub mod plan;
 pub mod recipe;
+pub mod serve;
 pub mod store;
+pub mod tomlspan;

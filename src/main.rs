@@ -1,1 +1,5 @@
-fn main() {}
+//! The `salve` binary: everything lives in the library; this only hands over.
+
+fn main() -> std::process::ExitCode {
+    salve::cli::main()
+}

@@ -146,7 +146,12 @@ pub struct Plan {
 
 impl Plan {
     /// A plan that acts on nothing (unmatched or refused).
-    pub fn inert(outcome: PlanOutcome, recipe: Option<String>, reason: String, escalate: Vec<String>) -> Plan {
+    pub fn inert(
+        outcome: PlanOutcome,
+        recipe: Option<String>,
+        reason: String,
+        escalate: Vec<String>,
+    ) -> Plan {
         Plan {
             outcome,
             recipe,

@@ -1,1 +1,181 @@
-//! Recipes (placeholder).
+//! Recipes: the operator-written, bounded remediations. Loading and validation (`loader`),
+//! Alertmanager matchers (`matcher`), templating with shell quoting (`template`), the pure
+//! planner (`plan`) and `salve test` fixtures (`fixtures`). Nothing here runs a command,
+//! opens a connection or lets raw alert text into a shell line.
+
+pub mod fixtures;
+pub mod loader;
+pub mod matcher;
+pub mod model;
+pub mod plan;
+pub mod template;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use fixtures::{CaseResult, FixtureReport, run_fixtures};
+pub use loader::{load_dir, load_recipe};
+pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use model::{Breaker, Check, Param, ParamSource, Recipe, Verify};
+pub use plan::PlanContext;
+pub use template::{CommandContext, ShellQuoteError, Templates, shell_quote};
+
+/// One problem in a recipe (or fixture) file, with the 1-based line of the offending key or
+/// value. Displays as `file:line: message`; line 0 means the whole file or directory (it
+/// could not be read) and displays as `file: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(file: &Path, line: usize, message: impl Into<String>) -> Problem {
+        Problem {
+            file: file.to_owned(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+        }
+    }
+}
+
+impl std::error::Error for Problem {}
+
+/// The loaded recipes, in file-name order, with the template engines that render them.
+#[derive(Debug, Default)]
+pub struct RecipeSet {
+    recipes: Vec<Recipe>,
+    templates: Templates,
+}
+
+impl RecipeSet {
+    /// A set from already validated recipes (from [`load_dir`] / [`load_recipe`]), kept in
+    /// the given order, which should be file-name order: ties in priority go to the first.
+    pub fn new(recipes: Vec<Recipe>) -> RecipeSet {
+        RecipeSet {
+            recipes,
+            templates: Templates::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.recipes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.recipes.is_empty()
+    }
+
+    /// Recipe names, in file-name order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.recipes.iter().map(|recipe| recipe.name.as_str())
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Recipe> {
+        self.recipes.iter()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Recipe> {
+        self.recipes.iter().find(|recipe| recipe.name == name)
+    }
+}
+
+impl<'a> IntoIterator for &'a RecipeSet {
+    type Item = &'a Recipe;
+    type IntoIter = std::slice::Iter<'a, Recipe>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.recipes.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::inventory::Inventory;
+    use crate::plan::Mode;
+
+    fn shipped_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes")
+    }
+
+    fn shipped() -> RecipeSet {
+        let channels: BTreeSet<String> = ["oncall-email", "tickets"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        load_dir(&shipped_dir(), &channels).unwrap_or_else(|problems| {
+            panic!(
+                "{}",
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })
+    }
+
+    #[test]
+    fn the_shipped_recipes_load_cleanly() {
+        let set = shipped();
+        assert_eq!(
+            set.names().collect::<Vec<_>>(),
+            ["disk-space", "service-restart"]
+        );
+        assert_eq!(set.len(), 2);
+        assert!(
+            set.iter()
+                .all(|recipe| recipe.sudo && recipe.breaker.is_some() && recipe.verify.is_some())
+        );
+    }
+
+    #[test]
+    fn the_shipped_fixtures_pass() {
+        let set = shipped();
+        let inventory = Inventory::default();
+        let ctx = PlanContext {
+            inventory: &inventory,
+            global_mode: Mode::DryRun,
+            default_escalation: &[],
+        };
+        let report =
+            run_fixtures(&shipped_dir().join("tests"), &set, &ctx).unwrap_or_else(|problems| {
+                panic!(
+                    "{}",
+                    problems
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            });
+        assert!(report.is_success(), "{report}");
+        assert!(report.cases.len() >= 8, "{report}");
+    }
+
+    #[test]
+    fn problems_display_as_file_line_message() {
+        assert_eq!(
+            Problem::new(Path::new("r/a.toml"), 3, "bad").to_string(),
+            "r/a.toml:3: bad"
+        );
+        assert_eq!(
+            Problem::new(Path::new("r"), 0, "missing").to_string(),
+            "r: missing"
+        );
+    }
+}

@@ -54,13 +54,27 @@ pub trait Store: Send + Sync + 'static {
     /// Concurrent callers share commits (group commit). Keyed by
     /// (source, fingerprint, startsAt): a known key updates last-seen, the receive
     /// counter and the alert status, and never creates a second incident.
-    async fn ingest(&self, alerts: Vec<Alert>, received_at: DateTime<Utc>) -> Result<Vec<Ingested>, StoreError>;
+    async fn ingest(
+        &self,
+        alerts: Vec<Alert>,
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<Ingested>, StoreError>;
 
     /// Incidents waiting in `state`, oldest first.
-    async fn incidents_in_state(&self, state: State, limit: usize) -> Result<Vec<Incident>, StoreError>;
+    async fn incidents_in_state(
+        &self,
+        state: State,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError>;
 
     /// Record the plan and move `id` from `from` to `to`, journaling both, atomically.
-    async fn record_plan(&self, id: IncidentId, from: State, to: State, plan: &Plan) -> Result<(), StoreError>;
+    async fn record_plan(
+        &self,
+        id: IncidentId,
+        from: State,
+        to: State,
+        plan: &Plan,
+    ) -> Result<(), StoreError>;
 
     /// Newest first.
     async fn list_incidents(&self, limit: usize) -> Result<Vec<Incident>, StoreError>;

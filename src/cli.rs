@@ -1,0 +1,372 @@
+//! The command line (clap): serve, check, simulate, test, history. Thin: each command
+//! loads what it needs through the library and prints; none of them runs a remediation
+//! except `serve`'s engine.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::alert::Source;
+use crate::config::{self, Loaded, LogFormat};
+use crate::engine::state_for;
+use crate::incident::Incident;
+use crate::intake::{self, Limits};
+use crate::plan::Plan;
+use crate::recipe::{self, PlanContext};
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "salve",
+    version,
+    about = "Self-healing alert receiver: alerts in, bounded remediations out, humans paged only when needed",
+    long_about = "salve receives alerts from Alertmanager, Grafana or any JSON webhook, maps each to a \
+                  recipe (a pre-written, bounded remediation), journals the plan, and (in enforce mode) \
+                  runs it on the target over SSH."
+)]
+pub struct Cli {
+    /// Config file. Default: ./salve.toml when present, else the embedded default
+    /// (SQLite ./salve.db, 127.0.0.1:9095, ./recipes, dry-run).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the webhook receiver and the engine until SIGTERM/SIGINT.
+    Serve {
+        /// Plan and journal every alert, run nothing, whatever config and recipes say.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Validate config, inventory and every recipe; print each problem as file:line: message.
+    Check,
+    /// Print the plan salve would make for a webhook body (any supported source). Runs nothing.
+    Simulate {
+        /// A webhook body as Alertmanager, Grafana or the generic hook would POST it.
+        alert: PathBuf,
+        /// The body's source; detected from its shape when omitted.
+        #[arg(long, value_parser = ["alertmanager", "grafana", "generic"])]
+        source: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run recipe fixtures (DIR/tests/*.toml: alert in, expected plan out), like `promtool test rules`.
+    Test {
+        /// Recipe directory; default: the config's recipes.dir.
+        dir: Option<PathBuf>,
+    },
+    /// Show journaled incidents, newest first.
+    History {
+        /// How many incidents.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Full records (plan and journal events) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config_path = config::resolve_path(cli.config.as_deref());
+    let loaded = match config::load(config_path.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    init_logging(loaded.settings.server.log_format);
+    match cli.command {
+        Command::Serve { dry_run } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(crate::serve::run(loaded, dry_run))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => check(&loaded),
+        Command::Simulate {
+            alert,
+            source,
+            json,
+        } => simulate(&loaded, &alert, source.as_deref(), json),
+        Command::Test { dir } => test(&loaded, dir),
+        Command::History { limit, json } => history(&loaded, limit, json),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+fn load_recipes(
+    loaded: &Loaded,
+    dir: &Path,
+) -> anyhow::Result<Result<recipe::RecipeSet, ExitCode>> {
+    match recipe::load_dir(dir, &loaded.channel_names()) {
+        Ok(recipes) => Ok(Ok(recipes)),
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            Ok(Err(ExitCode::FAILURE))
+        }
+    }
+}
+
+fn check(loaded: &Loaded) -> anyhow::Result<ExitCode> {
+    let dir = &loaded.settings.recipes.dir;
+    let recipes = match load_recipes(loaded, dir)? {
+        Ok(recipes) => recipes,
+        Err(code) => return Ok(code),
+    };
+    println!(
+        "ok: config {}, {} host(s), {} recipe(s) in {}",
+        loaded.origin,
+        loaded.settings.hosts.len(),
+        recipes.len(),
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn simulate(
+    loaded: &Loaded,
+    path: &Path,
+    source: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let recipes = match load_recipes(loaded, &loaded.settings.recipes.dir)? {
+        Ok(recipes) => recipes,
+        Err(code) => return Ok(code),
+    };
+    let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let limits = Limits {
+        max_alerts: loaded.settings.intake.max_alerts,
+        max_labels: loaded.settings.intake.max_labels,
+        max_name_bytes: loaded.settings.intake.max_name_bytes,
+        max_value_bytes: loaded.settings.intake.max_value_bytes,
+    };
+    let parsed = match source.and_then(Source::parse) {
+        Some(source) => intake::parse(source, &body, &limits),
+        None => intake::detect_and_parse(&body, &limits),
+    };
+    let notification = parsed.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let inventory = loaded.inventory();
+    let context = PlanContext {
+        inventory: &inventory,
+        global_mode: loaded.settings.engine.mode,
+        default_escalation: &loaded.settings.escalation.default,
+    };
+    let results: Vec<(crate::alert::Alert, Plan)> = notification
+        .alerts
+        .into_iter()
+        .map(|alert| {
+            let plan = recipes.plan(&alert, &context);
+            (alert, plan)
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if json {
+        let value: Vec<_> = results
+            .iter()
+            .map(|(alert, plan)| serde_json::json!({ "alert": alert, "state": state_for(plan), "plan": plan }))
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "alerts": value }))?;
+        writeln!(out)?;
+    } else {
+        for (alert, plan) in &results {
+            write_plan(
+                &mut out,
+                alert.alertname().unwrap_or("<no alertname>"),
+                plan,
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_plan(out: &mut impl Write, alertname: &str, plan: &Plan) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "alert {alertname}: {} ({})",
+        state_for(plan),
+        plan.outcome.as_str()
+    )?;
+    if let Some(recipe) = &plan.recipe {
+        writeln!(out, "  recipe:   {recipe} (mode {})", plan.mode.as_str())?;
+    }
+    if let Some(reason) = &plan.reason {
+        writeln!(out, "  reason:   {reason}")?;
+    }
+    if let Some(target) = &plan.target {
+        writeln!(
+            out,
+            "  target:   {} ({}:{})",
+            target.name, target.address, target.port
+        )?;
+    }
+    for command in &plan.commands {
+        writeln!(
+            out,
+            "  run:      {}{command}",
+            if plan.sudo { "[sudo] " } else { "" }
+        )?;
+    }
+    if let Some(verify) = &plan.verify {
+        writeln!(
+            out,
+            "  verify:   within {}, every {}",
+            humantime::format_duration(verify.within),
+            humantime::format_duration(verify.interval)
+        )?;
+        for check in &verify.checks {
+            writeln!(
+                out,
+                "    - {}",
+                serde_json::to_string(check).unwrap_or_default()
+            )?;
+        }
+    }
+    if let Some(breaker) = &plan.breaker {
+        writeln!(
+            out,
+            "  breaker:  {} runs in {}",
+            breaker.max_runs,
+            humantime::format_duration(breaker.window)
+        )?;
+    }
+    writeln!(out, "  escalate: {}", plan.escalate.join(", "))?;
+    for attach in &plan.attach {
+        writeln!(out, "  attach:   {attach}")?;
+    }
+    Ok(())
+}
+
+fn test(loaded: &Loaded, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let dir = dir.unwrap_or_else(|| loaded.settings.recipes.dir.clone());
+    let recipes = match load_recipes(loaded, &dir)? {
+        Ok(recipes) => recipes,
+        Err(code) => return Ok(code),
+    };
+    let inventory = loaded.inventory();
+    let context = PlanContext {
+        inventory: &inventory,
+        global_mode: loaded.settings.engine.mode,
+        default_escalation: &loaded.settings.escalation.default,
+    };
+    let report = match recipe::run_fixtures(&dir.join("tests"), &recipes, &context) {
+        Ok(report) => report,
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    print!("{report}");
+    Ok(if report.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn history(loaded: &Loaded, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
+    let url = &loaded.settings.store.url;
+    let store = SqliteStore::open(url).with_context(|| format!("opening store {url}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let incidents = store.list_incidents(limit).await?;
+        let mut out = std::io::stdout().lock();
+        if json {
+            let mut details = Vec::with_capacity(incidents.len());
+            for incident in &incidents {
+                if let Some(detail) = store.incident(incident.id).await? {
+                    details.push(detail);
+                }
+            }
+            serde_json::to_writer_pretty(&mut out, &details)?;
+            writeln!(out)?;
+        } else {
+            write_history(&mut out, &incidents)?;
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_history(out: &mut impl Write, incidents: &[Incident]) -> anyhow::Result<()> {
+    if incidents.is_empty() {
+        writeln!(out, "no incidents")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:>6}  {:<20}  {:<12}  {:<9}  {:<24}  {:<16}  {:<12}  reason",
+        "id", "last seen", "state", "alert", "alertname", "recipe", "target"
+    )?;
+    for incident in incidents {
+        let plan = incident.plan.as_ref();
+        writeln!(
+            out,
+            "{:>6}  {:<20}  {:<12}  {:<9}  {:<24}  {:<16}  {:<12}  {}",
+            incident.id,
+            incident.last_seen.format("%Y-%m-%d %H:%M:%S"),
+            incident.state.as_str(),
+            incident.alert_status.as_str(),
+            truncate(incident.alertname.as_deref().unwrap_or("-"), 24),
+            truncate(plan.and_then(|p| p.recipe.as_deref()).unwrap_or("-"), 16),
+            truncate(
+                plan.and_then(|p| p.target.as_ref())
+                    .map(|t| t.name.as_str())
+                    .unwrap_or("-"),
+                12
+            ),
+            incident.reason.as_deref().unwrap_or(""),
+        )?;
+    }
+    Ok(())
+}
+
+/// Cut for a table column on a character boundary, marking the cut.
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_owned()
+    } else {
+        let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}

@@ -1,0 +1,735 @@
+//! Settings: `salve.toml` (or the embedded default) layered with `SALVE_SECTION__KEY`
+//! environment overrides through the `config` crate. Every struct denies unknown keys;
+//! secrets are `Secret` and never reach `Debug`, logs or output.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+
+use crate::inventory::{Host, Inventory};
+use crate::plan::Mode;
+use crate::tomlspan;
+
+/// The configuration salve runs on when no file is given and `./salve.toml` is absent.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+/// Where the settings came from, for messages.
+pub const EMBEDDED_NAME: &str = "<embedded default>";
+
+/// A secret value: deserialises from a string, prints as `[redacted]`.
+#[derive(Clone)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(SecretString::from(value))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Secret, D::Error> {
+        String::deserialize(deserializer).map(Secret::new)
+    }
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text)
+        .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub intake: IntakeSettings,
+    #[serde(default)]
+    pub store: StoreSettings,
+    #[serde(default)]
+    pub recipes: RecipeSettings,
+    #[serde(default)]
+    pub engine: EngineSettings,
+    #[serde(default)]
+    pub escalation: EscalationSettings,
+    /// The inventory: the only hosts salve may ever touch.
+    #[serde(default)]
+    pub hosts: Vec<Host>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on. Port 0 picks a free port (printed at startup).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest accepted webhook body in bytes; larger bodies get 413.
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: usize,
+    /// `human` or `json` log lines on stderr.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Allow webhooks without credentials on a non-loopback address. Without credentials
+    /// salve only starts on loopback unless this is set.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+    #[serde(default)]
+    pub auth: AuthSettings,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9095".into()
+}
+
+fn default_body_limit() -> usize {
+    1024 * 1024
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: default_listen(),
+            body_limit_bytes: default_body_limit(),
+            log_format: LogFormat::default(),
+            allow_unauthenticated: false,
+            auth: AuthSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// Webhook credentials, as Alertmanager's `http_config` sends them. A request passes
+/// with a matching bearer token OR matching basic credentials.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Bearer token (`Authorization: Bearer …`). Prefer `SALVE_SERVER__AUTH__BEARER_TOKEN`
+    /// or `bearer_token_file` over writing it here.
+    pub bearer_token: Option<Secret>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub basic_username: Option<String>,
+    pub basic_password: Option<Secret>,
+    pub basic_password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeSettings {
+    /// Most alerts accepted in one notification.
+    #[serde(default = "default_max_alerts")]
+    pub max_alerts: usize,
+    /// Most labels (and, separately, annotations) per alert.
+    #[serde(default = "default_max_labels")]
+    pub max_labels: usize,
+    /// Longest label or annotation name, bytes.
+    #[serde(default = "default_max_name_bytes")]
+    pub max_name_bytes: usize,
+    /// Longest label or annotation value, bytes.
+    #[serde(default = "default_max_value_bytes")]
+    pub max_value_bytes: usize,
+    #[serde(default)]
+    pub grafana: GrafanaSettings,
+}
+
+fn default_max_alerts() -> usize {
+    1000
+}
+fn default_max_labels() -> usize {
+    128
+}
+fn default_max_name_bytes() -> usize {
+    256
+}
+fn default_max_value_bytes() -> usize {
+    16 * 1024
+}
+
+impl Default for IntakeSettings {
+    fn default() -> Self {
+        IntakeSettings {
+            max_alerts: default_max_alerts(),
+            max_labels: default_max_labels(),
+            max_name_bytes: default_max_name_bytes(),
+            max_value_bytes: default_max_value_bytes(),
+            grafana: GrafanaSettings::default(),
+        }
+    }
+}
+
+/// Grafana's optional HMAC-SHA256 webhook signature.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrafanaSettings {
+    /// Shared secret; when set, unsigned or badly signed Grafana posts get 401.
+    pub hmac_secret: Option<Secret>,
+    pub hmac_secret_file: Option<PathBuf>,
+    #[serde(default = "default_signature_header")]
+    pub signature_header: String,
+    /// When Grafana is configured with a timestamp header, name it here: the signed
+    /// string becomes `timestamp:body` and stale timestamps are refused.
+    pub timestamp_header: Option<String>,
+    #[serde(default = "default_max_skew", deserialize_with = "de_duration")]
+    pub max_timestamp_skew: Duration,
+}
+
+fn default_signature_header() -> String {
+    "X-Grafana-Alert-Signature".into()
+}
+
+fn default_max_skew() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Default for GrafanaSettings {
+    fn default() -> Self {
+        GrafanaSettings {
+            hmac_secret: None,
+            hmac_secret_file: None,
+            signature_header: default_signature_header(),
+            timestamp_header: None,
+            max_timestamp_skew: default_max_skew(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// `sqlite://PATH` (relative to the working directory) or `sqlite:///abs/path`.
+    #[serde(default = "default_store_url")]
+    pub url: String,
+}
+
+fn default_store_url() -> String {
+    "sqlite://salve.db".into()
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            url: default_store_url(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipeSettings {
+    /// Directory of `*.toml` recipes, relative to the working directory.
+    #[serde(default = "default_recipe_dir")]
+    pub dir: PathBuf,
+}
+
+fn default_recipe_dir() -> PathBuf {
+    PathBuf::from("recipes")
+}
+
+impl Default for RecipeSettings {
+    fn default() -> Self {
+        RecipeSettings {
+            dir: default_recipe_dir(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSettings {
+    /// `dry-run` (default): plan and journal, run nothing. `enforce`: recipes that say
+    /// `mode = "enforce"` act; the others stay dry-run.
+    #[serde(default = "default_mode", deserialize_with = "de_mode")]
+    pub mode: Mode,
+}
+
+fn default_mode() -> Mode {
+    Mode::DryRun
+}
+
+fn de_mode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Mode, D::Error> {
+    match String::deserialize(deserializer)?.as_str() {
+        "enforce" => Ok(Mode::Enforce),
+        "dry-run" => Ok(Mode::DryRun),
+        other => Err(serde::de::Error::custom(format!(
+            "unknown mode {other:?}, expected \"enforce\" or \"dry-run\""
+        ))),
+    }
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            mode: default_mode(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationSettings {
+    /// Route for alerts no recipe handles (unmatched) or that were refused.
+    #[serde(default)]
+    pub default: Vec<String>,
+    #[serde(default)]
+    pub channels: BTreeMap<String, ChannelSettings>,
+}
+
+/// One escalation channel. This release knows `log` (journal and log only); email and
+/// ticket webhooks arrive with the escalation stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ChannelSettings {
+    Log {},
+}
+
+/// A configuration problem, located when it came from a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// Settings with their secrets resolved, ready to run on.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    /// `salve.toml`'s path, or `<embedded default>`.
+    pub origin: String,
+    pub listen: SocketAddr,
+    pub bearer_token: Option<Secret>,
+    pub basic: Option<(String, Secret)>,
+    pub grafana_secret: Option<Secret>,
+}
+
+impl Loaded {
+    pub fn inventory(&self) -> Inventory {
+        Inventory::new(self.settings.hosts.clone())
+    }
+
+    pub fn channel_names(&self) -> BTreeSet<String> {
+        self.settings.escalation.channels.keys().cloned().collect()
+    }
+
+    pub fn auth_configured(&self) -> bool {
+        self.bearer_token.is_some() || self.basic.is_some()
+    }
+}
+
+/// Which file to read: the explicit one, else `./salve.toml` when present, else none
+/// (the embedded default).
+pub fn resolve_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    match explicit {
+        Some(path) => Some(path.to_owned()),
+        None => {
+            let local = PathBuf::from("salve.toml");
+            local.exists().then_some(local)
+        }
+    }
+}
+
+/// Load settings from `path` (or the embedded default) plus the process environment.
+pub fn load(path: Option<&Path>) -> Result<Loaded, Vec<ConfigProblem>> {
+    let env: BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("SALVE_"))
+        .collect();
+    load_with_env(path, env)
+}
+
+/// `load` with an explicit environment, so tests need not touch the process's.
+pub fn load_with_env(
+    path: Option<&Path>,
+    env: BTreeMap<String, String>,
+) -> Result<Loaded, Vec<ConfigProblem>> {
+    let (origin, text) = match path {
+        Some(path) => {
+            let origin = path.display().to_string();
+            match std::fs::read_to_string(path) {
+                Ok(text) => (origin, text),
+                Err(e) => {
+                    return Err(vec![ConfigProblem {
+                        file: origin,
+                        line: None,
+                        message: format!("cannot read: {e}"),
+                    }]);
+                }
+            }
+        }
+        None => (EMBEDDED_NAME.to_owned(), EMBEDDED_DEFAULT.to_owned()),
+    };
+    let problem = |line: Option<usize>, message: String| ConfigProblem {
+        file: origin.clone(),
+        line,
+        message,
+    };
+
+    // First pass on the file alone: toml's own errors carry a position, the config
+    // crate's do not, so a typo is reported as file:line.
+    if let Err(e) = toml::from_str::<Settings>(&text) {
+        let line = e
+            .span()
+            .map(|span| tomlspan::line_of_offset(&text, span.start));
+        return Err(vec![problem(line, e.message().trim().to_owned())]);
+    }
+
+    let layered = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("SALVE")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env.into_iter().collect())),
+        )
+        .build()
+        .and_then(|c| c.try_deserialize::<Settings>());
+    let settings = match layered {
+        Ok(settings) => settings,
+        Err(e) => {
+            return Err(vec![ConfigProblem {
+                file: "environment (SALVE_*)".into(),
+                line: None,
+                message: e.to_string(),
+            }]);
+        }
+    };
+
+    let mut problems = Vec::new();
+    let at = |path: &[&str]| tomlspan::line_of_path(&text, path);
+
+    let listen = match settings.server.listen.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.push(problem(
+                at(&["server", "listen"]),
+                format!(
+                    "server.listen: {:?} is not an IP:port address",
+                    settings.server.listen
+                ),
+            ));
+            None
+        }
+    };
+    if settings.server.body_limit_bytes == 0 {
+        problems.push(problem(
+            at(&["server", "body_limit_bytes"]),
+            "server.body_limit_bytes must be > 0".into(),
+        ));
+    }
+    let auth = &settings.server.auth;
+    let bearer_token = secret_from(
+        "server.auth.bearer_token",
+        auth.bearer_token.clone(),
+        auth.bearer_token_file.as_deref(),
+    )
+    .unwrap_or_else(|message| {
+        problems.push(problem(at(&["server", "auth"]), message));
+        None
+    });
+    let basic_password = secret_from(
+        "server.auth.basic_password",
+        auth.basic_password.clone(),
+        auth.basic_password_file.as_deref(),
+    )
+    .unwrap_or_else(|message| {
+        problems.push(problem(at(&["server", "auth"]), message));
+        None
+    });
+    let basic = match (&auth.basic_username, basic_password) {
+        (Some(user), Some(password)) => Some((user.clone(), password)),
+        (None, None) => None,
+        _ => {
+            problems.push(problem(
+                at(&["server", "auth"]),
+                "server.auth: basic_username and basic_password must be set together".into(),
+            ));
+            None
+        }
+    };
+    if let Some(addr) = listen
+        && bearer_token.is_none()
+        && basic.is_none()
+        && !addr.ip().is_loopback()
+        && !settings.server.allow_unauthenticated
+    {
+        problems.push(problem(
+            at(&["server", "listen"]),
+            format!(
+                "server.listen {addr} is not loopback and no webhook credentials are set: \
+                     configure server.auth, or set server.allow_unauthenticated = true"
+            ),
+        ));
+    }
+    let grafana = &settings.intake.grafana;
+    let grafana_secret = secret_from(
+        "intake.grafana.hmac_secret",
+        grafana.hmac_secret.clone(),
+        grafana.hmac_secret_file.as_deref(),
+    )
+    .unwrap_or_else(|message| {
+        problems.push(problem(at(&["intake", "grafana"]), message));
+        None
+    });
+    let intake = &settings.intake;
+    for (key, value) in [
+        ("max_alerts", intake.max_alerts),
+        ("max_labels", intake.max_labels),
+        ("max_name_bytes", intake.max_name_bytes),
+        ("max_value_bytes", intake.max_value_bytes),
+    ] {
+        if value == 0 {
+            problems.push(problem(
+                at(&["intake", key]),
+                format!("intake.{key} must be > 0"),
+            ));
+        }
+    }
+    if !settings.store.url.starts_with("sqlite://") {
+        problems.push(problem(
+            at(&["store", "url"]),
+            format!(
+                "store.url {:?}: only sqlite://PATH is supported by this build",
+                settings.store.url
+            ),
+        ));
+    }
+    for name in &settings.escalation.default {
+        if !settings.escalation.channels.contains_key(name) {
+            problems.push(problem(
+                at(&["escalation", "default"]),
+                format!("escalation.default names unknown channel {name:?}"),
+            ));
+        }
+    }
+    for (index, message) in Inventory::new(settings.hosts.clone()).problems() {
+        problems.push(problem(
+            at(&["hosts", &index.to_string()]),
+            format!("hosts[{index}]: {message}"),
+        ));
+    }
+
+    match (problems.is_empty(), listen) {
+        (true, Some(listen)) => Ok(Loaded {
+            settings,
+            origin,
+            listen,
+            bearer_token,
+            basic,
+            grafana_secret,
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// A secret given inline or in a file (trailing newline trimmed), not both.
+fn secret_from(
+    name: &str,
+    inline: Option<Secret>,
+    file: Option<&Path>,
+) -> Result<Option<Secret>, String> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(format!("{name} and {name}_file are both set; choose one")),
+        (Some(secret), None) => Ok(Some(secret)),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|text| Some(Secret::new(text.trim_end_matches(['\n', '\r']).to_owned())))
+            .map_err(|e| format!("{name}_file {}: {e}", path.display())),
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Loaded, Vec<ConfigProblem>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("salve.toml");
+        std::fs::write(&path, text).unwrap();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        load_with_env(Some(&path), env).map_err(|problems| {
+            problems
+                .into_iter()
+                .map(|mut p| {
+                    p.file = "salve.toml".into();
+                    p
+                })
+                .collect()
+        })
+    }
+
+    fn messages(problems: Vec<ConfigProblem>) -> Vec<String> {
+        problems.into_iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn embedded_default_is_loopback_dry_run_sqlite() {
+        let loaded = load_with_env(None, BTreeMap::new()).unwrap();
+        assert_eq!(loaded.listen, "127.0.0.1:9095".parse().unwrap());
+        assert_eq!(loaded.settings.store.url, "sqlite://salve.db");
+        assert_eq!(loaded.settings.recipes.dir, PathBuf::from("recipes"));
+        assert_eq!(loaded.settings.engine.mode, Mode::DryRun);
+        assert!(!loaded.auth_configured());
+        assert_eq!(loaded.origin, EMBEDDED_NAME);
+    }
+
+    #[test]
+    fn unknown_key_is_reported_with_its_line() {
+        let problems =
+            load_text("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n", &[]).unwrap_err();
+        let text = messages(problems).join("\n");
+        assert!(
+            text.starts_with("salve.toml:3: unknown field `lisen`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn bad_duration_and_bad_listen_are_located() {
+        let problems = load_text(
+            "[server]\nlisten = \"nowhere\"\n\n[intake.grafana]\nmax_timestamp_skew = \"5 parsecs\"\n",
+            &[],
+        )
+        .unwrap_err();
+        let text = messages(problems).join("\n");
+        assert!(text.starts_with("salve.toml:5: invalid duration"), "{text}");
+        let problems = load_text("[server]\nlisten = \"nowhere\"\n", &[]).unwrap_err();
+        assert_eq!(
+            messages(problems),
+            vec!["salve.toml:2: server.listen: \"nowhere\" is not an IP:port address"]
+        );
+    }
+
+    #[test]
+    fn environment_overrides_file_and_secrets_do_not_print() {
+        let loaded = load_text(
+            "[server]\nlisten = \"127.0.0.1:1\"\n",
+            &[
+                ("SALVE_SERVER__LISTEN", "127.0.0.1:2"),
+                ("SALVE_SERVER__AUTH__BEARER_TOKEN", "hunter2-token"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(loaded.listen.port(), 2);
+        assert_eq!(
+            loaded.bearer_token.as_ref().unwrap().expose(),
+            "hunter2-token"
+        );
+        assert!(!format!("{loaded:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn unknown_environment_key_is_an_error() {
+        let problems = load_text("", &[("SALVE_SERVER__LISTN", "x")]).unwrap_err();
+        assert!(messages(problems)[0].contains("listn"));
+    }
+
+    #[test]
+    fn public_listen_without_credentials_is_refused() {
+        let problems = load_text("[server]\nlisten = \"0.0.0.0:9095\"\n", &[]).unwrap_err();
+        assert!(messages(problems)[0].contains("not loopback"));
+        assert!(
+            load_text(
+                "[server]\nlisten = \"0.0.0.0:9095\"\nallow_unauthenticated = true\n",
+                &[]
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn secret_from_file_and_both_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "from-file\n").unwrap();
+        let text = format!(
+            "[server.auth]\nbearer_token_file = {:?}\n",
+            token.display().to_string()
+        );
+        let loaded = load_text(&text, &[]).unwrap();
+        assert_eq!(loaded.bearer_token.unwrap().expose(), "from-file");
+        let text = format!("{text}bearer_token = \"x\"\n");
+        assert!(messages(load_text(&text, &[]).unwrap_err())[0].contains("both set"));
+    }
+
+    #[test]
+    fn escalation_default_must_name_a_channel_and_hosts_are_checked() {
+        let problems = load_text(
+            "[escalation]\ndefault = [\"pager\"]\n\n[[hosts]]\nname = \"a\"\n\n[[hosts]]\nname = \"a\"\n",
+            &[],
+        )
+        .unwrap_err();
+        let text = messages(problems);
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(
+            text[0].starts_with("salve.toml:2: escalation.default names unknown channel \"pager\"")
+        );
+        assert!(
+            text[1].starts_with("salve.toml:7: hosts[1]: duplicate host name"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn label_keys_keep_their_case() {
+        let loaded = load_text(
+            "[[hosts]]\nname = \"web1\"\nlabels = { Team = \"Core\" }\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            loaded.settings.hosts[0]
+                .labels
+                .get("Team")
+                .map(String::as_str),
+            Some("Core")
+        );
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn shipped_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("salve.example.toml");
+        let loaded =
+            load_with_env(Some(&path), BTreeMap::new()).unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(loaded.settings.hosts.len(), 2);
+        assert!(loaded.channel_names().contains("tickets"));
+    }
+}

@@ -1,0 +1,119 @@
+//! The engine: the only writer of incident state transitions. It claims journaled
+//! incidents and moves them forward; today that is planning (match → params → target →
+//! plan). It never parses webhooks and never answers HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tokio::sync::{Notify, watch};
+
+use crate::incident::State;
+use crate::inventory::Inventory;
+use crate::metrics::Metrics;
+use crate::plan::{Mode, Plan, PlanOutcome};
+use crate::recipe::{PlanContext, RecipeSet};
+use crate::store::{Store, StoreError};
+
+/// How many received incidents one planning pass takes.
+const PLAN_BATCH: usize = 256;
+
+/// Safety net: the engine also looks for work this often without being woken, so an
+/// incident journaled by another process (or before a crash) is never stranded.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    pub recipes: Arc<RecipeSet>,
+    pub inventory: Inventory,
+    pub mode: Mode,
+    pub default_escalation: Vec<String>,
+    pub metrics: Arc<Metrics>,
+    /// Notified by intake after a commit that created incidents.
+    pub wake: Arc<Notify>,
+}
+
+/// The state a plan puts its incident in.
+pub fn state_for(plan: &Plan) -> State {
+    match (plan.outcome, plan.mode) {
+        (PlanOutcome::Unmatched, _) => State::Unmatched,
+        (PlanOutcome::Refused, _) => State::Refused,
+        (PlanOutcome::Planned, Mode::DryRun) => State::DryRun,
+        (PlanOutcome::Planned, Mode::Enforce) => State::Matched,
+    }
+}
+
+impl Engine {
+    /// Run until `shutdown` turns true. Work in flight finishes; nothing is left half
+    /// written because each plan is recorded in one transaction.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(
+            recipes = self.recipes.len(),
+            hosts = self.inventory.hosts().len(),
+            mode = self.mode.as_str(),
+            "engine started"
+        );
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            match self.plan_pending().await {
+                Ok(n) if n == PLAN_BATCH => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "planning pass failed; retrying"),
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        tracing::info!("engine stopped");
+    }
+
+    /// Plan every incident waiting in `received` (one batch); returns how many it took.
+    pub async fn plan_pending(&self) -> Result<usize, StoreError> {
+        let batch = self
+            .store
+            .incidents_in_state(State::Received, PLAN_BATCH)
+            .await?;
+        let context = PlanContext {
+            inventory: &self.inventory,
+            global_mode: self.mode,
+            default_escalation: &self.default_escalation,
+        };
+        let planned: Vec<_> = batch
+            .iter()
+            .map(|incident| {
+                let plan = self.recipes.plan(&incident.to_alert(), &context);
+                (incident, state_for(&plan), plan)
+            })
+            .collect();
+        // Recorded concurrently so the store's group commit takes them in few fsyncs.
+        let results = join_all(planned.iter().map(|(incident, to, plan)| {
+            self.store
+                .record_plan(incident.id, State::Received, *to, plan)
+        }))
+        .await;
+        for ((incident, to, plan), result) in planned.iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    self.metrics.incident_outcome(*to);
+                    tracing::info!(
+                        incident = %incident.id,
+                        alertname = incident.alertname.as_deref().unwrap_or(""),
+                        state = to.as_str(),
+                        recipe = plan.recipe.as_deref().unwrap_or(""),
+                        target = plan.target.as_ref().map(|t| t.name.as_str()).unwrap_or(""),
+                        reason = plan.reason.as_deref().unwrap_or(""),
+                        "incident planned"
+                    );
+                }
+                // Someone else moved it first (another replica): theirs stands.
+                Err(StoreError::StateConflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(batch.len())
+    }
+}

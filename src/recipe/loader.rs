@@ -1,0 +1,939 @@
+//! Loads and validates `recipes/*.toml`, collecting every problem with its file and line.
+//! Reads files, but never renders a template against alert data or runs anything.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeArray, DeTable, DeValue};
+
+use crate::plan::Mode;
+use crate::tomlspan;
+
+use super::matcher::Matcher;
+use super::model::{
+    Breaker, Check, CheckFile, Param, ParamFile, ParamSource, Recipe, RecipeFile, RemediateFile,
+    Verify, VerifyFile,
+};
+use super::template::{TemplateKind, Templates};
+use super::{Problem, RecipeSet};
+
+const DEFAULT_REMEDIATE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_HTTP_STATUS: u16 = 200;
+
+/// Recipe names end up in metrics labels, breaker keys and CLI arguments: keep them plain.
+static RECIPE_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$").expect("static regex"));
+/// Param names are template variables.
+static PARAM_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$").expect("static regex"));
+/// Names a param may not take: they are the other template variables (or minijinja's own).
+const RESERVED_PARAM_NAMES: [&str; 6] = [
+    "target",
+    "target_name",
+    "labels",
+    "annotations",
+    "loop",
+    "self",
+];
+
+/// Loads every `*.toml` file directly in `dir` (not subdirectories, so `recipes/tests/`
+/// fixtures are not mistaken for recipes), in file-name order, and validates each against
+/// the known escalation `channels`. Returns every problem in every file, not only the
+/// first; a missing `dir` is a problem, an empty one is an empty set. Recipe names must be
+/// unique across files.
+pub fn load_dir(dir: &Path, channels: &BTreeSet<String>) -> Result<RecipeSet, Vec<Problem>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => {
+            return Err(vec![Problem::new(
+                dir,
+                0,
+                format!("cannot read recipe directory: {error}"),
+            )]);
+        }
+    };
+    let mut files: Vec<PathBuf> = Vec::new();
+    let mut problems = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(entry) => {
+                let path = entry.path();
+                // `is_file` follows symlinks, so a linked recipe counts and a directory never does.
+                if path.extension().is_some_and(|ext| ext == "toml") && path.is_file() {
+                    files.push(path);
+                }
+            }
+            Err(error) => problems.push(Problem::new(
+                dir,
+                0,
+                format!("cannot list recipe directory: {error}"),
+            )),
+        }
+    }
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+
+    let templates = Templates::new();
+    let mut recipes: Vec<Recipe> = Vec::new();
+    let mut first_file_of_name: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for file in files {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(error) => {
+                problems.push(Problem::new(
+                    &file,
+                    0,
+                    format!("cannot read recipe: {error}"),
+                ));
+                continue;
+            }
+        };
+        match load_recipe(&file, &text, channels, &templates) {
+            Ok(recipe) => {
+                if let Some(first) = first_file_of_name.get(&recipe.name) {
+                    let line = tomlspan::line_of_path(&text, &["name"]).unwrap_or(1);
+                    problems.push(Problem::new(
+                        &file,
+                        line,
+                        format!(
+                            "duplicate recipe name {:?} (also in {})",
+                            recipe.name,
+                            first.display()
+                        ),
+                    ));
+                } else {
+                    first_file_of_name.insert(recipe.name.clone(), file.clone());
+                    recipes.push(recipe);
+                }
+            }
+            Err(mut file_problems) => problems.append(&mut file_problems),
+        }
+    }
+    if problems.is_empty() {
+        Ok(RecipeSet::new(recipes))
+    } else {
+        Err(problems)
+    }
+}
+
+/// Parses and validates one recipe file's `text`; `file` is used for problems and kept in
+/// the recipe. Every problem found is returned (syntax errors first stop the rest, since
+/// nothing else can be trusted then).
+pub fn load_recipe(
+    file: &Path,
+    text: &str,
+    channels: &BTreeSet<String>,
+    templates: &Templates,
+) -> Result<Recipe, Vec<Problem>> {
+    let (root, syntax_errors) = DeTable::parse_recoverable(text);
+    if !syntax_errors.is_empty() {
+        let mut problems: Vec<Problem> = syntax_errors
+            .iter()
+            .map(|error| {
+                let line = tomlspan::line_of_offset(
+                    text,
+                    error.span().map(|span| span.start).unwrap_or(0),
+                );
+                Problem::new(
+                    file,
+                    line,
+                    format!("TOML syntax error: {}", error.message()),
+                )
+            })
+            .collect();
+        // Recovery may report a cascade on one line; the first message per line is the useful one.
+        problems.sort_by_key(|problem| problem.line);
+        problems.dedup_by_key(|problem| problem.line);
+        return Err(problems);
+    }
+    let shape = match deserialize_root(root.clone()) {
+        Ok(shape) => shape,
+        Err(_) => return Err(shape_problems(file, text, &root)),
+    };
+    Validator {
+        file,
+        text,
+        channels,
+        templates,
+        problems: Vec::new(),
+    }
+    .validate(shape)
+}
+
+fn deserialize_root(root: Spanned<DeTable<'_>>) -> Result<RecipeFile, toml::de::Error> {
+    RecipeFile::deserialize(toml::de::Deserializer::from(root))
+}
+
+/// Finds every shape problem (unknown key, wrong type, missing field in a section) by
+/// deserializing each top-level key on its own, each param on its own and each check on its
+/// own: serde stops at the first error, and one typo should not hide the next.
+fn shape_problems<'i>(file: &Path, text: &'i str, root: &Spanned<DeTable<'i>>) -> Vec<Problem> {
+    let span = root.span();
+    let single = |key: &Spanned<toml::de::DeString<'i>>, value: Spanned<DeValue<'i>>| {
+        let mut table = DeTable::new();
+        table.insert(key.clone(), value);
+        Spanned::new(span.clone(), table)
+    };
+    let mut candidates = Vec::new();
+    for (key, value) in root.get_ref().iter() {
+        match (key.get_ref().as_ref(), value.get_ref()) {
+            ("params", DeValue::Table(params)) if !params.is_empty() => {
+                for (param_key, param_value) in params.iter() {
+                    let mut one = DeTable::new();
+                    one.insert(param_key.clone(), param_value.clone());
+                    candidates.push(single(key, Spanned::new(value.span(), DeValue::Table(one))));
+                }
+            }
+            ("verify", DeValue::Table(verify)) => {
+                let checks = verify
+                    .iter()
+                    .find(|(k, _)| k.get_ref() == "checks")
+                    .and_then(|(k, v)| match v.get_ref() {
+                        DeValue::Array(array) if !array.is_empty() => {
+                            Some((k.clone(), v.span(), array.clone()))
+                        }
+                        _ => None,
+                    });
+                match checks {
+                    // One candidate per check, each with the other verify keys alongside.
+                    Some((checks_key, checks_span, array)) => {
+                        for check in array.iter() {
+                            let mut one_check = DeArray::new();
+                            one_check.push(check.clone());
+                            let mut one = verify.clone();
+                            one.insert(
+                                checks_key.clone(),
+                                Spanned::new(checks_span.clone(), DeValue::Array(one_check)),
+                            );
+                            candidates
+                                .push(single(key, Spanned::new(value.span(), DeValue::Table(one))));
+                        }
+                    }
+                    None => candidates.push(single(key, value.clone())),
+                }
+            }
+            _ => candidates.push(single(key, value.clone())),
+        }
+    }
+    let mut problems: Vec<Problem> = Vec::new();
+    for candidate in candidates {
+        if let Err(error) = deserialize_root(candidate) {
+            let line =
+                tomlspan::line_of_offset(text, error.span().map(|span| span.start).unwrap_or(0));
+            let problem = Problem::new(file, line, error.message().to_owned());
+            if !problems.contains(&problem) {
+                problems.push(problem);
+            }
+        }
+    }
+    problems.sort_by_key(|problem| problem.line);
+    problems
+}
+
+/// Parses a duration like `60s`, `10m`, `1h 30m`; zero is refused (a zero timeout or window
+/// would disable the very limit it is meant to set).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => {
+            Err(format!("duration {text:?} must be greater than zero"))
+        }
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(format!(
+            "bad duration {text:?}: {error} (examples: \"5s\", \"10m\", \"1h\")"
+        )),
+    }
+}
+
+/// Semantic validation of one parsed file. Each check records a problem at the line of the
+/// offending key and carries on, so the operator sees everything at once.
+struct Validator<'a> {
+    file: &'a Path,
+    text: &'a str,
+    channels: &'a BTreeSet<String>,
+    templates: &'a Templates,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn report(&mut self, path: &[&str], message: impl Into<String>) {
+        let line = tomlspan::line_of_path(self.text, path).unwrap_or(1);
+        self.problems
+            .push(Problem::new(self.file, line, message.into()));
+    }
+
+    fn duration(&mut self, path: &[&str], text: Option<&str>, default: Duration) -> Duration {
+        match text.map(parse_duration) {
+            None => default,
+            Some(Ok(duration)) => duration,
+            Some(Err(message)) => {
+                self.report(path, format!("{}: {message}", display_path(path)));
+                default
+            }
+        }
+    }
+
+    fn template(
+        &mut self,
+        path: &[&str],
+        kind: TemplateKind,
+        source: &str,
+        params: &BTreeSet<String>,
+    ) {
+        let label = display_path(path);
+        for message in self.templates.check(kind, source, params) {
+            self.report(path, format!("{label}: {message}"));
+        }
+    }
+
+    fn validate(mut self, shape: RecipeFile) -> Result<Recipe, Vec<Problem>> {
+        let name = shape.name.unwrap_or_default();
+        if name.is_empty() {
+            self.report(&["name"], "missing required key `name`");
+        } else if !RECIPE_NAME.is_match(&name) {
+            self.report(
+                &["name"],
+                format!(
+                    "recipe name {name:?} must be 1-64 of A-Z a-z 0-9 . _ - (starting alphanumeric)"
+                ),
+            );
+        }
+
+        let mut matchers = Vec::new();
+        let matcher_texts = shape.matchers.unwrap_or_default();
+        if matcher_texts.is_empty() {
+            self.report(&["match"], "recipe has no matchers: `match` needs at least one (e.g. ['alertname=\"ServiceDown\"'])");
+        }
+        for (index, text) in matcher_texts.iter().enumerate() {
+            match Matcher::parse(text) {
+                Ok(matcher) => matchers.push(matcher),
+                Err(error) => self.report(&["match", &index.to_string()], error.to_string()),
+            }
+        }
+
+        let param_files = shape.params.unwrap_or_default();
+        let declared: BTreeSet<String> = param_files.keys().cloned().collect();
+        let mut params = BTreeMap::new();
+        for (param_name, param_file) in param_files {
+            if let Some(param) = self.param(&param_name, param_file) {
+                params.insert(param_name, param);
+            }
+        }
+
+        let target = shape.target.unwrap_or_default();
+        if target.is_empty() {
+            self.report(
+                &["target"],
+                "missing required key `target` (e.g. \"{{ labels.instance | host }}\")",
+            );
+        } else {
+            self.template(&["target"], TemplateKind::Target, &target, &declared);
+        }
+
+        let (run, timeout) = self.remediate(shape.remediate, &declared);
+        let verify = shape.verify.map(|verify| self.verify(verify, &declared));
+        let breaker = shape.breaker.map(|breaker| Breaker {
+            max_runs: breaker.max_runs,
+            window: self.duration(
+                &["breaker", "window"],
+                Some(&breaker.window),
+                Duration::from_secs(600),
+            ),
+        });
+        if breaker.is_some_and(|breaker| breaker.max_runs == 0) {
+            self.report(
+                &["breaker", "max_runs"],
+                "breaker.max_runs must be at least 1",
+            );
+        }
+
+        let escalate = shape.escalate.unwrap_or_default();
+        for (index, channel) in escalate.to.iter().enumerate() {
+            if !self.channels.contains(channel) {
+                let known = self.channels.iter().cloned().collect::<Vec<_>>().join(", ");
+                self.report(
+                    &["escalate", "to", &index.to_string()],
+                    format!("unknown escalation channel {channel:?} (known: {known})"),
+                );
+            }
+        }
+        for (index, attach) in escalate.attach.iter().enumerate() {
+            self.template(
+                &["escalate", "attach", &index.to_string()],
+                TemplateKind::Command,
+                attach,
+                &declared,
+            );
+        }
+
+        if !self.problems.is_empty() {
+            self.problems.sort_by_key(|problem| problem.line);
+            return Err(self.problems);
+        }
+        Ok(Recipe {
+            name,
+            description: shape.description,
+            file: self.file.to_owned(),
+            matchers,
+            target,
+            mode: shape.mode.unwrap_or(Mode::DryRun),
+            priority: shape.priority.unwrap_or(0),
+            sudo: shape.sudo.unwrap_or(false),
+            idempotent: shape.idempotent.unwrap_or(false),
+            params,
+            run,
+            timeout,
+            verify,
+            breaker,
+            escalate_to: escalate.to,
+            attach: escalate.attach,
+        })
+    }
+
+    fn param(&mut self, name: &str, file: ParamFile) -> Option<Param> {
+        let problems_before = self.problems.len();
+        if !PARAM_NAME.is_match(name) || RESERVED_PARAM_NAMES.contains(&name) {
+            self.report(
+                &["params", name],
+                format!(
+                    "param name {name:?} must be an identifier ([A-Za-z_][A-Za-z0-9_]*) and not one of {}",
+                    RESERVED_PARAM_NAMES.join(", ")
+                ),
+            );
+        }
+        let source = if let Some(key) = file
+            .from
+            .strip_prefix("labels.")
+            .filter(|key| !key.is_empty())
+        {
+            Some(ParamSource::Label(key.to_owned()))
+        } else if let Some(key) = file
+            .from
+            .strip_prefix("annotations.")
+            .filter(|key| !key.is_empty())
+        {
+            Some(ParamSource::Annotation(key.to_owned()))
+        } else {
+            self.report(
+                &["params", name, "from"],
+                format!(
+                    "params.{name}.from {:?} must be \"labels.NAME\" or \"annotations.NAME\"",
+                    file.from
+                ),
+            );
+            None
+        };
+        let pattern = match Regex::new(&format!("^(?:{})$", file.pattern)) {
+            Ok(pattern) => Some(pattern),
+            Err(error) => {
+                let reason = error
+                    .to_string()
+                    .lines()
+                    .map(str::trim)
+                    .rfind(|l| l.starts_with("error:"))
+                    .map(str::to_owned);
+                self.report(
+                    &["params", name, "pattern"],
+                    format!(
+                        "params.{name}.pattern is not a valid regex: {}",
+                        reason.unwrap_or_else(|| error.to_string())
+                    ),
+                );
+                None
+            }
+        };
+        if let (Some(pattern), Some(default)) = (&pattern, &file.default)
+            && !pattern.is_match(default)
+        {
+            self.report(
+                &["params", name, "default"],
+                format!(
+                    "params.{name}.default {default:?} does not match its own pattern {:?}",
+                    file.pattern
+                ),
+            );
+        }
+        if self.problems.len() != problems_before {
+            return None;
+        }
+        Some(Param {
+            name: name.to_owned(),
+            source: source?,
+            pattern_text: file.pattern,
+            pattern: pattern?,
+            default: file.default,
+        })
+    }
+
+    fn remediate(
+        &mut self,
+        remediate: Option<RemediateFile>,
+        declared: &BTreeSet<String>,
+    ) -> (Vec<String>, Duration) {
+        let Some(remediate) = remediate else {
+            self.report(
+                &["remediate"],
+                "missing required table [remediate] with `run = [...]`",
+            );
+            return (Vec::new(), DEFAULT_REMEDIATE_TIMEOUT);
+        };
+        if remediate.run.is_empty() {
+            self.report(
+                &["remediate", "run"],
+                "remediate.run is empty: a recipe must run at least one command",
+            );
+        }
+        for (index, command) in remediate.run.iter().enumerate() {
+            self.template(
+                &["remediate", "run", &index.to_string()],
+                TemplateKind::Command,
+                command,
+                declared,
+            );
+        }
+        let timeout = self.duration(
+            &["remediate", "timeout"],
+            remediate.timeout.as_deref(),
+            DEFAULT_REMEDIATE_TIMEOUT,
+        );
+        (remediate.run, timeout)
+    }
+
+    fn verify(&mut self, verify: VerifyFile, declared: &BTreeSet<String>) -> Verify {
+        let fallback = Duration::from_secs(1);
+        let within = self.duration(&["verify", "within"], Some(&verify.within), fallback);
+        let interval = self.duration(&["verify", "interval"], Some(&verify.interval), fallback);
+        if within < interval {
+            self.report(
+                &["verify", "within"],
+                format!(
+                    "verify.within ({}) is shorter than verify.interval ({})",
+                    verify.within, verify.interval
+                ),
+            );
+        }
+        if verify.checks.is_empty() {
+            self.report(
+                &["verify", "checks"],
+                "verify.checks is empty: add a check or remove [verify]",
+            );
+        }
+        let checks = verify
+            .checks
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, check)| self.check(index, check, declared))
+            .collect();
+        Verify {
+            within,
+            interval,
+            checks,
+        }
+    }
+
+    fn check(
+        &mut self,
+        index: usize,
+        check: CheckFile,
+        declared: &BTreeSet<String>,
+    ) -> Option<Check> {
+        let index_text = index.to_string();
+        let at = |key: &'static str| ["verify", "checks", index_text.as_str(), key];
+        match (check.command, check.http) {
+            (Some(command), None) => {
+                let http_only = [
+                    ("status", check.status.is_some()),
+                    ("body_contains", check.body_contains.is_some()),
+                    ("timeout", check.timeout.is_some()),
+                    ("tls_verify", check.tls_verify.is_some()),
+                ];
+                for (key, _) in http_only.iter().filter(|(_, present)| *present) {
+                    self.report(
+                        &at(key),
+                        format!("verify.checks[{index}]: `{key}` only applies to http checks"),
+                    );
+                }
+                if let (Some(below), Some(above)) = (check.below, check.above)
+                    && below <= above
+                {
+                    self.report(
+                        &at("below"),
+                        format!(
+                            "verify.checks[{index}]: below ({below}) must be greater than above ({above}), \
+                             or no value can pass"
+                        ),
+                    );
+                }
+                self.template(&at("command"), TemplateKind::Command, &command, declared);
+                Some(Check::Command {
+                    command,
+                    below: check.below,
+                    above: check.above,
+                })
+            }
+            (None, Some(url)) => {
+                for (key, _) in [
+                    ("below", check.below.is_some()),
+                    ("above", check.above.is_some()),
+                ]
+                .iter()
+                .filter(|(_, present)| *present)
+                {
+                    self.report(
+                        &at(key),
+                        format!("verify.checks[{index}]: `{key}` only applies to command checks"),
+                    );
+                }
+                let status = check.status.unwrap_or(DEFAULT_HTTP_STATUS);
+                if !(100..=599).contains(&status) {
+                    self.report(
+                        &at("status"),
+                        format!("verify.checks[{index}].status {status} is not an HTTP status"),
+                    );
+                }
+                let timeout = self.duration(
+                    &at("timeout"),
+                    check.timeout.as_deref(),
+                    DEFAULT_HTTP_TIMEOUT,
+                );
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    self.report(
+                        &at("http"),
+                        format!("verify.checks[{index}].http must start with http:// or https://"),
+                    );
+                }
+                self.template(&at("http"), TemplateKind::Url, &url, declared);
+                Some(Check::Http {
+                    url,
+                    status,
+                    body_contains: check.body_contains,
+                    timeout,
+                    tls_verify: check.tls_verify.unwrap_or(true),
+                })
+            }
+            (Some(_), Some(_)) => {
+                self.report(
+                    &at("http"),
+                    format!(
+                        "verify.checks[{index}] has both `command` and `http`; use one per check"
+                    ),
+                );
+                None
+            }
+            (None, None) => {
+                self.report(
+                    &at(""),
+                    format!("verify.checks[{index}] needs `command` or `http`"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// `["remediate", "run", "0"]` → `remediate.run[0]`, as the operator would name it.
+fn display_path(path: &[&str]) -> String {
+    let mut text = String::new();
+    for segment in path {
+        if segment.bytes().all(|b| b.is_ascii_digit()) && !segment.is_empty() {
+            text.push_str(&format!("[{segment}]"));
+        } else {
+            if !text.is_empty() {
+                text.push('.');
+            }
+            text.push_str(segment);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channels() -> BTreeSet<String> {
+        ["oncall-email", "tickets"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Writes `files` into a temporary recipe directory and loads it.
+    fn load(files: &[(&str, &str)]) -> (tempfile::TempDir, Result<RecipeSet, Vec<Problem>>) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let result = load_dir(dir.path(), &channels());
+        (dir, result)
+    }
+
+    /// Loads one file and returns its problems as `line: message`.
+    fn problems_of(text: &str) -> Vec<String> {
+        let (_dir, result) = load(&[("r.toml", text)]);
+        match result {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems
+                .iter()
+                .map(|p| format!("{}: {}", p.line, p.message))
+                .collect(),
+        }
+    }
+
+    /// `expected` are `(line, fragment)` pairs, one per problem, in line order.
+    fn check(text: &str, expected: &[(usize, &str)]) {
+        let problems = problems_of(text);
+        assert_eq!(problems.len(), expected.len(), "problems: {problems:#?}");
+        for (problem, (line, fragment)) in problems.iter().zip(expected) {
+            assert!(
+                problem.starts_with(&format!("{line}: ")),
+                "{problem:?} is not on line {line}"
+            );
+            assert!(problem.contains(fragment), "{problem:?} lacks {fragment:?}");
+        }
+    }
+
+    const GOOD: &str = r#"name = "svc"
+match = ['alertname="ServiceDown"']
+target = "{{ labels.instance | host }}"
+
+[params.service]
+from = "labels.service"
+pattern = '[a-z]+'
+
+[remediate]
+run = ["systemctl restart {{ service }}"]
+"#;
+
+    #[test]
+    fn a_good_recipe_loads_with_defaults() {
+        let (_dir, result) = load(&[("svc.toml", GOOD)]);
+        let set = result.unwrap();
+        let recipe = set.get("svc").unwrap();
+        assert_eq!(recipe.mode, Mode::DryRun);
+        assert_eq!(recipe.priority, 0);
+        assert!(!recipe.sudo && !recipe.idempotent);
+        assert_eq!(recipe.timeout, Duration::from_secs(60));
+        assert!(recipe.verify.is_none() && recipe.breaker.is_none());
+    }
+
+    #[test]
+    fn syntax_errors_have_lines() {
+        check(
+            "name = \"x\"\nmatch = [\n'a=\"b\"'\ntarget = = 3\n",
+            &[(4, "TOML syntax error")],
+        );
+    }
+
+    #[test]
+    fn every_shape_problem_is_reported() {
+        let text = format!(
+            "{GOOD}timeout = \"5s\"\ntiemout = 3\n\n[verify]\nwithin = \"60s\"\ninterval = \"5s\"\nchecks = [\n  {{ command = \"true\", bellow = 3 }},\n  {{ http = \"http://x/\", status = \"200\" }},\n]\n"
+        );
+        check(
+            &text,
+            &[
+                (12, "unknown field `tiemout`"),
+                (18, "unknown field `bellow`"),
+                (19, "invalid type: string \"200\""),
+            ],
+        );
+        check(
+            &GOOD.replace("name = \"svc\"", "name = 7\npriority = \"high\""),
+            &[(1, "invalid type"), (2, "invalid type")],
+        );
+        check(
+            &GOOD.replace("from =", "form ="),
+            &[(6, "unknown field `form`")],
+        );
+        // A top-level key written after [remediate] belongs to [remediate]: a classic TOML trap.
+        check(
+            &format!("{GOOD}\nmode = \"enforce\""),
+            &[(12, "unknown field `mode`")],
+        );
+        check(
+            &GOOD.replace("name = \"svc\"", "name = \"svc\"\nmode = \"enforced\""),
+            &[(2, "unknown variant `enforced`")],
+        );
+        check(
+            &GOOD.replace("pattern = '[a-z]+'\n", ""),
+            &[(5, "missing field `pattern`")],
+        );
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_at_its_line() {
+        let text = r#"name = "bad name!"
+match = ['alertname=="x"', 'job=~"("', 'ok="1"']
+target = "{{ labels.instance | hots }}"
+
+[params.service]
+from = "label.service"
+pattern = '[a-z'
+
+[params.port]
+from = "labels.port"
+pattern = '[0-9]+'
+default = "http"
+
+[remediate]
+run = ["systemctl restart {{ servce }}", "echo '{{ port }}'", "echo {{ labels.x }}"]
+timeout = "sixty"
+
+[verify]
+within = "5s"
+interval = "10s"
+checks = [
+  { command = "true", status = 200 },
+  { http = "ftp://{{ target }}/" },
+  { command = "a", http = "http://b/" },
+]
+
+[breaker]
+max_runs = 0
+window = "0s"
+
+[escalate]
+to = ["oncall-email", "pager"]
+attach = ["journalctl -u {{ service }}"]
+"#;
+        check(
+            text,
+            &[
+                (1, "recipe name \"bad name!\""),
+                (2, "unescaped double quote"),
+                (2, "invalid regex"),
+                (
+                    3,
+                    "target: template does not render: unknown filter: filter hots is unknown",
+                ),
+                (6, "must be \"labels.NAME\" or \"annotations.NAME\""),
+                (7, "not a valid regex"),
+                (12, "default \"http\" does not match its own pattern"),
+                (
+                    15,
+                    "remediate.run[0]: template uses unknown variable `servce`",
+                ),
+                (15, "remediate.run[1]: a `{{ … }}` is inside shell quotes"),
+                (15, "remediate.run[2]: template uses `labels`"),
+                (16, "bad duration \"sixty\""),
+                (
+                    19,
+                    "verify.within (5s) is shorter than verify.interval (10s)",
+                ),
+                (22, "`status` only applies to http checks"),
+                (23, "must start with http:// or https://"),
+                (24, "has both `command` and `http`"),
+                (28, "max_runs must be at least 1"),
+                (29, "must be greater than zero"),
+                (
+                    32,
+                    "unknown escalation channel \"pager\" (known: oncall-email, tickets)",
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn missing_required_parts_are_reported() {
+        check(
+            "description = \"x\"\n",
+            &[
+                (1, "`name`"),
+                (1, "no matchers"),
+                (1, "`target`"),
+                (1, "[remediate]"),
+            ],
+        );
+        check(
+            &GOOD.replace("run = [\"systemctl restart {{ service }}\"]", "run = []"),
+            &[(10, "remediate.run is empty")],
+        );
+        check(
+            &GOOD.replace("['alertname=\"ServiceDown\"']", "[]"),
+            &[(2, "no matchers")],
+        );
+        check(
+            &GOOD.replace("from = \"labels.service\"", "from = \"labels.\""),
+            &[(6, "must be \"labels.NAME\"")],
+        );
+        check(
+            &GOOD
+                .replace("[params.service]", "[params.target]")
+                .replace("{{ service }}", "x"),
+            &[(5, "param name \"target\"")],
+        );
+    }
+
+    #[test]
+    fn duplicate_names_across_files_point_at_the_later_file() {
+        let (dir, result) = load(&[("a.toml", GOOD), ("b.toml", GOOD)]);
+        let problems = result.unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(
+            problems[0].to_string(),
+            format!(
+                "{}:1: duplicate recipe name \"svc\" (also in {})",
+                dir.path().join("b.toml").display(),
+                dir.path().join("a.toml").display()
+            )
+        );
+    }
+
+    #[test]
+    fn directories_missing_empty_and_with_subdirectories() {
+        let missing = load_dir(Path::new("/nonexistent/salve/recipes"), &channels()).unwrap_err();
+        assert_eq!(missing.len(), 1);
+        assert!(
+            missing[0]
+                .to_string()
+                .starts_with("/nonexistent/salve/recipes: cannot read recipe directory")
+        );
+
+        let (_dir, empty) = load(&[]);
+        assert!(empty.unwrap().is_empty());
+
+        // Fixtures live in a subdirectory and other extensions are ignored.
+        let (dir, _) = load(&[
+            ("b.toml", &GOOD.replace("svc", "second")),
+            ("a.toml", GOOD),
+            ("notes.md", "x"),
+        ]);
+        std::fs::create_dir(dir.path().join("tests")).unwrap();
+        std::fs::write(dir.path().join("tests/x.toml"), "[[case]]\n").unwrap();
+        let set = load_dir(dir.path(), &channels()).unwrap();
+        assert_eq!(set.names().collect::<Vec<_>>(), ["svc", "second"]);
+    }
+
+    #[test]
+    fn the_broken_recipe_directory_reports_each_mistake() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/broken-recipes");
+        let problems = load_dir(&dir, &channels()).unwrap_err();
+        let lines: Vec<String> = problems
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}:{}",
+                    p.file.file_name().unwrap().to_string_lossy(),
+                    p.line
+                )
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "a-unknown-key.toml:12",
+                "b-bad-matcher.toml:3",
+                "c-bad-regex.toml:8",
+                "d-unknown-param.toml:11",
+                "e-unknown-channel.toml:15",
+                "f-bad-duration.toml:12",
+            ],
+            "{problems:#?}"
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! The recipe file format (serde shapes, every table denying unknown keys) and the validated
+//! `Recipe` the loader builds from it. Shapes only: no validation logic and no I/O here.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::plan::Mode;
+
+use super::matcher::Matcher;
+
+// ---------------------------------------------------------------------------------------
+// File shapes. Top-level fields are all optional so that each top-level key can be
+// deserialized on its own (the loader does that to report every shape problem, not only the
+// first); required keys are enforced by the loader with their own messages.
+// ---------------------------------------------------------------------------------------
+
+/// One `recipes/*.toml` file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RecipeFile {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    #[serde(rename = "match")]
+    pub matchers: Option<Vec<String>>,
+    pub target: Option<String>,
+    pub mode: Option<Mode>,
+    pub priority: Option<i64>,
+    pub sudo: Option<bool>,
+    pub idempotent: Option<bool>,
+    pub params: Option<BTreeMap<String, ParamFile>>,
+    pub remediate: Option<RemediateFile>,
+    pub verify: Option<VerifyFile>,
+    pub breaker: Option<BreakerFile>,
+    pub escalate: Option<EscalateFile>,
+}
+
+/// `[params.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ParamFile {
+    pub from: String,
+    pub pattern: String,
+    pub default: Option<String>,
+}
+
+/// `[remediate]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RemediateFile {
+    pub run: Vec<String>,
+    pub timeout: Option<String>,
+}
+
+/// `[verify]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VerifyFile {
+    pub within: String,
+    pub interval: String,
+    pub checks: Vec<CheckFile>,
+}
+
+/// One entry of `verify.checks`: either `command` (with `below`/`above`) or `http` (with
+/// `status`, `body_contains`, `timeout`, `tls_verify`). One flat shape rather than an
+/// untagged enum, because serde's untagged errors ("did not match any variant") do not say
+/// which key is wrong; the loader checks the combination itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CheckFile {
+    pub command: Option<String>,
+    pub below: Option<f64>,
+    pub above: Option<f64>,
+    pub http: Option<String>,
+    pub status: Option<u16>,
+    pub body_contains: Option<String>,
+    pub timeout: Option<String>,
+    pub tls_verify: Option<bool>,
+}
+
+/// `[breaker]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BreakerFile {
+    pub max_runs: u32,
+    pub window: String,
+}
+
+/// `[escalate]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EscalateFile {
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub attach: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Validated recipe: built only by the loader, so every field holds a checked value.
+// ---------------------------------------------------------------------------------------
+
+/// Where a param's value comes from in the alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamSource {
+    Label(String),
+    Annotation(String),
+}
+
+impl ParamSource {
+    /// `"label"` or `"annotation"`, for reasons a human reads.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ParamSource::Label(_) => "label",
+            ParamSource::Annotation(_) => "annotation",
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        match self {
+            ParamSource::Label(key) | ParamSource::Annotation(key) => key,
+        }
+    }
+}
+
+/// A declared param: alert data that may reach a command, after it fully matched `pattern`.
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: String,
+    pub source: ParamSource,
+    /// The pattern as written (for messages).
+    pub pattern_text: String,
+    /// The pattern anchored as `^(?:pattern)$`: a partial match never passes.
+    pub pattern: Regex,
+    /// Used when the label/annotation is missing or empty; already checked against `pattern`.
+    pub default: Option<String>,
+}
+
+/// A verification check; its text fields are templates, rendered by the planner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    Command {
+        command: String,
+        below: Option<f64>,
+        above: Option<f64>,
+    },
+    Http {
+        url: String,
+        status: u16,
+        body_contains: Option<String>,
+        timeout: Duration,
+        tls_verify: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verify {
+    pub within: Duration,
+    pub interval: Duration,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Breaker {
+    pub max_runs: u32,
+    pub window: Duration,
+}
+
+/// One validated recipe. Template fields hold template source that already parsed and names
+/// only allowed variables; the planner renders them.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub name: String,
+    pub description: Option<String>,
+    /// The file it was loaded from (ties between equal priorities go by file name).
+    pub file: PathBuf,
+    pub matchers: Vec<Matcher>,
+    pub target: String,
+    /// What the recipe asks for; the plan enforces only if the global mode agrees.
+    pub mode: Mode,
+    pub priority: i64,
+    pub sudo: bool,
+    pub idempotent: bool,
+    /// Declared params, by name.
+    pub params: BTreeMap<String, Param>,
+    pub run: Vec<String>,
+    pub timeout: Duration,
+    pub verify: Option<Verify>,
+    pub breaker: Option<Breaker>,
+    /// Channel names; empty means the configured default escalation route.
+    pub escalate_to: Vec<String>,
+    pub attach: Vec<String>,
+}
+
+impl Recipe {
+    /// Whether every matcher matches (AND); a recipe always has at least one.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.matchers.iter().all(|matcher| matcher.matches(labels))
+    }
+}

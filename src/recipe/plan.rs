@@ -1,0 +1,609 @@
+//! The planner: one alert in, one `Plan` out (which recipe, which host, the exact commands).
+//! Pure: it never runs, connects to or resolves anything outside the given inventory.
+
+use std::collections::BTreeMap;
+
+use crate::alert::Alert;
+use crate::inventory::Inventory;
+use crate::plan::{Mode, Plan, PlanOutcome, PlannedBreaker, PlannedCheck, PlannedVerify};
+
+use super::RecipeSet;
+use super::model::{Check, ParamSource, Recipe};
+use super::template::CommandContext;
+
+/// Longest alert value quoted back in a reason; alert text is untrusted and may be huge.
+const MAX_QUOTED_VALUE: usize = 100;
+
+/// What the planner needs besides the alert and the recipes.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanContext<'a> {
+    /// The allow-list; a rendered target must resolve here.
+    pub inventory: &'a Inventory,
+    /// The global switch: a plan enforces only when this AND the recipe say `enforce`.
+    pub global_mode: Mode,
+    /// Channels for unmatched alerts and for recipes without `escalate.to`.
+    pub default_escalation: &'a [String],
+}
+
+/// `{:?}` of at most [`MAX_QUOTED_VALUE`] characters: escaped (no raw newlines or control
+/// characters reach a log line or an email subject) and bounded.
+fn quoted(value: &str) -> String {
+    if value.chars().count() <= MAX_QUOTED_VALUE {
+        format!("{value:?}")
+    } else {
+        let head: String = value.chars().take(MAX_QUOTED_VALUE).collect();
+        format!("{head:?}… ({} characters)", value.chars().count())
+    }
+}
+
+impl RecipeSet {
+    /// Plans what to do for `alert`.
+    ///
+    /// **Which recipe wins:** every recipe whose matchers all match the alert's labels is a
+    /// candidate; the one with the highest `priority` wins, and among equal priorities the
+    /// one whose file name sorts first. The plan's `reason` then names the other candidates
+    /// (`"also matched: a, b"`) so an overlap is visible in `simulate` and history.
+    ///
+    /// Outcomes: `unmatched` when no recipe matches (escalated to the default route);
+    /// `refused` when the winner cannot act safely — a param is missing without a default or
+    /// fails its pattern, the target does not render or is not in the inventory, or a
+    /// template fails to render — escalated to the recipe's channels (or the default route);
+    /// otherwise `planned`, with every template rendered and `mode` = enforce only if both
+    /// the recipe and `ctx.global_mode` say enforce. A refused winner does not fall through
+    /// to the next candidate: the most specific recipe's refusal is what a human must see.
+    pub fn plan(&self, alert: &Alert, ctx: &PlanContext) -> Plan {
+        let candidates: Vec<&Recipe> = self
+            .recipes
+            .iter()
+            .filter(|recipe| recipe.matches(&alert.labels))
+            .collect();
+        // `max_by_key` returns the last maximum; iterate in reverse file order so ties go to
+        // the first file name.
+        let Some(winner) = candidates
+            .iter()
+            .rev()
+            .max_by_key(|recipe| recipe.priority)
+            .copied()
+        else {
+            let alertname = alert
+                .alertname()
+                .map(quoted)
+                .unwrap_or_else(|| "(none)".to_owned());
+            return Plan::inert(
+                PlanOutcome::Unmatched,
+                None,
+                format!("no recipe matched alertname={alertname}"),
+                ctx.default_escalation.to_vec(),
+            );
+        };
+        let others: Vec<&str> = candidates
+            .iter()
+            .filter(|recipe| recipe.name != winner.name)
+            .map(|recipe| recipe.name.as_str())
+            .collect();
+        let escalate = if winner.escalate_to.is_empty() {
+            ctx.default_escalation.to_vec()
+        } else {
+            winner.escalate_to.clone()
+        };
+        let refuse = |reason: String| {
+            Plan::inert(
+                PlanOutcome::Refused,
+                Some(winner.name.clone()),
+                reason,
+                escalate.clone(),
+            )
+        };
+
+        let params = match resolve_params(winner, alert) {
+            Ok(params) => params,
+            Err(reason) => return refuse(reason),
+        };
+        let rendered_target =
+            match self
+                .templates
+                .render_target(&winner.target, &alert.labels, &alert.annotations)
+            {
+                Ok(target) => target,
+                Err(error) => return refuse(format!("target: template failed: {error}")),
+            };
+        let Some(host) = ctx.inventory.resolve(&rendered_target) else {
+            return refuse(format!(
+                "target {} is not in the inventory",
+                quoted(&rendered_target)
+            ));
+        };
+        let context = CommandContext {
+            params: params.clone(),
+            target: host.address().to_owned(),
+            target_name: host.name.clone(),
+        };
+
+        let render_all = |what: &str, sources: &[String]| -> Result<Vec<String>, String> {
+            sources
+                .iter()
+                .enumerate()
+                .map(|(index, source)| {
+                    self.templates
+                        .render_command(source, &context)
+                        .map_err(|error| format!("{what}[{index}]: {error}"))
+                })
+                .collect()
+        };
+        let commands = match render_all("remediate.run", &winner.run) {
+            Ok(commands) => commands,
+            Err(reason) => return refuse(reason),
+        };
+        let attach = match render_all("escalate.attach", &winner.attach) {
+            Ok(attach) => attach,
+            Err(reason) => return refuse(reason),
+        };
+        let verify = match &winner.verify {
+            None => None,
+            Some(verify) => {
+                let mut checks = Vec::with_capacity(verify.checks.len());
+                for (index, check) in verify.checks.iter().enumerate() {
+                    match self.render_check(check, &context) {
+                        Ok(check) => checks.push(check),
+                        Err(error) => return refuse(format!("verify.checks[{index}]: {error}")),
+                    }
+                }
+                Some(PlannedVerify {
+                    within: verify.within,
+                    interval: verify.interval,
+                    checks,
+                })
+            }
+        };
+
+        let mode = if winner.mode == Mode::Enforce && ctx.global_mode == Mode::Enforce {
+            Mode::Enforce
+        } else {
+            Mode::DryRun
+        };
+        Plan {
+            outcome: PlanOutcome::Planned,
+            recipe: Some(winner.name.clone()),
+            reason: (!others.is_empty()).then(|| format!("also matched: {}", others.join(", "))),
+            mode,
+            target: Some(host.planned_target()),
+            params,
+            sudo: winner.sudo,
+            commands,
+            command_timeout: winner.timeout,
+            verify,
+            breaker: winner.breaker.map(|breaker| PlannedBreaker {
+                max_runs: breaker.max_runs,
+                window: breaker.window,
+            }),
+            escalate,
+            attach,
+        }
+    }
+
+    fn render_check(
+        &self,
+        check: &Check,
+        context: &CommandContext,
+    ) -> Result<PlannedCheck, String> {
+        Ok(match check {
+            Check::Command {
+                command,
+                below,
+                above,
+            } => PlannedCheck::Command {
+                command: self
+                    .templates
+                    .render_command(command, context)
+                    .map_err(|error| error.to_string())?,
+                below: *below,
+                above: *above,
+            },
+            Check::Http {
+                url,
+                status,
+                body_contains,
+                timeout,
+                tls_verify,
+            } => PlannedCheck::Http {
+                url: self
+                    .templates
+                    .render_url(url, context)
+                    .map_err(|error| error.to_string())?,
+                status: *status,
+                body_contains: body_contains.clone(),
+                timeout: *timeout,
+                tls_verify: *tls_verify,
+            },
+        })
+    }
+}
+
+/// Every declared param's value, validated. A missing or empty label/annotation takes the
+/// default (empty counts as missing, as it does for matchers); a present value must fully
+/// match the param's pattern. The error is the reason a human reads.
+fn resolve_params(recipe: &Recipe, alert: &Alert) -> Result<BTreeMap<String, String>, String> {
+    let mut values = BTreeMap::new();
+    for param in recipe.params.values() {
+        let source_map = match &param.source {
+            ParamSource::Label(_) => &alert.labels,
+            ParamSource::Annotation(_) => &alert.annotations,
+        };
+        let value = match source_map
+            .get(param.source.key())
+            .filter(|value| !value.is_empty())
+        {
+            Some(value) => {
+                if !param.pattern.is_match(value) {
+                    return Err(format!(
+                        "param {}: value {} does not match pattern {:?}",
+                        param.name,
+                        quoted(value),
+                        param.pattern_text
+                    ));
+                }
+                value.clone()
+            }
+            None => match &param.default {
+                Some(default) => default.clone(),
+                None => {
+                    return Err(format!(
+                        "param {}: {} {:?} is missing and has no default",
+                        param.name,
+                        param.source.kind(),
+                        param.source.key()
+                    ));
+                }
+            },
+        };
+        values.insert(param.name.clone(), value);
+    }
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::alert::{AlertStatus, Fingerprint, Source};
+    use crate::inventory::Host;
+    use crate::recipe::loader::load_recipe;
+    use crate::recipe::template::Templates;
+
+    fn recipe(file: &str, text: &str) -> Recipe {
+        let channels: BTreeSet<String> = ["oncall-email", "tickets"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        load_recipe(Path::new(file), text, &channels, &Templates::new())
+            .unwrap_or_else(|p| panic!("{p:#?}"))
+    }
+
+    /// A small recipe; `extra` is appended at top level (before any table).
+    fn simple(name: &str, matcher: &str, extra: &str) -> String {
+        format!(
+            r#"name = "{name}"
+match = ['{matcher}']
+target = "{{{{ labels.instance | host }}}}"
+{extra}
+
+[params.service]
+from = "labels.service"
+pattern = '[a-z][a-z0-9-]*'
+
+[params.note]
+from = "annotations.note"
+pattern = '(?s).*'
+default = "none"
+
+[remediate]
+run = ["systemctl restart {{{{ service }}}}", "logger {{{{ note }}}} {{{{ target_name }}}}"]
+timeout = "30s"
+
+[verify]
+within = "20s"
+interval = "2s"
+checks = [
+  {{ command = "systemctl is-active {{{{ service }}}}", below = 1 }},
+  {{ http = "http://{{{{ target }}}}:8080/s/{{{{ service }}}}" }},
+]
+
+[breaker]
+max_runs = 2
+window = "5m"
+"#
+        )
+    }
+
+    fn alert(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Alert {
+        let to_map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let labels = to_map(labels);
+        Alert {
+            source: Source::Generic,
+            fingerprint: Fingerprint::of_labels(&labels),
+            status: AlertStatus::Firing,
+            labels,
+            annotations: to_map(annotations),
+            starts_at: None,
+            ends_at: None,
+            generator_url: None,
+            external_url: None,
+        }
+    }
+
+    fn inventory() -> Inventory {
+        Inventory::new(vec![Host {
+            name: "web1".into(),
+            address: Some("10.0.0.5".into()),
+            port: 2222,
+            user: Some("salve".into()),
+            labels: BTreeMap::new(),
+        }])
+    }
+
+    const DEFAULT_ROUTE: &[String] = &[];
+
+    fn plan_with(set: &RecipeSet, alert: &Alert, global_mode: Mode) -> Plan {
+        let inventory = inventory();
+        let default_escalation = vec!["oncall-email".to_owned()];
+        let ctx = PlanContext {
+            inventory: &inventory,
+            global_mode,
+            default_escalation: &default_escalation,
+        };
+        set.plan(alert, &ctx)
+    }
+
+    fn down(service: &str) -> Alert {
+        alert(
+            &[
+                ("alertname", "Down"),
+                ("instance", "web1:9100"),
+                ("service", service),
+            ],
+            &[],
+        )
+    }
+
+    #[test]
+    fn a_matching_alert_is_fully_planned() {
+        let set = RecipeSet::new(vec![recipe(
+            "a.toml",
+            &simple("a", "alertname=Down", "sudo = true"),
+        )]);
+        let plan = plan_with(&set, &down("nginx"), Mode::Enforce);
+        assert_eq!(plan.outcome, PlanOutcome::Planned);
+        assert_eq!(plan.recipe.as_deref(), Some("a"));
+        assert_eq!(plan.reason, None);
+        assert_eq!(plan.mode, Mode::DryRun, "the recipe did not say enforce");
+        assert!(plan.sudo);
+        let target = plan.target.unwrap();
+        assert_eq!(
+            (target.name.as_str(), target.address.as_str(), target.port),
+            ("web1", "10.0.0.5", 2222)
+        );
+        assert_eq!(
+            plan.commands,
+            ["systemctl restart 'nginx'", "logger 'none' 'web1'"]
+        );
+        assert_eq!(plan.command_timeout, Duration::from_secs(30));
+        let verify = plan.verify.unwrap();
+        assert_eq!(
+            (verify.within, verify.interval),
+            (Duration::from_secs(20), Duration::from_secs(2))
+        );
+        assert_eq!(
+            verify.checks,
+            [
+                PlannedCheck::Command {
+                    command: "systemctl is-active 'nginx'".into(),
+                    below: Some(1.0),
+                    above: None
+                },
+                PlannedCheck::Http {
+                    url: "http://10.0.0.5:8080/s/nginx".into(),
+                    status: 200,
+                    body_contains: None,
+                    timeout: Duration::from_secs(5),
+                    tls_verify: true,
+                },
+            ]
+        );
+        assert_eq!(
+            plan.breaker,
+            Some(PlannedBreaker {
+                max_runs: 2,
+                window: Duration::from_secs(300)
+            })
+        );
+        assert_eq!(
+            plan.escalate,
+            ["oncall-email"],
+            "no escalate.to: the default route"
+        );
+        assert_eq!(
+            plan.params.get("service").map(String::as_str),
+            Some("nginx")
+        );
+    }
+
+    #[test]
+    fn mode_enforces_only_when_recipe_and_global_agree() {
+        for (recipe_mode, global, expected) in [
+            ("enforce", Mode::Enforce, Mode::Enforce),
+            ("enforce", Mode::DryRun, Mode::DryRun),
+            ("dry-run", Mode::Enforce, Mode::DryRun),
+            ("dry-run", Mode::DryRun, Mode::DryRun),
+        ] {
+            let text = simple("a", "alertname=Down", &format!("mode = \"{recipe_mode}\""));
+            let set = RecipeSet::new(vec![recipe("a.toml", &text)]);
+            assert_eq!(
+                plan_with(&set, &down("nginx"), global).mode,
+                expected,
+                "{recipe_mode} / {global:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn highest_priority_wins_then_first_file_name() {
+        let set = RecipeSet::new(vec![
+            recipe("a.toml", &simple("a", "alertname=Down", "")),
+            recipe("b.toml", &simple("b", "service=~\"ng.*\"", "priority = 5")),
+            recipe("c.toml", &simple("c", "instance!=\"\"", "priority = 5")),
+            recipe("d.toml", &simple("d", "alertname=Other", "priority = 9")),
+        ]);
+        let plan = plan_with(&set, &down("nginx"), Mode::DryRun);
+        assert_eq!(plan.recipe.as_deref(), Some("b"));
+        assert_eq!(plan.reason.as_deref(), Some("also matched: a, c"));
+        let plan = plan_with(&set, &down("redis"), Mode::DryRun);
+        assert_eq!(plan.recipe.as_deref(), Some("c"));
+        assert_eq!(plan.reason.as_deref(), Some("also matched: a"));
+    }
+
+    #[test]
+    fn unmatched_alerts_go_to_the_default_route() {
+        let set = RecipeSet::new(vec![recipe("a.toml", &simple("a", "alertname=Down", ""))]);
+        let plan = plan_with(&set, &alert(&[("alertname", "Up\nx")], &[]), Mode::Enforce);
+        assert_eq!(plan.outcome, PlanOutcome::Unmatched);
+        assert_eq!(plan.recipe, None);
+        assert_eq!(
+            plan.reason.as_deref(),
+            Some("no recipe matched alertname=\"Up\\nx\"")
+        );
+        assert_eq!(plan.escalate, ["oncall-email"]);
+        assert!(plan.commands.is_empty() && plan.target.is_none());
+        let plan = plan_with(&set, &alert(&[], &[]), Mode::Enforce);
+        assert_eq!(
+            plan.reason.as_deref(),
+            Some("no recipe matched alertname=(none)")
+        );
+        assert_eq!(
+            plan_with(&RecipeSet::default(), &down("x"), Mode::DryRun).outcome,
+            PlanOutcome::Unmatched
+        );
+    }
+
+    fn check_refused(alert: &Alert, expected_reason: &str) {
+        let extra = "[escalate]\nto = [\"tickets\"]\n";
+        let set = RecipeSet::new(vec![recipe(
+            "a.toml",
+            &format!("{}{extra}", simple("a", "alertname=Down", "")),
+        )]);
+        let plan = plan_with(&set, alert, Mode::Enforce);
+        assert_eq!(plan.outcome, PlanOutcome::Refused, "{plan:?}");
+        assert_eq!(plan.recipe.as_deref(), Some("a"));
+        assert_eq!(plan.reason.as_deref(), Some(expected_reason));
+        assert_eq!(plan.escalate, ["tickets"]);
+        assert!(plan.commands.is_empty() && plan.target.is_none() && plan.attach.is_empty());
+    }
+
+    #[test]
+    fn unsafe_alerts_are_refused_with_a_reason() {
+        check_refused(
+            &down("nginx; rm -rf /"),
+            "param service: value \"nginx; rm -rf /\" does not match pattern \"[a-z][a-z0-9-]*\"",
+        );
+        check_refused(
+            &down("$(reboot)"),
+            "param service: value \"$(reboot)\" does not match pattern \"[a-z][a-z0-9-]*\"",
+        );
+        // Anchored: a valid prefix is not enough.
+        check_refused(
+            &down("nginx\n"),
+            "param service: value \"nginx\\n\" does not match pattern \"[a-z][a-z0-9-]*\"",
+        );
+        check_refused(
+            &alert(&[("alertname", "Down"), ("instance", "web1:9100")], &[]),
+            "param service: label \"service\" is missing and has no default",
+        );
+        check_refused(
+            &alert(
+                &[
+                    ("alertname", "Down"),
+                    ("instance", "web1:9100"),
+                    ("service", ""),
+                ],
+                &[],
+            ),
+            "param service: label \"service\" is missing and has no default",
+        );
+        check_refused(
+            &alert(
+                &[
+                    ("alertname", "Down"),
+                    ("instance", "db9:9100"),
+                    ("service", "nginx"),
+                ],
+                &[],
+            ),
+            "target \"db9\" is not in the inventory",
+        );
+        check_refused(
+            &alert(&[("alertname", "Down"), ("service", "nginx")], &[]),
+            "target: template failed: undefined value: `host` got a missing value (is the label set on the alert?)",
+        );
+        // The annotation param accepts anything but NUL cannot be one shell word.
+        check_refused(
+            &alert(
+                &[
+                    ("alertname", "Down"),
+                    ("instance", "web1:9100"),
+                    ("service", "nginx"),
+                ],
+                &[("note", "a\0b")],
+            ),
+            "remediate.run[1]: invalid operation: value contains a NUL byte, which no shell word can carry",
+        );
+        let long = "x".repeat(500);
+        let plan_reason = {
+            let set = RecipeSet::new(vec![recipe("a.toml", &simple("a", "alertname=Down", ""))]);
+            plan_with(&set, &down(&format!("{long};")), Mode::DryRun)
+                .reason
+                .unwrap()
+        };
+        assert!(
+            plan_reason.len() < 200 && plan_reason.contains("(501 characters)"),
+            "{plan_reason}"
+        );
+    }
+
+    #[test]
+    fn hostile_annotation_values_are_one_word() {
+        let set = RecipeSet::new(vec![recipe("a.toml", &simple("a", "alertname=Down", ""))]);
+        let hostile = alert(
+            &[
+                ("alertname", "Down"),
+                ("instance", "10.0.0.5"),
+                ("service", "nginx"),
+            ],
+            &[("note", "it's $(reboot) `id`; \"x\"\nnext")],
+        );
+        let plan = plan_with(&set, &hostile, Mode::Enforce);
+        assert_eq!(
+            plan.commands[1],
+            "logger 'it'\\''s $(reboot) `id`; \"x\"\nnext' 'web1'"
+        );
+        assert_eq!(plan.target.unwrap().name, "web1", "resolved by address");
+    }
+
+    #[test]
+    fn an_empty_default_escalation_is_allowed() {
+        let set = RecipeSet::new(vec![recipe("a.toml", &simple("a", "alertname=Down", ""))]);
+        let inventory = inventory();
+        let ctx = PlanContext {
+            inventory: &inventory,
+            global_mode: Mode::DryRun,
+            default_escalation: DEFAULT_ROUTE,
+        };
+        assert!(set.plan(&down("nginx"), &ctx).escalate.is_empty());
+    }
+}

@@ -1,0 +1,465 @@
+//! The single writer: one OS thread owns the only write connection and commits queued
+//! operations in groups, one transaction (one fsync) per group. It never answers an
+//! operation with success before the commit holding its writes has returned.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use super::rows::{state_from_text, time_text};
+use crate::alert::{Alert, AlertStatus};
+use crate::incident::{IncidentId, State};
+use crate::store::{Ingested, StoreError};
+
+/// At most this many operations share one transaction, so one commit's latency and
+/// memory stay bounded however deep the queue gets.
+pub(super) const MAX_BATCH: usize = 1024;
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One request to the writer thread, with the channel its result goes back on.
+pub(super) enum WriteOp {
+    Ingest {
+        alerts: Vec<Alert>,
+        received_at: DateTime<Utc>,
+        reply: Reply<Vec<Ingested>>,
+    },
+    RecordPlan {
+        change: PlanChange,
+        reply: Reply<()>,
+    },
+    /// Proves the writer thread is alive and its connection answers.
+    Ping { reply: Reply<()> },
+    /// Holds the writer inside its current batch (after signalling `entered`) until
+    /// `release` fires, so tests can queue operations and know they share the next batch.
+    #[cfg(test)]
+    Gate {
+        entered: oneshot::Sender<()>,
+        release: oneshot::Receiver<()>,
+        reply: Reply<()>,
+    },
+    /// Kills the writer thread, to test that callers then get `Unavailable`.
+    #[cfg(test)]
+    Crash,
+}
+
+/// A state transition with the plan that justifies it, prepared by the caller so the
+/// writer thread only runs SQL.
+pub(super) struct PlanChange {
+    pub id: IncidentId,
+    pub from: State,
+    pub to: State,
+    pub plan_json: String,
+    pub reason: Option<String>,
+    pub event_detail: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+/// An executed operation whose answer waits for the batch's commit.
+enum Pending {
+    Ingest(Reply<Vec<Ingested>>, Result<Vec<Ingested>, StoreError>),
+    Unit(Reply<()>, Result<(), StoreError>),
+    #[cfg(test)]
+    Nobody,
+}
+
+impl Pending {
+    fn failed(&self) -> bool {
+        match self {
+            Pending::Ingest(_, result) => result.is_err(),
+            Pending::Unit(_, result) => result.is_err(),
+            #[cfg(test)]
+            Pending::Nobody => false,
+        }
+    }
+
+    /// Answer the caller. `commit_failure` overrules every result: nothing of the batch
+    /// is durable, so nothing may be acknowledged.
+    fn answer(self, commit_failure: Option<&str>) {
+        fn overrule<T>(
+            result: Result<T, StoreError>,
+            failure: Option<&str>,
+        ) -> Result<T, StoreError> {
+            match failure {
+                Some(message) => Err(StoreError::Unavailable(message.to_owned())),
+                None => result,
+            }
+        }
+        // A send fails only when the caller stopped waiting (request cancelled); the
+        // write stands either way, and a retry is deduplicated.
+        match self {
+            Pending::Ingest(reply, result) => {
+                let _ = reply.send(overrule(result, commit_failure));
+            }
+            Pending::Unit(reply, result) => {
+                let _ = reply.send(overrule(result, commit_failure));
+            }
+            #[cfg(test)]
+            Pending::Nobody => {}
+        }
+    }
+}
+
+impl WriteOp {
+    fn execute(self, conn: &Connection) -> Pending {
+        match self {
+            WriteOp::Ingest {
+                alerts,
+                received_at,
+                reply,
+            } => {
+                let result = ingest(conn, &alerts, received_at).map_err(unavailable);
+                Pending::Ingest(reply, result)
+            }
+            WriteOp::RecordPlan { change, reply } => {
+                Pending::Unit(reply, record_plan(conn, &change))
+            }
+            WriteOp::Ping { reply } => {
+                let result = conn
+                    .query_row("SELECT 1", [], |_| Ok(()))
+                    .map_err(unavailable);
+                Pending::Unit(reply, result)
+            }
+            #[cfg(test)]
+            WriteOp::Gate {
+                entered,
+                release,
+                reply,
+            } => {
+                let _ = entered.send(());
+                let _ = release.blocking_recv();
+                Pending::Unit(reply, Ok(()))
+            }
+            #[cfg(test)]
+            WriteOp::Crash => panic!("writer crash requested by a test"),
+        }
+    }
+
+    /// Answer without executing: the batch's transaction is already lost.
+    fn refuse(self, message: &str) -> Pending {
+        fn error<T>(message: &str) -> Result<T, StoreError> {
+            Err(StoreError::Unavailable(message.to_owned()))
+        }
+        match self {
+            WriteOp::Ingest { reply, .. } => Pending::Ingest(reply, error(message)),
+            WriteOp::RecordPlan { reply, .. } | WriteOp::Ping { reply } => {
+                Pending::Unit(reply, error(message))
+            }
+            #[cfg(test)]
+            WriteOp::Gate { reply, .. } => Pending::Unit(reply, error(message)),
+            #[cfg(test)]
+            WriteOp::Crash => Pending::Nobody,
+        }
+    }
+}
+
+pub(super) fn unavailable(error: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+/// The writer thread's body. Returns when every `Sender` is gone and the queue is
+/// drained, so dropping the store finishes the work already accepted.
+pub(super) fn run(
+    mut conn: Connection,
+    mut requests: mpsc::Receiver<WriteOp>,
+    commits: Arc<AtomicU64>,
+) {
+    while let Some(first) = requests.blocking_recv() {
+        // Block for one operation, then take whatever queued up meanwhile: under load
+        // the queue fills while the previous commit's fsync runs, and they all share
+        // the next one.
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, batch, &commits);
+    }
+    tracing::debug!("store writer stopped");
+}
+
+fn commit_batch(conn: &mut Connection, batch: Vec<WriteOp>, commits: &AtomicU64) {
+    let operations = batch.len();
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let message = format!("cannot begin transaction: {e}");
+            tracing::error!(error = %message, operations, "store batch not committed");
+            for op in batch {
+                op.refuse(&message).answer(None);
+            }
+            return;
+        }
+    };
+    let mut pending = Vec::with_capacity(operations);
+    let mut lost: Option<String> = None;
+    for op in batch {
+        if let Some(message) = &lost {
+            pending.push(op.refuse(message));
+            continue;
+        }
+        // A savepoint per operation: one that fails (a lost state race, a bad row)
+        // is rolled back alone and the rest of the batch still commits.
+        let savepoint = match tx.savepoint() {
+            Ok(savepoint) => savepoint,
+            Err(e) => {
+                let message = format!("cannot open savepoint: {e}");
+                pending.push(op.refuse(&message));
+                lost = Some(message);
+                continue;
+            }
+        };
+        let done = op.execute(&savepoint);
+        if done.failed() {
+            drop(savepoint); // rolls back to the savepoint
+            // Some errors (I/O, disk full) make SQLite roll back the whole
+            // transaction; later statements would then run in autocommit mode and
+            // become durable behind our back. Stop the batch instead.
+            if tx.is_autocommit() {
+                lost = Some("SQLite rolled back the transaction after an error".to_owned());
+            }
+        } else if let Err(e) = savepoint.commit() {
+            lost = Some(format!("cannot release savepoint: {e}"));
+        }
+        pending.push(done);
+    }
+    let failure = match lost {
+        // Dropping the transaction rolls it back.
+        Some(message) => Some(message),
+        None => match tx.commit() {
+            Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(e) => Some(format!("commit failed: {e}")),
+        },
+    };
+    if let Some(message) = &failure {
+        tracing::error!(error = %message, operations, "store batch not committed");
+    }
+    for done in pending {
+        done.answer(failure.as_deref());
+    }
+}
+
+/// Journal one notification's alerts. Runs inside the batch transaction; alerts are
+/// applied in order, so two copies of one key in the same call behave like two calls.
+fn ingest(
+    conn: &Connection,
+    alerts: &[Alert],
+    received_at: DateTime<Utc>,
+) -> rusqlite::Result<Vec<Ingested>> {
+    let received = time_text(received_at);
+    alerts
+        .iter()
+        .map(|alert| ingest_one(conn, alert, &received))
+        .collect()
+}
+
+fn ingest_one(conn: &Connection, alert: &Alert, received: &str) -> rusqlite::Result<Ingested> {
+    let source = alert.source.as_str();
+    let fingerprint = alert.fingerprint.as_str();
+    // An alert without a start time (generic hook) belongs to the open occurrence of
+    // its fingerprint; without one it starts a new occurrence now.
+    let starts_at = match alert.starts_at {
+        Some(time) => time_text(time),
+        None => match find_open(conn, source, fingerprint)? {
+            Some(starts_at) => starts_at,
+            None => received.to_owned(),
+        },
+    };
+    let known: Option<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT id, alert_status FROM incidents
+             WHERE source = ?1 AND fingerprint = ?2 AND starts_at = ?3",
+        )?
+        .query_row(params![source, fingerprint, starts_at], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    match known {
+        None => create(conn, alert, &starts_at, received),
+        Some((id, status)) => update(conn, IncidentId(id), &status, alert, received),
+    }
+}
+
+/// The start time of the newest firing incident of this fingerprint.
+fn find_open(
+    conn: &Connection,
+    source: &str,
+    fingerprint: &str,
+) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT starts_at FROM incidents
+         WHERE source = ?1 AND fingerprint = ?2 AND alert_status = 'firing'
+         ORDER BY starts_at DESC, id DESC LIMIT 1",
+    )?
+    .query_row(params![source, fingerprint], |row| row.get(0))
+    .optional()
+}
+
+fn create(
+    conn: &Connection,
+    alert: &Alert,
+    starts_at: &str,
+    received: &str,
+) -> rusqlite::Result<Ingested> {
+    let resolved = alert.status == AlertStatus::Resolved;
+    // An alert first seen already resolved (salve was down while it fired) is still
+    // journaled: it happened. It resolved, as far as salve knows, when it arrived.
+    let resolved_at = resolved.then_some(received);
+    let ends_at = alert.ends_at.map(time_text);
+    conn.prepare_cached(
+        "INSERT INTO incidents (source, fingerprint, starts_at, alertname, alert_status,
+             ends_at, resolved_at, labels, annotations, generator_url, external_url,
+             state, reason, plan, first_seen, last_seen, receive_count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULL, NULL, ?13, ?13, 1)",
+    )?
+    .execute(params![
+        alert.source.as_str(),
+        alert.fingerprint.as_str(),
+        starts_at,
+        alert.alertname(),
+        alert.status.as_str(),
+        ends_at,
+        resolved_at,
+        json_text(&alert.labels),
+        json_text(&alert.annotations),
+        alert.generator_url,
+        alert.external_url,
+        State::Received.as_str(),
+        received,
+    ])?;
+    let id = IncidentId(conn.last_insert_rowid());
+    journal(
+        conn,
+        id,
+        received,
+        "received",
+        &json!({ "status": alert.status.as_str(), "received_at": received }),
+    )?;
+    Ok(Ingested {
+        id,
+        created: true,
+        resolved_now: false,
+    })
+}
+
+fn update(
+    conn: &Connection,
+    id: IncidentId,
+    stored_status: &str,
+    alert: &Alert,
+    received: &str,
+) -> rusqlite::Result<Ingested> {
+    // MAX: concurrent notifications may commit out of receive order; last_seen must
+    // not move backwards. Fixed-width times make the text MAX the time MAX.
+    conn.prepare_cached(
+        "UPDATE incidents SET last_seen = MAX(last_seen, ?2), receive_count = receive_count + 1
+         WHERE id = ?1",
+    )?
+    .execute(params![id.0, received])?;
+    let mut resolved_now = false;
+    match (AlertStatus::parse(stored_status), alert.status) {
+        (Some(AlertStatus::Firing), AlertStatus::Resolved) => {
+            let ends_at = alert.ends_at.map(time_text);
+            conn.prepare_cached(
+                "UPDATE incidents SET alert_status = 'resolved', resolved_at = ?2, ends_at = ?3
+                 WHERE id = ?1",
+            )?
+            .execute(params![id.0, received, ends_at])?;
+            journal(
+                conn,
+                id,
+                received,
+                "resolved",
+                &json!({ "ends_at": ends_at, "received_at": received }),
+            )?;
+            resolved_now = true;
+        }
+        (Some(AlertStatus::Resolved), AlertStatus::Firing) => {
+            // Same occurrence firing again (a resolve raced a re-send, or the monitor
+            // re-fired within its resolve timeout): the row shows the current truth,
+            // the journal keeps the history.
+            conn.prepare_cached(
+                "UPDATE incidents SET alert_status = 'firing', resolved_at = NULL, ends_at = NULL
+                 WHERE id = ?1",
+            )?
+            .execute(params![id.0])?;
+            journal(
+                conn,
+                id,
+                received,
+                "refired",
+                &json!({ "received_at": received }),
+            )?;
+        }
+        // A re-send with an unchanged status only counts.
+        _ => {}
+    }
+    Ok(Ingested {
+        id,
+        created: false,
+        resolved_now,
+    })
+}
+
+fn record_plan(conn: &Connection, change: &PlanChange) -> Result<(), StoreError> {
+    let found: Option<String> = conn
+        .prepare_cached("SELECT state FROM incidents WHERE id = ?1")
+        .and_then(|mut statement| {
+            statement
+                .query_row(params![change.id.0], |row| row.get(0))
+                .optional()
+        })
+        .map_err(unavailable)?;
+    let found = match found {
+        None => return Err(StoreError::NotFound(change.id)),
+        Some(text) => state_from_text(0, &text).map_err(unavailable)?,
+    };
+    if found != change.from {
+        return Err(StoreError::StateConflict {
+            id: change.id,
+            expected: change.from,
+            found,
+        });
+    }
+    let at = time_text(change.at);
+    let write = || -> rusqlite::Result<()> {
+        conn.prepare_cached(
+            "UPDATE incidents SET state = ?2, reason = ?3, plan = ?4 WHERE id = ?1",
+        )?
+        .execute(params![
+            change.id.0,
+            change.to.as_str(),
+            change.reason,
+            change.plan_json
+        ])?;
+        journal(conn, change.id, &at, "planned", &change.event_detail)
+    };
+    write().map_err(unavailable)
+}
+
+fn journal(
+    conn: &Connection,
+    id: IncidentId,
+    at: &str,
+    kind: &str,
+    detail: &serde_json::Value,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO events (incident_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![id.0, at, kind, detail.to_string()])?;
+    Ok(())
+}
+
+fn json_text<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("maps of strings always serialise to JSON")
+}

@@ -1,0 +1,227 @@
+//! The webhook contract over real HTTP: credentials, size, content type and syntax are
+//! checked before anything is stored, each with its status code and a reason.
+
+use serde_json::{Value, json};
+
+use crate::bed::{BEARER, api_incidents, start_salve, wait_for_incidents};
+use crate::support::{SalveProcess, http_client, post_json};
+
+fn am_body(alertname: &str) -> Value {
+    let raw = std::fs::read_to_string(crate::bed::fixture("intake/alertmanager-0.25-firing.json"))
+        .expect("Alertmanager fixture");
+    let mut capture: Value = serde_json::from_str(&raw).unwrap();
+    let mut body = capture["body"].take();
+    body["alerts"][0]["labels"]["alertname"] = json!(alertname);
+    body
+}
+
+async fn post_raw(
+    salve: &SalveProcess,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    auth: Option<&str>,
+) -> (u16, String) {
+    let mut request = http_client()
+        .post(format!("{}{path}", salve.base_url()))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(auth) = auth {
+        request = request.header("authorization", auth);
+    }
+    let response = request.send().await.expect("POST");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn bad_requests_get_their_status_and_nothing_is_stored() {
+    let salve = start_salve("", "").await;
+    let body = serde_json::to_vec(&am_body("DiskFull")).unwrap();
+    let hook = "/hooks/alertmanager";
+
+    let (status, reason) = post_raw(&salve, hook, "application/json", body.clone(), None).await;
+    assert_eq!(status, 401, "{reason}");
+    assert!(reason.contains("missing credentials"), "{reason}");
+    let (status, _) = post_raw(
+        &salve,
+        hook,
+        "application/json",
+        body.clone(),
+        Some("Bearer wrong"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = post_raw(
+        &salve,
+        hook,
+        "application/json",
+        body.clone(),
+        Some("Basic d3Jvbmc6d3Jvbmc="),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    let (status, reason) = post_raw(&salve, hook, "text/plain", body.clone(), Some(BEARER.1)).await;
+    assert_eq!(status, 415, "{reason}");
+    assert!(reason.contains("application/json"), "{reason}");
+
+    let (status, reason) = post_raw(
+        &salve,
+        hook,
+        "application/json",
+        b"{\"version\": \"4\", \"alerts\": [".to_vec(),
+        Some(BEARER.1),
+    )
+    .await;
+    assert_eq!(status, 400, "{reason}");
+    assert!(
+        reason.contains("line 1"),
+        "reason should locate the error: {reason}"
+    );
+
+    let mut wrong_version = am_body("DiskFull");
+    wrong_version["version"] = json!("3");
+    let (status, reason) = post_raw(
+        &salve,
+        hook,
+        "application/json",
+        serde_json::to_vec(&wrong_version).unwrap(),
+        Some(BEARER.1),
+    )
+    .await;
+    assert_eq!(status, 400, "{reason}");
+    assert!(reason.contains("version"), "{reason}");
+
+    // Over the default 1 MiB limit: one huge annotation.
+    let mut huge = am_body("DiskFull");
+    huge["alerts"][0]["annotations"]["blob"] = json!("x".repeat(2 * 1024 * 1024));
+    let (status, reason) = post_raw(
+        &salve,
+        hook,
+        "application/json",
+        serde_json::to_vec(&huge).unwrap(),
+        Some(BEARER.1),
+    )
+    .await;
+    assert_eq!(status, 413, "{reason}");
+
+    assert!(
+        api_incidents(&salve).await.is_empty(),
+        "a rejected request stored something"
+    );
+
+    // The same body with the right token is accepted and journaled.
+    let response = post_json(
+        &format!("{}{hook}", salve.base_url()),
+        &am_body("DiskFull"),
+        &[BEARER],
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 200);
+    wait_for_incidents(&salve, "the accepted alert", |all| all.len() == 1).await;
+}
+
+#[tokio::test]
+async fn basic_auth_generic_and_grafana_hooks_are_accepted() {
+    let salve = start_salve("basic_username = \"am\"\nbasic_password = \"pw\"\n", "").await;
+    let basic = ("authorization", "Basic YW06cHc="); // am:pw
+    let generic = json!({
+        "labels": {"alertname": "GenericThing", "instance": "web1:9100"},
+        "annotations": {"summary": "from a script"}
+    });
+    let response = post_json(
+        &format!("{}/hooks/generic", salve.base_url()),
+        &generic,
+        &[basic],
+    )
+    .await;
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "{}",
+        response.text().await.unwrap()
+    );
+
+    let grafana: Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::bed::fixture("intake/grafana-firing.json"))
+            .expect("grafana fixture"),
+    )
+    .unwrap();
+    let response = post_json(
+        &format!("{}/hooks/grafana", salve.base_url()),
+        &grafana,
+        &[BEARER],
+    )
+    .await;
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "{}",
+        response.text().await.unwrap()
+    );
+
+    let incidents = wait_for_incidents(&salve, "both incidents planned", |all| {
+        all.len() >= 2 && all.iter().all(|i| i["state"] != "received")
+    })
+    .await;
+    let sources: Vec<&str> = incidents
+        .iter()
+        .filter_map(|i| i["source"].as_str())
+        .collect();
+    assert!(
+        sources.contains(&"generic") && sources.contains(&"grafana"),
+        "{sources:?}"
+    );
+
+    // Metrics moved, with sources as the only label values.
+    let metrics = http_client()
+        .get(format!("{}/metrics", salve.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("salve_alerts_received_total{source=\"generic\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "salve_webhook_request_duration_seconds_count{source=\"grafana\",code=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("GenericThing"),
+        "alert names leaked into metric labels"
+    );
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let salve = start_salve("", "").await;
+    let healthz = http_client()
+        .get(format!("{}/healthz", salve.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthz.status().as_u16(), 200);
+    let readyz = http_client()
+        .get(format!("{}/readyz", salve.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(readyz.status().as_u16(), 200);
+    let api = http_client()
+        .get(format!("{}/api/v1/incidents", salve.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        api.status().as_u16(),
+        401,
+        "the incidents API must need credentials"
+    );
+}

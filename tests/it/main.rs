@@ -1,0 +1,13 @@
+//! The one integration-test binary: black-box tests of the real `salve` binary against
+//! real processes (Alertmanager today; sshd and SMTP in later stages) started by `support`.
+
+mod bed;
+mod support;
+
+mod alertmanager_e2e;
+mod cli_check;
+mod crash;
+mod intake_http;
+mod planning_outcomes;
+mod quoting;
+mod testbed_smoke;

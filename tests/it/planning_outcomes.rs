@@ -1,0 +1,66 @@
+//! Novel and unsafe alerts through the real receiver: no recipe → `unmatched`; a target
+//! outside the inventory or a param failing its pattern → `refused`, with the reason,
+//! as `salve history --json` shows it.
+
+use serde_json::json;
+
+use crate::bed::{BEARER, history_json, start_salve, wait_for_incidents};
+use crate::support::post_json;
+
+#[tokio::test]
+async fn unmatched_and_refused_are_journaled_with_reasons() {
+    let salve = start_salve("", "").await;
+    let hook = format!("{}/hooks/generic", salve.base_url());
+    let alerts = json!({ "alerts": [
+        { "labels": { "alertname": "NeverSeenBefore", "instance": "web1:9100" } },
+        { "labels": { "alertname": "ServiceDown", "instance": "db9:9100", "service": "nginx" } },
+        { "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "nginx; rm -rf /" } },
+    ]});
+    let response = post_json(&hook, &alerts, &[BEARER]).await;
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "{}",
+        response.text().await.unwrap()
+    );
+    wait_for_incidents(&salve, "three planned incidents", |all| {
+        all.len() == 3 && all.iter().all(|i| i["state"] != "received")
+    })
+    .await;
+
+    let history = history_json(&salve).await;
+    let by_alert = |alertname: &str, instance: &str, service: Option<&str>| {
+        history
+            .iter()
+            .find(|i| {
+                i["labels"]["alertname"] == alertname
+                    && i["labels"]["instance"] == instance
+                    && service.is_none_or(|s| i["labels"]["service"] == s)
+            })
+            .unwrap_or_else(|| panic!("no incident for {alertname} {instance}: {history:#?}"))
+    };
+
+    let novel = by_alert("NeverSeenBefore", "web1:9100", None);
+    assert_eq!(novel["state"], "unmatched");
+    assert_eq!(novel["plan"]["outcome"], "unmatched");
+    assert_eq!(novel["plan"]["escalate"], json!(["oncall-email"]));
+    assert!(novel["plan"]["commands"].as_array().unwrap().is_empty());
+
+    let outside = by_alert("ServiceDown", "db9:9100", None);
+    assert_eq!(outside["state"], "refused");
+    let reason = outside["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("db9") && reason.contains("inventory"),
+        "{reason}"
+    );
+    assert!(outside["plan"]["commands"].as_array().unwrap().is_empty());
+
+    let hostile = by_alert("ServiceDown", "web1:9100", Some("nginx; rm -rf /"));
+    assert_eq!(hostile["state"], "refused");
+    let reason = hostile["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("service") && reason.contains("pattern"),
+        "{reason}"
+    );
+    assert!(hostile["plan"]["commands"].as_array().unwrap().is_empty());
+}

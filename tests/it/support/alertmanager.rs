@@ -1,0 +1,360 @@
+//! A real Prometheus Alertmanager on a free loopback port, routing every alert to one webhook.
+//! It never skips: when the binary is missing, starting it panics with how to get the bed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Map, Value, json};
+use tempfile::TempDir;
+
+use super::child::{ChildGuard, log_tail};
+use super::{free_port, http_client};
+
+const DEFAULT_BINARY: &str = "/usr/bin/prometheus-alertmanager";
+/// Ready takes ~150 ms on an idle machine; the margin is for a loaded 2-core CI runner.
+const READY_DEADLINE: Duration = Duration::from_secs(15);
+/// Attempts with a fresh port when another process took the port between probe and bind.
+const START_ATTEMPTS: u32 = 3;
+
+/// How to configure the Alertmanager before it starts. The defaults suit most tests: first
+/// notification at once (`group_wait: 0s`), resolves within ~1 s (`group_interval: 1s`), no
+/// re-sends during a test (`repeat_interval: 1h`).
+pub struct AlertmanagerBuilder {
+    webhook_url: String,
+    bearer_token: Option<String>,
+    basic_auth: Option<(String, String)>,
+    group_wait: Duration,
+    group_interval: Duration,
+    repeat_interval: Duration,
+}
+
+impl AlertmanagerBuilder {
+    /// Webhook calls carry `Authorization: Bearer TOKEN` (Alertmanager's `http_config.authorization`).
+    pub fn bearer_token(mut self, token: &str) -> Self {
+        self.bearer_token = Some(token.to_owned());
+        self
+    }
+
+    /// Webhook calls carry HTTP basic auth (Alertmanager's `http_config.basic_auth`).
+    pub fn basic_auth(mut self, username: &str, password: &str) -> Self {
+        self.basic_auth = Some((username.to_owned(), password.to_owned()));
+        self
+    }
+
+    pub fn group_wait(mut self, value: Duration) -> Self {
+        self.group_wait = value;
+        self
+    }
+
+    pub fn group_interval(mut self, value: Duration) -> Self {
+        self.group_interval = value;
+        self
+    }
+
+    /// Lower it (e.g. to 2 s) for tests about re-sent notifications and idempotence.
+    pub fn repeat_interval(mut self, value: Duration) -> Self {
+        self.repeat_interval = value;
+        self
+    }
+
+    /// Writes the config, starts Alertmanager on a free port and waits for `/-/ready`.
+    pub async fn start(self) -> Alertmanager {
+        let binary = alertmanager_binary();
+        let dir = tempfile::Builder::new()
+            .prefix("salve-alertmanager-")
+            .tempdir()
+            .expect("create Alertmanager tempdir");
+        let config_path = dir.path().join("alertmanager.yml");
+        std::fs::write(&config_path, self.config_yaml()).expect("write alertmanager.yml");
+
+        for attempt in 1..=START_ATTEMPTS {
+            match start_once(&binary, &config_path, dir.path(), attempt).await {
+                Started::Ready {
+                    child,
+                    port,
+                    log_path,
+                } => {
+                    return Alertmanager {
+                        child,
+                        port,
+                        log_path,
+                        _dir: dir,
+                    };
+                }
+                Started::PortTaken { log_path } if attempt < START_ATTEMPTS => {
+                    eprintln!(
+                        "alertmanager attempt {attempt}: port taken, retrying\n{}",
+                        log_tail(&log_path, 5)
+                    );
+                }
+                Started::PortTaken { log_path } => panic!(
+                    "Alertmanager could not bind a free port in {START_ATTEMPTS} attempts\n{}",
+                    log_tail(&log_path, 30)
+                ),
+            }
+        }
+        unreachable!("the last attempt either returns or panics")
+    }
+
+    /// The config as YAML. Strings are written as JSON strings, which YAML reads verbatim, so a
+    /// URL or credential with special characters needs no YAML escaping rules here.
+    fn config_yaml(&self) -> String {
+        let quote = |text: &str| serde_json::to_string(text).expect("quote string");
+        let http_config = match (&self.bearer_token, &self.basic_auth) {
+            (Some(_), Some(_)) => {
+                panic!("Alertmanager webhook: choose bearer_token or basic_auth, not both")
+            }
+            (Some(token), None) => format!(
+                "        http_config:\n          authorization:\n            type: Bearer\n            credentials: {}\n",
+                quote(token)
+            ),
+            (None, Some((username, password))) => format!(
+                "        http_config:\n          basic_auth:\n            username: {}\n            password: {}\n",
+                quote(username),
+                quote(password)
+            ),
+            (None, None) => String::new(),
+        };
+        format!(
+            "route:\n  receiver: salve\n  group_by: ['alertname', 'instance']\n  group_wait: {}\n  group_interval: {}\n  repeat_interval: {}\nreceivers:\n  - name: salve\n    webhook_configs:\n      - url: {}\n        send_resolved: true\n{}",
+            go_duration(self.group_wait),
+            go_duration(self.group_interval),
+            go_duration(self.repeat_interval),
+            quote(&self.webhook_url),
+            http_config
+        )
+    }
+}
+
+/// A running Alertmanager. Dropping it kills the process (by PID) and deletes its directory.
+pub struct Alertmanager {
+    // Field order matters: the process dies before its directory is removed.
+    child: ChildGuard,
+    port: u16,
+    log_path: PathBuf,
+    _dir: TempDir,
+}
+
+impl Alertmanager {
+    /// A builder for tests that need other intervals than the defaults.
+    pub fn builder(webhook_url: &str) -> AlertmanagerBuilder {
+        AlertmanagerBuilder {
+            webhook_url: webhook_url.to_owned(),
+            bearer_token: None,
+            basic_auth: None,
+            group_wait: Duration::ZERO,
+            group_interval: Duration::from_secs(1),
+            repeat_interval: Duration::from_secs(3600),
+        }
+    }
+
+    /// Starts an Alertmanager that sends every alert to `webhook_url` with the given auth.
+    pub async fn start(
+        webhook_url: &str,
+        bearer_token: Option<&str>,
+        basic_auth: Option<(&str, &str)>,
+    ) -> Alertmanager {
+        let mut builder = Self::builder(webhook_url);
+        if let Some(token) = bearer_token {
+            builder = builder.bearer_token(token);
+        }
+        if let Some((username, password)) = basic_auth {
+            builder = builder.basic_auth(username, password);
+        }
+        builder.start().await
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// Fires an alert that starts now. Like Prometheus, the sender stamps `startsAt`; it is
+    /// whole milliseconds because that is the precision `GET /api/v2/alerts` reports, which
+    /// lets `resolve_alert` send back exactly the same start.
+    pub async fn post_alert(&self, labels: &[(&str, &str)], annotations: &[(&str, &str)]) {
+        let alert = json!({
+            "labels": to_map(labels),
+            "annotations": to_map(annotations),
+            "startsAt": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        });
+        self.post_alerts_json(json!([alert])).await;
+    }
+
+    /// Resolves the alert with these labels: the same labels, the firing alert's `startsAt`,
+    /// and `endsAt` just in the past. Sending `startsAt` matters: Alertmanager merges the
+    /// resolve into the firing alert only if `endsAt` is after that alert's start, and a
+    /// resolve posted in the same millisecond as the fire would otherwise become a new alert
+    /// with its own `startsAt`, which salve would see as another incident. The start is read
+    /// back from Alertmanager (millisecond precision), so alerts posted through
+    /// `post_alerts_json` with finer `startsAt` should be resolved through it too.
+    pub async fn resolve_alert(&self, labels: &[(&str, &str)], annotations: &[(&str, &str)]) {
+        let labels = to_map(labels);
+        let now = Utc::now();
+        let mut alert = json!({ "labels": labels, "annotations": to_map(annotations) });
+        let firing_start = self
+            .alerts()
+            .await
+            .into_iter()
+            .find(|held| held["labels"].as_object() == Some(&labels))
+            .and_then(|held| held["startsAt"].as_str().map(str::to_owned))
+            .and_then(|text| chrono::DateTime::parse_from_rfc3339(&text).ok())
+            .map(|start| start.with_timezone(&Utc));
+        let ends_at = match firing_start {
+            Some(start) => {
+                alert["startsAt"] = Value::from(start.to_rfc3339_opts(SecondsFormat::Nanos, true));
+                // Strictly after the start (so it overlaps) and not in the future (so resolved).
+                (now - chrono::Duration::milliseconds(1))
+                    .max(start + chrono::Duration::nanoseconds(1))
+            }
+            None => now - chrono::Duration::milliseconds(1),
+        };
+        alert["endsAt"] = Value::from(ends_at.to_rfc3339_opts(SecondsFormat::Nanos, true));
+        self.post_alerts_json(json!([alert])).await;
+    }
+
+    /// POSTs a raw `/api/v2/alerts` body (a JSON list) for tests that need full control over
+    /// `startsAt`, `endsAt` or `generatorURL`. Panics unless Alertmanager accepts it.
+    pub async fn post_alerts_json(&self, alerts: Value) {
+        let url = format!("{}/api/v2/alerts", self.url());
+        let response = http_client()
+            .post(&url)
+            .json(&alerts)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("POST {url}: {error}\n{}", self.stderr_tail()));
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            panic!(
+                "POST {url}: {status}: {body}\nsent: {alerts}\n{}",
+                self.stderr_tail()
+            );
+        }
+    }
+
+    /// `GET /api/v2/alerts`: the alerts Alertmanager currently holds.
+    pub async fn alerts(&self) -> Vec<Value> {
+        match super::get_json(&format!("{}/api/v2/alerts", self.url())).await {
+            Value::Array(alerts) => alerts,
+            other => panic!("GET /api/v2/alerts: expected a list, got {other}"),
+        }
+    }
+
+    /// The end of Alertmanager's log, to put in a panic message.
+    pub fn stderr_tail(&self) -> String {
+        log_tail(&self.log_path, 40)
+    }
+}
+
+enum Started {
+    Ready {
+        child: ChildGuard,
+        port: u16,
+        log_path: PathBuf,
+    },
+    PortTaken {
+        log_path: PathBuf,
+    },
+}
+
+/// One start on one free port. Any failure other than a lost port race panics with the log.
+async fn start_once(binary: &Path, config_path: &Path, dir: &Path, attempt: u32) -> Started {
+    let port = free_port();
+    // A fresh storage dir per start: an old notification log could suppress a notification.
+    let storage = dir.join(format!("storage-{attempt}"));
+    std::fs::create_dir_all(&storage).expect("create storage dir");
+    let log_path = dir.join(format!("alertmanager-{attempt}.log"));
+    let log = std::fs::File::create(&log_path).expect("create Alertmanager log");
+    let address = format!("127.0.0.1:{port}");
+
+    let spawned = Command::new(binary)
+        .arg(format!("--config.file={}", config_path.display()))
+        .arg(format!("--storage.path={}", storage.display()))
+        .arg(format!("--web.listen-address={address}"))
+        .arg(format!("--web.external-url=http://{address}"))
+        // Empty disables clustering: no gossip port to collide, no peers to wait for.
+        .arg("--cluster.listen-address=")
+        // A clean environment: no proxy or locale from the developer's shell leaks in.
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log handle"))
+        .stderr(log)
+        .spawn();
+    let mut child = ChildGuard::new(
+        spawned.unwrap_or_else(|error| panic!("spawn {}: {error}", binary.display())),
+    );
+
+    let ready_url = format!("http://{address}/-/ready");
+    let client = http_client();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.exited() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if log.contains("address already in use") {
+                return Started::PortTaken { log_path };
+            }
+            panic!(
+                "Alertmanager exited before it was ready ({status})\n{}",
+                log_tail(&log_path, 40)
+            );
+        }
+        if let Ok(response) = client.get(&ready_url).send().await
+            && response.status().is_success()
+        {
+            return Started::Ready {
+                child,
+                port,
+                log_path,
+            };
+        }
+        if started.elapsed() > READY_DEADLINE {
+            panic!(
+                "Alertmanager not ready at {ready_url} after {READY_DEADLINE:?}\n{}",
+                log_tail(&log_path, 40)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The Alertmanager binary: `$TESTBED_ALERTMANAGER`, else the Debian path. Missing means the
+/// bed was not prepared, which must fail the test, never skip it.
+fn alertmanager_binary() -> PathBuf {
+    let binary = std::env::var_os("TESTBED_ALERTMANAGER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_BINARY));
+    if !binary.is_file() {
+        panic!(
+            "test bed missing: run scripts/test (Alertmanager binary {} not found; \
+             set TESTBED_ALERTMANAGER or install prometheus-alertmanager)",
+            binary.display()
+        );
+    }
+    binary
+}
+
+/// Formats a duration the way Alertmanager's config parser reads it (`0s`, `1s`, `250ms`).
+fn go_duration(value: Duration) -> String {
+    let millis = value.as_millis();
+    if millis.is_multiple_of(1000) {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{millis}ms")
+    }
+}
+
+fn to_map(pairs: &[(&str, &str)]) -> Map<String, Value> {
+    pairs
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), Value::from(*value)))
+        .collect()
+}

@@ -1,0 +1,29 @@
+//! Test-bed support: real Alertmanager and salve processes on free loopback ports, polling and
+//! HTTP helpers. A missing bed is a loud panic, never a skipped test.
+
+// Every test module uses a different slice of this support code (and re-exports serve the
+// modules still to come), and the one binary is
+// compiled as a whole, so an item unused today is not dead: silence the lint here only.
+#![allow(dead_code, unused_imports)]
+
+mod alertmanager;
+mod child;
+mod http;
+mod salve;
+mod wait;
+mod webhook_capture;
+
+pub use alertmanager::{Alertmanager, AlertmanagerBuilder};
+pub use http::{get_json, http_client, post_json};
+pub use salve::{SalveBuilder, SalveProcess, salve_config_template};
+pub use wait::wait_until;
+pub use webhook_capture::{CapturedRequest, WebhookCapture};
+
+use std::net::{Ipv4Addr, TcpListener};
+
+/// A loopback port that was free a moment ago. Another process can take it before the caller
+/// binds it, so starters that use it retry with a fresh port when the bind fails.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}

@@ -1,0 +1,31 @@
+//! Polling with a deadline: the only way tests wait for something. No fixed sleeps.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Polls `poll` until it returns `Some`, and returns that value. Panics with
+/// "timed out after Xs waiting for WHAT" when `deadline` passes first.
+///
+/// Polls quickly at first (most waits here end within milliseconds) and backs off to 100 ms
+/// so a long wait does not hammer the server under test.
+pub async fn wait_until<T, F, Fut>(deadline: Duration, what: &str, mut poll: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    let mut interval = Duration::from_millis(10);
+    loop {
+        if let Some(value) = poll().await {
+            return value;
+        }
+        if started.elapsed() >= deadline {
+            panic!(
+                "timed out after {:.1}s waiting for {what}",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        tokio::time::sleep(interval).await;
+        interval = (interval * 2).min(Duration::from_millis(100));
+    }
+}
