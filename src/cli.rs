@@ -97,7 +97,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    init_logging(loaded.settings.server.log_format);
+    // One-shot commands print their result; only warnings belong on stderr for them.
+    let default_level = if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(loaded.settings.server.log_format, default_level);
     match cli.command {
         Command::Serve { dry_run } => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -115,9 +121,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| default_level.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -342,7 +348,7 @@ fn write_history(out: &mut impl Write, incidents: &[Incident]) -> anyhow::Result
         writeln!(
             out,
             "{:>6}  {:<20}  {:<12}  {:<9}  {:<24}  {:<16}  {:<12}  {}",
-            incident.id,
+            incident.id.0,
             incident.last_seen.format("%Y-%m-%d %H:%M:%S"),
             incident.state.as_str(),
             incident.alert_status.as_str(),

@@ -225,3 +225,28 @@ async fn health_and_readiness() {
         "the incidents API must need credentials"
     );
 }
+
+/// While the journal cannot commit, webhooks get 503 (Alertmanager retries 5xx) and are
+/// not acknowledged; once it can, the same notification is accepted.
+#[tokio::test]
+async fn store_that_cannot_commit_answers_503_then_recovers() {
+    let salve = start_salve("", "").await;
+    // Another process-level writer holds SQLite's write lock past salve's busy timeout.
+    let blocker = rusqlite::Connection::open(salve.dir().join("salve.db")).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let hook = format!("{}/hooks/alertmanager", salve.base_url());
+    let response = post_json(&hook, &am_body("DiskFull"), &[BEARER]).await;
+    assert_eq!(response.status().as_u16(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+    let response = post_json(&hook, &am_body("DiskFull"), &[BEARER]).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let incidents = wait_for_incidents(&salve, "the retried alert", |all| all.len() == 1).await;
+    assert_eq!(
+        incidents[0]["receive_count"], 1,
+        "the 503'd delivery must not count"
+    );
+}

@@ -47,8 +47,7 @@ fn hostile_values_are_single_quoted_words_in_simulated_plans() {
         .iter()
         .map(|message| {
             json!({
-                "labels": { "alertname": "Echo", "instance": "web1:9100", "id": format!("{:?}", message) },
-                "annotations": { "message": message }
+                "labels": { "alertname": "Echo", "instance": "web1:9100", "message": message }
             })
         })
         .collect();
