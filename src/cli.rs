@@ -72,6 +72,10 @@ pub enum Command {
         /// Full records (plan and journal events) as JSON.
         #[arg(long)]
         json: bool,
+        /// One incident in detail: its plan, each step (command, exit status, output,
+        /// duration), each check poll, and the final state and why.
+        #[arg(long, value_name = "ID")]
+        id: Option<i64>,
     },
 }
 
@@ -117,7 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => simulate(&loaded, &alert, source.as_deref(), json),
         Command::Test { dir } => test(&loaded, dir),
-        Command::History { limit, json } => history(&loaded, limit, json),
+        Command::History { limit, json, id } => history(&loaded, limit, json, id),
     }
 }
 
@@ -306,7 +310,7 @@ fn test(loaded: &Loaded, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn history(loaded: &Loaded, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
+fn history(loaded: &Loaded, limit: usize, json: bool, id: Option<i64>) -> anyhow::Result<ExitCode> {
     let url = &loaded.settings.store.url;
     let store = SqliteStore::open(url).with_context(|| format!("opening store {url}"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -314,6 +318,19 @@ fn history(loaded: &Loaded, limit: usize, json: bool) -> anyhow::Result<ExitCode
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        if let Some(id) = id {
+            let Some(detail) = store.incident(crate::incident::IncidentId(id)).await? else {
+                anyhow::bail!("no incident {id}");
+            };
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &detail)?;
+                writeln!(out)?;
+            } else {
+                write_incident(&mut out, &detail)?;
+            }
+            return anyhow::Ok(());
+        }
         let incidents = store.list_incidents(limit).await?;
         let mut out = std::io::stdout().lock();
         if json {
@@ -362,6 +379,100 @@ fn write_history(out: &mut impl Write, incidents: &[Incident]) -> anyhow::Result
             ),
             incident.reason.as_deref().unwrap_or(""),
         )?;
+    }
+    Ok(())
+}
+
+/// One incident for a human: what it is, what was planned, and the journal in order.
+fn write_incident(
+    out: &mut impl Write,
+    detail: &crate::store::IncidentDetail,
+) -> anyhow::Result<()> {
+    let incident = &detail.incident;
+    writeln!(
+        out,
+        "incident {}: {} ({}) — {}",
+        incident.id.0,
+        incident.alertname.as_deref().unwrap_or("<no alertname>"),
+        incident.alert_status.as_str(),
+        incident.state.as_str()
+    )?;
+    if let Some(reason) = &incident.reason {
+        writeln!(out, "  why:      {reason}")?;
+    }
+    writeln!(
+        out,
+        "  source:   {} fingerprint {} started {}",
+        incident.source, incident.fingerprint, incident.starts_at
+    )?;
+    if let Some(plan) = &incident.plan {
+        write_plan(out, incident.alertname.as_deref().unwrap_or("-"), plan)?;
+    }
+    writeln!(out, "  journal:")?;
+    for event in &detail.events {
+        let at = event.at.format("%H:%M:%S%.3f");
+        let d = &event.detail;
+        match event.kind.as_str() {
+            "step_started" => writeln!(
+                out,
+                "    {at} step {} started: {}",
+                d["step"],
+                d["command"].as_str().unwrap_or("")
+            )?,
+            "step_finished" => {
+                writeln!(
+                    out,
+                    "    {at} step {} {}: exit {} in {} ms",
+                    d["step"],
+                    d["outcome"].as_str().unwrap_or("?"),
+                    d["exit_status"],
+                    d["duration_ms"]
+                )?;
+                for stream in ["stdout", "stderr", "error"] {
+                    if let Some(text) = d[stream].as_str().filter(|t| !t.trim().is_empty()) {
+                        let marker = if d[format!("{stream}_truncated")] == true {
+                            " (truncated)"
+                        } else {
+                            ""
+                        };
+                        writeln!(out, "      {stream}{marker}:")?;
+                        for line in text.lines().take(20) {
+                            writeln!(out, "        {line}")?;
+                        }
+                    }
+                }
+            }
+            "check_poll" => {
+                writeln!(
+                    out,
+                    "    {at} check poll {}: {}",
+                    d["poll"],
+                    if d["passed"] == true {
+                        "all passed"
+                    } else {
+                        "not yet"
+                    }
+                )?;
+                for result in d["results"].as_array().into_iter().flatten() {
+                    writeln!(
+                        out,
+                        "      [{}] {} — {}",
+                        if result["passed"] == true { "ok" } else { "!!" },
+                        result["check"].as_str().unwrap_or(""),
+                        result["detail"].as_str().unwrap_or("")
+                    )?;
+                }
+            }
+            kind => writeln!(
+                out,
+                "    {at} {kind} {}",
+                if d.as_object().is_some_and(|o| o.is_empty()) {
+                    String::new()
+                } else {
+                    d.to_string()
+                }
+            )?,
+        }
     }
     Ok(())
 }

@@ -68,6 +68,8 @@ pub struct Settings {
     pub engine: EngineSettings,
     #[serde(default)]
     pub escalation: EscalationSettings,
+    #[serde(default)]
+    pub ssh: SshSettings,
     /// The inventory: the only hosts salve may ever touch.
     #[serde(default)]
     pub hosts: Vec<Host>,
@@ -262,6 +264,9 @@ pub struct EngineSettings {
     /// `mode = "enforce"` act; the others stay dry-run.
     #[serde(default = "default_mode", deserialize_with = "de_mode")]
     pub mode: Mode,
+    /// Remediations running at once (on different hosts; one host never runs two).
+    #[serde(default = "default_max_parallel")]
+    pub max_parallel: usize,
 }
 
 fn default_mode() -> Mode {
@@ -282,6 +287,72 @@ impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             mode: default_mode(),
+            max_parallel: default_max_parallel(),
+        }
+    }
+}
+
+fn default_max_parallel() -> usize {
+    16
+}
+
+/// How salve reaches inventory hosts. Host keys are always checked strictly against
+/// `known_hosts`: salve never trusts a key on first use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshSettings {
+    /// SSH user for hosts that do not name one.
+    #[serde(default = "default_ssh_user")]
+    pub user: String,
+    /// Private key; without it, ssh-agent and the default keys are used.
+    pub identity_file: Option<PathBuf>,
+    /// known_hosts file with every inventory host's key. Required to enforce.
+    pub known_hosts: Option<PathBuf>,
+    /// Give up connecting after this long (whole seconds).
+    #[serde(default = "default_connect_timeout", deserialize_with = "de_duration")]
+    pub connect_timeout: Duration,
+    /// Bound for check and diagnostic commands (remediation commands use the recipe's
+    /// `remediate.timeout`).
+    #[serde(default = "default_command_timeout", deserialize_with = "de_duration")]
+    pub command_timeout: Duration,
+    /// Close a host's connection after it has been unused this long.
+    #[serde(default = "default_idle_timeout", deserialize_with = "de_duration")]
+    pub idle_timeout: Duration,
+    /// Where connection sockets live (keep the path short: Unix socket paths are limited).
+    /// Default: a private directory under /tmp.
+    pub control_dir: Option<PathBuf>,
+    /// Stdout and stderr kept per command, each; the rest is dropped and marked truncated.
+    #[serde(default = "default_max_output_bytes")]
+    pub max_output_bytes: usize,
+}
+
+fn default_ssh_user() -> String {
+    "salve".into()
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_command_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_max_output_bytes() -> usize {
+    64 * 1024
+}
+
+impl Default for SshSettings {
+    fn default() -> Self {
+        SshSettings {
+            user: default_ssh_user(),
+            identity_file: None,
+            known_hosts: None,
+            connect_timeout: default_connect_timeout(),
+            command_timeout: default_command_timeout(),
+            idle_timeout: default_idle_timeout(),
+            control_dir: None,
+            max_output_bytes: default_max_output_bytes(),
         }
     }
 }
@@ -513,6 +584,40 @@ pub fn load_with_env(
                 at(&["intake", key]),
                 format!("intake.{key} must be > 0"),
             ));
+        }
+    }
+    if settings.engine.max_parallel == 0 {
+        problems.push(problem(
+            at(&["engine", "max_parallel"]),
+            "engine.max_parallel must be > 0".into(),
+        ));
+    }
+    let ssh = &settings.ssh;
+    if ssh.connect_timeout < Duration::from_secs(1) {
+        problems.push(problem(
+            at(&["ssh", "connect_timeout"]),
+            "ssh.connect_timeout must be at least 1s".into(),
+        ));
+    }
+    if ssh.max_output_bytes == 0 {
+        problems.push(problem(
+            at(&["ssh", "max_output_bytes"]),
+            "ssh.max_output_bytes must be > 0".into(),
+        ));
+    }
+    // Strict host key checking needs the keys: refuse to enforce without them rather
+    // than discover it at 3 a.m. on the first incident.
+    if settings.engine.mode == Mode::Enforce {
+        match &ssh.known_hosts {
+            None => problems.push(problem(
+                at(&["engine", "mode"]),
+                "engine.mode = \"enforce\" needs ssh.known_hosts (salve never trusts a host key on first use)".into(),
+            )),
+            Some(path) if !path.is_file() => problems.push(problem(
+                at(&["ssh", "known_hosts"]),
+                format!("ssh.known_hosts {}: no such file", path.display()),
+            )),
+            Some(_) => {}
         }
     }
     if !settings.store.url.starts_with("sqlite://") {

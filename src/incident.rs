@@ -21,8 +21,9 @@ impl fmt::Display for IncidentId {
 }
 
 /// The incident state machine of DESIGN.md:
-/// `received → matched | unmatched | refused | dry_run → (remediating → verifying →
-/// succeeded | failed | verify_failed) → escalated`. Later stages fill in the rest.
+/// `received → matched | unmatched | refused | dry_run`, then for matched (enforce)
+/// incidents `→ remediating → verifying → succeeded | failed | verify_failed`, or
+/// `matched → resolved_before_run`. Escalation states come with the escalation stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -36,15 +37,33 @@ pub enum State {
     Refused,
     /// Planned in dry-run: the plan is the outcome.
     DryRun,
+    /// The alert resolved before its remediation started: nothing was run.
+    ResolvedBeforeRun,
+    /// Running the recipe's commands on the target.
+    Remediating,
+    /// Commands done; polling the checks.
+    Verifying,
+    /// Every check passed within the recipe's `within`.
+    Succeeded,
+    /// A command failed, timed out, or the target could not be reached.
+    Failed,
+    /// Commands ran but the checks did not all pass before `within` expired.
+    VerifyFailed,
 }
 
 impl State {
-    pub const ALL: [State; 5] = [
+    pub const ALL: [State; 11] = [
         State::Received,
         State::Matched,
         State::Unmatched,
         State::Refused,
         State::DryRun,
+        State::ResolvedBeforeRun,
+        State::Remediating,
+        State::Verifying,
+        State::Succeeded,
+        State::Failed,
+        State::VerifyFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +73,12 @@ impl State {
             State::Unmatched => "unmatched",
             State::Refused => "refused",
             State::DryRun => "dry_run",
+            State::ResolvedBeforeRun => "resolved_before_run",
+            State::Remediating => "remediating",
+            State::Verifying => "verifying",
+            State::Succeeded => "succeeded",
+            State::Failed => "failed",
+            State::VerifyFailed => "verify_failed",
         }
     }
 

@@ -13,5 +13,7 @@ pub mod metrics;
 pub mod plan;
 pub mod recipe;
 pub mod serve;
+pub mod ssh;
 pub mod store;
 pub mod tomlspan;
+pub mod verify;

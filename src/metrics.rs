@@ -68,7 +68,7 @@ impl Metrics {
         let incidents = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "incidents",
-            "Incidents by the outcome of planning (matched, unmatched, refused, dry_run)",
+            "Incidents by outcome: of planning (matched, unmatched, refused, dry_run) and of remediation (succeeded, failed, verify_failed, resolved_before_run)",
             incidents.clone(),
         );
         let webhook_duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {

@@ -8,14 +8,16 @@ use anyhow::{Context, bail};
 use tokio::sync::{Notify, watch};
 
 use crate::config::Loaded;
-use crate::engine::Engine;
+use crate::engine::{Engine, Remediator};
 use crate::http::{self, AppState, GrafanaSignature, auth::Credentials};
+use crate::incident::State;
 use crate::intake::Limits;
 use crate::metrics::Metrics;
 use crate::plan::Mode;
 use crate::recipe;
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
+use crate::verify::Verifier;
 
 pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
     let settings = &loaded.settings;
@@ -81,6 +83,16 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
     let server = http::server(state, listener, workers)?;
     let server_handle = server.handle();
 
+    let remediator = match mode {
+        Mode::DryRun => None,
+        Mode::Enforce => Some(Arc::new(build_remediator(
+            &loaded,
+            store.clone(),
+            metrics.clone(),
+        )?)),
+    };
+    warn_about_interrupted(store.as_ref()).await;
+
     let engine = Engine {
         store: store.clone(),
         recipes: Arc::new(recipes),
@@ -89,6 +101,7 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
         default_escalation: settings.escalation.default.clone(),
         metrics,
         wake,
+        remediator,
     };
     let (stop_engine, engine_stopped) = watch::channel(false);
     let engine_task = tokio::spawn(engine.run(engine_stopped));
@@ -114,4 +127,69 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
     let _ = server_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The SSH executor and verifier for enforce mode. The config check already made sure a
+/// known_hosts file exists: without one nothing could be connected to strictly.
+fn build_remediator(
+    loaded: &Loaded,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Remediator> {
+    let ssh = &loaded.settings.ssh;
+    let known_hosts = ssh
+        .known_hosts
+        .clone()
+        .context("enforce mode needs ssh.known_hosts")?;
+    let control_dir = match &ssh.control_dir {
+        Some(dir) => dir.clone(),
+        // Short on purpose: the control sockets live here and Unix socket paths are
+        // limited to ~108 bytes.
+        None => std::env::temp_dir().join(format!("salve-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&control_dir)
+        .with_context(|| format!("creating {}", control_dir.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&control_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("securing {}", control_dir.display()))?;
+    }
+    let executor = crate::ssh::Executor::new(crate::ssh::SshSettings {
+        user: ssh.user.clone(),
+        identity_file: ssh.identity_file.clone(),
+        known_hosts,
+        connect_timeout: ssh.connect_timeout,
+        idle_timeout: ssh.idle_timeout,
+        control_dir,
+        max_output_bytes: ssh.max_output_bytes,
+    })
+    .context("setting up SSH")?;
+    let verifier = Verifier::new().context("setting up the HTTP check client")?;
+    Ok(Remediator::new(
+        store,
+        Arc::new(executor),
+        verifier,
+        ssh.command_timeout,
+        loaded.settings.engine.max_parallel,
+        metrics,
+    ))
+}
+
+/// Incidents left mid-run by a previous process are not re-run here (a command may have
+/// half-happened); say so loudly so an operator looks at them.
+async fn warn_about_interrupted(store: &dyn Store) {
+    match store.count_by_state().await {
+        Ok(counts) => {
+            for (state, count) in counts {
+                if matches!(state, State::Remediating | State::Verifying) && count > 0 {
+                    tracing::warn!(
+                        state = state.as_str(),
+                        count,
+                        "incidents were mid-remediation when salve last stopped; they are not re-run: check them with `salve history`"
+                    );
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not count incidents by state"),
+    }
 }

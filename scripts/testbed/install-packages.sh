@@ -5,12 +5,14 @@
 # call at all. On a fresh CI machine it runs `apt-get update` once, then one install.
 set -euo pipefail
 
-# The packages the tests run for real: Alertmanager now; sshd and the SMTP capture server are
-# for later test suites, installed now so the bed is complete in one step.
+# The packages the tests run for real: Alertmanager, sshd (one private instance per test, see
+# tests/it/support/sshd.rs) with sudo on the target for recipes that need root, and the SMTP
+# capture server for later test suites.
 readonly PACKAGES=(
   prometheus-alertmanager
   openssh-server
   openssh-client
+  sudo
   python3-aiosmtpd
   iproute2
   curl

@@ -1,12 +1,14 @@
-//! The engine: the only writer of incident state transitions. It claims journaled
-//! incidents and moves them forward; today that is planning (match → params → target →
-//! plan). It never parses webhooks and never answers HTTP.
+//! The engine: the only writer of incident state transitions. It takes journaled
+//! incidents and moves them forward: planning (match → params → target → plan), then for
+//! enforced plans remediation and verification (`remediate.rs`). It never parses
+//! webhooks and never answers HTTP.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
 
 use crate::incident::State;
 use crate::inventory::Inventory;
@@ -15,12 +17,22 @@ use crate::plan::{Mode, Plan, PlanOutcome};
 use crate::recipe::{PlanContext, RecipeSet};
 use crate::store::{Store, StoreError};
 
+pub mod remediate;
+
+pub use remediate::Remediator;
+
 /// How many received incidents one planning pass takes.
 const PLAN_BATCH: usize = 256;
 
 /// Safety net: the engine also looks for work this often without being woken, so an
 /// incident journaled by another process (or before a crash) is never stranded.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// On shutdown, running remediations get this long to finish their current step.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Idle SSH connections are looked for this often.
+const IDLE_SWEEP: Duration = Duration::from_secs(30);
 
 pub struct Engine {
     pub store: Arc<dyn Store>,
@@ -31,6 +43,8 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
     /// Notified by intake after a commit that created incidents.
     pub wake: Arc<Notify>,
+    /// Runs enforced plans; `None` when nothing may run (dry-run).
+    pub remediator: Option<Arc<Remediator>>,
 }
 
 /// The state a plan puts its incident in.
@@ -44,8 +58,9 @@ pub fn state_for(plan: &Plan) -> State {
 }
 
 impl Engine {
-    /// Run until `shutdown` turns true. Work in flight finishes; nothing is left half
-    /// written because each plan is recorded in one transaction.
+    /// Run until `shutdown` turns true. Each plan is recorded in one transaction; running
+    /// remediations get `SHUTDOWN_GRACE` to finish, then are cut off and stay in their
+    /// last journaled state.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(
             recipes = self.recipes.len(),
@@ -53,20 +68,51 @@ impl Engine {
             mode = self.mode.as_str(),
             "engine started"
         );
+        let mut tasks = JoinSet::new();
+        let mut last_sweep = tokio::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            match self.plan_pending().await {
-                Ok(n) if n == PLAN_BATCH => continue,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "planning pass failed; retrying"),
+            let planned = match self.plan_pending().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "planning pass failed; retrying");
+                    0
+                }
+            };
+            if let Some(remediator) = &self.remediator {
+                if let Err(e) = remediator.dispatch(&mut tasks).await {
+                    tracing::warn!(error = %e, "dispatch pass failed; retrying");
+                }
+                if last_sweep.elapsed() >= IDLE_SWEEP {
+                    remediator.executor().close_idle().await;
+                    last_sweep = tokio::time::Instant::now();
+                }
+            }
+            while tasks.try_join_next().is_some() {}
+            if planned == PLAN_BATCH {
+                continue;
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
                 _ = shutdown.changed() => {}
             }
+        }
+        if !tasks.is_empty() {
+            tracing::info!(running = tasks.len(), "waiting for running remediations");
+            let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!(running = tasks.len(), "remediations cut off at shutdown");
+                tasks.shutdown().await;
+            }
+        }
+        if let Some(remediator) = &self.remediator {
+            remediator.executor().shutdown().await;
         }
         tracing::info!("engine stopped");
     }

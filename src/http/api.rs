@@ -61,8 +61,18 @@ pub async fn list_incidents(
         return denied;
     }
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    match state.store.list_incidents(limit).await {
-        Ok(incidents) => HttpResponse::Ok().json(incidents),
+    // Each incident with its journal (steps, check polls, transitions), newest first.
+    let details = async {
+        let mut details = Vec::new();
+        for incident in state.store.list_incidents(limit).await? {
+            if let Some(detail) = state.store.incident(incident.id).await? {
+                details.push(detail);
+            }
+        }
+        Ok::<_, crate::store::StoreError>(details)
+    };
+    match details.await {
+        Ok(details) => HttpResponse::Ok().json(details),
         Err(e) => HttpResponse::ServiceUnavailable()
             .json(json!({ "status": "error", "error": e.to_string() })),
     }

@@ -40,6 +40,22 @@ pub struct Ingested {
     pub resolved_now: bool,
 }
 
+/// A journal entry to write; the store stamps the time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub kind: String,
+    pub detail: serde_json::Value,
+}
+
+impl NewEvent {
+    pub fn new(kind: &str, detail: serde_json::Value) -> NewEvent {
+        NewEvent {
+            kind: kind.to_owned(),
+            detail,
+        }
+    }
+}
+
 /// An incident with its journal, for history and the API.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct IncidentDetail {
@@ -75,6 +91,21 @@ pub trait Store: Send + Sync + 'static {
         to: State,
         plan: &Plan,
     ) -> Result<(), StoreError>;
+
+    /// Move `id` from `from` to `to` and journal `event`, atomically; `StateConflict`
+    /// (and nothing written) when the incident is not in `from`. `reason`, when set,
+    /// replaces the incident's reason.
+    async fn transition(
+        &self,
+        id: IncidentId,
+        from: State,
+        to: State,
+        reason: Option<String>,
+        event: NewEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Journal one event (a step starting or ending, a check poll) without a state change.
+    async fn append_event(&self, id: IncidentId, event: NewEvent) -> Result<(), StoreError>;
 
     /// Newest first.
     async fn list_incidents(&self, limit: usize) -> Result<Vec<Incident>, StoreError>;

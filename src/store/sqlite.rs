@@ -17,14 +17,14 @@ use tokio::sync::{mpsc, oneshot};
 use crate::alert::Alert;
 use crate::incident::{Incident, IncidentId, State};
 use crate::plan::Plan;
-use crate::store::{IncidentDetail, Ingested, Store, StoreError};
+use crate::store::{IncidentDetail, Ingested, NewEvent, Store, StoreError};
 
 mod rows;
 mod schema;
 mod writer;
 
 use rows::{INCIDENT_COLUMNS, event_from_row, incident_from_row, state_from_text};
-use writer::{PlanChange, Reply, WriteOp, unavailable};
+use writer::{JournalChange, PlanChange, Reply, WriteOp, unavailable};
 
 /// How long a statement waits for a lock held by another connection (a CLI command
 /// on the same file, a checkpoint) before the store reports itself unavailable. Tests
@@ -323,6 +323,39 @@ impl Store for SqliteStore {
         };
         self.write(|reply| WriteOp::RecordPlan { change, reply })
             .await
+    }
+
+    async fn transition(
+        &self,
+        id: IncidentId,
+        from: State,
+        to: State,
+        reason: Option<String>,
+        event: NewEvent,
+    ) -> Result<(), StoreError> {
+        let change = JournalChange {
+            id,
+            expect: Some(from),
+            to: Some(to),
+            reason,
+            kind: event.kind,
+            detail: event.detail,
+            at: Utc::now(),
+        };
+        self.write(|reply| WriteOp::Journal { change, reply }).await
+    }
+
+    async fn append_event(&self, id: IncidentId, event: NewEvent) -> Result<(), StoreError> {
+        let change = JournalChange {
+            id,
+            expect: None,
+            to: None,
+            reason: None,
+            kind: event.kind,
+            detail: event.detail,
+            at: Utc::now(),
+        };
+        self.write(|reply| WriteOp::Journal { change, reply }).await
     }
 
     async fn list_incidents(&self, limit: usize) -> Result<Vec<Incident>, StoreError> {
@@ -809,6 +842,86 @@ mod tests {
             store.incidents_in_state(State::Refused, 10).await.unwrap()[0].id,
             id
         );
+    }
+
+    #[tokio::test]
+    async fn transitions_are_checked_and_events_are_appended_in_order() {
+        let (_dir, store) = temp_store();
+        let id = ingest_one(&store, firing("ab", STARTS), "2026-11-28T10:00:01Z")
+            .await
+            .id;
+        store
+            .record_plan(id, State::Received, State::Matched, &dry_run_plan())
+            .await
+            .unwrap();
+        store
+            .transition(
+                id,
+                State::Matched,
+                State::Remediating,
+                None,
+                NewEvent::new("remediation_started", json!({})),
+            )
+            .await
+            .unwrap();
+        store
+            .append_event(id, NewEvent::new("step_started", json!({ "index": 0 })))
+            .await
+            .unwrap();
+        // From the wrong state: refused, and nothing is written.
+        let conflict = store
+            .transition(
+                id,
+                State::Matched,
+                State::Failed,
+                Some("x".into()),
+                NewEvent::new("bogus", json!({})),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                conflict,
+                StoreError::StateConflict {
+                    found: State::Remediating,
+                    ..
+                }
+            ),
+            "{conflict:?}"
+        );
+        store
+            .transition(
+                id,
+                State::Remediating,
+                State::Failed,
+                Some("command 1 exited 1".into()),
+                NewEvent::new("failed", json!({})),
+            )
+            .await
+            .unwrap();
+
+        let detail = detail(&store, id).await;
+        assert_eq!(detail.incident.state, State::Failed);
+        assert_eq!(
+            detail.incident.reason.as_deref(),
+            Some("command 1 exited 1")
+        );
+        assert_eq!(
+            event_kinds(&detail),
+            [
+                "received",
+                "planned",
+                "remediation_started",
+                "step_started",
+                "failed"
+            ]
+        );
+        assert!(matches!(
+            store
+                .append_event(IncidentId(999), NewEvent::new("x", json!({})))
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
     }
 
     #[tokio::test]

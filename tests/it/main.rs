@@ -1,5 +1,5 @@
 //! The one integration-test binary: black-box tests of the real `salve` binary against
-//! real processes (Alertmanager today; sshd and SMTP in later stages) started by `support`.
+//! real processes (Alertmanager, sshd; SMTP in a later stage) started by `support`.
 
 mod bed;
 mod support;
@@ -10,4 +10,6 @@ mod crash;
 mod intake_http;
 mod planning_outcomes;
 mod quoting;
+mod remediation_e2e;
+mod ssh_executor;
 mod testbed_smoke;

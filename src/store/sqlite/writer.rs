@@ -32,6 +32,11 @@ pub(super) enum WriteOp {
         change: PlanChange,
         reply: Reply<()>,
     },
+    /// A journal event, optionally with a checked state transition.
+    Journal {
+        change: JournalChange,
+        reply: Reply<()>,
+    },
     /// Proves the writer thread is alive and its connection answers.
     Ping { reply: Reply<()> },
     /// Holds the writer inside its current batch (after signalling `entered`) until
@@ -56,6 +61,19 @@ pub(super) struct PlanChange {
     pub plan_json: String,
     pub reason: Option<String>,
     pub event_detail: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+/// One journal event for an incident; when `to` is set, also a state change that only
+/// happens if the incident is in `expect` (checked in the same transaction).
+pub(super) struct JournalChange {
+    pub id: IncidentId,
+    pub expect: Option<State>,
+    pub to: Option<State>,
+    /// Replaces the incident's reason when set.
+    pub reason: Option<String>,
+    pub kind: String,
+    pub detail: serde_json::Value,
     pub at: DateTime<Utc>,
 }
 
@@ -118,6 +136,9 @@ impl WriteOp {
             WriteOp::RecordPlan { change, reply } => {
                 Pending::Unit(reply, record_plan(conn, &change))
             }
+            WriteOp::Journal { change, reply } => {
+                Pending::Unit(reply, journal_change(conn, &change))
+            }
             WriteOp::Ping { reply } => {
                 let result = conn
                     .query_row("SELECT 1", [], |_| Ok(()))
@@ -146,9 +167,9 @@ impl WriteOp {
         }
         match self {
             WriteOp::Ingest { reply, .. } => Pending::Ingest(reply, error(message)),
-            WriteOp::RecordPlan { reply, .. } | WriteOp::Ping { reply } => {
-                Pending::Unit(reply, error(message))
-            }
+            WriteOp::RecordPlan { reply, .. }
+            | WriteOp::Journal { reply, .. }
+            | WriteOp::Ping { reply } => Pending::Unit(reply, error(message)),
             #[cfg(test)]
             WriteOp::Gate { reply, .. } => Pending::Unit(reply, error(message)),
             #[cfg(test)]
@@ -410,26 +431,59 @@ fn update(
     })
 }
 
-fn record_plan(conn: &Connection, change: &PlanChange) -> Result<(), StoreError> {
+/// The incident's current state, `NotFound` when there is no such incident.
+fn current_state(conn: &Connection, id: IncidentId) -> Result<State, StoreError> {
     let found: Option<String> = conn
         .prepare_cached("SELECT state FROM incidents WHERE id = ?1")
         .and_then(|mut statement| {
             statement
-                .query_row(params![change.id.0], |row| row.get(0))
+                .query_row(params![id.0], |row| row.get(0))
                 .optional()
         })
         .map_err(unavailable)?;
-    let found = match found {
-        None => return Err(StoreError::NotFound(change.id)),
-        Some(text) => state_from_text(0, &text).map_err(unavailable)?,
-    };
-    if found != change.from {
-        return Err(StoreError::StateConflict {
-            id: change.id,
-            expected: change.from,
-            found,
-        });
+    match found {
+        None => Err(StoreError::NotFound(id)),
+        Some(text) => state_from_text(0, &text).map_err(unavailable),
     }
+}
+
+fn expect_state(conn: &Connection, id: IncidentId, expected: State) -> Result<(), StoreError> {
+    let found = current_state(conn, id)?;
+    if found == expected {
+        Ok(())
+    } else {
+        Err(StoreError::StateConflict {
+            id,
+            expected,
+            found,
+        })
+    }
+}
+
+fn journal_change(conn: &Connection, change: &JournalChange) -> Result<(), StoreError> {
+    match change.expect {
+        Some(expected) => expect_state(conn, change.id, expected)?,
+        None => {
+            current_state(conn, change.id)?;
+        }
+    }
+    let at = time_text(change.at);
+    let write = || -> rusqlite::Result<()> {
+        if let Some(to) = change.to {
+            conn.prepare_cached("UPDATE incidents SET state = ?2 WHERE id = ?1")?
+                .execute(params![change.id.0, to.as_str()])?;
+        }
+        if let Some(reason) = &change.reason {
+            conn.prepare_cached("UPDATE incidents SET reason = ?2 WHERE id = ?1")?
+                .execute(params![change.id.0, reason])?;
+        }
+        journal(conn, change.id, &at, &change.kind, &change.detail)
+    };
+    write().map_err(unavailable)
+}
+
+fn record_plan(conn: &Connection, change: &PlanChange) -> Result<(), StoreError> {
+    expect_state(conn, change.id, change.from)?;
     let at = time_text(change.at);
     let write = || -> rusqlite::Result<()> {
         conn.prepare_cached(

@@ -1,5 +1,6 @@
-//! Test-bed support: real Alertmanager and salve processes on free loopback ports, polling and
-//! HTTP helpers. A missing bed is a loud panic, never a skipped test.
+//! Test-bed support: real Alertmanager, salve and sshd processes on free loopback ports (each
+//! sshd a private "host" in its own namespaces), polling and HTTP helpers. A missing bed is a
+//! loud panic, never a skipped test.
 
 // Every test module uses a different slice of this support code (and re-exports serve the
 // modules still to come), and the one binary is
@@ -10,12 +11,14 @@ mod alertmanager;
 mod child;
 mod http;
 mod salve;
+mod sshd;
 mod wait;
 mod webhook_capture;
 
 pub use alertmanager::{Alertmanager, AlertmanagerBuilder};
 pub use http::{get_json, http_client, post_json};
 pub use salve::{SalveBuilder, SalveProcess, salve_config_template};
+pub use sshd::{NO_SUDO_USER, SshHost, TARGET_USER, ensure_bed, short_tempdir, write_known_hosts};
 pub use wait::wait_until;
 pub use webhook_capture::{CapturedRequest, WebhookCapture};
 

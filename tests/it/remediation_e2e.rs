@@ -1,0 +1,691 @@
+//! Act and verify on real parts: Alertmanager → salve → real sshd (each test host is its
+//! own sshd in a private mount namespace, see support/sshd.rs) → the recipe runs → checks
+//! poll → `succeeded` only when verified. These machines have no systemd: the target's
+//! `systemctl` and `journalctl` are test stand-ins (tests/bed/bin) that start and stop a
+//! real process serving a real health endpoint.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::bed::{BEARER, TOKEN, fixture, history_json, salve_cli, shipped_recipes, text};
+use crate::support::{
+    Alertmanager, SalveProcess, SshHost, free_port, http_client, post_json, salve_config_template,
+    wait_until, write_known_hosts,
+};
+
+/// One inventory entry: a name, the sshd that plays it, and the SSH user.
+struct Inventory<'a> {
+    name: &'a str,
+    host: &'a SshHost,
+    user: &'a str,
+}
+
+/// A salve in enforce mode with the shipped recipes plus the test-only ones, strict host
+/// keys from `known_hosts`, and the given inventory.
+struct Enforcing {
+    salve: SalveProcess,
+    known_hosts: PathBuf,
+    _files: TempDir,
+}
+
+fn copy_recipes(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+async fn start_enforcing(
+    inventory: &[Inventory<'_>],
+    known_hosts_for: &[&SshHost],
+    recipe_patch: &[(&str, &str, &str)],
+) -> Enforcing {
+    let files = tempfile::tempdir().unwrap();
+    let recipes = files.path().join("recipes");
+    std::fs::create_dir(&recipes).unwrap();
+    copy_recipes(&shipped_recipes(), &recipes);
+    copy_recipes(&fixture("e2e-recipes"), &recipes);
+    // Shorter timings for a test, stated where used: (file, from, to).
+    for (file, from, to) in recipe_patch {
+        let path = recipes.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file} has no {from:?}");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+    }
+    let known_hosts = write_known_hosts(files.path(), known_hosts_for);
+    // One identity for salve, authorized on every host of the inventory.
+    let key = inventory[0].host.client_key().to_owned();
+    for entry in &inventory[1..] {
+        entry.host.also_authorize(&key);
+    }
+    let mut config = format!(
+        "{}\n[server.auth]\nbearer_token = \"{TOKEN}\"\n\n[recipes]\ndir = \"recipes\"\n\n\
+         [engine]\nmode = \"enforce\"\n\n\
+         [ssh]\nuser = \"nobody-by-default\"\nidentity_file = {:?}\nknown_hosts = {:?}\nconnect_timeout = \"2s\"\n\n\
+         [escalation]\ndefault = [\"oncall-email\"]\n\n\
+         [escalation.channels.oncall-email]\nkind = \"log\"\n\n\
+         [escalation.channels.tickets]\nkind = \"log\"\n",
+        salve_config_template(),
+        key.display().to_string(),
+        known_hosts.display().to_string(),
+    );
+    for entry in inventory {
+        config.push_str(&format!(
+            "\n[[hosts]]\nname = \"{}\"\naddress = \"{}\"\nport = {}\nuser = \"{}\"\n",
+            entry.name,
+            entry.host.address(),
+            entry.host.port(),
+            entry.user
+        ));
+    }
+    let salve = SalveProcess::builder(&config)
+        .recipes_dir(&recipes)
+        .start()
+        .await;
+    Enforcing {
+        salve,
+        known_hosts,
+        _files: files,
+    }
+}
+
+async fn post_generic(salve: &SalveProcess, alerts: Value) {
+    let response = post_json(
+        &format!("{}/hooks/generic", salve.base_url()),
+        &alerts,
+        &[BEARER],
+    )
+    .await;
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "{}",
+        response.text().await.unwrap()
+    );
+}
+
+/// Polls the journal until every incident is in a final state (and there are `count`).
+async fn wait_for_final(salve: &SalveProcess, count: usize, deadline: Duration) -> Vec<Value> {
+    const FINAL: [&str; 6] = [
+        "succeeded",
+        "failed",
+        "verify_failed",
+        "resolved_before_run",
+        "refused",
+        "unmatched",
+    ];
+    wait_until(
+        deadline,
+        &format!("{count} incident(s) in a final state"),
+        || async {
+            let history = history_json(salve).await;
+            (history.len() == count
+                && history
+                    .iter()
+                    .all(|i| FINAL.contains(&i["state"].as_str().unwrap_or(""))))
+            .then_some(history)
+        },
+    )
+    .await
+}
+
+/// The details of an incident's journal events of one kind, in order.
+fn events<'a>(incident: &'a Value, kind: &str) -> Vec<&'a Value> {
+    incident["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .map(|e| &e["detail"])
+        .collect()
+}
+
+fn event_time(incident: &Value, kind: &str) -> DateTime<Utc> {
+    let event = incident["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} event: {incident:#}"));
+    event["at"].as_str().unwrap().parse().unwrap()
+}
+
+fn by_label<'a>(history: &'a [Value], label: &str, value: &str) -> &'a Value {
+    history
+        .iter()
+        .find(|i| i["labels"][label] == value)
+        .unwrap_or_else(|| panic!("no incident with {label}={value}: {history:#?}"))
+}
+
+/// Writes the unit the `systemctl` stand-in runs: here a real HTTP health server.
+async fn define_unit(host: &SshHost, unit: &str, command: &str) {
+    let output = host
+        .exec(&format!("mkdir -p /srv/units && printf '%s\\n' '{command}' > /srv/units/{unit}.cmd && chmod -R a+rwX /srv/units"))
+        .await;
+    assert!(
+        output.status.success(),
+        "define unit: {}",
+        text(&output.stderr)
+    );
+}
+
+async fn health_status(port: u16) -> Option<u16> {
+    http_client()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+#[tokio::test]
+async fn service_restart_end_to_end_restarts_the_service_and_verifies_it() {
+    let host = SshHost::start().await;
+    let port = free_port();
+    define_unit(&host, "shop-api", &format!("exec health-server {port}")).await;
+    assert_eq!(
+        health_status(port).await,
+        None,
+        "the service must be down before the alert"
+    );
+
+    let enforcing = start_enforcing(
+        &[Inventory {
+            name: "web1",
+            host: &host,
+            user: host.user(),
+        }],
+        &[&host],
+        &[],
+    )
+    .await;
+    let salve = &enforcing.salve;
+    let alertmanager = Alertmanager::builder(&format!("{}/hooks/alertmanager", salve.base_url()))
+        .bearer_token(TOKEN)
+        .start()
+        .await;
+    let port_label = port.to_string();
+    alertmanager
+        .post_alert(
+            &[
+                ("alertname", "ServiceDown"),
+                ("instance", "web1:9100"),
+                ("service", "shop-api"),
+                ("health_port", &port_label),
+            ],
+            &[("summary", "shop-api is down")],
+        )
+        .await;
+
+    let history = wait_for_final(salve, 1, Duration::from_secs(90)).await;
+    let incident = &history[0];
+    assert_eq!(incident["state"], "succeeded", "{incident:#}");
+    assert_eq!(
+        health_status(port).await,
+        Some(200),
+        "the service is really back"
+    );
+
+    // The journal shows the command (through sudo -n), its exit status, output and
+    // duration, and the check polls with the HTTP 200.
+    let finished = events(incident, "step_finished");
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0]["command"], "systemctl restart 'shop-api'");
+    assert_eq!(finished[0]["exit_status"], 0);
+    assert!(finished[0]["duration_ms"].is_u64());
+    assert!(finished[0]["stdout"].is_string() && finished[0]["stderr"].is_string());
+    let started = events(incident, "step_started");
+    assert_eq!(
+        started[0]["executed"],
+        r"sudo -n -- timeout -k 5 65 sh -c 'systemctl restart '\''shop-api'\'''"
+    );
+    let polls = events(incident, "check_poll");
+    assert!(!polls.is_empty());
+    let last = polls.last().unwrap();
+    assert_eq!(last["passed"], true);
+    let results = last["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{last:#}");
+    assert!(results.iter().any(|r| r["http_status"] == 200), "{last:#}");
+    assert!(results.iter().any(|r| r["exit_status"] == 0), "{last:#}");
+
+    // The human view shows the same.
+    let id = incident["id"].to_string();
+    let output = salve.run_cli(&["history", "--id", &id]).await;
+    let shown = text(&output.stdout);
+    assert!(
+        shown.contains("systemctl restart 'shop-api'") && shown.contains("all passed"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn a_service_that_cannot_start_is_verify_failed_after_within_not_before() {
+    let host = SshHost::start().await;
+    let port = free_port();
+    // The unit's process exits at once: restart "works", the checks never pass.
+    define_unit(&host, "broken-api", "exit 1").await;
+    // The shipped recipe with its 60 s window cut to 6 s, to keep the suite fast.
+    let enforcing = start_enforcing(
+        &[Inventory {
+            name: "web1",
+            host: &host,
+            user: host.user(),
+        }],
+        &[&host],
+        &[(
+            "service-restart.toml",
+            "within = \"60s\"\ninterval = \"5s\"",
+            "within = \"6s\"\ninterval = \"1s\"",
+        )],
+    )
+    .await;
+    let salve = &enforcing.salve;
+    post_generic(
+        salve,
+        json!({ "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "broken-api", "health_port": port.to_string() } }),
+    )
+    .await;
+
+    let history = wait_for_final(salve, 1, Duration::from_secs(60)).await;
+    let incident = &history[0];
+    assert_eq!(incident["state"], "verify_failed", "{incident:#}");
+    let verifying_for =
+        event_time(incident, "verify_failed") - event_time(incident, "verify_started");
+    assert!(
+        verifying_for >= chrono::Duration::seconds(6),
+        "gave up after {verifying_for}, before `within`"
+    );
+    // The last result of every check is on the record.
+    let last = events(incident, "verify_failed")[0];
+    assert_eq!(last["results"].as_array().unwrap().len(), 2, "{last:#}");
+    assert!(
+        incident["reason"]
+            .as_str()
+            .unwrap()
+            .contains("still failing")
+    );
+}
+
+#[tokio::test]
+async fn disk_space_end_to_end_cleans_only_known_safe_paths() {
+    let host = SshHost::start().await;
+    // The target's /tmp is a 16 MiB tmpfs private to this host: fill it past 85% with
+    // two-day-old junk, and leave a fresh file in /tmp and an old file outside the safe
+    // paths, both of which must survive.
+    let arrange = host
+        .exec(
+            "mkdir -p /var/cache/apt/archives/partial && \
+             dd if=/dev/zero of=/tmp/old-junk bs=1M count=14 status=none && touch -d '3 days ago' /tmp/old-junk && \
+             echo keep > /tmp/fresh-work && \
+             echo keep > /srv/old-data && touch -d '3 days ago' /srv/old-data && \
+             df --output=pcent /tmp | tail -n 1",
+        )
+        .await;
+    assert!(
+        arrange.status.success(),
+        "arrange: {}",
+        text(&arrange.stderr)
+    );
+    let used: u32 = text(&arrange.stdout)
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap();
+    assert!(used > 85, "the disk must start above 85%, is {used}%");
+
+    let enforcing = start_enforcing(
+        &[Inventory {
+            name: "db1",
+            host: &host,
+            user: host.user(),
+        }],
+        &[&host],
+        &[],
+    )
+    .await;
+    let salve = &enforcing.salve;
+    post_generic(
+        salve,
+        json!({ "labels": { "alertname": "DiskSpaceLow", "instance": "db1:9100", "mountpoint": "/tmp" } }),
+    )
+    .await;
+
+    let history = wait_for_final(salve, 1, Duration::from_secs(60)).await;
+    let incident = &history[0];
+    assert_eq!(incident["state"], "succeeded", "{incident:#}");
+    let last = events(incident, "check_poll").last().copied().unwrap();
+    assert!(
+        last["results"][0]["value"]
+            .as_f64()
+            .is_some_and(|v| v < 80.0),
+        "{last:#}"
+    );
+
+    let after = host
+        .exec("test ! -e /tmp/old-junk && test -e /tmp/fresh-work && test -e /srv/old-data && echo intact")
+        .await;
+    assert_eq!(
+        text(&after.stdout).trim(),
+        "intact",
+        "{}",
+        text(&after.stderr)
+    );
+}
+
+const HOSTILE: &[&str] = &[
+    "a; touch /tmp/SENTINEL",
+    "$(touch /tmp/SENTINEL)",
+    "`touch /tmp/SENTINEL`",
+    "it's \"quoted\"",
+    "line1\ntouch /tmp/SENTINEL\n",
+    "| touch /tmp/SENTINEL &",
+];
+
+#[tokio::test]
+async fn hostile_label_values_reach_the_target_only_as_data() {
+    let host = SshHost::start().await;
+    let enforcing = start_enforcing(
+        &[Inventory {
+            name: "web1",
+            host: &host,
+            user: host.user(),
+        }],
+        &[&host],
+        &[],
+    )
+    .await;
+    let salve = &enforcing.salve;
+    let alerts: Vec<Value> = HOSTILE
+        .iter()
+        .map(|message| json!({ "labels": { "alertname": "Echo", "instance": "web1:9100", "message": message } }))
+        .collect();
+    post_generic(salve, json!({ "alerts": alerts })).await;
+
+    let history = wait_for_final(salve, HOSTILE.len(), Duration::from_secs(60)).await;
+    for message in HOSTILE {
+        let incident = by_label(&history, "message", message);
+        assert_eq!(incident["state"], "succeeded", "{incident:#}");
+        let finished = events(incident, "step_finished");
+        assert_eq!(
+            finished[0]["stdout"], *message,
+            "the target printed something else: {incident:#}"
+        );
+    }
+    let sentinel = host
+        .exec("test -e /tmp/SENTINEL && echo RAN || echo clean")
+        .await;
+    assert_eq!(
+        text(&sentinel.stdout).trim(),
+        "clean",
+        "a label value was executed on the target"
+    );
+}
+
+#[tokio::test]
+async fn a_host_whose_key_does_not_match_is_never_commanded() {
+    let host = SshHost::start().await;
+    let impostor = SshHost::start().await;
+    // known_hosts holds the impostor's key for the real host's address and port.
+    let enforcing = start_enforcing(
+        &[Inventory {
+            name: "web1",
+            host: &host,
+            user: host.user(),
+        }],
+        &[],
+        &[],
+    )
+    .await;
+    let wrong = impostor.known_hosts_line().replace(
+        &format!("]:{}", impostor.port()),
+        &format!("]:{}", host.port()),
+    );
+    std::fs::write(&enforcing.known_hosts, format!("{wrong}\n")).unwrap();
+    let salve = &enforcing.salve;
+    post_generic(
+        salve,
+        json!({ "labels": { "alertname": "Echo", "instance": "web1:9100", "message": "x; touch /tmp/RAN" } }),
+    )
+    .await;
+
+    let history = wait_for_final(salve, 1, Duration::from_secs(30)).await;
+    let incident = &history[0];
+    assert_eq!(incident["state"], "failed", "{incident:#}");
+    let reason = incident["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("cannot reach web1") && reason.to_lowercase().contains("host key"),
+        "{reason}"
+    );
+    let ran = host.exec("ls /tmp").await;
+    assert!(!text(&ran.stdout).contains("RAN"));
+}
+
+#[tokio::test]
+async fn failures_are_bounded_and_one_hung_host_does_not_delay_another() {
+    let hung = SshHost::start().await;
+    let healthy = SshHost::start_on(std::net::Ipv4Addr::new(127, 0, 0, 2)).await;
+    // "gone": an inventory host whose port has nothing listening.
+    let gone = SshHost::start().await;
+    let enforcing = start_enforcing(
+        &[
+            Inventory {
+                name: "hung",
+                host: &hung,
+                user: hung.user(),
+            },
+            Inventory {
+                name: "healthy",
+                host: &healthy,
+                user: healthy.user(),
+            },
+            Inventory {
+                name: "gone",
+                host: &gone,
+                user: gone.user(),
+            },
+        ],
+        &[&hung, &healthy, &gone],
+        &[],
+    )
+    .await;
+    drop(gone);
+    let salve = &enforcing.salve;
+    post_generic(
+        salve,
+        json!({ "alerts": [
+            { "labels": { "alertname": "Hang", "instance": "hung:9100" } },
+            { "labels": { "alertname": "Echo", "instance": "healthy:9100", "message": "hello" } },
+            { "labels": { "alertname": "Echo", "instance": "gone:9100", "message": "hello" } },
+        ]}),
+    )
+    .await;
+
+    let history = wait_for_final(salve, 3, Duration::from_secs(60)).await;
+    let hang = by_label(&history, "alertname", "Hang");
+    assert_eq!(hang["state"], "failed");
+    assert_eq!(events(hang, "step_finished")[0]["outcome"], "timeout");
+    assert!(
+        hang["reason"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 3s"),
+        "{}",
+        hang["reason"]
+    );
+    let cut_after = event_time(hang, "failed") - event_time(hang, "step_started");
+    assert!(
+        cut_after < chrono::Duration::seconds(10),
+        "the hung command ran {cut_after}"
+    );
+
+    let healthy_incident = by_label(&history, "instance", "healthy:9100");
+    assert_eq!(healthy_incident["state"], "succeeded");
+    assert!(
+        event_time(healthy_incident, "succeeded") < event_time(hang, "failed"),
+        "the healthy host waited for the hung one"
+    );
+
+    let gone_incident = by_label(&history, "instance", "gone:9100");
+    assert_eq!(gone_incident["state"], "failed");
+    assert!(
+        gone_incident["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach gone"),
+        "{}",
+        gone_incident["reason"]
+    );
+    let failed_after =
+        event_time(gone_incident, "failed") - event_time(gone_incident, "remediation_started");
+    assert!(
+        failed_after < chrono::Duration::seconds(5),
+        "connect took {failed_after} (connect_timeout 2s)"
+    );
+}
+
+#[tokio::test]
+async fn one_remediation_at_a_time_per_host_and_hosts_in_parallel() {
+    let first = SshHost::start().await;
+    let second = SshHost::start_on(std::net::Ipv4Addr::new(127, 0, 0, 2)).await;
+    let enforcing = start_enforcing(
+        &[
+            Inventory {
+                name: "web1",
+                host: &first,
+                user: first.user(),
+            },
+            Inventory {
+                name: "web2",
+                host: &second,
+                user: second.user(),
+            },
+        ],
+        &[&first, &second],
+        &[],
+    )
+    .await;
+    let salve = &enforcing.salve;
+    post_generic(
+        salve,
+        json!({ "alerts": [
+            { "labels": { "alertname": "Slow", "instance": "web1:9100", "n": "1" } },
+            { "labels": { "alertname": "Slow", "instance": "web1:9100", "n": "2" } },
+            { "labels": { "alertname": "Slow", "instance": "web2:9100", "n": "3" } },
+        ]}),
+    )
+    .await;
+    let history = wait_for_final(salve, 3, Duration::from_secs(60)).await;
+    let span = |n: &str| {
+        let incident = by_label(&history, "n", n);
+        assert_eq!(incident["state"], "succeeded", "{incident:#}");
+        (
+            event_time(incident, "remediation_started"),
+            event_time(incident, "succeeded"),
+        )
+    };
+    let (a, b, c) = (span("1"), span("2"), span("3"));
+    let overlap = |x: (DateTime<Utc>, DateTime<Utc>), y: (DateTime<Utc>, DateTime<Utc>)| {
+        x.0 < y.1 && y.0 < x.1
+    };
+    assert!(
+        !overlap(a, b),
+        "two remediations ran at once on web1: {a:?} {b:?}"
+    );
+    assert!(
+        overlap(a, c) || overlap(b, c),
+        "web2 waited for web1: {a:?} {b:?} {c:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_alert_resolved_while_waiting_its_turn_is_not_run() {
+    let host = SshHost::start().await;
+    let enforcing = start_enforcing(
+        &[Inventory {
+            name: "web1",
+            host: &host,
+            user: host.user(),
+        }],
+        &[&host],
+        &[],
+    )
+    .await;
+    let salve = &enforcing.salve;
+    let waiting = json!({ "labels": { "alertname": "Slow", "instance": "web1:9100", "n": "2" }, "startsAt": "2026-11-28T10:00:00Z" });
+    post_generic(
+        salve,
+        json!({ "alerts": [ { "labels": { "alertname": "Slow", "instance": "web1:9100", "n": "1" } }, waiting ] }),
+    )
+    .await;
+    // While n=1 holds the host, n=2 resolves.
+    let mut resolved = waiting.clone();
+    resolved["status"] = json!("resolved");
+    resolved["endsAt"] = json!("2026-11-28T10:00:05Z");
+    post_generic(salve, resolved).await;
+
+    let history = wait_for_final(salve, 2, Duration::from_secs(30)).await;
+    let skipped = by_label(&history, "n", "2");
+    assert_eq!(skipped["state"], "resolved_before_run", "{skipped:#}");
+    assert!(
+        events(skipped, "step_started").is_empty(),
+        "a resolved alert was run"
+    );
+}
+
+#[tokio::test]
+async fn sudo_that_needs_a_password_fails_clearly() {
+    let host = SshHost::start().await;
+    let port = free_port();
+    define_unit(&host, "shop-api", &format!("exec health-server {port}")).await;
+    let enforcing = start_enforcing(
+        &[Inventory {
+            name: "web1",
+            host: &host,
+            user: "salvenopw",
+        }],
+        &[&host],
+        &[],
+    )
+    .await;
+    let salve = &enforcing.salve;
+    post_generic(
+        salve,
+        json!({ "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "shop-api", "health_port": port.to_string() } }),
+    )
+    .await;
+    let history = wait_for_final(salve, 1, Duration::from_secs(30)).await;
+    let incident = &history[0];
+    assert_eq!(incident["state"], "failed");
+    assert!(
+        incident["reason"]
+            .as_str()
+            .unwrap()
+            .contains("needs a password"),
+        "{}",
+        incident["reason"]
+    );
+}
+
+#[test]
+fn enforce_without_known_hosts_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("salve.toml"),
+        "[engine]\nmode = \"enforce\"\n\n[ssh]\nknown_hosts = \"/nonexistent/known_hosts\"\n",
+    )
+    .unwrap();
+    let output = salve_cli(dir.path(), &["serve"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("ssh.known_hosts"),
+        "{}",
+        text(&output.stderr)
+    );
+}
