@@ -46,6 +46,15 @@ async fn start_enforcing(
     known_hosts_for: &[&SshHost],
     recipe_patch: &[(&str, &str, &str)],
 ) -> Enforcing {
+    start_with_args(inventory, known_hosts_for, recipe_patch, &[]).await
+}
+
+async fn start_with_args(
+    inventory: &[Inventory<'_>],
+    known_hosts_for: &[&SshHost],
+    recipe_patch: &[(&str, &str, &str)],
+    serve_args: &[&str],
+) -> Enforcing {
     let files = tempfile::tempdir().unwrap();
     let recipes = files.path().join("recipes");
     std::fs::create_dir(&recipes).unwrap();
@@ -86,6 +95,7 @@ async fn start_enforcing(
     }
     let salve = SalveProcess::builder(&config)
         .recipes_dir(&recipes)
+        .serve_args(serve_args)
         .start()
         .await;
     Enforcing {
@@ -688,4 +698,37 @@ fn enforce_without_known_hosts_refuses_to_start() {
         "{}",
         text(&output.stderr)
     );
+}
+
+#[tokio::test]
+async fn serve_dry_run_overrides_an_enforcing_config() {
+    let host = SshHost::start().await;
+    let enforcing = start_with_args(
+        &[Inventory {
+            name: "web1",
+            host: &host,
+            user: host.user(),
+        }],
+        &[&host],
+        &[],
+        &["--dry-run"],
+    )
+    .await;
+    let salve = &enforcing.salve;
+    post_generic(
+        salve,
+        json!({ "labels": { "alertname": "Echo", "instance": "web1:9100", "message": "x" } }),
+    )
+    .await;
+    let history = wait_for_final_or_dry_run(salve).await;
+    assert_eq!(history[0]["state"], "dry_run");
+    assert_eq!(host.accepted_logins(), 0, "dry-run connected to the target");
+}
+
+async fn wait_for_final_or_dry_run(salve: &SalveProcess) -> Vec<Value> {
+    wait_until(Duration::from_secs(20), "the dry-run plan", || async {
+        let history = history_json(salve).await;
+        (history.len() == 1 && history[0]["state"] != "received").then_some(history)
+    })
+    .await
 }

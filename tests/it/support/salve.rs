@@ -30,12 +30,19 @@ pub struct SalveBuilder {
     config_toml: String,
     recipes_dir: Option<PathBuf>,
     extra_env: Vec<(String, String)>,
+    serve_args: Vec<String>,
 }
 
 impl SalveBuilder {
     /// Copies this directory's contents to `<tempdir>/recipes` before the start.
     pub fn recipes_dir(mut self, dir: &Path) -> Self {
         self.recipes_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// Extra arguments for `salve serve` (e.g. `--dry-run`), kept across restarts.
+    pub fn serve_args(mut self, args: &[&str]) -> Self {
+        self.serve_args = args.iter().map(|a| (*a).to_owned()).collect();
         self
     }
 
@@ -58,6 +65,7 @@ impl SalveBuilder {
             child: None,
             base_url: None,
             env: clean_env(&self.extra_env),
+            serve_args: self.serve_args.clone(),
             dir,
             starts: 0,
         };
@@ -72,6 +80,7 @@ pub struct SalveProcess {
     child: Option<ChildGuard>,
     base_url: Option<String>,
     env: Vec<(OsString, OsString)>,
+    serve_args: Vec<String>,
     dir: TempDir,
     starts: u32,
 }
@@ -82,6 +91,7 @@ impl SalveProcess {
             config_toml: config_toml.to_owned(),
             recipes_dir: None,
             extra_env: Vec::new(),
+            serve_args: Vec::new(),
         }
     }
 
@@ -194,6 +204,7 @@ impl SalveProcess {
             .arg("serve")
             .arg("--config")
             .arg(self.config_path())
+            .args(&self.serve_args)
             .env_clear()
             .envs(self.env.iter().cloned())
             .current_dir(self.dir.path())
