@@ -64,6 +64,20 @@ pub enum Command {
         /// Recipe directory; default: the config's recipes.dir.
         dir: Option<PathBuf>,
     },
+    /// Circuit breakers: runs per (recipe, target) in each recipe's window.
+    Breaker {
+        #[command(subcommand)]
+        action: BreakerAction,
+    },
+    /// The alerts salve could not handle (no recipe, or escalated), most frequent first:
+    /// the recipes to write next.
+    Gaps {
+        /// How many alertnames.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show journaled incidents, newest first.
     History {
         /// How many incidents.
@@ -76,6 +90,22 @@ pub enum Command {
         /// duration), each check poll, and the final state and why.
         #[arg(long, value_name = "ID")]
         id: Option<i64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BreakerAction {
+    /// Every (recipe, target) with runs in its window; OPEN ones stop remediation.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget the runs of RECIPE on TARGET so far: the next incident runs again.
+    Reset {
+        /// Recipe name, e.g. service-restart.
+        recipe: String,
+        /// Inventory host name, e.g. web1.
+        target: String,
     },
 }
 
@@ -122,6 +152,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => simulate(&loaded, &alert, source.as_deref(), json),
         Command::Test { dir } => test(&loaded, dir),
         Command::History { limit, json, id } => history(&loaded, limit, json, id),
+        Command::Breaker { action } => breaker(&loaded, action),
+        Command::Gaps { limit, json } => gaps(&loaded, limit, json),
     }
 }
 
@@ -307,6 +339,106 @@ fn test(loaded: &Loaded, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+/// Open the configured store and run `work` on it in a small runtime.
+fn with_store<T>(
+    loaded: &Loaded,
+    work: impl AsyncFnOnce(&SqliteStore) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let url = &loaded.settings.store.url;
+    let store = SqliteStore::open(url).with_context(|| format!("opening store {url}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(work(&store))
+}
+
+fn breaker(loaded: &Loaded, action: BreakerAction) -> anyhow::Result<ExitCode> {
+    with_store(loaded, async |store| {
+        let mut out = std::io::stdout().lock();
+        match action {
+            BreakerAction::List { json } => {
+                let breakers = store.breakers().await?;
+                if json {
+                    serde_json::to_writer_pretty(&mut out, &breakers)?;
+                    writeln!(out)?;
+                } else if breakers.is_empty() {
+                    writeln!(out, "no runs in any breaker window")?;
+                } else {
+                    writeln!(
+                        out,
+                        "{:<6}  {:<24}  {:<16}  {:>9}  {:>8}  last run",
+                        "state", "recipe", "target", "runs/max", "window"
+                    )?;
+                    for b in breakers {
+                        writeln!(
+                            out,
+                            "{:<6}  {:<24}  {:<16}  {:>9}  {:>8}  {}",
+                            if b.open { "OPEN" } else { "closed" },
+                            truncate(&b.recipe, 24),
+                            truncate(&b.target, 16),
+                            format!(
+                                "{}/{}",
+                                b.runs_in_window,
+                                b.max_runs
+                                    .map(|m| m.to_string())
+                                    .unwrap_or_else(|| "-".into())
+                            ),
+                            humantime::format_duration(std::time::Duration::from_secs(
+                                b.window_seconds.max(0) as u64
+                            ))
+                            .to_string(),
+                            b.last_run.format("%Y-%m-%d %H:%M:%S"),
+                        )?;
+                    }
+                }
+            }
+            BreakerAction::Reset { recipe, target } => {
+                store.reset_breaker(&recipe, &target).await?;
+                writeln!(
+                    out,
+                    "breaker reset: {recipe} on {target}; the next incident runs"
+                )?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn gaps(loaded: &Loaded, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
+    with_store(loaded, async |store| {
+        let gaps = store.gaps(limit).await?;
+        let mut out = std::io::stdout().lock();
+        if json {
+            serde_json::to_writer_pretty(&mut out, &gaps)?;
+            writeln!(out)?;
+        } else if gaps.is_empty() {
+            writeln!(
+                out,
+                "no gaps: every alert so far was handled without a human"
+            )?;
+        } else {
+            writeln!(
+                out,
+                "{:>9}  {:>9}  {:>9}  {:<28}  last reason",
+                "incidents", "unmatched", "escalated", "alertname"
+            )?;
+            for gap in gaps {
+                writeln!(
+                    out,
+                    "{:>9}  {:>9}  {:>9}  {:<28}  {}",
+                    gap.incidents,
+                    gap.unmatched,
+                    gap.escalated,
+                    truncate(&gap.alertname, 28),
+                    gap.last_reason.as_deref().unwrap_or("")
+                )?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
     })
 }
 

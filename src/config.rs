@@ -47,7 +47,9 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+pub(crate) fn de_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
     humantime::parse_duration(&text)
         .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
@@ -70,6 +72,8 @@ pub struct Settings {
     pub escalation: EscalationSettings,
     #[serde(default)]
     pub ssh: SshSettings,
+    #[serde(default)]
+    pub limits: LimitSettings,
     /// The inventory: the only hosts salve may ever touch.
     #[serde(default)]
     pub hosts: Vec<Host>,
@@ -296,6 +300,42 @@ fn default_max_parallel() -> usize {
     16
 }
 
+/// Remediation rate limits (token buckets). An incident over a limit waits up to
+/// `max_wait` for a token, then is not run: it ends `rate_limited` and is escalated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Remediations started per minute, all hosts together.
+    #[serde(default = "default_per_minute")]
+    pub remediations_per_minute: u32,
+    /// Remediations started per minute on any one host.
+    #[serde(default = "default_per_host_per_minute")]
+    pub per_host_per_minute: u32,
+    /// How long an incident may wait for a token before it escalates `rate_limited`.
+    #[serde(default = "default_max_wait", deserialize_with = "de_duration")]
+    pub max_wait: Duration,
+}
+
+fn default_per_minute() -> u32 {
+    60
+}
+fn default_per_host_per_minute() -> u32 {
+    6
+}
+fn default_max_wait() -> Duration {
+    Duration::from_secs(120)
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            remediations_per_minute: default_per_minute(),
+            per_host_per_minute: default_per_host_per_minute(),
+            max_wait: default_max_wait(),
+        }
+    }
+}
+
 /// How salve reaches inventory hosts. Host keys are always checked strictly against
 /// `known_hosts`: salve never trusts a key on first use.
 #[derive(Debug, Clone, Deserialize)]
@@ -367,12 +407,17 @@ pub struct EscalationSettings {
     pub channels: BTreeMap<String, ChannelSettings>,
 }
 
-/// One escalation channel. This release knows `log` (journal and log only); email and
-/// ticket webhooks arrive with the escalation stage.
+/// One escalation channel, chosen by `kind`. The keys of each kind are documented on
+/// `EmailChannel` and `WebhookChannel` (src/escalate/email.rs, webhook.rs).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ChannelSettings {
+    /// `kind = "log"`: the escalation is recorded in the journal and the log only.
     Log {},
+    /// `kind = "email"`: a plain-text mail over SMTP.
+    Email(crate::escalate::EmailChannel),
+    /// `kind = "webhook"`: a JSON POST (generic, a body template, or PagerDuty).
+    Webhook(crate::escalate::WebhookChannel),
 }
 
 /// A configuration problem, located when it came from a file.
@@ -586,6 +631,20 @@ pub fn load_with_env(
             ));
         }
     }
+    for (key, value) in [
+        (
+            "remediations_per_minute",
+            settings.limits.remediations_per_minute,
+        ),
+        ("per_host_per_minute", settings.limits.per_host_per_minute),
+    ] {
+        if value == 0 {
+            problems.push(problem(
+                at(&["limits", key]),
+                format!("limits.{key} must be > 0"),
+            ));
+        }
+    }
     if settings.engine.max_parallel == 0 {
         problems.push(problem(
             at(&["engine", "max_parallel"]),
@@ -637,6 +696,14 @@ pub fn load_with_env(
             ));
         }
     }
+    for (name, channel) in &settings.escalation.channels {
+        for (key, message) in crate::escalate::channel_problems(channel) {
+            problems.push(problem(
+                at(&["escalation", "channels", name, key]),
+                format!("escalation.channels.{name}.{key}: {message}"),
+            ));
+        }
+    }
     for (index, message) in Inventory::new(settings.hosts.clone()).problems() {
         problems.push(problem(
             at(&["hosts", &index.to_string()]),
@@ -658,7 +725,7 @@ pub fn load_with_env(
 }
 
 /// A secret given inline or in a file (trailing newline trimmed), not both.
-fn secret_from(
+pub(crate) fn secret_from(
     name: &str,
     inline: Option<Secret>,
     file: Option<&Path>,

@@ -49,10 +49,14 @@ pub enum State {
     Failed,
     /// Commands ran but the checks did not all pass before `within` expired.
     VerifyFailed,
+    /// Not run: the recipe already ran `max_runs` times on this target in its window.
+    BreakerOpen,
+    /// Not run: the remediation rate limit stayed exhausted past `limits.max_wait`.
+    RateLimited,
 }
 
 impl State {
-    pub const ALL: [State; 11] = [
+    pub const ALL: [State; 13] = [
         State::Received,
         State::Matched,
         State::Unmatched,
@@ -64,7 +68,22 @@ impl State {
         State::Succeeded,
         State::Failed,
         State::VerifyFailed,
+        State::BreakerOpen,
+        State::RateLimited,
     ];
+
+    /// States in which a human is paged (with the escalation reason).
+    pub fn escalation_reason(self) -> Option<&'static str> {
+        match self {
+            State::Failed => Some("failed"),
+            State::VerifyFailed => Some("verify_failed"),
+            State::Unmatched => Some("novel"),
+            State::Refused => Some("refused"),
+            State::BreakerOpen => Some("breaker_open"),
+            State::RateLimited => Some("rate_limited"),
+            _ => None,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -79,6 +98,8 @@ impl State {
             State::Succeeded => "succeeded",
             State::Failed => "failed",
             State::VerifyFailed => "verify_failed",
+            State::BreakerOpen => "breaker_open",
+            State::RateLimited => "rate_limited",
         }
     }
 
@@ -117,6 +138,9 @@ pub struct Incident {
     pub last_seen: DateTime<Utc>,
     /// How many notifications carried this alert (re-sends, HA copies, resolves).
     pub receive_count: i64,
+    /// When its escalation was queued, if it was escalated.
+    #[serde(default)]
+    pub escalated_at: Option<DateTime<Utc>>,
 }
 
 /// One entry of an incident's journal.

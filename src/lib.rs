@@ -5,6 +5,7 @@ pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod escalate;
 pub mod http;
 pub mod incident;
 pub mod intake;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -28,6 +29,25 @@ pub struct RequestLabels {
     pub code: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RemediationLabels {
+    /// Recipe names come from the operator's recipe files: a bounded set.
+    pub recipe: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EscalationLabels {
+    /// Channel names come from the config: a bounded set.
+    pub channel: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecipeLabel {
+    pub recipe: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub alerts_received: Family<SourceLabel, Counter>,
@@ -36,6 +56,12 @@ pub struct Metrics {
     pub truncated_alerts: Counter,
     pub incidents: Family<OutcomeLabel, Counter>,
     pub webhook_duration: Family<RequestLabels, Histogram>,
+    pub remediations: Family<RemediationLabels, Counter>,
+    pub success_ratio: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub escalations: Family<EscalationLabels, Counter>,
+    pub outbox_pending: Gauge,
+    pub ssh_command_duration: Histogram,
+    pub breaker_open: Family<RecipeLabel, Gauge>,
 }
 
 impl Metrics {
@@ -68,7 +94,7 @@ impl Metrics {
         let incidents = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "incidents",
-            "Incidents by outcome: of planning (matched, unmatched, refused, dry_run) and of remediation (succeeded, failed, verify_failed, resolved_before_run)",
+            "Incidents by outcome: of planning (matched, unmatched, refused, dry_run) and of remediation (succeeded, failed, verify_failed, breaker_open, rate_limited, resolved_before_run)",
             incidents.clone(),
         );
         let webhook_duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
@@ -78,6 +104,42 @@ impl Metrics {
             "webhook_request_duration_seconds",
             "Webhook request duration, by source and HTTP status code",
             webhook_duration.clone(),
+        );
+        let remediations = Family::<RemediationLabels, Counter>::default();
+        registry.register(
+            "remediations",
+            "Remediations by recipe and outcome (succeeded, failed, verify_failed, breaker_open, rate_limited, resolved_before_run)",
+            remediations.clone(),
+        );
+        let success_ratio = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "auto_remediation_success_ratio",
+            "Verified successes over remediations attempted, all time (healthy: 0.7 and up)",
+            success_ratio.clone(),
+        );
+        let escalations = Family::<EscalationLabels, Counter>::default();
+        registry.register(
+            "escalations",
+            "Escalations accepted by a channel, by channel and reason",
+            escalations.clone(),
+        );
+        let outbox_pending = Gauge::default();
+        registry.register(
+            "escalation_outbox_pending",
+            "Escalations written but not yet accepted by their channel",
+            outbox_pending.clone(),
+        );
+        let ssh_command_duration = Histogram::new(exponential_buckets(0.002, 2.0, 16));
+        registry.register(
+            "ssh_command_duration_seconds",
+            "Duration of remediation and diagnostic commands over SSH",
+            ssh_command_duration.clone(),
+        );
+        let breaker_open = Family::<RecipeLabel, Gauge>::default();
+        registry.register(
+            "breaker_open",
+            "Open circuit breakers (targets whose recipe hit max_runs in its window), by recipe",
+            breaker_open.clone(),
         );
         // Pre-create the closed label sets so every series exists from the first scrape.
         for source in Source::ALL {
@@ -108,7 +170,22 @@ impl Metrics {
             truncated_alerts,
             incidents,
             webhook_duration,
+            remediations,
+            success_ratio,
+            escalations,
+            outbox_pending,
+            ssh_command_duration,
+            breaker_open,
         })
+    }
+
+    pub fn remediation(&self, recipe: &str, outcome: State) {
+        self.remediations
+            .get_or_create(&RemediationLabels {
+                recipe: recipe.to_owned(),
+                outcome: outcome.as_str(),
+            })
+            .inc();
     }
 
     pub fn source(source: Source) -> SourceLabel {

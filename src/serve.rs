@@ -8,7 +8,8 @@ use anyhow::{Context, bail};
 use tokio::sync::{Notify, watch};
 
 use crate::config::Loaded;
-use crate::engine::{Engine, Remediator};
+use crate::engine::{Engine, Escalator, Outbox, Remediator};
+use crate::escalate::Channels;
 use crate::http::{self, AppState, GrafanaSignature, auth::Credentials};
 use crate::incident::State;
 use crate::intake::Limits;
@@ -83,13 +84,39 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
     let server = http::server(state, listener, workers)?;
     let server_handle = server.handle();
 
-    let remediator = match mode {
+    let executor = match mode {
         Mode::DryRun => None,
-        Mode::Enforce => Some(Arc::new(build_remediator(
-            &loaded,
-            store.clone(),
-            metrics.clone(),
-        )?)),
+        Mode::Enforce => Some(Arc::new(build_executor(&loaded)?)),
+    };
+    let remediator = executor
+        .as_ref()
+        .map(|executor| {
+            build_remediator(
+                &loaded,
+                executor.clone(),
+                store.clone(),
+                metrics.clone(),
+                wake.clone(),
+            )
+            .map(Arc::new)
+        })
+        .transpose()?;
+    let outbox_wake = Arc::new(Notify::new());
+    let escalator = Arc::new(Escalator::new(
+        store.clone(),
+        executor.clone(),
+        settings.escalation.default.clone(),
+        settings.ssh.command_timeout,
+        metrics.clone(),
+        outbox_wake.clone(),
+    ));
+    let channels = Channels::new(&settings.escalation.channels)
+        .map_err(|e| anyhow::anyhow!("escalation channels: {e}"))?;
+    let outbox = Outbox {
+        store: store.clone(),
+        channels: Arc::new(channels),
+        metrics: metrics.clone(),
+        wake: outbox_wake,
     };
     warn_about_interrupted(store.as_ref()).await;
 
@@ -102,8 +129,10 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
         metrics,
         wake,
         remediator,
+        escalator,
     };
     let (stop_engine, engine_stopped) = watch::channel(false);
+    let outbox_task = tokio::spawn(outbox.run(engine_stopped.clone()));
     let engine_task = tokio::spawn(engine.run(engine_stopped));
     let mut server_task = tokio::spawn(server);
 
@@ -124,18 +153,15 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
     server_handle.stop(true).await;
     let _ = stop_engine.send(true);
     engine_task.await.context("engine task")?;
+    outbox_task.await.context("outbox task")?;
     let _ = server_task.await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// The SSH executor and verifier for enforce mode. The config check already made sure a
-/// known_hosts file exists: without one nothing could be connected to strictly.
-fn build_remediator(
-    loaded: &Loaded,
-    store: Arc<dyn Store>,
-    metrics: Arc<Metrics>,
-) -> anyhow::Result<Remediator> {
+/// The SSH executor for enforce mode. The config check already made sure a known_hosts
+/// file exists: without one nothing could be connected to strictly.
+fn build_executor(loaded: &Loaded) -> anyhow::Result<crate::ssh::Executor> {
     let ssh = &loaded.settings.ssh;
     let known_hosts = ssh
         .known_hosts
@@ -154,7 +180,7 @@ fn build_remediator(
         std::fs::set_permissions(&control_dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("securing {}", control_dir.display()))?;
     }
-    let executor = crate::ssh::Executor::new(crate::ssh::SshSettings {
+    crate::ssh::Executor::new(crate::ssh::SshSettings {
         user: ssh.user.clone(),
         identity_file: ssh.identity_file.clone(),
         known_hosts,
@@ -163,15 +189,33 @@ fn build_remediator(
         control_dir,
         max_output_bytes: ssh.max_output_bytes,
     })
-    .context("setting up SSH")?;
+    .context("setting up SSH")
+}
+
+fn build_remediator(
+    loaded: &Loaded,
+    executor: Arc<crate::ssh::Executor>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
+) -> anyhow::Result<Remediator> {
+    let settings = &loaded.settings;
     let verifier = Verifier::new().context("setting up the HTTP check client")?;
     Ok(Remediator::new(
         store,
-        Arc::new(executor),
+        executor,
         verifier,
-        ssh.command_timeout,
-        loaded.settings.engine.max_parallel,
+        crate::engine::remediate::Bounds {
+            check_timeout: settings.ssh.command_timeout,
+            max_parallel: settings.engine.max_parallel,
+            limits: crate::engine::remediate::RateLimits::new(
+                settings.limits.remediations_per_minute,
+                settings.limits.per_host_per_minute,
+                settings.limits.max_wait,
+            ),
+        },
         metrics,
+        wake,
     ))
 }
 

@@ -17,8 +17,12 @@ use crate::plan::{Mode, Plan, PlanOutcome};
 use crate::recipe::{PlanContext, RecipeSet};
 use crate::store::{Store, StoreError};
 
+pub mod escalate;
+pub mod outbox;
 pub mod remediate;
 
+pub use escalate::Escalator;
+pub use outbox::Outbox;
 pub use remediate::Remediator;
 
 /// How many received incidents one planning pass takes.
@@ -30,6 +34,9 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// On shutdown, running remediations get this long to finish their current step.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Gauges read from the store (open breakers, success ratio) are refreshed this often.
+const GAUGE_REFRESH: Duration = Duration::from_secs(5);
 
 /// Idle SSH connections are looked for this often.
 const IDLE_SWEEP: Duration = Duration::from_secs(30);
@@ -45,6 +52,8 @@ pub struct Engine {
     pub wake: Arc<Notify>,
     /// Runs enforced plans; `None` when nothing may run (dry-run).
     pub remediator: Option<Arc<Remediator>>,
+    /// Queues escalations for incidents that need a human.
+    pub escalator: Arc<Escalator>,
 }
 
 /// The state a plan puts its incident in.
@@ -70,6 +79,8 @@ impl Engine {
         );
         let mut tasks = JoinSet::new();
         let mut last_sweep = tokio::time::Instant::now();
+        self.refresh_gauges().await;
+        let mut last_gauges = tokio::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -89,6 +100,13 @@ impl Engine {
                     remediator.executor().close_idle().await;
                     last_sweep = tokio::time::Instant::now();
                 }
+            }
+            if let Err(e) = self.escalator.queue_pending(&mut tasks).await {
+                tracing::warn!(error = %e, "escalation pass failed; retrying");
+            }
+            if last_gauges.elapsed() >= GAUGE_REFRESH {
+                self.refresh_gauges().await;
+                last_gauges = tokio::time::Instant::now();
             }
             while tasks.try_join_next().is_some() {}
             if planned == PLAN_BATCH {
@@ -115,6 +133,34 @@ impl Engine {
             remediator.executor().shutdown().await;
         }
         tracing::info!("engine stopped");
+    }
+
+    /// Store-derived gauges: open breakers by recipe, the all-time success ratio.
+    async fn refresh_gauges(&self) {
+        if let Ok(breakers) = self.store.breakers().await {
+            let mut open: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+            for breaker in &breakers {
+                *open.entry(breaker.recipe.as_str()).or_default() += i64::from(breaker.open);
+            }
+            for recipe in self.recipes.names() {
+                open.entry(recipe).or_default();
+            }
+            for (recipe, count) in open {
+                self.metrics
+                    .breaker_open
+                    .get_or_create(&crate::metrics::RecipeLabel {
+                        recipe: recipe.to_owned(),
+                    })
+                    .set(count);
+            }
+        }
+        if let Ok((attempts, successes)) = self.store.remediation_totals().await
+            && attempts > 0
+        {
+            self.metrics
+                .success_ratio
+                .set(successes as f64 / attempts as f64);
+        }
     }
 
     /// Plan every incident waiting in `received` (one batch); returns how many it took.

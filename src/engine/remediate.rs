@@ -16,11 +16,15 @@ use tokio::task::JoinSet;
 use crate::alert::AlertStatus;
 use crate::incident::{Incident, IncidentId, State};
 use crate::metrics::Metrics;
+use crate::metrics::RecipeLabel;
 use crate::plan::{Plan, PlannedTarget, PlannedVerify};
 use crate::recipe::shell_quote;
 use crate::ssh::{CommandOutput, Executor, SshError};
-use crate::store::{NewEvent, Store, StoreError};
+use crate::store::{BreakerLimit, NewEvent, RunGate, Store, StoreError};
 use crate::verify::{CheckResult, Verifier};
+
+/// Runs of a recipe without a `[breaker]` are still logged, over this window.
+const UNBOUNDED_WINDOW: Duration = Duration::from_secs(3600);
 
 /// How many `matched` incidents one dispatch pass takes from the store.
 const DISPATCH_BATCH: usize = 1024;
@@ -33,6 +37,9 @@ pub struct Remediator {
     check_timeout: Duration,
     /// Remediations running at once, across hosts.
     slots: Semaphore,
+    limits: RateLimits,
+    /// Wakes the engine when an incident ends (it may need escalating).
+    wake: Arc<tokio::sync::Notify>,
     /// Per-host FIFO queues; a host has a worker task while its queue is non-empty.
     hosts: Mutex<HashMap<String, VecDeque<Incident>>>,
     /// Incidents queued or running, so a dispatch pass never takes one twice.
@@ -43,21 +50,32 @@ pub struct Remediator {
 /// Why a run stopped early, for the incident's reason.
 struct StepFailure(String);
 
+/// How remediations are bounded: checks, parallelism, rates.
+pub struct Bounds {
+    /// Bound for check commands (remediation commands use the recipe's timeout).
+    pub check_timeout: Duration,
+    /// Remediations running at once, across hosts.
+    pub max_parallel: usize,
+    pub limits: RateLimits,
+}
+
 impl Remediator {
     pub fn new(
         store: Arc<dyn Store>,
         executor: Arc<Executor>,
         verifier: Verifier,
-        check_timeout: Duration,
-        max_parallel: usize,
+        bounds: Bounds,
         metrics: Arc<Metrics>,
+        wake: Arc<tokio::sync::Notify>,
     ) -> Remediator {
         Remediator {
             store,
             executor,
             verifier,
-            check_timeout,
-            slots: Semaphore::new(max_parallel),
+            check_timeout: bounds.check_timeout,
+            slots: Semaphore::new(bounds.max_parallel),
+            limits: bounds.limits,
+            wake,
             hosts: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             metrics,
@@ -116,13 +134,10 @@ impl Remediator {
                 }
             };
             let id = next.id;
-            {
-                let _slot = self.slots.acquire().await.expect("semaphore never closed");
-                if let Err(e) = self.remediate(next).await {
-                    // The store failed mid-run; the incident stays in its last journaled
-                    // state for the operator (and, later, crash recovery) to see.
-                    tracing::error!(incident = %id, host = %host, error = %e, "remediation not recorded");
-                }
+            if let Err(e) = self.remediate(next).await {
+                // The store failed mid-run; the incident stays in its last journaled
+                // state for the operator (and, later, crash recovery) to see.
+                tracing::error!(incident = %id, host = %host, error = %e, "remediation not recorded");
             }
             self.in_flight.lock().expect("in_flight lock").remove(&id);
         }
@@ -165,18 +180,63 @@ impl Remediator {
                 .await;
         }
 
-        self.store
-            .transition(
+        // Rate limits first (without holding a slot other hosts could use), then a slot,
+        // then the breaker, which records the run in the same transaction it checks.
+        if let Err(waited) = self.limits.wait(&target.name).await {
+            let reason = format!(
+                "remediation rate limit ({}) still exhausted after waiting {}; not run",
+                self.limits.describe(),
+                humantime::format_duration(waited)
+            );
+            return self
+                .finish(id, State::Matched, State::RateLimited, reason, json!({}))
+                .await;
+        }
+        let _slot = self.slots.acquire().await.expect("semaphore never closed");
+        let recipe = plan.recipe.clone().unwrap_or_default();
+        let limit = BreakerLimit {
+            max_runs: plan.breaker.as_ref().map(|b| b.max_runs),
+            window: plan
+                .breaker
+                .as_ref()
+                .map(|b| b.window)
+                .unwrap_or(UNBOUNDED_WINDOW),
+        };
+        let gate = self
+            .store
+            .begin_run(
                 id,
-                State::Matched,
-                State::Remediating,
-                None,
-                NewEvent::new(
-                    "remediation_started",
-                    json!({ "target": target, "steps": plan.commands.len(), "sudo": plan.sudo }),
-                ),
+                &recipe,
+                &target.name,
+                limit,
+                json!({ "target": target, "steps": plan.commands.len(), "sudo": plan.sudo }),
             )
             .await?;
+        if let RunGate::BreakerOpen { runs } = gate {
+            let reason = format!(
+                "circuit breaker open: {} already ran {} time(s) on {} in the last {} (max_runs {}); not run",
+                recipe,
+                runs.len(),
+                target.name,
+                humantime::format_duration(limit.window),
+                limit.max_runs.unwrap_or_default()
+            );
+            self.metrics
+                .breaker_open
+                .get_or_create(&RecipeLabel {
+                    recipe: recipe.clone(),
+                })
+                .set(1);
+            return self
+                .finish(
+                    id,
+                    State::Matched,
+                    State::BreakerOpen,
+                    reason,
+                    json!({ "runs": runs }),
+                )
+                .await;
+        }
         tracing::info!(incident = %id, recipe = plan.recipe.as_deref().unwrap_or(""), target = %target.name, "remediation started");
 
         if let Err(StepFailure(reason)) = self.run_steps(id, &plan, &target).await? {
@@ -242,10 +302,14 @@ impl Remediator {
                     ),
                 )
                 .await?;
+            let started = Instant::now();
             let outcome = self
                 .executor
                 .run(target, &executed, plan.command_timeout)
                 .await;
+            self.metrics
+                .ssh_command_duration
+                .observe(started.elapsed().as_secs_f64());
             let (record, failure) =
                 step_record(index + 1, command, target, plan.command_timeout, &outcome);
             self.store
@@ -354,8 +418,77 @@ impl Remediator {
             )
             .await?;
         self.metrics.incident_outcome(to);
+        if let Some(recipe) = recipe_of(&self.store, id).await {
+            self.metrics.remediation(&recipe, to);
+        }
+        if let Ok((attempts, successes)) = self.store.remediation_totals().await
+            && attempts > 0
+        {
+            self.metrics
+                .success_ratio
+                .set(successes as f64 / attempts as f64);
+        }
         tracing::info!(incident = %id, state = to.as_str(), reason = %reason, "remediation finished");
+        self.wake.notify_one();
         Ok(())
+    }
+}
+
+async fn recipe_of(store: &Arc<dyn Store>, id: IncidentId) -> Option<String> {
+    store
+        .incident(id)
+        .await
+        .ok()
+        .flatten()?
+        .incident
+        .plan?
+        .recipe
+}
+
+/// The remediation rate limits: token buckets overall and per host (`governor`).
+pub struct RateLimits {
+    overall: governor::DefaultDirectRateLimiter,
+    per_host: governor::DefaultKeyedRateLimiter<String>,
+    per_minute: u32,
+    per_host_per_minute: u32,
+    max_wait: Duration,
+}
+
+impl RateLimits {
+    pub fn new(per_minute: u32, per_host_per_minute: u32, max_wait: Duration) -> RateLimits {
+        use governor::{Quota, RateLimiter};
+        use std::num::NonZeroU32;
+        let quota =
+            |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).expect("max(1) is non-zero"));
+        RateLimits {
+            overall: RateLimiter::direct(quota(per_minute)),
+            per_host: RateLimiter::keyed(quota(per_host_per_minute)),
+            per_minute,
+            per_host_per_minute,
+            max_wait,
+        }
+    }
+
+    /// Wait for a token from both buckets, at most `max_wait`; `Err(waited)` if none came.
+    /// The per-host token is taken first so a busy host does not drain the overall bucket
+    /// while it waits.
+    async fn wait(&self, host: &str) -> Result<(), Duration> {
+        let started = Instant::now();
+        let host = host.to_owned();
+        let both = async {
+            self.per_host.until_key_ready(&host).await;
+            self.overall.until_ready().await;
+        };
+        tokio::time::timeout(self.max_wait, both)
+            .await
+            .map_err(|_| started.elapsed())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}/min overall, {}/min per host",
+            self.per_minute, self.per_host_per_minute
+        )
     }
 }
 

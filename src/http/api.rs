@@ -95,3 +95,30 @@ pub async fn get_incident(
             .json(json!({ "status": "error", "error": e.to_string() })),
     }
 }
+
+#[derive(Deserialize)]
+pub struct BreakerReset {
+    recipe: String,
+    target: String,
+}
+
+/// `POST /api/v1/breakers/reset` with `{"recipe": …, "target": …}`: the next incident for
+/// that pair runs again. Takes the webhook credentials.
+pub async fn reset_breaker(
+    req: HttpRequest,
+    body: web::Json<BreakerReset>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Some(denied) = authorized(&req, &state) {
+        return denied;
+    }
+    match state.store.reset_breaker(&body.recipe, &body.target).await {
+        Ok(()) => {
+            tracing::info!(recipe = %body.recipe, target = %body.target, "breaker reset through the API");
+            HttpResponse::Ok()
+                .json(json!({ "status": "ok", "recipe": body.recipe, "target": body.target }))
+        }
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .json(json!({ "status": "error", "error": e.to_string() })),
+    }
+}

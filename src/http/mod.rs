@@ -51,6 +51,7 @@ pub fn server(state: AppState, listener: TcpListener, workers: usize) -> std::io
             .route("/metrics", web::get().to(api::metrics))
             .route("/api/v1/incidents", web::get().to(api::list_incidents))
             .route("/api/v1/incidents/{id}", web::get().to(api::get_incident))
+            .route("/api/v1/breakers/reset", web::post().to(api::reset_breaker))
     })
     .workers(workers)
     .disable_signals()

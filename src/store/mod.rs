@@ -40,6 +40,69 @@ pub struct Ingested {
     pub resolved_now: bool,
 }
 
+/// Whether a remediation may start (the circuit breaker's answer).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunGate {
+    /// The run is recorded and the incident is `remediating`.
+    Started,
+    /// The breaker is open: the incident was not touched. `runs` are those counted.
+    BreakerOpen { runs: Vec<RunRecord> },
+}
+
+/// One remediation run counted by a breaker.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunRecord {
+    pub incident_id: IncidentId,
+    pub started_at: DateTime<Utc>,
+    /// The incident's state now (how that run ended, or that it is still running).
+    pub state: State,
+}
+
+/// A recipe's breaker setting, as planned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerLimit {
+    /// `None`: the recipe has no breaker (runs are still counted).
+    pub max_runs: Option<u32>,
+    pub window: std::time::Duration,
+}
+
+/// One (recipe, target) breaker, for `salve breaker list` and the metric.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BreakerStatus {
+    pub recipe: String,
+    pub target: String,
+    pub runs_in_window: i64,
+    pub max_runs: Option<u32>,
+    pub window_seconds: i64,
+    pub open: bool,
+    pub last_run: DateTime<Utc>,
+    pub reset_at: Option<DateTime<Utc>>,
+}
+
+/// A queued escalation to one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub incident_id: IncidentId,
+    pub reason: String,
+    pub channel: String,
+    pub payload: serde_json::Value,
+    /// Failed attempts so far.
+    pub attempts: i64,
+}
+
+/// An alertname salve could not handle on its own, for `salve gaps`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Gap {
+    pub alertname: String,
+    /// Incidents with no recipe or that ended escalated.
+    pub incidents: i64,
+    pub unmatched: i64,
+    pub escalated: i64,
+    pub last_seen: DateTime<Utc>,
+    pub last_reason: Option<String>,
+}
+
 /// A journal entry to write; the store stamps the time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
@@ -106,6 +169,70 @@ pub trait Store: Send + Sync + 'static {
 
     /// Journal one event (a step starting or ending, a check poll) without a state change.
     async fn append_event(&self, id: IncidentId, event: NewEvent) -> Result<(), StoreError>;
+
+    /// Start a remediation if the breaker allows, atomically: count the runs of
+    /// (recipe, target) since `window` ago (or the last reset, if later); below
+    /// `max_runs`, record this run, move `id` from `matched` to `remediating` and journal
+    /// `remediation_started` with `detail`; otherwise change nothing.
+    async fn begin_run(
+        &self,
+        id: IncidentId,
+        recipe: &str,
+        target: &str,
+        limit: BreakerLimit,
+        detail: serde_json::Value,
+    ) -> Result<RunGate, StoreError>;
+
+    /// Runs of (recipe, target) counted in the window now (after any reset), oldest first.
+    async fn runs_in_window(
+        &self,
+        recipe: &str,
+        target: &str,
+        window: std::time::Duration,
+    ) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// Every (recipe, target) with a run in its window, open or not.
+    async fn breakers(&self) -> Result<Vec<BreakerStatus>, StoreError>;
+
+    /// Forget the runs of (recipe, target) so far: the next incident runs.
+    async fn reset_breaker(&self, recipe: &str, target: &str) -> Result<(), StoreError>;
+
+    /// Incidents in an escalating state whose escalation is not queued yet.
+    async fn incidents_to_escalate(&self, limit: usize) -> Result<Vec<Incident>, StoreError>;
+
+    /// Queue `payload` for each channel (once per incident, reason and channel), mark the
+    /// incident escalated and journal it, atomically.
+    async fn enqueue_escalation(
+        &self,
+        id: IncidentId,
+        reason: &str,
+        channels: &[String],
+        payload: &serde_json::Value,
+    ) -> Result<(), StoreError>;
+
+    /// Pending escalations whose next attempt is due, oldest first.
+    async fn due_escalations(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
+
+    /// The channel accepted it: mark sent and journal it on the incident.
+    async fn escalation_sent(&self, item: &OutboxItem) -> Result<(), StoreError>;
+
+    /// The channel refused or failed: count the attempt, keep the error, try again at
+    /// `next_attempt_at`, and journal it on the incident.
+    async fn escalation_failed(
+        &self,
+        item: &OutboxItem,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Escalations not yet accepted by their channel.
+    async fn outbox_pending(&self) -> Result<i64, StoreError>;
+
+    /// Alertnames with no recipe or that ended escalated, most frequent first.
+    async fn gaps(&self, limit: usize) -> Result<Vec<Gap>, StoreError>;
+
+    /// (remediations attempted, verified successes), all time.
+    async fn remediation_totals(&self) -> Result<(i64, i64), StoreError>;
 
     /// Newest first.
     async fn list_incidents(&self, limit: usize) -> Result<Vec<Incident>, StoreError>;

@@ -17,8 +17,12 @@ use tokio::sync::{mpsc, oneshot};
 use crate::alert::Alert;
 use crate::incident::{Incident, IncidentId, State};
 use crate::plan::Plan;
-use crate::store::{IncidentDetail, Ingested, NewEvent, Store, StoreError};
+use crate::store::{
+    BreakerLimit, BreakerStatus, Gap, IncidentDetail, Ingested, NewEvent, OutboxItem, RunGate,
+    RunRecord, Store, StoreError,
+};
 
+mod guard;
 mod rows;
 mod schema;
 mod writer;
@@ -131,6 +135,21 @@ impl SqliteStore {
             .await
             .map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?
+    }
+
+    /// Run `work` in the writer's next batch transaction and wait for its commit.
+    async fn write_with<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let work: writer::Work = Box::new(move |conn| {
+            work(conn).map(|value| Box::new(value) as Box<dyn std::any::Any + Send>)
+        });
+        let boxed = self.write(|reply| WriteOp::Custom { work, reply }).await?;
+        Ok(*boxed
+            .downcast::<T>()
+            .expect("a custom write answers with its own type"))
     }
 
     /// Run a query on a read connection, off the async runtime.
@@ -356,6 +375,98 @@ impl Store for SqliteStore {
             at: Utc::now(),
         };
         self.write(|reply| WriteOp::Journal { change, reply }).await
+    }
+
+    async fn begin_run(
+        &self,
+        id: IncidentId,
+        recipe: &str,
+        target: &str,
+        limit: BreakerLimit,
+        detail: serde_json::Value,
+    ) -> Result<RunGate, StoreError> {
+        let (recipe, target) = (recipe.to_owned(), target.to_owned());
+        self.write_with(move |conn| {
+            guard::begin_run(conn, id, &recipe, &target, limit, &detail, Utc::now())
+        })
+        .await
+    }
+
+    async fn runs_in_window(
+        &self,
+        recipe: &str,
+        target: &str,
+        window: Duration,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let (recipe, target) = (recipe.to_owned(), target.to_owned());
+        self.read(move |conn| guard::runs_in_window(conn, &recipe, &target, window, Utc::now()))
+            .await
+    }
+
+    async fn breakers(&self) -> Result<Vec<BreakerStatus>, StoreError> {
+        self.read(|conn| guard::breakers(conn, Utc::now())).await
+    }
+
+    async fn reset_breaker(&self, recipe: &str, target: &str) -> Result<(), StoreError> {
+        let (recipe, target) = (recipe.to_owned(), target.to_owned());
+        self.write_with(move |conn| guard::reset_breaker(conn, &recipe, &target, Utc::now()))
+            .await
+    }
+
+    async fn incidents_to_escalate(&self, limit: usize) -> Result<Vec<Incident>, StoreError> {
+        self.read(move |conn| guard::incidents_to_escalate(conn, sql_limit(limit)))
+            .await
+    }
+
+    async fn enqueue_escalation(
+        &self,
+        id: IncidentId,
+        reason: &str,
+        channels: &[String],
+        payload: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let (reason, channels, payload) = (reason.to_owned(), channels.to_vec(), payload.clone());
+        self.write_with(move |conn| {
+            guard::enqueue_escalation(conn, id, &reason, &channels, &payload, Utc::now())
+        })
+        .await
+    }
+
+    async fn due_escalations(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        self.read(move |conn| guard::due_escalations(conn, Utc::now(), sql_limit(limit)))
+            .await
+    }
+
+    async fn escalation_sent(&self, item: &OutboxItem) -> Result<(), StoreError> {
+        let item = item.clone();
+        self.write_with(move |conn| guard::escalation_sent(conn, &item, Utc::now()))
+            .await
+    }
+
+    async fn escalation_failed(
+        &self,
+        item: &OutboxItem,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (item, error) = (item.clone(), error.to_owned());
+        self.write_with(move |conn| {
+            guard::escalation_failed(conn, &item, &error, next_attempt_at, Utc::now())
+        })
+        .await
+    }
+
+    async fn outbox_pending(&self) -> Result<i64, StoreError> {
+        self.read(guard::outbox_pending).await
+    }
+
+    async fn gaps(&self, limit: usize) -> Result<Vec<Gap>, StoreError> {
+        self.read(move |conn| guard::gaps(conn, sql_limit(limit)))
+            .await
+    }
+
+    async fn remediation_totals(&self) -> Result<(i64, i64), StoreError> {
+        self.read(guard::remediation_totals).await
     }
 
     async fn list_incidents(&self, limit: usize) -> Result<Vec<Incident>, StoreError> {
@@ -1253,5 +1364,191 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(store.commits(), 0);
+    }
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::alert::{AlertStatus, Fingerprint, Source};
+    use crate::plan::{Mode, PlanOutcome};
+
+    fn alert(n: u32) -> Alert {
+        let labels = BTreeMap::from([
+            ("alertname".to_owned(), "ServiceDown".to_owned()),
+            ("n".to_owned(), n.to_string()),
+        ]);
+        Alert {
+            source: Source::Generic,
+            fingerprint: Fingerprint::of_labels(&labels),
+            status: AlertStatus::Firing,
+            labels,
+            annotations: BTreeMap::new(),
+            starts_at: Some(Utc::now()),
+            ends_at: None,
+            generator_url: None,
+            external_url: None,
+        }
+    }
+
+    async fn matched(store: &SqliteStore, n: u32) -> IncidentId {
+        let id = store.ingest(vec![alert(n)], Utc::now()).await.unwrap()[0].id;
+        let plan = Plan {
+            mode: Mode::Enforce,
+            ..Plan::inert(
+                PlanOutcome::Planned,
+                Some("service-restart".into()),
+                String::new(),
+                vec![],
+            )
+        };
+        store
+            .record_plan(id, State::Received, State::Matched, &plan)
+            .await
+            .unwrap();
+        id
+    }
+
+    const LIMIT: BreakerLimit = BreakerLimit {
+        max_runs: Some(2),
+        window: Duration::from_secs(600),
+    };
+
+    #[tokio::test]
+    async fn the_breaker_opens_at_max_runs_holds_across_reopen_and_resets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("salve.db");
+        let store = SqliteStore::open_path(&path).unwrap();
+        for n in 0..2 {
+            let id = matched(&store, n).await;
+            let gate = store
+                .begin_run(id, "service-restart", "web1", LIMIT, json!({}))
+                .await
+                .unwrap();
+            assert_eq!(gate, RunGate::Started);
+            assert_eq!(
+                store.incident(id).await.unwrap().unwrap().incident.state,
+                State::Remediating
+            );
+        }
+        // Another target has its own breaker.
+        let other = matched(&store, 9).await;
+        assert_eq!(
+            store
+                .begin_run(other, "service-restart", "web2", LIMIT, json!({}))
+                .await
+                .unwrap(),
+            RunGate::Started
+        );
+        drop(store);
+
+        let store = SqliteStore::open_path(&path).unwrap();
+        let third = matched(&store, 2).await;
+        match store
+            .begin_run(third, "service-restart", "web1", LIMIT, json!({}))
+            .await
+            .unwrap()
+        {
+            RunGate::BreakerOpen { runs } => assert_eq!(runs.len(), 2),
+            other => panic!("breaker should be open: {other:?}"),
+        }
+        assert_eq!(
+            store.incident(third).await.unwrap().unwrap().incident.state,
+            State::Matched
+        );
+        let breakers = store.breakers().await.unwrap();
+        let web1 = breakers.iter().find(|b| b.target == "web1").unwrap();
+        assert!(web1.open && web1.runs_in_window == 2, "{web1:?}");
+        assert!(!breakers.iter().find(|b| b.target == "web2").unwrap().open);
+
+        store
+            .reset_breaker("service-restart", "web1")
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .begin_run(third, "service-restart", "web1", LIMIT, json!({}))
+                .await
+                .unwrap(),
+            RunGate::Started
+        );
+        assert_eq!(store.remediation_totals().await.unwrap(), (4, 0));
+    }
+
+    #[tokio::test]
+    async fn escalations_queue_once_retry_and_are_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_path(&dir.path().join("salve.db")).unwrap();
+        let id = store.ingest(vec![alert(1)], Utc::now()).await.unwrap()[0].id;
+        store
+            .record_plan(
+                id,
+                State::Received,
+                State::Unmatched,
+                &Plan::inert(PlanOutcome::Unmatched, None, "no recipe".into(), vec![]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.incidents_to_escalate(10).await.unwrap().len(), 1);
+        let channels = vec!["mail".to_owned(), "tickets".to_owned()];
+        store
+            .enqueue_escalation(id, "novel", &channels, &json!({ "x": 1 }))
+            .await
+            .unwrap();
+        // Queued twice (a retry after a crash): still one row per channel.
+        store
+            .enqueue_escalation(id, "novel", &channels, &json!({ "x": 1 }))
+            .await
+            .unwrap();
+        assert!(store.incidents_to_escalate(10).await.unwrap().is_empty());
+        assert_eq!(store.outbox_pending().await.unwrap(), 2);
+
+        let due = store.due_escalations(10).await.unwrap();
+        assert_eq!(due.len(), 2);
+        let later = Utc::now() + chrono::Duration::seconds(60);
+        store
+            .escalation_failed(&due[0], "451 try later", later)
+            .await
+            .unwrap();
+        store.escalation_sent(&due[1]).await.unwrap();
+        assert_eq!(store.outbox_pending().await.unwrap(), 1);
+        assert!(
+            store.due_escalations(10).await.unwrap().is_empty(),
+            "the failed one waits for its backoff"
+        );
+
+        let gaps = store.gaps(10).await.unwrap();
+        assert_eq!(gaps.len(), 1);
+        assert_eq!(
+            (
+                gaps[0].alertname.as_str(),
+                gaps[0].unmatched,
+                gaps[0].escalated
+            ),
+            ("ServiceDown", 1, 1)
+        );
+        let kinds: Vec<String> = store
+            .incident(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .events
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert!(
+            kinds.ends_with(&[
+                "escalation_queued".into(),
+                "escalation_queued".into(),
+                "escalation_failed".into(),
+                "escalation_sent".into()
+            ]),
+            "{kinds:?}"
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! The one integration-test binary: black-box tests of the real `salve` binary against
-//! real processes (Alertmanager, sshd; SMTP in a later stage) started by `support`.
+//! real processes (Alertmanager, sshd, SMTP) started by `support`.
 
 mod bed;
 mod support;
@@ -7,6 +7,8 @@ mod support;
 mod alertmanager_e2e;
 mod cli_check;
 mod crash;
+mod escalation_channels;
+mod guard_e2e;
 mod intake_http;
 mod planning_outcomes;
 mod quoting;

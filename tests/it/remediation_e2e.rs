@@ -18,18 +18,18 @@ use crate::support::{
 };
 
 /// One inventory entry: a name, the sshd that plays it, and the SSH user.
-struct Inventory<'a> {
-    name: &'a str,
-    host: &'a SshHost,
-    user: &'a str,
+pub(crate) struct Inventory<'a> {
+    pub name: &'a str,
+    pub host: &'a SshHost,
+    pub user: &'a str,
 }
 
 /// A salve in enforce mode with the shipped recipes plus the test-only ones, strict host
 /// keys from `known_hosts`, and the given inventory.
-struct Enforcing {
-    salve: SalveProcess,
-    known_hosts: PathBuf,
-    _files: TempDir,
+pub(crate) struct Enforcing {
+    pub salve: SalveProcess,
+    pub known_hosts: PathBuf,
+    pub _files: TempDir,
 }
 
 fn copy_recipes(from: &Path, to: &Path) {
@@ -41,19 +41,30 @@ fn copy_recipes(from: &Path, to: &Path) {
     }
 }
 
-async fn start_enforcing(
+pub(crate) async fn start_enforcing(
     inventory: &[Inventory<'_>],
     known_hosts_for: &[&SshHost],
     recipe_patch: &[(&str, &str, &str)],
 ) -> Enforcing {
-    start_with_args(inventory, known_hosts_for, recipe_patch, &[]).await
+    start_with(inventory, known_hosts_for, recipe_patch, Extras::default()).await
 }
 
-async fn start_with_args(
+/// What some tests add to the enforcing setup.
+#[derive(Default)]
+pub(crate) struct Extras<'a> {
+    /// Arguments for `salve serve`.
+    pub serve_args: &'a [&'a str],
+    /// Replaces the default `log` channels `oncall-email` and `tickets` (TOML tables).
+    pub channels: Option<&'a str>,
+    /// More TOML sections (e.g. `[limits]`).
+    pub extra: &'a str,
+}
+
+pub(crate) async fn start_with(
     inventory: &[Inventory<'_>],
     known_hosts_for: &[&SshHost],
     recipe_patch: &[(&str, &str, &str)],
-    serve_args: &[&str],
+    extras: Extras<'_>,
 ) -> Enforcing {
     let files = tempfile::tempdir().unwrap();
     let recipes = files.path().join("recipes");
@@ -77,12 +88,14 @@ async fn start_with_args(
         "{}\n[server.auth]\nbearer_token = \"{TOKEN}\"\n\n[recipes]\ndir = \"recipes\"\n\n\
          [engine]\nmode = \"enforce\"\n\n\
          [ssh]\nuser = \"nobody-by-default\"\nidentity_file = {:?}\nknown_hosts = {:?}\nconnect_timeout = \"2s\"\n\n\
-         [escalation]\ndefault = [\"oncall-email\"]\n\n\
-         [escalation.channels.oncall-email]\nkind = \"log\"\n\n\
-         [escalation.channels.tickets]\nkind = \"log\"\n",
+         [escalation]\ndefault = [\"oncall-email\"]\n\n{}\n{}\n",
         salve_config_template(),
         key.display().to_string(),
         known_hosts.display().to_string(),
+        extras.channels.unwrap_or(
+            "[escalation.channels.oncall-email]\nkind = \"log\"\n\n[escalation.channels.tickets]\nkind = \"log\"\n"
+        ),
+        extras.extra,
     );
     for entry in inventory {
         config.push_str(&format!(
@@ -95,7 +108,7 @@ async fn start_with_args(
     }
     let salve = SalveProcess::builder(&config)
         .recipes_dir(&recipes)
-        .serve_args(serve_args)
+        .serve_args(extras.serve_args)
         .start()
         .await;
     Enforcing {
@@ -105,7 +118,7 @@ async fn start_with_args(
     }
 }
 
-async fn post_generic(salve: &SalveProcess, alerts: Value) {
+pub(crate) async fn post_generic(salve: &SalveProcess, alerts: Value) {
     let response = post_json(
         &format!("{}/hooks/generic", salve.base_url()),
         &alerts,
@@ -121,32 +134,47 @@ async fn post_generic(salve: &SalveProcess, alerts: Value) {
 }
 
 /// Polls the journal until every incident is in a final state (and there are `count`).
-async fn wait_for_final(salve: &SalveProcess, count: usize, deadline: Duration) -> Vec<Value> {
-    const FINAL: [&str; 6] = [
+pub(crate) async fn wait_for_final(
+    salve: &SalveProcess,
+    count: usize,
+    deadline: Duration,
+) -> Vec<Value> {
+    const FINAL: [&str; 8] = [
         "succeeded",
         "failed",
         "verify_failed",
         "resolved_before_run",
         "refused",
         "unmatched",
+        "breaker_open",
+        "rate_limited",
     ];
-    wait_until(
-        deadline,
-        &format!("{count} incident(s) in a final state"),
-        || async {
-            let history = history_json(salve).await;
-            (history.len() == count
-                && history
-                    .iter()
-                    .all(|i| FINAL.contains(&i["state"].as_str().unwrap_or(""))))
-            .then_some(history)
-        },
-    )
-    .await
+    let started = std::time::Instant::now();
+    loop {
+        let history = history_json(salve).await;
+        if history.len() == count
+            && history
+                .iter()
+                .all(|i| FINAL.contains(&i["state"].as_str().unwrap_or("")))
+        {
+            return history;
+        }
+        if started.elapsed() > deadline {
+            let states: Vec<String> = history
+                .iter()
+                .map(|i| format!("{} {} ({})", i["id"], i["state"], i["reason"]))
+                .collect();
+            panic!(
+                "timed out after {deadline:?} waiting for {count} incident(s) in a final state; have {states:#?}\nsalve log:\n{}",
+                salve.stderr_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The details of an incident's journal events of one kind, in order.
-fn events<'a>(incident: &'a Value, kind: &str) -> Vec<&'a Value> {
+pub(crate) fn events<'a>(incident: &'a Value, kind: &str) -> Vec<&'a Value> {
     incident["events"]
         .as_array()
         .unwrap()
@@ -156,7 +184,7 @@ fn events<'a>(incident: &'a Value, kind: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-fn event_time(incident: &Value, kind: &str) -> DateTime<Utc> {
+pub(crate) fn event_time(incident: &Value, kind: &str) -> DateTime<Utc> {
     let event = incident["events"]
         .as_array()
         .unwrap()
@@ -166,7 +194,7 @@ fn event_time(incident: &Value, kind: &str) -> DateTime<Utc> {
     event["at"].as_str().unwrap().parse().unwrap()
 }
 
-fn by_label<'a>(history: &'a [Value], label: &str, value: &str) -> &'a Value {
+pub(crate) fn by_label<'a>(history: &'a [Value], label: &str, value: &str) -> &'a Value {
     history
         .iter()
         .find(|i| i["labels"][label] == value)
@@ -174,7 +202,7 @@ fn by_label<'a>(history: &'a [Value], label: &str, value: &str) -> &'a Value {
 }
 
 /// Writes the unit the `systemctl` stand-in runs: here a real HTTP health server.
-async fn define_unit(host: &SshHost, unit: &str, command: &str) {
+pub(crate) async fn define_unit(host: &SshHost, unit: &str, command: &str) {
     let output = host
         .exec(&format!("mkdir -p /srv/units && printf '%s\\n' '{command}' > /srv/units/{unit}.cmd && chmod -R a+rwX /srv/units"))
         .await;
@@ -185,7 +213,7 @@ async fn define_unit(host: &SshHost, unit: &str, command: &str) {
     );
 }
 
-async fn health_status(port: u16) -> Option<u16> {
+pub(crate) async fn health_status(port: u16) -> Option<u16> {
     http_client()
         .get(format!("http://127.0.0.1:{port}/healthz"))
         .timeout(Duration::from_secs(2))
@@ -703,7 +731,7 @@ fn enforce_without_known_hosts_refuses_to_start() {
 #[tokio::test]
 async fn serve_dry_run_overrides_an_enforcing_config() {
     let host = SshHost::start().await;
-    let enforcing = start_with_args(
+    let enforcing = start_with(
         &[Inventory {
             name: "web1",
             host: &host,
@@ -711,7 +739,10 @@ async fn serve_dry_run_overrides_an_enforcing_config() {
         }],
         &[&host],
         &[],
-        &["--dry-run"],
+        Extras {
+            serve_args: &["--dry-run"],
+            ..Extras::default()
+        },
     )
     .await;
     let salve = &enforcing.salve;

@@ -13,7 +13,7 @@ use crate::incident::{Event, Incident, IncidentId, State};
 /// Every incident column, in the order `incident_from_row` reads them.
 pub(super) const INCIDENT_COLUMNS: &str = "id, source, fingerprint, alertname, starts_at, \
      alert_status, ends_at, resolved_at, labels, annotations, generator_url, external_url, \
-     state, reason, plan, first_seen, last_seen, receive_count";
+     state, reason, plan, first_seen, last_seen, receive_count, escalated_at";
 
 /// RFC 3339 in UTC with exactly nine fractional digits: fixed width, so SQL text
 /// comparison and ORDER BY agree with time order, and the key of an alert is the same
@@ -32,11 +32,14 @@ fn parse_time(column: usize, text: &str) -> rusqlite::Result<DateTime<Utc>> {
         .map_err(|e| conversion_error(column, format!("bad time {text:?}: {e}")))
 }
 
-fn time_column(row: &Row<'_>, column: usize) -> rusqlite::Result<DateTime<Utc>> {
+pub(super) fn time_column(row: &Row<'_>, column: usize) -> rusqlite::Result<DateTime<Utc>> {
     parse_time(column, &row.get::<_, String>(column)?)
 }
 
-fn optional_time_column(row: &Row<'_>, column: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+pub(super) fn optional_time_column(
+    row: &Row<'_>,
+    column: usize,
+) -> rusqlite::Result<Option<DateTime<Utc>>> {
     row.get::<_, Option<String>>(column)?
         .map(|text| parse_time(column, &text))
         .transpose()
@@ -85,6 +88,7 @@ pub(super) fn incident_from_row(row: &Row<'_>) -> rusqlite::Result<Incident> {
         first_seen: time_column(row, 15)?,
         last_seen: time_column(row, 16)?,
         receive_count: row.get(17)?,
+        escalated_at: optional_time_column(row, 18)?,
     })
 }
 

@@ -8,7 +8,10 @@ use crate::store::StoreError;
 
 /// The schema steps in order. Step `i` takes `user_version` from `i` to `i + 1`.
 /// Later features (remediation steps, escalation outbox, breakers) append here.
-pub(super) const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_incidents.sql")];
+pub(super) const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_incidents.sql"),
+    include_str!("../migrations/0002_guard_and_outbox.sql"),
+];
 
 /// The schema version this binary writes and understands.
 pub(super) fn latest_version() -> i64 {

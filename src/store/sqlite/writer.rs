@@ -2,6 +2,7 @@
 //! operations in groups, one transaction (one fsync) per group. It never answers an
 //! operation with success before the commit holding its writes has returned.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,6 +22,10 @@ pub(super) const MAX_BATCH: usize = 1024;
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
+/// A write run by the writer thread inside the batch transaction.
+pub(super) type Work =
+    Box<dyn FnOnce(&Connection) -> Result<Box<dyn Any + Send>, StoreError> + Send>;
+
 /// One request to the writer thread, with the channel its result goes back on.
 pub(super) enum WriteOp {
     Ingest {
@@ -36,6 +41,12 @@ pub(super) enum WriteOp {
     Journal {
         change: JournalChange,
         reply: Reply<()>,
+    },
+    /// Any other write, as a closure run inside the batch transaction (its own
+    /// savepoint), answered with its boxed result.
+    Custom {
+        work: Work,
+        reply: Reply<Box<dyn Any + Send>>,
     },
     /// Proves the writer thread is alive and its connection answers.
     Ping { reply: Reply<()> },
@@ -80,6 +91,10 @@ pub(super) struct JournalChange {
 /// An executed operation whose answer waits for the batch's commit.
 enum Pending {
     Ingest(Reply<Vec<Ingested>>, Result<Vec<Ingested>, StoreError>),
+    Any(
+        Reply<Box<dyn Any + Send>>,
+        Result<Box<dyn Any + Send>, StoreError>,
+    ),
     Unit(Reply<()>, Result<(), StoreError>),
     #[cfg(test)]
     Nobody,
@@ -89,6 +104,7 @@ impl Pending {
     fn failed(&self) -> bool {
         match self {
             Pending::Ingest(_, result) => result.is_err(),
+            Pending::Any(_, result) => result.is_err(),
             Pending::Unit(_, result) => result.is_err(),
             #[cfg(test)]
             Pending::Nobody => false,
@@ -111,6 +127,9 @@ impl Pending {
         // write stands either way, and a retry is deduplicated.
         match self {
             Pending::Ingest(reply, result) => {
+                let _ = reply.send(overrule(result, commit_failure));
+            }
+            Pending::Any(reply, result) => {
                 let _ = reply.send(overrule(result, commit_failure));
             }
             Pending::Unit(reply, result) => {
@@ -139,6 +158,7 @@ impl WriteOp {
             WriteOp::Journal { change, reply } => {
                 Pending::Unit(reply, journal_change(conn, &change))
             }
+            WriteOp::Custom { work, reply } => Pending::Any(reply, work(conn)),
             WriteOp::Ping { reply } => {
                 let result = conn
                     .query_row("SELECT 1", [], |_| Ok(()))
@@ -167,6 +187,7 @@ impl WriteOp {
         }
         match self {
             WriteOp::Ingest { reply, .. } => Pending::Ingest(reply, error(message)),
+            WriteOp::Custom { reply, .. } => Pending::Any(reply, error(message)),
             WriteOp::RecordPlan { reply, .. }
             | WriteOp::Journal { reply, .. }
             | WriteOp::Ping { reply } => Pending::Unit(reply, error(message)),
@@ -447,7 +468,11 @@ fn current_state(conn: &Connection, id: IncidentId) -> Result<State, StoreError>
     }
 }
 
-fn expect_state(conn: &Connection, id: IncidentId, expected: State) -> Result<(), StoreError> {
+pub(super) fn expect_state(
+    conn: &Connection,
+    id: IncidentId,
+    expected: State,
+) -> Result<(), StoreError> {
     let found = current_state(conn, id)?;
     if found == expected {
         Ok(())
@@ -500,7 +525,7 @@ fn record_plan(conn: &Connection, change: &PlanChange) -> Result<(), StoreError>
     write().map_err(unavailable)
 }
 
-fn journal(
+pub(super) fn journal(
     conn: &Connection,
     id: IncidentId,
     at: &str,

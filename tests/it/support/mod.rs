@@ -1,4 +1,4 @@
-//! Test-bed support: real Alertmanager, salve and sshd processes on free loopback ports (each
+//! Test-bed support: real Alertmanager, salve, sshd and SMTP processes on free loopback ports (each
 //! sshd a private "host" in its own namespaces), polling and HTTP helpers. A missing bed is a
 //! loud panic, never a skipped test.
 
@@ -11,6 +11,7 @@ mod alertmanager;
 mod child;
 mod http;
 mod salve;
+mod smtp;
 mod sshd;
 mod wait;
 mod webhook_capture;
@@ -18,6 +19,7 @@ mod webhook_capture;
 pub use alertmanager::{Alertmanager, AlertmanagerBuilder};
 pub use http::{get_json, http_client, post_json};
 pub use salve::{SalveBuilder, SalveProcess, salve_config_template};
+pub use smtp::{CapturedMail, SMTP_TEST_PASSWORD, SMTP_TEST_USER, SmtpOptions, SmtpServer};
 pub use sshd::{NO_SUDO_USER, SshHost, TARGET_USER, ensure_bed, short_tempdir, write_known_hosts};
 pub use wait::wait_until;
 pub use webhook_capture::{CapturedRequest, WebhookCapture};

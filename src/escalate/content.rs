@@ -1,0 +1,679 @@
+//! What an escalation says: the `Escalation` record (stored as JSON in the outbox, sent
+//! later, maybe after a restart), its plain-text rendering for a human at 3 a.m., and the
+//! Alertmanager silence link. Pure: values in, text out. It never lets alert text shape
+//! the layout: every alert-supplied value is escaped or fenced behind a gutter.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::{Deserialize, Serialize};
+
+use crate::plan::PlannedTarget;
+use crate::verify::CheckResult;
+
+/// Why a human is being asked to act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscalationReason {
+    /// A remediation step failed, timed out, or the host was unreachable.
+    Failed,
+    /// The commands ran but the checks did not pass within the recipe's `within`.
+    VerifyFailed,
+    /// No recipe matched: a failure nobody has automated yet.
+    Novel,
+    /// A recipe matched but the alert could not be acted on safely.
+    Refused,
+    /// The same fix ran too often on this target: the circuit breaker stopped it.
+    BreakerOpen,
+    /// Remediations were over their rate limit for too long.
+    RateLimited,
+    /// salve stopped in the middle of a remediation; it is not re-run blindly.
+    Interrupted,
+}
+
+impl EscalationReason {
+    pub const ALL: [EscalationReason; 7] = [
+        EscalationReason::Failed,
+        EscalationReason::VerifyFailed,
+        EscalationReason::Novel,
+        EscalationReason::Refused,
+        EscalationReason::BreakerOpen,
+        EscalationReason::RateLimited,
+        EscalationReason::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EscalationReason::Failed => "failed",
+            EscalationReason::VerifyFailed => "verify_failed",
+            EscalationReason::Novel => "novel",
+            EscalationReason::Refused => "refused",
+            EscalationReason::BreakerOpen => "breaker_open",
+            EscalationReason::RateLimited => "rate_limited",
+            EscalationReason::Interrupted => "interrupted",
+        }
+    }
+
+    /// The reason in words, for the first line of the report.
+    pub fn headline(self) -> &'static str {
+        match self {
+            EscalationReason::Failed => "the remediation failed",
+            EscalationReason::VerifyFailed => "the remediation ran but verification failed",
+            EscalationReason::Novel => "no recipe handles this alert",
+            EscalationReason::Refused => "salve refused to act on this alert",
+            EscalationReason::BreakerOpen => {
+                "the circuit breaker is open: this fix ran too often on this target"
+            }
+            EscalationReason::RateLimited => "remediations were rate limited for too long",
+            EscalationReason::Interrupted => "salve was interrupted during the remediation",
+        }
+    }
+}
+
+impl std::fmt::Display for EscalationReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One earlier run of the same recipe on the same target, inside the breaker window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub incident_id: i64,
+    pub started_at: DateTime<Utc>,
+    /// The incident's final (or current) state, e.g. `succeeded`.
+    pub state: String,
+}
+
+/// The circuit breaker's view of this recipe on this target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerWindow {
+    pub max_runs: u32,
+    /// The window as humantime text, e.g. `1h`.
+    pub window: String,
+    /// Runs inside the window, oldest first.
+    pub runs: Vec<RunSummary>,
+}
+
+/// One remediation command and what became of it. Output is already bounded by the
+/// executor (`ssh.max_output_bytes`); the flags say whether it was cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// 1-based position in the recipe.
+    pub step: u32,
+    pub command: String,
+    /// `ok`, `failed`, `timeout`, `unreachable`, `not_run`, … (the journal's words).
+    pub outcome: String,
+    pub exit_status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub duration_ms: Option<u64>,
+    /// Why there is no exit status (connection refused, timeout, …).
+    pub error: Option<String>,
+}
+
+/// The last result of one verification check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// The command or URL.
+    pub check: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+impl From<&CheckResult> for CheckReport {
+    fn from(result: &CheckResult) -> CheckReport {
+        CheckReport {
+            check: result.check.clone(),
+            passed: result.passed,
+            detail: result.detail.clone(),
+        }
+    }
+}
+
+/// One of the recipe's `attach` commands, run at escalation time for the human (e.g. the
+/// `du` report of the disk-space recipe).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diagnostic {
+    pub command: String,
+    pub exit_status: Option<i32>,
+    /// stdout, then stderr if any, bounded.
+    pub output: String,
+    pub truncated: bool,
+    /// Why it could not run.
+    pub error: Option<String>,
+}
+
+/// Everything a human needs to act on one incident, as sent to every channel. Stored as
+/// JSON in the outbox: fields are only ever added (with `#[serde(default)]`), never renamed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalation {
+    pub incident_id: i64,
+    pub reason: EscalationReason,
+    /// The incident's state when escalated, e.g. `verify_failed`.
+    pub state: String,
+    /// One line for subjects and titles.
+    pub summary: String,
+    /// The incident's reason text (the planner's or the remediator's words).
+    pub why: String,
+    pub alertname: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// The `severity` label, if any.
+    pub severity: Option<String>,
+    pub recipe: Option<String>,
+    pub target: Option<PlannedTarget>,
+    pub breaker: Option<BreakerWindow>,
+    #[serde(default)]
+    pub steps: Vec<StepReport>,
+    #[serde(default)]
+    pub checks: Vec<CheckReport>,
+    #[serde(default)]
+    pub diagnostics: Vec<Diagnostic>,
+    pub generator_url: Option<String>,
+    pub silence_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Escalation {
+    /// The summary as one clean line (no control characters), whatever it was built from.
+    pub fn summary_line(&self) -> String {
+        one_line(&self.summary)
+    }
+}
+
+/// Characters `encodeURIComponent` leaves alone; the Alertmanager UI encodes its links
+/// with it (Elm's `Url.percentEncode`), so the link matches the one the UI builds.
+const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+/// A link to Alertmanager's "new silence" form, pre-filled with one equality matcher per
+/// label, as the UI's own "Silence" button builds it (Alertmanager 0.25,
+/// `ui/app/src/Views/SilenceForm/Parsing.elm`): `{a="x", b="y"}` with values as JSON
+/// strings, percent-encoded, after `#/silences/new?filter=`.
+pub fn silence_url(external_url: &str, labels: &BTreeMap<String, String>) -> String {
+    let matchers: Vec<String> = labels
+        .iter()
+        .map(|(name, value)| {
+            let quoted = serde_json::to_string(value).expect("a string always serialises");
+            format!("{name}={quoted}")
+        })
+        .collect();
+    // The UI writes no braces for an empty matcher list.
+    let filter = if matchers.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", matchers.join(", "))
+    };
+    format!(
+        "{}/#/silences/new?filter={}",
+        external_url.trim_end_matches('/'),
+        utf8_percent_encode(&filter, URI_COMPONENT)
+    )
+}
+
+/// Characters that reorder or hide text on screen (bidi overrides, zero-width): shown
+/// escaped so a label cannot make a report read differently from what it says.
+fn is_invisible_or_bidi(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c => {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+    }
+}
+
+/// `text` on one line: every control, bidi or zero-width character written as an escape
+/// (`\n`, `\u{1b}`), so a value can neither start a new line nor hide what follows.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || is_invisible_or_bidi(c) {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Multi-line text (command output, annotations) behind a `| ` gutter: each line of it is
+/// visibly part of the block, so it cannot pass for a heading or a link of the report.
+/// Tabs are kept; other control characters are escaped.
+fn push_block(out: &mut String, indent: &str, text: &str) {
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        out.push_str(indent);
+        out.push_str("| ");
+        for c in line.chars() {
+            if c == '\t' {
+                out.push(c);
+            } else if c.is_control() || is_invisible_or_bidi(c) {
+                push_escaped(out, c);
+            } else {
+                out.push(c);
+            }
+        }
+        out.push('\n');
+    }
+}
+
+fn format_duration_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+fn exit_text(exit_status: Option<i32>) -> String {
+    match exit_status {
+        Some(code) => format!("exit {code}"),
+        None => "no exit status".to_owned(),
+    }
+}
+
+/// The plain-text report: what happened and why first, then where and with which recipe,
+/// the breaker window, each step with its output, each check, the diagnostics, the alert's
+/// labels and annotations, and the links. Every alert-supplied value is either on one
+/// escaped line or fenced behind a gutter.
+pub fn render_text(escalation: &Escalation) -> String {
+    let e = escalation;
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", e.summary_line());
+    let _ = writeln!(
+        out,
+        "salve escalated incident #{} ({}): {}.",
+        e.incident_id,
+        e.reason.as_str(),
+        e.reason.headline()
+    );
+    let _ = writeln!(
+        out,
+        "State: {}. Escalated at {}.",
+        one_line(&e.state),
+        e.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+
+    out.push_str("\nWHY\n");
+    if e.why.trim().is_empty() {
+        out.push_str("  (no reason recorded)\n");
+    } else {
+        push_block(&mut out, "  ", &e.why);
+    }
+
+    out.push_str("\nWHAT\n");
+    let alert = e.alertname.as_deref().map(one_line);
+    let _ = writeln!(
+        out,
+        "  Alert:    {}{}",
+        alert.as_deref().unwrap_or("(no alertname)"),
+        e.severity
+            .as_deref()
+            .map(|s| format!(" (severity {})", one_line(s)))
+            .unwrap_or_default()
+    );
+    match &e.target {
+        Some(target) => {
+            let _ = writeln!(
+                out,
+                "  Target:   {} ({}:{}{})",
+                one_line(&target.name),
+                one_line(&target.address),
+                target.port,
+                target
+                    .user
+                    .as_deref()
+                    .map(|u| format!(", user {}", one_line(u)))
+                    .unwrap_or_default()
+            );
+        }
+        None => out.push_str("  Target:   (none)\n"),
+    }
+    let _ = writeln!(
+        out,
+        "  Recipe:   {}",
+        e.recipe
+            .as_deref()
+            .map(one_line)
+            .as_deref()
+            .unwrap_or("(none)")
+    );
+
+    if let Some(breaker) = &e.breaker {
+        let _ = writeln!(
+            out,
+            "\nRUNS IN THE BREAKER WINDOW ({} of at most {} in {})",
+            breaker.runs.len(),
+            breaker.max_runs,
+            one_line(&breaker.window)
+        );
+        if breaker.runs.is_empty() {
+            out.push_str("  (none)\n");
+        }
+        for run in &breaker.runs {
+            let _ = writeln!(
+                out,
+                "  #{:<6} {}  {}",
+                run.incident_id,
+                run.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                one_line(&run.state)
+            );
+        }
+    }
+
+    if !e.steps.is_empty() {
+        out.push_str("\nSTEPS\n");
+        for step in &e.steps {
+            let _ = writeln!(out, "  {}. $ {}", step.step, one_line(&step.command));
+            let mut facts = vec![exit_text(step.exit_status), one_line(&step.outcome)];
+            if let Some(ms) = step.duration_ms {
+                facts.push(format_duration_ms(ms));
+            }
+            let _ = writeln!(out, "     {}", facts.join(" · "));
+            if let Some(error) = &step.error {
+                let _ = writeln!(out, "     error: {}", one_line(error));
+            }
+            for (name, text, truncated) in [
+                ("stdout", &step.stdout, step.stdout_truncated),
+                ("stderr", &step.stderr, step.stderr_truncated),
+            ] {
+                if text.is_empty() && !truncated {
+                    continue;
+                }
+                let mark = if truncated {
+                    " (truncated: only the beginning is shown)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(out, "     {name}{mark}:");
+                push_block(&mut out, "       ", text);
+            }
+        }
+    }
+
+    if !e.checks.is_empty() {
+        out.push_str("\nCHECKS (last result of each)\n");
+        for check in &e.checks {
+            let _ = writeln!(
+                out,
+                "  [{}] {}",
+                if check.passed { "PASS" } else { "FAIL" },
+                one_line(&check.check)
+            );
+            if !check.detail.is_empty() {
+                push_block(&mut out, "         ", &check.detail);
+            }
+        }
+    }
+
+    if !e.diagnostics.is_empty() {
+        out.push_str("\nDIAGNOSTICS\n");
+        for diagnostic in &e.diagnostics {
+            let _ = writeln!(out, "  $ {}", one_line(&diagnostic.command));
+            let mut facts = vec![exit_text(diagnostic.exit_status)];
+            if diagnostic.truncated {
+                facts.push("output truncated: only the beginning is shown".to_owned());
+            }
+            let _ = writeln!(out, "    {}", facts.join(" · "));
+            if let Some(error) = &diagnostic.error {
+                let _ = writeln!(out, "    error: {}", one_line(error));
+            }
+            if !diagnostic.output.is_empty() {
+                push_block(&mut out, "    ", &diagnostic.output);
+            }
+        }
+    }
+
+    out.push_str("\nLABELS\n");
+    if e.labels.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for (name, value) in &e.labels {
+        let _ = writeln!(out, "  {} = {}", one_line(name), one_line(value));
+    }
+    if !e.annotations.is_empty() {
+        out.push_str("\nANNOTATIONS\n");
+        for (name, value) in &e.annotations {
+            let _ = writeln!(out, "  {}:", one_line(name));
+            push_block(&mut out, "    ", value);
+        }
+    }
+
+    if e.generator_url.is_some() || e.silence_url.is_some() {
+        out.push_str("\nLINKS\n");
+        if let Some(url) = &e.generator_url {
+            let _ = writeln!(out, "  Alert source: {}", one_line(url));
+        }
+        if let Some(url) = &e.silence_url {
+            let _ = writeln!(out, "  Silence:      {}", one_line(url));
+        }
+    }
+    out
+}
+
+/// A realistic escalation for template checks at startup and for tests.
+pub fn sample() -> Escalation {
+    let labels: BTreeMap<String, String> = [
+        ("alertname", "ServiceDown"),
+        ("instance", "web1:9100"),
+        ("service", "nginx"),
+        ("severity", "critical"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    Escalation {
+        incident_id: 42,
+        reason: EscalationReason::VerifyFailed,
+        state: "verify_failed".into(),
+        summary: "ServiceDown on web1: verification failed after service-restart".into(),
+        why: "check `curl -fsS http://127.0.0.1/health` still failing after 60s".into(),
+        alertname: Some("ServiceDown".into()),
+        severity: Some("critical".into()),
+        silence_url: Some(silence_url("http://alertmanager:9093", &labels)),
+        labels,
+        annotations: [("summary".to_owned(), "nginx is down on web1".to_owned())]
+            .into_iter()
+            .collect(),
+        recipe: Some("service-restart".into()),
+        target: Some(PlannedTarget {
+            name: "web1".into(),
+            address: "10.0.0.11".into(),
+            port: 22,
+            user: Some("salve".into()),
+        }),
+        breaker: Some(BreakerWindow {
+            max_runs: 3,
+            window: "1h".into(),
+            runs: Vec::new(),
+        }),
+        steps: vec![StepReport {
+            step: 1,
+            command: "systemctl restart 'nginx'".into(),
+            outcome: "ok".into(),
+            exit_status: Some(0),
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            duration_ms: Some(850),
+            error: None,
+        }],
+        checks: vec![CheckReport {
+            check: "curl -fsS http://127.0.0.1/health".into(),
+            passed: false,
+            detail: "exit 7".into(),
+        }],
+        diagnostics: Vec::new(),
+        generator_url: Some("http://prometheus:9090/graph?g0.expr=up%3D%3D0".into()),
+        created_at: DateTime::parse_from_rfc3339("2026-11-28T03:00:00Z")
+            .expect("valid timestamp")
+            .with_timezone(&Utc),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hostile() -> Escalation {
+        let mut e = sample();
+        e.summary = "Disk full\r\nBcc: victim@example.com".into();
+        e.labels.insert(
+            "multi".into(),
+            "line1\nSubject: forged\r\n\nLINKS\n  Silence: http://evil.test".into(),
+        );
+        e.labels
+            .insert("ansi".into(), "\u{1b}[2J\u{1b}[31mred".into());
+        e.labels.insert("bidi".into(), "\u{202e}gnp.exe".into());
+        e.annotations.insert(
+            "description".into(),
+            "first line\nLINKS\n  Silence: http://evil.test\n".into(),
+        );
+        e.steps[0].stdout = "ok\n\u{1b}]0;title\u{7}\nDIAGNOSTICS\n".into();
+        e.steps[0].stdout_truncated = true;
+        e
+    }
+
+    #[test]
+    fn report_leads_with_what_and_why_then_details_in_order() {
+        let mut e = sample();
+        e.diagnostics.push(Diagnostic {
+            command: "du -xh /var | sort -rh | head".into(),
+            exit_status: Some(0),
+            output: "9.1G\t/var/log\n2.0G\t/var/cache\n".into(),
+            truncated: false,
+            error: None,
+        });
+        e.breaker.as_mut().unwrap().runs.push(RunSummary {
+            incident_id: 40,
+            started_at: e.created_at,
+            state: "succeeded".into(),
+        });
+        let text = render_text(&e);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], e.summary);
+        assert!(lines[1].contains("incident #42 (verify_failed)"), "{text}");
+        let order = [
+            "\nWHY\n",
+            "\nWHAT\n",
+            "Target:   web1 (10.0.0.11:22, user salve)",
+            "\nRUNS IN THE BREAKER WINDOW (1 of at most 3 in 1h)\n",
+            "  #40 ",
+            "\nSTEPS\n",
+            "1. $ systemctl restart 'nginx'",
+            "exit 0 · ok · 850 ms",
+            "\nCHECKS (last result of each)\n",
+            "[FAIL] curl -fsS http://127.0.0.1/health",
+            "\nDIAGNOSTICS\n",
+            "  $ du -xh /var | sort -rh | head",
+            "    | 9.1G\t/var/log\n",
+            "\nLABELS\n",
+            "  severity = critical",
+            "\nANNOTATIONS\n",
+            "\nLINKS\n",
+            "  Silence:      http://alertmanager:9093/#/silences/new?filter=",
+        ];
+        let mut from = 0;
+        for needle in order {
+            let found = text[from..]
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle:?} not found after byte {from} in:\n{text}"));
+            from += found + needle.len();
+        }
+    }
+
+    #[test]
+    fn hostile_values_cannot_add_lines_headings_or_terminal_escapes() {
+        let text = render_text(&hostile());
+        // Every line that is not ours is fenced: no line starts with a forged heading.
+        for line in text.lines() {
+            assert!(!line.starts_with("Subject:"), "{line:?}\n{text}");
+            assert!(!line.starts_with("Bcc:"), "{line:?}\n{text}");
+            assert!(
+                !line.starts_with("  Silence: http://evil"),
+                "{line:?}\n{text}"
+            );
+        }
+        assert_eq!(text.matches("\nLINKS\n").count(), 1, "{text}");
+        assert_eq!(text.matches("\nDIAGNOSTICS\n").count(), 0, "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(!text.contains('\u{202e}'), "{text}");
+        assert!(!text.contains('\r'), "{text}");
+        assert!(text.starts_with("Disk full\\r\\nBcc: victim@example.com\n"));
+        assert!(
+            text.contains(
+                "  multi = line1\\nSubject: forged\\r\\n\\nLINKS\\n  Silence: http://evil.test\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  ansi = \\u{1b}[2J\\u{1b}[31mred\n"),
+            "{text}"
+        );
+        assert!(text.contains("  bidi = \\u{202e}gnp.exe\n"), "{text}");
+        assert!(text.contains("    | LINKS\n"), "{text}");
+        assert!(
+            text.contains("stdout (truncated: only the beginning is shown):\n       | ok\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn escalation_round_trips_through_json_with_snake_case_reason() {
+        let e = hostile();
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["reason"], "verify_failed");
+        let back: Escalation = serde_json::from_value(json).unwrap();
+        assert_eq!(back, e);
+        for reason in EscalationReason::ALL {
+            let text = serde_json::to_string(&reason).unwrap();
+            assert_eq!(text, format!("\"{}\"", reason.as_str()));
+        }
+    }
+
+    #[test]
+    fn silence_url_matches_the_alertmanager_ui_encoding() {
+        let labels: BTreeMap<String, String> = [
+            ("alertname", "DiskFull"),
+            ("instance", "web1:9100"),
+            ("path", "/var \"x\"\n"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let url = silence_url("http://am.example:9093/", &labels);
+        assert_eq!(
+            url,
+            "http://am.example:9093/#/silences/new?filter=\
+             %7Balertname%3D%22DiskFull%22%2C%20instance%3D%22web1%3A9100%22%2C%20\
+             path%3D%22%2Fvar%20%5C%22x%5C%22%5Cn%22%7D"
+        );
+        assert_eq!(
+            silence_url("http://am:9093", &BTreeMap::new()),
+            "http://am:9093/#/silences/new?filter="
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! Escalation channels: how salve tells a human (log, email, webhook) and what it says
+//! (`content`). One entry point, `Channels::send`, which answers accepted, or refused
+//! with whether a retry can help. The only module that knows lettre and ticket APIs; it
+//! never decides *whether* to escalate, never retries by itself (the outbox does), and
+//! never logs a credential.
+
+pub mod content;
+pub mod email;
+mod template;
+pub mod webhook;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub use content::{
+    BreakerWindow, CheckReport, Diagnostic, Escalation, EscalationReason, RunSummary, StepReport,
+    render_text, silence_url,
+};
+pub use email::{EmailChannel, SmtpTls};
+pub use webhook::{WebhookChannel, WebhookPreset};
+
+use crate::config::ChannelSettings;
+use template::Templates;
+
+/// Why a channel did not accept an escalation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SendError {
+    /// What happened, for the log and the journal; never holds a credential.
+    pub message: String,
+    /// True when the same request may succeed later (connection refused, timeout, SMTP
+    /// 4xx, HTTP 5xx/429/408). False when it needs a human (SMTP 5xx such as a wrong
+    /// password, HTTP 4xx, a certificate salve does not trust, a broken body template).
+    pub retryable: bool,
+}
+
+/// A channel that cannot be built from its settings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("escalation.channels.{channel}: {message}")]
+pub struct ChannelError {
+    pub channel: String,
+    pub message: String,
+}
+
+/// Problems in one channel's settings, found without touching the network (files are
+/// only checked to exist): `(key, message)`, for `config::load_with_env` to locate.
+pub fn channel_problems(settings: &ChannelSettings) -> Vec<(&'static str, String)> {
+    match settings {
+        ChannelSettings::Log {} => Vec::new(),
+        ChannelSettings::Email(channel) => email::problems(channel),
+        ChannelSettings::Webhook(channel) => webhook::problems(channel),
+    }
+}
+
+enum Channel {
+    Log,
+    Email(Box<email::EmailSender>),
+    Webhook(Box<webhook::WebhookSender>),
+}
+
+/// Every configured channel, built once: SMTP transports, the HTTP client, templates.
+pub struct Channels {
+    channels: BTreeMap<String, Channel>,
+    http: reqwest::Client,
+    templates: Templates,
+}
+
+impl std::fmt::Debug for Channels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channels")
+            .field("names", &self.channels.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Per-request timeouts are each channel's; this only bounds a connect that hangs.
+const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Channels {
+    /// Builds every channel: reads password, routing-key and CA files, parses addresses,
+    /// sets up TLS. Connects to nothing.
+    pub fn new(settings: &BTreeMap<String, ChannelSettings>) -> Result<Channels, ChannelError> {
+        let http = reqwest::Client::builder()
+            // A webhook is answered by the endpoint named, not by wherever it redirects.
+            .redirect(reqwest::redirect::Policy::none())
+            // Escalations go where the config says; an HTTP_PROXY in salve's environment
+            // must not silently route pages elsewhere.
+            .no_proxy()
+            .connect_timeout(HTTP_CONNECT_TIMEOUT)
+            .user_agent(concat!("salve/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| ChannelError {
+                channel: "*".into(),
+                message: format!("cannot build the HTTP client: {error}"),
+            })?;
+        let mut channels = BTreeMap::new();
+        for (name, channel_settings) in settings {
+            let failed = |message: String| ChannelError {
+                channel: name.clone(),
+                message,
+            };
+            let channel = match channel_settings {
+                ChannelSettings::Log {} => Channel::Log,
+                ChannelSettings::Email(channel) => Channel::Email(Box::new(
+                    email::EmailSender::build(channel).map_err(failed)?,
+                )),
+                ChannelSettings::Webhook(channel) => Channel::Webhook(Box::new(
+                    webhook::WebhookSender::build(channel).map_err(failed)?,
+                )),
+            };
+            channels.insert(name.clone(), channel);
+        }
+        Ok(Channels {
+            channels,
+            http,
+            templates: Templates::new(),
+        })
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.channels.keys().map(String::as_str)
+    }
+
+    /// `log`, `email` or `webhook`; `None` for an unknown name.
+    pub fn kind(&self, channel: &str) -> Option<&'static str> {
+        self.channels.get(channel).map(|channel| match channel {
+            Channel::Log => "log",
+            Channel::Email(_) => "email",
+            Channel::Webhook(_) => "webhook",
+        })
+    }
+
+    /// Delivers `escalation` once through `channel`. `Ok` means the channel accepted it
+    /// (SMTP 250 after DATA, HTTP 2xx); a `log` channel always accepts.
+    pub async fn send(&self, channel: &str, escalation: &Escalation) -> Result<(), SendError> {
+        match self.channels.get(channel) {
+            None => Err(SendError {
+                message: format!("no escalation channel named {channel:?}"),
+                retryable: false,
+            }),
+            Some(Channel::Log) => {
+                tracing::warn!(
+                    channel,
+                    incident_id = escalation.incident_id,
+                    reason = escalation.reason.as_str(),
+                    summary = %escalation.summary_line(),
+                    "escalation (log channel)"
+                );
+                Ok(())
+            }
+            Some(Channel::Email(sender)) => sender.send(&self.templates, escalation).await,
+            Some(Channel::Webhook(sender)) => {
+                sender.send(&self.http, &self.templates, escalation).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    /// The outbox worker shares one `Channels` across tasks and awaits `send` inside
+    /// `tokio::spawn`: both need these bounds, so a change that loses them fails here.
+    #[test]
+    fn channels_are_shareable_and_send_futures_are_send() {
+        assert_send_sync::<Channels>();
+        let channels = Channels::new(&BTreeMap::new()).unwrap();
+        let escalation = content::sample();
+        let future = channels.send("none", &escalation);
+        assert_send(&future);
+    }
+}

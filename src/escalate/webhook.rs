@@ -1,0 +1,453 @@
+//! Webhook channels: one JSON POST per escalation, for ticket systems (the generic preset
+//! or a body template) and PagerDuty (Events API v2 `trigger`). It never follows
+//! redirects, never disables certificate verification, and never prints the URL's path or
+//! query, header values or the routing key (any of them may be a credential).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::SendError;
+use super::content::{Escalation, render_text};
+use super::template::{Templates, truncate_chars};
+use crate::config::{Secret, de_duration, secret_from};
+
+/// PagerDuty's Events API v2 endpoint, the default URL of the `pagerduty` preset.
+pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+/// PagerDuty refuses a `payload.summary` longer than this.
+const PAGERDUTY_SUMMARY_CHARS: usize = 1024;
+/// How much of an error response is quoted in the error message.
+const RESPONSE_EXCERPT_BYTES: usize = 512;
+
+/// A webhook channel (`kind = "webhook"`): each escalation is one JSON POST; any 2xx
+/// answer means accepted.
+///
+/// ```toml
+/// [escalation.channels.tickets]
+/// kind = "webhook"
+/// url = "https://tickets.example.com/api/issues"
+/// headers = { Authorization = "Bearer …" }   # or SALVE_ESCALATION__CHANNELS__TICKETS__HEADERS__AUTHORIZATION
+///
+/// [escalation.channels.pager]
+/// kind = "webhook"
+/// preset = "pagerduty"
+/// routing_key_file = "/etc/salve/pagerduty-key"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookChannel {
+    /// Where to POST (`http://` or `https://`). Required for `generic`; `pagerduty`
+    /// defaults to PagerDuty's Events API v2 URL. Treated as a secret (some services put
+    /// a token in it): messages only ever show its scheme, host and port.
+    pub url: Option<Secret>,
+    /// `generic` (default): the escalation as JSON plus `text`, the plain-text report.
+    /// `pagerduty`: an Events API v2 `trigger` with `dedup_key = "salve-incident-<id>"`.
+    #[serde(default)]
+    pub preset: WebhookPreset,
+    /// Extra request headers. Values are secrets (never logged). To keep a value out of
+    /// the file, set it in the environment instead, with the header name in lower case:
+    /// `SALVE_ESCALATION__CHANNELS__<NAME>__HEADERS__AUTHORIZATION`. A lower-case name
+    /// (what the environment gives) wins over the same header written in another case.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// `generic` only: a minijinja template producing the JSON body, over the escalation's
+    /// fields and `text`. Every `{{ … }}` value is written as JSON (strings come quoted
+    /// and escaped), so write `"title": {{ summary }}`, not `"title": "{{ summary }}"`;
+    /// `{{ x | tojson }}` is the same, said explicitly. Salve checks the result is JSON.
+    pub body: Option<String>,
+    /// `pagerduty` only: the integration's routing key. Prefer `routing_key_file` or
+    /// `SALVE_ESCALATION__CHANNELS__<NAME>__ROUTING_KEY`.
+    pub routing_key: Option<Secret>,
+    /// File holding the routing key (a trailing newline is ignored).
+    pub routing_key_file: Option<PathBuf>,
+    /// Bound for one POST, connect to last byte of the answer.
+    #[serde(default = "default_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookPreset {
+    #[default]
+    Generic,
+    Pagerduty,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn parse_url(channel: &WebhookChannel) -> Result<reqwest::Url, (&'static str, String)> {
+    let text = match (&channel.url, channel.preset) {
+        (Some(url), _) => url.expose(),
+        (None, WebhookPreset::Pagerduty) => PAGERDUTY_EVENTS_URL,
+        (None, WebhookPreset::Generic) => {
+            return Err(("url", "a url is needed (preset = \"generic\")".into()));
+        }
+    };
+    // The URL may carry a token: the message names the problem, not the text.
+    let url =
+        reqwest::Url::parse(text).map_err(|error| ("url", format!("not a valid URL: {error}")))?;
+    match url.scheme() {
+        "http" | "https" if url.host_str().is_some() => Ok(url),
+        "http" | "https" => Err(("url", "no host".into())),
+        other => Err(("url", format!("scheme {other:?}: expected http or https"))),
+    }
+}
+
+/// `scheme://host:port` of a URL: what messages may say about it.
+fn origin(url: &reqwest::Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// Headers as given, with a lower-case name applied last so an environment override
+/// (the config crate lower-cases environment keys) wins over the file's spelling.
+fn header_map(headers: &BTreeMap<String, Secret>) -> Result<HeaderMap, (&'static str, String)> {
+    let mut ordered: Vec<(&String, &Secret)> = headers.iter().collect();
+    ordered.sort_by_key(|(name, _)| **name == name.to_ascii_lowercase());
+    let mut map = HeaderMap::new();
+    for (name, value) in ordered {
+        let header_name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| ("headers", format!("{name:?} is not a valid header name")))?;
+        let mut header_value = HeaderValue::from_str(value.expose()).map_err(|_| {
+            (
+                "headers",
+                format!("the value of {name:?} is not a valid header value (line breaks or control characters)"),
+            )
+        })?;
+        header_value.set_sensitive(true);
+        map.insert(header_name, header_value);
+    }
+    Ok(map)
+}
+
+/// Problems found without touching the network. Each is `(key, message)`.
+pub(crate) fn problems(channel: &WebhookChannel) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    if let Err(problem) = parse_url(channel) {
+        problems.push(problem);
+    }
+    if let Err(problem) = header_map(&channel.headers) {
+        problems.push(problem);
+    }
+    let has_key = channel.routing_key.is_some() || channel.routing_key_file.is_some();
+    match channel.preset {
+        WebhookPreset::Generic => {
+            if has_key {
+                problems.push((
+                    "routing_key",
+                    "routing_key is for preset = \"pagerduty\"".into(),
+                ));
+            }
+            if let Some(body) = &channel.body {
+                let templates = Templates::new();
+                if let Err(error) = Templates::check_syntax(body) {
+                    problems.push(("body", error));
+                } else if let Err(error) = templates.render_json(body, &super::content::sample()) {
+                    // Rendered against a sample so a template that cannot produce JSON
+                    // fails `salve check`, not the first page.
+                    problems.push(("body", error));
+                }
+            }
+        }
+        WebhookPreset::Pagerduty => {
+            if !has_key {
+                problems.push((
+                    "routing_key",
+                    "preset = \"pagerduty\" needs routing_key or routing_key_file".into(),
+                ));
+            }
+            if channel.body.is_some() {
+                problems.push((
+                    "body",
+                    "body replaces the preset's body: use preset = \"generic\" with a body".into(),
+                ));
+            }
+        }
+    }
+    if channel.routing_key.is_some() && channel.routing_key_file.is_some() {
+        problems.push((
+            "routing_key_file",
+            "routing_key and routing_key_file are both set; choose one".into(),
+        ));
+    }
+    if let Some(path) = &channel.routing_key_file
+        && !path.is_file()
+    {
+        problems.push((
+            "routing_key_file",
+            format!("{}: no such file", path.display()),
+        ));
+    }
+    if channel.timeout.is_zero() {
+        problems.push(("timeout", "must be > 0".into()));
+    }
+    problems
+}
+
+enum Body {
+    Generic,
+    Template(String),
+    Pagerduty { routing_key: Secret },
+}
+
+/// A built webhook channel.
+pub(crate) struct WebhookSender {
+    url: reqwest::Url,
+    headers: HeaderMap,
+    body: Body,
+    timeout: Duration,
+}
+
+impl WebhookSender {
+    pub(crate) fn build(channel: &WebhookChannel) -> Result<WebhookSender, String> {
+        if let Some((key, message)) = problems(channel).into_iter().next() {
+            return Err(format!("{key}: {message}"));
+        }
+        let url = parse_url(channel).map_err(|(key, message)| format!("{key}: {message}"))?;
+        let headers =
+            header_map(&channel.headers).map_err(|(key, message)| format!("{key}: {message}"))?;
+        let body = match (channel.preset, &channel.body) {
+            (WebhookPreset::Pagerduty, _) => Body::Pagerduty {
+                routing_key: secret_from(
+                    "routing_key",
+                    channel.routing_key.clone(),
+                    channel.routing_key_file.as_deref(),
+                )?
+                .ok_or("routing_key: missing")?,
+            },
+            (WebhookPreset::Generic, Some(template)) => Body::Template(template.clone()),
+            (WebhookPreset::Generic, None) => Body::Generic,
+        };
+        Ok(WebhookSender {
+            url,
+            headers,
+            body,
+            timeout: channel.timeout,
+        })
+    }
+
+    pub(crate) async fn send(
+        &self,
+        client: &reqwest::Client,
+        templates: &Templates,
+        escalation: &Escalation,
+    ) -> Result<(), SendError> {
+        let body = match &self.body {
+            Body::Generic => generic_body(escalation),
+            Body::Template(source) => {
+                templates
+                    .render_json(source, escalation)
+                    .map_err(|error| SendError {
+                        message: format!("webhook body: {error}"),
+                        retryable: false,
+                    })?
+            }
+            Body::Pagerduty { routing_key } => pagerduty_body(routing_key.expose(), escalation),
+        };
+        let body = serde_json::to_vec(&body).expect("a JSON value always serialises");
+        let origin = origin(&self.url);
+        let response = client
+            .post(self.url.clone())
+            .timeout(self.timeout)
+            .header(CONTENT_TYPE, "application/json")
+            .headers(self.headers.clone())
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| SendError {
+                // `without_url`: reqwest would print the whole URL, token and all.
+                message: format!("POST {origin}: {}", describe_reqwest(error.without_url())),
+                retryable: true,
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retryable = status.is_server_error()
+            || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            || status == reqwest::StatusCode::REQUEST_TIMEOUT;
+        let excerpt = response
+            .bytes()
+            .await
+            .map(|bytes| {
+                let end = bytes.len().min(RESPONSE_EXCERPT_BYTES);
+                super::content::one_line(String::from_utf8_lossy(&bytes[..end]).trim())
+            })
+            .unwrap_or_default();
+        Err(SendError {
+            message: format!(
+                "POST {origin}: answered {status}{}{}",
+                if excerpt.is_empty() { "" } else { ": " },
+                excerpt
+            ),
+            retryable,
+        })
+    }
+}
+
+fn describe_reqwest(error: reqwest::Error) -> String {
+    let mut message = if error.is_timeout() {
+        "timed out".to_owned()
+    } else if error.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}
+
+/// The generic preset: the escalation's fields plus `text`, the plain-text report.
+pub fn generic_body(escalation: &Escalation) -> Value {
+    let mut body = serde_json::to_value(escalation).expect("an escalation always serialises");
+    if let Value::Object(fields) = &mut body {
+        fields.insert("text".into(), Value::String(render_text(escalation)));
+    }
+    body
+}
+
+/// PagerDuty's four severities from the alert's `severity` label; unknown or missing is
+/// `error` (a human was asked to act, so not `info`).
+pub fn pagerduty_severity(label: Option<&str>) -> &'static str {
+    match label.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        Some("critical" | "crit" | "fatal" | "emergency" | "emerg" | "alert" | "page" | "p1") => {
+            "critical"
+        }
+        Some("warning" | "warn" | "minor" | "medium" | "p3") => "warning",
+        Some("info" | "informational" | "notice" | "low" | "none" | "p4" | "p5") => "info",
+        _ => "error",
+    }
+}
+
+/// An Events API v2 `trigger`. One `dedup_key` per incident: a second escalation of the
+/// same incident (another reason, a retry) updates PagerDuty's alert instead of opening
+/// a second one.
+pub fn pagerduty_body(routing_key: &str, escalation: &Escalation) -> Value {
+    let source = escalation
+        .target
+        .as_ref()
+        .map(|target| target.name.clone())
+        .or_else(|| escalation.alertname.clone())
+        .unwrap_or_else(|| "salve".to_owned());
+    let mut payload = json!({
+        "summary": truncate_chars(&escalation.summary_line(), PAGERDUTY_SUMMARY_CHARS),
+        "source": source,
+        "severity": pagerduty_severity(escalation.severity.as_deref()),
+        "timestamp": escalation.created_at.to_rfc3339(),
+        "custom_details": generic_body(escalation),
+    });
+    if let Some(alertname) = &escalation.alertname {
+        payload["class"] = Value::String(alertname.clone());
+    }
+    let component = ["service", "job"]
+        .iter()
+        .find_map(|label| escalation.labels.get(*label));
+    if let Some(component) = component {
+        payload["component"] = Value::String(component.clone());
+    }
+    let mut links = Vec::new();
+    if let Some(url) = &escalation.generator_url {
+        links.push(json!({ "href": url, "text": "Alert source" }));
+    }
+    if let Some(url) = &escalation.silence_url {
+        links.push(json!({ "href": url, "text": "Silence in Alertmanager" }));
+    }
+    json!({
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": format!("salve-incident-{}", escalation.incident_id),
+        "payload": payload,
+        "links": links,
+        "client": "salve",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::escalate::content::sample;
+
+    fn channel(preset: WebhookPreset) -> WebhookChannel {
+        WebhookChannel {
+            url: None,
+            preset,
+            headers: BTreeMap::new(),
+            body: None,
+            routing_key: None,
+            routing_key_file: None,
+            timeout: default_timeout(),
+        }
+    }
+
+    #[test]
+    fn pagerduty_body_has_the_events_api_v2_fields() {
+        let mut e = sample();
+        e.summary = "x".repeat(2000);
+        let body = pagerduty_body("R0UTING", &e);
+        assert_eq!(body["routing_key"], "R0UTING");
+        assert_eq!(body["event_action"], "trigger");
+        assert_eq!(body["dedup_key"], "salve-incident-42");
+        assert_eq!(body["payload"]["source"], "web1");
+        assert_eq!(body["payload"]["severity"], "critical");
+        assert_eq!(body["payload"]["component"], "nginx");
+        assert_eq!(body["payload"]["class"], "ServiceDown");
+        assert_eq!(body["payload"]["custom_details"]["reason"], "verify_failed");
+        let summary = body["payload"]["summary"].as_str().unwrap();
+        assert_eq!(summary.chars().count(), PAGERDUTY_SUMMARY_CHARS);
+        assert_eq!(body["links"][0]["text"], "Alert source");
+        assert_eq!(body["client"], "salve");
+    }
+
+    #[test]
+    fn severities_map_to_pagerduty_words() {
+        for (label, expected) in [
+            (Some("CRITICAL"), "critical"),
+            (Some("page"), "critical"),
+            (Some("warning"), "warning"),
+            (Some("info"), "info"),
+            (Some("high"), "error"),
+            (None, "error"),
+        ] {
+            assert_eq!(pagerduty_severity(label), expected, "{label:?}");
+        }
+    }
+
+    #[test]
+    fn problems_name_their_key_and_never_print_secrets() {
+        let keys = |c: &WebhookChannel| -> Vec<&'static str> {
+            problems(c).into_iter().map(|(key, _)| key).collect()
+        };
+        assert_eq!(keys(&channel(WebhookPreset::Generic)), ["url"]);
+        assert_eq!(keys(&channel(WebhookPreset::Pagerduty)), ["routing_key"]);
+        let mut c = channel(WebhookPreset::Generic);
+        c.url = Some(Secret::new("ftp://hunter2@x/".into()));
+        c.headers
+            .insert("Authorization".into(), Secret::new("hunter2\nX: y".into()));
+        c.body = Some(r#"{"t": "{{ summary }}"}"#.into());
+        let found = problems(&c);
+        assert_eq!(
+            found.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            ["url", "headers", "body"]
+        );
+        assert!(!format!("{found:?}").contains("hunter2"), "{found:?}");
+    }
+
+    #[test]
+    fn lower_case_header_from_the_environment_wins() {
+        let mut headers = BTreeMap::new();
+        headers.insert("Authorization".to_owned(), Secret::new("file".into()));
+        headers.insert("authorization".to_owned(), Secret::new("env".into()));
+        let map = header_map(&headers).unwrap();
+        assert_eq!(map.get("authorization").unwrap(), "env");
+        assert_eq!(map.len(), 1);
+    }
+}

@@ -1,0 +1,353 @@
+//! Escalate and guard on real parts: the circuit breaker counted in the store (and so
+//! across restarts), rate limits, escalation of novel and refused alerts, the gaps report
+//! and the metrics, with escalations delivered to a real HTTP server capturing webhooks.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::bed::{BEARER, text};
+use crate::remediation_e2e::{
+    Extras, Inventory, by_label, define_unit, events, post_generic, start_with, wait_for_final,
+};
+use crate::support::{SalveProcess, SshHost, WebhookCapture, free_port, http_client, wait_until};
+
+/// Both routes of the shipped recipes as webhooks into one capture server.
+fn capture_channels(capture: &WebhookCapture) -> String {
+    format!(
+        "[escalation.channels.oncall-email]\nkind = \"webhook\"\nurl = \"{}\"\n\n\
+         [escalation.channels.tickets]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        capture.url("/oncall"),
+        capture.url("/tickets")
+    )
+}
+
+async fn wait_for_posts(capture: &WebhookCapture, count: usize) -> Vec<Value> {
+    wait_until(
+        Duration::from_secs(20),
+        &format!("{count} escalation post(s)"),
+        || async {
+            let posts = capture.requests();
+            (posts.len() >= count).then(|| posts.iter().map(|p| p.json()).collect())
+        },
+    )
+    .await
+}
+
+async fn metrics(salve: &SalveProcess) -> String {
+    http_client()
+        .get(format!("{}/metrics", salve.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+fn service_down(service: &str, port: u16, n: u32) -> Value {
+    json!({
+        "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": service, "health_port": port.to_string() },
+        // A new occurrence each time: as an alert that flaps (fires, resolves, fires).
+        "startsAt": format!("2026-11-28T10:00:{n:02}Z"),
+    })
+}
+
+#[tokio::test]
+async fn breaker_opens_after_max_runs_survives_restart_and_resets() {
+    let host = SshHost::start().await;
+    let port = free_port();
+    define_unit(&host, "shop-api", &format!("exec health-server {port}")).await;
+    let capture = WebhookCapture::start().await;
+    let channels = capture_channels(&capture);
+    let mut enforcing = start_with(
+        &[Inventory {
+            name: "web1",
+            host: &host,
+            user: host.user(),
+        }],
+        &[&host],
+        // The shipped recipe (max_runs = 3 in 10m), polled every second instead of 5.
+        &[(
+            "service-restart.toml",
+            "interval = \"5s\"",
+            "interval = \"1s\"",
+        )],
+        Extras {
+            channels: Some(&channels),
+            ..Extras::default()
+        },
+    )
+    .await;
+
+    for n in 1..=3 {
+        post_generic(&enforcing.salve, service_down("shop-api", port, n)).await;
+        let history = wait_for_final(&enforcing.salve, n as usize, Duration::from_secs(60)).await;
+        assert!(
+            history.iter().all(|i| i["state"] == "succeeded"),
+            "{history:#?}"
+        );
+    }
+
+    // A restart in between does not reset the count: it lives in the store.
+    enforcing.salve.kill9();
+    enforcing.salve.restart().await;
+    let salve = &enforcing.salve;
+
+    post_generic(salve, service_down("shop-api", port, 4)).await;
+    let history = wait_for_final(salve, 4, Duration::from_secs(30)).await;
+    let fourth = by_label(&history, "alertname", "ServiceDown");
+    let fourth = history
+        .iter()
+        .find(|i| {
+            i["starts_at"]
+                .as_str()
+                .unwrap()
+                .starts_with("2026-11-28T10:00:04")
+        })
+        .unwrap_or(fourth);
+    assert_eq!(fourth["state"], "breaker_open", "{fourth:#}");
+    assert!(
+        events(fourth, "step_started").is_empty(),
+        "a breaker_open incident ran"
+    );
+    let posts = wait_for_posts(&capture, 1).await;
+    assert_eq!(posts.len(), 1, "exactly one escalation: {posts:#?}");
+    assert_eq!(posts[0]["reason"], "breaker_open");
+    assert_eq!(
+        posts[0]["breaker"]["runs"].as_array().unwrap().len(),
+        3,
+        "{:#}",
+        posts[0]
+    );
+
+    let list = salve.run_cli(&["breaker", "list"]).await;
+    let listed = text(&list.stdout);
+    assert!(
+        listed.contains("OPEN") && listed.contains("service-restart") && listed.contains("web1"),
+        "{listed}"
+    );
+    assert!(
+        metrics(salve)
+            .await
+            .contains("salve_breaker_open{recipe=\"service-restart\"} 1")
+    );
+
+    let reset = salve
+        .run_cli(&["breaker", "reset", "service-restart", "web1"])
+        .await;
+    assert!(reset.status.success(), "{}", text(&reset.stderr));
+    post_generic(salve, service_down("shop-api", port, 5)).await;
+    let history = wait_for_final(salve, 5, Duration::from_secs(60)).await;
+    let fifth = history
+        .iter()
+        .find(|i| {
+            i["starts_at"]
+                .as_str()
+                .unwrap()
+                .starts_with("2026-11-28T10:00:05")
+        })
+        .unwrap();
+    assert_eq!(fifth["state"], "succeeded", "{fifth:#}");
+}
+
+#[tokio::test]
+async fn the_breaker_resets_through_the_authenticated_api() {
+    let host = SshHost::start().await;
+    let enforcing = start_with(
+        &[Inventory {
+            name: "web1",
+            host: &host,
+            user: host.user(),
+        }],
+        &[&host],
+        &[],
+        Extras::default(),
+    )
+    .await;
+    let url = format!("{}/api/v1/breakers/reset", enforcing.salve.base_url());
+    let body = json!({ "recipe": "service-restart", "target": "web1" });
+    let denied = http_client().post(&url).json(&body).send().await.unwrap();
+    assert_eq!(denied.status().as_u16(), 401);
+    let allowed = http_client()
+        .post(&url)
+        .header(BEARER.0, BEARER.1)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn over_the_per_host_rate_an_incident_waits_then_escalates_rate_limited() {
+    let host = SshHost::start().await;
+    let capture = WebhookCapture::start().await;
+    let channels = capture_channels(&capture);
+    let enforcing = start_with(
+        &[Inventory {
+            name: "web1",
+            host: &host,
+            user: host.user(),
+        }],
+        &[&host],
+        &[],
+        Extras {
+            channels: Some(&channels),
+            extra: "[limits]\nper_host_per_minute = 1\nmax_wait = \"1s\"\n",
+            ..Extras::default()
+        },
+    )
+    .await;
+    let salve = &enforcing.salve;
+    post_generic(
+        salve,
+        json!({ "alerts": [
+            { "labels": { "alertname": "Echo", "instance": "web1:9100", "message": "first" } },
+            { "labels": { "alertname": "Echo", "instance": "web1:9100", "message": "second" } },
+        ]}),
+    )
+    .await;
+    let history = wait_for_final(salve, 2, Duration::from_secs(30)).await;
+    assert_eq!(by_label(&history, "message", "first")["state"], "succeeded");
+    let limited = by_label(&history, "message", "second");
+    assert_eq!(limited["state"], "rate_limited", "{limited:#}");
+    assert!(
+        limited["reason"]
+            .as_str()
+            .unwrap()
+            .contains("1/min per host"),
+        "{}",
+        limited["reason"]
+    );
+    let posts = wait_for_posts(&capture, 1).await;
+    assert_eq!(posts[0]["reason"], "rate_limited");
+}
+
+#[tokio::test]
+async fn novel_and_refused_alerts_are_escalated_and_gaps_ranks_them() {
+    let host = SshHost::start().await;
+    let capture = WebhookCapture::start().await;
+    let channels = capture_channels(&capture);
+    let enforcing = start_with(
+        &[Inventory {
+            name: "web1",
+            host: &host,
+            user: host.user(),
+        }],
+        &[&host],
+        &[],
+        Extras {
+            channels: Some(&channels),
+            ..Extras::default()
+        },
+    )
+    .await;
+    let salve = &enforcing.salve;
+    let novel = |name: &str, n: u32| json!({ "labels": { "alertname": name, "instance": "web1:9100", "n": n.to_string() } });
+    post_generic(
+        salve,
+        json!({ "alerts": [
+            novel("KafkaLagHigh", 1), novel("KafkaLagHigh", 2), novel("KafkaLagHigh", 3),
+            novel("CertExpiring", 1),
+            { "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "bad name; rm -rf /" } },
+        ]}),
+    )
+    .await;
+    wait_for_final(salve, 5, Duration::from_secs(30)).await;
+    let posts = wait_for_posts(&capture, 5).await;
+    assert_eq!(posts.len(), 5, "one escalation per incident: {posts:#?}");
+    let reasons: Vec<&str> = posts.iter().filter_map(|p| p["reason"].as_str()).collect();
+    assert_eq!(
+        reasons.iter().filter(|r| **r == "novel").count(),
+        4,
+        "{reasons:?}"
+    );
+    let refused = posts.iter().find(|p| p["reason"] == "refused").unwrap();
+    assert!(
+        refused["why"].as_str().unwrap().contains("pattern"),
+        "{refused:#}"
+    );
+    // Novel and refused alerts go to the default route.
+    assert!(capture.requests().iter().all(|r| r.path == "/oncall"));
+    let history = crate::bed::history_json(salve).await;
+    for incident in &history {
+        assert_eq!(events(incident, "escalation_sent").len(), 1, "{incident:#}");
+    }
+
+    let gaps = salve.run_cli(&["gaps", "--json"]).await;
+    let gaps: Value = serde_json::from_slice(&gaps.stdout).unwrap();
+    let names: Vec<&str> = gaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["alertname"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["KafkaLagHigh", "CertExpiring", "ServiceDown"],
+        "{gaps:#}"
+    );
+    assert_eq!(gaps[0]["unmatched"], 3);
+
+    let scraped = metrics(salve).await;
+    assert!(
+        scraped.contains("salve_escalations_total{channel=\"oncall-email\",reason=\"novel\"} 4"),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("salve_escalation_outbox_pending 0")
+            || scraped.contains("salve_escalation_outbox_pending"),
+        "{scraped}"
+    );
+    assert!(
+        !scraped.contains("KafkaLagHigh"),
+        "alert names leaked into metric labels"
+    );
+}
+
+#[tokio::test]
+async fn success_ratio_and_remediation_counters_move() {
+    let host = SshHost::start().await;
+    let enforcing = start_with(
+        &[Inventory {
+            name: "web1",
+            host: &host,
+            user: host.user(),
+        }],
+        &[&host],
+        &[],
+        Extras::default(),
+    )
+    .await;
+    let salve = &enforcing.salve;
+    post_generic(
+        salve,
+        json!({ "alerts": [
+            { "labels": { "alertname": "Echo", "instance": "web1:9100", "message": "ok" } },
+            { "labels": { "alertname": "Hang", "instance": "web1:9100" } },
+        ]}),
+    )
+    .await;
+    wait_for_final(salve, 2, Duration::from_secs(30)).await;
+    let scraped = wait_until(Duration::from_secs(10), "the ratio gauge", || async {
+        let scraped = metrics(salve).await;
+        scraped
+            .contains("salve_auto_remediation_success_ratio 0.5")
+            .then_some(scraped)
+    })
+    .await;
+    assert!(
+        scraped
+            .contains("salve_remediations_total{recipe=\"echo-message\",outcome=\"succeeded\"} 1"),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("salve_remediations_total{recipe=\"hang\",outcome=\"failed\"} 1"),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("salve_ssh_command_duration_seconds_count"),
+        "{scraped}"
+    );
+}
