@@ -8,6 +8,7 @@ mod alertmanager_e2e;
 mod cli_check;
 mod crash;
 mod escalation_channels;
+mod escalation_e2e;
 mod guard_e2e;
 mod intake_http;
 mod planning_outcomes;
