@@ -443,13 +443,7 @@ fn gaps(loaded: &Loaded, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn history(loaded: &Loaded, limit: usize, json: bool, id: Option<i64>) -> anyhow::Result<ExitCode> {
-    let url = &loaded.settings.store.url;
-    let store = SqliteStore::open(url).with_context(|| format!("opening store {url}"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
+    with_store(loaded, async |store| {
         if let Some(id) = id {
             let Some(detail) = store.incident(crate::incident::IncidentId(id)).await? else {
                 anyhow::bail!("no incident {id}");

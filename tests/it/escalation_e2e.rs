@@ -102,11 +102,7 @@ async fn service_restart_that_fails_verification_sends_one_email_over_starttls_w
     let channels = channels(&smtp, Some(&password_file), None);
     let port = free_port();
     let enforcing = start_with(
-        &[Inventory {
-            name: "web1",
-            host: &host,
-            user: host.user(),
-        }],
+        &[Inventory::of("web1", &host)],
         &[&host],
         // The shipped recipe with its window cut from 60 s to 4 s.
         &[(
@@ -174,11 +170,7 @@ async fn disk_that_stays_full_opens_one_ticket_with_the_du_report() {
     let capture = WebhookCapture::start().await;
     let channels = channels(&smtp, None, Some(&capture));
     let enforcing = start_with(
-        &[Inventory {
-            name: "db1",
-            host: &host,
-            user: host.user(),
-        }],
+        &[Inventory::of("db1", &host)],
         &[&host],
         &[(
             "disk-space.toml",

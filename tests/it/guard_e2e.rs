@@ -61,11 +61,7 @@ async fn breaker_opens_after_max_runs_survives_restart_and_resets() {
     let capture = WebhookCapture::start().await;
     let channels = capture_channels(&capture);
     let mut enforcing = start_with(
-        &[Inventory {
-            name: "web1",
-            host: &host,
-            user: host.user(),
-        }],
+        &[Inventory::of("web1", &host)],
         &[&host],
         // The shipped recipe (max_runs = 3 in 10m), polled every second instead of 5.
         &[(
@@ -155,11 +151,7 @@ async fn breaker_opens_after_max_runs_survives_restart_and_resets() {
 async fn the_breaker_resets_through_the_authenticated_api() {
     let host = SshHost::start().await;
     let enforcing = start_with(
-        &[Inventory {
-            name: "web1",
-            host: &host,
-            user: host.user(),
-        }],
+        &[Inventory::of("web1", &host)],
         &[&host],
         &[],
         Extras::default(),
@@ -185,11 +177,7 @@ async fn over_the_per_host_rate_an_incident_waits_then_escalates_rate_limited() 
     let capture = WebhookCapture::start().await;
     let channels = capture_channels(&capture);
     let enforcing = start_with(
-        &[Inventory {
-            name: "web1",
-            host: &host,
-            user: host.user(),
-        }],
+        &[Inventory::of("web1", &host)],
         &[&host],
         &[],
         Extras {
@@ -230,11 +218,7 @@ async fn novel_and_refused_alerts_are_escalated_and_gaps_ranks_them() {
     let capture = WebhookCapture::start().await;
     let channels = capture_channels(&capture);
     let enforcing = start_with(
-        &[Inventory {
-            name: "web1",
-            host: &host,
-            user: host.user(),
-        }],
+        &[Inventory::of("web1", &host)],
         &[&host],
         &[],
         Extras {
@@ -310,11 +294,7 @@ async fn novel_and_refused_alerts_are_escalated_and_gaps_ranks_them() {
 async fn success_ratio_and_remediation_counters_move() {
     let host = SshHost::start().await;
     let enforcing = start_with(
-        &[Inventory {
-            name: "web1",
-            host: &host,
-            user: host.user(),
-        }],
+        &[Inventory::of("web1", &host)],
         &[&host],
         &[],
         Extras::default(),

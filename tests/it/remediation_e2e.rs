@@ -24,6 +24,17 @@ pub(crate) struct Inventory<'a> {
     pub user: &'a str,
 }
 
+impl<'a> Inventory<'a> {
+    /// `name` played by `host`, logged into as the bed's target user.
+    pub fn of(name: &'a str, host: &'a SshHost) -> Inventory<'a> {
+        Inventory {
+            name,
+            host,
+            user: host.user(),
+        }
+    }
+}
+
 /// A salve in enforce mode with the shipped recipes plus the test-only ones, strict host
 /// keys from `known_hosts`, and the given inventory.
 pub(crate) struct Enforcing {
@@ -234,16 +245,7 @@ async fn service_restart_end_to_end_restarts_the_service_and_verifies_it() {
         "the service must be down before the alert"
     );
 
-    let enforcing = start_enforcing(
-        &[Inventory {
-            name: "web1",
-            host: &host,
-            user: host.user(),
-        }],
-        &[&host],
-        &[],
-    )
-    .await;
+    let enforcing = start_enforcing(&[Inventory::of("web1", &host)], &[&host], &[]).await;
     let salve = &enforcing.salve;
     let alertmanager = Alertmanager::builder(&format!("{}/hooks/alertmanager", salve.base_url()))
         .bearer_token(TOKEN)
@@ -311,11 +313,7 @@ async fn a_service_that_cannot_start_is_verify_failed_after_within_not_before() 
     define_unit(&host, "broken-api", "exit 1").await;
     // The shipped recipe with its 60 s window cut to 6 s, to keep the suite fast.
     let enforcing = start_enforcing(
-        &[Inventory {
-            name: "web1",
-            host: &host,
-            user: host.user(),
-        }],
+        &[Inventory::of("web1", &host)],
         &[&host],
         &[(
             "service-restart.toml",
@@ -378,16 +376,7 @@ async fn disk_space_end_to_end_cleans_only_known_safe_paths() {
         .unwrap();
     assert!(used > 85, "the disk must start above 85%, is {used}%");
 
-    let enforcing = start_enforcing(
-        &[Inventory {
-            name: "db1",
-            host: &host,
-            user: host.user(),
-        }],
-        &[&host],
-        &[],
-    )
-    .await;
+    let enforcing = start_enforcing(&[Inventory::of("db1", &host)], &[&host], &[]).await;
     let salve = &enforcing.salve;
     post_generic(
         salve,
@@ -429,16 +418,7 @@ const HOSTILE: &[&str] = &[
 #[tokio::test]
 async fn hostile_label_values_reach_the_target_only_as_data() {
     let host = SshHost::start().await;
-    let enforcing = start_enforcing(
-        &[Inventory {
-            name: "web1",
-            host: &host,
-            user: host.user(),
-        }],
-        &[&host],
-        &[],
-    )
-    .await;
+    let enforcing = start_enforcing(&[Inventory::of("web1", &host)], &[&host], &[]).await;
     let salve = &enforcing.salve;
     let alerts: Vec<Value> = HOSTILE
         .iter()
@@ -471,16 +451,7 @@ async fn a_host_whose_key_does_not_match_is_never_commanded() {
     let host = SshHost::start().await;
     let impostor = SshHost::start().await;
     // known_hosts holds the impostor's key for the real host's address and port.
-    let enforcing = start_enforcing(
-        &[Inventory {
-            name: "web1",
-            host: &host,
-            user: host.user(),
-        }],
-        &[],
-        &[],
-    )
-    .await;
+    let enforcing = start_enforcing(&[Inventory::of("web1", &host)], &[], &[]).await;
     let wrong = impostor.known_hosts_line().replace(
         &format!("]:{}", impostor.port()),
         &format!("]:{}", host.port()),
@@ -513,21 +484,9 @@ async fn failures_are_bounded_and_one_hung_host_does_not_delay_another() {
     let gone = SshHost::start().await;
     let enforcing = start_enforcing(
         &[
-            Inventory {
-                name: "hung",
-                host: &hung,
-                user: hung.user(),
-            },
-            Inventory {
-                name: "healthy",
-                host: &healthy,
-                user: healthy.user(),
-            },
-            Inventory {
-                name: "gone",
-                host: &gone,
-                user: gone.user(),
-            },
+            Inventory::of("hung", &hung),
+            Inventory::of("healthy", &healthy),
+            Inventory::of("gone", &gone),
         ],
         &[&hung, &healthy, &gone],
         &[],
@@ -594,16 +553,8 @@ async fn one_remediation_at_a_time_per_host_and_hosts_in_parallel() {
     let second = SshHost::start_on(std::net::Ipv4Addr::new(127, 0, 0, 2)).await;
     let enforcing = start_enforcing(
         &[
-            Inventory {
-                name: "web1",
-                host: &first,
-                user: first.user(),
-            },
-            Inventory {
-                name: "web2",
-                host: &second,
-                user: second.user(),
-            },
+            Inventory::of("web1", &first),
+            Inventory::of("web2", &second),
         ],
         &[&first, &second],
         &[],
@@ -645,16 +596,7 @@ async fn one_remediation_at_a_time_per_host_and_hosts_in_parallel() {
 #[tokio::test]
 async fn an_alert_resolved_while_waiting_its_turn_is_not_run() {
     let host = SshHost::start().await;
-    let enforcing = start_enforcing(
-        &[Inventory {
-            name: "web1",
-            host: &host,
-            user: host.user(),
-        }],
-        &[&host],
-        &[],
-    )
-    .await;
+    let enforcing = start_enforcing(&[Inventory::of("web1", &host)], &[&host], &[]).await;
     let salve = &enforcing.salve;
     let waiting = json!({ "labels": { "alertname": "Slow", "instance": "web1:9100", "n": "2" }, "startsAt": "2026-11-28T10:00:00Z" });
     post_generic(
@@ -732,11 +674,7 @@ fn enforce_without_known_hosts_refuses_to_start() {
 async fn serve_dry_run_overrides_an_enforcing_config() {
     let host = SshHost::start().await;
     let enforcing = start_with(
-        &[Inventory {
-            name: "web1",
-            host: &host,
-            user: host.user(),
-        }],
+        &[Inventory::of("web1", &host)],
         &[&host],
         &[],
         Extras {
