@@ -271,6 +271,14 @@ pub struct EngineSettings {
     /// Remediations running at once (on different hosts; one host never runs two).
     #[serde(default = "default_max_parallel")]
     pub max_parallel: usize,
+    /// On SIGTERM, running remediations get this long to finish; what is cut off is
+    /// marked `interrupted` (or re-run, if idempotent) at the next start.
+    #[serde(default = "default_shutdown_grace", deserialize_with = "de_duration")]
+    pub shutdown_grace: Duration,
+}
+
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_mode() -> Mode {
@@ -292,6 +300,7 @@ impl Default for EngineSettings {
         EngineSettings {
             mode: default_mode(),
             max_parallel: default_max_parallel(),
+            shutdown_grace: default_shutdown_grace(),
         }
     }
 }

@@ -53,10 +53,13 @@ pub enum State {
     BreakerOpen,
     /// Not run: the remediation rate limit stayed exhausted past `limits.max_wait`.
     RateLimited,
+    /// salve stopped (crash, kill) while this incident's remediation was running; a
+    /// command may have half-run, so it is escalated rather than re-run.
+    Interrupted,
 }
 
 impl State {
-    pub const ALL: [State; 13] = [
+    pub const ALL: [State; 14] = [
         State::Received,
         State::Matched,
         State::Unmatched,
@@ -70,6 +73,7 @@ impl State {
         State::VerifyFailed,
         State::BreakerOpen,
         State::RateLimited,
+        State::Interrupted,
     ];
 
     /// States in which a human is paged (with the escalation reason).
@@ -81,6 +85,7 @@ impl State {
             State::Refused => Some("refused"),
             State::BreakerOpen => Some("breaker_open"),
             State::RateLimited => Some("rate_limited"),
+            State::Interrupted => Some("interrupted"),
             _ => None,
         }
     }
@@ -100,6 +105,7 @@ impl State {
             State::VerifyFailed => "verify_failed",
             State::BreakerOpen => "breaker_open",
             State::RateLimited => "rate_limited",
+            State::Interrupted => "interrupted",
         }
     }
 

@@ -94,7 +94,7 @@ impl Metrics {
         let incidents = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "incidents",
-            "Incidents by outcome: of planning (matched, unmatched, refused, dry_run) and of remediation (succeeded, failed, verify_failed, breaker_open, rate_limited, resolved_before_run)",
+            "Incidents by outcome: of planning (matched, unmatched, refused, dry_run) and of remediation (succeeded, failed, verify_failed, breaker_open, rate_limited, interrupted, resolved_before_run)",
             incidents.clone(),
         );
         let webhook_duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
@@ -108,7 +108,7 @@ impl Metrics {
         let remediations = Family::<RemediationLabels, Counter>::default();
         registry.register(
             "remediations",
-            "Remediations by recipe and outcome (succeeded, failed, verify_failed, breaker_open, rate_limited, resolved_before_run)",
+            "Remediations by recipe and outcome (succeeded, failed, verify_failed, breaker_open, rate_limited, interrupted, resolved_before_run)",
             remediations.clone(),
         );
         let success_ratio = Gauge::<f64, std::sync::atomic::AtomicU64>::default();

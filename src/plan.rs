@@ -133,6 +133,10 @@ pub struct Plan {
     /// Validated params by name, as substituted (unquoted here, for reading).
     pub params: BTreeMap<String, String>,
     pub sudo: bool,
+    /// The recipe says running it twice is harmless: after a crash mid-run it is re-run
+    /// rather than escalated as interrupted.
+    #[serde(default)]
+    pub idempotent: bool,
     pub commands: Vec<String>,
     #[serde(with = "humantime_serde_compat")]
     pub command_timeout: Duration,
@@ -160,6 +164,7 @@ impl Plan {
             target: None,
             params: BTreeMap::new(),
             sudo: false,
+            idempotent: false,
             commands: Vec::new(),
             command_timeout: Duration::ZERO,
             verify: None,

@@ -11,7 +11,6 @@ use crate::config::Loaded;
 use crate::engine::{Engine, Escalator, Outbox, Remediator};
 use crate::escalate::Channels;
 use crate::http::{self, AppState, GrafanaSignature, auth::Credentials};
-use crate::incident::State;
 use crate::intake::Limits;
 use crate::metrics::Metrics;
 use crate::plan::Mode;
@@ -40,6 +39,7 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
     );
     let metrics = Metrics::new();
     let wake = Arc::new(Notify::new());
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mode = if force_dry_run {
         Mode::DryRun
     } else {
@@ -76,6 +76,7 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
                 max_skew: settings.intake.grafana.max_timestamp_skew,
             }),
         wake: wake.clone(),
+        draining: draining.clone(),
     };
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -118,7 +119,16 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         wake: outbox_wake,
     };
-    warn_about_interrupted(store.as_ref()).await;
+    let (resumed, interrupted) = crate::engine::recover_interrupted(store.as_ref(), mode)
+        .await
+        .context("recovering incidents the last run left mid-remediation")?;
+    if resumed + interrupted > 0 {
+        tracing::warn!(
+            resumed,
+            interrupted,
+            "incidents were mid-remediation when salve last stopped: idempotent ones run again, the others are escalated as interrupted"
+        );
+    }
 
     let engine = Engine {
         store: store.clone(),
@@ -130,6 +140,7 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
         wake,
         remediator,
         escalator,
+        shutdown_grace: settings.engine.shutdown_grace,
     };
     let (stop_engine, engine_stopped) = watch::channel(false);
     let outbox_task = tokio::spawn(outbox.run(engine_stopped.clone()));
@@ -150,10 +161,13 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
             bail!("HTTP server stopped unexpectedly");
         }
     }
-    server_handle.stop(true).await;
+    // Stop acknowledging first (webhooks get 503, so senders retry elsewhere or later),
+    // then let running remediations finish within the grace, then close the listener.
+    draining.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = stop_engine.send(true);
     engine_task.await.context("engine task")?;
     outbox_task.await.context("outbox task")?;
+    server_handle.stop(true).await;
     let _ = server_task.await;
     tracing::info!("stopped");
     Ok(())
@@ -217,23 +231,4 @@ fn build_remediator(
         metrics,
         wake,
     ))
-}
-
-/// Incidents left mid-run by a previous process are not re-run here (a command may have
-/// half-happened); say so loudly so an operator looks at them.
-async fn warn_about_interrupted(store: &dyn Store) {
-    match store.count_by_state().await {
-        Ok(counts) => {
-            for (state, count) in counts {
-                if matches!(state, State::Remediating | State::Verifying) && count > 0 {
-                    tracing::warn!(
-                        state = state.as_str(),
-                        count,
-                        "incidents were mid-remediation when salve last stopped; they are not re-run: check them with `salve history`"
-                    );
-                }
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "could not count incidents by state"),
-    }
 }

@@ -1,5 +1,5 @@
 //! The escalation stage: every incident in an escalating state (failed, verify_failed,
-//! unmatched, refused, breaker_open, rate_limited) without a queued escalation gets the
+//! unmatched, refused, breaker_open, rate_limited, interrupted) without a queued escalation gets the
 //! report a human needs — what happened and why, each step with its output, each check's
 //! last result, the breaker's runs, diagnostics run now over SSH — written to the store's
 //! outbox once per channel. Delivery is `outbox.rs`'s job; nothing here sends.
@@ -158,7 +158,11 @@ impl Escalator {
         };
         let wants_diagnostics = matches!(
             incident.state,
-            State::Failed | State::VerifyFailed | State::BreakerOpen | State::RateLimited
+            State::Failed
+                | State::VerifyFailed
+                | State::BreakerOpen
+                | State::RateLimited
+                | State::Interrupted
         );
         let diagnostics = match (plan, &target, &self.executor) {
             (Some(plan), Some(target), Some(executor)) if wants_diagnostics => {

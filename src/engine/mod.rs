@@ -33,7 +33,6 @@ const PLAN_BATCH: usize = 256;
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// On shutdown, running remediations get this long to finish their current step.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Gauges read from the store (open breakers, success ratio) are refreshed this often.
 const GAUGE_REFRESH: Duration = Duration::from_secs(5);
@@ -54,6 +53,57 @@ pub struct Engine {
     pub remediator: Option<Arc<Remediator>>,
     /// Queues escalations for incidents that need a human.
     pub escalator: Arc<Escalator>,
+    /// On shutdown, running remediations get this long to finish.
+    pub shutdown_grace: Duration,
+}
+
+/// After a restart: incidents the previous process left mid-run. A command may have
+/// half-run, so they are not silently re-run: they become `interrupted` and are escalated
+/// — unless their recipe declares `idempotent = true` and this process may act, in which
+/// case they go back to `matched` and run again. Returns (resumed, interrupted).
+pub async fn recover_interrupted(
+    store: &dyn Store,
+    mode: Mode,
+) -> Result<(usize, usize), StoreError> {
+    let (mut resumed, mut interrupted) = (0, 0);
+    for state in [State::Remediating, State::Verifying] {
+        for incident in store.incidents_in_state(state, usize::MAX >> 1).await? {
+            let idempotent = incident.plan.as_ref().is_some_and(|p| p.idempotent);
+            let detail = serde_json::json!({ "was": state.as_str() });
+            let result = if idempotent && mode == Mode::Enforce {
+                resumed += 1;
+                store
+                    .transition(
+                        incident.id,
+                        state,
+                        State::Matched,
+                        Some(format!(
+                            "salve restarted while this incident was {state}; the recipe is idempotent, so it runs again"
+                        )),
+                        crate::store::NewEvent::new("resumed", detail),
+                    )
+                    .await
+            } else {
+                interrupted += 1;
+                store
+                    .transition(
+                        incident.id,
+                        state,
+                        State::Interrupted,
+                        Some(format!(
+                            "salve stopped while this incident was {state}; a command may have half-run, so it is not re-run"
+                        )),
+                        crate::store::NewEvent::new("interrupted", detail),
+                    )
+                    .await
+            };
+            match result {
+                Ok(()) | Err(StoreError::StateConflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok((resumed, interrupted))
 }
 
 /// The state a plan puts its incident in.
@@ -68,8 +118,8 @@ pub fn state_for(plan: &Plan) -> State {
 
 impl Engine {
     /// Run until `shutdown` turns true. Each plan is recorded in one transaction; running
-    /// remediations get `SHUTDOWN_GRACE` to finish, then are cut off and stay in their
-    /// last journaled state.
+    /// remediations get `shutdown_grace` to finish, then are cut off and stay in their
+    /// last journaled state (the next start marks them `interrupted`).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(
             recipes = self.recipes.len(),
@@ -118,9 +168,13 @@ impl Engine {
                 _ = shutdown.changed() => {}
             }
         }
+        // Nothing new starts; queued incidents stay `matched` for the next process.
+        if let Some(remediator) = &self.remediator {
+            remediator.stop_taking_work();
+        }
         if !tasks.is_empty() {
             tracing::info!(running = tasks.len(), "waiting for running remediations");
-            let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            let drained = tokio::time::timeout(self.shutdown_grace, async {
                 while tasks.join_next().await.is_some() {}
             })
             .await;

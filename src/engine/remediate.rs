@@ -38,6 +38,8 @@ pub struct Remediator {
     /// Remediations running at once, across hosts.
     slots: Semaphore,
     limits: RateLimits,
+    /// Set at shutdown: workers finish the incident in hand and take no other.
+    stopping: std::sync::atomic::AtomicBool,
     /// Wakes the engine when an incident ends (it may need escalating).
     wake: Arc<tokio::sync::Notify>,
     /// Per-host FIFO queues; a host has a worker task while its queue is non-empty.
@@ -75,11 +77,18 @@ impl Remediator {
             check_timeout: bounds.check_timeout,
             slots: Semaphore::new(bounds.max_parallel),
             limits: bounds.limits,
+            stopping: std::sync::atomic::AtomicBool::new(false),
             wake,
             hosts: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             metrics,
         }
+    }
+
+    /// Finish what is running, start nothing more.
+    pub fn stop_taking_work(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn executor(&self) -> &Arc<Executor> {
@@ -88,6 +97,9 @@ impl Remediator {
 
     /// Queue every `matched` incident not already queued; returns how many were new.
     pub async fn dispatch(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<usize, StoreError> {
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(0);
+        }
         let waiting = self
             .store
             .incidents_in_state(State::Matched, DISPATCH_BATCH)
@@ -125,6 +137,16 @@ impl Remediator {
         loop {
             let next = {
                 let mut hosts = self.hosts.lock().expect("hosts lock");
+                if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    // The rest of the queue stays `matched` in the store: resumable.
+                    if let Some(queue) = hosts.remove(&host) {
+                        let mut in_flight = self.in_flight.lock().expect("in_flight lock");
+                        for incident in queue {
+                            in_flight.remove(&incident.id);
+                        }
+                    }
+                    return;
+                }
                 match hosts.get_mut(&host).and_then(VecDeque::pop_front) {
                     Some(incident) => incident,
                     None => {

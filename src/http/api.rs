@@ -15,6 +15,9 @@ pub async fn healthz() -> HttpResponse {
 
 /// Ready when the store answers: the one dependency intake needs to acknowledge.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.is_draining() {
+        return HttpResponse::ServiceUnavailable().json(json!({ "status": "shutting down" }));
+    }
     match state.store.ping().await {
         Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
         Err(e) => HttpResponse::ServiceUnavailable()

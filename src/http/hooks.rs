@@ -46,6 +46,7 @@ enum Rejection {
     TooLarge(usize),
     BadRequest(String),
     Unavailable(String),
+    ShuttingDown,
 }
 
 impl Rejection {
@@ -55,7 +56,7 @@ impl Rejection {
             Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Rejection::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::Unavailable(_) | Rejection::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -68,6 +69,7 @@ impl Rejection {
             Rejection::TooLarge(limit) => format!("body exceeds the limit of {limit} bytes"),
             Rejection::BadRequest(why) => why.clone(),
             Rejection::Unavailable(why) => format!("store unavailable, retry later: {why}"),
+            Rejection::ShuttingDown => "salve is shutting down, retry later".to_owned(),
         }
     }
 
@@ -79,7 +81,7 @@ impl Rejection {
                 "Bearer realm=\"salve\", Basic realm=\"salve\"",
             ));
         }
-        if let Rejection::Unavailable(_) = self {
+        if let Rejection::Unavailable(_) | Rejection::ShuttingDown = self {
             response.insert_header((header::RETRY_AFTER, "5"));
         }
         response.json(json!({ "status": "error", "error": self.reason() }))
@@ -126,6 +128,9 @@ async fn accept(
     body: web::Payload,
     state: &AppState,
 ) -> Result<HttpResponse, Rejection> {
+    if state.is_draining() {
+        return Err(Rejection::ShuttingDown);
+    }
     let headers = req.headers();
     let authorization = headers
         .get(header::AUTHORIZATION)

@@ -35,6 +35,14 @@ pub struct AppState {
     pub grafana: Option<GrafanaSignature>,
     /// Tells the engine there is new work.
     pub wake: Arc<Notify>,
+    /// Set on SIGTERM: webhooks answer 503 and readiness fails while salve drains.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AppState {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// Build the server on an already bound listener (port 0 in tests).

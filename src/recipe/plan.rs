@@ -169,6 +169,7 @@ impl RecipeSet {
             target: Some(host.planned_target()),
             params,
             sudo: winner.sudo,
+            idempotent: winner.idempotent,
             commands,
             command_timeout: winner.timeout,
             verify,

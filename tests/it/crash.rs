@@ -36,3 +36,178 @@ async fn kill_9_right_after_2xx_keeps_the_incident() {
         "systemctl restart 'postgresql'"
     );
 }
+
+mod mid_remediation {
+    //! Crash safety during remediation: `kill -9` mid-command escalates `interrupted`
+    //! once (or re-runs an idempotent recipe); SIGTERM answers 503, lets the running
+    //! remediation finish, leaves queued ones resumable, and exits 0.
+
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+
+    use crate::bed::{BEARER, history_json};
+    use crate::remediation_e2e::{
+        Extras, Inventory, by_label, events, post_generic, start_with, wait_for_final,
+    };
+    use crate::support::{SalveProcess, SshHost, WebhookCapture, wait_until};
+
+    fn capture_channels(capture: &WebhookCapture) -> String {
+        format!(
+            "[escalation.channels.oncall-email]\nkind = \"webhook\"\nurl = \"{}\"\n\n\
+             [escalation.channels.tickets]\nkind = \"log\"\n",
+            capture.url("/oncall")
+        )
+    }
+
+    async fn wait_for_steps_started(salve: &SalveProcess, count: usize) {
+        wait_until(
+            Duration::from_secs(20),
+            "remediations to be running",
+            || async {
+                let history = history_json(salve).await;
+                let running = history
+                    .iter()
+                    .filter(|i| !events(i, "step_started").is_empty())
+                    .count();
+                (running >= count).then_some(())
+            },
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn kill_9_mid_command_escalates_interrupted_once_and_reruns_idempotent() {
+        let first = SshHost::start().await;
+        let second = SshHost::start_on(std::net::Ipv4Addr::new(127, 0, 0, 2)).await;
+        let capture = WebhookCapture::start().await;
+        let channels = capture_channels(&capture);
+        let mut enforcing = start_with(
+            &[
+                Inventory::of("web1", &first),
+                Inventory::of("web2", &second),
+            ],
+            &[&first, &second],
+            &[],
+            Extras {
+                channels: Some(&channels),
+                ..Extras::default()
+            },
+        )
+        .await;
+        post_generic(
+            &enforcing.salve,
+            json!({ "alerts": [
+                { "labels": { "alertname": "Long", "instance": "web1:9100" } },
+                { "labels": { "alertname": "LongIdempotent", "instance": "web2:9100" } },
+            ]}),
+        )
+        .await;
+        wait_for_steps_started(&enforcing.salve, 2).await;
+        enforcing.salve.kill9();
+        enforcing.salve.restart().await;
+        let salve = &enforcing.salve;
+
+        let history = wait_for_final(salve, 2, Duration::from_secs(30)).await;
+        let long = by_label(&history, "alertname", "Long");
+        assert_eq!(long["state"], "interrupted", "{long:#}");
+        assert_eq!(
+            events(long, "step_started").len(),
+            1,
+            "a non-idempotent command ran twice"
+        );
+        let again = by_label(&history, "alertname", "LongIdempotent");
+        assert_eq!(again["state"], "succeeded", "{again:#}");
+        assert_eq!(
+            events(again, "step_started").len(),
+            2,
+            "the idempotent recipe should run again"
+        );
+
+        let posts: Vec<Value> = wait_until(
+            Duration::from_secs(20),
+            "the interrupted escalation",
+            || async {
+                let posts = capture.requests();
+                (!posts.is_empty()).then(|| posts.iter().map(|p| p.json()).collect())
+            },
+        )
+        .await;
+        // Give a duplicate every chance to show up before counting.
+        wait_until(Duration::from_secs(10), "the outbox to drain", || async {
+            let history = history_json(salve).await;
+            history
+                .iter()
+                .all(|i| events(i, "escalation_queued").len() == events(i, "escalation_sent").len())
+                .then_some(())
+        })
+        .await;
+        assert_eq!(capture.requests().len(), 1, "escalated once: {posts:#?}");
+        assert_eq!(posts[0]["reason"], "interrupted");
+    }
+
+    #[tokio::test]
+    async fn sigterm_drains_503s_webhooks_finishes_running_work_and_exits_0() {
+        let host = SshHost::start().await;
+        let mut enforcing = start_with(
+            &[Inventory::of("web1", &host)],
+            &[&host],
+            &[],
+            Extras::default(),
+        )
+        .await;
+        post_generic(
+            &enforcing.salve,
+            json!({ "alerts": [
+                { "labels": { "alertname": "Long", "instance": "web1:9100", "n": "1" } },
+                { "labels": { "alertname": "Long", "instance": "web1:9100", "n": "2" } },
+            ]}),
+        )
+        .await;
+        wait_for_steps_started(&enforcing.salve, 1).await;
+        let hook = format!("{}/hooks/generic", enforcing.salve.base_url());
+        let pid = enforcing.salve.pid().expect("salve runs");
+        // SIGTERM without waiting, so the webhook below lands while salve drains.
+        let status = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let refused = wait_until(Duration::from_secs(10), "a 503 while draining", || async {
+            let response = crate::support::http_client()
+                .post(&hook)
+                .header(BEARER.0, BEARER.1)
+                .json(&json!({ "labels": { "alertname": "Late" } }))
+                .send()
+                .await
+                .ok()?;
+            Some(response.status().as_u16())
+        })
+        .await;
+        assert_eq!(
+            refused, 503,
+            "webhooks must be refused (not acknowledged) while draining"
+        );
+
+        let exit = enforcing.salve.terminate(Duration::from_secs(40)).await;
+        assert!(exit.success(), "salve exited {exit:?}");
+        let history = enforcing.salve.run_cli(&["history", "--json"]).await;
+        let history: Vec<Value> = serde_json::from_slice(&history.stdout).unwrap();
+        let first = by_label(&history, "n", "1");
+        assert_eq!(
+            first["state"], "succeeded",
+            "the running remediation should finish: {first:#}"
+        );
+        let second = by_label(&history, "n", "2");
+        assert_eq!(
+            second["state"], "matched",
+            "the queued one is left to resume: {second:#}"
+        );
+        assert!(history.iter().all(|i| i["labels"]["alertname"] != "Late"));
+
+        enforcing.salve.restart().await;
+        let history = wait_for_final(&enforcing.salve, 2, Duration::from_secs(30)).await;
+        assert_eq!(by_label(&history, "n", "2")["state"], "succeeded");
+    }
+}

@@ -150,7 +150,7 @@ pub(crate) async fn wait_for_final(
     count: usize,
     deadline: Duration,
 ) -> Vec<Value> {
-    const FINAL: [&str; 8] = [
+    const FINAL: [&str; 9] = [
         "succeeded",
         "failed",
         "verify_failed",
@@ -159,6 +159,7 @@ pub(crate) async fn wait_for_final(
         "unmatched",
         "breaker_open",
         "rate_limited",
+        "interrupted",
     ];
     let started = std::time::Instant::now();
     loop {

@@ -174,8 +174,16 @@ pub(super) fn breakers(
     Ok(statuses)
 }
 
-const ESCALATING: &str =
-    "('failed', 'verify_failed', 'unmatched', 'refused', 'breaker_open', 'rate_limited')";
+/// `('failed', 'verify_failed', ...)`: every state that pages a human, derived from
+/// [`State::escalation_reason`] so a new escalating state cannot be forgotten here.
+fn escalating_states() -> String {
+    let quoted: Vec<String> = State::ALL
+        .iter()
+        .filter(|s| s.escalation_reason().is_some())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    format!("({})", quoted.join(", "))
+}
 
 pub(super) fn incidents_to_escalate(
     conn: &Connection,
@@ -183,8 +191,9 @@ pub(super) fn incidents_to_escalate(
 ) -> rusqlite::Result<Vec<Incident>> {
     conn.prepare_cached(&format!(
         "SELECT {INCIDENT_COLUMNS} FROM incidents
-         WHERE escalated_at IS NULL AND state IN {ESCALATING}
-         ORDER BY id LIMIT ?1"
+         WHERE escalated_at IS NULL AND state IN {}
+         ORDER BY id LIMIT ?1",
+        escalating_states()
     ))?
     .query_map(params![limit], incident_from_row)?
     .collect()
