@@ -8,6 +8,8 @@ pub mod loader;
 pub mod matcher;
 pub mod model;
 pub mod plan;
+#[cfg(test)]
+mod proptests;
 pub mod template;
 
 use std::fmt;

@@ -10,6 +10,7 @@ mod crash;
 mod escalation_channels;
 mod escalation_e2e;
 mod guard_e2e;
+mod ha_e2e;
 mod intake_http;
 mod planning_outcomes;
 mod quoting;

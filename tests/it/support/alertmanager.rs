@@ -1,6 +1,8 @@
-//! A real Prometheus Alertmanager on a free loopback port, routing every alert to one webhook.
-//! It never skips: when the binary is missing, starting it panics with how to get the bed.
+//! A real Prometheus Alertmanager on a free loopback port, routing every alert to one webhook,
+//! alone or as a gossip-clustered HA pair. It never skips: when the binary is missing,
+//! starting it panics with how to get the bed.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,10 +19,49 @@ const DEFAULT_BINARY: &str = "/usr/bin/prometheus-alertmanager";
 const READY_DEADLINE: Duration = Duration::from_secs(15);
 /// Attempts with a fresh port when another process took the port between probe and bind.
 const START_ATTEMPTS: u32 = 3;
+/// Gossip every 10 ms instead of Alertmanager's 200 ms unless a test says otherwise: the
+/// notification log (what each replica already sent) spreads within a few ms, and settling,
+/// which polls every ten gossip intervals, takes ~0.5 s instead of ~6 s.
+const GOSSIP_INTERVAL: Duration = Duration::from_millis(10);
+/// Alertmanager's default peer timeout (replica N waits N × this before sending).
+const PEER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Full state syncs (which also carry the notification log) this many gossip intervals
+/// apart: 1 s with the test default instead of Alertmanager's 1 m, and slowed down together
+/// with gossip when a test wants replicas that learn late what the others sent.
+const PUSHPULL_PER_GOSSIP: u32 = 100;
+/// An upper bound on settling (default 1 m). With fast gossip a replica settles well before;
+/// with slow gossip it stops waiting here, which only affects how well it deduplicates.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a pair may take to find each other and settle on a loaded 2-core runner.
+const CLUSTER_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Gossip clustering for one replica: its own gossip port is picked at start; `peers` are
+/// the gossip addresses of replicas already running.
+#[derive(Clone)]
+struct ClusterOptions {
+    peers: Vec<SocketAddr>,
+    /// `--cluster.peer-timeout`: replica number N waits N × this before it sends, and sends
+    /// only if the notification log gossiped by the others does not show it sent already.
+    peer_timeout: Duration,
+    /// `--cluster.gossip-interval`, also the pace at which notification-log entries spread
+    /// (full syncs aside).
+    gossip_interval: Duration,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            peers: Vec::new(),
+            peer_timeout: PEER_TIMEOUT,
+            gossip_interval: GOSSIP_INTERVAL,
+        }
+    }
+}
 
 /// How to configure the Alertmanager before it starts. The defaults suit most tests: first
 /// notification at once (`group_wait: 0s`), resolves within ~1 s (`group_interval: 1s`), no
-/// re-sends during a test (`repeat_interval: 1h`).
+/// re-sends during a test (`repeat_interval: 1h`), clustering disabled.
+#[derive(Clone)]
 pub struct AlertmanagerBuilder {
     webhook_url: String,
     bearer_token: Option<String>,
@@ -28,6 +69,7 @@ pub struct AlertmanagerBuilder {
     group_wait: Duration,
     group_interval: Duration,
     repeat_interval: Duration,
+    cluster: Option<ClusterOptions>,
 }
 
 impl AlertmanagerBuilder {
@@ -59,6 +101,49 @@ impl AlertmanagerBuilder {
         self
     }
 
+    /// Turns on HA clustering: gossip on a free loopback port, joining `peers` (the
+    /// [`Alertmanager::cluster_address`] of replicas already running; empty for the first).
+    /// Gossip and settling are sped up for tests; the peer timeout stays Alertmanager's 15 s
+    /// unless [`peer_timeout`](Self::peer_timeout) changes it.
+    pub fn cluster(mut self, peers: &[SocketAddr]) -> Self {
+        self.cluster_options().peers = peers.to_vec();
+        self
+    }
+
+    /// `--cluster.peer-timeout` (implies [`cluster`](Self::cluster)). Below the time the
+    /// notification log takes to gossip, the later replica does not yet know the first one
+    /// sent, and sends its own copy: the at-least-once case a receiver must absorb.
+    pub fn peer_timeout(mut self, value: Duration) -> Self {
+        self.cluster_options().peer_timeout = value;
+        self
+    }
+
+    /// `--cluster.gossip-interval` (implies [`cluster`](Self::cluster)); 10 ms by default.
+    /// Membership does not depend on it (joining is a direct state exchange), but how soon a
+    /// replica learns what the others already sent does.
+    pub fn gossip_interval(mut self, value: Duration) -> Self {
+        self.cluster_options().gossip_interval = value;
+        self
+    }
+
+    fn cluster_options(&mut self) -> &mut ClusterOptions {
+        self.cluster.get_or_insert_with(ClusterOptions::default)
+    }
+
+    /// Starts two clustered replicas with this configuration, the second joining the first,
+    /// and waits until each lists both as peers and has settled.
+    pub async fn start_pair(self) -> (Alertmanager, Alertmanager) {
+        let first = self.clone().cluster(&[]).start().await;
+        let first_gossip = first
+            .cluster_address()
+            .expect("a clustered replica has a gossip address");
+        let second = self.cluster(&[first_gossip]).start().await;
+        for replica in [&first, &second] {
+            replica.wait_for_cluster(2).await;
+        }
+        (first, second)
+    }
+
     /// Writes the config, starts Alertmanager on a free port and waits for `/-/ready`.
     pub async fn start(self) -> Alertmanager {
         let binary = alertmanager_binary();
@@ -70,15 +155,25 @@ impl AlertmanagerBuilder {
         std::fs::write(&config_path, self.config_yaml()).expect("write alertmanager.yml");
 
         for attempt in 1..=START_ATTEMPTS {
-            match start_once(&binary, &config_path, dir.path(), attempt).await {
+            match start_once(
+                &binary,
+                &config_path,
+                dir.path(),
+                attempt,
+                self.cluster.as_ref(),
+            )
+            .await
+            {
                 Started::Ready {
                     child,
                     port,
+                    cluster_port,
                     log_path,
                 } => {
                     return Alertmanager {
                         child,
                         port,
+                        cluster_port,
                         log_path,
                         _dir: dir,
                     };
@@ -133,6 +228,7 @@ pub struct Alertmanager {
     // Field order matters: the process dies before its directory is removed.
     child: ChildGuard,
     port: u16,
+    cluster_port: Option<u16>,
     log_path: PathBuf,
     _dir: TempDir,
 }
@@ -147,6 +243,7 @@ impl Alertmanager {
             group_wait: Duration::ZERO,
             group_interval: Duration::from_secs(1),
             repeat_interval: Duration::from_secs(3600),
+            cluster: None,
         }
     }
 
@@ -173,6 +270,38 @@ impl Alertmanager {
 
     pub fn pid(&self) -> u32 {
         self.child.pid()
+    }
+
+    /// The gossip address other replicas join, when clustered.
+    pub fn cluster_address(&self) -> Option<SocketAddr> {
+        self.cluster_port
+            .map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    }
+
+    /// `GET /api/v2/status` → `cluster`: `status` (`ready`, `settling`, `disabled`), `name`
+    /// and `peers` (this replica included).
+    pub async fn cluster_status(&self) -> Value {
+        super::get_json(&format!("{}/api/v2/status", self.url())).await["cluster"].take()
+    }
+
+    /// Polls until this replica has settled and sees `peers` members (itself included).
+    pub async fn wait_for_cluster(&self, peers: usize) {
+        let what = format!("Alertmanager {} to settle with {peers} peers", self.url());
+        let started = Instant::now();
+        loop {
+            let cluster = self.cluster_status().await;
+            let seen = cluster["peers"].as_array().map_or(0, Vec::len);
+            if cluster["status"] == "ready" && seen == peers {
+                return;
+            }
+            if started.elapsed() > CLUSTER_DEADLINE {
+                panic!(
+                    "timed out after {CLUSTER_DEADLINE:?} waiting for {what}; status: {cluster}\n{}",
+                    self.stderr_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Fires an alert that starts now. Like Prometheus, the sender stamps `startsAt`; it is
@@ -257,6 +386,7 @@ enum Started {
     Ready {
         child: ChildGuard,
         port: u16,
+        cluster_port: Option<u16>,
         log_path: PathBuf,
     },
     PortTaken {
@@ -264,9 +394,17 @@ enum Started {
     },
 }
 
-/// One start on one free port. Any failure other than a lost port race panics with the log.
-async fn start_once(binary: &Path, config_path: &Path, dir: &Path, attempt: u32) -> Started {
+/// One start on one free port (two when clustered: web and gossip). Any failure other than a
+/// lost port race panics with the log.
+async fn start_once(
+    binary: &Path,
+    config_path: &Path,
+    dir: &Path,
+    attempt: u32,
+    cluster: Option<&ClusterOptions>,
+) -> Started {
     let port = free_port();
+    let cluster_port = cluster.map(|_| free_port());
     // A fresh storage dir per start: an old notification log could suppress a notification.
     let storage = dir.join(format!("storage-{attempt}"));
     std::fs::create_dir_all(&storage).expect("create storage dir");
@@ -274,13 +412,46 @@ async fn start_once(binary: &Path, config_path: &Path, dir: &Path, attempt: u32)
     let log = std::fs::File::create(&log_path).expect("create Alertmanager log");
     let address = format!("127.0.0.1:{port}");
 
-    let spawned = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .arg(format!("--config.file={}", config_path.display()))
         .arg(format!("--storage.path={}", storage.display()))
         .arg(format!("--web.listen-address={address}"))
-        .arg(format!("--web.external-url=http://{address}"))
+        .arg(format!("--web.external-url=http://{address}"));
+    match (cluster, cluster_port) {
+        (Some(cluster), Some(cluster_port)) => {
+            let gossip = format!("127.0.0.1:{cluster_port}");
+            // Advertised explicitly: left to itself, Alertmanager looks for a private
+            // interface address to announce, which the loopback-only bed must not depend on.
+            command
+                .arg(format!("--cluster.listen-address={gossip}"))
+                .arg(format!("--cluster.advertise-address={gossip}"))
+                .arg(format!(
+                    "--cluster.gossip-interval={}",
+                    go_duration(cluster.gossip_interval)
+                ))
+                .arg(format!(
+                    "--cluster.pushpull-interval={}",
+                    go_duration(cluster.gossip_interval * PUSHPULL_PER_GOSSIP)
+                ))
+                .arg(format!(
+                    "--cluster.settle-timeout={}",
+                    go_duration(SETTLE_TIMEOUT)
+                ))
+                .arg(format!(
+                    "--cluster.peer-timeout={}",
+                    go_duration(cluster.peer_timeout)
+                ));
+            for peer in &cluster.peers {
+                command.arg(format!("--cluster.peer={peer}"));
+            }
+        }
         // Empty disables clustering: no gossip port to collide, no peers to wait for.
-        .arg("--cluster.listen-address=")
+        _ => {
+            command.arg("--cluster.listen-address=");
+        }
+    }
+    let spawned = command
         // A clean environment: no proxy or locale from the developer's shell leaks in.
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -313,6 +484,7 @@ async fn start_once(binary: &Path, config_path: &Path, dir: &Path, attempt: u32)
             return Started::Ready {
                 child,
                 port,
+                cluster_port,
                 log_path,
             };
         }

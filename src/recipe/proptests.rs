@@ -1,0 +1,263 @@
+//! Property tests for the two places alert text meets recipe logic: label matching (it must
+//! mean exactly what Alertmanager's matchers mean, for any value) and shell quoting (any
+//! value must reach the target as one word, byte for byte). Pure except one `sh` per case.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use proptest::prelude::*;
+use proptest::test_runner::Config as ProptestConfig;
+
+use super::loader::load_recipe;
+use super::matcher::{MatchOp, Matcher};
+use super::template::{Templates, shell_quote};
+use super::{PlanContext, RecipeSet};
+use crate::alert::{Alert, AlertStatus, Fingerprint, Source};
+use crate::inventory::{Host, Inventory};
+use crate::plan::{Mode, PlanOutcome};
+
+/// Few cases and no regression files: the suite must stay fast, and a failure prints its
+/// minimal input, which then becomes a named unit test next to the code it breaks.
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Label values: arbitrary Unicode, plus a small alphabet heavy in the characters matcher
+/// syntax escapes (`"`, `\`, newline) so that collisions and escapes are common.
+fn label_value() -> impl Strategy<Value = String> {
+    prop_oneof![any::<String>(), "[ab\"\\\\\n =~!]{0,6}"]
+}
+
+fn label_name() -> impl Strategy<Value = String> {
+    "[a-zA-Z_][a-zA-Z0-9_]{0,8}"
+}
+
+/// What the alert carries under the matcher's label name: exactly the matcher's value, some
+/// other value, or nothing (which Alertmanager treats as the empty string).
+#[derive(Debug, Clone)]
+enum Actual {
+    Same,
+    Other(String),
+    Missing,
+}
+
+fn actual() -> impl Strategy<Value = Actual> {
+    prop_oneof![
+        Just(Actual::Same),
+        label_value().prop_map(Actual::Other),
+        Just(Actual::Missing),
+    ]
+}
+
+fn labels_for(name: &str, value: &str, actual: &Actual) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([("alertname".to_owned(), "Test".to_owned())]);
+    match actual {
+        Actual::Same => {
+            labels.insert(name.to_owned(), value.to_owned());
+        }
+        Actual::Other(other) => {
+            labels.insert(name.to_owned(), other.clone());
+        }
+        Actual::Missing => {
+            labels.remove(name);
+        }
+    }
+    labels
+}
+
+/// The matcher text `name OP "value"`, escaping the value by Alertmanager's rules (`"`,
+/// `\` and newline), written independently of `Matcher`'s Display so each checks the other.
+fn matcher_text(name: &str, op: &str, value: &str) -> String {
+    let escaped = value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    format!("{name}{op}\"{escaped}\"")
+}
+
+fn parse(name: &str, op: &str, value: &str) -> Matcher {
+    let text = matcher_text(name, op, value);
+    Matcher::parse(&text).unwrap_or_else(|error| panic!("{text:?} did not parse: {error}"))
+}
+
+fn any_op() -> impl Strategy<Value = MatchOp> {
+    prop_oneof![
+        Just(MatchOp::Equal),
+        Just(MatchOp::NotEqual),
+        Just(MatchOp::Regex),
+        Just(MatchOp::NotRegex),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn equal_matches_iff_the_label_equals_the_value(
+        name in label_name(), value in label_value(), actual in actual()
+    ) {
+        let labels = labels_for(&name, &value, &actual);
+        let seen = labels.get(&name).map(String::as_str).unwrap_or("");
+        prop_assert_eq!(parse(&name, "=", &value).matches(&labels), seen == value);
+    }
+
+    #[test]
+    fn not_equal_is_the_negation_of_equal(
+        name in label_name(), value in label_value(), actual in actual()
+    ) {
+        let labels = labels_for(&name, &value, &actual);
+        prop_assert_eq!(
+            parse(&name, "!=", &value).matches(&labels),
+            !parse(&name, "=", &value).matches(&labels)
+        );
+    }
+
+    #[test]
+    fn a_regex_of_an_escaped_literal_behaves_like_equality(
+        name in label_name(), value in label_value(), actual in actual()
+    ) {
+        let labels = labels_for(&name, &value, &actual);
+        let literal = regex::escape(&value);
+        let equal = parse(&name, "=", &value).matches(&labels);
+        prop_assert_eq!(parse(&name, "=~", &literal).matches(&labels), equal);
+        prop_assert_eq!(parse(&name, "!~", &literal).matches(&labels), !equal);
+    }
+
+    #[test]
+    fn regexes_are_anchored_at_both_ends(
+        name in label_name(), value in label_value(), extra in label_value()
+    ) {
+        prop_assume!(!extra.is_empty());
+        let matcher = parse(&name, "=~", &regex::escape(&value));
+        for longer in [format!("{value}{extra}"), format!("{extra}{value}")] {
+            let labels = BTreeMap::from([(name.clone(), longer.clone())]);
+            prop_assert!(
+                !matcher.matches(&labels),
+                "{} matched {:?}", matcher, longer
+            );
+        }
+    }
+
+    #[test]
+    fn display_parses_back_to_the_same_matcher(
+        name in label_name(), op in any_op(), value in label_value()
+    ) {
+        // Regex matchers need a valid regex: an escaped literal keeps the value arbitrary.
+        let value = match op {
+            MatchOp::Regex | MatchOp::NotRegex => regex::escape(&value),
+            MatchOp::Equal | MatchOp::NotEqual => value,
+        };
+        let original = parse(&name, op.as_str(), &value);
+        prop_assert_eq!(original.value(), value.as_str());
+        let shown = original.to_string();
+        prop_assert_eq!(&shown, &matcher_text(&name, op.as_str(), &value));
+        let again = Matcher::parse(&shown)
+            .unwrap_or_else(|error| panic!("{shown:?} did not parse back: {error}"));
+        prop_assert_eq!(again.name(), name.as_str());
+        prop_assert_eq!(again.op(), op);
+        prop_assert_eq!(again.value(), value.as_str());
+        prop_assert_eq!(again.to_string(), shown);
+    }
+}
+
+/// Any text a label can carry into a command, except NUL (refused by `shell_quote`).
+fn shell_value() -> impl Strategy<Value = String> {
+    prop_oneof![any::<String>(), "['\"\\\\$`;|&<>(){}*?~#! \n\t-]{0,12}",]
+        .prop_map(|value| value.replace('\0', ""))
+}
+
+/// The echo recipe of the end-to-end safety test: a param that accepts any text. The empty
+/// default matters: an empty label counts as missing (Alertmanager semantics), and without
+/// a default a missing param refuses the plan.
+const PRINTF_RECIPE: &str = r#"name = "printf"
+match = ['alertname="Echo"']
+target = "{{ labels.instance | host }}"
+
+[params.p]
+from = "labels.message"
+pattern = '(?s).*'
+default = ""
+
+[remediate]
+run = ["printf %s {{ p }}"]
+timeout = "10s"
+"#;
+
+fn printf_recipes() -> RecipeSet {
+    let recipe = load_recipe(
+        Path::new("printf.toml"),
+        PRINTF_RECIPE,
+        &BTreeSet::new(),
+        &Templates::new(),
+    )
+    .unwrap_or_else(|problems| panic!("{problems:#?}"));
+    RecipeSet::new(vec![recipe])
+}
+
+fn echo_alert(message: &str) -> Alert {
+    let labels = BTreeMap::from([
+        ("alertname".to_owned(), "Echo".to_owned()),
+        ("instance".to_owned(), "web1:9100".to_owned()),
+        ("message".to_owned(), message.to_owned()),
+    ]);
+    Alert {
+        source: Source::Generic,
+        fingerprint: Fingerprint::of_labels(&labels),
+        status: AlertStatus::Firing,
+        labels,
+        annotations: BTreeMap::new(),
+        starts_at: None,
+        ends_at: None,
+        generator_url: None,
+        external_url: None,
+    }
+}
+
+proptest! {
+    // Each case starts a real `sh`: 64 keeps this test well under a second.
+    #![proptest_config(config(64))]
+
+    #[test]
+    fn a_quoted_value_is_one_word_that_a_real_shell_prints_back(value in shell_value()) {
+        let quoted = shell_quote(&value).expect("no NUL");
+        prop_assert!(quoted.len() >= 2 && quoted.starts_with('\'') && quoted.ends_with('\''));
+        let output = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("printf %s {quoted}"))
+            .output()
+            .expect("run /bin/sh");
+        prop_assert!(output.status.success(), "sh failed on {:?}", quoted);
+        prop_assert_eq!(output.stdout, value.into_bytes());
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn the_planner_renders_a_param_as_exactly_one_quoted_word(value in shell_value()) {
+        let recipes = printf_recipes();
+        let inventory = Inventory::new(vec![Host {
+            name: "web1".into(),
+            address: None,
+            port: 22,
+            user: None,
+            labels: BTreeMap::new(),
+        }]);
+        let ctx = PlanContext {
+            inventory: &inventory,
+            global_mode: Mode::DryRun,
+            default_escalation: &[],
+        };
+        let plan = recipes.plan(&echo_alert(&value), &ctx);
+        prop_assert_eq!(plan.outcome, PlanOutcome::Planned, "reason: {:?}", plan.reason);
+        prop_assert_eq!(
+            plan.commands,
+            vec![format!("printf %s {}", shell_quote(&value).expect("no NUL"))]
+        );
+    }
+}
