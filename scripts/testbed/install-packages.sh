@@ -7,7 +7,7 @@ set -euo pipefail
 
 # The packages the tests run for real: Alertmanager, sshd (one private instance per test, see
 # tests/it/support/sshd.rs) with sudo on the target for recipes that need root, and the SMTP
-# capture server for later test suites.
+# capture server for later test suites; wrk for scripts/bench's intake load.
 readonly PACKAGES=(
   prometheus-alertmanager
   openssh-server
@@ -17,6 +17,7 @@ readonly PACKAGES=(
   iproute2
   curl
   openssl
+  wrk
 )
 
 # Run a command as root: directly when we are root, else through sudo (CI images differ).
