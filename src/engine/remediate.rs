@@ -232,6 +232,7 @@ impl Remediator {
                 &target.name,
                 limit,
                 json!({ "target": target, "steps": plan.commands.len(), "sudo": plan.sudo }),
+                plan.commands.first().map(|command| step_started(0, command, &plan)),
             )
             .await?;
         if let RunGate::BreakerOpen { runs } = gate {
@@ -315,15 +316,12 @@ impl Remediator {
     ) -> Result<Result<(), StepFailure>, StoreError> {
         for (index, command) in plan.commands.iter().enumerate() {
             let executed = remote_line(command, plan.sudo, plan.command_timeout);
-            self.store
-                .append_event(
-                    id,
-                    NewEvent::new(
-                        "step_started",
-                        json!({ "step": index + 1, "command": command, "executed": executed }),
-                    ),
-                )
-                .await?;
+            // The first step's `step_started` was committed with `begin_run`.
+            if index > 0 {
+                self.store
+                    .append_event(id, step_started(index, command, plan))
+                    .await?;
+            }
             let started = Instant::now();
             let outcome = self
                 .executor
@@ -536,6 +534,15 @@ pub fn remote_line(command: &str, sudo: bool, timeout: Duration) -> String {
     } else {
         bounded
     }
+}
+
+/// The journal entry that must be committed before step `index` (0-based) is sent.
+fn step_started(index: usize, command: &str, plan: &Plan) -> NewEvent {
+    let executed = remote_line(command, plan.sudo, plan.command_timeout);
+    NewEvent::new(
+        "step_started",
+        json!({ "step": index + 1, "command": command, "executed": executed }),
+    )
 }
 
 fn round_to_ms(duration: Duration) -> Duration {

@@ -173,7 +173,9 @@ pub trait Store: Send + Sync + 'static {
     /// Start a remediation if the breaker allows, atomically: count the runs of
     /// (recipe, target) since `window` ago (or the last reset, if later); below
     /// `max_runs`, record this run, move `id` from `matched` to `remediating` and journal
-    /// `remediation_started` with `detail`; otherwise change nothing.
+    /// `remediation_started` with `detail` — and `first_step` after it, in the same
+    /// transaction, so the first command's `step_started` costs no commit of its own;
+    /// otherwise change nothing.
     async fn begin_run(
         &self,
         id: IncidentId,
@@ -181,6 +183,7 @@ pub trait Store: Send + Sync + 'static {
         target: &str,
         limit: BreakerLimit,
         detail: serde_json::Value,
+        first_step: Option<NewEvent>,
     ) -> Result<RunGate, StoreError>;
 
     /// Runs of (recipe, target) counted in the window now (after any reset), oldest first.

@@ -384,10 +384,12 @@ impl Store for SqliteStore {
         target: &str,
         limit: BreakerLimit,
         detail: serde_json::Value,
+        first_step: Option<NewEvent>,
     ) -> Result<RunGate, StoreError> {
         let (recipe, target) = (recipe.to_owned(), target.to_owned());
         self.write_with(move |conn| {
-            guard::begin_run(conn, id, &recipe, &target, limit, &detail, Utc::now())
+            let events = (&detail, first_step.as_ref());
+            guard::begin_run(conn, id, &recipe, &target, limit, events, Utc::now())
         })
         .await
     }
@@ -1427,7 +1429,7 @@ mod guard_tests {
         for n in 0..2 {
             let id = matched(&store, n).await;
             let gate = store
-                .begin_run(id, "service-restart", "web1", LIMIT, json!({}))
+                .begin_run(id, "service-restart", "web1", LIMIT, json!({}), None)
                 .await
                 .unwrap();
             assert_eq!(gate, RunGate::Started);
@@ -1440,7 +1442,7 @@ mod guard_tests {
         let other = matched(&store, 9).await;
         assert_eq!(
             store
-                .begin_run(other, "service-restart", "web2", LIMIT, json!({}))
+                .begin_run(other, "service-restart", "web2", LIMIT, json!({}), None)
                 .await
                 .unwrap(),
             RunGate::Started
@@ -1450,7 +1452,7 @@ mod guard_tests {
         let store = SqliteStore::open_path(&path).unwrap();
         let third = matched(&store, 2).await;
         match store
-            .begin_run(third, "service-restart", "web1", LIMIT, json!({}))
+            .begin_run(third, "service-restart", "web1", LIMIT, json!({}), None)
             .await
             .unwrap()
         {
@@ -1472,7 +1474,7 @@ mod guard_tests {
             .unwrap();
         assert_eq!(
             store
-                .begin_run(third, "service-restart", "web1", LIMIT, json!({}))
+                .begin_run(third, "service-restart", "web1", LIMIT, json!({}), None)
                 .await
                 .unwrap(),
             RunGate::Started

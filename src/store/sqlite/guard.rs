@@ -11,7 +11,9 @@ use serde_json::json;
 use super::rows::{INCIDENT_COLUMNS, incident_from_row, state_from_text, time_column, time_text};
 use super::writer::{expect_state, journal, unavailable};
 use crate::incident::{Incident, IncidentId, State};
-use crate::store::{BreakerLimit, BreakerStatus, Gap, OutboxItem, RunGate, RunRecord, StoreError};
+use crate::store::{
+    BreakerLimit, BreakerStatus, Gap, NewEvent, OutboxItem, RunGate, RunRecord, StoreError,
+};
 
 fn window_start(
     conn: &Connection,
@@ -73,7 +75,7 @@ pub(super) fn begin_run(
     recipe: &str,
     target: &str,
     limit: BreakerLimit,
-    detail: &serde_json::Value,
+    (detail, first_step): (&serde_json::Value, Option<&NewEvent>),
     now: DateTime<Utc>,
 ) -> Result<RunGate, StoreError> {
     expect_state(conn, id, State::Matched)?;
@@ -99,7 +101,11 @@ pub(super) fn begin_run(
         ])?;
         conn.prepare_cached("UPDATE incidents SET state = ?2 WHERE id = ?1")?
             .execute(params![id.0, State::Remediating.as_str()])?;
-        journal(conn, id, &at, "remediation_started", detail)
+        journal(conn, id, &at, "remediation_started", detail)?;
+        match first_step {
+            Some(event) => journal(conn, id, &at, &event.kind, &event.detail),
+            None => Ok(()),
+        }
     };
     write().map_err(unavailable)?;
     Ok(RunGate::Started)
