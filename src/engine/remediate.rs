@@ -224,6 +224,12 @@ impl Remediator {
                 .map(|b| b.window)
                 .unwrap_or(UNBOUNDED_WINDOW),
         };
+        // The exact lines sent, each rendered once: journaled before it runs, then run.
+        let executed: Vec<String> = plan
+            .commands
+            .iter()
+            .map(|command| remote_line(command, plan.sudo, plan.command_timeout))
+            .collect();
         let gate = self
             .store
             .begin_run(
@@ -232,7 +238,9 @@ impl Remediator {
                 &target.name,
                 limit,
                 json!({ "target": target, "steps": plan.commands.len(), "sudo": plan.sudo }),
-                plan.commands.first().map(|command| step_started(0, command, &plan)),
+                plan.commands
+                    .first()
+                    .map(|command| step_started(0, command, &executed[0])),
             )
             .await?;
         if let RunGate::BreakerOpen { runs } = gate {
@@ -262,7 +270,7 @@ impl Remediator {
         }
         tracing::info!(incident = %id, recipe = plan.recipe.as_deref().unwrap_or(""), target = %target.name, "remediation started");
 
-        if let Err(StepFailure(reason)) = self.run_steps(id, &plan, &target).await? {
+        if let Err(StepFailure(reason)) = self.run_steps(id, &plan, &executed, &target).await? {
             return self
                 .finish(id, State::Remediating, State::Failed, reason, json!({}))
                 .await;
@@ -312,20 +320,20 @@ impl Remediator {
         &self,
         id: IncidentId,
         plan: &Plan,
+        executed: &[String],
         target: &PlannedTarget,
     ) -> Result<Result<(), StepFailure>, StoreError> {
-        for (index, command) in plan.commands.iter().enumerate() {
-            let executed = remote_line(command, plan.sudo, plan.command_timeout);
+        for (index, (command, executed)) in plan.commands.iter().zip(executed).enumerate() {
             // The first step's `step_started` was committed with `begin_run`.
             if index > 0 {
                 self.store
-                    .append_event(id, step_started(index, command, plan))
+                    .append_event(id, step_started(index, command, executed))
                     .await?;
             }
             let started = Instant::now();
             let outcome = self
                 .executor
-                .run(target, &executed, plan.command_timeout)
+                .run(target, executed, plan.command_timeout)
                 .await;
             self.metrics
                 .ssh_command_duration
@@ -537,8 +545,7 @@ pub fn remote_line(command: &str, sudo: bool, timeout: Duration) -> String {
 }
 
 /// The journal entry that must be committed before step `index` (0-based) is sent.
-fn step_started(index: usize, command: &str, plan: &Plan) -> NewEvent {
-    let executed = remote_line(command, plan.sudo, plan.command_timeout);
+fn step_started(index: usize, command: &str, executed: &str) -> NewEvent {
     NewEvent::new(
         "step_started",
         json!({ "step": index + 1, "command": command, "executed": executed }),
