@@ -67,34 +67,35 @@ pub async fn recover_interrupted(
     for state in [State::Remediating, State::Verifying] {
         for incident in store.incidents_in_state(state, usize::MAX >> 1).await? {
             let idempotent = incident.plan.as_ref().is_some_and(|p| p.idempotent);
-            let detail = serde_json::json!({ "was": state.as_str() });
-            let result = if idempotent && mode == Mode::Enforce {
+            let (to, kind, reason) = if idempotent && mode == Mode::Enforce {
                 resumed += 1;
-                store
-                    .transition(
-                        incident.id,
-                        state,
-                        State::Matched,
-                        Some(format!(
-                            "salve restarted while this incident was {state}; the recipe is idempotent, so it runs again"
-                        )),
-                        crate::store::NewEvent::new("resumed", detail),
-                    )
-                    .await
+                (
+                    State::Matched,
+                    "resumed",
+                    format!(
+                        "salve restarted while this incident was {state}; the recipe is idempotent, so it runs again"
+                    ),
+                )
             } else {
                 interrupted += 1;
-                store
-                    .transition(
-                        incident.id,
-                        state,
-                        State::Interrupted,
-                        Some(format!(
-                            "salve stopped while this incident was {state}; a command may have half-run, so it is not re-run"
-                        )),
-                        crate::store::NewEvent::new("interrupted", detail),
-                    )
-                    .await
+                (
+                    State::Interrupted,
+                    "interrupted",
+                    format!(
+                        "salve stopped while this incident was {state}; a command may have half-run, so it is not re-run"
+                    ),
+                )
             };
+            let detail = serde_json::json!({ "was": state.as_str() });
+            let result = store
+                .transition(
+                    incident.id,
+                    state,
+                    to,
+                    Some(reason),
+                    crate::store::NewEvent::new(kind, detail),
+                )
+                .await;
             match result {
                 Ok(()) | Err(StoreError::StateConflict { .. }) => {}
                 Err(e) => return Err(e),
