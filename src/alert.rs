@@ -158,6 +158,25 @@ impl Alert {
 }
 
 #[cfg(test)]
+impl Alert {
+    /// A firing generic alert with `labels` and nothing else set: the base of unit tests'
+    /// alerts (override fields with `Alert { starts_at: …, ..Alert::firing_generic(labels) }`).
+    pub(crate) fn firing_generic(labels: BTreeMap<String, String>) -> Alert {
+        Alert {
+            source: Source::Generic,
+            fingerprint: Fingerprint::of_labels(&labels),
+            status: AlertStatus::Firing,
+            labels,
+            annotations: BTreeMap::new(),
+            starts_at: None,
+            ends_at: None,
+            generator_url: None,
+            external_url: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -149,18 +149,7 @@ mod tests {
         let alert = parsed.unwrap().alerts.remove(0);
         let labels: BTreeMap<String, String> =
             [("alertname".to_owned(), "ServiceDown".to_owned())].into();
-        let expected = Alert {
-            source: Source::Generic,
-            fingerprint: Fingerprint::of_labels(&labels),
-            status: AlertStatus::Firing,
-            labels,
-            annotations: BTreeMap::new(),
-            starts_at: None,
-            ends_at: None,
-            generator_url: None,
-            external_url: None,
-        };
-        assert_eq!(alert, expected);
+        assert_eq!(alert, Alert::firing_generic(labels));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::loader::load_recipe;
 use super::matcher::{MatchOp, Matcher};
 use super::template::{Templates, shell_quote};
 use super::{PlanContext, RecipeSet};
-use crate::alert::{Alert, AlertStatus, Fingerprint, Source};
+use crate::alert::Alert;
 use crate::inventory::{Host, Inventory};
 use crate::plan::{Mode, PlanOutcome};
 
@@ -204,17 +204,7 @@ fn echo_alert(message: &str) -> Alert {
         ("instance".to_owned(), "web1:9100".to_owned()),
         ("message".to_owned(), message.to_owned()),
     ]);
-    Alert {
-        source: Source::Generic,
-        fingerprint: Fingerprint::of_labels(&labels),
-        status: AlertStatus::Firing,
-        labels,
-        annotations: BTreeMap::new(),
-        starts_at: None,
-        ends_at: None,
-        generator_url: None,
-        external_url: None,
-    }
+    Alert::firing_generic(labels)
 }
 
 proptest! {

@@ -1377,7 +1377,6 @@ mod guard_tests {
     use serde_json::json;
 
     use super::*;
-    use crate::alert::{AlertStatus, Fingerprint, Source};
     use crate::plan::{Mode, PlanOutcome};
 
     fn alert(n: u32) -> Alert {
@@ -1386,15 +1385,8 @@ mod guard_tests {
             ("n".to_owned(), n.to_string()),
         ]);
         Alert {
-            source: Source::Generic,
-            fingerprint: Fingerprint::of_labels(&labels),
-            status: AlertStatus::Firing,
-            labels,
-            annotations: BTreeMap::new(),
             starts_at: Some(Utc::now()),
-            ends_at: None,
-            generator_url: None,
-            external_url: None,
+            ..Alert::firing_generic(labels)
         }
     }
 
