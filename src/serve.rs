@@ -119,15 +119,20 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         wake: outbox_wake,
     };
-    let (resumed, interrupted) = crate::engine::recover_interrupted(store.as_ref(), mode)
+    let recovered = crate::engine::recover_interrupted(store.as_ref(), mode)
         .await
         .context("recovering incidents the last run left mid-remediation")?;
-    if resumed + interrupted > 0 {
+    if recovered.resumed + recovered.interrupted > 0 {
         tracing::warn!(
-            resumed,
-            interrupted,
+            resumed = recovered.resumed,
+            interrupted = recovered.interrupted,
+            cut_commands = recovered.cut_commands.len(),
             "incidents were mid-remediation when salve last stopped: idempotent ones run again, the others are escalated as interrupted"
         );
+    }
+    // Before the engine runs: nothing may start beside a command the crash left running.
+    if let Some(remediator) = &remediator {
+        remediator.hold_hosts(&recovered.cut_commands);
     }
 
     let engine = Engine {

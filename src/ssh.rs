@@ -262,6 +262,11 @@ impl Executor {
         &self.settings
     }
 
+    /// The longest `run` takes before it sends a command: opening a master, if needed.
+    pub fn connect_bound(&self) -> Duration {
+        self.settings.connect_timeout + CONNECT_SLACK
+    }
+
     /// Runs `command` on `target` through the remote user's login shell, as one string.
     /// `timeout` bounds the command itself (sending it, its run, reading its output); opening
     /// a master, when needed, is bounded separately by `connect_timeout`.

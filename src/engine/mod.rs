@@ -6,11 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::incident::State;
+use crate::incident::{Incident, IncidentId, State};
 use crate::inventory::Inventory;
 use crate::metrics::Metrics;
 use crate::plan::{Mode, Plan, PlanOutcome};
@@ -55,20 +56,43 @@ pub struct Engine {
     pub shutdown_grace: Duration,
 }
 
+/// What `recover_interrupted` found and did.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Idempotent incidents put back in `matched` to run again.
+    pub resumed: usize,
+    /// Incidents now `interrupted` (to be escalated).
+    pub interrupted: usize,
+    /// Commands the last process sent, or was about to send, and never saw end. They may
+    /// still be running: a command on the target outlives the SSH channel that started it.
+    pub cut_commands: Vec<CutCommand>,
+}
+
+/// A remediation command whose end the journal never recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CutCommand {
+    pub incident: IncidentId,
+    /// The inventory name of the host it ran on.
+    pub host: String,
+    /// When its `step_started` was journaled (just before it was sent).
+    pub started_at: DateTime<Utc>,
+    /// The recipe's command timeout, which the target's own `timeout` backstop enforces.
+    pub timeout: Duration,
+}
+
 /// After a restart: incidents the previous process left mid-run. A command may have
 /// half-run, so they are not silently re-run: they become `interrupted` and are escalated
 /// — unless their recipe declares `idempotent = true` and this process may act, in which
-/// case they go back to `matched` and run again. Returns (resumed, interrupted).
-pub async fn recover_interrupted(
-    store: &dyn Store,
-    mode: Mode,
-) -> Result<(usize, usize), StoreError> {
-    let (mut resumed, mut interrupted) = (0, 0);
+/// case they go back to `matched` and run again. Either way, a command they may still be
+/// running is reported in `cut_commands`, so nothing new starts on that host beside it.
+pub async fn recover_interrupted(store: &dyn Store, mode: Mode) -> Result<Recovered, StoreError> {
+    let mut recovered = Recovered::default();
     for state in [State::Remediating, State::Verifying] {
         for incident in store.incidents_in_state(state, usize::MAX >> 1).await? {
+            let cut = cut_command(store, &incident).await?;
             let idempotent = incident.plan.as_ref().is_some_and(|p| p.idempotent);
             let (to, kind, reason) = if idempotent && mode == Mode::Enforce {
-                resumed += 1;
+                recovered.resumed += 1;
                 (
                     State::Matched,
                     "resumed",
@@ -77,7 +101,7 @@ pub async fn recover_interrupted(
                     ),
                 )
             } else {
-                interrupted += 1;
+                recovered.interrupted += 1;
                 (
                     State::Interrupted,
                     "interrupted",
@@ -100,9 +124,42 @@ pub async fn recover_interrupted(
                 Ok(()) | Err(StoreError::StateConflict { .. }) => {}
                 Err(e) => return Err(e),
             }
+            recovered.cut_commands.extend(cut);
         }
     }
-    Ok((resumed, interrupted))
+    Ok(recovered)
+}
+
+/// The incident's last command, if the journal shows it starting but not finishing.
+async fn cut_command(
+    store: &dyn Store,
+    incident: &Incident,
+) -> Result<Option<CutCommand>, StoreError> {
+    let (Some(plan), Some(target)) = (
+        incident.plan.as_ref(),
+        incident.plan.as_ref().and_then(|p| p.target.as_ref()),
+    ) else {
+        return Ok(None);
+    };
+    let Some(detail) = store.incident(incident.id).await? else {
+        return Ok(None);
+    };
+    let events = &detail.events;
+    let Some(last_start) = events.iter().rposition(|e| e.kind == "step_started") else {
+        return Ok(None);
+    };
+    if events[last_start..]
+        .iter()
+        .any(|e| e.kind == "step_finished")
+    {
+        return Ok(None);
+    }
+    Ok(Some(CutCommand {
+        incident: incident.id,
+        host: target.name.clone(),
+        started_at: events[last_start].at,
+        timeout: plan.command_timeout,
+    }))
 }
 
 /// The state a plan puts its incident in.

@@ -13,7 +13,10 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use chrono::Utc;
+
 use crate::alert::AlertStatus;
+use crate::engine::CutCommand;
 use crate::incident::{Incident, IncidentId, State};
 use crate::metrics::Metrics;
 use crate::metrics::RecipeLabel;
@@ -46,6 +49,9 @@ pub struct Remediator {
     hosts: Mutex<HashMap<String, VecDeque<Incident>>>,
     /// Incidents queued or running, so a dispatch pass never takes one twice.
     in_flight: Mutex<HashSet<IncidentId>>,
+    /// Hosts nothing may start on before the given time: a command the last process ran
+    /// there may still be running (see `hold_hosts`).
+    held: Mutex<HashMap<String, Instant>>,
     metrics: Arc<Metrics>,
 }
 
@@ -81,8 +87,45 @@ impl Remediator {
             wake,
             hosts: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
+            held: Mutex::new(HashMap::new()),
             metrics,
         }
+    }
+
+    /// After a crash: keeps each host with a cut command free of new remediations until
+    /// that command is over for sure. Closing an SSH channel does not stop a command without
+    /// a terminal, and a killed salve could not even close it, so the target's `timeout`
+    /// backstop is the one bound: the command was sent at most a connect after its
+    /// `step_started`, and is killed at the latest `remote_lifetime` after it started.
+    pub fn hold_hosts(&self, cut: &[CutCommand]) {
+        let now = Utc::now();
+        let mut held = self.held.lock().expect("held lock");
+        for command in cut {
+            let lifetime = self.executor.connect_bound() + remote_lifetime(command.timeout);
+            let until = command.started_at
+                + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX);
+            // Negative when the command is over for sure already.
+            let Ok(left) = (until - now).to_std() else {
+                continue;
+            };
+            let until = Instant::now() + left;
+            tracing::warn!(
+                host = %command.host,
+                incident = %command.incident,
+                wait = %humantime::format_duration(round_to_ms(left)),
+                "a command cut by the last stop may still run on this host; holding it"
+            );
+            held.entry(command.host.clone())
+                .and_modify(|at| *at = (*at).max(until))
+                .or_insert(until);
+        }
+    }
+
+    /// How long `host` is still held, if it is.
+    fn held_for(&self, host: &str) -> Option<Duration> {
+        let held = self.held.lock().expect("held lock");
+        let left = held.get(host)?.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
     }
 
     /// Finish what is running, start nothing more.
@@ -167,6 +210,32 @@ impl Remediator {
 
     async fn remediate(&self, incident: Incident) -> Result<(), StoreError> {
         let id = incident.id;
+        let host = incident
+            .plan
+            .as_ref()
+            .and_then(|plan| plan.target.as_ref())
+            .map(|target| target.name.as_str())
+            .unwrap_or_default();
+        if let Some(wait) = self.held_for(host) {
+            self.store
+                .append_event(
+                    id,
+                    NewEvent::new(
+                        "host_held",
+                        json!({
+                            "host": host,
+                            "wait_ms": wait.as_millis() as u64,
+                            "why": "a command salve ran on this host before it last stopped may still be running",
+                        }),
+                    ),
+                )
+                .await?;
+            tokio::time::sleep(wait).await;
+            if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                // Not started: it stays `matched` for the next process.
+                return Ok(());
+            }
+        }
         // Re-read: while it waited its turn the alert may have resolved, or another
         // replica may have taken it.
         let Some(current) = self.store.incident(id).await? else {
@@ -523,6 +592,16 @@ impl RateLimits {
 /// How long after salve gave up on a command the target's own `timeout` kills it.
 const REMOTE_BACKSTOP: Duration = Duration::from_secs(5);
 
+/// How long after its TERM the target's `timeout` sends KILL (`timeout -k`).
+const REMOTE_KILL_AFTER: Duration = Duration::from_secs(5);
+
+/// The longest a command sent with `remote_line(_, _, timeout)` can run on the target,
+/// whatever happens to salve or the connection: TERM at the timeout plus the backstop,
+/// KILL `REMOTE_KILL_AFTER` later.
+pub fn remote_lifetime(timeout: Duration) -> Duration {
+    Duration::from_secs(timeout.as_secs().max(1)) + REMOTE_BACKSTOP + REMOTE_KILL_AFTER
+}
+
 /// The line the target's shell runs for `command`. Closing an SSH channel does not kill a
 /// process that has no terminal, so the target's coreutils `timeout` is a backstop: it
 /// sends TERM shortly after salve stopped waiting, and KILL 5 s later. With `sudo`, the
@@ -536,7 +615,8 @@ pub fn remote_line(command: &str, sudo: bool, timeout: Duration) -> String {
         return "false".to_owned();
     };
     let seconds = timeout.as_secs().max(1) + REMOTE_BACKSTOP.as_secs();
-    let bounded = format!("timeout -k 5 {seconds} sh -c {quoted}");
+    let kill_after = REMOTE_KILL_AFTER.as_secs();
+    let bounded = format!("timeout -k {kill_after} {seconds} sh -c {quoted}");
     if sudo {
         format!("sudo -n -- {bounded}")
     } else {

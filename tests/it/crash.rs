@@ -108,7 +108,9 @@ mod mid_remediation {
         enforcing.salve.restart().await;
         let salve = &enforcing.salve;
 
-        let history = wait_for_final(salve, 2, Duration::from_secs(30)).await;
+        // The re-run waits until the cut `sleep 3` is over for sure (~19 s, see
+        // Remediator::hold_hosts), since nothing stopped it on the target.
+        let history = wait_for_final(salve, 2, Duration::from_secs(60)).await;
         let long = by_label(&history, "alertname", "Long");
         assert_eq!(long["state"], "interrupted", "{long:#}");
         assert_eq!(
@@ -123,6 +125,7 @@ mod mid_remediation {
             2,
             "the idempotent recipe should run again"
         );
+        assert_eq!(events(again, "host_held").len(), 1, "{again:#}");
 
         let posts: Vec<Value> = wait_until(
             Duration::from_secs(20),

@@ -16,4 +16,5 @@ mod planning_outcomes;
 mod quoting;
 mod remediation_e2e;
 mod ssh_executor;
+mod storm;
 mod testbed_smoke;

@@ -426,7 +426,11 @@ fn write_sshd_config(
          PermitRootLogin no\n\
          AllowUsers {TARGET_USER} {NO_SUDO_USER}\n\
          PrintMotd no\n\
-         UseDNS no\n",
+         UseDNS no\n\
+         # One sshd may play many inventory hosts (the storm test: 100), and salve opens up to\n\
+         # engine.max_parallel masters at once; the default MaxStartups (10:30:100) would\n\
+         # randomly drop logins beyond 10 in progress.\n\
+         MaxStartups 100:30:200\n",
         host_key = host_key.display(),
         authorized_keys = authorized_keys.display(),
         pid_file = dir.join("sshd.pid").display(),

@@ -8,13 +8,28 @@ use std::time::{Duration, Instant};
 ///
 /// Polls quickly at first (most waits here end within milliseconds) and backs off to 100 ms
 /// so a long wait does not hammer the server under test.
-pub async fn wait_until<T, F, Fut>(deadline: Duration, what: &str, mut poll: F) -> T
+pub async fn wait_until<T, F, Fut>(deadline: Duration, what: &str, poll: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    wait_until_every(deadline, Duration::from_millis(100), what, poll).await
+}
+
+/// `wait_until` backing off to `max_interval` instead of 100 ms: for polls that cost the
+/// machine something (a CLI run over a big journal) while the system under test is busy.
+pub async fn wait_until_every<T, F, Fut>(
+    deadline: Duration,
+    max_interval: Duration,
+    what: &str,
+    mut poll: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
     let started = Instant::now();
-    let mut interval = Duration::from_millis(10);
+    let mut interval = Duration::from_millis(10).min(max_interval);
     loop {
         if let Some(value) = poll().await {
             return value;
@@ -26,6 +41,6 @@ where
             );
         }
         tokio::time::sleep(interval).await;
-        interval = (interval * 2).min(Duration::from_millis(100));
+        interval = (interval * 2).min(max_interval);
     }
 }

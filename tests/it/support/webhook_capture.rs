@@ -19,6 +19,8 @@ pub struct CapturedRequest {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The status this receiver answered (see `set_response_status`).
+    pub status: u16,
 }
 
 impl CapturedRequest {
@@ -161,6 +163,7 @@ async fn read_request(
         path,
         headers,
         body,
+        status,
     })
 }
 

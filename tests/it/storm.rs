@@ -1,0 +1,613 @@
+//! Storms and crash safety on the real stack: many alerts for many inventory hosts through
+//! salve to a real sshd, with `kill -9` at several points. What must hold is checked on the
+//! target itself (a per-host lock that records any overlap, a log of what really ran) and
+//! in the journal, never only in one of them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use crate::bed::text;
+use crate::remediation_e2e::{
+    Extras, Inventory, by_label, events, post_generic, start_with, wait_for_final,
+};
+use crate::support::{SalveProcess, SshHost, WebhookCapture, wait_until, wait_until_every};
+
+/// Escalations go to a real HTTP receiver, so deliveries can be counted.
+fn capture_channels(capture: &WebhookCapture) -> String {
+    format!(
+        "[escalation.channels.oncall-email]\nkind = \"webhook\"\nurl = \"{}\"\n\n\
+         [escalation.channels.tickets]\nkind = \"log\"\n",
+        capture.url("/oncall")
+    )
+}
+
+/// The lines of a file on the target; an absent file has none.
+async fn target_lines(host: &SshHost, path: &str) -> Vec<String> {
+    let output = host.exec(&format!("cat {path} 2>/dev/null || true")).await;
+    text(&output.stdout).lines().map(str::to_owned).collect()
+}
+
+/// A command salve was running when it was killed keeps running on the target (closing an
+/// SSH channel does not stop a process without a terminal). After the restart, the next
+/// incident for that host must wait for it, not start beside it.
+#[tokio::test]
+async fn a_command_cut_by_kill_9_holds_its_host_until_it_is_surely_over() {
+    let host = SshHost::start().await;
+    let capture = WebhookCapture::start().await;
+    let channels = capture_channels(&capture);
+    // The recipe's command budget is 3 s; the cut command holds the host's lock for 2.5 s.
+    let mut enforcing = start_with(
+        &[Inventory::of("web1", &host)],
+        &[&host],
+        &[],
+        Extras {
+            channels: Some(&channels),
+            ..Extras::default()
+        },
+    )
+    .await;
+    post_generic(
+        &enforcing.salve,
+        json!({ "alerts": [
+            { "labels": { "alertname": "StormOnce", "instance": "web1:9100", "n": "1", "hold": "2.5" } },
+            { "labels": { "alertname": "StormOnce", "instance": "web1:9100", "n": "2" } },
+        ]}),
+    )
+    .await;
+    // Killed only once the command really runs on the target (its journal entry comes
+    // before it is sent, so the journal alone cannot tell).
+    wait_until(
+        Duration::from_secs(20),
+        "the first command to run on the target",
+        || async {
+            let runs = target_lines(&host, "/tmp/storm-runs").await;
+            runs.iter().any(|l| l == "once 1 web1").then_some(())
+        },
+    )
+    .await;
+    enforcing.salve.kill9();
+    enforcing.salve.restart().await;
+    let salve = &enforcing.salve;
+
+    let history = wait_for_final(salve, 2, Duration::from_secs(40)).await;
+    let cut = by_label(&history, "n", "1");
+    assert_eq!(cut["state"], "interrupted", "{cut:#}");
+    let next = by_label(&history, "n", "2");
+    let overlaps = target_lines(&host, "/tmp/storm-overlaps").await;
+    assert!(
+        overlaps.is_empty(),
+        "after the restart a remediation started on web1 while the cut one still ran there: {overlaps:?}\n{next:#}"
+    );
+    assert_eq!(next["state"], "succeeded", "{next:#}");
+    assert_eq!(events(cut, "step_started").len(), 1, "{cut:#}");
+    // It waited, and said why.
+    let held = events(next, "host_held");
+    assert_eq!(held.len(), 1, "{next:#}");
+    assert_eq!(held[0]["host"], "web1");
+}
+
+const HOSTS: usize = 100;
+const ALERTS: usize = 1000;
+const BATCH: usize = 50;
+/// Peak resident memory allowed to each salve process of the storm.
+const MAX_PEAK_RSS_BYTES: u64 = 150 * 1024 * 1024;
+/// Where an incident's run ends in the journal (`resumed`/`interrupted`: cut by a crash,
+/// journaled at the next start before anything new runs).
+const RUN_ENDS: [&str; 5] = [
+    "succeeded",
+    "failed",
+    "verify_failed",
+    "interrupted",
+    "resumed",
+];
+const FINAL_STATES: [&str; 9] = [
+    "succeeded",
+    "failed",
+    "verify_failed",
+    "resolved_before_run",
+    "refused",
+    "unmatched",
+    "breaker_open",
+    "rate_limited",
+    "interrupted",
+];
+
+/// Alert `n` of the storm: host `n % 100`, so each host gets 10; rounds of 100 alternate
+/// between the non-idempotent and the idempotent recipe, so each host gets 5 of each.
+/// Every 50th alert (`n % 50 == 7`) holds its host for 1.5 s instead of 50 ms: a window
+/// wide enough to kill salve in the middle of a command, seen on the target itself.
+fn storm_alert(n: usize, starts_at: &str) -> Value {
+    let idempotent = (n / HOSTS) % 2 == 1;
+    let mut labels = json!({
+        "alertname": if idempotent { "StormIdempotent" } else { "StormOnce" },
+        "instance": format!("host{}:9100", n % HOSTS),
+        "n": n.to_string(),
+    });
+    if is_slow(n) {
+        labels["hold"] = json!("1.5");
+    }
+    json!({ "labels": labels, "startsAt": starts_at })
+}
+
+fn is_slow(n: usize) -> bool {
+    n % 50 == 7
+}
+
+/// One webhook POST; `true` only for a 200 (acknowledged: journaled). A refused
+/// connection or any other status is not acknowledged, and a real sender sends again.
+async fn post_batch(url: &str, body: &Value) -> bool {
+    let sent = crate::support::http_client()
+        .post(url)
+        .header(crate::bed::BEARER.0, crate::bed::BEARER.1)
+        .json(body)
+        .send()
+        .await;
+    sent.is_ok_and(|response| response.status().as_u16() == 200)
+}
+
+/// How often the storm test asks the CLI: each run reads the whole journal, and the
+/// machine has two cores for salve, sshd and the test.
+const CLI_POLL: Duration = Duration::from_secs(1);
+
+/// Incidents per state, from `salve history` (without the journal events: cheap enough to
+/// poll during the storm).
+async fn state_counts(salve: &SalveProcess) -> BTreeMap<String, usize> {
+    let output = salve
+        .run_cli(&["history", "--limit", &(2 * ALERTS).to_string()])
+        .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let mut counts = BTreeMap::new();
+    // Columns: id, last seen (date and time), state, ...; the first line is the header.
+    for line in text(&output.stdout).lines().skip(1) {
+        if let Some(state) = line.split_whitespace().nth(3) {
+            *counts.entry(state.to_owned()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+fn finished(counts: &BTreeMap<String, usize>) -> usize {
+    FINAL_STATES
+        .iter()
+        .map(|state| counts.get(*state).copied().unwrap_or(0))
+        .sum()
+}
+
+/// `VmHWM` (peak resident set) of a live process, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kib * 1024
+}
+
+/// Numbers of slow alerts of `kind` ("once" or "idempotent") whose command is running on
+/// the target right now: started (in the run log) and not yet done. The run log belongs to
+/// the target user: this only reads it, never creates it as root.
+async fn slow_commands_running(host: &SshHost, kind: &str) -> Vec<usize> {
+    let script = format!(
+        "[ -e /tmp/storm-runs ] || exit 0; while read kind n name; do \
+         if [ \"$kind\" = {kind} ] && [ $((n % 50)) -eq 7 ] && [ ! -e /tmp/storm-done-$n ]; then echo $n; fi; \
+         done < /tmp/storm-runs"
+    );
+    host.exec_ok(&script)
+        .await
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
+}
+
+/// Waits until a slow command of `kind` runs on the target, then kills salve with SIGKILL;
+/// returns the process's peak RSS.
+async fn kill_9_mid_command(
+    salve: &mut SalveProcess,
+    host: &SshHost,
+    kind: &str,
+    since: Instant,
+) -> u64 {
+    let running = wait_until(
+        Duration::from_secs(90),
+        &format!("a slow `{kind}` command to run on the target"),
+        || async {
+            let running = slow_commands_running(host, kind).await;
+            (!running.is_empty()).then_some(running)
+        },
+    )
+    .await;
+    let peak = peak_rss(salve.pid().expect("salve runs"));
+    salve.kill9();
+    eprintln!(
+        "storm: kill -9 after {:.1?} while alert(s) {running:?} ran on the target",
+        since.elapsed()
+    );
+    peak
+}
+
+fn time_of(event: &Value) -> DateTime<Utc> {
+    event["at"].as_str().unwrap().parse().unwrap()
+}
+
+/// The storm: 1,000 alerts for 100 inventory hosts (one real sshd plays them all), two
+/// recipes (one idempotent), `kill -9` three times — mid-intake with only some batches
+/// acknowledged, mid-command of a non-idempotent run, and mid-command of an idempotent run
+/// while escalations were being refused by their channel — each followed by a restart.
+///
+/// Limits are opened up on purpose (10,000/min overall, 60/min per host; the default 6 per
+/// host per minute would turn the storm into `rate_limited` escalations, which the guard
+/// tests cover); the recipes' breaker (20 runs in 10 min per host) counts every run but is
+/// above the 5 runs (plus re-runs) each (recipe, host) gets here.
+#[tokio::test]
+async fn storm_of_1000_alerts_for_100_hosts_survives_kill_9_at_several_points() {
+    let started = Instant::now();
+    let host = SshHost::start().await;
+    let capture = WebhookCapture::start().await;
+    let channels = capture_channels(&capture);
+    let names: Vec<String> = (0..HOSTS).map(|i| format!("host{i}")).collect();
+    let inventory: Vec<Inventory> = names.iter().map(|n| Inventory::of(n, &host)).collect();
+    let mut enforcing = start_with(
+        &inventory,
+        &[&host],
+        &[],
+        Extras {
+            channels: Some(&channels),
+            extra: "[limits]\nremediations_per_minute = 10000\nper_host_per_minute = 60\nmax_wait = \"60s\"\n",
+            ..Extras::default()
+        },
+    )
+    .await;
+    let starts_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let batches: Vec<Value> = (0..ALERTS / BATCH)
+        .map(|b| {
+            let alerts: Vec<Value> = (b * BATCH..(b + 1) * BATCH)
+                .map(|n| storm_alert(n, &starts_at))
+                .collect();
+            json!({ "alerts": alerts })
+        })
+        .collect();
+    let mut peaks = Vec::new();
+
+    // Kill 1, mid-intake: two senders post the batches; salve dies after the 8th 200.
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let url = format!("{}/hooks/generic", enforcing.salve.base_url());
+    let poster = tokio::spawn({
+        let (acked, batches, url) = (acked.clone(), batches.clone(), url.clone());
+        async move {
+            futures_util::stream::iter(batches.into_iter().enumerate())
+                .for_each_concurrent(2, |(index, body)| {
+                    let (acked, url) = (acked.clone(), url.clone());
+                    async move {
+                        if post_batch(&url, &body).await {
+                            acked.lock().unwrap().insert(index);
+                        }
+                    }
+                })
+                .await;
+        }
+    });
+    wait_until(
+        Duration::from_secs(60),
+        "8 acknowledged batches",
+        || async { (acked.lock().unwrap().len() >= 8).then_some(()) },
+    )
+    .await;
+    peaks.push(peak_rss(enforcing.salve.pid().unwrap()));
+    enforcing.salve.kill9();
+    poster.await.unwrap();
+    let acked_before_kill = acked.lock().unwrap().clone();
+    let unacked: Vec<usize> = (0..batches.len())
+        .filter(|b| !acked_before_kill.contains(b))
+        .collect();
+    assert!(
+        !unacked.is_empty(),
+        "every batch was acknowledged before the kill: not a mid-intake kill"
+    );
+    enforcing.salve.restart().await;
+    // The sender retries what was not acknowledged, and only that.
+    let url = format!("{}/hooks/generic", enforcing.salve.base_url());
+    for &index in &unacked {
+        assert!(
+            post_batch(&url, &batches[index]).await,
+            "batch {index} refused after restart\n{}",
+            enforcing.salve.stderr_tail()
+        );
+    }
+    let all_acked = started.elapsed();
+    eprintln!(
+        "storm: kill 1 after {} of {} batches acknowledged; the other {} re-sent; all acknowledged after {:.1?}",
+        acked_before_kill.len(),
+        batches.len(),
+        unacked.len(),
+        all_acked
+    );
+
+    // Kill 2, mid-command of a non-idempotent run, a good way into the storm.
+    wait_until_every(
+        Duration::from_secs(120),
+        CLI_POLL,
+        "300 incidents finished",
+        || async {
+            let counts = state_counts(&enforcing.salve).await;
+            (finished(&counts) >= 300).then_some(())
+        },
+    )
+    .await;
+    peaks.push(kill_9_mid_command(&mut enforcing.salve, &host, "once", started).await);
+    // The interrupted incident's escalation will be refused for now, so it is pending in
+    // the outbox, and retried with backoff, at the next kill.
+    capture.set_response_status(503);
+    enforcing.salve.restart().await;
+
+    // Kill 3, later on, while the escalation is refused, mid-command of an idempotent run.
+    wait_until_every(
+        Duration::from_secs(120),
+        CLI_POLL,
+        "500 incidents finished",
+        || async {
+            let counts = state_counts(&enforcing.salve).await;
+            (finished(&counts) >= 500).then_some(())
+        },
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(30),
+        "an escalation refused by its channel",
+        || async {
+            capture
+                .requests()
+                .iter()
+                .any(|r| r.status == 503)
+                .then_some(())
+        },
+    )
+    .await;
+    peaks.push(kill_9_mid_command(&mut enforcing.salve, &host, "idempotent", started).await);
+    capture.set_response_status(200);
+    enforcing.salve.restart().await;
+    let salve = &enforcing.salve;
+
+    wait_until_every(
+        Duration::from_secs(150),
+        CLI_POLL,
+        "all 1000 incidents in a final state",
+        || async {
+            let counts = state_counts(salve).await;
+            (counts.values().sum::<usize>() == ALERTS && finished(&counts) == ALERTS).then_some(())
+        },
+    )
+    .await;
+    let all_final = started.elapsed();
+    // Every interrupted incident escalated and delivered, and the outbox empty (one channel:
+    // one `escalation_sent` per `escalation_queued`).
+    let history = wait_until_every(
+        Duration::from_secs(60),
+        CLI_POLL,
+        "every escalation to be delivered",
+        || async {
+            let history = full_history(salve).await;
+            history
+                .iter()
+                .all(|i| {
+                    let sent = events(i, "escalation_sent").len();
+                    events(i, "escalation_queued").len() == sent
+                        && (i["state"] != "interrupted" || sent > 0)
+                })
+                .then_some(history)
+        },
+    )
+    .await;
+    peaks.push(peak_rss(salve.pid().unwrap()));
+    let runs = target_lines(&host, "/tmp/storm-runs").await;
+    let overlaps = target_lines(&host, "/tmp/storm-overlaps").await;
+
+    let report = assert_storm(&history, &runs, &overlaps, &capture);
+    eprintln!(
+        "storm: {report}; all final after {all_final:.1?}, whole test {:.1?}; peak RSS per salve process: {:?} MiB",
+        started.elapsed(),
+        peaks.iter().map(|b| b / (1024 * 1024)).collect::<Vec<_>>()
+    );
+    for (incarnation, peak) in peaks.iter().enumerate() {
+        assert!(
+            *peak <= MAX_PEAK_RSS_BYTES,
+            "salve process {} peaked at {} MiB",
+            incarnation + 1,
+            peak / (1024 * 1024)
+        );
+    }
+}
+
+/// Every incident with its journal, through the CLI.
+async fn full_history(salve: &SalveProcess) -> Vec<Value> {
+    let output = salve
+        .run_cli(&["history", "--json", "--limit", &(2 * ALERTS).to_string()])
+        .await;
+    crate::bed::parse_json_output("history --json", &output)
+}
+
+/// One remediation run from the journal: (start, end, alert number).
+type Run = (DateTime<Utc>, DateTime<Utc>, usize);
+
+/// The storm's promises, checked on the journal and on the target. Returns a summary.
+fn assert_storm(
+    history: &[Value],
+    target_runs: &[String],
+    overlaps: &[String],
+    capture: &WebhookCapture,
+) -> String {
+    // On the target: no run ever found its host's lock taken.
+    assert!(
+        overlaps.is_empty(),
+        "two remediations at once on one host, seen on the target: {overlaps:?}"
+    );
+    // What really ran, per alert, from the target's own log.
+    let mut ran: BTreeMap<usize, usize> = BTreeMap::new();
+    for line in target_runs {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let n: usize = fields[1].parse().unwrap();
+        assert_eq!(
+            fields[2],
+            format!("host{}", n % HOSTS),
+            "ran on the wrong host: {line}"
+        );
+        *ran.entry(n).or_default() += 1;
+    }
+
+    // Every acknowledged alert is exactly one incident.
+    assert_eq!(
+        history.len(),
+        ALERTS,
+        "incidents for {ALERTS} distinct alerts"
+    );
+    let mut by_n: BTreeMap<usize, &Value> = BTreeMap::new();
+    for incident in history {
+        let n: usize = incident["labels"]["n"].as_str().unwrap().parse().unwrap();
+        assert!(
+            by_n.insert(n, incident).is_none(),
+            "alert {n} has two incidents"
+        );
+    }
+    assert_eq!(by_n.len(), ALERTS);
+
+    let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut resumed, mut reruns, mut held) = (0, 0, 0);
+    let mut cut_was: BTreeMap<String, usize> = BTreeMap::new();
+    let mut runs_by_host: BTreeMap<String, Vec<Run>> = BTreeMap::new();
+    for (&n, &incident) in &by_n {
+        let state = incident["state"].as_str().unwrap();
+        *states.entry(state.to_owned()).or_default() += 1;
+        let idempotent = incident["plan"]["idempotent"] == true;
+        let started = events(incident, "step_started").len();
+        let queued = events(incident, "escalation_queued");
+        let sent = events(incident, "escalation_sent");
+        for cut in events(incident, "interrupted")
+            .into_iter()
+            .chain(events(incident, "resumed"))
+        {
+            *cut_was
+                .entry(cut["was"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+        resumed += events(incident, "resumed").len();
+        held += events(incident, "host_held").len();
+        match state {
+            "succeeded" => {
+                assert!(
+                    queued.is_empty() && incident["escalated_at"].is_null(),
+                    "a succeeded incident was escalated: {incident:#}"
+                );
+                assert!(
+                    ran.get(&n).copied().unwrap_or(0) >= 1,
+                    "alert {n} succeeded but never ran on the target: {incident:#}"
+                );
+            }
+            "interrupted" => {
+                assert!(
+                    !idempotent,
+                    "an idempotent incident was not re-run: {incident:#}"
+                );
+                assert!(!incident["escalated_at"].is_null(), "{incident:#}");
+                assert_eq!(queued.len(), 1, "escalated once: {incident:#}");
+                assert_eq!(queued[0]["reason"], "interrupted");
+                assert_eq!(queued[0]["channels"], json!(["oncall-email"]));
+                assert_eq!(sent.len(), 1, "delivered once: {incident:#}");
+            }
+            other => panic!("alert {n} ended {other}, not succeeded or interrupted: {incident:#}"),
+        }
+        if idempotent {
+            reruns += started.saturating_sub(1);
+        } else {
+            assert!(
+                started <= 1,
+                "a non-idempotent command was started twice: {incident:#}"
+            );
+        }
+        // The target never ran a command the journal does not show starting.
+        let on_target = ran.get(&n).copied().unwrap_or(0);
+        assert!(
+            on_target <= started,
+            "alert {n} ran {on_target} time(s), journaled {started}: {incident:#}"
+        );
+
+        // Each run, from its start to its end or to the crash recovery that ended it.
+        let host = incident["plan"]["target"]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut open = None;
+        for event in incident["events"].as_array().unwrap() {
+            let kind = event["kind"].as_str().unwrap();
+            if kind == "remediation_started" {
+                assert!(open.is_none(), "a run started inside a run: {incident:#}");
+                open = Some(time_of(event));
+            } else if RUN_ENDS.contains(&kind)
+                && let Some(start) = open.take()
+            {
+                runs_by_host
+                    .entry(host.clone())
+                    .or_default()
+                    .push((start, time_of(event), n));
+            }
+        }
+        assert!(open.is_none(), "a run never ended: {incident:#}");
+    }
+    // In the journal: one host's runs, crash-cut ones included, never overlap.
+    for (host, runs) in &mut runs_by_host {
+        runs.sort();
+        for pair in runs.windows(2) {
+            assert!(
+                pair[0].1 <= pair[1].0,
+                "two runs at once on {host} in the journal: alert {} {:?} and alert {} {:?}",
+                pair[0].2,
+                (pair[0].0, pair[0].1),
+                pair[1].2,
+                (pair[1].0, pair[1].1)
+            );
+        }
+    }
+
+    // Deliveries the channel accepted: every interrupted incident's, and nothing else.
+    // Delivery is at-least-once (a crash between the channel's 2xx and the store's record
+    // re-sends), so a duplicate is allowed for each of the three kills, no more.
+    let mut accepted: BTreeMap<i64, usize> = BTreeMap::new();
+    for request in capture.requests().iter().filter(|r| r.status == 200) {
+        *accepted
+            .entry(request.json()["incident_id"].as_i64().unwrap())
+            .or_default() += 1;
+    }
+    let interrupted: BTreeSet<i64> = history
+        .iter()
+        .filter(|i| i["state"] == "interrupted")
+        .map(|i| i["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        accepted.keys().copied().collect::<BTreeSet<_>>(),
+        interrupted,
+        "accepted escalations vs interrupted incidents"
+    );
+    let duplicates: usize = accepted.values().map(|count| count - 1).sum();
+    assert!(
+        duplicates <= 3,
+        "{duplicates} duplicate deliveries for 3 kills"
+    );
+    assert!(
+        !interrupted.is_empty() && resumed > 0,
+        "the kills cut no non-idempotent run ({}) or no idempotent one ({resumed})",
+        interrupted.len()
+    );
+
+    format!(
+        "states {states:?}; crash recovery found runs {cut_was:?}, re-ran {reruns} idempotent command(s) \
+         ({resumed} resumed), held {held} incident(s) for a cut command; {} escalation(s) accepted, \
+         {duplicates} duplicate(s); {} command(s) ran on the target",
+        accepted.values().sum::<usize>(),
+        target_runs.len()
+    )
+}
