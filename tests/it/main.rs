@@ -14,5 +14,6 @@ mod intake_http;
 mod planning_outcomes;
 mod quoting;
 mod remediation_e2e;
+mod secrets;
 mod ssh_executor;
 mod testbed_smoke;
