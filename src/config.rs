@@ -47,6 +47,20 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// `message` without the value serde quotes in a type error (`invalid type: integer
+/// `123456`, expected a string` → `invalid type: integer, expected a string`): the value
+/// may be a secret written with the wrong type (a numeric password, `headers = "Bearer …"`).
+/// The file:line still says where.
+fn without_quoted_values(message: &str) -> String {
+    static QUOTED_VALUE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"(invalid (?:type|value): (?:string|integer|floating point|boolean|character)) (?:"(?:[^"\\]|\\.)*"|`[^`]*`)"#,
+        )
+        .expect("a valid regex")
+    });
+    QUOTED_VALUE.replace_all(message, "$1").into_owned()
+}
+
 pub(crate) fn de_duration<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Duration, D::Error> {
@@ -525,7 +539,10 @@ pub fn load_with_env(
         let line = e
             .span()
             .map(|span| tomlspan::line_of_offset(&text, span.start));
-        return Err(vec![problem(line, e.message().trim().to_owned())]);
+        return Err(vec![problem(
+            line,
+            without_quoted_values(e.message().trim()),
+        )]);
     }
 
     let layered = config::Config::builder()
@@ -545,7 +562,7 @@ pub fn load_with_env(
             return Err(vec![ConfigProblem {
                 file: "environment (SALVE_*)".into(),
                 line: None,
-                message: e.to_string(),
+                message: without_quoted_values(&e.to_string()),
             }]);
         }
     };
@@ -691,10 +708,13 @@ pub fn load_with_env(
     if !settings.store.url.starts_with("sqlite://") {
         problems.push(problem(
             at(&["store", "url"]),
-            format!(
-                "store.url {:?}: only sqlite://PATH is supported by this build",
-                settings.store.url
-            ),
+            // Only the scheme: a database URL may carry a password.
+            match settings.store.url.split_once("://") {
+                Some((scheme, _)) => format!(
+                    "store.url: scheme {scheme:?} is not supported by this build (only sqlite://PATH)"
+                ),
+                None => "store.url: expected sqlite://PATH".into(),
+            },
         ));
     }
     for name in &settings.escalation.default {
@@ -830,6 +850,28 @@ mod tests {
             "hunter2-token"
         );
         assert!(!format!("{loaded:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn type_errors_do_not_quote_a_secret_written_with_the_wrong_type() {
+        for (text, expected) in [
+            (
+                "[server.auth]\nbearer_token = 918273645546\n",
+                "salve.toml:2: invalid type: integer, expected a string",
+            ),
+            (
+                "[server]\nauth = \"hunter2\"\n",
+                "salve.toml:2: invalid type: string, expected struct AuthSettings",
+            ),
+        ] {
+            assert_eq!(messages(load_text(text, &[]).unwrap_err()), [expected]);
+        }
+        assert_eq!(
+            without_quoted_values(
+                r#"invalid value: string "a\"b", expected x; invalid type: floating point `1.5`"#
+            ),
+            "invalid value: string, expected x; invalid type: floating point"
+        );
     }
 
     #[test]

@@ -93,12 +93,9 @@ struct Endpoint {
 }
 
 fn endpoint(channel: &EmailChannel) -> Result<Endpoint, (&'static str, String)> {
-    let url = reqwest::Url::parse(&channel.smtp_url).map_err(|error| {
-        (
-            "smtp_url",
-            format!("{:?} is not a URL: {error}", channel.smtp_url),
-        )
-    })?;
+    // Not quoted back: a URL that fails to parse may still hold `user:password@`.
+    let url = reqwest::Url::parse(&channel.smtp_url)
+        .map_err(|error| ("smtp_url", format!("not a valid URL: {error}")))?;
     let implied = match url.scheme() {
         "smtp" => SmtpTls::Starttls,
         "smtps" => SmtpTls::Tls,

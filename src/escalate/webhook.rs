@@ -201,6 +201,60 @@ pub(crate) struct WebhookSender {
     headers: HeaderMap,
     body: Body,
     timeout: Duration,
+    /// What this channel sends that may be a credential, longest first: an error answer
+    /// that quotes the request back must not carry any of it into the log or journal.
+    credentials: Vec<String>,
+}
+
+/// Parts of a header value or URL this short are left alone in error excerpts (words like
+/// `Bearer`); tokens are longer.
+const MIN_CREDENTIAL_WORD_CHARS: usize = 8;
+
+/// Header values (whole, and each word: `Bearer <token>` is quoted back either way), the
+/// routing key, the URL's query values and path segments.
+fn credentials(url: &reqwest::Url, headers: &HeaderMap, body: &Body) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let long_enough = |word: &str| word.chars().count() >= MIN_CREDENTIAL_WORD_CHARS;
+    for value in headers.values() {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        found.extend(
+            value
+                .split_whitespace()
+                .filter(|w| long_enough(w))
+                .map(str::to_owned),
+        );
+        found.push(value);
+    }
+    if let Body::Pagerduty { routing_key } = body {
+        found.push(routing_key.expose().to_owned());
+    }
+    // Query values both decoded and as written, path segments as written.
+    let query_values = url.query_pairs().map(|(_, value)| value.into_owned());
+    let raw_query_values = url
+        .query()
+        .into_iter()
+        .flat_map(|query| query.split('&'))
+        .filter_map(|pair| pair.split_once('=').map(|(_, value)| value.to_owned()));
+    let path_segments = url.path_segments().into_iter().flatten().map(str::to_owned);
+    found.extend(
+        query_values
+            .chain(raw_query_values)
+            .chain(path_segments)
+            .filter(|part| long_enough(part)),
+    );
+    found.retain(|credential| !credential.is_empty());
+    found.sort_by_key(|credential| std::cmp::Reverse(credential.len()));
+    found.dedup();
+    found
+}
+
+/// `text` with every credential replaced by `[redacted]`.
+fn redact(text: &str, credentials: &[String]) -> String {
+    credentials
+        .iter()
+        .fold(text.to_owned(), |text, credential| {
+            text.replace(credential.as_str(), "[redacted]")
+        })
 }
 
 impl WebhookSender {
@@ -223,11 +277,13 @@ impl WebhookSender {
             (WebhookPreset::Generic, Some(template)) => Body::Template(template.clone()),
             (WebhookPreset::Generic, None) => Body::Generic,
         };
+        let credentials = credentials(&url, &headers, &body);
         Ok(WebhookSender {
             url,
             headers,
             body,
             timeout: channel.timeout,
+            credentials,
         })
     }
 
@@ -275,8 +331,11 @@ impl WebhookSender {
             .bytes()
             .await
             .map(|bytes| {
-                let end = bytes.len().min(RESPONSE_EXCERPT_BYTES);
-                super::content::one_line(String::from_utf8_lossy(&bytes[..end]).trim())
+                // Redacted before the cut, so a credential the cut would split is still
+                // recognised whole.
+                let text = redact(&String::from_utf8_lossy(&bytes), &self.credentials);
+                let end = text.floor_char_boundary(RESPONSE_EXCERPT_BYTES);
+                super::content::one_line(text[..end].trim())
             })
             .unwrap_or_default();
         Err(SendError {
@@ -439,6 +498,31 @@ mod tests {
             ["url", "headers", "body"]
         );
         assert!(!format!("{found:?}").contains("hunter2"), "{found:?}");
+    }
+
+    #[test]
+    fn error_excerpts_hide_what_the_channel_sends() {
+        let mut c = channel(WebhookPreset::Pagerduty);
+        c.url = Some(Secret::new(
+            "https://x.test/hook/0123456789abcdef?token=hunter2-in-query&v=1".into(),
+        ));
+        c.headers.insert(
+            "Authorization".into(),
+            Secret::new("Bearer hunter2-bearer".into()),
+        );
+        c.routing_key = Some(Secret::new("hunter2-routing".into()));
+        let sender = WebhookSender::build(&c).unwrap();
+        let answer = "bad token hunter2-bearer (Bearer hunter2-bearer) for \
+                      /hook/0123456789abcdef?token=hunter2-in-query, key hunter2-routing, v=1";
+        let redacted = redact(answer, &sender.credentials);
+        assert!(!redacted.contains("hunter2"), "{redacted}");
+        assert!(!redacted.contains("0123456789abcdef"), "{redacted}");
+        // Short words (`Bearer`, `1`) are left alone.
+        assert_eq!(
+            redacted,
+            "bad token [redacted] ([redacted]) for /hook/[redacted]?token=[redacted], \
+             key [redacted], v=1"
+        );
     }
 
     #[test]

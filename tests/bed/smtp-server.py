@@ -5,7 +5,7 @@ written as one JSON file; it never relays anything anywhere.
 Run with /usr/bin/python3 (the pyenv python first on PATH cannot import Debian's aiosmtpd):
 
     /usr/bin/python3 tests/bed/smtp-server.py --dir DIR [--starttls | --implicit-tls]
-        [--tlscert CERT --tlskey KEY] [--auth]
+        [--tlscert CERT --tlskey KEY] [--auth [--password PASSWORD]]
 
 - Listens on 127.0.0.1 on a free port it picks itself (retrying if another process takes
   it first), then writes DIR/ready (the port, atomically) and prints
@@ -14,8 +14,8 @@ Run with /usr/bin/python3 (the pyenv python first on PATH cannot import Debian's
   "tls", "auth_login"} (body: the decoded text/plain part).
 - --starttls offers STARTTLS and requires it before MAIL; --implicit-tls speaks TLS from
   the first byte. Both need --tlscert/--tlskey.
-- --auth requires AUTH (PLAIN or LOGIN) with TEST_USER/TEST_PASSWORD; with TLS on, AUTH is
-  only offered over TLS.
+- --auth requires AUTH (PLAIN or LOGIN) with TEST_USER/TEST_PASSWORD (or --password, so a
+  test can use a password of its own); with TLS on, AUTH is only offered over TLS.
 - Failure switch: while DIR/fail exists, MAIL and DATA are answered
   "451 4.3.0 try again later", so a test can make the server refuse, then accept.
 - Stops on SIGTERM/SIGINT.
@@ -40,6 +40,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 TEST_USER = "salve-test"
 TEST_PASSWORD = "s3cret-test-password"
 FAIL_REPLY = "451 4.3.0 try again later"
+# The password AUTH accepts; --password replaces it.
+accepted_password = TEST_PASSWORD
 
 
 class Capture:
@@ -101,7 +103,10 @@ class Capture:
 def authenticator(server, session, envelope, mechanism, auth_data):
     if not isinstance(auth_data, LoginPassword):
         return AuthResult(success=False, handled=False)
-    ok = auth_data.login == TEST_USER.encode() and auth_data.password == TEST_PASSWORD.encode()
+    ok = (
+        auth_data.login == TEST_USER.encode()
+        and auth_data.password == accepted_password.encode()
+    )
     # auth_data is what aiosmtpd keeps in session.auth_data: the capture records the login.
     return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
@@ -121,7 +126,10 @@ def main():
     parser.add_argument("--tlscert")
     parser.add_argument("--tlskey")
     parser.add_argument("--auth", action="store_true")
+    parser.add_argument("--password", default=TEST_PASSWORD)
     args = parser.parse_args()
+    global accepted_password
+    accepted_password = args.password
 
     tls_on = args.starttls or args.implicit_tls
     context = None

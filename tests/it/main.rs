@@ -15,6 +15,7 @@ mod intake_http;
 mod planning_outcomes;
 mod quoting;
 mod remediation_e2e;
+mod secrets;
 mod ssh_executor;
 mod storm;
 mod testbed_smoke;

@@ -70,6 +70,12 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub async fn start(options: SmtpOptions) -> SmtpServer {
+        Self::start_with_password(options, SMTP_TEST_PASSWORD).await
+    }
+
+    /// Like `start`, but AUTH accepts `SMTP_TEST_USER` with `password` instead of
+    /// `SMTP_TEST_PASSWORD`: for tests that must know no other copy of it exists.
+    pub async fn start_with_password(options: SmtpOptions, password: &str) -> SmtpServer {
         assert!(
             !(options.starttls && options.implicit_tls),
             "SmtpOptions: choose starttls or implicit_tls, not both"
@@ -100,7 +106,7 @@ impl SmtpServer {
             untrusted_ca_file = Some(certificates.untrusted_ca);
         }
         if options.auth {
-            command.arg("--auth");
+            command.arg("--auth").arg("--password").arg(password);
         }
         let log_path = dir.path().join("smtp-server.log");
         let log = std::fs::File::create(&log_path).expect("create SMTP log");

@@ -42,12 +42,19 @@ impl CapturedRequest {
     }
 }
 
-/// Listens on a free loopback port until dropped; answers every request with `status()`.
+/// Listens on a free loopback port until dropped; answers every request with the status
+/// (and body) set last.
 pub struct WebhookCapture {
     port: u16,
     requests: Arc<Mutex<Vec<CapturedRequest>>>,
-    response_status: Arc<AtomicU16>,
+    response: Arc<Response>,
     accept_task: JoinHandle<()>,
+}
+
+/// What the receiver answers; changed while it runs.
+struct Response {
+    status: AtomicU16,
+    body: Mutex<String>,
 }
 
 impl WebhookCapture {
@@ -57,16 +64,19 @@ impl WebhookCapture {
             .expect("bind capture listener");
         let port = listener.local_addr().expect("local_addr").port();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let response_status = Arc::new(AtomicU16::new(200));
+        let response = Arc::new(Response {
+            status: AtomicU16::new(200),
+            body: Mutex::new(String::new()),
+        });
         let accept_task = tokio::spawn(accept_loop(
             listener,
             Arc::clone(&requests),
-            Arc::clone(&response_status),
+            Arc::clone(&response),
         ));
         WebhookCapture {
             port,
             requests,
-            response_status,
+            response,
             accept_task,
         }
     }
@@ -78,7 +88,13 @@ impl WebhookCapture {
 
     /// Answer later requests with this status (e.g. 500 to make the sender retry).
     pub fn set_response_status(&self, status: u16) {
-        self.response_status.store(status, Ordering::SeqCst);
+        self.response.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Answer later requests with this body (empty by default), e.g. an error text that
+    /// quotes what the request carried, as some ticket APIs do.
+    pub fn set_response_body(&self, body: &str) {
+        *self.response.body.lock().expect("capture lock") = body.to_owned();
     }
 
     /// Everything received so far, oldest first.
@@ -97,11 +113,11 @@ impl Drop for WebhookCapture {
 async fn accept_loop(
     listener: TcpListener,
     requests: Arc<Mutex<Vec<CapturedRequest>>>,
-    response_status: Arc<AtomicU16>,
+    response: Arc<Response>,
 ) {
     while let Ok((stream, _)) = listener.accept().await {
         // One request per connection is enough; the answer says `Connection: close`.
-        if let Some(request) = read_request(stream, &response_status).await {
+        if let Some(request) = read_request(stream, &response).await {
             requests.lock().expect("capture lock").push(request);
         }
     }
@@ -109,10 +125,7 @@ async fn accept_loop(
 
 /// Reads one HTTP/1.1 request with a Content-Length body (what Alertmanager and salve's
 /// webhook clients send), answers it and closes. Malformed input is dropped, not recorded.
-async fn read_request(
-    mut stream: TcpStream,
-    response_status: &AtomicU16,
-) -> Option<CapturedRequest> {
+async fn read_request(mut stream: TcpStream, answer: &Response) -> Option<CapturedRequest> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 8192];
     let header_end = loop {
@@ -152,9 +165,12 @@ async fn read_request(
     }
     body.truncate(content_length);
 
-    let status = response_status.load(Ordering::SeqCst);
-    let response =
-        format!("HTTP/1.1 {status} Captured\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let status = answer.status.load(Ordering::SeqCst);
+    let answer_body = answer.body.lock().expect("capture lock").clone();
+    let response = format!(
+        "HTTP/1.1 {status} Captured\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer_body}",
+        answer_body.len()
+    );
     // The request counts as received even if the sender hung up before reading the answer.
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
