@@ -32,8 +32,6 @@ const PLAN_BATCH: usize = 256;
 /// incident journaled by another process (or before a crash) is never stranded.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// On shutdown, running remediations get this long to finish their current step.
-
 /// Gauges read from the store (open breakers, success ratio) are refreshed this often.
 const GAUGE_REFRESH: Duration = Duration::from_secs(5);
 
