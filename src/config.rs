@@ -511,22 +511,31 @@ pub fn load_with_env(
     path: Option<&Path>,
     env: BTreeMap<String, String>,
 ) -> Result<Loaded, Vec<ConfigProblem>> {
-    let (origin, text) = match path {
+    match path {
         Some(path) => {
             let origin = path.display().to_string();
             match std::fs::read_to_string(path) {
-                Ok(text) => (origin, text),
-                Err(e) => {
-                    return Err(vec![ConfigProblem {
-                        file: origin,
-                        line: None,
-                        message: format!("cannot read: {e}"),
-                    }]);
-                }
+                Ok(text) => load_from_str(&origin, &text, env),
+                Err(e) => Err(vec![ConfigProblem {
+                    file: origin,
+                    line: None,
+                    message: format!("cannot read: {e}"),
+                }]),
             }
         }
-        None => (EMBEDDED_NAME.to_owned(), EMBEDDED_DEFAULT.to_owned()),
-    };
+        None => load_from_str(EMBEDDED_NAME, EMBEDDED_DEFAULT, env),
+    }
+}
+
+/// `load_with_env` on settings text already in memory; `origin` names it in problems
+/// (`origin:line: message`) and in [`Loaded::origin`]. Still reads the `*_file` secrets
+/// and checks `ssh.known_hosts` exists, as the file would.
+pub fn load_from_str(
+    origin: &str,
+    text: &str,
+    env: BTreeMap<String, String>,
+) -> Result<Loaded, Vec<ConfigProblem>> {
+    let origin = origin.to_owned();
     let problem = |line: Option<usize>, message: String| ConfigProblem {
         file: origin.clone(),
         line,
@@ -535,10 +544,10 @@ pub fn load_with_env(
 
     // First pass on the file alone: toml's own errors carry a position, the config
     // crate's do not, so a typo is reported as file:line.
-    if let Err(e) = toml::from_str::<Settings>(&text) {
+    if let Err(e) = toml::from_str::<Settings>(text) {
         let line = e
             .span()
-            .map(|span| tomlspan::line_of_offset(&text, span.start));
+            .map(|span| tomlspan::line_of_offset(text, span.start));
         return Err(vec![problem(
             line,
             without_quoted_values(e.message().trim()),
@@ -546,7 +555,7 @@ pub fn load_with_env(
     }
 
     let layered = config::Config::builder()
-        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .add_source(
             config::Environment::with_prefix("SALVE")
                 .prefix_separator("_")
@@ -568,7 +577,7 @@ pub fn load_with_env(
     };
 
     let mut problems = Vec::new();
-    let at = |path: &[&str]| tomlspan::line_of_path(&text, path);
+    let at = |path: &[&str]| tomlspan::line_of_path(text, path);
 
     let listen = match settings.server.listen.parse::<SocketAddr>() {
         Ok(addr) => Some(addr),
@@ -774,22 +783,24 @@ mod tests {
     use super::*;
 
     fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Loaded, Vec<ConfigProblem>> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("salve.toml");
-        std::fs::write(&path, text).unwrap();
         let env = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        load_with_env(Some(&path), env).map_err(|problems| {
-            problems
-                .into_iter()
-                .map(|mut p| {
-                    p.file = "salve.toml".into();
-                    p
-                })
-                .collect()
-        })
+        load_from_str("salve.toml", text, env)
+    }
+
+    #[test]
+    fn a_file_and_its_text_load_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("salve.toml");
+        std::fs::write(&path, "[server]\nlisen = 1\n").unwrap();
+        let from_file = load_with_env(Some(&path), BTreeMap::new()).unwrap_err();
+        let origin = path.display().to_string();
+        let from_text = load_from_str(&origin, "[server]\nlisen = 1\n", BTreeMap::new());
+        assert_eq!(from_file, from_text.unwrap_err());
+        assert_eq!(from_file[0].file, origin);
+        assert_eq!(from_file[0].line, Some(2));
     }
 
     fn messages(problems: Vec<ConfigProblem>) -> Vec<String> {

@@ -6,6 +6,8 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod escalate;
+#[cfg(test)]
+mod fuzz_regressions;
 pub mod http;
 pub mod incident;
 pub mod intake;
