@@ -113,8 +113,12 @@ def proc_cpu_seconds(pid: int) -> float | None:
         return None
 
 
-def remote_line(command: str, timeout_s: int) -> str:
-    """What salve's executor sends for a non-sudo command (engine/remediate.rs remote_line)."""
+def remote_line(command: str, timeout_s: int, simple: bool) -> str:
+    """What salve's executor sends for a non-sudo command (engine/remediate.rs remote_line):
+    a simple command (one program, literal arguments: `is_simple_command` there) right after
+    `timeout`, anything else as one quoted word for `sh -c`."""
+    if simple:
+        return f"timeout -k 5 {max(timeout_s, 1) + 5} {command}"
     quoted = "'" + command.replace("'", "'\\''") + "'"
     return f"timeout -k 5 {max(timeout_s, 1) + 5} sh -c {quoted}"
 
@@ -485,19 +489,22 @@ class Bench:
             muxclient.alive(str(control))
             checks.append((time.perf_counter() - started) * 1000)
         mux_start = start_latency("date +%s.%N")
-        mux_start_wrapped = start_latency(remote_line("date +%s.%N", 10))
+        mux_start_wrapped = start_latency(remote_line("date +%s.%N", 10, simple=True))
+        mux_start_wrapped_sh = start_latency(remote_line("date +%s.%N", 10, simple=False))
         self.results["floor_ssh"] = {
             "first_connection_ms": warm_ms,
             "controlmaster_ssh_true_ms": summary(raw),
             "native_mux_true_ms": summary(mux),
             "native_mux_start_ms": summary(mux_start),
             "native_mux_start_wrapped_ms": summary(mux_start_wrapped),
+            "native_mux_start_wrapped_sh_ms": summary(mux_start_wrapped_sh),
             "native_mux_alive_check_ms": summary(checks),
             "n": n,
         }
         log(f"floor: ssh over ControlMaster `true`: median {median(raw):.2f} ms; "
             f"native mux `true`: median {median(mux):.2f} ms; mux request -> command running: "
-            f"{median(mux_start):.2f} ms ({median(mux_start_wrapped):.2f} ms with salve's timeout/sh wrapper); "
+            f"{median(mux_start):.2f} ms ({median(mux_start_wrapped):.2f} ms under salve's `timeout` backstop, "
+            f"{median(mux_start_wrapped_sh):.2f} ms with `timeout … sh -c`); "
             f"mux alive check {median(checks):.2f} ms; first connection {warm_ms:.0f} ms")
 
     # ---- 2. durable intake -------------------------------------------------------------
@@ -874,8 +881,8 @@ end
         args_file = self.work / "raw-args.txt"
         with open(args_file, "wb") as out:
             for name, host in inventory:
-                command = executed.get(name) or remote_line(f"touch /tmp/storm-'{name}'", 10)
-                check = remote_line(f"test -e /tmp/storm-'{name}'", 29)
+                command = executed.get(name) or remote_line(f"touch /tmp/storm-'{name}'", 10, simple=True)
+                check = remote_line(f"test -e /tmp/storm-'{name}'", 29, simple=False)
                 for field in (name, host.ip, str(host.port), str(per_host), command, check):
                     out.write(field.encode() + b"\0")
         logins_before = sum(h.accepted_logins() for h in self.hosts)
@@ -908,8 +915,8 @@ end
             opener = self.ssh_base(host, control, master="yes")
             opener[1:1] = ["-N", "-f"]  # authenticate, then keep the master in the background
             subprocess.run(opener, check=True, stdin=subprocess.DEVNULL)
-            command = executed.get(name) or remote_line(f"touch /tmp/storm-'{name}'", 10)
-            check = remote_line(f"test -e /tmp/storm-'{name}'", 29)
+            command = executed.get(name) or remote_line(f"touch /tmp/storm-'{name}'", 10, simple=True)
+            check = remote_line(f"test -e /tmp/storm-'{name}'", 29, simple=False)
             for _ in range(per_host):
                 for line in (command, check):
                     status, _ = muxclient.run(str(control), line)

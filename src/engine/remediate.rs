@@ -21,7 +21,7 @@ use crate::incident::{Incident, IncidentId, State};
 use crate::metrics::Metrics;
 use crate::metrics::RecipeLabel;
 use crate::plan::{Plan, PlannedTarget, PlannedVerify};
-use crate::recipe::shell_quote;
+use crate::recipe::{is_simple_command, shell_quote};
 use crate::ssh::{CommandOutput, Executor, SshError};
 use crate::store::{BreakerLimit, NewEvent, RunGate, Store, StoreError};
 use crate::verify::{CheckResult, Verifier};
@@ -606,17 +606,23 @@ pub fn remote_lifetime(timeout: Duration) -> Duration {
 /// process that has no terminal, so the target's coreutils `timeout` is a backstop: it
 /// sends TERM shortly after salve stopped waiting, and KILL 5 s later. With `sudo`, the
 /// whole thing runs under `sudo -n` (which never prompts: where a password would be needed
-/// it fails at once), so the backstop can stop root processes too. The command is one
-/// quoted word for `sh -c`, so its own quoting holds.
+/// it fails at once), so the backstop can stop root processes too. A simple command (one
+/// program with literal arguments, see [`is_simple_command`]) follows `timeout` as it is:
+/// the login shell splits it into exactly the words `sh -c` would, and the target saves an
+/// exec. Anything else is one quoted word for `sh -c`, so its own quoting holds.
 pub fn remote_line(command: &str, sudo: bool, timeout: Duration) -> String {
-    let Ok(quoted) = shell_quote(command) else {
-        // Rendered commands never contain NUL (the planner refuses it); keep the
-        // impossible case safe rather than panic: it fails on the target.
-        return "false".to_owned();
-    };
     let seconds = timeout.as_secs().max(1) + REMOTE_BACKSTOP.as_secs();
     let kill_after = REMOTE_KILL_AFTER.as_secs();
-    let bounded = format!("timeout -k {kill_after} {seconds} sh -c {quoted}");
+    let bounded = if is_simple_command(command) {
+        format!("timeout -k {kill_after} {seconds} {command}")
+    } else {
+        let Ok(quoted) = shell_quote(command) else {
+            // Rendered commands never contain NUL (the planner refuses it); keep the
+            // impossible case safe rather than panic: it fails on the target.
+            return "false".to_owned();
+        };
+        format!("timeout -k {kill_after} {seconds} sh -c {quoted}")
+    };
     if sudo {
         format!("sudo -n -- {bounded}")
     } else {
@@ -717,7 +723,11 @@ mod tests {
     fn remote_lines_quote_the_command_as_one_word_under_a_backstop() {
         assert_eq!(
             remote_line("systemctl restart 'nginx'", true, Duration::from_secs(60)),
-            r"sudo -n -- timeout -k 5 65 sh -c 'systemctl restart '\''nginx'\'''"
+            "sudo -n -- timeout -k 5 65 systemctl restart 'nginx'"
+        );
+        assert_eq!(
+            remote_line(r"echo 'it'\''s'", true, Duration::from_secs(60)),
+            r"sudo -n -- timeout -k 5 65 sh -c 'echo '\''it'\''\'\'''\''s'\'''"
         );
         assert_eq!(
             remote_line(

@@ -20,7 +20,7 @@ pub use loader::{load_dir, load_recipe};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use model::{Breaker, Check, Param, ParamSource, Recipe, Verify};
 pub use plan::PlanContext;
-pub use template::{CommandContext, ShellQuoteError, Templates, shell_quote};
+pub use template::{CommandContext, ShellQuoteError, Templates, is_simple_command, shell_quote};
 
 /// One problem in a recipe (or fixture) file, with the 1-based line of the offending key or
 /// value. Displays as `file:line: message`; line 0 means the whole file or directory (it

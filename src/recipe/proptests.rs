@@ -10,9 +10,10 @@ use proptest::test_runner::Config as ProptestConfig;
 
 use super::loader::load_recipe;
 use super::matcher::{MatchOp, Matcher};
-use super::template::{Templates, shell_quote};
+use super::template::{Templates, is_simple_command, shell_quote};
 use super::{PlanContext, RecipeSet};
 use crate::alert::Alert;
+use crate::engine::remediate::remote_line;
 use crate::inventory::{Host, Inventory};
 use crate::plan::{Mode, PlanOutcome};
 
@@ -249,5 +250,55 @@ proptest! {
             plan.commands,
             vec![format!("printf %s {}", shell_quote(&value).expect("no NUL"))]
         );
+    }
+}
+
+/// One piece of a simple command's arguments: plain characters, a quoted hostile value, a
+/// backslash-escaped character (never a newline, which would end the command) or a space.
+fn simple_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-zA-Z0-9_./:=,+@%-]{1,4}",
+        shell_value().prop_map(|value| shell_quote(&value).expect("no NUL")),
+        "[^\\n\\x00]".prop_map(|c| format!("\\{c}")),
+        Just(" ".to_owned()),
+    ]
+}
+
+/// Runs `line` with `shell -c` (as the target's login shell would) and returns its stdout.
+fn run_shell(shell: &str, line: &str) -> Vec<u8> {
+    let output = std::process::Command::new(shell)
+        .arg("-c")
+        .arg(line)
+        .output()
+        .expect("run a shell");
+    assert!(output.status.success(), "{shell} -c {line:?}: {output:?}");
+    output.stdout
+}
+
+proptest! {
+    // Each case starts real shells: 64 keeps these well under a second each.
+    #![proptest_config(config(64))]
+
+    /// The fast path of `remote_line` (no `sh -c`): a command with a quoted hostile value
+    /// still passes the value as one word, byte for byte, through bash and `timeout`.
+    #[test]
+    fn a_simple_remote_line_passes_a_quoted_value_through_bash_unchanged(value in shell_value()) {
+        let command = format!("/usr/bin/printf %s {}", shell_quote(&value).expect("no NUL"));
+        prop_assert!(is_simple_command(&command), "{:?}", command);
+        let line = remote_line(&command, false, std::time::Duration::from_secs(10));
+        prop_assert!(!line.contains("sh -c"), "{:?}", line);
+        prop_assert_eq!(run_shell("/bin/bash", &line), value.into_bytes());
+    }
+
+    /// What `is_simple_command` accepts, bash (the login shell) splits into exactly the
+    /// words `sh -c` (the slow path) does: arguments built from the pieces it allows (plain
+    /// characters, single-quoted hostile text, backslash escapes, spaces) in any order.
+    #[test]
+    fn a_simple_command_means_the_same_to_bash_and_to_sh(pieces in prop::collection::vec(simple_piece(), 0..8)) {
+        // `printf %s/` ends each argument with a `/`, so word boundaries show in the output.
+        let command = format!("/usr/bin/printf %s/ {}", pieces.concat());
+        prop_assert!(is_simple_command(&command), "{:?}", command);
+        let via_sh = format!("sh -c {}", shell_quote(&command).expect("no NUL"));
+        prop_assert_eq!(run_shell("/bin/bash", &command), run_shell("/bin/bash", &via_sh));
     }
 }

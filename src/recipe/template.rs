@@ -41,6 +41,133 @@ pub fn shell_quote(value: &str) -> Result<String, ShellQuoteError> {
     Ok(quoted)
 }
 
+/// Shell builtins and reserved words of dash and bash, including the builtins that also
+/// exist as programs but behave differently there (`echo` interprets `\n` in dash, not in
+/// coreutils). A command starting with one of these needs a shell.
+const SHELL_WORDS: &[&str] = &[
+    ".",
+    ":",
+    "[",
+    "alias",
+    "bg",
+    "bind",
+    "break",
+    "builtin",
+    "caller",
+    "case",
+    "cd",
+    "command",
+    "compgen",
+    "complete",
+    "compopt",
+    "continue",
+    "coproc",
+    "declare",
+    "dirs",
+    "disown",
+    "do",
+    "done",
+    "echo",
+    "elif",
+    "else",
+    "enable",
+    "esac",
+    "eval",
+    "exec",
+    "exit",
+    "export",
+    "false",
+    "fc",
+    "fg",
+    "fi",
+    "for",
+    "function",
+    "getopts",
+    "hash",
+    "help",
+    "history",
+    "if",
+    "in",
+    "jobs",
+    "kill",
+    "let",
+    "local",
+    "logout",
+    "mapfile",
+    "popd",
+    "printf",
+    "pushd",
+    "pwd",
+    "read",
+    "readarray",
+    "readonly",
+    "return",
+    "select",
+    "set",
+    "shift",
+    "shopt",
+    "source",
+    "suspend",
+    "test",
+    "then",
+    "time",
+    "times",
+    "trap",
+    "true",
+    "type",
+    "typeset",
+    "ulimit",
+    "umask",
+    "unalias",
+    "unset",
+    "until",
+    "wait",
+    "while",
+];
+
+/// Whether `command` is one external program with literal arguments, which any POSIX shell
+/// (`sh -c` or the remote login shell) splits into the same words: outside single quotes only
+/// `A-Z a-z 0-9 _ . / : = , + @ % -`, spaces and backslash escapes (the `'\''` of
+/// [`shell_quote`]); no operator, redirection, expansion, glob, comment or newline; and a
+/// first word that is a plain program name or path, not a builtin, reserved word or
+/// assignment. A wrapper (`timeout`) can then exec it directly, without `sh -c`.
+pub fn is_simple_command(command: &str) -> bool {
+    let mut words: Vec<String> = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' => words.extend(word.take()),
+            '\'' => {
+                let word = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return false,
+                    }
+                }
+            }
+            '\\' => match chars.next() {
+                Some(c) if c != '\n' => word.get_or_insert_with(String::new).push(c),
+                _ => return false,
+            },
+            c if c.is_ascii_alphanumeric() || "_./:=,+@%-".contains(c) => {
+                word.get_or_insert_with(String::new).push(c);
+            }
+            _ => return false,
+        }
+    }
+    words.extend(word);
+    let Some(program) = words.first() else {
+        return false;
+    };
+    let plain_name = program
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_./+-".contains(c));
+    plain_name && !program.starts_with('-') && !SHELL_WORDS.contains(&program.as_str())
+}
+
 /// Percent-encodes every byte except RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`),
 /// so an emitted value can never add a `/`, `?`, `#`, `@` or `:` to a URL's structure.
 pub fn percent_encode(value: &str) -> String {
@@ -575,6 +702,50 @@ mod tests {
         check_quote("ünïcødé ✓", "'ünïcødé ✓'");
         check_quote("$HOME *.gz ~ &| >x", "'$HOME *.gz ~ &| >x'");
         assert_eq!(shell_quote("a\0b"), Err(ShellQuoteError::Nul));
+    }
+
+    #[test]
+    fn only_one_program_with_literal_arguments_is_a_simple_command() {
+        for simple in [
+            "date +%s.%N",
+            "systemctl restart 'nginx'",
+            r"/usr/bin/printf %s 'it'\''s; $(reboot) `id` *'",
+            "journalctl --vacuum-time=7d",
+            "apt-get clean",
+            "touch /tmp/storm-'web-1'",
+            "du -x -d 1 -- /var",
+        ] {
+            assert!(is_simple_command(simple), "{simple:?}");
+        }
+        for needs_a_shell in [
+            "",
+            "  ",
+            "df --output=pcent / | tail -n 1",
+            "a && b",
+            "a; b",
+            "a > /tmp/x",
+            "rm /tmp/*.log",
+            "ls ~",
+            "echo $HOME",
+            "echo 'a\\nb'",
+            "cd /tmp",
+            "'cd' /tmp",
+            "test -e /x",
+            "true",
+            "FOO=1 date",
+            "-x",
+            "date # comment",
+            "date\nreboot",
+            "date 'unterminated",
+            "date \\",
+            "a\tb",
+            "if",
+            "[ -e /x ]",
+            "{ date; }",
+            "%1",
+        ] {
+            assert!(!is_simple_command(needs_a_shell), "{needs_a_shell:?}");
+        }
     }
 
     #[test]
