@@ -51,7 +51,7 @@ pub struct Remediator {
     in_flight: Mutex<HashSet<IncidentId>>,
     /// Hosts nothing may start on before the given time: a command the last process ran
     /// there may still be running (see `hold_hosts`).
-    held: Mutex<HashMap<String, Instant>>,
+    held: Mutex<HashMap<String, (Instant, &'static str)>>,
     metrics: Arc<Metrics>,
 }
 
@@ -99,7 +99,6 @@ impl Remediator {
     /// `step_started`, and is killed at the latest `remote_lifetime` after it started.
     pub fn hold_hosts(&self, cut: &[CutCommand]) {
         let now = Utc::now();
-        let mut held = self.held.lock().expect("held lock");
         for command in cut {
             let lifetime = self.executor.connect_bound() + remote_lifetime(command.timeout);
             let until = command.started_at
@@ -108,24 +107,31 @@ impl Remediator {
             let Ok(left) = (until - now).to_std() else {
                 continue;
             };
-            let until = Instant::now() + left;
             tracing::warn!(
                 host = %command.host,
                 incident = %command.incident,
                 wait = %humantime::format_duration(round_to_ms(left)),
                 "a command cut by the last stop may still run on this host; holding it"
             );
-            held.entry(command.host.clone())
-                .and_modify(|at| *at = (*at).max(until))
-                .or_insert(until);
+            self.hold(&command.host, Instant::now() + left, HELD_AFTER_CRASH);
         }
     }
 
-    /// How long `host` is still held, if it is.
-    fn held_for(&self, host: &str) -> Option<Duration> {
+    /// Keeps `host` free of new remediations until `until` (or later, if already held).
+    fn hold(&self, host: &str, until: Instant, why: &'static str) {
+        let mut held = self.held.lock().expect("held lock");
+        let entry = held.entry(host.to_owned()).or_insert((until, why));
+        if entry.0 < until {
+            *entry = (until, why);
+        }
+    }
+
+    /// How long `host` is still held, and why, if it is.
+    fn held_for(&self, host: &str) -> Option<(Duration, &'static str)> {
         let held = self.held.lock().expect("held lock");
-        let left = held.get(host)?.saturating_duration_since(Instant::now());
-        (!left.is_zero()).then_some(left)
+        let (until, why) = held.get(host)?;
+        let left = until.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some((left, *why))
     }
 
     /// Finish what is running, start nothing more.
@@ -216,7 +222,7 @@ impl Remediator {
             .and_then(|plan| plan.target.as_ref())
             .map(|target| target.name.as_str())
             .unwrap_or_default();
-        if let Some(wait) = self.held_for(host) {
+        if let Some((wait, why)) = self.held_for(host) {
             self.store
                 .append_event(
                     id,
@@ -225,7 +231,7 @@ impl Remediator {
                         json!({
                             "host": host,
                             "wait_ms": wait.as_millis() as u64,
-                            "why": "a command salve ran on this host before it last stopped may still be running",
+                            "why": why,
                         }),
                     ),
                 )
@@ -407,6 +413,15 @@ impl Remediator {
             self.metrics
                 .ssh_command_duration
                 .observe(started.elapsed().as_secs_f64());
+            if matches!(
+                outcome,
+                Err(SshError::Timeout { .. } | SshError::Session(_))
+            ) {
+                // salve stopped waiting, but the command may go on until the target's
+                // backstop ends it: nothing else starts on this host before then.
+                let bound = self.executor.connect_bound() + remote_lifetime(plan.command_timeout);
+                self.hold(&target.name, started + bound, HELD_AFTER_CUT);
+            }
             let (record, failure) =
                 step_record(index + 1, command, target, plan.command_timeout, &outcome);
             self.store
@@ -588,6 +603,11 @@ impl RateLimits {
         )
     }
 }
+
+/// Why a host is held (`host_held` events).
+const HELD_AFTER_CRASH: &str =
+    "a command salve ran on this host before it last stopped may still be running";
+const HELD_AFTER_CUT: &str = "a command salve stopped waiting for (timeout or lost connection) may still be running on this host until the target's timeout backstop ends it";
 
 /// How long after salve gave up on a command the target's own `timeout` kills it.
 const REMOTE_BACKSTOP: Duration = Duration::from_secs(5);

@@ -91,6 +91,65 @@ async fn a_command_cut_by_kill_9_holds_its_host_until_it_is_surely_over() {
     assert_eq!(held[0]["host"], "web1");
 }
 
+/// The same without a crash: a command salve stopped waiting for at its timeout goes on
+/// running on the target until the target's `timeout` backstop ends it. The next incident
+/// for that host must wait for that, not start beside it.
+#[tokio::test]
+async fn a_command_cut_by_its_timeout_holds_its_host_until_it_is_surely_over() {
+    let host = SshHost::start().await;
+    let capture = WebhookCapture::start().await;
+    let channels = capture_channels(&capture);
+    let enforcing = start_with(
+        &[Inventory::of("web1", &host)],
+        &[&host],
+        &[],
+        Extras {
+            channels: Some(&channels),
+            ..Extras::default()
+        },
+    )
+    .await;
+    // The recipe's command budget is 3 s; the first command holds the host's lock for 4.5 s.
+    post_generic(
+        &enforcing.salve,
+        json!({ "alerts": [
+            { "labels": { "alertname": "StormOnce", "instance": "web1:9100", "n": "1", "hold": "4.5" } },
+            { "labels": { "alertname": "StormOnce", "instance": "web1:9100", "n": "2" } },
+        ]}),
+    )
+    .await;
+    let history = wait_for_final(&enforcing.salve, 2, Duration::from_secs(60)).await;
+    let cut = by_label(&history, "n", "1");
+    assert_eq!(cut["state"], "failed", "{cut:#}");
+    assert!(
+        cut["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timed out"),
+        "{cut:#}"
+    );
+    let next = by_label(&history, "n", "2");
+    let overlaps = target_lines(&host, "/tmp/storm-overlaps").await;
+    assert!(
+        overlaps.is_empty(),
+        "a remediation started on web1 while the timed-out one still ran there: {overlaps:?}\n{next:#}"
+    );
+    assert_eq!(next["state"], "succeeded", "{next:#}");
+    let held = events(next, "host_held");
+    assert_eq!(held.len(), 1, "{next:#}");
+    assert_eq!(held[0]["host"], "web1");
+    assert!(
+        held[0]["why"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("backstop"),
+        "{next:#}"
+    );
+    // Both really ran, one after the other.
+    let runs = target_lines(&host, "/tmp/storm-runs").await;
+    assert_eq!(runs, ["once 1 web1", "once 2 web1"]);
+}
+
 const HOSTS: usize = 100;
 const ALERTS: usize = 1000;
 const BATCH: usize = 50;
