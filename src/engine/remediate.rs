@@ -183,6 +183,9 @@ impl Remediator {
 
     /// Runs one host's queue in order until it is empty.
     async fn host_worker(self: Arc<Self>, host: String) {
+        // The first incident was read by the dispatch pass that started this worker a
+        // moment ago; the ones after it waited behind a run and are read again.
+        let mut fresh = true;
         loop {
             let next = {
                 let mut hosts = self.hosts.lock().expect("hosts lock");
@@ -205,7 +208,7 @@ impl Remediator {
                 }
             };
             let id = next.id;
-            if let Err(e) = self.remediate(next).await {
+            if let Err(e) = self.remediate(next, std::mem::take(&mut fresh)).await {
                 // The store failed mid-run; the incident stays in its last journaled
                 // state for the operator (and, later, crash recovery) to see.
                 tracing::error!(incident = %id, host = %host, error = %e, "remediation not recorded");
@@ -214,7 +217,22 @@ impl Remediator {
         }
     }
 
-    async fn remediate(&self, incident: Incident) -> Result<(), StoreError> {
+    async fn resolved_before_run(&self, id: IncidentId) -> Result<(), StoreError> {
+        let reason = "the alert resolved before its remediation started; nothing was run";
+        self.finish(
+            id,
+            State::Matched,
+            State::ResolvedBeforeRun,
+            reason.into(),
+            json!({}),
+        )
+        .await
+    }
+
+    /// Runs one incident. `fresh`: it was read from the store just now, so it is not read
+    /// again before `begin_run` (which checks the state and the alert itself, in its
+    /// transaction).
+    async fn remediate(&self, incident: Incident, fresh: bool) -> Result<(), StoreError> {
         let id = incident.id;
         let host = incident
             .plan
@@ -222,7 +240,8 @@ impl Remediator {
             .and_then(|plan| plan.target.as_ref())
             .map(|target| target.name.as_str())
             .unwrap_or_default();
-        if let Some((wait, why)) = self.held_for(host) {
+        let held = self.held_for(host);
+        if let Some((wait, why)) = held {
             self.store
                 .append_event(
                     id,
@@ -244,10 +263,14 @@ impl Remediator {
         }
         // Re-read: while it waited its turn the alert may have resolved, or another
         // replica may have taken it.
-        let Some(current) = self.store.incident(id).await? else {
-            return Ok(());
+        let current = if fresh && held.is_none() {
+            incident
+        } else {
+            let Some(current) = self.store.incident(id).await? else {
+                return Ok(());
+            };
+            current.incident
         };
-        let current = current.incident;
         if current.state != State::Matched {
             return Ok(());
         }
@@ -266,15 +289,7 @@ impl Remediator {
                 .await;
         };
         if current.alert_status == AlertStatus::Resolved {
-            return self
-                .finish(
-                    id,
-                    State::Matched,
-                    State::ResolvedBeforeRun,
-                    "the alert resolved before its remediation started; nothing was run".into(),
-                    json!({}),
-                )
-                .await;
+            return self.resolved_before_run(id).await;
         }
 
         // Rate limits first (without holding a slot other hosts could use), then a slot,
@@ -305,7 +320,7 @@ impl Remediator {
             .iter()
             .map(|command| remote_line(command, plan.sudo, plan.command_timeout))
             .collect();
-        let gate = self
+        let gate = match self
             .store
             .begin_run(
                 id,
@@ -317,7 +332,19 @@ impl Remediator {
                     .first()
                     .map(|command| step_started(0, command, &executed[0])),
             )
-            .await?;
+            .await
+        {
+            Ok(gate) => gate,
+            // Another replica (or a SIGTERM drain's recovery) took it meanwhile.
+            Err(StoreError::StateConflict { found, .. }) => {
+                tracing::debug!(incident = %id, state = %found, "not started: no longer matched");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if gate == RunGate::AlertResolved {
+            return self.resolved_before_run(id).await;
+        }
         if let RunGate::BreakerOpen { runs } = gate {
             let reason = format!(
                 "circuit breaker open: {} already ran {} time(s) on {} in the last {} (max_runs {}); not run",

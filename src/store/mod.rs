@@ -47,6 +47,8 @@ pub enum RunGate {
     Started,
     /// The breaker is open: the incident was not touched. `runs` are those counted.
     BreakerOpen { runs: Vec<RunRecord> },
+    /// The alert resolved while the incident waited: nothing was recorded or changed.
+    AlertResolved,
 }
 
 /// One remediation run counted by a breaker.
@@ -175,7 +177,8 @@ pub trait Store: Send + Sync + 'static {
     /// `max_runs`, record this run, move `id` from `matched` to `remediating` and journal
     /// `remediation_started` with `detail` — and `first_step` after it, in the same
     /// transaction, so the first command's `step_started` costs no commit of its own;
-    /// otherwise change nothing.
+    /// otherwise change nothing. An incident whose alert has resolved is not started
+    /// (`AlertResolved`); one no longer `matched` is a `StateConflict`.
     async fn begin_run(
         &self,
         id: IncidentId,

@@ -1475,6 +1475,67 @@ mod guard_tests {
     }
 
     #[tokio::test]
+    async fn a_run_does_not_start_for_a_resolved_alert_or_an_incident_no_longer_matched() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_path(&dir.path().join("salve.db")).unwrap();
+        let firing = alert(1);
+        let id = store
+            .ingest(vec![firing.clone()], Utc::now())
+            .await
+            .unwrap()[0]
+            .id;
+        let plan = Plan {
+            mode: Mode::Enforce,
+            ..Plan::inert(
+                PlanOutcome::Planned,
+                Some("service-restart".into()),
+                String::new(),
+                vec![],
+            )
+        };
+        store
+            .record_plan(id, State::Received, State::Matched, &plan)
+            .await
+            .unwrap();
+        let resolved = Alert {
+            status: crate::alert::AlertStatus::Resolved,
+            ends_at: Some(Utc::now()),
+            ..firing
+        };
+        assert!(store.ingest(vec![resolved], Utc::now()).await.unwrap()[0].resolved_now);
+        let gate = store
+            .begin_run(id, "service-restart", "web1", LIMIT, json!({}), None)
+            .await
+            .unwrap();
+        assert_eq!(gate, RunGate::AlertResolved);
+        let detail = store.incident(id).await.unwrap().unwrap();
+        assert_eq!(detail.incident.state, State::Matched);
+        assert_eq!(store.remediation_totals().await.unwrap(), (0, 0));
+
+        let taken = matched(&store, 2).await;
+        assert_eq!(
+            store
+                .begin_run(taken, "service-restart", "web1", LIMIT, json!({}), None)
+                .await
+                .unwrap(),
+            RunGate::Started
+        );
+        let again = store
+            .begin_run(taken, "service-restart", "web1", LIMIT, json!({}), None)
+            .await;
+        assert!(
+            matches!(
+                again,
+                Err(StoreError::StateConflict {
+                    found: State::Remediating,
+                    ..
+                })
+            ),
+            "{again:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn escalations_queue_once_retry_and_are_sent() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open_path(&dir.path().join("salve.db")).unwrap();

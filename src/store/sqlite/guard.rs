@@ -79,6 +79,9 @@ pub(super) fn begin_run(
     now: DateTime<Utc>,
 ) -> Result<RunGate, StoreError> {
     expect_state(conn, id, State::Matched)?;
+    if alert_resolved(conn, id).map_err(unavailable)? {
+        return Ok(RunGate::AlertResolved);
+    }
     let runs = runs_in_window(conn, recipe, target, limit.window, now).map_err(unavailable)?;
     if let Some(max_runs) = limit.max_runs
         && runs.len() >= max_runs as usize
@@ -109,6 +112,11 @@ pub(super) fn begin_run(
     };
     write().map_err(unavailable)?;
     Ok(RunGate::Started)
+}
+
+fn alert_resolved(conn: &Connection, id: IncidentId) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT alert_status = 'resolved' FROM incidents WHERE id = ?1")?
+        .query_row(params![id.0], |row| row.get(0))
 }
 
 pub(super) fn reset_breaker(
