@@ -132,7 +132,10 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
     }
     // Before the engine runs: nothing may start beside a command the crash left running.
     if let Some(remediator) = &remediator {
-        remediator.hold_hosts(&recovered.cut_commands);
+        remediator
+            .restore_holds(&recovered.cut_commands)
+            .await
+            .context("restoring host holds")?;
     }
 
     let engine = Engine {

@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::alert::AlertStatus;
 use crate::engine::CutCommand;
@@ -50,8 +50,8 @@ pub struct Remediator {
     /// Incidents queued or running, so a dispatch pass never takes one twice.
     in_flight: Mutex<HashSet<IncidentId>>,
     /// Hosts nothing may start on before the given time: a command the last process ran
-    /// there may still be running (see `hold_hosts`).
-    held: Mutex<HashMap<String, (Instant, &'static str)>>,
+    /// there may still be running (see `restore_holds`). Mirrors the store's holds.
+    held: Mutex<HashMap<String, (Instant, String)>>,
     metrics: Arc<Metrics>,
 }
 
@@ -92,46 +92,63 @@ impl Remediator {
         }
     }
 
-    /// After a crash: keeps each host with a cut command free of new remediations until
-    /// that command is over for sure. Closing an SSH channel does not stop a command without
-    /// a terminal, and a killed salve could not even close it, so the target's `timeout`
-    /// backstop is the one bound: the command was sent at most a connect after its
-    /// `step_started`, and is killed at the latest `remote_lifetime` after it started.
-    pub fn hold_hosts(&self, cut: &[CutCommand]) {
-        let now = Utc::now();
+    /// At startup, before the engine runs: holds each host with a command cut by the last
+    /// stop until that command is over for sure, and restores the holds earlier processes
+    /// recorded (a crash loop must not forget them). Closing an SSH channel does not stop a
+    /// command without a terminal, and a killed salve could not even close it, so the
+    /// target's `timeout` backstop is the one bound: the command was sent at most a connect
+    /// after its `step_started`, and is killed at the latest `remote_lifetime` after that.
+    pub async fn restore_holds(&self, cut: &[CutCommand]) -> Result<(), StoreError> {
         for command in cut {
             let lifetime = self.executor.connect_bound() + remote_lifetime(command.timeout);
-            let until = command.started_at
-                + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX);
-            // Negative when the command is over for sure already.
-            let Ok(left) = (until - now).to_std() else {
-                continue;
-            };
-            tracing::warn!(
-                host = %command.host,
-                incident = %command.incident,
-                wait = %humantime::format_duration(round_to_ms(left)),
-                "a command cut by the last stop may still run on this host; holding it"
-            );
-            self.hold(&command.host, Instant::now() + left, HELD_AFTER_CRASH);
+            let until = saturating_after(command.started_at, lifetime);
+            if until > Utc::now() {
+                self.hold(&command.host, until, HELD_AFTER_CRASH).await?;
+            }
         }
+        for hold in self.store.host_holds().await? {
+            let left = (hold.until - Utc::now()).to_std().unwrap_or_default();
+            tracing::warn!(
+                host = %hold.host,
+                wait = %humantime::format_duration(round_to_ms(left)),
+                why = %hold.why,
+                "holding a host: a command may still run there"
+            );
+            self.hold_in_memory(&hold.host, hold.until, &hold.why);
+        }
+        Ok(())
     }
 
-    /// Keeps `host` free of new remediations until `until` (or later, if already held).
-    fn hold(&self, host: &str, until: Instant, why: &'static str) {
+    /// Keeps `host` free of new remediations until `until` (or later, if already held),
+    /// in the store first, so a crash does not lose it.
+    async fn hold(&self, host: &str, until: DateTime<Utc>, why: &str) -> Result<(), StoreError> {
+        self.store.hold_host(host, until, why).await?;
+        self.hold_in_memory(host, until, why);
+        Ok(())
+    }
+
+    fn hold_in_memory(&self, host: &str, until: DateTime<Utc>, why: &str) {
+        // Negative when it is over already.
+        let Ok(left) = (until - Utc::now()).to_std() else {
+            return;
+        };
+        let until = Instant::now() + left;
         let mut held = self.held.lock().expect("held lock");
-        let entry = held.entry(host.to_owned()).or_insert((until, why));
-        if entry.0 < until {
-            *entry = (until, why);
+        match held.get_mut(host) {
+            Some(entry) if entry.0 >= until => {}
+            Some(entry) => *entry = (until, why.to_owned()),
+            None => {
+                held.insert(host.to_owned(), (until, why.to_owned()));
+            }
         }
     }
 
     /// How long `host` is still held, and why, if it is.
-    fn held_for(&self, host: &str) -> Option<(Duration, &'static str)> {
+    fn held_for(&self, host: &str) -> Option<(Duration, String)> {
         let held = self.held.lock().expect("held lock");
         let (until, why) = held.get(host)?;
         let left = until.saturating_duration_since(Instant::now());
-        (!left.is_zero()).then_some((left, *why))
+        (!left.is_zero()).then(|| (left, why.clone()))
     }
 
     /// Finish what is running, start nothing more.
@@ -241,7 +258,7 @@ impl Remediator {
             .map(|target| target.name.as_str())
             .unwrap_or_default();
         let held = self.held_for(host);
-        if let Some((wait, why)) = held {
+        if let Some((wait, why)) = &held {
             self.store
                 .append_event(
                     id,
@@ -255,7 +272,7 @@ impl Remediator {
                     ),
                 )
                 .await?;
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep(*wait).await;
             if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
                 // Not started: it stays `matched` for the next process.
                 return Ok(());
@@ -432,7 +449,7 @@ impl Remediator {
                     .append_event(id, step_started(index, command, executed))
                     .await?;
             }
-            let started = Instant::now();
+            let (started, started_at) = (Instant::now(), Utc::now());
             let outcome = self
                 .executor
                 .run(target, executed, plan.command_timeout)
@@ -447,7 +464,8 @@ impl Remediator {
                 // salve stopped waiting, but the command may go on until the target's
                 // backstop ends it: nothing else starts on this host before then.
                 let bound = self.executor.connect_bound() + remote_lifetime(plan.command_timeout);
-                self.hold(&target.name, started + bound, HELD_AFTER_CUT);
+                let until = saturating_after(started_at, bound);
+                self.hold(&target.name, until, HELD_AFTER_CUT).await?;
             }
             let (record, failure) =
                 step_record(index + 1, command, target, plan.command_timeout, &outcome);
@@ -683,6 +701,14 @@ fn step_started(index: usize, command: &str, executed: &str) -> NewEvent {
         "step_started",
         json!({ "step": index + 1, "command": command, "executed": executed }),
     )
+}
+
+/// `at + duration`, or the end of time where that does not fit.
+fn saturating_after(at: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(duration)
+        .ok()
+        .and_then(|duration| at.checked_add_signed(duration))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn round_to_ms(duration: Duration) -> Duration {

@@ -51,6 +51,14 @@ pub enum RunGate {
     AlertResolved,
 }
 
+/// A host nothing may start on before `until` (see `Store::hold_host`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostHold {
+    pub host: String,
+    pub until: DateTime<Utc>,
+    pub why: String,
+}
+
 /// One remediation run counted by a breaker.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RunRecord {
@@ -188,6 +196,18 @@ pub trait Store: Send + Sync + 'static {
         detail: serde_json::Value,
         first_step: Option<NewEvent>,
     ) -> Result<RunGate, StoreError>;
+
+    /// Records that nothing may start on `host` before `until` (keeps a later `until`
+    /// already recorded). Holds past their time are dropped.
+    async fn hold_host(
+        &self,
+        host: &str,
+        until: DateTime<Utc>,
+        why: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The holds not yet over, by host.
+    async fn host_holds(&self) -> Result<Vec<HostHold>, StoreError>;
 
     /// Runs of (recipe, target) counted in the window now (after any reset), oldest first.
     async fn runs_in_window(

@@ -18,8 +18,8 @@ use crate::alert::Alert;
 use crate::incident::{Incident, IncidentId, State};
 use crate::plan::Plan;
 use crate::store::{
-    BreakerLimit, BreakerStatus, Gap, IncidentDetail, Ingested, NewEvent, OutboxItem, RunGate,
-    RunRecord, Store, StoreError,
+    BreakerLimit, BreakerStatus, Gap, HostHold, IncidentDetail, Ingested, NewEvent, OutboxItem,
+    RunGate, RunRecord, Store, StoreError,
 };
 
 mod guard;
@@ -403,6 +403,21 @@ impl Store for SqliteStore {
         let (recipe, target) = (recipe.to_owned(), target.to_owned());
         self.read(move |conn| guard::runs_in_window(conn, &recipe, &target, window, Utc::now()))
             .await
+    }
+
+    async fn hold_host(
+        &self,
+        host: &str,
+        until: DateTime<Utc>,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        let (host, why) = (host.to_owned(), why.to_owned());
+        self.write_with(move |conn| guard::hold_host(conn, &host, until, &why, Utc::now()))
+            .await
+    }
+
+    async fn host_holds(&self) -> Result<Vec<HostHold>, StoreError> {
+        self.read(|conn| guard::host_holds(conn, Utc::now())).await
     }
 
     async fn breakers(&self) -> Result<Vec<BreakerStatus>, StoreError> {
@@ -1532,6 +1547,35 @@ mod guard_tests {
                 })
             ),
             "{again:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn host_holds_keep_the_later_time_and_drop_when_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("salve.db");
+        let store = SqliteStore::open_path(&path).unwrap();
+        let later = Utc::now() + chrono::Duration::seconds(60);
+        let sooner = Utc::now() + chrono::Duration::seconds(30);
+        store
+            .hold_host("web1", later, "cut by a crash")
+            .await
+            .unwrap();
+        store.hold_host("web1", sooner, "timed out").await.unwrap();
+        store
+            .hold_host("web2", Utc::now() - chrono::Duration::seconds(1), "over")
+            .await
+            .unwrap();
+        drop(store);
+        let store = SqliteStore::open_path(&path).unwrap();
+        let holds = store.host_holds().await.unwrap();
+        assert_eq!(
+            holds,
+            [HostHold {
+                host: "web1".into(),
+                until: later,
+                why: "cut by a crash".into()
+            }]
         );
     }
 

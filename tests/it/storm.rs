@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::bed::text;
+use crate::bed::{history_json, text};
 use crate::remediation_e2e::{
     Extras, Inventory, by_label, events, post_generic, start_with, wait_for_final,
 };
@@ -34,13 +34,15 @@ async fn target_lines(host: &SshHost, path: &str) -> Vec<String> {
 
 /// A command salve was running when it was killed keeps running on the target (closing an
 /// SSH channel does not stop a process without a terminal). After the restart, the next
-/// incident for that host must wait for it, not start beside it.
+/// incident for that host must wait for it, not start beside it — also after a second
+/// `kill -9` during that wait (a crash loop): the hold is in the store, not only in memory.
 #[tokio::test]
 async fn a_command_cut_by_kill_9_holds_its_host_until_it_is_surely_over() {
     let host = SshHost::start().await;
     let capture = WebhookCapture::start().await;
     let channels = capture_channels(&capture);
-    // The recipe's command budget is 3 s; the cut command holds the host's lock for 2.5 s.
+    // The recipe's command budget is 3 s; the cut command holds the host's lock for 6 s
+    // (the target's backstop would TERM it at 8 s).
     let mut enforcing = start_with(
         &[Inventory::of("web1", &host)],
         &[&host],
@@ -54,7 +56,7 @@ async fn a_command_cut_by_kill_9_holds_its_host_until_it_is_surely_over() {
     post_generic(
         &enforcing.salve,
         json!({ "alerts": [
-            { "labels": { "alertname": "StormOnce", "instance": "web1:9100", "n": "1", "hold": "2.5" } },
+            { "labels": { "alertname": "StormOnce", "instance": "web1:9100", "n": "1", "hold": "6" } },
             { "labels": { "alertname": "StormOnce", "instance": "web1:9100", "n": "2" } },
         ]}),
     )
@@ -72,6 +74,27 @@ async fn a_command_cut_by_kill_9_holds_its_host_until_it_is_surely_over() {
     .await;
     enforcing.salve.kill9();
     enforcing.salve.restart().await;
+    // The next incident waits for the host; kill salve again while it does.
+    wait_until(
+        Duration::from_secs(10),
+        "the next incident to wait for web1",
+        || async {
+            let history = history_json(&enforcing.salve).await;
+            history
+                .iter()
+                .any(|incident| !events(incident, "host_held").is_empty())
+                .then_some(())
+        },
+    )
+    .await;
+    let still_running = target_lines(&host, "/tmp/storm-runs").await;
+    assert_eq!(
+        still_running,
+        ["once 1 web1"],
+        "the second kill must come while the first command runs"
+    );
+    enforcing.salve.kill9();
+    enforcing.salve.restart().await;
     let salve = &enforcing.salve;
 
     let history = wait_for_final(salve, 2, Duration::from_secs(40)).await;
@@ -85,10 +108,12 @@ async fn a_command_cut_by_kill_9_holds_its_host_until_it_is_surely_over() {
     );
     assert_eq!(next["state"], "succeeded", "{next:#}");
     assert_eq!(events(cut, "step_started").len(), 1, "{cut:#}");
-    // It waited, and said why.
+    // It waited, once per start, and said why.
     let held = events(next, "host_held");
-    assert_eq!(held.len(), 1, "{next:#}");
-    assert_eq!(held[0]["host"], "web1");
+    assert_eq!(held.len(), 2, "{next:#}");
+    assert!(held.iter().all(|h| h["host"] == "web1"), "{next:#}");
+    let runs = target_lines(&host, "/tmp/storm-runs").await;
+    assert_eq!(runs, ["once 1 web1", "once 2 web1"]);
 }
 
 /// The same without a crash: a command salve stopped waiting for at its timeout goes on

@@ -12,7 +12,8 @@ use super::rows::{INCIDENT_COLUMNS, incident_from_row, state_from_text, time_col
 use super::writer::{expect_state, journal, unavailable};
 use crate::incident::{Incident, IncidentId, State};
 use crate::store::{
-    BreakerLimit, BreakerStatus, Gap, NewEvent, OutboxItem, RunGate, RunRecord, StoreError,
+    BreakerLimit, BreakerStatus, Gap, HostHold, NewEvent, OutboxItem, RunGate, RunRecord,
+    StoreError,
 };
 
 fn window_start(
@@ -117,6 +118,39 @@ pub(super) fn begin_run(
 fn alert_resolved(conn: &Connection, id: IncidentId) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT alert_status = 'resolved' FROM incidents WHERE id = ?1")?
         .query_row(params![id.0], |row| row.get(0))
+}
+
+pub(super) fn hold_host(
+    conn: &Connection,
+    host: &str,
+    until: DateTime<Utc>,
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let write = || -> rusqlite::Result<()> {
+        conn.prepare_cached("DELETE FROM host_holds WHERE until <= ?1")?
+            .execute(params![time_text(now)])?;
+        conn.prepare_cached(
+            "INSERT INTO host_holds (host, until, why) VALUES (?1, ?2, ?3)
+             ON CONFLICT (host) DO UPDATE SET until = excluded.until, why = excluded.why
+             WHERE excluded.until > host_holds.until",
+        )?
+        .execute(params![host, time_text(until), why])?;
+        Ok(())
+    };
+    write().map_err(unavailable)
+}
+
+pub(super) fn host_holds(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<HostHold>> {
+    conn.prepare_cached("SELECT host, until, why FROM host_holds WHERE until > ?1 ORDER BY host")?
+        .query_map(params![time_text(now)], |row| {
+            Ok(HostHold {
+                host: row.get(0)?,
+                until: time_column(row, 1)?,
+                why: row.get(2)?,
+            })
+        })?
+        .collect()
 }
 
 pub(super) fn reset_breaker(
