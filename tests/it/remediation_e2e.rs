@@ -145,22 +145,24 @@ pub(crate) async fn post_generic(salve: &SalveProcess, alerts: Value) {
 }
 
 /// Polls the journal until every incident is in a final state (and there are `count`).
+/// The states an incident ends in.
+pub(crate) const FINAL: [&str; 9] = [
+    "succeeded",
+    "failed",
+    "verify_failed",
+    "resolved_before_run",
+    "refused",
+    "unmatched",
+    "breaker_open",
+    "rate_limited",
+    "interrupted",
+];
+
 pub(crate) async fn wait_for_final(
     salve: &SalveProcess,
     count: usize,
     deadline: Duration,
 ) -> Vec<Value> {
-    const FINAL: [&str; 9] = [
-        "succeeded",
-        "failed",
-        "verify_failed",
-        "resolved_before_run",
-        "refused",
-        "unmatched",
-        "breaker_open",
-        "rate_limited",
-        "interrupted",
-    ];
     let started = std::time::Instant::now();
     loop {
         let history = history_json(salve).await;

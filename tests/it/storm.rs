@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::bed::{history_json, text};
 use crate::remediation_e2e::{
-    Extras, Inventory, by_label, events, post_generic, start_with, wait_for_final,
+    Enforcing, Extras, FINAL, Inventory, by_label, events, post_generic, start_with, wait_for_final,
 };
 use crate::support::{SalveProcess, SshHost, WebhookCapture, wait_until, wait_until_every};
 
@@ -32,18 +32,14 @@ async fn target_lines(host: &SshHost, path: &str) -> Vec<String> {
     text(&output.stdout).lines().map(str::to_owned).collect()
 }
 
-/// A command salve was running when it was killed keeps running on the target (closing an
-/// SSH channel does not stop a process without a terminal). After the restart, the next
-/// incident for that host must wait for it, not start beside it — also after a second
-/// `kill -9` during that wait (a crash loop): the hold is in the store, not only in memory.
-#[tokio::test]
-async fn a_command_cut_by_kill_9_holds_its_host_until_it_is_surely_over() {
+/// salve with one inventory host, web1, and two storm alerts for it: `n=1` holds the
+/// host's lock on the target for `hold` seconds (the recipe's command budget is 3 s),
+/// `n=2` is the next incident for the same host.
+async fn two_alerts_for_one_host(hold: &str) -> (SshHost, WebhookCapture, Enforcing) {
     let host = SshHost::start().await;
     let capture = WebhookCapture::start().await;
     let channels = capture_channels(&capture);
-    // The recipe's command budget is 3 s; the cut command holds the host's lock for 6 s
-    // (the target's backstop would TERM it at 8 s).
-    let mut enforcing = start_with(
+    let enforcing = start_with(
         &[Inventory::of("web1", &host)],
         &[&host],
         &[],
@@ -56,11 +52,23 @@ async fn a_command_cut_by_kill_9_holds_its_host_until_it_is_surely_over() {
     post_generic(
         &enforcing.salve,
         json!({ "alerts": [
-            { "labels": { "alertname": "StormOnce", "instance": "web1:9100", "n": "1", "hold": "6" } },
+            { "labels": { "alertname": "StormOnce", "instance": "web1:9100", "n": "1", "hold": hold } },
             { "labels": { "alertname": "StormOnce", "instance": "web1:9100", "n": "2" } },
         ]}),
     )
     .await;
+    (host, capture, enforcing)
+}
+
+/// A command salve was running when it was killed keeps running on the target (closing an
+/// SSH channel does not stop a process without a terminal). After the restart, the next
+/// incident for that host must wait for it, not start beside it — also after a second
+/// `kill -9` during that wait (a crash loop): the hold is in the store, not only in memory.
+#[tokio::test]
+async fn a_command_cut_by_kill_9_holds_its_host_until_it_is_surely_over() {
+    // The cut command holds the host's lock for 6 s (the target's backstop would TERM it
+    // at 8 s).
+    let (host, _capture, mut enforcing) = two_alerts_for_one_host("6").await;
     // Killed only once the command really runs on the target (its journal entry comes
     // before it is sent, so the journal alone cannot tell).
     wait_until(
@@ -121,28 +129,8 @@ async fn a_command_cut_by_kill_9_holds_its_host_until_it_is_surely_over() {
 /// for that host must wait for that, not start beside it.
 #[tokio::test]
 async fn a_command_cut_by_its_timeout_holds_its_host_until_it_is_surely_over() {
-    let host = SshHost::start().await;
-    let capture = WebhookCapture::start().await;
-    let channels = capture_channels(&capture);
-    let enforcing = start_with(
-        &[Inventory::of("web1", &host)],
-        &[&host],
-        &[],
-        Extras {
-            channels: Some(&channels),
-            ..Extras::default()
-        },
-    )
-    .await;
-    // The recipe's command budget is 3 s; the first command holds the host's lock for 4.5 s.
-    post_generic(
-        &enforcing.salve,
-        json!({ "alerts": [
-            { "labels": { "alertname": "StormOnce", "instance": "web1:9100", "n": "1", "hold": "4.5" } },
-            { "labels": { "alertname": "StormOnce", "instance": "web1:9100", "n": "2" } },
-        ]}),
-    )
-    .await;
+    // The first command holds the host's lock for 4.5 s, past its 3 s budget.
+    let (host, _capture, enforcing) = two_alerts_for_one_host("4.5").await;
     let history = wait_for_final(&enforcing.salve, 2, Duration::from_secs(60)).await;
     let cut = by_label(&history, "n", "1");
     assert_eq!(cut["state"], "failed", "{cut:#}");
@@ -188,17 +176,6 @@ const RUN_ENDS: [&str; 5] = [
     "verify_failed",
     "interrupted",
     "resumed",
-];
-const FINAL_STATES: [&str; 9] = [
-    "succeeded",
-    "failed",
-    "verify_failed",
-    "resolved_before_run",
-    "refused",
-    "unmatched",
-    "breaker_open",
-    "rate_limited",
-    "interrupted",
 ];
 
 /// Alert `n` of the storm: host `n % 100`, so each host gets 10; rounds of 100 alternate
@@ -256,7 +233,7 @@ async fn state_counts(salve: &SalveProcess) -> BTreeMap<String, usize> {
 }
 
 fn finished(counts: &BTreeMap<String, usize>) -> usize {
-    FINAL_STATES
+    FINAL
         .iter()
         .map(|state| counts.get(*state).copied().unwrap_or(0))
         .sum()
