@@ -158,6 +158,14 @@ pub struct Event {
 }
 
 impl Incident {
+    /// The inventory name of the host its plan targets ("" when it has none).
+    pub fn target_name(&self) -> &str {
+        self.plan
+            .as_ref()
+            .and_then(|plan| plan.target.as_ref())
+            .map_or("", |target| target.name.as_str())
+    }
+
     /// The alert as it stands in the journal, for planning.
     pub fn to_alert(&self) -> crate::alert::Alert {
         crate::alert::Alert {

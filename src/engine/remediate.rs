@@ -181,12 +181,7 @@ impl Remediator {
                 continue;
             }
             queued += 1;
-            let host = incident
-                .plan
-                .as_ref()
-                .and_then(|plan| plan.target.as_ref())
-                .map(|target| target.name.clone())
-                .unwrap_or_default();
+            let host = incident.target_name().to_owned();
             let mut hosts = self.hosts.lock().expect("hosts lock");
             let start_worker = !hosts.contains_key(&host);
             hosts.entry(host.clone()).or_default().push_back(incident);
@@ -251,12 +246,7 @@ impl Remediator {
     /// transaction).
     async fn remediate(&self, incident: Incident, fresh: bool) -> Result<(), StoreError> {
         let id = incident.id;
-        let host = incident
-            .plan
-            .as_ref()
-            .and_then(|plan| plan.target.as_ref())
-            .map(|target| target.name.as_str())
-            .unwrap_or_default();
+        let host = incident.target_name();
         let held = self.held_for(host);
         if let Some((wait, why)) = &held {
             self.store

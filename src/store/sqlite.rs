@@ -1406,7 +1406,12 @@ mod guard_tests {
     }
 
     async fn matched(store: &SqliteStore, n: u32) -> IncidentId {
-        let id = store.ingest(vec![alert(n)], Utc::now()).await.unwrap()[0].id;
+        matched_alert(store, alert(n)).await
+    }
+
+    /// Ingests `alert` and plans it (`matched`, recipe service-restart).
+    async fn matched_alert(store: &SqliteStore, alert: Alert) -> IncidentId {
+        let id = store.ingest(vec![alert], Utc::now()).await.unwrap()[0].id;
         let plan = Plan {
             mode: Mode::Enforce,
             ..Plan::inert(
@@ -1494,24 +1499,7 @@ mod guard_tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open_path(&dir.path().join("salve.db")).unwrap();
         let firing = alert(1);
-        let id = store
-            .ingest(vec![firing.clone()], Utc::now())
-            .await
-            .unwrap()[0]
-            .id;
-        let plan = Plan {
-            mode: Mode::Enforce,
-            ..Plan::inert(
-                PlanOutcome::Planned,
-                Some("service-restart".into()),
-                String::new(),
-                vec![],
-            )
-        };
-        store
-            .record_plan(id, State::Received, State::Matched, &plan)
-            .await
-            .unwrap();
+        let id = matched_alert(&store, firing.clone()).await;
         let resolved = Alert {
             status: crate::alert::AlertStatus::Resolved,
             ends_at: Some(Utc::now()),
