@@ -560,7 +560,10 @@ pub fn load_from_str(
             config::Environment::with_prefix("SALVE")
                 .prefix_separator("_")
                 .separator("__")
-                .try_parsing(true)
+                // Values stay text until serde reads them as the key's type (numbers and
+                // booleans still parse): with parsing on, a secret of digits (`007`) would
+                // arrive as the number 7.
+                .try_parsing(false)
                 .source(Some(env.into_iter().collect())),
         )
         .build()
@@ -861,6 +864,28 @@ mod tests {
             "hunter2-token"
         );
         assert!(!format!("{loaded:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn environment_values_keep_their_text_and_still_fill_numbers_and_booleans() {
+        // A secret of digits must arrive as written: `007` is not the number 7.
+        let loaded = load_text(
+            "",
+            &[
+                ("SALVE_SERVER__AUTH__BEARER_TOKEN", "007"),
+                ("SALVE_SERVER__ALLOW_UNAUTHENTICATED", "true"),
+                ("SALVE_ENGINE__MAX_PARALLEL", "3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(loaded.bearer_token.as_ref().unwrap().expose(), "007");
+        assert!(loaded.settings.server.allow_unauthenticated);
+        assert_eq!(loaded.settings.engine.max_parallel, 3);
+        let problems = load_text("", &[("SALVE_ENGINE__MAX_PARALLEL", "many")]).unwrap_err();
+        assert!(
+            messages(problems)[0].contains("max_parallel"),
+            "names the key"
+        );
     }
 
     #[test]
