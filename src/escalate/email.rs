@@ -142,7 +142,8 @@ fn endpoint(channel: &EmailChannel) -> Result<Endpoint, (&'static str, String)> 
     Ok(Endpoint { host, port, tls })
 }
 
-/// Problems found without touching the network (files are only checked to exist).
+/// Problems found without touching the network (a password file is only checked to
+/// exist; the CA file is read and parsed).
 /// Each is `(key, message)`; the caller adds the channel and the file:line.
 pub(crate) fn problems(channel: &EmailChannel) -> Vec<(&'static str, String)> {
     let mut problems = Vec::new();
@@ -180,15 +181,16 @@ pub(crate) fn problems(channel: &EmailChannel) -> Vec<(&'static str, String)> {
             "password and password_file are both set; choose one".into(),
         ));
     }
-    for (key, path) in [
-        ("password_file", &channel.password_file),
-        ("ca_file", &channel.ca_file),
-    ] {
-        if let Some(path) = path
-            && !path.is_file()
-        {
-            problems.push((key, format!("{}: no such file", path.display())));
-        }
+    if let Some(path) = &channel.password_file
+        && !path.is_file()
+    {
+        problems.push(("password_file", format!("{}: no such file", path.display())));
+    }
+    // Not a secret: read it now, so `salve check` and startup refuse a CA that TLS would.
+    if let Some(path) = &channel.ca_file
+        && let Err(message) = ca_certificate(path)
+    {
+        problems.push(("ca_file", message));
     }
     if let Err(error) = channel.from.parse::<Mailbox>() {
         problems.push((
@@ -211,6 +213,21 @@ pub(crate) fn problems(channel: &EmailChannel) -> Vec<(&'static str, String)> {
         problems.push(("timeout", "must be > 0".into()));
     }
     problems
+}
+
+/// The CA certificate(s) in the PEM file at `path`; a file with none is refused.
+fn ca_certificate(path: &std::path::Path) -> Result<Certificate, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
+    let not_pem = |why: String| format!("{}: not PEM certificates: {why}", path.display());
+    let found = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| not_pem(error.to_string()))?;
+    if found.is_empty() {
+        return Err(not_pem("no -----BEGIN CERTIFICATE----- block".into()));
+    }
+    Certificate::from_pem(&pem).map_err(|error| not_pem(error.to_string()))
 }
 
 /// A built email channel: transport and addresses ready, templates checked.
@@ -241,11 +258,8 @@ impl EmailSender {
             SmtpTls::Starttls | SmtpTls::Tls => {
                 let mut parameters = TlsParameters::builder(endpoint.host.clone());
                 if let Some(path) = &channel.ca_file {
-                    let pem = std::fs::read(path)
-                        .map_err(|error| format!("ca_file {}: {error}", path.display()))?;
-                    let certificate = Certificate::from_pem(&pem).map_err(|error| {
-                        format!("ca_file {}: not PEM certificates: {error}", path.display())
-                    })?;
+                    let certificate =
+                        ca_certificate(path).map_err(|message| format!("ca_file {message}"))?;
                     parameters = parameters.add_root_certificate(certificate);
                 }
                 let parameters = parameters
@@ -453,5 +467,32 @@ mod tests {
         assert_eq!(keys(&c), ["from", "to", "subject"]);
         c.to = vec!["a@b\r\nBcc: x@y".into()];
         assert_eq!(keys(&c), ["from", "to", "subject"]);
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_a_problem_not_a_later_tls_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("ca.pem");
+        std::fs::write(&text, "not a certificate\n").unwrap();
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let missing = dir.path().join("missing.pem");
+        for (path, expected) in [
+            (&text, "no -----BEGIN CERTIFICATE----- block"),
+            (&broken, "not PEM certificates"),
+            (&missing, "No such file"),
+        ] {
+            let mut c = channel("smtps://h", None);
+            c.ca_file = Some(path.clone());
+            let found = problems(&c);
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(found[0].0, "ca_file");
+            assert!(found[0].1.contains(expected), "{found:?}");
+            assert!(EmailSender::build(&c).is_err());
+        }
     }
 }
