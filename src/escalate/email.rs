@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use base64::Engine as _;
 use lettre::message::Mailbox;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::transport::smtp::authentication::Credentials;
@@ -13,9 +14,9 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
-use super::SendError;
 use super::content::{Escalation, render_text};
 use super::template::Templates;
+use super::{SendError, redact};
 use crate::config::{Secret, de_duration, secret_from};
 
 /// An email channel (`kind = "email"`): each escalation is one plain-text mail.
@@ -239,6 +240,9 @@ pub(crate) struct EmailSender {
     to: Vec<Mailbox>,
     subject: String,
     timeout: Duration,
+    /// The password as sent (plain, and in AUTH PLAIN/LOGIN's base64): a server reply
+    /// that quotes it back is redacted before it reaches the log or the journal.
+    credentials: Vec<String>,
 }
 
 impl EmailSender {
@@ -276,11 +280,21 @@ impl EmailSender {
             .port(endpoint.port)
             .tls(tls)
             .timeout(Some(channel.timeout));
+        let mut credentials = Vec::new();
         if let (Some(username), Some(password)) = (&channel.username, password) {
-            builder = builder.credentials(Credentials::new(
-                username.clone(),
-                password.expose().to_owned(),
-            ));
+            let base64 = |text: String| base64::engine::general_purpose::STANDARD.encode(text);
+            let password = password.expose().to_owned();
+            // A password of a few characters would turn every such letter in a reply into
+            // `[redacted]` and so spell itself out; those are not redacted.
+            credentials = vec![
+                password.clone(),
+                base64(password.clone()),
+                base64(format!("\0{username}\0{password}")),
+            ];
+            if password.chars().count() < 4 {
+                credentials.remove(0);
+            }
+            builder = builder.credentials(Credentials::new(username.clone(), password));
         }
         let parse = |text: &str| {
             text.parse::<Mailbox>()
@@ -306,6 +320,7 @@ impl EmailSender {
                 .collect::<Result<_, _>>()?,
             subject: channel.subject.clone(),
             timeout: channel.timeout,
+            credentials,
         })
     }
 
@@ -325,7 +340,11 @@ impl EmailSender {
         let delivery = tokio::time::timeout(self.timeout, self.transport.send(message)).await;
         match delivery {
             Ok(Ok(_response)) => Ok(()),
-            Ok(Err(error)) => Err(classify(&self.server, &error)),
+            Ok(Err(error)) => {
+                let mut refused = classify(&self.server, &error);
+                refused.message = redact(&refused.message, &self.credentials);
+                Err(refused)
+            }
             Err(_) => Err(SendError {
                 message: format!("SMTP {}: no answer within {:?}", self.server, self.timeout),
                 retryable: true,
@@ -467,6 +486,25 @@ mod tests {
         assert_eq!(keys(&c), ["from", "to", "subject"]);
         c.to = vec!["a@b\r\nBcc: x@y".into()];
         assert_eq!(keys(&c), ["from", "to", "subject"]);
+    }
+
+    #[test]
+    fn a_server_reply_quoting_the_password_is_redacted() {
+        let mut c = channel("smtps://h", None);
+        c.username = Some("salve".into());
+        c.password = Some(Secret::new("hunter2-smtp".into()));
+        let sender = EmailSender::build(&c).unwrap();
+        let plain = base64::engine::general_purpose::STANDARD.encode("\0salve\0hunter2-smtp");
+        let login = base64::engine::general_purpose::STANDARD.encode("hunter2-smtp");
+        let reply = format!("535 bad AUTH PLAIN {plain} / LOGIN {login} / hunter2-smtp");
+        assert_eq!(
+            redact(&reply, &sender.credentials),
+            "535 bad AUTH PLAIN [redacted] / LOGIN [redacted] / [redacted]"
+        );
+        // A password this short would spell itself out letter by letter: left alone.
+        c.password = Some(Secret::new("e".into()));
+        let sender = EmailSender::build(&c).unwrap();
+        assert_eq!(redact("there", &sender.credentials), "there");
     }
 
     #[test]

@@ -22,6 +22,18 @@ pub use webhook::{WebhookChannel, WebhookPreset};
 use crate::config::ChannelSettings;
 use template::Templates;
 
+/// `text` with every credential replaced by `[redacted]` (longest first, so a credential
+/// that contains another is replaced whole).
+pub(crate) fn redact(text: &str, credentials: &[String]) -> String {
+    let mut credentials: Vec<&String> = credentials.iter().filter(|c| !c.is_empty()).collect();
+    credentials.sort_by_key(|credential| std::cmp::Reverse(credential.len()));
+    credentials
+        .into_iter()
+        .fold(text.to_owned(), |text, credential| {
+            text.replace(credential.as_str(), "[redacted]")
+        })
+}
+
 /// Why a channel did not accept an escalation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

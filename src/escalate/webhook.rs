@@ -11,9 +11,9 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::SendError;
 use super::content::{Escalation, render_text};
 use super::template::{Templates, truncate_chars};
+use super::{SendError, redact};
 use crate::config::{Secret, de_duration, secret_from};
 
 /// PagerDuty's Events API v2 endpoint, the default URL of the `pagerduty` preset.
@@ -246,15 +246,6 @@ fn credentials(url: &reqwest::Url, headers: &HeaderMap, body: &Body) -> Vec<Stri
     found.sort_by_key(|credential| std::cmp::Reverse(credential.len()));
     found.dedup();
     found
-}
-
-/// `text` with every credential replaced by `[redacted]`.
-fn redact(text: &str, credentials: &[String]) -> String {
-    credentials
-        .iter()
-        .fold(text.to_owned(), |text, credential| {
-            text.replace(credential.as_str(), "[redacted]")
-        })
 }
 
 impl WebhookSender {
