@@ -250,3 +250,71 @@ async fn store_that_cannot_commit_answers_503_then_recovers() {
         "the 503'd delivery must not count"
     );
 }
+
+/// The intake limits over real HTTP, per hook: each breach is a 400 naming the limit, and
+/// nothing of the notification is stored.
+#[tokio::test]
+async fn notifications_over_the_intake_limits_are_refused_whole() {
+    let salve = start_salve(
+        "",
+        "\n[intake]\nmax_alerts = 2\nmax_labels = 4\nmax_name_bytes = 16\nmax_value_bytes = 32\n",
+    )
+    .await;
+    let generic = |labels: Value| json!({ "labels": labels });
+    let ok = json!({ "alertname": "Limits", "instance": "web1:9100" });
+    let mut am_three = am_body("Limits");
+    let first = am_three["alerts"][0].clone();
+    am_three["alerts"] = json!([first.clone(), first.clone(), first]);
+    for (hook, body, limit) in [
+        (
+            "/hooks/generic",
+            json!({ "alerts": [generic(ok.clone()), generic(ok.clone()), generic(ok.clone())] }),
+            "max_alerts",
+        ),
+        ("/hooks/alertmanager", am_three, "max_alerts"),
+        (
+            "/hooks/generic",
+            generic(json!({ "alertname": "Limits", "a": "1", "b": "2", "c": "3", "d": "4" })),
+            "max_labels",
+        ),
+        (
+            "/hooks/generic",
+            generic(json!({ "alertname": "Limits", "a_very_long_label_name": "x" })),
+            "max_name_bytes",
+        ),
+        (
+            "/hooks/generic",
+            generic(json!({ "alertname": "Limits", "instance": "x".repeat(33) })),
+            "max_value_bytes",
+        ),
+    ] {
+        let (status, reason) = post_raw(
+            &salve,
+            hook,
+            "application/json",
+            serde_json::to_vec(&body).unwrap(),
+            Some(BEARER.1),
+        )
+        .await;
+        assert_eq!(status, 400, "{hook} {limit}: {reason}");
+        assert!(
+            reason.contains(limit),
+            "{hook}: {reason} should name {limit}"
+        );
+    }
+    assert!(
+        api_incidents(&salve).await.is_empty(),
+        "a refused notification stored something"
+    );
+    // At the limits exactly: accepted (the same alert twice is one incident).
+    let (status, reason) = post_raw(
+        &salve,
+        "/hooks/generic",
+        "application/json",
+        serde_json::to_vec(&json!({ "alerts": [generic(ok.clone()), generic(ok)] })).unwrap(),
+        Some(BEARER.1),
+    )
+    .await;
+    assert_eq!(status, 200, "{reason}");
+    wait_for_incidents(&salve, "the accepted alerts", |all| all.len() == 1).await;
+}
