@@ -2,6 +2,7 @@
 //! SIGINT, then stop accepting, let the engine finish its step, and exit.
 
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -177,6 +178,10 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
     outbox_task.await.context("outbox task")?;
     server_handle.stop(true).await;
     let _ = server_task.await;
+    if mode == Mode::Enforce && settings.ssh.control_dir.is_none() {
+        // The masters are closed (the engine's stop shut the executor down).
+        let _ = std::fs::remove_dir_all(default_control_dir());
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -191,9 +196,10 @@ fn build_executor(loaded: &Loaded) -> anyhow::Result<crate::ssh::Executor> {
         .context("enforce mode needs ssh.known_hosts")?;
     let control_dir = match &ssh.control_dir {
         Some(dir) => dir.clone(),
-        // Short on purpose: the control sockets live here and Unix socket paths are
-        // limited to ~108 bytes.
-        None => std::env::temp_dir().join(format!("salve-{}", std::process::id())),
+        None => {
+            remove_stale_control_dirs();
+            default_control_dir()
+        }
     };
     std::fs::create_dir_all(&control_dir)
         .with_context(|| format!("creating {}", control_dir.display()))?;
@@ -212,6 +218,52 @@ fn build_executor(loaded: &Loaded) -> anyhow::Result<crate::ssh::Executor> {
         max_output_bytes: ssh.max_output_bytes,
     })
     .context("setting up SSH")
+}
+
+/// Short on purpose: the control sockets live here and Unix socket paths are limited to
+/// ~108 bytes. Per process, so two salves on one machine never share masters.
+fn default_control_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("salve-{}", std::process::id()))
+}
+
+/// Removes the default control dirs of salve processes that are gone (killed, crashed):
+/// a crash loop must not fill the temp dir. A dir whose PID is alive is left alone, even if
+/// the PID now belongs to another program. Orphaned masters exit on their own
+/// (`ControlPersist`); a command one may still run is not affected by this.
+fn remove_stale_control_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix("salve-"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let ours = entry.metadata().is_ok_and(|meta| {
+            use std::os::unix::fs::MetadataExt;
+            meta.is_dir() && meta.uid() == current_uid()
+        });
+        if ours && !Path::new(&format!("/proc/{pid}")).exists() {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => {
+                    tracing::debug!(dir = %entry.path().display(), "removed a stale control dir")
+                }
+                Err(e) => {
+                    tracing::debug!(dir = %entry.path().display(), error = %e, "cannot remove a stale control dir")
+                }
+            }
+        }
+    }
+}
+
+fn current_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    // Our own /proc entry is owned by our real UID.
+    std::fs::metadata("/proc/self").map_or(u32::MAX, |meta| meta.uid())
 }
 
 fn build_remediator(

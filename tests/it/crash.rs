@@ -4,7 +4,9 @@
 use serde_json::json;
 
 use crate::bed::{BEARER, history_json, only, start_salve, wait_for_incidents};
-use crate::support::post_json;
+use std::time::Duration;
+
+use crate::support::{SalveProcess, post_json};
 
 #[tokio::test]
 async fn kill_9_right_after_2xx_keeps_the_incident() {
@@ -35,6 +37,49 @@ async fn kill_9_right_after_2xx_keeps_the_incident() {
         incident["plan"]["commands"][0],
         "systemctl restart 'postgresql'"
     );
+}
+
+/// The SSH control dirs of killed salves do not pile up in the temp dir: the next start
+/// removes those whose process is gone, and a clean stop removes its own.
+#[tokio::test]
+async fn control_dirs_of_dead_salves_are_removed_and_a_clean_stop_removes_its_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let known_hosts = tmp.path().join("known_hosts");
+    std::fs::write(&known_hosts, "").unwrap();
+    // A PID that is gone: a child that exited and was reaped.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let stale = tmp.path().join(format!("salve-{gone_pid}"));
+    let alive = tmp.path().join(format!("salve-{}", std::process::id()));
+    let unrelated = tmp.path().join("salve-notes");
+    for dir in [&stale, &alive, &unrelated] {
+        std::fs::create_dir(dir).unwrap();
+        std::fs::write(dir.join("left-behind"), "").unwrap();
+    }
+    let config = crate::bed::config(
+        "",
+        &format!("\n[engine]\nmode = \"enforce\"\n\n[ssh]\nknown_hosts = {known_hosts:?}\n"),
+    );
+    let mut salve = SalveProcess::builder(&config)
+        .recipes_dir(&crate::bed::shipped_recipes())
+        .env("TMPDIR", tmp.path().to_str().unwrap())
+        .start()
+        .await;
+    let own = tmp.path().join(format!("salve-{}", salve.pid().unwrap()));
+    assert!(own.is_dir(), "salve's own control dir {own:?}");
+    assert!(
+        !stale.exists(),
+        "the dead salve's control dir is still there"
+    );
+    assert!(
+        alive.exists() && unrelated.exists(),
+        "removed a dir it does not own"
+    );
+
+    let status = salve.terminate(Duration::from_secs(20)).await;
+    assert!(status.success(), "{status:?}\n{}", salve.stderr_tail());
+    assert!(!own.exists(), "a clean stop left its control dir {own:?}");
 }
 
 mod mid_remediation {
