@@ -257,7 +257,7 @@ proptest! {
 /// backslash-escaped character (never a newline, which would end the command) or a space.
 fn simple_piece() -> impl Strategy<Value = String> {
     prop_oneof![
-        "[a-zA-Z0-9_./:=,+@%-]{1,4}",
+        "[a-zA-Z0-9_./:,+@%-][a-zA-Z0-9_./:=,+@%-]{0,3}",
         shell_value().prop_map(|value| shell_quote(&value).expect("no NUL")),
         "[^\\n\\x00]".prop_map(|c| format!("\\{c}")),
         Just(" ".to_owned()),

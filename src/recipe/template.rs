@@ -127,10 +127,11 @@ const SHELL_WORDS: &[&str] = &[
 
 /// Whether `command` is one external program with literal arguments, which any POSIX shell
 /// (`sh -c` or the remote login shell) splits into the same words: outside single quotes only
-/// `A-Z a-z 0-9 _ . / : = , + @ % -`, spaces and backslash escapes (the `'\''` of
-/// [`shell_quote`]); no operator, redirection, expansion, glob, comment or newline; and a
-/// first word that is a plain program name or path, not a builtin, reserved word or
-/// assignment. A wrapper (`timeout`) can then exec it directly, without `sh -c`.
+/// `A-Z a-z 0-9 _ . / : = , + @ % -` (`=` not first in a word), spaces and backslash
+/// escapes (the `'\''` of [`shell_quote`]); no operator, redirection, expansion, glob,
+/// comment or newline; and a first word that is a plain program name or path, not a
+/// builtin, reserved word or assignment. A wrapper (`timeout`) can then exec it directly,
+/// without `sh -c`.
 pub fn is_simple_command(command: &str) -> bool {
     let mut words: Vec<String> = Vec::new();
     let mut word: Option<String> = None;
@@ -152,6 +153,8 @@ pub fn is_simple_command(command: &str) -> bool {
                 Some(c) if c != '\n' => word.get_or_insert_with(String::new).push(c),
                 _ => return false,
             },
+            // A word starting with `=` is a path lookup in zsh (`=cmd`): only inside a word.
+            '=' if word.is_none() => return false,
             c if c.is_ascii_alphanumeric() || "_./:=,+@%-".contains(c) => {
                 word.get_or_insert_with(String::new).push(c);
             }
@@ -743,6 +746,7 @@ mod tests {
             "[ -e /x ]",
             "{ date; }",
             "%1",
+            "date =x",
         ] {
             assert!(!is_simple_command(needs_a_shell), "{needs_a_shell:?}");
         }
