@@ -298,7 +298,20 @@ pub fn ensure_bed() {
 
 /// The repo's stand-in binaries, mounted over the target's /usr/local/bin.
 fn bed_bin() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bed/bin")
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The host's private tmpfs over /tmp would hide a checkout there (and the target dir).
+    for (what, path) in [
+        ("checkout", repo),
+        ("target dir", Path::new(env!("CARGO_TARGET_TMPDIR"))),
+    ] {
+        assert!(
+            !path.starts_with("/tmp") && !path.starts_with("/var/tmp"),
+            "the SSH test hosts mount a private /tmp and /var/tmp, which hides this {what} \
+             ({}): move it out of /tmp",
+            path.display()
+        );
+    }
+    repo.join("tests/bed/bin")
 }
 
 enum Started {
