@@ -6,13 +6,15 @@
 # own mount and PID namespace; this script only creates what they share with the machine:
 #   salvetarget  unprivileged login user the executor connects as, with passwordless sudo
 #                (/etc/sudoers.d/salve-testbed), as a real fleet's automation user would have;
-#   salvenopw    a second login user with NO sudo rule, so a test can see `sudo -n` refuse.
-# Both get a home and bash; neither is root, because root's ~/.bashrc on these machines runs
+#   salvenopw    a second login user with NO sudo rule, so a test can see `sudo -n` refuse;
+#   salvelimited a login user whose sudo rule allows exactly the shipped service-restart
+#                line (`timeout -k 5 65 systemctl restart *`): least privilege, as README shows.
+# All get a home and bash; neither is root, because root's ~/.bashrc on these machines runs
 # `pyenv init` (~130 ms per command) and a remediation should never need root's login anyway.
 set -euo pipefail
 
 readonly SUDOERS_DROP_IN=/etc/sudoers.d/salve-testbed
-readonly USERS=(salvetarget salvenopw)
+readonly USERS=(salvetarget salvenopw salvelimited)
 
 if [[ $EUID -ne 0 ]]; then
   echo "setup-ssh-target: must run as root (it creates users and a sudoers drop-in)" >&2
@@ -34,13 +36,15 @@ for user in "${USERS[@]}"; do
   fi
 done
 
-# Only salvetarget may sudo, without a password (recipes run `sudo -n -- …`).
-sudoers_line='salvetarget ALL=(ALL) NOPASSWD: ALL'
-if [[ ! -f $SUDOERS_DROP_IN ]] || [[ "$(grep -v '^#' "$SUDOERS_DROP_IN")" != "$sudoers_line" ]]; then
+# salvetarget may sudo anything, salvelimited one command line, both without a password
+# (recipes run `sudo -n -- …`); salvenopw nothing.
+sudoers_lines='salvetarget ALL=(ALL) NOPASSWD: ALL
+salvelimited ALL=(root) NOPASSWD: /usr/bin/timeout -k 5 65 systemctl restart *'
+if [[ ! -f $SUDOERS_DROP_IN ]] || [[ "$(grep -v '^#' "$SUDOERS_DROP_IN")" != "$sudoers_lines" ]]; then
   mkdir -p /etc/sudoers.d
   candidate="$(mktemp)"
   printf '# Created by salve scripts/testbed/setup-ssh-target.sh for the SSH test bed.\n%s\n' \
-    "$sudoers_line" >"$candidate"
+    "$sudoers_lines" >"$candidate"
   # A broken sudoers file would lock sudo for everyone: validate before installing.
   visudo -cf "$candidate" >/dev/null
   install -m 0440 -o root -g root "$candidate" "$SUDOERS_DROP_IN"

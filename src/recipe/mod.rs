@@ -169,6 +169,40 @@ mod tests {
         assert!(report.cases.len() >= 8, "{report}");
     }
 
+    /// README promises a least-privilege sudo rule can name the shipped recipes' lines:
+    /// they must stay simple commands (no `sh -c` wrapper on the target).
+    #[test]
+    fn the_shipped_remediation_commands_are_simple() {
+        let set = shipped();
+        let inventory = Inventory::new(vec![crate::inventory::Host {
+            name: "web1".into(),
+            address: None,
+            port: 22,
+            user: None,
+            labels: std::collections::BTreeMap::new(),
+        }]);
+        let ctx = PlanContext {
+            inventory: &inventory,
+            global_mode: Mode::Enforce,
+            default_escalation: &[],
+        };
+        for labels in [
+            [("alertname", "ServiceDown"), ("service", "nginx")],
+            [("alertname", "DiskSpaceLow"), ("mountpoint", "/var")],
+        ] {
+            let labels = labels
+                .into_iter()
+                .chain([("instance", "web1:9100")])
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            let plan = set.plan(&crate::alert::Alert::firing_generic(labels), &ctx);
+            assert!(!plan.commands.is_empty(), "{plan:?}");
+            for command in &plan.commands {
+                assert!(is_simple_command(command), "{command}");
+            }
+        }
+    }
+
     #[test]
     fn problems_display_as_file_line_message() {
         assert_eq!(

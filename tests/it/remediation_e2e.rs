@@ -13,8 +13,8 @@ use tempfile::TempDir;
 
 use crate::bed::{BEARER, TOKEN, fixture, history_json, salve_cli, shipped_recipes, text};
 use crate::support::{
-    Alertmanager, SalveProcess, SshHost, free_port, http_client, post_json, salve_config_template,
-    wait_until, write_known_hosts,
+    Alertmanager, LIMITED_SUDO_USER, SalveProcess, SshHost, free_port, http_client, post_json,
+    salve_config_template, wait_until, write_known_hosts,
 };
 
 /// One inventory entry: a name, the sshd that plays it, and the SSH user.
@@ -654,6 +654,56 @@ async fn sudo_that_needs_a_password_fails_clearly() {
             .contains("needs a password"),
         "{}",
         incident["reason"]
+    );
+}
+
+/// The remote line of a simple command is exact enough for a least-privilege sudoers rule:
+/// `salvelimited` may run only `/usr/bin/timeout -k 5 65 systemctl restart *` as root
+/// (scripts/testbed/setup-ssh-target.sh). The shipped service restart works under it; the
+/// disk cleanup, which the rule does not allow, is refused by sudo and fails clearly.
+#[tokio::test]
+async fn a_sudoers_rule_for_exactly_the_restart_line_is_enough() {
+    let host = SshHost::start().await;
+    let port = free_port();
+    define_unit(&host, "shop-api", &format!("exec health-server {port}")).await;
+    let enforcing = start_enforcing(
+        &[Inventory {
+            name: "web1",
+            host: &host,
+            user: LIMITED_SUDO_USER,
+        }],
+        &[&host],
+        &[],
+    )
+    .await;
+    let salve = &enforcing.salve;
+    post_generic(
+        salve,
+        json!({ "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "shop-api", "health_port": port.to_string() } }),
+    )
+    .await;
+    let history = wait_for_final(salve, 1, Duration::from_secs(60)).await;
+    let restart = &history[0];
+    assert_eq!(restart["state"], "succeeded", "{restart:#}");
+    assert_eq!(
+        events(restart, "step_started")[0]["executed"],
+        "sudo -n -- timeout -k 5 65 systemctl restart 'shop-api'"
+    );
+
+    post_generic(
+        salve,
+        json!({ "labels": { "alertname": "DiskSpaceLow", "instance": "web1:9100", "mountpoint": "/tmp" } }),
+    )
+    .await;
+    let history = wait_for_final(salve, 2, Duration::from_secs(60)).await;
+    let cleanup = by_label(&history, "alertname", "DiskSpaceLow");
+    assert_eq!(cleanup["state"], "failed", "{cleanup:#}");
+    assert!(
+        cleanup["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("needs a password"),
+        "{cleanup:#}"
     );
 }
 

@@ -29,6 +29,8 @@ const SSHD: &str = "/usr/sbin/sshd";
 /// The login users scripts/testbed/setup-ssh-target.sh creates.
 pub const TARGET_USER: &str = "salvetarget";
 pub const NO_SUDO_USER: &str = "salvenopw";
+/// May sudo only `timeout -k 5 65 systemctl restart *` (the shipped service-restart line).
+pub const LIMITED_SUDO_USER: &str = "salvelimited";
 /// sshd logs "Server listening" within ~20 ms; the margin is for a loaded 2-core runner.
 const READY_DEADLINE: Duration = Duration::from_secs(15);
 const START_ATTEMPTS: u32 = 3;
@@ -275,7 +277,7 @@ pub fn ensure_bed() {
             missing(format!("{binary} (util-linux) not on PATH"));
         }
     }
-    for user in [TARGET_USER, NO_SUDO_USER] {
+    for user in [TARGET_USER, NO_SUDO_USER, LIMITED_SUDO_USER] {
         let exists = Command::new("getent")
             .args(["passwd", user])
             .stdout(Stdio::null())
@@ -437,7 +439,7 @@ fn write_sshd_config(
          PasswordAuthentication no\n\
          KbdInteractiveAuthentication no\n\
          PermitRootLogin no\n\
-         AllowUsers {TARGET_USER} {NO_SUDO_USER}\n\
+         AllowUsers {TARGET_USER} {NO_SUDO_USER} {LIMITED_SUDO_USER}\n\
          PrintMotd no\n\
          UseDNS no\n\
          # One sshd may play many inventory hosts (the storm test: 100), and salve opens up to\n\
