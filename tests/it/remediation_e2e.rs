@@ -623,8 +623,9 @@ async fn an_alert_resolved_while_waiting_its_turn_is_not_run() {
     );
 }
 
-#[tokio::test]
-async fn sudo_that_needs_a_password_fails_clearly() {
+/// web1 logged into as `user`, its shop-api unit down, and the ServiceDown alert for it
+/// posted to an enforcing salve (the shipped service-restart recipe, with sudo).
+async fn shop_api_down_as(user: &str) -> (SshHost, Enforcing) {
     let host = SshHost::start().await;
     let port = free_port();
     define_unit(&host, "shop-api", &format!("exec health-server {port}")).await;
@@ -632,18 +633,24 @@ async fn sudo_that_needs_a_password_fails_clearly() {
         &[Inventory {
             name: "web1",
             host: &host,
-            user: "salvenopw",
+            user,
         }],
         &[&host],
         &[],
     )
     .await;
-    let salve = &enforcing.salve;
     post_generic(
-        salve,
+        &enforcing.salve,
         json!({ "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "shop-api", "health_port": port.to_string() } }),
     )
     .await;
+    (host, enforcing)
+}
+
+#[tokio::test]
+async fn sudo_that_needs_a_password_fails_clearly() {
+    let (_host, enforcing) = shop_api_down_as("salvenopw").await;
+    let salve = &enforcing.salve;
     let history = wait_for_final(salve, 1, Duration::from_secs(30)).await;
     let incident = &history[0];
     assert_eq!(incident["state"], "failed");
@@ -663,25 +670,8 @@ async fn sudo_that_needs_a_password_fails_clearly() {
 /// disk cleanup, which the rule does not allow, is refused by sudo and fails clearly.
 #[tokio::test]
 async fn a_sudoers_rule_for_exactly_the_restart_line_is_enough() {
-    let host = SshHost::start().await;
-    let port = free_port();
-    define_unit(&host, "shop-api", &format!("exec health-server {port}")).await;
-    let enforcing = start_enforcing(
-        &[Inventory {
-            name: "web1",
-            host: &host,
-            user: LIMITED_SUDO_USER,
-        }],
-        &[&host],
-        &[],
-    )
-    .await;
+    let (_host, enforcing) = shop_api_down_as(LIMITED_SUDO_USER).await;
     let salve = &enforcing.salve;
-    post_generic(
-        salve,
-        json!({ "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "shop-api", "health_port": port.to_string() } }),
-    )
-    .await;
     let history = wait_for_final(salve, 1, Duration::from_secs(60)).await;
     let restart = &history[0];
     assert_eq!(restart["state"], "succeeded", "{restart:#}");
