@@ -234,6 +234,7 @@ fn remove_stale_control_dirs() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
+    let uid = current_uid();
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(pid) = name
@@ -245,7 +246,7 @@ fn remove_stale_control_dirs() {
         };
         let ours = entry.metadata().is_ok_and(|meta| {
             use std::os::unix::fs::MetadataExt;
-            meta.is_dir() && meta.uid() == current_uid()
+            meta.is_dir() && meta.uid() == uid
         });
         if ours && !Path::new(&format!("/proc/{pid}")).exists() {
             match std::fs::remove_dir_all(entry.path()) {

@@ -440,7 +440,7 @@ impl Executor {
         if let Some(identity) = &settings.identity_file {
             builder.keyfile(identity);
         }
-        let limit = settings.connect_timeout + CONNECT_SLACK;
+        let limit = self.connect_bound();
         match tokio::time::timeout(limit, builder.connect_mux(&key.address)).await {
             Ok(Ok(session)) => {
                 tracing::debug!(host = %key, "ssh master opened");

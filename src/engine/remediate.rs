@@ -100,10 +100,12 @@ impl Remediator {
     /// after its `step_started`, and is killed at the latest `remote_lifetime` after that.
     pub async fn restore_holds(&self, cut: &[CutCommand]) -> Result<(), StoreError> {
         for command in cut {
-            let lifetime = self.executor.connect_bound() + remote_lifetime(command.timeout);
-            let until = saturating_after(command.started_at, lifetime);
+            let until = self.surely_over(command.started_at, command.timeout);
             if until > Utc::now() {
-                self.hold(&command.host, until, HELD_AFTER_CRASH).await?;
+                // Into the store only: the loop below loads every hold into memory.
+                self.store
+                    .hold_host(&command.host, until, HELD_AFTER_CRASH)
+                    .await?;
             }
         }
         for hold in self.store.host_holds().await? {
@@ -117,6 +119,16 @@ impl Remediator {
             self.hold_in_memory(&hold.host, hold.until, &hold.why);
         }
         Ok(())
+    }
+
+    /// When a command sent at most a connect after `started_at`, with the recipe's
+    /// `timeout`, has surely ended on the target: the target's `timeout` backstop kills it
+    /// at the latest `remote_lifetime` after it started.
+    fn surely_over(&self, started_at: DateTime<Utc>, timeout: Duration) -> DateTime<Utc> {
+        saturating_after(
+            started_at,
+            self.executor.connect_bound() + remote_lifetime(timeout),
+        )
     }
 
     /// Keeps `host` free of new remediations until `until` (or later, if already held),
@@ -453,8 +465,7 @@ impl Remediator {
             ) {
                 // salve stopped waiting, but the command may go on until the target's
                 // backstop ends it: nothing else starts on this host before then.
-                let bound = self.executor.connect_bound() + remote_lifetime(plan.command_timeout);
-                let until = saturating_after(started_at, bound);
+                let until = self.surely_over(started_at, plan.command_timeout);
                 self.hold(&target.name, until, HELD_AFTER_CUT).await?;
             }
             let (record, failure) =

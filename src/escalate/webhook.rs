@@ -201,8 +201,8 @@ pub(crate) struct WebhookSender {
     headers: HeaderMap,
     body: Body,
     timeout: Duration,
-    /// What this channel sends that may be a credential, longest first: an error answer
-    /// that quotes the request back must not carry any of it into the log or journal.
+    /// What this channel sends that may be a credential: an error answer that quotes the
+    /// request back must not carry any of it into the log or journal (`redact`).
     credentials: Vec<String>,
 }
 
@@ -242,9 +242,6 @@ fn credentials(url: &reqwest::Url, headers: &HeaderMap, body: &Body) -> Vec<Stri
             .chain(path_segments)
             .filter(|part| long_enough(part)),
     );
-    found.retain(|credential| !credential.is_empty());
-    found.sort_by_key(|credential| std::cmp::Reverse(credential.len()));
-    found.dedup();
     found
 }
 
