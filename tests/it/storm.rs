@@ -239,6 +239,20 @@ fn finished(counts: &BTreeMap<String, usize>) -> usize {
         .sum()
 }
 
+/// Waits until at least `n` incidents are in a final state.
+async fn wait_for_finished(salve: &SalveProcess, n: usize) {
+    wait_until_every(
+        Duration::from_secs(120),
+        CLI_POLL,
+        &format!("{n} incidents finished"),
+        || async {
+            let counts = state_counts(salve).await;
+            (finished(&counts) >= n).then_some(())
+        },
+    )
+    .await;
+}
+
 /// `VmHWM` (peak resident set) of a live process, in bytes.
 fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
@@ -391,16 +405,7 @@ async fn storm_of_1000_alerts_for_100_hosts_survives_kill_9_at_several_points() 
     );
 
     // Kill 2, mid-command of a non-idempotent run, a good way into the storm.
-    wait_until_every(
-        Duration::from_secs(120),
-        CLI_POLL,
-        "300 incidents finished",
-        || async {
-            let counts = state_counts(&enforcing.salve).await;
-            (finished(&counts) >= 300).then_some(())
-        },
-    )
-    .await;
+    wait_for_finished(&enforcing.salve, 300).await;
     peaks.push(kill_9_mid_command(&mut enforcing.salve, &host, "once", started).await);
     // The interrupted incident's escalation will be refused for now, so it is pending in
     // the outbox, and retried with backoff, at the next kill.
@@ -408,16 +413,7 @@ async fn storm_of_1000_alerts_for_100_hosts_survives_kill_9_at_several_points() 
     enforcing.salve.restart().await;
 
     // Kill 3, later on, while the escalation is refused, mid-command of an idempotent run.
-    wait_until_every(
-        Duration::from_secs(120),
-        CLI_POLL,
-        "500 incidents finished",
-        || async {
-            let counts = state_counts(&enforcing.salve).await;
-            (finished(&counts) >= 500).then_some(())
-        },
-    )
-    .await;
+    wait_for_finished(&enforcing.salve, 500).await;
     wait_until(
         Duration::from_secs(30),
         "an escalation refused by its channel",
