@@ -83,9 +83,13 @@ pub enum Command {
         /// How many incidents.
         #[arg(long, default_value_t = 20)]
         limit: usize,
-        /// Full records (plan and journal events) as JSON.
+        /// Full records (plan and journal events) as JSON, streamed a few incidents at a
+        /// time (never the whole journal in memory).
         #[arg(long)]
         json: bool,
+        /// Only incidents with an id below this (the next page after the last one shown).
+        #[arg(long, value_name = "ID")]
+        before: Option<i64>,
         /// One incident in detail: its plan, each step (command, exit status, output,
         /// duration), each check poll, and the final state and why.
         #[arg(long, value_name = "ID")]
@@ -151,7 +155,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => simulate(&loaded, &alert, source.as_deref(), json),
         Command::Test { dir } => test(&loaded, dir),
-        Command::History { limit, json, id } => history(&loaded, limit, json, id),
+        Command::History {
+            limit,
+            json,
+            before,
+            id,
+        } => history(&loaded, limit, json, before, id),
         Command::Breaker { action } => breaker(&loaded, action),
         Command::Gaps { limit, json } => gaps(&loaded, limit, json),
     }
@@ -397,10 +406,16 @@ fn breaker(loaded: &Loaded, action: BreakerAction) -> anyhow::Result<ExitCode> {
                 }
             }
             BreakerAction::Reset { recipe, target } => {
-                store.reset_breaker(&recipe, &target).await?;
+                let by = cli_user();
+                let Some(reset) = store.reset_breaker(&recipe, &target, &by).await? else {
+                    anyhow::bail!(
+                        "no incident ever ran or was stopped by {recipe} on {target}: nothing to reset"
+                    );
+                };
                 writeln!(
                     out,
-                    "breaker reset: {recipe} on {target}; the next incident runs"
+                    "breaker reset: {recipe} on {target} ({} run(s) forgotten, journaled on incident {} by {by}); the next incident runs",
+                    reset.runs_forgotten, reset.incident.0
                 )?;
             }
         }
@@ -442,7 +457,31 @@ fn gaps(loaded: &Loaded, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn history(loaded: &Loaded, limit: usize, json: bool, id: Option<i64>) -> anyhow::Result<ExitCode> {
+/// Who the journal says did a CLI change: `cli:` and the Unix user running it.
+fn cli_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    // Our own /proc entry is owned by our real UID; /etc/passwd names it.
+    let uid = std::fs::metadata("/proc/self").map_or(u32::MAX, |meta| meta.uid());
+    let name = std::fs::read_to_string("/etc/passwd").ok().and_then(|passwd| {
+        passwd.lines().find_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+        })
+    });
+    format!("cli:{}", name.unwrap_or_else(|| format!("uid {uid}")))
+}
+
+/// Incidents per page of `history --json`: their journals can be large.
+const HISTORY_PAGE: usize = 16;
+
+fn history(
+    loaded: &Loaded,
+    limit: usize,
+    json: bool,
+    before: Option<i64>,
+    id: Option<i64>,
+) -> anyhow::Result<ExitCode> {
     with_store(loaded, async |store| {
         if let Some(id) = id {
             let Some(detail) = store.incident(crate::incident::IncidentId(id)).await? else {
@@ -457,20 +496,31 @@ fn history(loaded: &Loaded, limit: usize, json: bool, id: Option<i64>) -> anyhow
             }
             return anyhow::Ok(());
         }
-        let incidents = store.list_incidents(limit).await?;
+        let before = before.map(crate::incident::IncidentId);
         let mut out = std::io::stdout().lock();
         if json {
-            let mut details = Vec::with_capacity(incidents.len());
-            for incident in &incidents {
-                if let Some(detail) = store.incident(incident.id).await? {
-                    details.push(detail);
+            // A JSON array written page by page: memory holds one page, not the journal.
+            write!(out, "[")?;
+            let (mut written, mut cursor) = (0, before);
+            while written < limit {
+                let page = store
+                    .incident_details(cursor, HISTORY_PAGE.min(limit - written))
+                    .await?;
+                for detail in &page {
+                    write!(out, "{}\n", if written == 0 { "" } else { "," })?;
+                    serde_json::to_writer_pretty(&mut out, detail)?;
+                    written += 1;
+                }
+                match page.last() {
+                    Some(last) => cursor = Some(last.incident.id),
+                    None => break,
                 }
             }
-            serde_json::to_writer_pretty(&mut out, &details)?;
-            writeln!(out)?;
-        } else {
-            write_history(&mut out, &incidents)?;
+            writeln!(out, "{}]", if written == 0 { "" } else { "\n" })?;
+            return anyhow::Ok(());
         }
+        let incidents = store.list_incidents(before, limit).await?;
+        write_history(&mut out, &incidents)?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -41,9 +41,17 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Why a secret's text is refused: empty or only whitespace (a `*_file` holding just a
+/// newline, `VAR=" "`) would otherwise read as "credentials configured".
+pub const BLANK_SECRET: &str = "a secret must not be empty or whitespace-only";
+
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Secret, D::Error> {
-        String::deserialize(deserializer).map(Secret::new)
+        let text = String::deserialize(deserializer)?;
+        if text.trim().is_empty() {
+            return Err(serde::de::Error::custom(BLANK_SECRET));
+        }
+        Ok(Secret::new(text))
     }
 }
 
@@ -111,6 +119,26 @@ pub struct ServerSettings {
     pub allow_unauthenticated: bool,
     #[serde(default)]
     pub auth: AuthSettings,
+    /// Credentials for the incidents/breakers API, separate from the webhook's.
+    #[serde(default)]
+    pub api: ApiSettings,
+    /// A request body must have arrived this long after its headers, or the request gets
+    /// 408 and the connection is closed (a trickled body cannot hold a connection).
+    #[serde(default = "default_body_timeout", deserialize_with = "de_duration")]
+    pub body_timeout: Duration,
+    /// Most connections open at once, all workers together. Beyond it new connections
+    /// wait in the listen backlog until a slot frees (the header and body deadlines free
+    /// slots held by slow clients).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_max_connections() -> usize {
+    512
 }
 
 fn default_listen() -> String {
@@ -129,6 +157,9 @@ impl Default for ServerSettings {
             log_format: LogFormat::default(),
             allow_unauthenticated: false,
             auth: AuthSettings::default(),
+            api: ApiSettings::default(),
+            body_timeout: default_body_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -153,6 +184,55 @@ pub struct AuthSettings {
     pub basic_username: Option<String>,
     pub basic_password: Option<Secret>,
     pub basic_password_file: Option<PathBuf>,
+}
+
+/// `[server.api]`: who may read incidents and reset breakers. The webhook credential
+/// (which every Alertmanager config holds) never can.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// `tokens = [{ name = "ops", token_file = "/etc/salve/ops-token", scope = "operate" }]`.
+    /// Names are unique and recorded in the journal for what the token changes.
+    #[serde(default)]
+    pub tokens: Vec<ApiTokenSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenSettings {
+    /// Who this is, as the journal records it (`breaker_reset` by = NAME).
+    pub name: String,
+    /// The bearer token; prefer `token_file`.
+    pub token: Option<Secret>,
+    /// File holding the token (a trailing newline is ignored).
+    pub token_file: Option<PathBuf>,
+    /// `read`: GET incidents. `operate`: also POST /api/v1/breakers/reset.
+    pub scope: ApiScope,
+}
+
+/// What an API token may do; `Operate` includes `Read`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiScope {
+    Read,
+    Operate,
+}
+
+impl ApiScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiScope::Read => "read",
+            ApiScope::Operate => "operate",
+        }
+    }
+}
+
+/// One API token, resolved.
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub name: String,
+    pub token: Secret,
+    pub scope: ApiScope,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -470,6 +550,7 @@ pub struct Loaded {
     pub bearer_token: Option<Secret>,
     pub basic: Option<(String, Secret)>,
     pub grafana_secret: Option<Secret>,
+    pub api_tokens: Vec<ApiToken>,
 }
 
 impl Loaded {
@@ -483,6 +564,12 @@ impl Loaded {
 
     pub fn auth_configured(&self) -> bool {
         self.bearer_token.is_some() || self.basic.is_some()
+    }
+
+    /// No webhook credential and no API token: the loopback default, where only the
+    /// `Host` check stands between a browser on this machine and the API (DNS rebinding).
+    pub fn no_credentials(&self) -> bool {
+        !self.auth_configured() && self.api_tokens.is_empty()
     }
 }
 
@@ -552,6 +639,21 @@ pub fn load_from_str(
             line,
             without_quoted_values(e.message().trim()),
         )]);
+    }
+
+    // An override set to nothing is a mistake (`VAR=$(cat missing-file)`, `VAR=" "`), and
+    // for a secret it would read as "configured": name the variable, never its value.
+    let blank: Vec<ConfigProblem> = env
+        .iter()
+        .filter(|(_, value)| value.trim().is_empty())
+        .map(|(name, _)| ConfigProblem {
+            file: "environment".into(),
+            line: None,
+            message: format!("{name} is set but empty or whitespace-only"),
+        })
+        .collect();
+    if !blank.is_empty() {
+        return Err(blank);
     }
 
     let layered = config::Config::builder()
@@ -644,6 +746,69 @@ pub fn load_from_str(
                      configure server.auth, or set server.allow_unauthenticated = true"
             ),
         ));
+    }
+    for (key, zero) in [
+        ("body_timeout", settings.server.body_timeout.is_zero()),
+        ("max_connections", settings.server.max_connections == 0),
+    ] {
+        if zero {
+            problems.push(problem(
+                at(&["server", key]),
+                format!("server.{key} must be > 0"),
+            ));
+        }
+    }
+    let mut api_tokens: Vec<ApiToken> = Vec::new();
+    for (index, entry) in settings.server.api.tokens.iter().enumerate() {
+        let index_text = index.to_string();
+        let at_entry = |key: &str| at(&["server", "api", "tokens", &index_text, key]);
+        let label = format!("server.api.tokens[{index}]");
+        if entry.name.trim().is_empty() {
+            problems.push(problem(at_entry("name"), format!("{label}.name is empty")));
+        } else if settings.server.api.tokens[..index]
+            .iter()
+            .any(|t| t.name == entry.name)
+        {
+            problems.push(problem(
+                at_entry("name"),
+                format!("{label}: duplicate token name {:?}", entry.name),
+            ));
+        }
+        match secret_from(
+            &format!("{label}.token"),
+            entry.token.clone(),
+            entry.token_file.as_deref(),
+        ) {
+            Ok(Some(token)) => {
+                let same = |other: &Secret| other.expose() == token.expose();
+                if api_tokens.iter().any(|t| same(&t.token)) {
+                    problems.push(problem(
+                        at_entry("name"),
+                        format!("{label}: the same token as another API token"),
+                    ));
+                } else if bearer_token.as_ref().is_some_and(same)
+                    || basic.as_ref().is_some_and(|(_, password)| same(password))
+                {
+                    problems.push(problem(
+                        at_entry("name"),
+                        format!(
+                            "{label}: the same secret as the webhook credential; the API needs its own"
+                        ),
+                    ));
+                } else {
+                    api_tokens.push(ApiToken {
+                        name: entry.name.clone(),
+                        token,
+                        scope: entry.scope,
+                    });
+                }
+            }
+            Ok(None) => problems.push(problem(
+                at_entry("name"),
+                format!("{label}: set token_file (or token)"),
+            )),
+            Err(message) => problems.push(problem(at_entry("token_file"), message)),
+        }
     }
     let grafana = &settings.intake.grafana;
     let grafana_secret = secret_from(
@@ -738,6 +903,32 @@ pub fn load_from_str(
         }
     }
     for (name, channel) in &settings.escalation.channels {
+        // Read here (not only when the channel is built) so an empty file is a located
+        // config error for `salve check` too.
+        let secret_file = match channel {
+            ChannelSettings::Email(email) => email
+                .password_file
+                .as_deref()
+                .map(|file| ("password", email.password.clone(), file)),
+            ChannelSettings::Webhook(webhook) => webhook
+                .routing_key_file
+                .as_deref()
+                .map(|file| ("routing_key", webhook.routing_key.clone(), file)),
+            ChannelSettings::Log {} => None,
+        };
+        if let Some((key, inline, file)) = secret_file
+            && let Err(message) = secret_from(
+                &format!("escalation.channels.{name}.{key}"),
+                inline,
+                Some(file),
+            )
+        {
+            let file_key = format!("{key}_file");
+            problems.push(problem(
+                at(&["escalation", "channels", name, &file_key]),
+                message,
+            ));
+        }
         for (key, message) in crate::escalate::channel_problems(channel) {
             problems.push(problem(
                 at(&["escalation", "channels", name, key]),
@@ -760,6 +951,7 @@ pub fn load_from_str(
             bearer_token,
             basic,
             grafana_secret,
+            api_tokens,
         }),
         _ => Err(problems),
     }
@@ -774,9 +966,19 @@ pub(crate) fn secret_from(
     match (inline, file) {
         (Some(_), Some(_)) => Err(format!("{name} and {name}_file are both set; choose one")),
         (Some(secret), None) => Ok(Some(secret)),
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map(|text| Some(Secret::new(text.trim_end_matches(['\n', '\r']).to_owned())))
-            .map_err(|e| format!("{name}_file {}: {e}", path.display())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("{name}_file {}: {e}", path.display()))?;
+            if text.trim().is_empty() {
+                return Err(format!(
+                    "{name}_file {}: the file is empty or holds only whitespace ({BLANK_SECRET})",
+                    path.display()
+                ));
+            }
+            Ok(Some(Secret::new(
+                text.trim_end_matches(['\n', '\r']).to_owned(),
+            )))
+        }
         (None, None) => Ok(None),
     }
 }

@@ -11,7 +11,10 @@ use tokio::sync::{Notify, watch};
 use crate::config::Loaded;
 use crate::engine::{Engine, Escalator, Outbox, Remediator};
 use crate::escalate::Channels;
-use crate::http::{self, AppState, GrafanaSignature, auth::Credentials};
+use crate::http::{
+    self, AppState, GrafanaSignature,
+    auth::{ApiAccess, Credentials},
+};
 use crate::intake::Limits;
 use crate::metrics::Metrics;
 use crate::plan::Mode;
@@ -53,13 +56,27 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
     if !loaded.auth_configured() {
         tracing::warn!(%address, "no webhook credentials configured: anyone who can reach this address can post alerts");
     }
+    let credentials = Credentials {
+        bearer_token: loaded.bearer_token.clone(),
+        basic: loaded.basic.clone(),
+    };
+    // No credential of any kind on loopback: the API is open, and only the Host check
+    // keeps a DNS-rebinding web page out of it.
+    let loopback_hosts_only = loaded.no_credentials() && address.ip().is_loopback();
+    if loaded.api_tokens.is_empty() && !loopback_hosts_only {
+        tracing::info!("no [server.api] tokens: the incidents API and breaker resets are closed");
+    }
     let state = AppState {
         store: store.clone(),
         metrics: metrics.clone(),
-        credentials: Credentials {
-            bearer_token: loaded.bearer_token.clone(),
-            basic: loaded.basic.clone(),
+        api: ApiAccess {
+            tokens: loaded.api_tokens.clone(),
+            webhook: credentials.clone(),
+            open: loopback_hosts_only,
         },
+        credentials,
+        loopback_hosts_only,
+        body_timeout: settings.server.body_timeout,
         limits: Limits {
             max_alerts: settings.intake.max_alerts,
             max_labels: settings.intake.max_labels,
@@ -83,7 +100,7 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(1, 8);
-    let server = http::server(state, listener, workers)?;
+    let server = http::server(state, listener, workers, settings.server.max_connections)?;
     let server_handle = server.handle();
 
     let executor = match mode {

@@ -1,5 +1,7 @@
 //! Read-only endpoints: liveness, readiness, metrics, and the incidents API.
-//! The incidents API shows alert data, so it takes the webhook credentials.
+//! The incidents API shows alert data and can reset breakers, so it takes its own named,
+//! scoped tokens (`[server.api]`), never the webhook credential; every change it makes
+//! is journaled with the token's name.
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -7,7 +9,19 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
+use super::hooks::{Rejection, check_content_type, read_body_within};
+use crate::config::ApiScope;
 use crate::incident::IncidentId;
+
+/// `limit` beyond this is cut to it.
+pub const MAX_PAGE: usize = 500;
+const DEFAULT_PAGE: usize = 100;
+/// A listing stops adding incidents once its JSON reaches this size (at least one is
+/// always answered; one incident is bounded by the intake limits), and says where to
+/// go on in its `Link: <…?before=ID>; rel="next"` header.
+pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+/// `{"recipe": …, "target": …}` needs no more.
+const MAX_RESET_BODY: usize = 4 * 1024;
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
@@ -31,54 +45,83 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(state.metrics.encode())
 }
 
-fn authorized(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
+/// The caller's name when it may do `needed`, else the refusal to answer.
+fn authorized(req: &HttpRequest, state: &AppState, needed: ApiScope) -> Result<String, HttpResponse> {
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if state.credentials.accepts(authorization) {
-        None
-    } else {
-        Some(
-            HttpResponse::Unauthorized()
-                .insert_header((
-                    header::WWW_AUTHENTICATE,
-                    "Bearer realm=\"salve\", Basic realm=\"salve\"",
-                ))
-                .json(json!({ "status": "error", "error": "missing or invalid credentials" })),
-        )
-    }
+    state.api.authorize(authorization, needed).map_err(|denied| {
+        let mut response = HttpResponse::build(
+            actix_web::http::StatusCode::from_u16(denied.status())
+                .expect("401 and 403 are status codes"),
+        );
+        if denied.status() == 401 {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"salve-api\""));
+        }
+        response.json(json!({ "status": "error", "error": denied.reason(needed) }))
+    })
 }
 
 #[derive(Deserialize)]
 pub struct ListQuery {
     limit: Option<usize>,
+    /// Cursor: only incidents with a smaller id (the `next` link gives it).
+    before: Option<i64>,
 }
 
+/// `GET /api/v1/incidents?limit=N&before=ID`: incidents newest first, without their
+/// journals (`/api/v1/incidents/{id}` has one), in one query. `limit` defaults to 100
+/// and is cut to 500; the answer stops at about 4 MiB. When more may follow, a `Link`
+/// header names the next page.
 pub async fn list_incidents(
     req: HttpRequest,
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if let Some(denied) = authorized(&req, &state) {
+    if let Err(denied) = authorized(&req, &state, ApiScope::Read) {
         return denied;
     }
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    // Each incident with its journal (steps, check polls, transitions), newest first.
-    let details = async {
-        let mut details = Vec::new();
-        for incident in state.store.list_incidents(limit).await? {
-            if let Some(detail) = state.store.incident(incident.id).await? {
-                details.push(detail);
-            }
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let before = query.before.map(IncidentId);
+    // One more than asked: tells whether a next page exists.
+    let incidents = match state.store.list_incidents(before, limit + 1).await {
+        Ok(incidents) => incidents,
+        Err(e) => {
+            return HttpResponse::ServiceUnavailable()
+                .json(json!({ "status": "error", "error": e.to_string() }));
         }
-        Ok::<_, crate::store::StoreError>(details)
     };
-    match details.await {
-        Ok(details) => HttpResponse::Ok().json(details),
-        Err(e) => HttpResponse::ServiceUnavailable()
-            .json(json!({ "status": "error", "error": e.to_string() })),
+    let mut body = Vec::with_capacity(4096);
+    body.push(b'[');
+    let mut answered = 0;
+    let mut next = None;
+    for incident in incidents.iter().take(limit) {
+        let item = serde_json::to_vec(incident).expect("an incident always serialises");
+        if answered > 0 && body.len() + item.len() + 2 > MAX_ANSWER_BYTES {
+            break;
+        }
+        if answered > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&item);
+        answered += 1;
+        next = Some(incident.id);
     }
+    body.push(b']');
+    let more = incidents.len() > answered;
+    let mut response = HttpResponse::Ok();
+    response.content_type("application/json");
+    if more && let Some(last) = next {
+        response.insert_header((
+            header::LINK,
+            format!(
+                "</api/v1/incidents?limit={limit}&before={}>; rel=\"next\"",
+                last.0
+            ),
+        ));
+    }
+    response.body(body)
 }
 
 pub async fn get_incident(
@@ -86,7 +129,7 @@ pub async fn get_incident(
     path: web::Path<i64>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if let Some(denied) = authorized(&req, &state) {
+    if let Err(denied) = authorized(&req, &state, ApiScope::Read) {
         return denied;
     }
     match state.store.incident(IncidentId(path.into_inner())).await {
@@ -100,27 +143,58 @@ pub async fn get_incident(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BreakerReset {
     recipe: String,
     target: String,
 }
 
 /// `POST /api/v1/breakers/reset` with `{"recipe": …, "target": …}`: the next incident for
-/// that pair runs again. Takes the webhook credentials.
+/// that pair runs again. Needs an `operate` token; journals `breaker_reset` with the
+/// token's name (`by`) on the pair's newest incident. 404 when that breaker never ran.
 pub async fn reset_breaker(
     req: HttpRequest,
-    body: web::Json<BreakerReset>,
+    body: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if let Some(denied) = authorized(&req, &state) {
-        return denied;
-    }
-    match state.store.reset_breaker(&body.recipe, &body.target).await {
-        Ok(()) => {
-            tracing::info!(recipe = %body.recipe, target = %body.target, "breaker reset through the API");
-            HttpResponse::Ok()
-                .json(json!({ "status": "ok", "recipe": body.recipe, "target": body.target }))
+    let by = match authorized(&req, &state, ApiScope::Operate) {
+        Ok(by) => by,
+        Err(denied) => return denied,
+    };
+    let body = match check_content_type(req.headers()) {
+        Ok(()) => read_body_within(req.headers(), body, MAX_RESET_BODY, state.body_timeout).await,
+        Err(rejection) => Err(rejection),
+    };
+    let reset: BreakerReset = match body.and_then(|bytes| {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Rejection::BadRequest(format!(
+                "expected {{\"recipe\": \"…\", \"target\": \"…\"}}: {e}"
+            ))
+        })
+    }) {
+        Ok(reset) => reset,
+        Err(rejection) => return rejection.response(),
+    };
+    match state
+        .store
+        .reset_breaker(&reset.recipe, &reset.target, &by)
+        .await
+    {
+        Ok(Some(done)) => {
+            tracing::info!(recipe = %reset.recipe, target = %reset.target, by = %by, incident = done.incident.0, "breaker reset through the API");
+            HttpResponse::Ok().json(json!({
+                "status": "ok",
+                "recipe": reset.recipe,
+                "target": reset.target,
+                "by": by,
+                "runs_forgotten": done.runs_forgotten,
+                "journaled_on": done.incident.0,
+            }))
         }
+        Ok(None) => HttpResponse::NotFound().json(json!({
+            "status": "error",
+            "error": "no incident ever ran or was stopped by this recipe on this target: nothing to reset",
+        })),
         Err(e) => HttpResponse::ServiceUnavailable()
             .json(json!({ "status": "error", "error": e.to_string() })),
     }

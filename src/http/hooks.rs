@@ -40,8 +40,10 @@ pub async fn generic(
 
 /// Why a webhook was not accepted; each maps to one status code and a reason body.
 #[derive(Debug)]
-enum Rejection {
+pub(super) enum Rejection {
     Unauthorized(&'static str),
+    /// The body did not arrive within `server.body_timeout`.
+    BodyTimeout(std::time::Duration),
     UnsupportedMediaType(String),
     TooLarge(usize),
     BadRequest(String),
@@ -55,6 +57,7 @@ impl Rejection {
             Rejection::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Rejection::BadRequest(_) => StatusCode::BAD_REQUEST,
             Rejection::Unavailable(_) | Rejection::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -67,14 +70,22 @@ impl Rejection {
                 format!("content type must be application/json, got {got:?}")
             }
             Rejection::TooLarge(limit) => format!("body exceeds the limit of {limit} bytes"),
+            Rejection::BodyTimeout(limit) => format!(
+                "the body did not arrive within {}",
+                humantime::format_duration(*limit)
+            ),
             Rejection::BadRequest(why) => why.clone(),
             Rejection::Unavailable(why) => format!("store unavailable, retry later: {why}"),
             Rejection::ShuttingDown => "salve is shutting down, retry later".to_owned(),
         }
     }
 
-    fn response(&self) -> HttpResponse {
+    pub(super) fn response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status());
+        if let Rejection::BodyTimeout(_) | Rejection::TooLarge(_) = self {
+            // The rest of the body may still trickle in: free the connection instead.
+            response.force_close();
+        }
         if let Rejection::Unauthorized(_) = self {
             response.insert_header((
                 header::WWW_AUTHENTICATE,
@@ -143,7 +154,7 @@ async fn accept(
         }));
     }
     check_content_type(headers)?;
-    let body = read_body(headers, body, state.body_limit_bytes).await?;
+    let body = read_body_within(headers, body, state.body_limit_bytes, state.body_timeout).await?;
 
     if source == Source::Grafana
         && let Some(signature) = &state.grafana
@@ -217,7 +228,7 @@ fn record_metrics(metrics: &Metrics, source: Source, ingested: &[crate::store::I
 }
 
 /// JSON only: `application/json`, optionally with parameters (`; charset=utf-8`).
-fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
+pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
     let value = headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("<not text>").to_owned())
@@ -228,6 +239,19 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
     } else {
         Err(Rejection::UnsupportedMediaType(value))
     }
+}
+
+/// `read_body` bounded in time as well: a client that trickles its body (authenticated
+/// or not) gets 408 after `timeout` instead of holding a connection and a worker slot.
+pub(super) async fn read_body_within(
+    headers: &HeaderMap,
+    body: web::Payload,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<web::Bytes, Rejection> {
+    tokio::time::timeout(timeout, read_body(headers, body, limit))
+        .await
+        .unwrap_or(Err(Rejection::BodyTimeout(timeout)))
 }
 
 /// Read the body, refusing as soon as it passes the limit (by Content-Length up front,

@@ -4,7 +4,10 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::{App, HttpServer, dev::Server, web};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpResponse, HttpServer, web};
 use tokio::sync::Notify;
 
 use crate::config::Secret;
@@ -30,6 +33,13 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
     pub credentials: auth::Credentials,
+    /// Who may read incidents and reset breakers (never the webhook credential).
+    pub api: auth::ApiAccess,
+    /// Refuse requests whose `Host` is not a loopback name (DNS rebinding): set when no
+    /// credential of any kind is configured and salve listens on loopback.
+    pub loopback_hosts_only: bool,
+    /// A request body must arrive within this long (408 otherwise).
+    pub body_timeout: std::time::Duration,
     pub limits: Limits,
     pub body_limit_bytes: usize,
     pub grafana: Option<GrafanaSignature>,
@@ -45,12 +55,57 @@ impl AppState {
     }
 }
 
-/// Build the server on an already bound listener (port 0 in tests).
-pub fn server(state: AppState, listener: TcpListener, workers: usize) -> std::io::Result<Server> {
+/// Reading a request's headers may take this long (actix's `client_request_timeout`,
+/// 408 after it); with `body_timeout` it bounds how long a slow client holds a connection.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// With no credentials configured, only requests addressed to a loopback name are served
+/// (`/healthz` excepted: it says nothing and probes use it). A page on `evil.example`
+/// whose DNS answer flips to 127.0.0.1 sends `Host: evil.example` and gets 421
+/// Misdirected Request: this server does not answer for that name. Not 401/403: no
+/// credential would help, the name is wrong.
+async fn loopback_host_guard(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let guarded = request
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|state| state.loopback_hosts_only);
+    if guarded && request.path() != "/healthz" {
+        let host = request
+            .headers()
+            .get(actix_web::http::header::HOST)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
+        if !host.as_deref().is_some_and(auth::is_loopback_host) {
+            let response = HttpResponse::MisdirectedRequest().json(serde_json::json!({
+                "status": "error",
+                "error": "no credentials are configured, so salve answers only requests addressed to localhost, 127.0.0.0/8 or [::1] (Host header); configure [server.auth] and [server.api] to serve other names",
+            }));
+            return Ok(request.into_response(response).map_into_right_body());
+        }
+    }
+    Ok(next.call(request).await?.map_into_left_body())
+}
+
+/// Build the server on an already bound listener (port 0 in tests). At most
+/// `max_connections` connections are open at once, all workers together (actix counts
+/// per worker, so fewer workers when the limit is small); beyond it connections wait in
+/// the listen backlog until the header/body/keep-alive deadlines free a slot.
+pub fn server(
+    state: AppState,
+    listener: TcpListener,
+    workers: usize,
+    max_connections: usize,
+) -> std::io::Result<Server> {
+    let workers = workers.clamp(1, max_connections.max(1));
+    let per_worker = (max_connections / workers).max(1);
     let state = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(from_fn(loopback_host_guard))
             .route("/hooks/alertmanager", web::post().to(hooks::alertmanager))
             .route("/hooks/grafana", web::post().to(hooks::grafana))
             .route("/hooks/generic", web::post().to(hooks::generic))
@@ -62,6 +117,8 @@ pub fn server(state: AppState, listener: TcpListener, workers: usize) -> std::io
             .route("/api/v1/breakers/reset", web::post().to(api::reset_breaker))
     })
     .workers(workers)
+    .max_connections(per_worker)
+    .client_request_timeout(HEADER_TIMEOUT)
     .disable_signals()
     .listen(listener)?
     .run();

@@ -68,6 +68,15 @@ pub struct RunRecord {
     pub state: State,
 }
 
+/// What a breaker reset did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct BreakerReset {
+    /// The incident whose journal records the reset (and who did it).
+    pub incident: IncidentId,
+    /// Runs counted since the previous reset, now forgotten.
+    pub runs_forgotten: usize,
+}
+
 /// A recipe's breaker setting, as planned.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BreakerLimit {
@@ -220,8 +229,16 @@ pub trait Store: Send + Sync + 'static {
     /// Every (recipe, target) with a run in its window, open or not.
     async fn breakers(&self) -> Result<Vec<BreakerStatus>, StoreError>;
 
-    /// Forget the runs of (recipe, target) so far: the next incident runs.
-    async fn reset_breaker(&self, recipe: &str, target: &str) -> Result<(), StoreError>;
+    /// Forget the runs of (recipe, target) so far: the next incident runs. `by` (an API
+    /// token's name, `cli:USER`) is journaled as a `breaker_reset` event on the pair's
+    /// newest incident, in the same transaction. `None` (nothing written) when no incident
+    /// ever ran or was stopped by that breaker.
+    async fn reset_breaker(
+        &self,
+        recipe: &str,
+        target: &str,
+        by: &str,
+    ) -> Result<Option<BreakerReset>, StoreError>;
 
     /// Incidents in an escalating state whose escalation is not queued yet.
     async fn incidents_to_escalate(&self, limit: usize) -> Result<Vec<Incident>, StoreError>;
@@ -260,8 +277,21 @@ pub trait Store: Send + Sync + 'static {
     /// (remediations attempted, verified successes), all time.
     async fn remediation_totals(&self) -> Result<(i64, i64), StoreError>;
 
-    /// Newest first.
-    async fn list_incidents(&self, limit: usize) -> Result<Vec<Incident>, StoreError>;
+    /// Newest first, at most `limit`, only ids below `before` when given (the cursor of
+    /// the next page). One query; no journals.
+    async fn list_incidents(
+        &self,
+        before: Option<IncidentId>,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError>;
+
+    /// `list_incidents` with each incident's journal, read in one snapshot (two queries,
+    /// however many incidents). Callers page with small limits: journals can be large.
+    async fn incident_details(
+        &self,
+        before: Option<IncidentId>,
+        limit: usize,
+    ) -> Result<Vec<IncidentDetail>, StoreError>;
 
     async fn incident(&self, id: IncidentId) -> Result<Option<IncidentDetail>, StoreError>;
 

@@ -18,7 +18,7 @@ use crate::alert::Alert;
 use crate::incident::{Incident, IncidentId, State};
 use crate::plan::Plan;
 use crate::store::{
-    BreakerLimit, BreakerStatus, Gap, HostHold, IncidentDetail, Ingested, NewEvent, OutboxItem,
+    BreakerLimit, BreakerReset, BreakerStatus, Gap, HostHold, IncidentDetail, Ingested, NewEvent, OutboxItem,
     RunGate, RunRecord, Store, StoreError,
 };
 
@@ -424,10 +424,17 @@ impl Store for SqliteStore {
         self.read(|conn| guard::breakers(conn, Utc::now())).await
     }
 
-    async fn reset_breaker(&self, recipe: &str, target: &str) -> Result<(), StoreError> {
-        let (recipe, target) = (recipe.to_owned(), target.to_owned());
-        self.write_with(move |conn| guard::reset_breaker(conn, &recipe, &target, Utc::now()))
-            .await
+    async fn reset_breaker(
+        &self,
+        recipe: &str,
+        target: &str,
+        by: &str,
+    ) -> Result<Option<BreakerReset>, StoreError> {
+        let (recipe, target, by) = (recipe.to_owned(), target.to_owned(), by.to_owned());
+        self.write_with(move |conn| {
+            guard::reset_breaker(conn, &recipe, &target, &by, Utc::now())
+        })
+        .await
     }
 
     async fn incidents_to_escalate(&self, limit: usize) -> Result<Vec<Incident>, StoreError> {
@@ -486,13 +493,68 @@ impl Store for SqliteStore {
         self.read(guard::remediation_totals).await
     }
 
-    async fn list_incidents(&self, limit: usize) -> Result<Vec<Incident>, StoreError> {
+    async fn list_incidents(
+        &self,
+        before: Option<IncidentId>,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let before = before.map_or(i64::MAX, |id| id.0);
         self.read(move |conn| {
             select_incidents(
                 conn,
-                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents ORDER BY id DESC LIMIT ?1"),
-                params![sql_limit(limit)],
+                &format!(
+                    "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id < ?1 \
+                     ORDER BY id DESC LIMIT ?2"
+                ),
+                params![before, sql_limit(limit)],
             )
+        })
+        .await
+    }
+
+    async fn incident_details(
+        &self,
+        before: Option<IncidentId>,
+        limit: usize,
+    ) -> Result<Vec<IncidentDetail>, StoreError> {
+        let before = before.map_or(i64::MAX, |id| id.0);
+        self.read(move |conn| {
+            let snapshot = conn.unchecked_transaction()?;
+            let incidents = select_incidents(
+                &snapshot,
+                &format!(
+                    "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id < ?1 \
+                     ORDER BY id DESC LIMIT ?2"
+                ),
+                params![before, sql_limit(limit)],
+            )?;
+            let (Some(newest), Some(oldest)) = (incidents.first(), incidents.last()) else {
+                return Ok(Vec::new());
+            };
+            let mut events: std::collections::HashMap<i64, Vec<crate::incident::Event>> =
+                std::collections::HashMap::new();
+            let mut statement = snapshot.prepare_cached(
+                "SELECT at, kind, detail, incident_id FROM events \
+                 WHERE incident_id BETWEEN ?1 AND ?2 ORDER BY id",
+            )?;
+            let mut rows = statement.query(params![oldest.id.0, newest.id.0])?;
+            while let Some(row) = rows.next()? {
+                let incident: i64 = row.get(3)?;
+                events
+                    .entry(incident)
+                    .or_default()
+                    .push(event_from_row(row)?);
+            }
+            drop(rows);
+            drop(statement);
+            snapshot.finish()?;
+            Ok(incidents
+                .into_iter()
+                .map(|incident| IncidentDetail {
+                    events: events.remove(&incident.id.0).unwrap_or_default(),
+                    incident,
+                })
+                .collect())
         })
         .await
     }
@@ -711,7 +773,7 @@ mod tests {
             );
         }
 
-        let incidents = store.list_incidents(10).await.unwrap();
+        let incidents = store.list_incidents(None, 10).await.unwrap();
         assert_eq!(incidents.len(), 1);
         let incident = &incidents[0];
         assert_eq!(incident.receive_count, 5);
@@ -759,7 +821,7 @@ mod tests {
 
         assert_eq!(results.iter().filter(|r| r.created).count(), 1);
         assert!(results.iter().all(|r| r.id == results[0].id));
-        let incidents = store.list_incidents(10).await.unwrap();
+        let incidents = store.list_incidents(None, 10).await.unwrap();
         assert_eq!(incidents.len(), 1);
         assert_eq!(incidents[0].receive_count, 50);
     }
@@ -788,7 +850,7 @@ mod tests {
         assert_eq!(one.unwrap()[0].id, both[0].id);
         assert_eq!(two.unwrap()[0].id, both[0].id);
 
-        let incidents = store.list_incidents(10).await.unwrap();
+        let incidents = store.list_incidents(None, 10).await.unwrap();
         assert_eq!(incidents.len(), 1);
         assert_eq!(incidents[0].receive_count, 4);
     }
@@ -1176,7 +1238,7 @@ mod tests {
             detail(&store, conflicting).await.incident.state,
             State::Received
         );
-        assert_eq!(store.list_incidents(10).await.unwrap().len(), 3);
+        assert_eq!(store.list_incidents(None, 10).await.unwrap().len(), 3);
     }
 
     #[tokio::test]
@@ -1245,7 +1307,7 @@ mod tests {
         SqliteStore::open_path(&path).unwrap().close().unwrap();
 
         let store = SqliteStore::open_path(&path).unwrap();
-        assert_eq!(store.list_incidents(10).await.unwrap().len(), 1);
+        assert_eq!(store.list_incidents(None, 10).await.unwrap().len(), 1);
         let conn = Connection::open(&path).unwrap();
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
@@ -1299,7 +1361,7 @@ mod tests {
             Err(StoreError::Unavailable(_))
         ));
         // Reads still answer from what was committed.
-        assert!(store.list_incidents(10).await.unwrap().is_empty());
+        assert!(store.list_incidents(None, 10).await.unwrap().is_empty());
         assert!(matches!(store.close(), Err(StoreError::Unavailable(_))));
     }
 
@@ -1318,7 +1380,7 @@ mod tests {
             matches!(result, Err(StoreError::Unavailable(_))),
             "{result:?}"
         );
-        assert!(store.list_incidents(10).await.unwrap().is_empty());
+        assert!(store.list_incidents(None, 10).await.unwrap().is_empty());
 
         other_process.execute_batch("ROLLBACK").unwrap();
         // The monitor's retry goes through: the writer survived the failed batch.
@@ -1346,14 +1408,14 @@ mod tests {
             .unwrap();
 
         let newest_first: Vec<_> = store
-            .list_incidents(10)
+            .list_incidents(None, 10)
             .await
             .unwrap()
             .iter()
             .map(|i| i.id)
             .collect();
         assert_eq!(newest_first, [ids[2], ids[1], ids[0]]);
-        assert_eq!(store.list_incidents(1).await.unwrap().len(), 1);
+        assert_eq!(store.list_incidents(None, 1).await.unwrap().len(), 1);
         let waiting: Vec<_> = store
             .incidents_in_state(State::Received, 10)
             .await
@@ -1480,10 +1542,23 @@ mod guard_tests {
         assert!(web1.open && web1.runs_in_window == 2, "{web1:?}");
         assert!(!breakers.iter().find(|b| b.target == "web2").unwrap().open);
 
-        store
-            .reset_breaker("service-restart", "web1")
+        let reset = store
+            .reset_breaker("service-restart", "web1", "ops")
             .await
-            .unwrap();
+            .unwrap()
+            .expect("web1 has runs to forget");
+        assert_eq!(reset.runs_forgotten, 2);
+        let journal = store.incident(reset.incident).await.unwrap().unwrap().events;
+        let recorded = journal.iter().find(|e| e.kind == "breaker_reset").unwrap();
+        assert_eq!(recorded.detail["by"], "ops");
+        assert_eq!(
+            store
+                .reset_breaker("service-restart", "nowhere", "ops")
+                .await
+                .unwrap(),
+            None,
+            "a pair that never ran has nothing to reset"
+        );
         assert_eq!(
             store
                 .begin_run(third, "service-restart", "web1", LIMIT, json!({}), None)

@@ -12,7 +12,7 @@ use super::rows::{INCIDENT_COLUMNS, incident_from_row, state_from_text, time_col
 use super::writer::{expect_state, journal, unavailable};
 use crate::incident::{Incident, IncidentId, State};
 use crate::store::{
-    BreakerLimit, BreakerStatus, Gap, HostHold, NewEvent, OutboxItem, RunGate, RunRecord,
+    BreakerLimit, BreakerReset, BreakerStatus, Gap, HostHold, NewEvent, OutboxItem, RunGate, RunRecord,
     StoreError,
 };
 
@@ -157,15 +157,56 @@ pub(super) fn reset_breaker(
     conn: &Connection,
     recipe: &str,
     target: &str,
+    by: &str,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO breaker_resets (recipe, target, reset_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (recipe, target) DO UPDATE SET reset_at = excluded.reset_at",
-    )
-    .and_then(|mut statement| statement.execute(params![recipe, target, time_text(now)]))
-    .map(|_| ())
-    .map_err(unavailable)
+) -> Result<Option<BreakerReset>, StoreError> {
+    let write = || -> rusqlite::Result<Option<BreakerReset>> {
+        // The incident the reset is recorded on: the pair's newest run or breaker_open.
+        let newest: Option<i64> = conn
+            .prepare_cached(
+                "SELECT MAX(id) FROM (
+                   SELECT incident_id AS id FROM runs WHERE recipe = ?1 AND target = ?2
+                   UNION ALL
+                   SELECT id FROM incidents WHERE state = 'breaker_open'
+                     AND json_extract(plan, '$.recipe') = ?1
+                     AND json_extract(plan, '$.target.name') = ?2)",
+            )?
+            .query_row(params![recipe, target], |row| row.get(0))?;
+        let Some(newest) = newest else {
+            return Ok(None);
+        };
+        let last_reset: String = conn
+            .prepare_cached(
+                "SELECT COALESCE(MAX(reset_at), '') FROM breaker_resets
+                 WHERE recipe = ?1 AND target = ?2",
+            )?
+            .query_row(params![recipe, target], |row| row.get(0))?;
+        let runs_forgotten = runs_since(conn, recipe, target, &last_reset)?.len();
+        let at = time_text(now);
+        conn.prepare_cached(
+            "INSERT INTO breaker_resets (recipe, target, reset_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (recipe, target) DO UPDATE SET reset_at = excluded.reset_at",
+        )?
+        .execute(params![recipe, target, at])?;
+        let incident = IncidentId(newest);
+        journal(
+            conn,
+            incident,
+            &at,
+            "breaker_reset",
+            &json!({
+                "recipe": recipe,
+                "target": target,
+                "by": by,
+                "runs_forgotten": runs_forgotten,
+            }),
+        )?;
+        Ok(Some(BreakerReset {
+            incident,
+            runs_forgotten,
+        }))
+    };
+    write().map_err(unavailable)
 }
 
 pub(super) fn breakers(
