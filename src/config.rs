@@ -632,9 +632,17 @@ pub fn load_from_str(
     // First pass on the file alone: toml's own errors carry a position, the config
     // crate's do not, so a typo is reported as file:line.
     if let Err(e) = toml::from_str::<Settings>(text) {
-        let line = e
-            .span()
-            .map(|span| tomlspan::line_of_offset(text, span.start));
+        let line = if e.message().trim() == BLANK_SECRET {
+            // Inside a `kind`-tagged channel serde buffers the values and the span is
+            // lost; the blank string itself is easy to find.
+            first_blank_string(text)
+        } else {
+            None
+        }
+        .or_else(|| {
+            e.span()
+                .map(|span| tomlspan::line_of_offset(text, span.start))
+        });
         return Err(vec![problem(
             line,
             without_quoted_values(e.message().trim()),
@@ -710,7 +718,7 @@ pub fn load_from_str(
         auth.bearer_token_file.as_deref(),
     )
     .unwrap_or_else(|message| {
-        problems.push(problem(at(&["server", "auth"]), message));
+        problems.push(problem(at(&["server", "auth", "bearer_token_file"]), message));
         None
     });
     let basic_password = secret_from(
@@ -719,7 +727,7 @@ pub fn load_from_str(
         auth.basic_password_file.as_deref(),
     )
     .unwrap_or_else(|message| {
-        problems.push(problem(at(&["server", "auth"]), message));
+        problems.push(problem(at(&["server", "auth", "basic_password_file"]), message));
         None
     });
     let basic = match (&auth.basic_username, basic_password) {
@@ -957,6 +965,33 @@ pub fn load_from_str(
     }
 }
 
+/// The line of the first empty or whitespace-only string value in `text`.
+fn first_blank_string(text: &str) -> Option<usize> {
+    use toml_edit::{Item, Value};
+    fn in_value(value: &Value) -> Option<usize> {
+        match value {
+            Value::String(string) if string.value().trim().is_empty() => {
+                string.span().map(|span| span.start)
+            }
+            Value::Array(array) => array.iter().find_map(in_value),
+            Value::InlineTable(table) => table.iter().find_map(|(_, value)| in_value(value)),
+            _ => None,
+        }
+    }
+    fn in_item(item: &Item) -> Option<usize> {
+        match item {
+            Item::Value(value) => in_value(value),
+            Item::Table(table) => table.iter().find_map(|(_, item)| in_item(item)),
+            Item::ArrayOfTables(tables) => tables
+                .iter()
+                .find_map(|table| table.iter().find_map(|(_, item)| in_item(item))),
+            Item::None => None,
+        }
+    }
+    let document = toml_edit::Document::parse(text).ok()?;
+    in_item(document.as_item()).map(|offset| tomlspan::line_of_offset(text, offset))
+}
+
 /// A secret given inline or in a file (trailing newline trimmed), not both.
 pub(crate) fn secret_from(
     name: &str,
@@ -1144,6 +1179,158 @@ mod tests {
         assert_eq!(loaded.bearer_token.unwrap().expose(), "from-file");
         let text = format!("{text}bearer_token = \"x\"\n");
         assert!(messages(load_text(&text, &[]).unwrap_err())[0].contains("both set"));
+    }
+
+    #[test]
+    fn blank_secrets_are_config_errors_wherever_they_come_from() {
+        // Inline in the file: located at the key's line.
+        for (text, line) in [
+            ("[server.auth]\nbearer_token = \"\"\n", 2),
+            ("[server.auth]\nbasic_username = \"am\"\nbasic_password = \" \\t \"\n", 3),
+            ("[intake.grafana]\nhmac_secret = \"\\n\"\n", 2),
+            (
+                "[escalation.channels.t]\nkind = \"webhook\"\nurl = \"https://t.example/\"\n\
+                 headers = { Authorization = \"  \" }\n",
+                4,
+            ),
+            (
+                "[escalation.channels.p]\nkind = \"webhook\"\npreset = \"pagerduty\"\n\
+                 routing_key = \" \"\n",
+                4,
+            ),
+            (
+                "[escalation.channels.m]\nkind = \"email\"\nsmtp_url = \"smtp://m.example\"\n\
+                 from = \"s@example.com\"\nto = [\"o@example.com\"]\nusername = \"u\"\npassword = \"\"\n",
+                7,
+            ),
+            (
+                "[server.api]\ntokens = [{ name = \"ops\", token = \" \", scope = \"read\" }]\n",
+                2,
+            ),
+        ] {
+            let problems = messages(load_text(text, &[]).unwrap_err());
+            assert_eq!(
+                problems,
+                [format!("salve.toml:{line}: {BLANK_SECRET}")],
+                "{text}"
+            );
+        }
+        // In a file: a file with just a newline.
+        let dir = tempfile::tempdir().unwrap();
+        let newline = dir.path().join("newline");
+        std::fs::write(&newline, "\n").unwrap();
+        let path = format!("{:?}", newline.display().to_string());
+        for (text, line) in [
+            (format!("[server.auth]\nbearer_token_file = {path}\n"), 2),
+            (
+                format!("[server]\n\n[server.api]\ntokens = [\n  {{ name = \"ops\", token_file = {path}, scope = \"read\" }},\n]\n"),
+                5,
+            ),
+            (
+                format!("[escalation.channels.p]\nkind = \"webhook\"\npreset = \"pagerduty\"\nrouting_key_file = {path}\n"),
+                4,
+            ),
+            (
+                format!("[escalation.channels.m]\nkind = \"email\"\nsmtp_url = \"smtp://m.example\"\nfrom = \"s@example.com\"\nto = [\"o@example.com\"]\nusername = \"u\"\npassword_file = {path}\n"),
+                7,
+            ),
+        ] {
+            let problems = load_text(&text, &[]).unwrap_err();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].line, Some(line), "{text}");
+            assert!(
+                problems[0].message.contains("empty or holds only whitespace"),
+                "{problems:?}"
+            );
+        }
+        // In the environment: named by variable, never "auth configured".
+        for name in [
+            "SALVE_SERVER__AUTH__BEARER_TOKEN",
+            "SALVE_INTAKE__GRAFANA__HMAC_SECRET",
+            "SALVE_ESCALATION__CHANNELS__T__HEADERS__AUTHORIZATION",
+        ] {
+            for blank in ["", " ", "\t\n"] {
+                let problems = messages(load_text("", &[(name, blank)]).unwrap_err());
+                assert_eq!(
+                    problems,
+                    [format!("environment: {name} is set but empty or whitespace-only")]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn api_tokens_are_named_scoped_distinct_and_not_the_webhook_credential() {
+        let loaded = load_text(
+            "[server.auth]\nbearer_token = \"hook\"\n\n[server.api]\ntokens = [\n\
+             { name = \"viewer\", token = \"r\", scope = \"read\" },\n\
+             { name = \"ops\", token = \"o\", scope = \"operate\" },\n]\n",
+            &[],
+        )
+        .unwrap();
+        let tokens: Vec<(&str, ApiScope)> = loaded
+            .api_tokens
+            .iter()
+            .map(|t| (t.name.as_str(), t.scope))
+            .collect();
+        assert_eq!(tokens, [("viewer", ApiScope::Read), ("ops", ApiScope::Operate)]);
+        assert!(!loaded.no_credentials());
+        assert!(!format!("{loaded:?}").contains("\"o\""));
+
+        for (tokens, expected) in [
+            (
+                "{ name = \"a\", token = \"x\", scope = \"read\" },\n{ name = \"a\", token = \"y\", scope = \"read\" }",
+                "salve.toml:7: server.api.tokens[1]: duplicate token name \"a\"",
+            ),
+            (
+                "{ name = \" \", token = \"x\", scope = \"read\" }",
+                "salve.toml:6: server.api.tokens[0].name is empty",
+            ),
+            (
+                "{ name = \"a\", token = \"x\", scope = \"read\" },\n{ name = \"b\", token = \"x\", scope = \"operate\" }",
+                "salve.toml:7: server.api.tokens[1]: the same token as another API token",
+            ),
+            (
+                "{ name = \"a\", token = \"hook\", scope = \"read\" }",
+                "salve.toml:6: server.api.tokens[0]: the same secret as the webhook credential; the API needs its own",
+            ),
+            (
+                "{ name = \"a\", scope = \"read\" }",
+                "salve.toml:6: server.api.tokens[0]: set token_file (or token)",
+            ),
+        ] {
+            let text = format!(
+                "[server.auth]\nbearer_token = \"hook\"\n\n[server.api]\ntokens = [\n{tokens},\n]\n"
+            );
+            let problems = messages(load_text(&text, &[]).unwrap_err());
+            assert_eq!(problems, [expected], "{text}");
+        }
+        let problems = load_text(
+            "[server.api]\ntokens = [{ name = \"a\", token = \"x\", scope = \"admin\" }]\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(messages(problems)[0].starts_with("salve.toml:2: unknown variant `admin`"));
+    }
+
+    #[test]
+    fn body_timeout_and_max_connections() {
+        let loaded = load_text("", &[]).unwrap();
+        assert_eq!(loaded.settings.server.body_timeout, Duration::from_secs(10));
+        assert_eq!(loaded.settings.server.max_connections, 512);
+        assert!(loaded.no_credentials());
+        let problems = load_text(
+            "[server]\nbody_timeout = \"0s\"\nmax_connections = 0\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            messages(problems),
+            [
+                "salve.toml:2: server.body_timeout must be > 0",
+                "salve.toml:3: server.max_connections must be > 0"
+            ]
+        );
     }
 
     #[test]
