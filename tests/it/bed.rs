@@ -13,6 +13,9 @@ use crate::support::{SalveProcess, http_client, salve_config_template, wait_unti
 
 pub const TOKEN: &str = "it-webhook-token";
 pub const BEARER: (&str, &str) = ("authorization", "Bearer it-webhook-token");
+/// The `[server.api]` token `config` sets (name "it", scope operate): the webhook
+/// credential cannot read incidents.
+pub const API_BEARER: (&str, &str) = ("authorization", "Bearer it-api-token");
 
 /// The repository's own recipes directory (the shipped recipes).
 pub fn shipped_recipes() -> PathBuf {
@@ -30,7 +33,8 @@ pub fn fixture(path: &str) -> PathBuf {
 /// or whole sections).
 pub fn config(auth_extra: &str, extra: &str) -> String {
     format!(
-        "{}\n[server.auth]\nbearer_token = \"{TOKEN}\"\n{auth_extra}\n[recipes]\ndir = \"recipes\"\n\n\
+        "{}\n[server.api]\ntokens = [{{ name = \"it\", token = \"it-api-token\", scope = \"operate\" }}]\n\n\
+         [server.auth]\nbearer_token = \"{TOKEN}\"\n{auth_extra}\n[recipes]\ndir = \"recipes\"\n\n\
          [escalation]\ndefault = [\"oncall-email\"]\n\n\
          [escalation.channels.oncall-email]\nkind = \"log\"\n\n\
          [escalation.channels.tickets]\nkind = \"log\"\n\n\
@@ -50,8 +54,8 @@ pub async fn start_salve(auth_extra: &str, extra: &str) -> SalveProcess {
 /// Incidents from `GET /api/v1/incidents`, newest first.
 pub async fn api_incidents(salve: &SalveProcess) -> Vec<Value> {
     let response = http_client()
-        .get(format!("{}/api/v1/incidents?limit=1000", salve.base_url()))
-        .header(BEARER.0, BEARER.1)
+        .get(format!("{}/api/v1/incidents?limit=500", salve.base_url()))
+        .header(API_BEARER.0, API_BEARER.1)
         .send()
         .await
         .expect("GET /api/v1/incidents");

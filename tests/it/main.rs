@@ -5,12 +5,14 @@ mod bed;
 mod support;
 
 mod alertmanager_e2e;
+mod api_auth;
 mod cli_check;
 mod crash;
 mod escalation_channels;
 mod escalation_e2e;
 mod guard_e2e;
 mod ha_e2e;
+mod http_abuse;
 mod intake_http;
 mod planning_outcomes;
 mod quoting;
