@@ -335,7 +335,12 @@ fn raw_status(base_url: &str, request: &str) -> u16 {
 #[tokio::test]
 async fn without_credentials_only_loopback_host_names_are_served() {
     // The loopback default: no webhook credential, no API token.
-    let salve = SalveProcess::start(&salve_config_template(), Some(&shipped_recipes())).await;
+    let config = format!(
+        "{}\n[recipes]\ndir = \"recipes\"\n\n[escalation]\ndefault = [\"oncall-email\"]\n\n\
+         [escalation.channels.oncall-email]\nkind = \"log\"\n\n[escalation.channels.tickets]\nkind = \"log\"\n",
+        salve_config_template()
+    );
+    let salve = SalveProcess::start(&config, Some(&shipped_recipes())).await;
     let base = salve.base_url().to_owned();
     let port = base.rsplit(':').next().unwrap().to_owned();
     let get = |path: &str, host: &str, extra: &str| {

@@ -25,20 +25,40 @@ async fn start(env: &[(&str, &str)]) -> SalveProcess {
     builder.start().await
 }
 
-/// Sockets salve's process holds: its listener, internal pairs, and every accepted
-/// connection (a connection still in the listen backlog is not salve's yet).
-fn open_sockets(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
+/// TCP connections salve's process has accepted on `port` (a connection still waiting in
+/// the listen backlog is not salve's yet): its socket fds matched against /proc/net/tcp.
+fn accepted_connections(pid: u32, port: u16) -> usize {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|entries| {
             entries
                 .flatten()
-                .filter(|entry| {
-                    std::fs::read_link(entry.path())
-                        .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
+                .filter_map(|entry| {
+                    let target = std::fs::read_link(entry.path()).ok()?;
+                    let target = target.to_string_lossy();
+                    Some(target.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let local_port = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    // State 0A is LISTEN: the listener itself is not a connection.
+                    fields.len() > 9
+                        && fields[1].ends_with(&local_port)
+                        && fields[3] != "0A"
+                        && inodes.contains(fields[9])
                 })
                 .count()
         })
-        .unwrap_or(0)
+        .sum()
 }
 
 /// One attacker: connects, sends an authenticated webhook head announcing a large body,
@@ -100,8 +120,8 @@ async fn trickled_bodies_get_408_and_the_connection_limit_keeps_health_and_hooks
     ])
     .await;
     let pid = salve.pid().unwrap();
-    let baseline = open_sockets(pid);
     let address = salve.base_url().trim_start_matches("http://").to_owned();
+    let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let answers = Arc::new(Mutex::new(Vec::new()));
@@ -111,16 +131,21 @@ async fn trickled_bodies_get_408_and_the_connection_limit_keeps_health_and_hooks
             std::thread::spawn(move || trickle(address, stop, answers))
         })
         .collect();
-    // Salve's own count of accepted connections, sampled all through the flood.
+    // Salve's own count of accepted connections, sampled all through the flood. A count
+    // is "held" when two samples 20 ms apart both see it: when one connection ends, its
+    // slot is handed to the next a moment before the old socket's fd is closed, and that
+    // hand-over is not a connection held.
     let peak = Arc::new(Mutex::new(0usize));
     let sampler = {
         let (stop, peak) = (stop.clone(), peak.clone());
         std::thread::spawn(move || {
+            let mut last = 0;
             while !stop.load(Ordering::SeqCst) {
-                let accepted = open_sockets(pid).saturating_sub(baseline);
+                let accepted = accepted_connections(pid, port);
                 let mut peak = peak.lock().unwrap();
-                *peak = (*peak).max(accepted);
+                *peak = (*peak).max(accepted.min(last));
                 drop(peak);
+                last = accepted;
                 std::thread::sleep(Duration::from_millis(20));
             }
         })
