@@ -462,13 +462,15 @@ fn cli_user() -> String {
     use std::os::unix::fs::MetadataExt;
     // Our own /proc entry is owned by our real UID; /etc/passwd names it.
     let uid = std::fs::metadata("/proc/self").map_or(u32::MAX, |meta| meta.uid());
-    let name = std::fs::read_to_string("/etc/passwd").ok().and_then(|passwd| {
-        passwd.lines().find_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
-        })
-    });
+    let name = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+            })
+        });
     format!("cli:{}", name.unwrap_or_else(|| format!("uid {uid}")))
 }
 
@@ -507,7 +509,7 @@ fn history(
                     .incident_details(cursor, HISTORY_PAGE.min(limit - written))
                     .await?;
                 for detail in &page {
-                    write!(out, "{}\n", if written == 0 { "" } else { "," })?;
+                    writeln!(out, "{}", if written == 0 { "" } else { "," })?;
                     serde_json::to_writer_pretty(&mut out, detail)?;
                     written += 1;
                 }

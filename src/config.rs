@@ -718,7 +718,10 @@ pub fn load_from_str(
         auth.bearer_token_file.as_deref(),
     )
     .unwrap_or_else(|message| {
-        problems.push(problem(at(&["server", "auth", "bearer_token_file"]), message));
+        problems.push(problem(
+            at(&["server", "auth", "bearer_token_file"]),
+            message,
+        ));
         None
     });
     let basic_password = secret_from(
@@ -727,7 +730,10 @@ pub fn load_from_str(
         auth.basic_password_file.as_deref(),
     )
     .unwrap_or_else(|message| {
-        problems.push(problem(at(&["server", "auth", "basic_password_file"]), message));
+        problems.push(problem(
+            at(&["server", "auth", "basic_password_file"]),
+            message,
+        ));
         None
     });
     let basic = match (&auth.basic_username, basic_password) {
@@ -1186,7 +1192,10 @@ mod tests {
         // Inline in the file: located at the key's line.
         for (text, line) in [
             ("[server.auth]\nbearer_token = \"\"\n", 2),
-            ("[server.auth]\nbasic_username = \"am\"\nbasic_password = \" \\t \"\n", 3),
+            (
+                "[server.auth]\nbasic_username = \"am\"\nbasic_password = \" \\t \"\n",
+                3,
+            ),
             ("[intake.grafana]\nhmac_secret = \"\\n\"\n", 2),
             (
                 "[escalation.channels.t]\nkind = \"webhook\"\nurl = \"https://t.example/\"\n\
@@ -1223,15 +1232,21 @@ mod tests {
         for (text, line) in [
             (format!("[server.auth]\nbearer_token_file = {path}\n"), 2),
             (
-                format!("[server]\n\n[server.api]\ntokens = [\n  {{ name = \"ops\", token_file = {path}, scope = \"read\" }},\n]\n"),
+                format!(
+                    "[server]\n\n[server.api]\ntokens = [\n  {{ name = \"ops\", token_file = {path}, scope = \"read\" }},\n]\n"
+                ),
                 5,
             ),
             (
-                format!("[escalation.channels.p]\nkind = \"webhook\"\npreset = \"pagerduty\"\nrouting_key_file = {path}\n"),
+                format!(
+                    "[escalation.channels.p]\nkind = \"webhook\"\npreset = \"pagerduty\"\nrouting_key_file = {path}\n"
+                ),
                 4,
             ),
             (
-                format!("[escalation.channels.m]\nkind = \"email\"\nsmtp_url = \"smtp://m.example\"\nfrom = \"s@example.com\"\nto = [\"o@example.com\"]\nusername = \"u\"\npassword_file = {path}\n"),
+                format!(
+                    "[escalation.channels.m]\nkind = \"email\"\nsmtp_url = \"smtp://m.example\"\nfrom = \"s@example.com\"\nto = [\"o@example.com\"]\nusername = \"u\"\npassword_file = {path}\n"
+                ),
                 7,
             ),
         ] {
@@ -1239,7 +1254,9 @@ mod tests {
             assert_eq!(problems.len(), 1, "{problems:?}");
             assert_eq!(problems[0].line, Some(line), "{text}");
             assert!(
-                problems[0].message.contains("empty or holds only whitespace"),
+                problems[0]
+                    .message
+                    .contains("empty or holds only whitespace"),
                 "{problems:?}"
             );
         }
@@ -1253,7 +1270,9 @@ mod tests {
                 let problems = messages(load_text("", &[(name, blank)]).unwrap_err());
                 assert_eq!(
                     problems,
-                    [format!("environment: {name} is set but empty or whitespace-only")]
+                    [format!(
+                        "environment: {name} is set but empty or whitespace-only"
+                    )]
                 );
             }
         }
@@ -1273,7 +1292,10 @@ mod tests {
             .iter()
             .map(|t| (t.name.as_str(), t.scope))
             .collect();
-        assert_eq!(tokens, [("viewer", ApiScope::Read), ("ops", ApiScope::Operate)]);
+        assert_eq!(
+            tokens,
+            [("viewer", ApiScope::Read), ("ops", ApiScope::Operate)]
+        );
         assert!(!loaded.no_credentials());
         assert!(!format!("{loaded:?}").contains("\"o\""));
 

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
+use super::auth::ApiDenied;
 use super::hooks::{Rejection, check_content_type, read_body_within};
 use crate::config::ApiScope;
 use crate::incident::IncidentId;
@@ -45,22 +46,25 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(state.metrics.encode())
 }
 
-/// The caller's name when it may do `needed`, else the refusal to answer.
-fn authorized(req: &HttpRequest, state: &AppState, needed: ApiScope) -> Result<String, HttpResponse> {
+/// The caller's name when it may do `needed`, else why not.
+fn authorized(req: &HttpRequest, state: &AppState, needed: ApiScope) -> Result<String, ApiDenied> {
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    state.api.authorize(authorization, needed).map_err(|denied| {
-        let mut response = HttpResponse::build(
-            actix_web::http::StatusCode::from_u16(denied.status())
-                .expect("401 and 403 are status codes"),
-        );
-        if denied.status() == 401 {
-            response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"salve-api\""));
-        }
-        response.json(json!({ "status": "error", "error": denied.reason(needed) }))
-    })
+    state.api.authorize(authorization, needed)
+}
+
+/// 401 (with a challenge) or 403, with the reason.
+fn refusal(denied: ApiDenied, needed: ApiScope) -> HttpResponse {
+    let mut response = HttpResponse::build(
+        actix_web::http::StatusCode::from_u16(denied.status())
+            .expect("401 and 403 are status codes"),
+    );
+    if denied.status() == 401 {
+        response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"salve-api\""));
+    }
+    response.json(json!({ "status": "error", "error": denied.reason(needed) }))
 }
 
 #[derive(Deserialize)]
@@ -80,7 +84,7 @@ pub async fn list_incidents(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     if let Err(denied) = authorized(&req, &state, ApiScope::Read) {
-        return denied;
+        return refusal(denied, ApiScope::Read);
     }
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let before = query.before.map(IncidentId);
@@ -130,7 +134,7 @@ pub async fn get_incident(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     if let Err(denied) = authorized(&req, &state, ApiScope::Read) {
-        return denied;
+        return refusal(denied, ApiScope::Read);
     }
     match state.store.incident(IncidentId(path.into_inner())).await {
         Ok(Some(detail)) => HttpResponse::Ok().json(detail),
@@ -159,7 +163,7 @@ pub async fn reset_breaker(
 ) -> HttpResponse {
     let by = match authorized(&req, &state, ApiScope::Operate) {
         Ok(by) => by,
-        Err(denied) => return denied,
+        Err(denied) => return refusal(denied, ApiScope::Operate),
     };
     let body = match check_content_type(req.headers()) {
         Ok(()) => read_body_within(req.headers(), body, MAX_RESET_BODY, state.body_timeout).await,

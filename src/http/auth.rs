@@ -250,7 +250,10 @@ mod tests {
         let access = access();
         let read = ApiScope::Read;
         let operate = ApiScope::Operate;
-        assert_eq!(access.authorize(Some("Bearer read-token"), read), Ok("viewer".into()));
+        assert_eq!(
+            access.authorize(Some("Bearer read-token"), read),
+            Ok("viewer".into())
+        );
         assert_eq!(
             access.authorize(Some("Bearer read-token"), operate),
             Err(ApiDenied::Scope {
@@ -258,21 +261,39 @@ mod tests {
                 has: read
             })
         );
-        assert_eq!(access.authorize(Some("Bearer operate-token"), operate), Ok("ops".into()));
-        assert_eq!(access.authorize(Some("Bearer operate-token"), read), Ok("ops".into()));
+        assert_eq!(
+            access.authorize(Some("Bearer operate-token"), operate),
+            Ok("ops".into())
+        );
+        assert_eq!(
+            access.authorize(Some("Bearer operate-token"), read),
+            Ok("ops".into())
+        );
         assert_eq!(
             access.authorize(Some("Bearer webhook-token"), read),
             Err(ApiDenied::WebhookCredential)
         );
         assert_eq!(access.authorize(None, read), Err(ApiDenied::Missing));
-        assert_eq!(access.authorize(Some("Bearer "), read), Err(ApiDenied::Invalid));
-        assert_eq!(access.authorize(Some("Bearer nope"), read), Err(ApiDenied::Invalid));
-        assert_eq!(access.authorize(Some("Basic cmVhZC10b2tlbg=="), read), Err(ApiDenied::Invalid));
+        assert_eq!(
+            access.authorize(Some("Bearer "), read),
+            Err(ApiDenied::Invalid)
+        );
+        assert_eq!(
+            access.authorize(Some("Bearer nope"), read),
+            Err(ApiDenied::Invalid)
+        );
+        assert_eq!(
+            access.authorize(Some("Basic cmVhZC10b2tlbg=="), read),
+            Err(ApiDenied::Invalid)
+        );
         let closed = ApiAccess {
             tokens: Vec::new(),
             ..access.clone()
         };
-        assert_eq!(closed.authorize(None, read), Err(ApiDenied::NoTokensConfigured));
+        assert_eq!(
+            closed.authorize(None, read),
+            Err(ApiDenied::NoTokensConfigured)
+        );
         assert_eq!(
             closed.authorize(Some("Bearer webhook-token"), read),
             Err(ApiDenied::WebhookCredential)

@@ -18,8 +18,8 @@ use crate::alert::Alert;
 use crate::incident::{Incident, IncidentId, State};
 use crate::plan::Plan;
 use crate::store::{
-    BreakerLimit, BreakerReset, BreakerStatus, Gap, HostHold, IncidentDetail, Ingested, NewEvent, OutboxItem,
-    RunGate, RunRecord, Store, StoreError,
+    BreakerLimit, BreakerReset, BreakerStatus, Gap, HostHold, IncidentDetail, Ingested, NewEvent,
+    OutboxItem, RunGate, RunRecord, Store, StoreError,
 };
 
 mod guard;
@@ -431,10 +431,8 @@ impl Store for SqliteStore {
         by: &str,
     ) -> Result<Option<BreakerReset>, StoreError> {
         let (recipe, target, by) = (recipe.to_owned(), target.to_owned(), by.to_owned());
-        self.write_with(move |conn| {
-            guard::reset_breaker(conn, &recipe, &target, &by, Utc::now())
-        })
-        .await
+        self.write_with(move |conn| guard::reset_breaker(conn, &recipe, &target, &by, Utc::now()))
+            .await
     }
 
     async fn incidents_to_escalate(&self, limit: usize) -> Result<Vec<Incident>, StoreError> {
@@ -1548,7 +1546,12 @@ mod guard_tests {
             .unwrap()
             .expect("web1 has runs to forget");
         assert_eq!(reset.runs_forgotten, 2);
-        let journal = store.incident(reset.incident).await.unwrap().unwrap().events;
+        let journal = store
+            .incident(reset.incident)
+            .await
+            .unwrap()
+            .unwrap()
+            .events;
         let recorded = journal.iter().find(|e| e.kind == "breaker_reset").unwrap();
         assert_eq!(recorded.detail["by"], "ops");
         assert_eq!(

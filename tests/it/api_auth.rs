@@ -95,7 +95,10 @@ async fn the_webhook_credential_cannot_read_incidents_or_reset_breakers() {
         (post.clone(), &reset, reset_body()),
     ] {
         let (status, answer) = call(method.clone(), url, Some(BEARER.1), body).await;
-        assert_eq!(status, 403, "{method} {url} with the webhook token: {answer}");
+        assert_eq!(
+            status, 403,
+            "{method} {url} with the webhook token: {answer}"
+        );
         assert!(
             answer["error"]
                 .as_str()
@@ -124,9 +127,9 @@ async fn the_webhook_credential_cannot_read_incidents_or_reset_breakers() {
     .await;
     assert_eq!(status, 403, "{answer}");
     assert!(
-        answer["error"].as_str().is_some_and(|e| e.contains("viewer")
-            && e.contains("read")
-            && e.contains("operate")),
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("viewer") && e.contains("read") && e.contains("operate")),
         "{answer}"
     );
     // `operate` may reset; this breaker never ran, so there is nothing to reset.
@@ -165,9 +168,7 @@ async fn breaker_resets_are_journaled_with_who_did_them() {
     )
     .await;
     let salve = &enforcing.salve;
-    let echo = |message: &str| {
-        json!({ "labels": { "alertname": "Echo", "instance": "web1:9100", "message": message } })
-    };
+    let echo = |message: &str| json!({ "labels": { "alertname": "Echo", "instance": "web1:9100", "message": message } });
     post_generic(salve, echo("first")).await;
     wait_for_final(salve, 1, Duration::from_secs(30)).await;
     post_generic(salve, echo("second")).await;
@@ -244,7 +245,9 @@ async fn blank_credentials_are_config_errors_not_auth_configured() {
     let newline = dir.path().join("token-with-just-a-newline");
     std::fs::write(&newline, "\n").unwrap();
     let newline = format!("{:?}", newline.display().to_string());
-    let cases: [(String, Vec<(&str, &str)>, &str); 5] = [
+    // (config, environment, where the problem must be located)
+    type Case = (String, Vec<(&'static str, &'static str)>, &'static str);
+    let cases: [Case; 5] = [
         (
             format!("[server.auth]\nbearer_token_file = {newline}\n"),
             vec![],
@@ -305,7 +308,10 @@ async fn blank_credentials_are_config_errors_not_auth_configured() {
             }
             let output = child.wait_with_output().unwrap();
             let stderr = text(&output.stderr);
-            assert!(!output.status.success(), "salve {command} accepted {config}{env:?}");
+            assert!(
+                !output.status.success(),
+                "salve {command} accepted {config}{env:?}"
+            );
             assert!(
                 stderr.contains(located) && stderr.contains("empty or"),
                 "salve {command} on {config}{env:?}: {stderr}"
@@ -362,8 +368,17 @@ async fn without_credentials_only_loopback_host_names_are_served() {
         format!("localhost.evil.example:{port}"),
         format!("127.0.0.1.nip.io:{port}"),
     ] {
-        for path in ["/api/v1/incidents", "/api/v1/incidents/1", "/readyz", "/metrics"] {
-            assert_eq!(raw_status(&base, &get(path, &host, "")), 421, "{path} {host}");
+        for path in [
+            "/api/v1/incidents",
+            "/api/v1/incidents/1",
+            "/readyz",
+            "/metrics",
+        ] {
+            assert_eq!(
+                raw_status(&base, &get(path, &host, "")),
+                421,
+                "{path} {host}"
+            );
         }
         assert_eq!(raw_status(&base, &post(&host)), 421, "hook with {host}");
     }
@@ -384,7 +399,10 @@ async fn without_credentials_only_loopback_host_names_are_served() {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(answer.ends_with("[]"), "a refused post was stored: {answer}");
+    assert!(
+        answer.ends_with("[]"),
+        "a refused post was stored: {answer}"
+    );
 
     // Loopback names are served, with or without a port.
     for host in [

@@ -35,7 +35,12 @@ fn accepted_connections(pid: u32, port: u16) -> usize {
                 .filter_map(|entry| {
                     let target = std::fs::read_link(entry.path()).ok()?;
                     let target = target.to_string_lossy();
-                    Some(target.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                    Some(
+                        target
+                            .strip_prefix("socket:[")?
+                            .strip_suffix(']')?
+                            .to_owned(),
+                    )
                 })
                 .collect()
         })
@@ -266,7 +271,10 @@ async fn the_incidents_api_and_history_page_and_bound_their_answers() {
     let first_ids = ids(&first);
     assert!(first_ids.windows(2).all(|w| w[0] > w[1]), "newest first");
     let next = next.expect("a next link after a full page");
-    assert!(next.contains(&format!("before={}", first_ids[499])), "{next}");
+    assert!(
+        next.contains(&format!("before={}", first_ids[499])),
+        "{next}"
+    );
     let (rest, after, _) = get_page(&next_url(&base, &next)).await;
     assert_eq!(rest.len(), 100);
     assert!(after.is_none(), "the last page has no next link: {after:?}");

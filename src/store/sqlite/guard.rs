@@ -12,8 +12,8 @@ use super::rows::{INCIDENT_COLUMNS, incident_from_row, state_from_text, time_col
 use super::writer::{expect_state, journal, unavailable};
 use crate::incident::{Incident, IncidentId, State};
 use crate::store::{
-    BreakerLimit, BreakerReset, BreakerStatus, Gap, HostHold, NewEvent, OutboxItem, RunGate, RunRecord,
-    StoreError,
+    BreakerLimit, BreakerReset, BreakerStatus, Gap, HostHold, NewEvent, OutboxItem, RunGate,
+    RunRecord, StoreError,
 };
 
 fn window_start(
