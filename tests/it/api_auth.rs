@@ -242,6 +242,8 @@ async fn breaker_resets_are_journaled_with_who_did_them() {
 #[tokio::test]
 async fn blank_credentials_are_config_errors_not_auth_configured() {
     let dir = tempfile::tempdir().unwrap();
+    // Everything else `serve` needs is there: only the credential can stop it.
+    std::fs::create_dir(dir.path().join("recipes")).unwrap();
     let newline = dir.path().join("token-with-just-a-newline");
     std::fs::write(&newline, "\n").unwrap();
     let newline = format!("{:?}", newline.display().to_string());
