@@ -1414,6 +1414,29 @@ mod tests {
             .collect();
         assert_eq!(newest_first, [ids[2], ids[1], ids[0]]);
         assert_eq!(store.list_incidents(None, 1).await.unwrap().len(), 1);
+        let below: Vec<_> = store
+            .list_incidents(Some(ids[2]), 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(below, [ids[1], ids[0]], "the cursor pages");
+        // Pages with journals: each incident gets exactly its own events.
+        let page = store.incident_details(Some(ids[2]), 2).await.unwrap();
+        assert_eq!(page.len(), 2);
+        for detail in &page {
+            let alone = store.incident(detail.incident.id).await.unwrap().unwrap();
+            assert_eq!(detail.events, alone.events);
+        }
+        assert_eq!(page[0].events.len(), 2, "received and planned");
+        assert!(
+            store
+                .incident_details(Some(ids[0]), 5)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let waiting: Vec<_> = store
             .incidents_in_state(State::Received, 10)
             .await
