@@ -173,15 +173,19 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
     let engine_task = tokio::spawn(engine.run(engine_stopped));
     let mut server_task = tokio::spawn(server);
 
+    // Before the ready line: a SIGTERM sent as soon as it is read must find the handler
+    // (otherwise the default action kills salve without its graceful stop).
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing SIGTERM handler")?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("installing SIGINT handler")?;
     tracing::info!(%address, config = %loaded.origin, store = %settings.store.url, mode = mode.as_str(), "salve serving");
     // The one line on stdout: scripts and tests wait for it.
     println!("listening on {address}");
 
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing SIGTERM handler")?;
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
         result = &mut server_task => {
             result.context("HTTP server task")?.context("HTTP server")?;
             bail!("HTTP server stopped unexpectedly");
