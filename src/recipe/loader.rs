@@ -33,13 +33,32 @@ static RECIPE_NAME: LazyLock<Regex> =
 static PARAM_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$").expect("static regex"));
 /// Names a param may not take: they are the other template variables (or minijinja's own).
-const RESERVED_PARAM_NAMES: [&str; 6] = [
+const RESERVED_PARAM_NAMES: [&str; 7] = [
     "target",
     "target_name",
+    "host_labels",
     "labels",
     "annotations",
     "loop",
     "self",
+];
+
+/// Values a pattern that restricts anything refuses: shell syntax, whitespace, quotes,
+/// control characters. A param without an allow-list whose pattern accepts one of them is
+/// a `salve check` warning (it is still quoted, but the alert chooses almost freely).
+const HOSTILE_PROBES: [&str; 12] = [
+    "x; reboot",
+    "a b",
+    "$(reboot)",
+    "`id`",
+    "it's",
+    "\"x\"",
+    "line\nbreak",
+    "a|b",
+    "a&b",
+    "a>b",
+    "*",
+    "\\x",
 ];
 
 /// Loads every `*.toml` file directly in `dir` (not subdirectories, so `recipes/tests/`
@@ -161,6 +180,7 @@ pub fn load_recipe(
         channels,
         templates,
         problems: Vec::new(),
+        warnings: Vec::new(),
     }
     .validate(shape)
 }
@@ -257,12 +277,19 @@ struct Validator<'a> {
     channels: &'a BTreeSet<String>,
     templates: &'a Templates,
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
 }
 
 impl Validator<'_> {
     fn report(&mut self, path: &[&str], message: impl Into<String>) {
         let line = tomlspan::line_of_path(self.text, path).unwrap_or(1);
         self.problems
+            .push(Problem::new(self.file, line, message.into()));
+    }
+
+    fn warn(&mut self, path: &[&str], message: impl Into<String>) {
+        let line = tomlspan::line_of_path(self.text, path).unwrap_or(1);
+        self.warnings
             .push(Problem::new(self.file, line, message.into()));
     }
 
@@ -335,7 +362,9 @@ impl Validator<'_> {
         }
 
         let (run, timeout) = self.remediate(shape.remediate, &declared);
-        let verify = shape.verify.map(|verify| self.verify(verify, &declared));
+        let verify = shape
+            .verify
+            .map(|verify| self.verify(verify, &declared, &params));
         let breaker = shape.breaker.map(|breaker| Breaker {
             max_runs: breaker.max_runs,
             window: self.duration(
@@ -391,6 +420,7 @@ impl Validator<'_> {
             breaker,
             escalate_to: escalate.to,
             attach: escalate.attach,
+            warnings: self.warnings,
         })
     }
 
@@ -430,17 +460,11 @@ impl Validator<'_> {
         let pattern = match Regex::new(&format!("^(?:{})$", file.pattern)) {
             Ok(pattern) => Some(pattern),
             Err(error) => {
-                let reason = error
-                    .to_string()
-                    .lines()
-                    .map(str::trim)
-                    .rfind(|l| l.starts_with("error:"))
-                    .map(str::to_owned);
                 self.report(
                     &["params", name, "pattern"],
                     format!(
                         "params.{name}.pattern is not a valid regex: {}",
-                        reason.unwrap_or_else(|| error.to_string())
+                        regex_reason(&error)
                     ),
                 );
                 None
@@ -457,16 +481,110 @@ impl Validator<'_> {
                 ),
             );
         }
+        let deny = self.deny_list(name, file.deny.as_deref().unwrap_or_default());
+        let denied_by = |value: &str| {
+            deny.iter()
+                .find(|(_, regex)| regex.is_match(value))
+                .map(|(text, _)| text.clone())
+        };
+        if let Some(default) = &file.default
+            && let Some(rule) = denied_by(default)
+        {
+            self.report(
+                &["params", name, "default"],
+                format!("params.{name}.default {default:?} is denied by {rule:?}"),
+            );
+        }
+        if let Some(one_of) = &file.one_of {
+            if one_of.is_empty() {
+                self.report(
+                    &["params", name, "one_of"],
+                    format!("params.{name}.one_of is empty: no value could ever pass"),
+                );
+            }
+            for (index, value) in one_of.iter().enumerate() {
+                let at = ["params", name, "one_of", &index.to_string()];
+                if let Some(pattern) = &pattern
+                    && !pattern.is_match(value)
+                {
+                    self.report(
+                        &at,
+                        format!(
+                            "params.{name}.one_of[{index}] {value:?} does not match the pattern {:?}",
+                            file.pattern
+                        ),
+                    );
+                } else if let Some(rule) = denied_by(value) {
+                    self.report(
+                        &at,
+                        format!("params.{name}.one_of[{index}] {value:?} is denied by {rule:?}"),
+                    );
+                }
+            }
+            if file.one_of_host_label.is_none()
+                && let Some(default) = &file.default
+                && !one_of.contains(default)
+            {
+                self.report(
+                    &["params", name, "default"],
+                    format!("params.{name}.default {default:?} is not one of params.{name}.one_of"),
+                );
+            }
+        }
+        if let Some(label) = &file.one_of_host_label
+            && label.trim().is_empty()
+        {
+            self.report(
+                &["params", name, "one_of_host_label"],
+                format!("params.{name}.one_of_host_label must name an inventory host label"),
+            );
+        }
         if self.problems.len() != problems_before {
             return None;
+        }
+        let pattern = pattern?;
+        if file.one_of.is_none()
+            && file.one_of_host_label.is_none()
+            && let Some(probe) = HOSTILE_PROBES.iter().find(|probe| pattern.is_match(probe))
+        {
+            self.warn(
+                &["params", name, "pattern"],
+                format!(
+                    "params.{name}.pattern {:?} accepts values like {probe:?}: it hardly restricts \
+                     what an alert may choose (the value is still one quoted word); tighten it, \
+                     or list the allowed values with `one_of` / `one_of_host_label`",
+                    file.pattern
+                ),
+            );
         }
         Some(Param {
             name: name.to_owned(),
             source: source?,
             pattern_text: file.pattern,
-            pattern: pattern?,
+            pattern,
             default: file.default,
+            one_of: file.one_of,
+            one_of_host_label: file.one_of_host_label,
+            deny,
         })
+    }
+
+    /// Compiles `params.NAME.deny`, anchored like patterns; a bad regex is a problem.
+    fn deny_list(&mut self, name: &str, texts: &[String]) -> Vec<(String, Regex)> {
+        let mut deny = Vec::with_capacity(texts.len());
+        for (index, text) in texts.iter().enumerate() {
+            match Regex::new(&format!("^(?:{text})$")) {
+                Ok(regex) => deny.push((text.clone(), regex)),
+                Err(error) => self.report(
+                    &["params", name, "deny", &index.to_string()],
+                    format!(
+                        "params.{name}.deny[{index}] is not a valid regex: {}",
+                        regex_reason(&error)
+                    ),
+                ),
+            }
+        }
+        deny
     }
 
     fn remediate(
@@ -503,7 +621,12 @@ impl Validator<'_> {
         (remediate.run, timeout)
     }
 
-    fn verify(&mut self, verify: VerifyFile, declared: &BTreeSet<String>) -> Verify {
+    fn verify(
+        &mut self,
+        verify: VerifyFile,
+        declared: &BTreeSet<String>,
+        params: &BTreeMap<String, Param>,
+    ) -> Verify {
         let fallback = Duration::from_secs(1);
         let within = self.duration(&["verify", "within"], Some(&verify.within), fallback);
         let interval = self.duration(&["verify", "interval"], Some(&verify.interval), fallback);
@@ -526,7 +649,7 @@ impl Validator<'_> {
             .checks
             .into_iter()
             .enumerate()
-            .filter_map(|(index, check)| self.check(index, check, declared))
+            .filter_map(|(index, check)| self.check(index, check, declared, params))
             .collect();
         Verify {
             within,
@@ -540,6 +663,7 @@ impl Validator<'_> {
         index: usize,
         check: CheckFile,
         declared: &BTreeSet<String>,
+        params: &BTreeMap<String, Param>,
     ) -> Option<Check> {
         let index_text = index.to_string();
         let at = |key: &'static str| ["verify", "checks", index_text.as_str(), key];
@@ -607,6 +731,9 @@ impl Validator<'_> {
                     );
                 }
                 self.template(&at("http"), TemplateKind::Url, &url, declared);
+                for message in url_authority_problems(&url, params) {
+                    self.report(&at("http"), format!("verify.checks[{index}].http: {message}"));
+                }
                 Some(Check::Http {
                     url,
                     status,
@@ -633,6 +760,96 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// What is wrong with where a URL template's placeholders sit in its authority: the host
+/// may only be literal text, `{{ target }}` or `{{ target_name }}` (never alert data, which
+/// would choose where salve connects); nothing but literal text in the userinfo; and a port
+/// only literal digits or a param whose pattern admits nothing but ASCII digits (the
+/// rendered number is checked against 1-65535 when planning). Template tags are refused in
+/// the authority: they could emit anything there.
+fn url_authority_problems(url: &str, params: &BTreeMap<String, Param>) -> Vec<String> {
+    use super::template::{Piece, UrlPart, url_authority};
+    let Some(parts) = url_authority(url) else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    for (part, piece) in parts {
+        match (part, piece) {
+            (UrlPart::Port, Piece::Text(text)) if !text.bytes().all(|b| b.is_ascii_digit()) => {
+                problems.push(format!("the port {text:?} is not a number"));
+            }
+            (_, Piece::Text(_)) => {}
+            (_, Piece::Tag(tag)) => problems.push(format!(
+                "a `{{% {tag} %}}` tag in the URL's host, port or userinfo could emit anything there; \
+                 write that part literally"
+            )),
+            (UrlPart::UserInfo, Piece::Expr(expr)) => problems.push(format!(
+                "`{{{{ {expr} }}}}` is in the URL's userinfo (`user:password@`): write credentials \
+                 literally, never from a template"
+            )),
+            (UrlPart::Host, Piece::Expr(expr)) => {
+                if expr != "target" && expr != "target_name" {
+                    problems.push(format!(
+                        "`{{{{ {expr} }}}}` is in the URL's host: the host may only be literal text, \
+                         `{{{{ target }}}}` or `{{{{ target_name }}}}` (alert data must never choose \
+                         where salve connects)"
+                    ));
+                }
+            }
+            (UrlPart::Port, Piece::Expr(expr)) => match params.get(&expr) {
+                Some(param) if pattern_admits_only_digits(&param.pattern_text) => {}
+                Some(param) => problems.push(format!(
+                    "`{{{{ {expr} }}}}` is the URL's port, but params.{expr}.pattern {:?} admits \
+                     more than ASCII digits: use e.g. '[0-9]{{1,5}}'",
+                    param.pattern_text
+                )),
+                None => problems.push(format!(
+                    "`{{{{ {expr} }}}}` is the URL's port: a port may only be literal digits or \
+                     one param whose pattern admits only digits"
+                )),
+            },
+        }
+    }
+    problems
+}
+
+/// Whether every string `pattern` can match consists of ASCII digits only, read from the
+/// regex's syntax (as the `regex` crate parses it, Unicode on: `\d` is any Unicode digit
+/// and therefore fails here). Empty matches count as digits-only; the port check at plan
+/// time refuses an empty or out-of-range number.
+fn pattern_admits_only_digits(pattern: &str) -> bool {
+    use regex_syntax::hir::{Class, Hir, HirKind};
+    fn digits_only(hir: &Hir) -> bool {
+        match hir.kind() {
+            HirKind::Empty | HirKind::Look(_) => true,
+            HirKind::Literal(literal) => literal.0.iter().all(u8::is_ascii_digit),
+            HirKind::Class(Class::Unicode(class)) => class
+                .ranges()
+                .iter()
+                .all(|range| range.start() >= '0' && range.end() <= '9'),
+            HirKind::Class(Class::Bytes(class)) => class
+                .ranges()
+                .iter()
+                .all(|range| range.start() >= b'0' && range.end() <= b'9'),
+            HirKind::Repetition(repetition) => digits_only(&repetition.sub),
+            HirKind::Capture(capture) => digits_only(&capture.sub),
+            HirKind::Concat(parts) | HirKind::Alternation(parts) => parts.iter().all(digits_only),
+        }
+    }
+    regex_syntax::Parser::new()
+        .parse(pattern)
+        .is_ok_and(|hir| digits_only(&hir))
+}
+
+/// The one-line reason of a regex compile error (its `error:` line), else the whole text.
+fn regex_reason(error: &regex::Error) -> String {
+    let text = error.to_string();
+    text.lines()
+        .map(str::trim)
+        .rfind(|l| l.starts_with("error:"))
+        .map(str::to_owned)
+        .unwrap_or(text)
 }
 
 /// `["remediate", "run", "0"]` → `remediate.run[0]`, as the operator would name it.

@@ -7,6 +7,7 @@ pub mod fixtures;
 pub mod loader;
 pub mod matcher;
 pub mod model;
+mod nested;
 pub mod plan;
 #[cfg(test)]
 mod proptests;
@@ -90,6 +91,11 @@ impl RecipeSet {
 
     pub fn get(&self, name: &str) -> Option<&Recipe> {
         self.recipes.iter().find(|recipe| recipe.name == name)
+    }
+
+    /// Every recipe's warnings (`salve check` prints them; they do not stop loading).
+    pub fn warnings(&self) -> impl Iterator<Item = &Problem> {
+        self.recipes.iter().flat_map(|recipe| recipe.warnings.iter())
     }
 }
 

@@ -113,10 +113,14 @@ impl RecipeSet {
                 quoted(&rendered_target)
             ));
         };
+        if let Err(reason) = check_allow_lists(winner, &params, host) {
+            return refuse(reason);
+        }
         let context = CommandContext {
             params: params.clone(),
             target: host.address().to_owned(),
             target_name: host.name.clone(),
+            host_labels: host.labels.clone(),
         };
 
         let render_all = |what: &str, sources: &[String]| -> Result<Vec<String>, String> {
@@ -210,7 +214,8 @@ impl RecipeSet {
                 url: self
                     .templates
                     .render_url(url, context)
-                    .map_err(|error| error.to_string())?,
+                    .map_err(|error| error.to_string())
+                    .and_then(|url| check_url_port(&url).map(|()| url))?,
                 status: *status,
                 body_contains: body_contains.clone(),
                 timeout: *timeout,
@@ -220,9 +225,97 @@ impl RecipeSet {
     }
 }
 
+/// The port of a rendered HTTP check URL, when it has one, must be 1-65535 (a param in the
+/// port position passed a digits-only pattern at load time, but `99999` or `0` would too).
+fn check_url_port(url: &str) -> Result<(), String> {
+    let Some(port) = super::template::url_port(url) else {
+        return Ok(());
+    };
+    match port.parse::<u32>() {
+        Ok(number) if (1..=65535).contains(&number) && port.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(())
+        }
+        _ => Err(format!("URL port {} is not 1-65535", quoted(port))),
+    }
+}
+
+/// `items` as `"a", "b"` for a reason, at most 10 of them.
+fn listed(items: &[&str]) -> String {
+    let mut shown: Vec<String> = items.iter().take(10).map(|item| quoted(item)).collect();
+    if items.len() > 10 {
+        shown.push(format!("… ({} in all)", items.len()));
+    }
+    if shown.is_empty() {
+        "(none)".to_owned()
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// The allow-lists that need the resolved host: a param with `one_of` and/or
+/// `one_of_host_label` passes when its value is in `one_of` or in the host's label (either
+/// list allows it). Deny lists were already applied in [`resolve_params`].
+fn check_allow_lists(
+    recipe: &Recipe,
+    params: &BTreeMap<String, String>,
+    host: &crate::inventory::Host,
+) -> Result<(), String> {
+    for param in recipe.params.values().filter(|param| param.has_allow_list()) {
+        let Some(value) = params.get(&param.name) else {
+            continue;
+        };
+        let fixed: Vec<&str> = param.one_of.iter().flatten().map(String::as_str).collect();
+        if fixed.contains(&value.as_str()) {
+            continue;
+        }
+        let Some(label) = &param.one_of_host_label else {
+            return Err(format!(
+                "param {}: value {} is not one of {}",
+                param.name,
+                quoted(value),
+                listed(&fixed)
+            ));
+        };
+        let Some(label_value) = host.labels.get(label) else {
+            return Err(format!(
+                "param {}: value {} is not allowed: host {} has no label {} listing the values \
+                 salve may use{}",
+                param.name,
+                quoted(value),
+                quoted(&host.name),
+                quoted(label),
+                if fixed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (and it is not one of {})", listed(&fixed))
+                }
+            ));
+        };
+        let items = label_value.items();
+        if !items.contains(&value.as_str()) {
+            return Err(format!(
+                "param {}: value {} is not in host {}'s label {} ({}){}",
+                param.name,
+                quoted(value),
+                quoted(&host.name),
+                quoted(label),
+                listed(&items),
+                if fixed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" nor one of {}", listed(&fixed))
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Every declared param's value, validated. A missing or empty label/annotation takes the
 /// default (empty counts as missing, as it does for matchers); a present value must fully
-/// match the param's pattern. The error is the reason a human reads.
+/// match the param's pattern; any value (default too) matching a `deny` regex is refused.
+/// The allow-lists are checked once the host is known ([`check_allow_lists`]). The error is
+/// the reason a human reads.
 fn resolve_params(recipe: &Recipe, alert: &Alert) -> Result<BTreeMap<String, String>, String> {
     let mut values = BTreeMap::new();
     for param in recipe.params.values() {
@@ -257,6 +350,13 @@ fn resolve_params(recipe: &Recipe, alert: &Alert) -> Result<BTreeMap<String, Str
                 }
             },
         };
+        if let Some(rule) = param.denied_by(&value) {
+            return Err(format!(
+                "param {}: value {} is denied by {rule:?}",
+                param.name,
+                quoted(&value)
+            ));
+        }
         values.insert(param.name.clone(), value);
     }
     Ok(values)
