@@ -190,12 +190,30 @@ fn check(loaded: &Loaded) -> anyhow::Result<ExitCode> {
         Ok(recipes) => recipes,
         Err(code) => return Ok(code),
     };
+    // Warnings do not fail the check: the recipe works, but may allow more than meant.
+    let mut warnings = 0;
+    for warning in recipes.warnings() {
+        warnings += 1;
+        match warning.line {
+            0 => eprintln!("{}: warning: {}", warning.file.display(), warning.message),
+            line => eprintln!(
+                "{}:{line}: warning: {}",
+                warning.file.display(),
+                warning.message
+            ),
+        }
+    }
     println!(
-        "ok: config {}, {} host(s), {} recipe(s) in {}",
+        "ok: config {}, {} host(s), {} recipe(s) in {}{}",
         loaded.origin,
         loaded.settings.hosts.len(),
         recipes.len(),
-        dir.display()
+        dir.display(),
+        if warnings == 0 {
+            String::new()
+        } else {
+            format!(", {warnings} warning(s)")
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

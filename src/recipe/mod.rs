@@ -185,7 +185,7 @@ mod tests {
             address: None,
             port: 22,
             user: None,
-            labels: std::collections::BTreeMap::new(),
+            labels: [("services".to_owned(), "nginx".into())].into(),
         }]);
         let ctx = PlanContext {
             inventory: &inventory,
