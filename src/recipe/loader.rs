@@ -732,7 +732,10 @@ impl Validator<'_> {
                 }
                 self.template(&at("http"), TemplateKind::Url, &url, declared);
                 for message in url_authority_problems(&url, params) {
-                    self.report(&at("http"), format!("verify.checks[{index}].http: {message}"));
+                    self.report(
+                        &at("http"),
+                        format!("verify.checks[{index}].http: {message}"),
+                    );
                 }
                 Some(Check::Http {
                     url,

@@ -95,7 +95,9 @@ impl RecipeSet {
 
     /// Every recipe's warnings (`salve check` prints them; they do not stop loading).
     pub fn warnings(&self) -> impl Iterator<Item = &Problem> {
-        self.recipes.iter().flat_map(|recipe| recipe.warnings.iter())
+        self.recipes
+            .iter()
+            .flat_map(|recipe| recipe.warnings.iter())
     }
 }
 

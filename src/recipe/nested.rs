@@ -58,19 +58,31 @@ pub(super) fn nested_script_problems(source: &str) -> Vec<String> {
             Token::Pipe => {
                 pending_redirect = None;
                 let feeds = argv.iter().any(|w| w.placeholder) || here_string;
-                finish(&mut argv, stdin_has_placeholder || here_string, &mut problems);
+                finish(
+                    &mut argv,
+                    stdin_has_placeholder || here_string,
+                    &mut problems,
+                );
                 stdin_has_placeholder = feeds;
                 here_string = false;
             }
             Token::End => {
                 pending_redirect = None;
-                finish(&mut argv, stdin_has_placeholder || here_string, &mut problems);
+                finish(
+                    &mut argv,
+                    stdin_has_placeholder || here_string,
+                    &mut problems,
+                );
                 stdin_has_placeholder = false;
                 here_string = false;
             }
         }
     }
-    finish(&mut argv, stdin_has_placeholder || here_string, &mut problems);
+    finish(
+        &mut argv,
+        stdin_has_placeholder || here_string,
+        &mut problems,
+    );
     problems.sort();
     problems.dedup();
     problems
@@ -224,10 +236,9 @@ fn lex(text: &str) -> (Vec<Token>, Vec<String>) {
             }
             '<' | '>' => {
                 // An all-digit word right before is the redirection's fd, not an argument.
-                if word
-                    .as_ref()
-                    .is_some_and(|w| !w.text.is_empty() && w.text.bytes().all(|b| b.is_ascii_digit()))
-                {
+                if word.as_ref().is_some_and(|w| {
+                    !w.text.is_empty() && w.text.bytes().all(|b| b.is_ascii_digit())
+                }) {
                     word = None;
                 }
                 end_word!();
@@ -254,8 +265,23 @@ fn lex(text: &str) -> (Vec<Token>, Vec<String>) {
 
 /// Programs that run their `-c` argument (or stdin, or a script file) as shell code.
 const SHELLS: &[&str] = &[
-    "sh", "bash", "dash", "zsh", "ksh", "ksh93", "mksh", "pdksh", "oksh", "ash", "yash",
-    "posh", "rbash", "fish", "csh", "tcsh", "busybox-sh",
+    "sh",
+    "bash",
+    "dash",
+    "zsh",
+    "ksh",
+    "ksh93",
+    "mksh",
+    "pdksh",
+    "oksh",
+    "ash",
+    "yash",
+    "posh",
+    "rbash",
+    "fish",
+    "csh",
+    "tcsh",
+    "busybox-sh",
 ];
 
 /// Interpreters whose program text is given with one of these options.
@@ -287,36 +313,199 @@ struct Wrapper {
 }
 
 const WRAPPERS: &[Wrapper] = &[
-    Wrapper { name: "sudo", with_argument: &["-u", "-g", "-h", "-p", "-C", "-D", "-r", "-t", "-T", "-U", "-R", "--user", "--group", "--host", "--prompt", "--close-from", "--chdir", "--role", "--type", "--command-timeout", "--other-user", "--chroot"], operands: 0 },
-    Wrapper { name: "doas", with_argument: &["-u", "-C"], operands: 0 },
-    Wrapper { name: "env", with_argument: &["-u", "-C", "--unset", "--chdir"], operands: 0 },
-    Wrapper { name: "timeout", with_argument: &["-k", "-s", "--kill-after", "--signal"], operands: 1 },
-    Wrapper { name: "nice", with_argument: &["-n", "--adjustment"], operands: 0 },
-    Wrapper { name: "nohup", with_argument: &[], operands: 0 },
-    Wrapper { name: "setsid", with_argument: &[], operands: 0 },
-    Wrapper { name: "stdbuf", with_argument: &["-i", "-o", "-e"], operands: 0 },
-    Wrapper { name: "ionice", with_argument: &["-c", "-n", "--class", "--classdata"], operands: 0 },
-    Wrapper { name: "chrt", with_argument: &["-T", "-P", "-D"], operands: 1 },
-    Wrapper { name: "taskset", with_argument: &[], operands: 1 },
-    Wrapper { name: "chroot", with_argument: &["--userspec", "--groups"], operands: 1 },
-    Wrapper { name: "unshare", with_argument: &["-S", "-G", "-R", "-w", "--setuid", "--setgid", "--root", "--wd"], operands: 0 },
-    Wrapper { name: "nsenter", with_argument: &["-t", "-S", "-G", "--target", "--setuid", "--setgid"], operands: 0 },
-    Wrapper { name: "systemd-run", with_argument: &["-p", "-E", "-u", "-M", "-H", "--unit", "--property", "--setenv", "--machine", "--host", "--description", "--slice", "--uid", "--gid", "--working-directory"], operands: 0 },
-    Wrapper { name: "runuser", with_argument: &["-u", "-g", "-G", "--user", "--group", "--supp-group"], operands: 0 },
-    Wrapper { name: "xargs", with_argument: &["-a", "-d", "-E", "-I", "-L", "-n", "-P", "-s", "--arg-file", "--delimiter", "--max-lines", "--max-args", "--max-procs", "--max-chars", "--process-slot-var"], operands: 0 },
-    Wrapper { name: "exec", with_argument: &["-a"], operands: 0 },
-    Wrapper { name: "command", with_argument: &[], operands: 0 },
-    Wrapper { name: "builtin", with_argument: &[], operands: 0 },
-    Wrapper { name: "time", with_argument: &["-f", "-o", "--format", "--output"], operands: 0 },
-    Wrapper { name: "flock", with_argument: &["-w", "-E", "--timeout", "--conflict-exit-code"], operands: 1 },
-    Wrapper { name: "watch", with_argument: &["-n", "-d", "--interval", "--differences"], operands: 0 },
-    Wrapper { name: "busybox", with_argument: &[], operands: 0 },
-    Wrapper { name: "strace", with_argument: &["-e", "-o", "-p", "-s", "-u"], operands: 0 },
-    Wrapper { name: "setpriv", with_argument: &["--reuid", "--regid", "--groups"], operands: 0 },
+    Wrapper {
+        name: "sudo",
+        with_argument: &[
+            "-u",
+            "-g",
+            "-h",
+            "-p",
+            "-C",
+            "-D",
+            "-r",
+            "-t",
+            "-T",
+            "-U",
+            "-R",
+            "--user",
+            "--group",
+            "--host",
+            "--prompt",
+            "--close-from",
+            "--chdir",
+            "--role",
+            "--type",
+            "--command-timeout",
+            "--other-user",
+            "--chroot",
+        ],
+        operands: 0,
+    },
+    Wrapper {
+        name: "doas",
+        with_argument: &["-u", "-C"],
+        operands: 0,
+    },
+    Wrapper {
+        name: "env",
+        with_argument: &["-u", "-C", "--unset", "--chdir"],
+        operands: 0,
+    },
+    Wrapper {
+        name: "timeout",
+        with_argument: &["-k", "-s", "--kill-after", "--signal"],
+        operands: 1,
+    },
+    Wrapper {
+        name: "nice",
+        with_argument: &["-n", "--adjustment"],
+        operands: 0,
+    },
+    Wrapper {
+        name: "nohup",
+        with_argument: &[],
+        operands: 0,
+    },
+    Wrapper {
+        name: "setsid",
+        with_argument: &[],
+        operands: 0,
+    },
+    Wrapper {
+        name: "stdbuf",
+        with_argument: &["-i", "-o", "-e"],
+        operands: 0,
+    },
+    Wrapper {
+        name: "ionice",
+        with_argument: &["-c", "-n", "--class", "--classdata"],
+        operands: 0,
+    },
+    Wrapper {
+        name: "chrt",
+        with_argument: &["-T", "-P", "-D"],
+        operands: 1,
+    },
+    Wrapper {
+        name: "taskset",
+        with_argument: &[],
+        operands: 1,
+    },
+    Wrapper {
+        name: "chroot",
+        with_argument: &["--userspec", "--groups"],
+        operands: 1,
+    },
+    Wrapper {
+        name: "unshare",
+        with_argument: &[
+            "-S", "-G", "-R", "-w", "--setuid", "--setgid", "--root", "--wd",
+        ],
+        operands: 0,
+    },
+    Wrapper {
+        name: "nsenter",
+        with_argument: &["-t", "-S", "-G", "--target", "--setuid", "--setgid"],
+        operands: 0,
+    },
+    Wrapper {
+        name: "systemd-run",
+        with_argument: &[
+            "-p",
+            "-E",
+            "-u",
+            "-M",
+            "-H",
+            "--unit",
+            "--property",
+            "--setenv",
+            "--machine",
+            "--host",
+            "--description",
+            "--slice",
+            "--uid",
+            "--gid",
+            "--working-directory",
+        ],
+        operands: 0,
+    },
+    Wrapper {
+        name: "runuser",
+        with_argument: &["-u", "-g", "-G", "--user", "--group", "--supp-group"],
+        operands: 0,
+    },
+    Wrapper {
+        name: "xargs",
+        with_argument: &[
+            "-a",
+            "-d",
+            "-E",
+            "-I",
+            "-L",
+            "-n",
+            "-P",
+            "-s",
+            "--arg-file",
+            "--delimiter",
+            "--max-lines",
+            "--max-args",
+            "--max-procs",
+            "--max-chars",
+            "--process-slot-var",
+        ],
+        operands: 0,
+    },
+    Wrapper {
+        name: "exec",
+        with_argument: &["-a"],
+        operands: 0,
+    },
+    Wrapper {
+        name: "command",
+        with_argument: &[],
+        operands: 0,
+    },
+    Wrapper {
+        name: "builtin",
+        with_argument: &[],
+        operands: 0,
+    },
+    Wrapper {
+        name: "time",
+        with_argument: &["-f", "-o", "--format", "--output"],
+        operands: 0,
+    },
+    Wrapper {
+        name: "flock",
+        with_argument: &["-w", "-E", "--timeout", "--conflict-exit-code"],
+        operands: 1,
+    },
+    Wrapper {
+        name: "watch",
+        with_argument: &["-n", "-d", "--interval", "--differences"],
+        operands: 0,
+    },
+    Wrapper {
+        name: "busybox",
+        with_argument: &[],
+        operands: 0,
+    },
+    Wrapper {
+        name: "strace",
+        with_argument: &["-e", "-o", "-p", "-s", "-u"],
+        operands: 0,
+    },
+    Wrapper {
+        name: "setpriv",
+        with_argument: &["--reuid", "--regid", "--groups"],
+        operands: 0,
+    },
 ];
 
 /// Reserved words that may start a command before the real command word.
-const PREFIX_WORDS: &[&str] = &["!", "{", "}", "if", "then", "else", "elif", "do", "while", "until", "fi", "done"];
+const PREFIX_WORDS: &[&str] = &[
+    "!", "{", "}", "if", "then", "else", "elif", "do", "while", "until", "fi", "done",
+];
 
 const NESTED: &str = "would be parsed again as code there, so its quoting no longer holds";
 
@@ -350,7 +539,9 @@ fn analyze(argv: &[Word], stdin: bool, problems: &mut Vec<String>) {
         return;
     };
     if command.placeholder {
-        problems.push("a `{{ … }}` names the program to run: the alert would choose the command".to_owned());
+        problems.push(
+            "a `{{ … }}` names the program to run: the alert would choose the command".to_owned(),
+        );
         return;
     }
     let args = &rest[1..];
@@ -370,7 +561,11 @@ fn analyze(argv: &[Word], stdin: bool, problems: &mut Vec<String>) {
         }
         return;
     }
-    if let Some((_, options)) = INTERPRETERS.iter().find(|(n, _)| name == *n || name.starts_with(&format!("{n}.")) || (n.starts_with("python") && name.starts_with("python"))) {
+    if let Some((_, options)) = INTERPRETERS.iter().find(|(n, _)| {
+        name == *n
+            || name.starts_with(&format!("{n}."))
+            || (n.starts_with("python") && name.starts_with("python"))
+    }) {
         interpreter(name, options, args, stdin, problems);
         return;
     }
@@ -400,17 +595,32 @@ fn analyze(argv: &[Word], stdin: bool, problems: &mut Vec<String>) {
             return;
         }
         "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk" => {
-            program_operand(name, args, &["-F", "-v", "-f", "-i", "-l", "-E"], &["-f", "-e", "--source", "-E"], problems);
+            program_operand(
+                name,
+                args,
+                &["-F", "-v", "-f", "-i", "-l", "-E"],
+                &["-f", "-e", "--source", "-E"],
+                problems,
+            );
             return;
         }
         "sed" => {
-            program_operand(name, args, &["-l", "-f", "-e"], &["-e", "-f", "--expression", "--file"], problems);
+            program_operand(
+                name,
+                args,
+                &["-l", "-f", "-e"],
+                &["-e", "-f", "--expression", "--file"],
+                problems,
+            );
             return;
         }
         "find" => {
             let mut index = 0;
             while index < args.len() {
-                if matches!(args[index].text.as_str(), "-exec" | "-execdir" | "-ok" | "-okdir") {
+                if matches!(
+                    args[index].text.as_str(),
+                    "-exec" | "-execdir" | "-ok" | "-okdir"
+                ) {
                     let start = index + 1;
                     let end = args[start..]
                         .iter()
@@ -425,10 +635,13 @@ fn analyze(argv: &[Word], stdin: bool, problems: &mut Vec<String>) {
         }
         "rsync" | "scp" => {
             for (index, word) in args.iter().enumerate() {
-                let remote_path = word
-                    .text
-                    .find(':')
-                    .is_some_and(|colon| word.text[..colon].find(PLACEHOLDER).is_none_or(|p| p > colon) && word.text[colon..].contains(PLACEHOLDER) && !word.text.starts_with('-'));
+                let remote_path = word.text.find(':').is_some_and(|colon| {
+                    word.text[..colon]
+                        .find(PLACEHOLDER)
+                        .is_none_or(|p| p > colon)
+                        && word.text[colon..].contains(PLACEHOLDER)
+                        && !word.text.starts_with('-')
+                });
                 let remote_shell = index > 0
                     && matches!(args[index - 1].text.as_str(), "-e" | "--rsh" | "-S")
                     || word.text.starts_with("--rsh=");
@@ -493,14 +706,24 @@ fn shell(name: &str, args: &[Word], stdin: bool, problems: &mut Vec<String>) {
 }
 
 /// An interpreter (`python -c`, `perl -e`, …): its program text must hold no placeholder.
-fn interpreter(name: &str, options: &[&str], args: &[Word], stdin: bool, problems: &mut Vec<String>) {
+fn interpreter(
+    name: &str,
+    options: &[&str],
+    args: &[Word],
+    stdin: bool,
+    problems: &mut Vec<String>,
+) {
     for (index, word) in args.iter().enumerate() {
         let text = word.text.as_str();
-        let attached = options.iter().any(|o| text.starts_with(o) && text.len() > o.len() && !o.starts_with("--"));
+        let attached = options
+            .iter()
+            .any(|o| text.starts_with(o) && text.len() > o.len() && !o.starts_with("--"));
         if (attached && word.placeholder)
             || (options.contains(&text) && args.get(index + 1).is_some_and(|w| w.placeholder))
         {
-            problems.push(format!("a `{{{{ … }}}}` is inside the program `{name}` runs: the value {NESTED}"));
+            problems.push(format!(
+                "a `{{{{ … }}}}` is inside the program `{name}` runs: the value {NESTED}"
+            ));
             return;
         }
         if !text.starts_with('-') {
@@ -544,15 +767,27 @@ fn program_operand(
         };
         if program_options.contains(&option) {
             program_given = true;
-            let program = if attached { args.get(index) } else { args.get(index + 1) };
+            let program = if attached {
+                args.get(index)
+            } else {
+                args.get(index + 1)
+            };
             if program.is_some_and(|w| w.placeholder) {
-                problems.push(format!("a `{{{{ … }}}}` is inside the program `{name}` runs: the value {NESTED}"));
+                problems.push(format!(
+                    "a `{{{{ … }}}}` is inside the program `{name}` runs: the value {NESTED}"
+                ));
             }
         }
-        index += if !attached && with_argument.contains(&option) { 2 } else { 1 };
+        index += if !attached && with_argument.contains(&option) {
+            2
+        } else {
+            1
+        };
     }
     if !program_given && args.get(index).is_some_and(|w| w.placeholder) {
-        problems.push(format!("a `{{{{ … }}}}` is the program `{name}` runs: the value {NESTED}"));
+        problems.push(format!(
+            "a `{{{{ … }}}}` is the program `{name}` runs: the value {NESTED}"
+        ));
     }
 }
 
@@ -560,9 +795,15 @@ fn program_operand(
 fn su_like(name: &str, args: &[Word], problems: &mut Vec<String>) {
     for (index, word) in args.iter().enumerate() {
         let text = word.text.as_str();
-        let script = if matches!(text, "-c" | "--command" | "--session-command" | "-s" | "--shell") {
+        let script = if matches!(
+            text,
+            "-c" | "--command" | "--session-command" | "-s" | "--shell"
+        ) {
             args.get(index + 1)
-        } else if text.starts_with("--command=") || text.starts_with("--session-command=") || (text.starts_with("-c") && text.len() > 2) {
+        } else if text.starts_with("--command=")
+            || text.starts_with("--session-command=")
+            || (text.starts_with("-c") && text.len() > 2)
+        {
             Some(word)
         } else {
             None
@@ -589,10 +830,12 @@ fn wrapped(wrapper: &Wrapper, args: &[Word], stdin: bool, problems: &mut Vec<Str
         if text.starts_with('-') && text != "-" {
             let option = text.split('=').next().unwrap_or(text);
             // Options that run the command through a shell, or split a string into words.
-            let through_a_shell = (name == "sudo" && matches!(option, "-s" | "-i" | "--shell" | "--login"))
+            let through_a_shell = (name == "sudo"
+                && matches!(option, "-s" | "-i" | "--shell" | "--login"))
                 || (name == "env" && matches!(option, "-S" | "--split-string"))
                 || (name == "flock" && matches!(option, "-c" | "--command"))
-                || (name == "runuser" && matches!(option, "-c" | "--command" | "--session-command"));
+                || (name == "runuser"
+                    && matches!(option, "-c" | "--command" | "--session-command"));
             if through_a_shell {
                 if args[index..].iter().any(|w| w.placeholder) {
                     problems.push(format!(
@@ -607,8 +850,14 @@ fn wrapped(wrapper: &Wrapper, args: &[Word], stdin: bool, problems: &mut Vec<Str
                 continue;
             }
             let takes_argument = wrapper.with_argument.contains(&option) && !text.contains('=');
-            let attached_short = !text.starts_with("--") && text.len() > 2 && wrapper.with_argument.contains(&&text[..2]);
-            index += if takes_argument && !attached_short { 2 } else { 1 };
+            let attached_short = !text.starts_with("--")
+                && text.len() > 2
+                && wrapper.with_argument.contains(&&text[..2]);
+            index += if takes_argument && !attached_short {
+                2
+            } else {
+                1
+            };
             continue;
         }
         if name == "env" && is_assignment(word) {

@@ -260,7 +260,11 @@ fn check_allow_lists(
     params: &BTreeMap<String, String>,
     host: &crate::inventory::Host,
 ) -> Result<(), String> {
-    for param in recipe.params.values().filter(|param| param.has_allow_list()) {
+    for param in recipe
+        .params
+        .values()
+        .filter(|param| param.has_allow_list())
+    {
         let Some(value) = params.get(&param.name) else {
             continue;
         };

@@ -837,7 +837,9 @@ pub(super) fn url_authority(source: &str) -> Option<Vec<(UrlPart, Piece)>> {
 pub fn url_port(url: &str) -> Option<&str> {
     let rest = &url[url.find("://")? + 3..];
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, after)| after);
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, after)| after);
     let port = match host_port.strip_prefix('[') {
         Some(bracketed) => bracketed.split_once(']')?.1.strip_prefix(':')?,
         None => host_port.rsplit_once(':')?.1,

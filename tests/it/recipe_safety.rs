@@ -99,7 +99,10 @@ fn simulate_refuses_dangerous_units_even_when_the_host_lists_them() {
         json!({ "alertname": "ServiceDown", "instance": "web1:9100", "service": "nginx" }),
     );
     assert_eq!(nginx["state"], "dry_run", "{nginx:#}");
-    assert_eq!(nginx["plan"]["commands"], json!(["systemctl restart 'nginx'"]));
+    assert_eq!(
+        nginx["plan"]["commands"],
+        json!(["systemctl restart 'nginx'"])
+    );
     let mysql = simulate(
         dir.path(),
         json!({ "alertname": "ServiceDown", "instance": "web1:9100", "service": "mysql" }),
@@ -177,7 +180,11 @@ fn disk_space_refuses_mountpoints_its_cleanups_cannot_free() {
             json!({ "alertname": "DiskSpaceLow", "instance": "web1:9100", "mountpoint": mountpoint }),
         );
         assert_eq!(result["state"], "refused", "{mountpoint}: {result:#}");
-        assert_eq!(result["plan"]["attach"], json!([]), "no du report of {mountpoint}");
+        assert_eq!(
+            result["plan"]["attach"],
+            json!([]),
+            "no du report of {mountpoint}"
+        );
     }
     let var = simulate(
         dir.path(),
@@ -210,7 +217,11 @@ fn check_refuses_nested_scripts_and_alert_data_in_a_url_host_with_file_and_line(
         ("b-ssh.toml", 16, "an argument of `ssh`"),
         ("c-find-exec.toml", 16, "inside the script `bash -c` runs"),
         ("d-eval.toml", 16, "an argument of `eval`"),
-        ("e-url-host.toml", 22, "`{{ service }}` is in the URL's host"),
+        (
+            "e-url-host.toml",
+            22,
+            "`{{ service }}` is in the URL's host",
+        ),
         ("f-url-userinfo.toml", 22, "is in the URL's userinfo"),
         ("g-url-port.toml", 22, "admits more than ASCII digits"),
     ] {
@@ -289,8 +300,20 @@ async fn serve_restarts_only_listed_units_and_never_a_dangerous_one() {
         host.port(),
         host.user(),
     );
+    // The shipped recipes, with the verify window cut from 60 s to 3 s to keep this short.
+    let recipes = files.path().join("recipes");
+    std::fs::create_dir(&recipes).unwrap();
+    for name in ["service-restart.toml", "disk-space.toml"] {
+        let text = std::fs::read_to_string(shipped_recipes().join(name)).unwrap();
+        let patched = text.replace(
+            "within = \"60s\"\ninterval = \"5s\"",
+            "within = \"3s\"\ninterval = \"1s\"",
+        );
+        assert_ne!(patched, text, "{name}");
+        std::fs::write(recipes.join(name), patched).unwrap();
+    }
     let salve = SalveProcess::builder(&config)
-        .recipes_dir(&shipped_recipes())
+        .recipes_dir(&recipes)
         .start()
         .await;
 
@@ -307,6 +330,17 @@ async fn serve_restarts_only_listed_units_and_never_a_dangerous_one() {
     post_generic(&salve, json!({ "alerts": alerts })).await;
 
     let history = wait_for_final(&salve, count, Duration::from_secs(90)).await;
+    // On the target: only the allowed unit ever started.
+    let started = host
+        .exec_ok("ls /srv/units | grep '^STARTED-' || true")
+        .await;
+    assert_eq!(
+        started.trim(),
+        "STARTED-shop-api",
+        "units started on the target"
+    );
+    assert_eq!(health_status(port).await, Some(200));
+
     for incident in &history {
         let service = incident["labels"]["service"].as_str().unwrap();
         if service == "shop-api" {
@@ -331,9 +365,4 @@ async fn serve_restarts_only_listed_units_and_never_a_dangerous_one() {
             assert!(reason.contains(expected), "{service}: {reason}");
         }
     }
-
-    // On the target: only the allowed unit ever started.
-    let started = host.exec_ok("ls /srv/units | grep '^STARTED-' || true").await;
-    assert_eq!(started.trim(), "STARTED-shop-api", "units started on the target");
-    assert_eq!(health_status(port).await, Some(200));
 }
