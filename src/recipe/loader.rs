@@ -1090,6 +1090,209 @@ attach = ["journalctl -u {{ service }}"]
     }
 
     #[test]
+    fn allow_and_deny_lists_are_checked_at_their_lines() {
+        let text = r#"name = "svc"
+match = ['alertname="ServiceDown"']
+target = "{{ labels.instance | host }}"
+
+[params.service]
+from = "labels.service"
+pattern = '[a-z.]+'
+default = "reboot.target"
+one_of = ["nginx", "NGINX", "poweroff.target"]
+deny = ['.*\.target', '(']
+
+[params.other]
+from = "labels.other"
+pattern = '[a-z]+'
+default = "x"
+one_of = []
+
+[params.third]
+from = "labels.third"
+pattern = '[a-z]+'
+one_of_host_label = " "
+
+[remediate]
+run = ["systemctl restart {{ service }} {{ other }} {{ third }}"]
+"#;
+        check(
+            text,
+            &[
+                (
+                    8,
+                    "default \"reboot.target\" is denied by \".*\\\\.target\"",
+                ),
+                (
+                    8,
+                    "default \"reboot.target\" is not one of params.service.one_of",
+                ),
+                (9, "one_of[1] \"NGINX\" does not match the pattern"),
+                (9, "one_of[2] \"poweroff.target\" is denied by"),
+                (10, "params.service.deny[1] is not a valid regex"),
+                (15, "default \"x\" is not one of"),
+                (16, "params.other.one_of is empty"),
+                (21, "one_of_host_label must name an inventory host label"),
+            ],
+        );
+    }
+
+    #[test]
+    fn loose_patterns_without_an_allow_list_are_warnings() {
+        for (pattern, extra, warns) in [
+            ("(?s).*", "", true),
+            ("(?s)^.*$", "", true),
+            ("[\\s\\S]*", "", true),
+            (".*", "", true),
+            ("[^/]+", "", true),
+            ("[A-Za-z0-9 ]+", "", true),
+            ("[a-z]+", "", false),
+            ("(?s).*", "one_of = [\"a\"]\n", false),
+            ("(?s).*", "one_of_host_label = \"svc\"\n", false),
+        ] {
+            let text = GOOD.replace(
+                "pattern = '[a-z]+'\n",
+                &format!("pattern = '{pattern}'\n{extra}"),
+            );
+            let (_dir, result) = load(&[("r.toml", &text)]);
+            let set = result.unwrap_or_else(|p| panic!("{pattern}: {p:#?}"));
+            let warnings: Vec<String> = set
+                .warnings()
+                .map(|w| format!("{}: {}", w.line, w.message))
+                .collect();
+            assert_eq!(
+                !warnings.is_empty(),
+                warns,
+                "{pattern} {extra}: {warnings:?}"
+            );
+            if warns {
+                assert!(
+                    warnings[0].starts_with("7: params.service.pattern"),
+                    "{warnings:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn url_hosts_userinfo_and_ports_take_no_alert_data() {
+        let recipe = |url: &str, port_pattern: &str| {
+            format!(
+                "{GOOD}\n[params.port]\nfrom = \"labels.port\"\npattern = '{port_pattern}'\ndefault = \"80\"\n\n\
+                 [verify]\nwithin = \"5s\"\ninterval = \"1s\"\nchecks = [\n  {{ http = \"{url}\" }},\n]\n"
+            )
+            .replace("{{ service }}\"]", "{{ service }} {{ port }}\"]")
+        };
+        for (url, port_pattern) in [
+            (
+                "http://{{ target }}:{{ port }}/x/{{ service }}?q={{ service }}#{{ port }}",
+                "[0-9]{1,5}",
+            ),
+            ("https://{{ target_name }}.example.com:8443/", "[0-9]+"),
+            (
+                "http://user:pw@{{ target }}:{{ port }}/",
+                "(?-u:\\d)+|[1-9][0-9]*",
+            ),
+            ("http://[::1]:{{ port }}/{{ service }}", "(80|443|[0-9]{4})"),
+            (
+                "http://{{ target }}/a@{{ service }}:{{ service }}",
+                "[0-9]+",
+            ),
+        ] {
+            check(&recipe(url, port_pattern), &[]);
+        }
+        for (url, port_pattern, fragment) in [
+            (
+                "http://{{ service }}:80/",
+                "[0-9]+",
+                "`{{ service }}` is in the URL's host",
+            ),
+            (
+                "http://{{ service }}.example.com/",
+                "[0-9]+",
+                "is in the URL's host",
+            ),
+            ("http://x{{ service }}/", "[0-9]+", "is in the URL's host"),
+            (
+                "http://{{ target | lower }}/",
+                "[0-9]+",
+                "is in the URL's host",
+            ),
+            ("http://{{ service }}@{{ target }}/", "[0-9]+", "userinfo"),
+            ("http://u:{{ service }}@{{ target }}/", "[0-9]+", "userinfo"),
+            (
+                "http://{{ target }}:{{ port }}/",
+                "[^/]+",
+                "admits more than ASCII digits",
+            ),
+            (
+                "http://{{ target }}:{{ port }}/",
+                "\\d+",
+                "admits more than ASCII digits",
+            ),
+            (
+                "http://{{ target }}:{{ port }}/",
+                "[0-9a]+",
+                "admits more than ASCII digits",
+            ),
+            (
+                "http://{{ target }}:{{ service }}/",
+                "[0-9]+",
+                "admits more than ASCII digits",
+            ),
+            (
+                "http://{{ target }}:{{ target }}/",
+                "[0-9]+",
+                "a port may only be",
+            ),
+            (
+                "http://{{ target }}:8o/",
+                "[0-9]+",
+                "the port \"8o\" is not a number",
+            ),
+            (
+                "http://{% if port %}{{ target }}{% endif %}/",
+                "[0-9]+",
+                "tag in the URL's host",
+            ),
+        ] {
+            let problems = problems_of(&recipe(url, port_pattern));
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.contains(fragment) && p.starts_with("21: ")),
+                "{url} with {port_pattern}: {problems:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn digits_only_patterns_are_read_from_the_syntax() {
+        for digits in [
+            "[0-9]+",
+            "[0-9]{1,5}",
+            "(?-u:\\d)+",
+            "8080|[1-9][0-9]{0,3}",
+            "0*",
+            "(?:[0-9])?",
+        ] {
+            assert!(pattern_admits_only_digits(digits), "{digits}");
+        }
+        for not_only in [
+            "\\d+",
+            "[0-9a]+",
+            ".+",
+            "[^a]",
+            "8080|x",
+            "[0-9]+ ",
+            "(?i)[0-9]k",
+            "[",
+        ] {
+            assert!(!pattern_admits_only_digits(not_only), "{not_only}");
+        }
+    }
+
+    #[test]
     fn duplicate_names_across_files_point_at_the_later_file() {
         let (dir, result) = load(&[("a.toml", GOOD), ("b.toml", GOOD)]);
         let problems = result.unwrap_err();

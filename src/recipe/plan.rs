@@ -700,6 +700,140 @@ window = "5m"
         assert_eq!(plan.target.unwrap().name, "web1", "resolved by address");
     }
 
+    /// A recipe whose `service` param has `extra` (one_of / one_of_host_label / deny) and
+    /// a command and URL that read host labels.
+    fn listed_recipe(extra: &str) -> RecipeSet {
+        let text = format!(
+            r#"name = "a"
+match = ['alertname=Down']
+target = "{{{{ labels.instance | host }}}}"
+
+[params.service]
+from = "labels.service"
+pattern = '[a-z][a-z0-9.-]*'
+{extra}
+
+[remediate]
+run = ["systemctl restart {{{{ service }}}}", "logger {{{{ host_labels.role }}}}"]
+"#
+        );
+        RecipeSet::new(vec![recipe("a.toml", &text)])
+    }
+
+    fn plan_on(
+        set: &RecipeSet,
+        labels: &[(&str, crate::inventory::LabelValue)],
+        service: &str,
+    ) -> Plan {
+        let inventory = Inventory::new(vec![Host {
+            name: "web1".into(),
+            address: Some("10.0.0.5".into()),
+            port: 22,
+            user: None,
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .chain([("role".to_owned(), "web; $(x)".into())])
+                .collect(),
+        }]);
+        let ctx = PlanContext {
+            inventory: &inventory,
+            global_mode: Mode::Enforce,
+            default_escalation: &[],
+        };
+        set.plan(&down(service), &ctx)
+    }
+
+    #[test]
+    fn allow_lists_come_from_the_recipe_or_the_host_and_deny_wins() {
+        use crate::inventory::LabelValue;
+        let by_host =
+            listed_recipe("one_of_host_label = \"services\"\ndeny = ['.*\\.target', 'sshd?']");
+        let text = LabelValue::from("nginx, app,poweroff.target,sshd");
+        let list = LabelValue::List(vec!["nginx".into(), "app".into()]);
+        for labels in [&text, &list] {
+            let plan = plan_on(&by_host, &[("services", labels.clone())], "app");
+            assert_eq!(plan.outcome, PlanOutcome::Planned, "{plan:?}");
+            assert_eq!(
+                plan.commands,
+                ["systemctl restart 'app'", "logger 'web; $(x)'"],
+                "host labels are quoted like any value"
+            );
+        }
+        let reason = |plan: Plan| {
+            assert_eq!(plan.outcome, PlanOutcome::Refused, "{plan:?}");
+            assert!(plan.commands.is_empty());
+            plan.reason.unwrap()
+        };
+        assert_eq!(
+            reason(plan_on(
+                &by_host,
+                &[("services", text.clone())],
+                "poweroff.target"
+            )),
+            "param service: value \"poweroff.target\" is denied by \".*\\\\.target\""
+        );
+        assert_eq!(
+            reason(plan_on(&by_host, &[("services", text.clone())], "sshd")),
+            "param service: value \"sshd\" is denied by \"sshd?\""
+        );
+        assert_eq!(
+            reason(plan_on(&by_host, &[("services", list.clone())], "mysql")),
+            "param service: value \"mysql\" is not in host \"web1\"'s label \"services\" (\"nginx\", \"app\")"
+        );
+        assert_eq!(
+            reason(plan_on(&by_host, &[], "nginx")),
+            "param service: value \"nginx\" is not allowed: host \"web1\" has no label \"services\" listing the values salve may use"
+        );
+        assert!(
+            reason(plan_on(&by_host, &[("services", "".into())], "nginx"))
+                .ends_with("label \"services\" ((none))")
+        );
+
+        let fixed = listed_recipe("one_of = [\"nginx\"]");
+        assert_eq!(plan_on(&fixed, &[], "nginx").outcome, PlanOutcome::Planned);
+        assert_eq!(
+            reason(plan_on(&fixed, &[("services", list.clone())], "app")),
+            "param service: value \"app\" is not one of \"nginx\""
+        );
+
+        // Both: either list allows a value.
+        let both = listed_recipe("one_of = [\"nginx\"]\none_of_host_label = \"services\"");
+        assert_eq!(plan_on(&both, &[], "nginx").outcome, PlanOutcome::Planned);
+        assert_eq!(
+            plan_on(&both, &[("services", "app".into())], "app").outcome,
+            PlanOutcome::Planned
+        );
+        assert!(
+            reason(plan_on(&both, &[("services", "app".into())], "db"))
+                .ends_with("(\"app\") nor one of \"nginx\"")
+        );
+    }
+
+    #[test]
+    fn a_rendered_url_port_must_be_1_to_65535() {
+        assert_eq!(check_url_port("http://h:8080/x"), Ok(()));
+        assert_eq!(
+            check_url_port("http://h/x:99999"),
+            Ok(()),
+            "a path is no port"
+        );
+        assert_eq!(check_url_port("http://[::1]:65535/"), Ok(()));
+        assert_eq!(
+            check_url_port("http://u:p@h/"),
+            Ok(()),
+            "a password is no port"
+        );
+        for bad in [
+            "http://h:0/",
+            "http://h:65536/",
+            "http://h:99999999999999999999/",
+            "http://[::1]:0",
+        ] {
+            assert!(check_url_port(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn an_empty_default_escalation_is_allowed() {
         let set = RecipeSet::new(vec![recipe("a.toml", &simple("a", "alertname=Down", ""))]);

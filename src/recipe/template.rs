@@ -1107,6 +1107,60 @@ mod tests {
     }
 
     #[test]
+    fn host_labels_are_values_like_any_other() {
+        let templates = Templates::new();
+        let context = context("a");
+        assert_eq!(
+            templates
+                .render_command(
+                    "echo {{ host_labels.services }} {% for p in host_labels.ports %}{{ p }} {% endfor %}",
+                    &context
+                )
+                .unwrap(),
+            "echo 'nginx,app' '80' '8080' "
+        );
+        assert_eq!(
+            templates
+                .render_url("http://{{ target }}/{{ host_labels.services }}", &context)
+                .unwrap(),
+            "http://10.0.0.5/nginx%2Capp"
+        );
+        let missing = templates
+            .render_command("echo {{ host_labels.nope }}", &context)
+            .unwrap_err();
+        assert!(missing.to_string().contains("undefined"), "{missing}");
+    }
+
+    #[test]
+    fn url_authority_parts_follow_the_literal_text() {
+        use Piece::{Expr, Text};
+        use UrlPart::{Host, Port, UserInfo};
+        let parts = |source: &str| url_authority(source).unwrap();
+        assert_eq!(
+            parts("http://{{ target }}:{{ port }}/{{ x }}"),
+            [(Host, Expr("target".into())), (Port, Expr("port".into()))]
+        );
+        assert_eq!(
+            parts("https://u:{{ pw }}@[::1]:80?q"),
+            [
+                (UserInfo, Text("u:".into())),
+                (UserInfo, Expr("pw".into())),
+                (Host, Text("[::1]".into())),
+                (Port, Text("80".into())),
+            ]
+        );
+        assert_eq!(
+            parts("http://{{- target -}}.x#{{ y }}"),
+            [(Host, Expr("target".into())), (Host, Text(".x".into()))]
+        );
+        assert_eq!(url_authority("{{ x }}://h/"), None);
+        assert_eq!(url_port("http://h:8080/x"), Some("8080"));
+        assert_eq!(url_port("http://u:p@h/x:1"), None);
+        assert_eq!(url_port("http://[::1]:9/"), Some("9"));
+        assert_eq!(url_port("http://h:/"), None);
+    }
+
+    #[test]
     fn target_templates_see_labels_and_the_host_filter() {
         let templates = Templates::new();
         let labels = [("instance".to_owned(), "web1:9100".to_owned())]
@@ -1150,6 +1204,18 @@ mod tests {
         );
         check_problems(Command, "x {{ servce }}", &["unknown variable `servce`"]);
         check_problems(Command, "x {{ labels.service }}", &["raw alert text"]);
+        check_problems(Command, "x {{ host_labels.role }} {{ service }}", &[]);
+        check_problems(Target, "{{ host_labels.role }}", &["unknown variable"]);
+        check_problems(
+            Command,
+            "sh -c {{ service }}",
+            &["inside the script `sh -c` runs"],
+        );
+        check_problems(
+            Command,
+            "x '{{ service }}' && sh -c '{{ service }}'",
+            &["inside shell quotes", "inside the script `sh -c` runs"],
+        );
         check_problems(Command, "x {{ annotations.summary }}", &["raw alert text"]);
         check_problems(Command, "x {{ service", &["does not parse"]);
         check_problems(Command, "x '{{ service }}'", &["inside shell quotes"]);
