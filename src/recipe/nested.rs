@@ -658,6 +658,19 @@ fn analyze(argv: &[Word], stdin: bool, problems: &mut Vec<String>) {
     }
     if let Some(wrapper) = WRAPPERS.iter().find(|w| w.name == name) {
         wrapped(wrapper, args, stdin, problems);
+        return;
+    }
+    // Any other program that runs a shell it names (`docker exec c sh -c …`, `kubectl exec
+    // pod -- bash -c …`, `chpst -u x sh -c …`): a shell's name followed by a `-c` option.
+    for (index, word) in args.iter().enumerate() {
+        let runs_a_script = args.get(index + 1).is_some_and(|next| {
+            let option = next.text.as_str();
+            option.starts_with('-') && !option.starts_with("--") && option[1..].contains('c')
+        });
+        if SHELLS.contains(&basename(&word.text)) && runs_a_script && !word.placeholder {
+            shell(basename(&word.text), &args[index + 1..], false, problems);
+            return;
+        }
     }
 }
 
@@ -961,6 +974,8 @@ mod tests {
             "rsync -e {{ x }} /a web2:/srv/",
             "scp /tmp/a web2:/srv/{{ x }}",
             "busybox sh -c {{ x }}",
+            "docker exec web sh -c {{ x }}",
+            "kubectl exec pod -- /bin/bash -lc {{ x }}",
         ] {
             refused(source);
         }
@@ -994,6 +1009,8 @@ mod tests {
             "curl -fsS http://localhost/{{ x }}",
             "kill -HUP {{ x }}",
             "rsync -a {{ x }} web2:/srv/",
+            "docker exec web sh -c 'kill -HUP 1' {{ x }}",
+            "grep -c sh {{ x }}",
         ] {
             allowed(source);
         }
