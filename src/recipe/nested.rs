@@ -775,7 +775,9 @@ fn program_operand(
         }
         let (option, attached) = match text.find('=') {
             Some(eq) if text.starts_with("--") => (&text[..eq], true),
-            _ if !text.starts_with("--") && text.len() > 2 => (&text[..2], true),
+            _ if !text.starts_with("--") && text.len() > 2 && text.is_char_boundary(2) => {
+                (&text[..2], true)
+            }
             _ => (text, false),
         };
         if program_options.contains(&option) {
@@ -865,7 +867,9 @@ fn wrapped(wrapper: &Wrapper, args: &[Word], stdin: bool, problems: &mut Vec<Str
             let takes_argument = wrapper.with_argument.contains(&option) && !text.contains('=');
             let attached_short = !text.starts_with("--")
                 && text.len() > 2
-                && wrapper.with_argument.contains(&&text[..2]);
+                && text
+                    .get(..2)
+                    .is_some_and(|short| wrapper.with_argument.contains(&short));
             index += if takes_argument && !attached_short {
                 2
             } else {

@@ -383,3 +383,22 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// The load-time scans take any recipe text (the recipe fuzz target relies on it).
+    #[test]
+    fn template_scans_never_panic(
+        source in prop_oneof![
+            any::<String>(),
+            "([a-z]{1,4}|-[a-zé]{1,3}|--[a-z]+=?|\\{\\{ x \\}\\}|[ '\"\\\\;|&<>()`$\n@:/\\[\\]]){0,24}",
+        ]
+    ) {
+        let _ = super::nested::nested_script_problems(&source);
+        let _ = super::template::url_authority(&format!("http://{source}"));
+        let _ = super::template::url_port(&format!("http://{source}"));
+        let params: BTreeSet<String> = ["x".to_owned()].into();
+        let _ = Templates::new().check(super::template::TemplateKind::Command, &source, &params);
+    }
+}

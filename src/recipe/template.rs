@@ -861,7 +861,7 @@ fn find_tag_end(tag: &str, close: &str) -> usize {
             None if close != "#}" && (bytes[i] == b'"' || bytes[i] == b'\'') => {
                 quote = Some(bytes[i])
             }
-            None if tag[i..].starts_with(close) => return i,
+            None if bytes[i..].starts_with(close.as_bytes()) => return i,
             None => {}
         }
         i += 1;
