@@ -1,6 +1,8 @@
-//! Property tests for the two places alert text meets recipe logic: label matching (it must
-//! mean exactly what Alertmanager's matchers mean, for any value) and shell quoting (any
-//! value must reach the target as one word, byte for byte). Pure except one `sh` per case.
+//! Property tests for the places alert text meets recipe logic: label matching (it must
+//! mean exactly what Alertmanager's matchers mean, for any value), shell quoting (any
+//! value must reach the target as one word, byte for byte) and the shipped recipes'
+//! allow/deny lists (no value restarts an unlisted or denied unit); plus the load-time
+//! template scans taking any text. Pure except one `sh` per quoting case.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

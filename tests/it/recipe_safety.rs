@@ -79,6 +79,23 @@ fn simulate_refuses_dangerous_units_even_when_the_host_lists_them() {
         );
         assert_eq!(result["plan"]["commands"], json!([]), "{unit}");
     }
+    // `salve check` passes but warns, at the host's line, that those will never run.
+    let output = salve_cli(dir.path(), &["check"]);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let config_text = std::fs::read_to_string(dir.path().join("salve.toml")).unwrap();
+    let line = 1 + config_text
+        .lines()
+        .position(|l| l.starts_with("labels = { services = \"nginx,poweroff.target"))
+        .unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "salve.toml:{line}: warning: hosts[0].labels.services lists \"poweroff.target\", \
+             which recipe service-restart (params.service) always refuses"
+        )),
+        "{stderr}"
+    );
+
     // The human output says the same.
     let alert = dir.path().join("poweroff.json");
     std::fs::write(
