@@ -199,12 +199,39 @@ fn check(loaded: &Loaded) -> anyhow::Result<ExitCode> {
         Ok(recipes) => recipes,
         Err(code) => return Ok(code),
     };
+    // Warnings do not fail the check: the recipe works, but may allow more than meant.
+    let mut warnings = 0;
+    let config_text = std::fs::read_to_string(&loaded.origin).unwrap_or_default();
+    for (index, label, message) in recipes.inventory_warnings(&loaded.inventory()) {
+        warnings += 1;
+        let path = ["hosts", &index.to_string(), "labels", &label];
+        match crate::tomlspan::line_of_path(&config_text, &path) {
+            Some(line) => eprintln!("{}:{line}: warning: {message}", loaded.origin),
+            None => eprintln!("{}: warning: {message}", loaded.origin),
+        }
+    }
+    for warning in recipes.warnings() {
+        warnings += 1;
+        match warning.line {
+            0 => eprintln!("{}: warning: {}", warning.file.display(), warning.message),
+            line => eprintln!(
+                "{}:{line}: warning: {}",
+                warning.file.display(),
+                warning.message
+            ),
+        }
+    }
     println!(
-        "ok: config {}, {} host(s), {} recipe(s) in {}",
+        "ok: config {}, {} host(s), {} recipe(s) in {}{}",
         loaded.origin,
         loaded.settings.hosts.len(),
         recipes.len(),
-        dir.display()
+        dir.display(),
+        if warnings == 0 {
+            String::new()
+        } else {
+            format!(", {warnings} warning(s)")
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

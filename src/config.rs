@@ -1384,9 +1384,21 @@ mod tests {
             loaded.settings.hosts[0]
                 .labels
                 .get("Team")
-                .map(String::as_str),
-            Some("Core")
+                .map(|value| value.items()),
+            Some(vec!["Core"])
         );
+    }
+
+    #[test]
+    fn host_labels_may_be_lists_through_the_config_layers() {
+        let loaded = load_text(
+            "[[hosts]]\nname = \"web1\"\nlabels = { services = [\"nginx\", \"app\"], mounts = \"/,/var\" }\n",
+            &[],
+        )
+        .unwrap();
+        let labels = &loaded.settings.hosts[0].labels;
+        assert_eq!(labels["services"].items(), ["nginx", "app"]);
+        assert_eq!(labels["mounts"].items(), ["/", "/var"]);
     }
 }
 

@@ -22,9 +22,46 @@ pub struct Host {
     /// SSH user; defaults to `[ssh] user`.
     #[serde(default)]
     pub user: Option<String>,
-    /// Free-form labels for the operator (not used for matching yet).
+    /// Operator-written facts about the host, e.g. `services = "nginx,app"` (a text) or
+    /// `services = ["nginx", "app"]` (a list): a recipe param's `one_of_host_label` takes
+    /// the values salve may act on from here, and command templates read them as
+    /// `{{ host_labels.NAME }}` (quoted like any value). Trusted: the inventory is config.
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, LabelValue>,
+}
+
+/// A host label's value: one text, or a list of texts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LabelValue {
+    Text(String),
+    List(Vec<String>),
+}
+
+impl LabelValue {
+    /// The allowed values this label lists: a list's items as written, or a text's
+    /// comma-separated items with surrounding whitespace trimmed; empty items are dropped
+    /// (so `""` lists nothing and `"a,,b"` lists `a` and `b`).
+    pub fn items(&self) -> Vec<&str> {
+        match self {
+            LabelValue::Text(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .collect(),
+            LabelValue::List(items) => items
+                .iter()
+                .map(String::as_str)
+                .filter(|item| !item.is_empty())
+                .collect(),
+        }
+    }
+}
+
+impl From<&str> for LabelValue {
+    fn from(text: &str) -> LabelValue {
+        LabelValue::Text(text.to_owned())
+    }
 }
 
 fn default_port() -> u16 {
@@ -111,6 +148,27 @@ mod tests {
         assert!(inventory.resolve("WEB1").is_none());
         assert!(inventory.resolve("web1:22").is_none());
         assert!(inventory.resolve("").is_none());
+    }
+
+    #[test]
+    fn label_values_list_items_from_text_or_list() {
+        assert_eq!(
+            LabelValue::from(" nginx, app ,,x.service").items(),
+            ["nginx", "app", "x.service"]
+        );
+        assert!(LabelValue::from("").items().is_empty());
+        assert_eq!(
+            LabelValue::List(vec!["a,b".into(), "".into(), " c".into()]).items(),
+            ["a,b", " c"],
+            "list items are taken as written"
+        );
+        let host: Host = toml::from_str(
+            "name = \"web1\"\nlabels = { services = \"nginx,app\", ports = [\"80\", \"8080\"] }",
+        )
+        .unwrap();
+        assert_eq!(host.labels["services"].items(), ["nginx", "app"]);
+        assert_eq!(host.labels["ports"].items(), ["80", "8080"]);
+        assert!(toml::from_str::<Host>("name = \"w\"\nlabels = { n = 3 }").is_err());
     }
 
     #[test]

@@ -33,13 +33,32 @@ static RECIPE_NAME: LazyLock<Regex> =
 static PARAM_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$").expect("static regex"));
 /// Names a param may not take: they are the other template variables (or minijinja's own).
-const RESERVED_PARAM_NAMES: [&str; 6] = [
+const RESERVED_PARAM_NAMES: [&str; 7] = [
     "target",
     "target_name",
+    "host_labels",
     "labels",
     "annotations",
     "loop",
     "self",
+];
+
+/// Values a pattern that restricts anything refuses: shell syntax, whitespace, quotes,
+/// control characters. A param without an allow-list whose pattern accepts one of them is
+/// a `salve check` warning (it is still quoted, but the alert chooses almost freely).
+const HOSTILE_PROBES: [&str; 12] = [
+    "x; reboot",
+    "a b",
+    "$(reboot)",
+    "`id`",
+    "it's",
+    "\"x\"",
+    "line\nbreak",
+    "a|b",
+    "a&b",
+    "a>b",
+    "*",
+    "\\x",
 ];
 
 /// Loads every `*.toml` file directly in `dir` (not subdirectories, so `recipes/tests/`
@@ -161,6 +180,7 @@ pub fn load_recipe(
         channels,
         templates,
         problems: Vec::new(),
+        warnings: Vec::new(),
     }
     .validate(shape)
 }
@@ -257,12 +277,19 @@ struct Validator<'a> {
     channels: &'a BTreeSet<String>,
     templates: &'a Templates,
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
 }
 
 impl Validator<'_> {
     fn report(&mut self, path: &[&str], message: impl Into<String>) {
         let line = tomlspan::line_of_path(self.text, path).unwrap_or(1);
         self.problems
+            .push(Problem::new(self.file, line, message.into()));
+    }
+
+    fn warn(&mut self, path: &[&str], message: impl Into<String>) {
+        let line = tomlspan::line_of_path(self.text, path).unwrap_or(1);
+        self.warnings
             .push(Problem::new(self.file, line, message.into()));
     }
 
@@ -335,7 +362,9 @@ impl Validator<'_> {
         }
 
         let (run, timeout) = self.remediate(shape.remediate, &declared);
-        let verify = shape.verify.map(|verify| self.verify(verify, &declared));
+        let verify = shape
+            .verify
+            .map(|verify| self.verify(verify, &declared, &params));
         let breaker = shape.breaker.map(|breaker| Breaker {
             max_runs: breaker.max_runs,
             window: self.duration(
@@ -391,6 +420,7 @@ impl Validator<'_> {
             breaker,
             escalate_to: escalate.to,
             attach: escalate.attach,
+            warnings: self.warnings,
         })
     }
 
@@ -430,17 +460,11 @@ impl Validator<'_> {
         let pattern = match Regex::new(&format!("^(?:{})$", file.pattern)) {
             Ok(pattern) => Some(pattern),
             Err(error) => {
-                let reason = error
-                    .to_string()
-                    .lines()
-                    .map(str::trim)
-                    .rfind(|l| l.starts_with("error:"))
-                    .map(str::to_owned);
                 self.report(
                     &["params", name, "pattern"],
                     format!(
                         "params.{name}.pattern is not a valid regex: {}",
-                        reason.unwrap_or_else(|| error.to_string())
+                        regex_reason(&error)
                     ),
                 );
                 None
@@ -457,16 +481,110 @@ impl Validator<'_> {
                 ),
             );
         }
+        let deny = self.deny_list(name, file.deny.as_deref().unwrap_or_default());
+        let denied_by = |value: &str| {
+            deny.iter()
+                .find(|(_, regex)| regex.is_match(value))
+                .map(|(text, _)| text.clone())
+        };
+        if let Some(default) = &file.default
+            && let Some(rule) = denied_by(default)
+        {
+            self.report(
+                &["params", name, "default"],
+                format!("params.{name}.default {default:?} is denied by {rule:?}"),
+            );
+        }
+        if let Some(one_of) = &file.one_of {
+            if one_of.is_empty() {
+                self.report(
+                    &["params", name, "one_of"],
+                    format!("params.{name}.one_of is empty: no value could ever pass"),
+                );
+            }
+            for (index, value) in one_of.iter().enumerate() {
+                let at = ["params", name, "one_of", &index.to_string()];
+                if let Some(pattern) = &pattern
+                    && !pattern.is_match(value)
+                {
+                    self.report(
+                        &at,
+                        format!(
+                            "params.{name}.one_of[{index}] {value:?} does not match the pattern {:?}",
+                            file.pattern
+                        ),
+                    );
+                } else if let Some(rule) = denied_by(value) {
+                    self.report(
+                        &at,
+                        format!("params.{name}.one_of[{index}] {value:?} is denied by {rule:?}"),
+                    );
+                }
+            }
+            if file.one_of_host_label.is_none()
+                && let Some(default) = &file.default
+                && !one_of.contains(default)
+            {
+                self.report(
+                    &["params", name, "default"],
+                    format!("params.{name}.default {default:?} is not one of params.{name}.one_of"),
+                );
+            }
+        }
+        if let Some(label) = &file.one_of_host_label
+            && label.trim().is_empty()
+        {
+            self.report(
+                &["params", name, "one_of_host_label"],
+                format!("params.{name}.one_of_host_label must name an inventory host label"),
+            );
+        }
         if self.problems.len() != problems_before {
             return None;
+        }
+        let pattern = pattern?;
+        if file.one_of.is_none()
+            && file.one_of_host_label.is_none()
+            && let Some(probe) = HOSTILE_PROBES.iter().find(|probe| pattern.is_match(probe))
+        {
+            self.warn(
+                &["params", name, "pattern"],
+                format!(
+                    "params.{name}.pattern {:?} accepts values like {probe:?}: it hardly restricts \
+                     what an alert may choose (the value is still one quoted word); tighten it, \
+                     or list the allowed values with `one_of` / `one_of_host_label`",
+                    file.pattern
+                ),
+            );
         }
         Some(Param {
             name: name.to_owned(),
             source: source?,
             pattern_text: file.pattern,
-            pattern: pattern?,
+            pattern,
             default: file.default,
+            one_of: file.one_of,
+            one_of_host_label: file.one_of_host_label,
+            deny,
         })
+    }
+
+    /// Compiles `params.NAME.deny`, anchored like patterns; a bad regex is a problem.
+    fn deny_list(&mut self, name: &str, texts: &[String]) -> Vec<(String, Regex)> {
+        let mut deny = Vec::with_capacity(texts.len());
+        for (index, text) in texts.iter().enumerate() {
+            match Regex::new(&format!("^(?:{text})$")) {
+                Ok(regex) => deny.push((text.clone(), regex)),
+                Err(error) => self.report(
+                    &["params", name, "deny", &index.to_string()],
+                    format!(
+                        "params.{name}.deny[{index}] is not a valid regex: {}",
+                        regex_reason(&error)
+                    ),
+                ),
+            }
+        }
+        deny
     }
 
     fn remediate(
@@ -503,7 +621,12 @@ impl Validator<'_> {
         (remediate.run, timeout)
     }
 
-    fn verify(&mut self, verify: VerifyFile, declared: &BTreeSet<String>) -> Verify {
+    fn verify(
+        &mut self,
+        verify: VerifyFile,
+        declared: &BTreeSet<String>,
+        params: &BTreeMap<String, Param>,
+    ) -> Verify {
         let fallback = Duration::from_secs(1);
         let within = self.duration(&["verify", "within"], Some(&verify.within), fallback);
         let interval = self.duration(&["verify", "interval"], Some(&verify.interval), fallback);
@@ -526,7 +649,7 @@ impl Validator<'_> {
             .checks
             .into_iter()
             .enumerate()
-            .filter_map(|(index, check)| self.check(index, check, declared))
+            .filter_map(|(index, check)| self.check(index, check, declared, params))
             .collect();
         Verify {
             within,
@@ -540,6 +663,7 @@ impl Validator<'_> {
         index: usize,
         check: CheckFile,
         declared: &BTreeSet<String>,
+        params: &BTreeMap<String, Param>,
     ) -> Option<Check> {
         let index_text = index.to_string();
         let at = |key: &'static str| ["verify", "checks", index_text.as_str(), key];
@@ -607,6 +731,12 @@ impl Validator<'_> {
                     );
                 }
                 self.template(&at("http"), TemplateKind::Url, &url, declared);
+                for message in url_authority_problems(&url, params) {
+                    self.report(
+                        &at("http"),
+                        format!("verify.checks[{index}].http: {message}"),
+                    );
+                }
                 Some(Check::Http {
                     url,
                     status,
@@ -633,6 +763,96 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// What is wrong with where a URL template's placeholders sit in its authority: the host
+/// may only be literal text, `{{ target }}` or `{{ target_name }}` (never alert data, which
+/// would choose where salve connects); nothing but literal text in the userinfo; and a port
+/// only literal digits or a param whose pattern admits nothing but ASCII digits (the
+/// rendered number is checked against 1-65535 when planning). Template tags are refused in
+/// the authority: they could emit anything there.
+fn url_authority_problems(url: &str, params: &BTreeMap<String, Param>) -> Vec<String> {
+    use super::template::{Piece, UrlPart, url_authority};
+    let Some(parts) = url_authority(url) else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    for (part, piece) in parts {
+        match (part, piece) {
+            (UrlPart::Port, Piece::Text(text)) if !text.bytes().all(|b| b.is_ascii_digit()) => {
+                problems.push(format!("the port {text:?} is not a number"));
+            }
+            (_, Piece::Text(_)) => {}
+            (_, Piece::Tag(tag)) => problems.push(format!(
+                "a `{{% {tag} %}}` tag in the URL's host, port or userinfo could emit anything there; \
+                 write that part literally"
+            )),
+            (UrlPart::UserInfo, Piece::Expr(expr)) => problems.push(format!(
+                "`{{{{ {expr} }}}}` is in the URL's userinfo (`user:password@`): write credentials \
+                 literally, never from a template"
+            )),
+            (UrlPart::Host, Piece::Expr(expr)) => {
+                if expr != "target" && expr != "target_name" {
+                    problems.push(format!(
+                        "`{{{{ {expr} }}}}` is in the URL's host: the host may only be literal text, \
+                         `{{{{ target }}}}` or `{{{{ target_name }}}}` (alert data must never choose \
+                         where salve connects)"
+                    ));
+                }
+            }
+            (UrlPart::Port, Piece::Expr(expr)) => match params.get(&expr) {
+                Some(param) if pattern_admits_only_digits(&param.pattern_text) => {}
+                Some(param) => problems.push(format!(
+                    "`{{{{ {expr} }}}}` is the URL's port, but params.{expr}.pattern {:?} admits \
+                     more than ASCII digits: use e.g. '[0-9]{{1,5}}'",
+                    param.pattern_text
+                )),
+                None => problems.push(format!(
+                    "`{{{{ {expr} }}}}` is the URL's port: a port may only be literal digits or \
+                     one param whose pattern admits only digits"
+                )),
+            },
+        }
+    }
+    problems
+}
+
+/// Whether every string `pattern` can match consists of ASCII digits only, read from the
+/// regex's syntax (as the `regex` crate parses it, Unicode on: `\d` is any Unicode digit
+/// and therefore fails here). Empty matches count as digits-only; the port check at plan
+/// time refuses an empty or out-of-range number.
+fn pattern_admits_only_digits(pattern: &str) -> bool {
+    use regex_syntax::hir::{Class, Hir, HirKind};
+    fn digits_only(hir: &Hir) -> bool {
+        match hir.kind() {
+            HirKind::Empty | HirKind::Look(_) => true,
+            HirKind::Literal(literal) => literal.0.iter().all(u8::is_ascii_digit),
+            HirKind::Class(Class::Unicode(class)) => class
+                .ranges()
+                .iter()
+                .all(|range| range.start() >= '0' && range.end() <= '9'),
+            HirKind::Class(Class::Bytes(class)) => class
+                .ranges()
+                .iter()
+                .all(|range| range.start() >= b'0' && range.end() <= b'9'),
+            HirKind::Repetition(repetition) => digits_only(&repetition.sub),
+            HirKind::Capture(capture) => digits_only(&capture.sub),
+            HirKind::Concat(parts) | HirKind::Alternation(parts) => parts.iter().all(digits_only),
+        }
+    }
+    regex_syntax::Parser::new()
+        .parse(pattern)
+        .is_ok_and(|hir| digits_only(&hir))
+}
+
+/// The one-line reason of a regex compile error (its `error:` line), else the whole text.
+fn regex_reason(error: &regex::Error) -> String {
+    let text = error.to_string();
+    text.lines()
+        .map(str::trim)
+        .rfind(|l| l.starts_with("error:"))
+        .map(str::to_owned)
+        .unwrap_or(text)
 }
 
 /// `["remediate", "run", "0"]` → `remediate.run[0]`, as the operator would name it.
@@ -867,6 +1087,209 @@ attach = ["journalctl -u {{ service }}"]
                 .replace("{{ service }}", "x"),
             &[(5, "param name \"target\"")],
         );
+    }
+
+    #[test]
+    fn allow_and_deny_lists_are_checked_at_their_lines() {
+        let text = r#"name = "svc"
+match = ['alertname="ServiceDown"']
+target = "{{ labels.instance | host }}"
+
+[params.service]
+from = "labels.service"
+pattern = '[a-z.]+'
+default = "reboot.target"
+one_of = ["nginx", "NGINX", "poweroff.target"]
+deny = ['.*\.target', '(']
+
+[params.other]
+from = "labels.other"
+pattern = '[a-z]+'
+default = "x"
+one_of = []
+
+[params.third]
+from = "labels.third"
+pattern = '[a-z]+'
+one_of_host_label = " "
+
+[remediate]
+run = ["systemctl restart {{ service }} {{ other }} {{ third }}"]
+"#;
+        check(
+            text,
+            &[
+                (
+                    8,
+                    "default \"reboot.target\" is denied by \".*\\\\.target\"",
+                ),
+                (
+                    8,
+                    "default \"reboot.target\" is not one of params.service.one_of",
+                ),
+                (9, "one_of[1] \"NGINX\" does not match the pattern"),
+                (9, "one_of[2] \"poweroff.target\" is denied by"),
+                (10, "params.service.deny[1] is not a valid regex"),
+                (15, "default \"x\" is not one of"),
+                (16, "params.other.one_of is empty"),
+                (21, "one_of_host_label must name an inventory host label"),
+            ],
+        );
+    }
+
+    #[test]
+    fn loose_patterns_without_an_allow_list_are_warnings() {
+        for (pattern, extra, warns) in [
+            ("(?s).*", "", true),
+            ("(?s)^.*$", "", true),
+            ("[\\s\\S]*", "", true),
+            (".*", "", true),
+            ("[^/]+", "", true),
+            ("[A-Za-z0-9 ]+", "", true),
+            ("[a-z]+", "", false),
+            ("(?s).*", "one_of = [\"a\"]\n", false),
+            ("(?s).*", "one_of_host_label = \"svc\"\n", false),
+        ] {
+            let text = GOOD.replace(
+                "pattern = '[a-z]+'\n",
+                &format!("pattern = '{pattern}'\n{extra}"),
+            );
+            let (_dir, result) = load(&[("r.toml", &text)]);
+            let set = result.unwrap_or_else(|p| panic!("{pattern}: {p:#?}"));
+            let warnings: Vec<String> = set
+                .warnings()
+                .map(|w| format!("{}: {}", w.line, w.message))
+                .collect();
+            assert_eq!(
+                !warnings.is_empty(),
+                warns,
+                "{pattern} {extra}: {warnings:?}"
+            );
+            if warns {
+                assert!(
+                    warnings[0].starts_with("7: params.service.pattern"),
+                    "{warnings:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn url_hosts_userinfo_and_ports_take_no_alert_data() {
+        let recipe = |url: &str, port_pattern: &str| {
+            format!(
+                "{GOOD}\n[params.port]\nfrom = \"labels.port\"\npattern = '{port_pattern}'\ndefault = \"80\"\n\n\
+                 [verify]\nwithin = \"5s\"\ninterval = \"1s\"\nchecks = [\n  {{ http = \"{url}\" }},\n]\n"
+            )
+            .replace("{{ service }}\"]", "{{ service }} {{ port }}\"]")
+        };
+        for (url, port_pattern) in [
+            (
+                "http://{{ target }}:{{ port }}/x/{{ service }}?q={{ service }}#{{ port }}",
+                "[0-9]{1,5}",
+            ),
+            ("https://{{ target_name }}.example.com:8443/", "[0-9]+"),
+            (
+                "http://user:pw@{{ target }}:{{ port }}/",
+                "(?-u:\\d)+|[1-9][0-9]*",
+            ),
+            ("http://[::1]:{{ port }}/{{ service }}", "(80|443|[0-9]{4})"),
+            (
+                "http://{{ target }}/a@{{ service }}:{{ service }}",
+                "[0-9]+",
+            ),
+        ] {
+            check(&recipe(url, port_pattern), &[]);
+        }
+        for (url, port_pattern, fragment) in [
+            (
+                "http://{{ service }}:80/",
+                "[0-9]+",
+                "`{{ service }}` is in the URL's host",
+            ),
+            (
+                "http://{{ service }}.example.com/",
+                "[0-9]+",
+                "is in the URL's host",
+            ),
+            ("http://x{{ service }}/", "[0-9]+", "is in the URL's host"),
+            (
+                "http://{{ target | lower }}/",
+                "[0-9]+",
+                "is in the URL's host",
+            ),
+            ("http://{{ service }}@{{ target }}/", "[0-9]+", "userinfo"),
+            ("http://u:{{ service }}@{{ target }}/", "[0-9]+", "userinfo"),
+            (
+                "http://{{ target }}:{{ port }}/",
+                "[^/]+",
+                "admits more than ASCII digits",
+            ),
+            (
+                "http://{{ target }}:{{ port }}/",
+                "\\d+",
+                "admits more than ASCII digits",
+            ),
+            (
+                "http://{{ target }}:{{ port }}/",
+                "[0-9a]+",
+                "admits more than ASCII digits",
+            ),
+            (
+                "http://{{ target }}:{{ service }}/",
+                "[0-9]+",
+                "admits more than ASCII digits",
+            ),
+            (
+                "http://{{ target }}:{{ target }}/",
+                "[0-9]+",
+                "a port may only be",
+            ),
+            (
+                "http://{{ target }}:8o/",
+                "[0-9]+",
+                "the port \"8o\" is not a number",
+            ),
+            (
+                "http://{% if port %}{{ target }}{% endif %}/",
+                "[0-9]+",
+                "tag in the URL's host",
+            ),
+        ] {
+            let problems = problems_of(&recipe(url, port_pattern));
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.contains(fragment) && p.starts_with("21: ")),
+                "{url} with {port_pattern}: {problems:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn digits_only_patterns_are_read_from_the_syntax() {
+        for digits in [
+            "[0-9]+",
+            "[0-9]{1,5}",
+            "(?-u:\\d)+",
+            "8080|[1-9][0-9]{0,3}",
+            "0*",
+            "(?:[0-9])?",
+        ] {
+            assert!(pattern_admits_only_digits(digits), "{digits}");
+        }
+        for not_only in [
+            "\\d+",
+            "[0-9a]+",
+            ".+",
+            "[^a]",
+            "8080|x",
+            "[0-9]+ ",
+            "(?i)[0-9]k",
+            "[",
+        ] {
+            assert!(!pattern_admits_only_digits(not_only), "{not_only}");
+        }
     }
 
     #[test]

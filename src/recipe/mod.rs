@@ -7,6 +7,7 @@ pub mod fixtures;
 pub mod loader;
 pub mod matcher;
 pub mod model;
+mod nested;
 pub mod plan;
 #[cfg(test)]
 mod proptests;
@@ -90,6 +91,54 @@ impl RecipeSet {
 
     pub fn get(&self, name: &str) -> Option<&Recipe> {
         self.recipes.iter().find(|recipe| recipe.name == name)
+    }
+
+    /// Every recipe's warnings (`salve check` prints them; they do not stop loading).
+    pub fn warnings(&self) -> impl Iterator<Item = &Problem> {
+        self.recipes
+            .iter()
+            .flat_map(|recipe| recipe.warnings.iter())
+    }
+
+    /// Host label items that a recipe reading them (`one_of_host_label`) will always refuse,
+    /// because they fail the param's pattern or match its `deny`: the operator listed
+    /// something that will never run. `(host index, label name, message)`.
+    pub fn inventory_warnings(
+        &self,
+        inventory: &crate::inventory::Inventory,
+    ) -> Vec<(usize, String, String)> {
+        let mut warnings = Vec::new();
+        for recipe in &self.recipes {
+            for param in recipe.params.values() {
+                let Some(label) = &param.one_of_host_label else {
+                    continue;
+                };
+                for (index, host) in inventory.hosts().iter().enumerate() {
+                    let Some(value) = host.labels.get(label) else {
+                        continue;
+                    };
+                    for item in value.items() {
+                        let why = if !param.pattern.is_match(item) {
+                            format!("does not match its pattern {:?}", param.pattern_text)
+                        } else if let Some(rule) = param.denied_by(item) {
+                            format!("is denied by {rule:?}")
+                        } else {
+                            continue;
+                        };
+                        warnings.push((
+                            index,
+                            label.clone(),
+                            format!(
+                                "hosts[{index}].labels.{label} lists {item:?}, which recipe {} \
+                                 (params.{}) always refuses: it {why}",
+                                recipe.name, param.name
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        warnings
     }
 }
 
@@ -179,7 +228,7 @@ mod tests {
             address: None,
             port: 22,
             user: None,
-            labels: std::collections::BTreeMap::new(),
+            labels: [("services".to_owned(), "nginx".into())].into(),
         }]);
         let ctx = PlanContext {
             inventory: &inventory,
@@ -201,6 +250,33 @@ mod tests {
                 assert!(is_simple_command(command), "{command}");
             }
         }
+    }
+
+    #[test]
+    fn host_labels_that_a_recipe_always_refuses_are_warnings() {
+        let inventory = Inventory::new(vec![crate::inventory::Host {
+            name: "web1".into(),
+            address: None,
+            port: 22,
+            user: None,
+            labels: [(
+                "services".to_owned(),
+                "nginx, poweroff.target, sshd, bad name".into(),
+            )]
+            .into(),
+        }]);
+        let warnings: Vec<String> = shipped()
+            .inventory_warnings(&inventory)
+            .into_iter()
+            .map(|(index, label, message)| format!("{index} {label}: {message}"))
+            .collect();
+        assert_eq!(warnings.len(), 3, "{warnings:#?}");
+        assert!(warnings[0].starts_with(
+            "0 services: hosts[0].labels.services lists \"poweroff.target\", which recipe \
+             service-restart (params.service) always refuses: it is denied by"
+        ));
+        assert!(warnings[1].contains("\"sshd\""), "{warnings:#?}");
+        assert!(warnings[2].contains("\"bad name\"") && warnings[2].contains("pattern"));
     }
 
     #[test]

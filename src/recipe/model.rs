@@ -45,6 +45,12 @@ pub(crate) struct ParamFile {
     pub from: String,
     pub pattern: String,
     pub default: Option<String>,
+    /// A fixed list of allowed values.
+    pub one_of: Option<Vec<String>>,
+    /// The inventory host label whose items are allowed values (on the resolved host).
+    pub one_of_host_label: Option<String>,
+    /// Regexes (anchored) of values never allowed, whatever else says so.
+    pub deny: Option<Vec<String>>,
 }
 
 /// `[remediate]`.
@@ -137,6 +143,29 @@ pub struct Param {
     pub pattern: Regex,
     /// Used when the label/annotation is missing or empty; already checked against `pattern`.
     pub default: Option<String>,
+    /// Allowed values beyond the pattern: when `one_of` or `one_of_host_label` is set, a value
+    /// must be in `one_of` or in the resolved host's label `one_of_host_label` (either list
+    /// allows it). Neither set: the pattern alone decides.
+    pub one_of: Option<Vec<String>>,
+    pub one_of_host_label: Option<String>,
+    /// Values never allowed, checked after the pattern and before the allow-lists, so a deny
+    /// wins over `one_of` and the inventory: (the regex as written, anchored).
+    pub deny: Vec<(String, Regex)>,
+}
+
+impl Param {
+    /// Whether the value must also be in an allow-list (`one_of` / `one_of_host_label`).
+    pub fn has_allow_list(&self) -> bool {
+        self.one_of.is_some() || self.one_of_host_label.is_some()
+    }
+
+    /// The first deny regex (as written) that `value` matches.
+    pub fn denied_by(&self, value: &str) -> Option<&str> {
+        self.deny
+            .iter()
+            .find(|(_, regex)| regex.is_match(value))
+            .map(|(text, _)| text.as_str())
+    }
 }
 
 /// A verification check; its text fields are templates, rendered by the planner.
@@ -193,6 +222,9 @@ pub struct Recipe {
     /// Channel names; empty means the configured default escalation route.
     pub escalate_to: Vec<String>,
     pub attach: Vec<String>,
+    /// What `salve check` warns about (e.g. a param pattern that restricts nothing); the
+    /// recipe loads and runs anyway.
+    pub warnings: Vec<super::Problem>,
 }
 
 impl Recipe {

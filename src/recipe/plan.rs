@@ -113,10 +113,14 @@ impl RecipeSet {
                 quoted(&rendered_target)
             ));
         };
+        if let Err(reason) = check_allow_lists(winner, &params, host) {
+            return refuse(reason);
+        }
         let context = CommandContext {
             params: params.clone(),
             target: host.address().to_owned(),
             target_name: host.name.clone(),
+            host_labels: host.labels.clone(),
         };
 
         let render_all = |what: &str, sources: &[String]| -> Result<Vec<String>, String> {
@@ -210,7 +214,8 @@ impl RecipeSet {
                 url: self
                     .templates
                     .render_url(url, context)
-                    .map_err(|error| error.to_string())?,
+                    .map_err(|error| error.to_string())
+                    .and_then(|url| check_url_port(&url).map(|()| url))?,
                 status: *status,
                 body_contains: body_contains.clone(),
                 timeout: *timeout,
@@ -220,9 +225,101 @@ impl RecipeSet {
     }
 }
 
+/// The port of a rendered HTTP check URL, when it has one, must be 1-65535 (a param in the
+/// port position passed a digits-only pattern at load time, but `99999` or `0` would too).
+fn check_url_port(url: &str) -> Result<(), String> {
+    let Some(port) = super::template::url_port(url) else {
+        return Ok(());
+    };
+    match port.parse::<u32>() {
+        Ok(number) if (1..=65535).contains(&number) && port.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(())
+        }
+        _ => Err(format!("URL port {} is not 1-65535", quoted(port))),
+    }
+}
+
+/// `items` as `"a", "b"` for a reason, at most 10 of them.
+fn listed(items: &[&str]) -> String {
+    let mut shown: Vec<String> = items.iter().take(10).map(|item| quoted(item)).collect();
+    if items.len() > 10 {
+        shown.push(format!("… ({} in all)", items.len()));
+    }
+    if shown.is_empty() {
+        "(none)".to_owned()
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// The allow-lists that need the resolved host: a param with `one_of` and/or
+/// `one_of_host_label` passes when its value is in `one_of` or in the host's label (either
+/// list allows it). Deny lists were already applied in [`resolve_params`].
+fn check_allow_lists(
+    recipe: &Recipe,
+    params: &BTreeMap<String, String>,
+    host: &crate::inventory::Host,
+) -> Result<(), String> {
+    for param in recipe
+        .params
+        .values()
+        .filter(|param| param.has_allow_list())
+    {
+        let Some(value) = params.get(&param.name) else {
+            continue;
+        };
+        let fixed: Vec<&str> = param.one_of.iter().flatten().map(String::as_str).collect();
+        if fixed.contains(&value.as_str()) {
+            continue;
+        }
+        let Some(label) = &param.one_of_host_label else {
+            return Err(format!(
+                "param {}: value {} is not one of {}",
+                param.name,
+                quoted(value),
+                listed(&fixed)
+            ));
+        };
+        let Some(label_value) = host.labels.get(label) else {
+            return Err(format!(
+                "param {}: value {} is not allowed: host {} has no label {} listing the values \
+                 salve may use{}",
+                param.name,
+                quoted(value),
+                quoted(&host.name),
+                quoted(label),
+                if fixed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (and it is not one of {})", listed(&fixed))
+                }
+            ));
+        };
+        let items = label_value.items();
+        if !items.contains(&value.as_str()) {
+            return Err(format!(
+                "param {}: value {} is not in host {}'s label {} ({}){}",
+                param.name,
+                quoted(value),
+                quoted(&host.name),
+                quoted(label),
+                listed(&items),
+                if fixed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" nor one of {}", listed(&fixed))
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Every declared param's value, validated. A missing or empty label/annotation takes the
 /// default (empty counts as missing, as it does for matchers); a present value must fully
-/// match the param's pattern. The error is the reason a human reads.
+/// match the param's pattern; any value (default too) matching a `deny` regex is refused.
+/// The allow-lists are checked once the host is known ([`check_allow_lists`]). The error is
+/// the reason a human reads.
 fn resolve_params(recipe: &Recipe, alert: &Alert) -> Result<BTreeMap<String, String>, String> {
     let mut values = BTreeMap::new();
     for param in recipe.params.values() {
@@ -257,6 +354,13 @@ fn resolve_params(recipe: &Recipe, alert: &Alert) -> Result<BTreeMap<String, Str
                 }
             },
         };
+        if let Some(rule) = param.denied_by(&value) {
+            return Err(format!(
+                "param {}: value {} is denied by {rule:?}",
+                param.name,
+                quoted(&value)
+            ));
+        }
         values.insert(param.name.clone(), value);
     }
     Ok(values)
@@ -594,6 +698,140 @@ window = "5m"
             "logger 'it'\\''s $(reboot) `id`; \"x\"\nnext' 'web1'"
         );
         assert_eq!(plan.target.unwrap().name, "web1", "resolved by address");
+    }
+
+    /// A recipe whose `service` param has `extra` (one_of / one_of_host_label / deny) and
+    /// a command and URL that read host labels.
+    fn listed_recipe(extra: &str) -> RecipeSet {
+        let text = format!(
+            r#"name = "a"
+match = ['alertname=Down']
+target = "{{{{ labels.instance | host }}}}"
+
+[params.service]
+from = "labels.service"
+pattern = '[a-z][a-z0-9.-]*'
+{extra}
+
+[remediate]
+run = ["systemctl restart {{{{ service }}}}", "logger {{{{ host_labels.role }}}}"]
+"#
+        );
+        RecipeSet::new(vec![recipe("a.toml", &text)])
+    }
+
+    fn plan_on(
+        set: &RecipeSet,
+        labels: &[(&str, crate::inventory::LabelValue)],
+        service: &str,
+    ) -> Plan {
+        let inventory = Inventory::new(vec![Host {
+            name: "web1".into(),
+            address: Some("10.0.0.5".into()),
+            port: 22,
+            user: None,
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .chain([("role".to_owned(), "web; $(x)".into())])
+                .collect(),
+        }]);
+        let ctx = PlanContext {
+            inventory: &inventory,
+            global_mode: Mode::Enforce,
+            default_escalation: &[],
+        };
+        set.plan(&down(service), &ctx)
+    }
+
+    #[test]
+    fn allow_lists_come_from_the_recipe_or_the_host_and_deny_wins() {
+        use crate::inventory::LabelValue;
+        let by_host =
+            listed_recipe("one_of_host_label = \"services\"\ndeny = ['.*\\.target', 'sshd?']");
+        let text = LabelValue::from("nginx, app,poweroff.target,sshd");
+        let list = LabelValue::List(vec!["nginx".into(), "app".into()]);
+        for labels in [&text, &list] {
+            let plan = plan_on(&by_host, &[("services", labels.clone())], "app");
+            assert_eq!(plan.outcome, PlanOutcome::Planned, "{plan:?}");
+            assert_eq!(
+                plan.commands,
+                ["systemctl restart 'app'", "logger 'web; $(x)'"],
+                "host labels are quoted like any value"
+            );
+        }
+        let reason = |plan: Plan| {
+            assert_eq!(plan.outcome, PlanOutcome::Refused, "{plan:?}");
+            assert!(plan.commands.is_empty());
+            plan.reason.unwrap()
+        };
+        assert_eq!(
+            reason(plan_on(
+                &by_host,
+                &[("services", text.clone())],
+                "poweroff.target"
+            )),
+            "param service: value \"poweroff.target\" is denied by \".*\\\\.target\""
+        );
+        assert_eq!(
+            reason(plan_on(&by_host, &[("services", text.clone())], "sshd")),
+            "param service: value \"sshd\" is denied by \"sshd?\""
+        );
+        assert_eq!(
+            reason(plan_on(&by_host, &[("services", list.clone())], "mysql")),
+            "param service: value \"mysql\" is not in host \"web1\"'s label \"services\" (\"nginx\", \"app\")"
+        );
+        assert_eq!(
+            reason(plan_on(&by_host, &[], "nginx")),
+            "param service: value \"nginx\" is not allowed: host \"web1\" has no label \"services\" listing the values salve may use"
+        );
+        assert!(
+            reason(plan_on(&by_host, &[("services", "".into())], "nginx"))
+                .ends_with("label \"services\" ((none))")
+        );
+
+        let fixed = listed_recipe("one_of = [\"nginx\"]");
+        assert_eq!(plan_on(&fixed, &[], "nginx").outcome, PlanOutcome::Planned);
+        assert_eq!(
+            reason(plan_on(&fixed, &[("services", list.clone())], "app")),
+            "param service: value \"app\" is not one of \"nginx\""
+        );
+
+        // Both: either list allows a value.
+        let both = listed_recipe("one_of = [\"nginx\"]\none_of_host_label = \"services\"");
+        assert_eq!(plan_on(&both, &[], "nginx").outcome, PlanOutcome::Planned);
+        assert_eq!(
+            plan_on(&both, &[("services", "app".into())], "app").outcome,
+            PlanOutcome::Planned
+        );
+        assert!(
+            reason(plan_on(&both, &[("services", "app".into())], "db"))
+                .ends_with("(\"app\") nor one of \"nginx\"")
+        );
+    }
+
+    #[test]
+    fn a_rendered_url_port_must_be_1_to_65535() {
+        assert_eq!(check_url_port("http://h:8080/x"), Ok(()));
+        assert_eq!(
+            check_url_port("http://h/x:99999"),
+            Ok(()),
+            "a path is no port"
+        );
+        assert_eq!(check_url_port("http://[::1]:65535/"), Ok(()));
+        assert_eq!(
+            check_url_port("http://u:p@h/"),
+            Ok(()),
+            "a password is no port"
+        );
+        for bad in [
+            "http://h:0/",
+            "http://h:65536/",
+            "http://h:99999999999999999999/",
+            "http://[::1]:0",
+        ] {
+            assert!(check_url_port(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

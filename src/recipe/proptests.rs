@@ -1,6 +1,8 @@
-//! Property tests for the two places alert text meets recipe logic: label matching (it must
-//! mean exactly what Alertmanager's matchers mean, for any value) and shell quoting (any
-//! value must reach the target as one word, byte for byte). Pure except one `sh` per case.
+//! Property tests for the places alert text meets recipe logic: label matching (it must
+//! mean exactly what Alertmanager's matchers mean, for any value), shell quoting (any
+//! value must reach the target as one word, byte for byte) and the shipped recipes'
+//! allow/deny lists (no value restarts an unlisted or denied unit); plus the load-time
+//! template scans taking any text. Pure except one `sh` per quoting case.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -300,5 +302,105 @@ proptest! {
         prop_assert!(is_simple_command(&command), "{:?}", command);
         let via_sh = format!("sh -c {}", shell_quote(&command).expect("no NUL"));
         prop_assert_eq!(run_shell("/bin/bash", &command), run_shell("/bin/bash", &via_sh));
+    }
+}
+
+/// The shipped recipes, as `salve` loads them, loaded once.
+static SHIPPED: std::sync::LazyLock<RecipeSet> = std::sync::LazyLock::new(shipped_recipes);
+
+fn shipped_recipes() -> RecipeSet {
+    let channels: BTreeSet<String> = ["oncall-email", "tickets"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    super::load_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes"),
+        &channels,
+    )
+    .unwrap_or_else(|problems| panic!("{problems:#?}"))
+}
+
+/// Unit names: plausible ones, dangerous ones, and arbitrary text.
+fn unit_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z]{1,6}(-[a-z]{1,4})?(\\.(service|target|slice|socket|mount|timer))?",
+        "(ssh|sshd|salve|poweroff|reboot|rescue|emergency|systemd-[a-z]{1,8}|dbus)(@[a-z0-9]{0,3})?(\\.service)?",
+        any::<String>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Whatever the alert says and whatever the host lists, the shipped service-restart
+    /// plans a restart only of a unit the host lists, and never of a target, slice, socket,
+    /// sshd, salve or systemd's own units.
+    #[test]
+    fn service_restart_restarts_only_listed_units_and_never_a_denied_one(
+        value in unit_name(),
+        listed in proptest::collection::vec(unit_name(), 0..4),
+        list_value_too in any::<bool>(),
+    ) {
+        let mut listed = listed;
+        if list_value_too {
+            listed.push(value.clone());
+        }
+        let inventory = Inventory::new(vec![Host {
+            name: "web1".into(),
+            address: None,
+            port: 22,
+            user: None,
+            labels: [(
+                "services".to_owned(),
+                crate::inventory::LabelValue::List(listed.clone()),
+            )]
+            .into(),
+        }]);
+        let ctx = PlanContext {
+            inventory: &inventory,
+            global_mode: Mode::Enforce,
+            default_escalation: &[],
+        };
+        let labels = BTreeMap::from([
+            ("alertname".to_owned(), "ServiceDown".to_owned()),
+            ("instance".to_owned(), "web1:9100".to_owned()),
+            ("service".to_owned(), value.clone()),
+        ]);
+        let plan = SHIPPED.plan(&Alert::firing_generic(labels), &ctx);
+        if plan.outcome == PlanOutcome::Planned {
+            prop_assert!(listed.contains(&value), "{value:?} not listed: {plan:?}");
+            let lower = value.to_lowercase();
+            let unit = lower.trim_end_matches(".service");
+            for denied_suffix in [".target", ".slice", ".socket", ".mount", ".timer", ".scope"] {
+                prop_assert!(!unit.ends_with(denied_suffix), "{value:?}");
+            }
+            let base = unit.split('@').next().unwrap_or(unit);
+            for denied in ["ssh", "sshd", "salve", "poweroff", "reboot", "rescue", "emergency", "dbus"] {
+                prop_assert_ne!(base, denied, "{:?}", value);
+            }
+            prop_assert!(!base.starts_with("systemd-"), "{value:?}");
+        } else {
+            prop_assert_eq!(plan.outcome, PlanOutcome::Refused);
+            prop_assert!(plan.commands.is_empty());
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// The load-time scans take any recipe text (the recipe fuzz target relies on it).
+    #[test]
+    fn template_scans_never_panic(
+        source in prop_oneof![
+            any::<String>(),
+            "([a-z]{1,4}|-[a-zé]{1,3}|--[a-z]+=?|\\{\\{ x \\}\\}|[ '\"\\\\;|&<>()`$\n@:/\\[\\]]){0,24}",
+        ]
+    ) {
+        let _ = super::nested::nested_script_problems(&source);
+        let _ = super::template::url_authority(&format!("http://{source}"));
+        let _ = super::template::url_port(&format!("http://{source}"));
+        let params: BTreeSet<String> = ["x".to_owned()].into();
+        let _ = Templates::new().check(super::template::TemplateKind::Command, &source, &params);
     }
 }

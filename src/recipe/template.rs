@@ -244,7 +244,7 @@ impl TemplateKind {
             TemplateKind::Command | TemplateKind::Url => params
                 .iter()
                 .cloned()
-                .chain(["target".to_owned(), "target_name".to_owned()])
+                .chain(["target", "target_name", "host_labels"].map(str::to_owned))
                 .collect(),
         }
     }
@@ -264,6 +264,37 @@ pub struct CommandContext {
     pub target: String,
     /// The host's inventory name.
     pub target_name: String,
+    /// The host's inventory labels (`{{ host_labels.NAME }}`): config, read-only, and
+    /// emitted like any value (one quoted word; percent-encoded in URLs).
+    pub host_labels: BTreeMap<String, crate::inventory::LabelValue>,
+}
+
+impl CommandContext {
+    /// The template variables: params, `target`, `target_name`, `host_labels` (a text label
+    /// is a string, a list label a sequence). `target`/`target_name` are passed in so that
+    /// URLs can mark them as hosts.
+    fn values(&self, target: Value, target_name: Value) -> Value {
+        let mut values: BTreeMap<String, Value> = self
+            .params
+            .iter()
+            .map(|(name, value)| (name.clone(), Value::from(value.clone())))
+            .collect();
+        values.insert("target".to_owned(), target);
+        values.insert("target_name".to_owned(), target_name);
+        let labels: BTreeMap<String, Value> = self
+            .host_labels
+            .iter()
+            .map(|(name, value)| {
+                let value = match value {
+                    crate::inventory::LabelValue::Text(text) => Value::from(text.clone()),
+                    crate::inventory::LabelValue::List(items) => Value::from(items.clone()),
+                };
+                (name.clone(), value)
+            })
+            .collect();
+        values.insert("host_labels".to_owned(), Value::from(labels));
+        Value::from(values)
+    }
 }
 
 /// The target value of a URL context: inventory data, so emitted without encoding. An IPv6
@@ -438,6 +469,9 @@ impl Templates {
                     .to_owned(),
             );
         }
+        if kind == TemplateKind::Command {
+            problems.extend(super::nested::nested_script_problems(source));
+        }
         problems
     }
 
@@ -465,6 +499,7 @@ impl Templates {
                     .collect();
                 values.insert("target".to_owned(), Value::from(PROBE_VALUE));
                 values.insert("target_name".to_owned(), Value::from(PROBE_VALUE));
+                values.insert("host_labels".to_owned(), Value::from_object(AnyKey));
                 Value::from(values)
             }
         };
@@ -510,17 +545,11 @@ impl Templates {
         source: &str,
         context: &CommandContext,
     ) -> Result<String, RenderError> {
-        let mut values: BTreeMap<String, Value> = context
-            .params
-            .iter()
-            .map(|(name, value)| (name.clone(), Value::from(value.clone())))
-            .collect();
-        values.insert("target".to_owned(), Value::from(context.target.clone()));
-        values.insert(
-            "target_name".to_owned(),
+        let values = context.values(
+            Value::from(context.target.clone()),
             Value::from(context.target_name.clone()),
         );
-        self.render(TemplateKind::Command, source, Value::from(values))
+        self.render(TemplateKind::Command, source, values)
     }
 
     /// Renders an HTTP check URL: params percent-encoded, the target emitted as a host.
@@ -529,20 +558,11 @@ impl Templates {
         source: &str,
         context: &CommandContext,
     ) -> Result<String, RenderError> {
-        let mut values: BTreeMap<String, Value> = context
-            .params
-            .iter()
-            .map(|(name, value)| (name.clone(), Value::from(value.clone())))
-            .collect();
-        values.insert(
-            "target".to_owned(),
+        let values = context.values(
             Value::from_object(TrustedHost(context.target.clone())),
-        );
-        values.insert(
-            "target_name".to_owned(),
             Value::from_object(TrustedHost(context.target_name.clone())),
         );
-        self.render(TemplateKind::Url, source, Value::from(values))
+        self.render(TemplateKind::Url, source, values)
     }
 
     fn render(
@@ -659,6 +679,174 @@ fn scan_template(source: &str) -> TemplateScan {
     scan
 }
 
+/// One piece of a template's source: literal text, a `{{ … }}` (its expression, trimmed),
+/// or a `{% … %}` tag (`{# … #}` comments are dropped; `{% raw %}` bodies are text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Piece {
+    Text(String),
+    Expr(String),
+    Tag(String),
+}
+
+/// The template source cut into [`Piece`]s, in order.
+pub(super) fn pieces(source: &str) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    let mut i = 0;
+    while i < source.len() {
+        let rest = &source[i..];
+        if let Some(m) = RAW_TAG.find(rest) {
+            let body_start = i + m.end();
+            let (body_end, after) = match ENDRAW_TAG.find(&source[body_start..]) {
+                Some(end) => (body_start + end.start(), body_start + end.end()),
+                None => (source.len(), source.len()),
+            };
+            text.push_str(&source[body_start..body_end]);
+            i = after;
+            continue;
+        }
+        if rest.starts_with("{{") || rest.starts_with("{%") || rest.starts_with("{#") {
+            let close = match &rest[1..2] {
+                "{" => "}}",
+                "%" => "%}",
+                _ => "#}",
+            };
+            let end = find_tag_end(rest, close);
+            let inner = rest[2..end]
+                .trim_start_matches(['-', '+'])
+                .trim_end_matches(['-', '+'])
+                .trim()
+                .to_owned();
+            if close != "#}" {
+                pieces.push(Piece::Text(std::mem::take(&mut text)));
+                pieces.push(if close == "}}" {
+                    Piece::Expr(inner)
+                } else {
+                    Piece::Tag(inner)
+                });
+            }
+            i += (end + close.len()).min(rest.len());
+            continue;
+        }
+        let c = rest.chars().next().unwrap_or('\0');
+        text.push(c);
+        i += c.len_utf8();
+    }
+    pieces.push(Piece::Text(text));
+    pieces.retain(|piece| !matches!(piece, Piece::Text(text) if text.is_empty()));
+    pieces
+}
+
+/// The template's literal text with each `{{ … }}` replaced by
+/// [`super::nested::PLACEHOLDER`] and tags dropped: what the shell will see, for analysis.
+pub(super) fn template_text_with_placeholders(source: &str) -> String {
+    pieces(source)
+        .into_iter()
+        .map(|piece| match piece {
+            Piece::Text(text) => text,
+            Piece::Expr(_) => super::nested::PLACEHOLDER.to_string(),
+            Piece::Tag(_) => String::new(),
+        })
+        .collect()
+}
+
+/// Where a piece of an HTTP check URL's authority sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum UrlPart {
+    UserInfo,
+    Host,
+    Port,
+}
+
+/// The pieces of a URL template's authority (between `://` and the first literal `/`, `?`
+/// or `#`), each with its part. Values are percent-encoded when rendered, so only literal
+/// text can add `@`, `:` or `/`: the structure is fixed by the literal text. `None` when
+/// the template does not start with a literal `scheme://`.
+pub(super) fn url_authority(source: &str) -> Option<Vec<(UrlPart, Piece)>> {
+    let pieces = pieces(source);
+    let Some(Piece::Text(first)) = pieces.first() else {
+        return None;
+    };
+    let start = first.find("://")? + 3;
+    let mut authority: Vec<Piece> = Vec::new();
+    let mut first_rest = Some(first[start..].to_owned());
+    let mut iter = pieces.iter().skip(1);
+    loop {
+        let piece = match first_rest.take() {
+            Some(text) => Piece::Text(text),
+            None => match iter.next() {
+                Some(piece) => piece.clone(),
+                None => break,
+            },
+        };
+        if let Piece::Text(text) = &piece
+            && let Some(end) = text.find(['/', '?', '#'])
+        {
+            authority.push(Piece::Text(text[..end].to_owned()));
+            break;
+        }
+        authority.push(piece);
+    }
+    // Cut the literal text at the last `@` (userinfo) and the port's `:` (outside `[…]`).
+    let mut flat: Vec<(UrlPart, Piece)> = Vec::new();
+    let last_at = authority
+        .iter()
+        .enumerate()
+        .filter_map(|(index, piece)| match piece {
+            Piece::Text(text) => text.rfind('@').map(|at| (index, at)),
+            _ => None,
+        })
+        .next_back();
+    let mut part = if last_at.is_some() {
+        UrlPart::UserInfo
+    } else {
+        UrlPart::Host
+    };
+    let mut in_brackets = false;
+    for (index, piece) in authority.into_iter().enumerate() {
+        let Piece::Text(text) = piece else {
+            flat.push((part, piece));
+            continue;
+        };
+        let mut current = String::new();
+        for (offset, c) in text.char_indices() {
+            if part == UrlPart::UserInfo && last_at == Some((index, offset)) {
+                flat.push((part, Piece::Text(std::mem::take(&mut current))));
+                part = UrlPart::Host;
+                continue;
+            }
+            match c {
+                '[' if part == UrlPart::Host => in_brackets = true,
+                ']' if part == UrlPart::Host => in_brackets = false,
+                ':' if part == UrlPart::Host && !in_brackets => {
+                    flat.push((part, Piece::Text(std::mem::take(&mut current))));
+                    part = UrlPart::Port;
+                    continue;
+                }
+                _ => {}
+            }
+            current.push(c);
+        }
+        flat.push((part, Piece::Text(current)));
+    }
+    flat.retain(|(_, piece)| !matches!(piece, Piece::Text(text) if text.is_empty()));
+    Some(flat)
+}
+
+/// The port text of a rendered URL (`http://h:8080/x` → `8080`), when it names one.
+pub fn url_port(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, after)| after);
+    let port = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']')?.1.strip_prefix(':')?,
+        None => host_port.rsplit_once(':')?.1,
+    };
+    (!port.is_empty()).then_some(port)
+}
+
 /// Offset in `tag` (which starts with the opening delimiter) of its closing delimiter,
 /// skipping quoted string literals; `tag.len()` if unterminated (minijinja rejects that).
 fn find_tag_end(tag: &str, close: &str) -> usize {
@@ -673,7 +861,7 @@ fn find_tag_end(tag: &str, close: &str) -> usize {
             None if close != "#}" && (bytes[i] == b'"' || bytes[i] == b'\'') => {
                 quote = Some(bytes[i])
             }
-            None if tag[i..].starts_with(close) => return i,
+            None if bytes[i..].starts_with(close.as_bytes()) => return i,
             None => {}
         }
         i += 1;
@@ -815,6 +1003,15 @@ mod tests {
                 .collect(),
             target: "10.0.0.5".to_owned(),
             target_name: "web1".to_owned(),
+            host_labels: [
+                ("services".to_owned(), "nginx,app".into()),
+                (
+                    "ports".to_owned(),
+                    crate::inventory::LabelValue::List(vec!["80".into(), "8080".into()]),
+                ),
+            ]
+            .into_iter()
+            .collect(),
         }
     }
 
@@ -910,6 +1107,60 @@ mod tests {
     }
 
     #[test]
+    fn host_labels_are_values_like_any_other() {
+        let templates = Templates::new();
+        let context = context("a");
+        assert_eq!(
+            templates
+                .render_command(
+                    "echo {{ host_labels.services }} {% for p in host_labels.ports %}{{ p }} {% endfor %}",
+                    &context
+                )
+                .unwrap(),
+            "echo 'nginx,app' '80' '8080' "
+        );
+        assert_eq!(
+            templates
+                .render_url("http://{{ target }}/{{ host_labels.services }}", &context)
+                .unwrap(),
+            "http://10.0.0.5/nginx%2Capp"
+        );
+        let missing = templates
+            .render_command("echo {{ host_labels.nope }}", &context)
+            .unwrap_err();
+        assert!(missing.to_string().contains("undefined"), "{missing}");
+    }
+
+    #[test]
+    fn url_authority_parts_follow_the_literal_text() {
+        use Piece::{Expr, Text};
+        use UrlPart::{Host, Port, UserInfo};
+        let parts = |source: &str| url_authority(source).unwrap();
+        assert_eq!(
+            parts("http://{{ target }}:{{ port }}/{{ x }}"),
+            [(Host, Expr("target".into())), (Port, Expr("port".into()))]
+        );
+        assert_eq!(
+            parts("https://u:{{ pw }}@[::1]:80?q"),
+            [
+                (UserInfo, Text("u:".into())),
+                (UserInfo, Expr("pw".into())),
+                (Host, Text("[::1]".into())),
+                (Port, Text("80".into())),
+            ]
+        );
+        assert_eq!(
+            parts("http://{{- target -}}.x#{{ y }}"),
+            [(Host, Expr("target".into())), (Host, Text(".x".into()))]
+        );
+        assert_eq!(url_authority("{{ x }}://h/"), None);
+        assert_eq!(url_port("http://h:8080/x"), Some("8080"));
+        assert_eq!(url_port("http://u:p@h/x:1"), None);
+        assert_eq!(url_port("http://[::1]:9/"), Some("9"));
+        assert_eq!(url_port("http://h:/"), None);
+    }
+
+    #[test]
     fn target_templates_see_labels_and_the_host_filter() {
         let templates = Templates::new();
         let labels = [("instance".to_owned(), "web1:9100".to_owned())]
@@ -953,6 +1204,18 @@ mod tests {
         );
         check_problems(Command, "x {{ servce }}", &["unknown variable `servce`"]);
         check_problems(Command, "x {{ labels.service }}", &["raw alert text"]);
+        check_problems(Command, "x {{ host_labels.role }} {{ service }}", &[]);
+        check_problems(Target, "{{ host_labels.role }}", &["unknown variable"]);
+        check_problems(
+            Command,
+            "sh -c {{ service }}",
+            &["inside the script `sh -c` runs"],
+        );
+        check_problems(
+            Command,
+            "x '{{ service }}' && sh -c '{{ service }}'",
+            &["inside shell quotes", "inside the script `sh -c` runs"],
+        );
         check_problems(Command, "x {{ annotations.summary }}", &["raw alert text"]);
         check_problems(Command, "x {{ service", &["does not parse"]);
         check_problems(Command, "x '{{ service }}'", &["inside shell quotes"]);
@@ -968,7 +1231,7 @@ mod tests {
         check_problems(Command, "{% include 'x' %}", &["`include` is not allowed"]);
         check_problems(
             Command,
-            "{% for c in [service] %}{{ c }}{{ loop.index }}{% endfor %}",
+            "echo {% for c in [service] %}{{ c }}{{ loop.index }}{% endfor %}",
             &[],
         );
         check_problems(Url, "http://{{ target }}/{{ service }}", &[]);

@@ -38,8 +38,8 @@ pub fn config(auth_extra: &str, extra: &str) -> String {
          [escalation]\ndefault = [\"oncall-email\"]\n\n\
          [escalation.channels.oncall-email]\nkind = \"log\"\n\n\
          [escalation.channels.tickets]\nkind = \"log\"\n\n\
-         [[hosts]]\nname = \"web1\"\naddress = \"127.0.0.1\"\n\n\
-         [[hosts]]\nname = \"web2\"\naddress = \"127.0.0.2\"\n{extra}",
+         [[hosts]]\nname = \"web1\"\naddress = \"127.0.0.1\"\nlabels = {{ services = \"nginx,postgresql\" }}\n\n\
+         [[hosts]]\nname = \"web2\"\naddress = \"127.0.0.2\"\nlabels = {{ services = \"nginx,postgresql\" }}\n{extra}",
         salve_config_template()
     )
 }

@@ -16,6 +16,7 @@ mod http_abuse;
 mod intake_http;
 mod planning_outcomes;
 mod quoting;
+mod recipe_safety;
 mod remediation_e2e;
 mod secrets;
 mod ssh_executor;

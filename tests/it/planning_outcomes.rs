@@ -1,5 +1,6 @@
 //! Novel and unsafe alerts through the real receiver: no recipe → `unmatched`; a target
-//! outside the inventory or a param failing its pattern → `refused`, with the reason,
+//! outside the inventory, a param failing its pattern, a denied value or one the host does
+//! not list → `refused`, with the reason,
 //! as `salve history --json` shows it.
 
 use serde_json::json;
@@ -15,6 +16,8 @@ async fn unmatched_and_refused_are_journaled_with_reasons() {
         { "labels": { "alertname": "NeverSeenBefore", "instance": "web1:9100" } },
         { "labels": { "alertname": "ServiceDown", "instance": "db9:9100", "service": "nginx" } },
         { "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "nginx; rm -rf /" } },
+        { "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "reboot.target" } },
+        { "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "redis" } },
     ]});
     let response = post_json(&hook, &alerts, &[BEARER]).await;
     assert_eq!(
@@ -23,8 +26,8 @@ async fn unmatched_and_refused_are_journaled_with_reasons() {
         "{}",
         response.text().await.unwrap()
     );
-    wait_for_incidents(&salve, "three planned incidents", |all| {
-        all.len() == 3 && all.iter().all(|i| i["state"] != "received")
+    wait_for_incidents(&salve, "five planned incidents", |all| {
+        all.len() == 5 && all.iter().all(|i| i["state"] != "received")
     })
     .await;
 
@@ -63,4 +66,22 @@ async fn unmatched_and_refused_are_journaled_with_reasons() {
         "{reason}"
     );
     assert!(hostile["plan"]["commands"].as_array().unwrap().is_empty());
+
+    // A unit the recipe denies, and one web1 does not list (it lists nginx, postgresql).
+    for (service, expected) in [
+        (
+            "reboot.target",
+            "param service: value \"reboot.target\" is denied by",
+        ),
+        (
+            "redis",
+            "param service: value \"redis\" is not in host \"web1\"'s label \"services\"",
+        ),
+    ] {
+        let incident = by_alert("ServiceDown", "web1:9100", Some(service));
+        assert_eq!(incident["state"], "refused", "{incident:#}");
+        let reason = incident["reason"].as_str().unwrap();
+        assert!(reason.starts_with(expected), "{reason}");
+        assert!(incident["plan"]["commands"].as_array().unwrap().is_empty());
+    }
 }

@@ -110,7 +110,7 @@ pub(crate) async fn start_with(
     );
     for entry in inventory {
         config.push_str(&format!(
-            "\n[[hosts]]\nname = \"{}\"\naddress = \"{}\"\nport = {}\nuser = \"{}\"\n",
+            "\n[[hosts]]\nname = \"{}\"\naddress = \"{}\"\nport = {}\nuser = \"{}\"\nlabels = {{ services = \"shop-api,broken-api\" }}\n",
             entry.name,
             entry.host.address(),
             entry.host.port(),
