@@ -1,0 +1,307 @@
+//! Shell text, pure: one value as one POSIX shell word (`shell_quote`), whether a command is
+//! one program with literal arguments (`is_simple_command`), the POSIX line salve sends for a
+//! command (`remote_line`, with the target's `timeout` backstop), and how that line reaches a
+//! target whose login shell may not be POSIX (`for_login_shell`). Values in, text out: nothing
+//! here runs, connects or reads a file, and nothing here splices unquoted alert text.
+
+use std::time::Duration;
+
+/// A value that cannot be one shell word.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShellQuoteError {
+    /// A NUL byte cannot be passed through any POSIX shell word (C strings end there).
+    #[error("value contains a NUL byte, which no shell word can carry")]
+    Nul,
+}
+
+/// Quotes `value` as exactly one POSIX shell word: `'` + value with each `'` replaced by
+/// `'\''` + `'`. Inside single quotes the shell interprets nothing (`$`, backticks, `\`,
+/// `;`, newlines are literal), so this is safe for any text except NUL, which is refused.
+/// The empty string becomes `''` (an empty argument, not a missing one).
+pub fn shell_quote(value: &str) -> Result<String, ShellQuoteError> {
+    if value.contains('\0') {
+        return Err(ShellQuoteError::Nul);
+    }
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('\'');
+    for c in value.chars() {
+        if c == '\'' {
+            quoted.push_str("'\\''");
+        } else {
+            quoted.push(c);
+        }
+    }
+    quoted.push('\'');
+    Ok(quoted)
+}
+
+/// Shell builtins and reserved words of dash and bash, including the builtins that also
+/// exist as programs but behave differently there (`echo` interprets `\n` in dash, not in
+/// coreutils). A command starting with one of these needs a shell.
+const SHELL_WORDS: &[&str] = &[
+    ".",
+    ":",
+    "[",
+    "alias",
+    "bg",
+    "bind",
+    "break",
+    "builtin",
+    "caller",
+    "case",
+    "cd",
+    "command",
+    "compgen",
+    "complete",
+    "compopt",
+    "continue",
+    "coproc",
+    "declare",
+    "dirs",
+    "disown",
+    "do",
+    "done",
+    "echo",
+    "elif",
+    "else",
+    "enable",
+    "esac",
+    "eval",
+    "exec",
+    "exit",
+    "export",
+    "false",
+    "fc",
+    "fg",
+    "fi",
+    "for",
+    "function",
+    "getopts",
+    "hash",
+    "help",
+    "history",
+    "if",
+    "in",
+    "jobs",
+    "kill",
+    "let",
+    "local",
+    "logout",
+    "mapfile",
+    "popd",
+    "printf",
+    "pushd",
+    "pwd",
+    "read",
+    "readarray",
+    "readonly",
+    "return",
+    "select",
+    "set",
+    "shift",
+    "shopt",
+    "source",
+    "suspend",
+    "test",
+    "then",
+    "time",
+    "times",
+    "trap",
+    "true",
+    "type",
+    "typeset",
+    "ulimit",
+    "umask",
+    "unalias",
+    "unset",
+    "until",
+    "wait",
+    "while",
+];
+
+/// Whether `command` is one external program with literal arguments, which any POSIX shell
+/// (`sh -c` or the remote login shell) splits into the same words: outside single quotes only
+/// `A-Z a-z 0-9 _ . / : = , + @ % -` (`=` not first in a word), spaces and backslash
+/// escapes (the `'\''` of [`shell_quote`]); no operator, redirection, expansion, glob,
+/// comment or newline; and a first word that is a plain program name or path, not a
+/// builtin, reserved word or assignment. A wrapper (`timeout`) can then exec it directly,
+/// without `sh -c`.
+pub fn is_simple_command(command: &str) -> bool {
+    let mut words: Vec<String> = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' => words.extend(word.take()),
+            '\'' => {
+                let word = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return false,
+                    }
+                }
+            }
+            '\\' => match chars.next() {
+                Some(c) if c != '\n' => word.get_or_insert_with(String::new).push(c),
+                _ => return false,
+            },
+            // A word starting with `=` is a path lookup in zsh (`=cmd`): only inside a word.
+            '=' if word.is_none() => return false,
+            c if c.is_ascii_alphanumeric() || "_./:=,+@%-".contains(c) => {
+                word.get_or_insert_with(String::new).push(c);
+            }
+            _ => return false,
+        }
+    }
+    words.extend(word);
+    let Some(program) = words.first() else {
+        return false;
+    };
+    let plain_name = program
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_./+-".contains(c));
+    plain_name && !program.starts_with('-') && !SHELL_WORDS.contains(&program.as_str())
+}
+
+
+/// How long after salve gave up on a command the target's own `timeout` kills it.
+const REMOTE_BACKSTOP: Duration = Duration::from_secs(5);
+
+/// How long after its TERM the target's `timeout` sends KILL (`timeout -k`).
+const REMOTE_KILL_AFTER: Duration = Duration::from_secs(5);
+
+/// The longest a command sent with `remote_line(_, _, timeout)` can run on the target,
+/// whatever happens to salve or the connection: TERM at the timeout plus the backstop,
+/// KILL `REMOTE_KILL_AFTER` later.
+pub fn remote_lifetime(timeout: Duration) -> Duration {
+    Duration::from_secs(timeout.as_secs().max(1)) + REMOTE_BACKSTOP + REMOTE_KILL_AFTER
+}
+
+/// The POSIX line the target runs for `command`. Closing an SSH channel does not kill a
+/// process that has no terminal, so the target's coreutils `timeout` is a backstop: it
+/// sends TERM shortly after salve stopped waiting, and KILL 5 s later. With `sudo`, the
+/// whole thing runs under `sudo -n` (which never prompts: where a password would be needed
+/// it fails at once), so the backstop can stop root processes too. A simple command (one
+/// program with literal arguments, see [`is_simple_command`]) follows `timeout` as it is:
+/// `sh` splits it into exactly the words `sh -c` would, and the target saves an exec.
+/// Anything else is one quoted word for `sh -c`, so its own quoting holds. The line is POSIX
+/// shell text; [`for_login_shell`] says how it reaches the target whatever its login shell.
+pub fn remote_line(command: &str, sudo: bool, timeout: Duration) -> String {
+    let seconds = timeout.as_secs().max(1) + REMOTE_BACKSTOP.as_secs();
+    let kill_after = REMOTE_KILL_AFTER.as_secs();
+    let bounded = if is_simple_command(command) {
+        format!("timeout -k {kill_after} {seconds} {command}")
+    } else {
+        let Ok(quoted) = shell_quote(command) else {
+            // Rendered commands never contain NUL (the planner refuses it); keep the
+            // impossible case safe rather than panic: it fails on the target.
+            return "false".to_owned();
+        };
+        format!("timeout -k {kill_after} {seconds} sh -c {quoted}")
+    };
+    if sudo {
+        format!("sudo -n -- {bounded}")
+    } else {
+        bounded
+    }
+}
+
+/// What the SSH layer sends for one POSIX line: the command line sshd hands to the target
+/// user's login shell (`$SHELL -c COMMAND`), and what to write to the command's stdin before
+/// closing it (`None`: nothing, stdin is empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub command: String,
+    pub stdin: Option<String>,
+}
+
+/// The command line of the stdin path: two plain words and a path, which sh, bash, dash, zsh,
+/// ksh, mksh, fish, tcsh and csh all parse alike (`exec` is a builtin of each of them); the
+/// login shell is replaced by `/bin/sh` reading the POSIX line from stdin.
+pub const POSIX_SHELL_ON_STDIN: &str = "exec /bin/sh -s";
+
+/// The programs a direct line may start with: the two `remote_line` starts with. Neither is
+/// a builtin, keyword or function of any shell above, so every login shell execs the program.
+const DIRECT_PROGRAMS: &[&str] = &["sudo", "timeout"];
+
+/// Longest line sent directly. Real direct lines are far shorter; the bound keeps them clear
+/// of any shell's word or line length limits (old csh builds cut words at 1 KiB).
+const DIRECT_LINE_MAX_BYTES: usize = 1024;
+
+/// Characters a direct line's words are made of, bare or between single quotes: each is an
+/// ordinary character to every shell above, anywhere in a word except as noted in
+/// [`is_direct_line`]. Nothing here is a quote, escape, expansion, glob, history (`!`),
+/// brace, operator, comment or separator in any of them, and it is all ASCII.
+fn is_inert(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_./:=,+@%-".contains(c)
+}
+
+/// Whether every login shell salve may meet (sh, bash, dash, zsh, ksh93, mksh, fish, tcsh,
+/// csh) parses `line` into the same words as POSIX sh does: words of [`is_inert`] characters
+/// and `'…'` groups of inert characters and spaces, separated by spaces; a bare word that
+/// does not start with `=` (zsh's path lookup) or `%` (a job or fish's `%self`); a first word
+/// from `DIRECT_PROGRAMS`; at most `DIRECT_LINE_MAX_BYTES`. Inside single quotes fish reads
+/// `\'` and `\\` as escapes and tcsh expands `!` and ends the command at a newline, so no
+/// backslash, `!`, newline or quote character may appear there, or anywhere.
+pub fn is_direct_line(line: &str) -> bool {
+    if line.len() > DIRECT_LINE_MAX_BYTES {
+        return false;
+    }
+    let mut words: Vec<String> = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' => words.extend(word.take()),
+            '\'' => {
+                let word = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) if c == ' ' || is_inert(c) => word.push(c),
+                        _ => return false,
+                    }
+                }
+            }
+            '=' | '%' if word.is_none() => return false,
+            c if is_inert(c) => word.get_or_insert_with(String::new).push(c),
+            _ => return false,
+        }
+    }
+    words.extend(word);
+    words
+        .first()
+        .is_some_and(|program| DIRECT_PROGRAMS.contains(&program.as_str()))
+}
+
+/// How to send the POSIX `line` so that it means what it means to `sh` whatever the target
+/// user's login shell is. A line [`is_direct_line`] accepts is the command line itself (the
+/// common case: one program with plain quoted values, no extra process on the target).
+/// Anything else is written to the stdin of [`POSIX_SHELL_ON_STDIN`], so only `/bin/sh`
+/// parses it: fish, tcsh or csh never see a quote of it. The line is wrapped in `{ … }`: sh
+/// runs nothing before the closing brace arrives, so a script cut short (salve killed
+/// mid-write, a dropped connection) is a syntax error, never a shorter command. NUL cannot
+/// travel in a shell line and is refused.
+pub fn for_login_shell(line: &str) -> Result<Invocation, ShellQuoteError> {
+    if line.contains('\0') {
+        return Err(ShellQuoteError::Nul);
+    }
+    if is_direct_line(line) {
+        return Ok(Invocation {
+            command: line.to_owned(),
+            stdin: None,
+        });
+    }
+    // `{ }` with nothing inside is a syntax error; an empty script does nothing, as `sh -c ''`.
+    let script = if line.trim_matches([' ', '\t', '\n']).is_empty() {
+        String::new()
+    } else {
+        format!("{{ {line}\n}}\n")
+    };
+    Ok(Invocation {
+        command: POSIX_SHELL_ON_STDIN.to_owned(),
+        stdin: Some(script),
+    })
+}
