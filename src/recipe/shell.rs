@@ -305,3 +305,244 @@ pub fn for_login_shell(line: &str) -> Result<Invocation, ShellQuoteError> {
         stdin: Some(script),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn remote_lines_quote_the_command_as_one_word_under_a_backstop() {
+        assert_eq!(
+            remote_line("systemctl restart 'nginx'", true, Duration::from_secs(60)),
+            "sudo -n -- timeout -k 5 65 systemctl restart 'nginx'"
+        );
+        assert_eq!(
+            remote_line(r"echo 'it'\''s'", true, Duration::from_secs(60)),
+            r"sudo -n -- timeout -k 5 65 sh -c 'echo '\''it'\''\'\'''\''s'\'''"
+        );
+        assert_eq!(
+            remote_line(
+                "df --output=pcent / | tail -n 1",
+                false,
+                Duration::from_millis(1500)
+            ),
+            "timeout -k 5 6 sh -c 'df --output=pcent / | tail -n 1'"
+        );
+    }
+
+    #[test]
+    fn only_plain_lines_starting_with_sudo_or_timeout_go_as_they_are() {
+        for direct in [
+            "sudo -n -- timeout -k 5 65 systemctl restart 'nginx'",
+            "timeout -k 5 35 systemctl is-active --quiet 'shop-api'",
+            "sudo -n -- timeout -k 5 125 find /tmp /var/tmp -xdev -type f -mtime +1 -delete",
+            "sudo -n -- timeout -k 5 125 journalctl --vacuum-time=7d",
+            "timeout -k 5 15 date +%s.%N",
+            "timeout -k 5 15 /usr/bin/printf x%s/ 'two words' '' 'a'b'c' x'=y' '%1' '=z'",
+            "timeout -k 5 15 touch /tmp/storm-'web-1'",
+        ] {
+            assert!(is_direct_line(direct), "{direct:?}");
+            assert_eq!(
+                for_login_shell(direct).unwrap(),
+                Invocation {
+                    command: direct.to_owned(),
+                    stdin: None
+                }
+            );
+        }
+        for through_sh in [
+            "",
+            "systemctl restart 'nginx'",
+            "echo x",
+            "sh -c 'id'",
+            "timeout -k 5 15 printf %s 'x'",
+            "timeout -k 5 15 printf x =y",
+            "timeout -k 5 15 printf x ~",
+            "timeout -k 5 15 printf 'a!b'",
+            "timeout -k 5 15 printf 'it'\\''s'",
+            "timeout -k 5 15 printf 'a\\'",
+            "timeout -k 5 15 printf 'a\nb'",
+            "timeout -k 5 15 printf 'a\rb'",
+            "timeout -k 5 15 printf 'a\tb'",
+            "timeout -k 5 15 printf 'ü'",
+            "timeout -k 5 15 printf '$HOME'",
+            "timeout -k 5 15 printf '`id`'",
+            "timeout -k 5 15 printf '\"'",
+            "timeout -k 5 15 printf '{a,b}'",
+            "timeout -k 5 15 printf '*'",
+            "timeout -k 5 15 printf '#'",
+            "timeout -k 5 15 printf x;id",
+            "timeout -k 5 15 printf 'unterminated",
+            "timeout\t15 date",
+            "sudo -n -- timeout -k 5 65 sh -c 'df / | tail -n 1'",
+        ] {
+            assert!(!is_direct_line(through_sh), "{through_sh:?}");
+            let invocation = for_login_shell(through_sh).unwrap();
+            assert_eq!(invocation.command, "exec /bin/sh -s", "{through_sh:?}");
+        }
+        let long = format!("timeout -k 5 15 printf x '{}'", "a".repeat(1024));
+        assert!(!is_direct_line(&long));
+    }
+
+    #[test]
+    fn the_sh_path_writes_the_whole_line_in_braces_and_refuses_nul() {
+        assert_eq!(
+            for_login_shell("echo 'a!b'").unwrap(),
+            Invocation {
+                command: "exec /bin/sh -s".to_owned(),
+                stdin: Some("{ echo 'a!b'\n}\n".to_owned()),
+            }
+        );
+        assert_eq!(
+            for_login_shell(" \t").unwrap().stdin.as_deref(),
+            Some(""),
+            "a blank line is an empty script, not `{{ }}`"
+        );
+        assert_eq!(for_login_shell("echo 'a\0b'"), Err(ShellQuoteError::Nul));
+    }
+
+    /// The login shells salve may meet; each must be installed (scripts/test installs them).
+    const LOGIN_SHELLS: &[&str] = &[
+        "/bin/sh",
+        "/bin/bash",
+        "/bin/dash",
+        "/usr/bin/zsh",
+        "/usr/bin/ksh93",
+        "/usr/bin/mksh",
+        "/usr/bin/fish",
+        "/usr/bin/tcsh",
+        "/usr/bin/csh",
+    ];
+
+    /// Runs `invocation` as sshd would: `shell -c COMMAND`, its stdin text then end of input,
+    /// in `dir` with a clean environment (HOME in a fresh directory, so no one's rc files take
+    /// part; fish writes its config there).
+    fn run_as_login_shell(shell: &str, invocation: &Invocation, dir: &std::path::Path) -> Vec<u8> {
+        assert!(
+            std::path::Path::new(shell).is_file(),
+            "test bed missing: {shell} (run scripts/test, which installs zsh fish tcsh ksh mksh)"
+        );
+        let home = tempfile::tempdir().unwrap();
+        let mut child = Command::new(shell)
+            .arg("-c")
+            .arg(&invocation.command)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", home.path())
+            .env("SHELL", shell)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("start {shell}: {error}"));
+        let mut stdin = child.stdin.take().unwrap();
+        // A shell that exits early closes the pipe; its status tells.
+        let _ = stdin.write_all(invocation.stdin.as_deref().unwrap_or("").as_bytes());
+        drop(stdin);
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{shell} -c {:?} with stdin {:?}: {output:?}",
+            invocation.command,
+            invocation.stdin
+        );
+        output.stdout
+    }
+
+    /// Values with every metacharacter of every shell above; each one creates `PWNED` in the
+    /// working directory if any part of it runs as code.
+    const HOSTILE: &[&str] = &[
+        "plain",
+        "",
+        "\\",
+        "\\'",
+        "\\'; touch PWNED; echo \\'",
+        "'; touch PWNED; '",
+        "a!b",
+        "!!",
+        "!touch PWNED",
+        "\n!touch PWNED",
+        "x\ntouch PWNED\n",
+        "trailing newline\n",
+        "cr\rtouch PWNED",
+        "tab\there",
+        "\"; touch PWNED; \"",
+        "$(touch PWNED)",
+        "${PATH} $HOME $$",
+        "`touch PWNED`",
+        "a; touch PWNED",
+        "a | touch PWNED",
+        "a & touch PWNED",
+        "a && touch PWNED",
+        "{touch,PWNED}",
+        "~ ~root",
+        "%1 %self",
+        "# comment",
+        "*?[]",
+        "<PWNED >PWNED",
+        "=ls",
+        "(touch PWNED)",
+        "^PWNED",
+        "ünïcødé ✓ 日本",
+    ];
+
+    #[test]
+    fn every_login_shell_passes_hostile_values_as_data_on_both_paths() {
+        for value in HOSTILE {
+            let command = format!("/usr/bin/printf x%s/ {}", shell_quote(value).unwrap());
+            let line = remote_line(&command, false, Duration::from_secs(10));
+            let invocation = for_login_shell(&line).unwrap();
+            let expected = format!("x{value}/").into_bytes();
+            for shell in LOGIN_SHELLS {
+                let dir = tempfile::tempdir().unwrap();
+                let printed = run_as_login_shell(shell, &invocation, dir.path());
+                assert_eq!(
+                    String::from_utf8_lossy(&printed),
+                    String::from_utf8_lossy(&expected),
+                    "{shell}: {invocation:?}"
+                );
+                assert!(
+                    std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+                    "{shell} created a file for {invocation:?}"
+                );
+            }
+        }
+    }
+
+    /// One piece of a direct line: inert characters, or a single-quoted group of them and
+    /// spaces, or a separating space.
+    fn direct_piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-zA-Z0-9_./:=,+@%-]{1,4}",
+            "[a-zA-Z0-9_./:=,+@% -]{0,4}".prop_map(|inside| format!("'{inside}'")),
+            Just(" ".to_owned()),
+        ]
+    }
+
+    proptest! {
+        // Each case starts every shell above (nine processes): few cases.
+        #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// What `is_direct_line` accepts, every login shell splits into exactly the words sh
+        /// does: `printf` ends each argument with `/`, so word boundaries show in the output.
+        #[test]
+        fn a_direct_line_means_the_same_to_every_login_shell(pieces in prop::collection::vec(direct_piece(), 0..10)) {
+            let line = format!("timeout 10 /usr/bin/printf x%s/ {}", pieces.concat());
+            prop_assume!(is_direct_line(&line));
+            let invocation = for_login_shell(&line).unwrap();
+            prop_assert!(invocation.stdin.is_none());
+            let dir = tempfile::tempdir().unwrap();
+            let by_sh = run_as_login_shell("/bin/sh", &invocation, dir.path());
+            for shell in LOGIN_SHELLS {
+                let printed = run_as_login_shell(shell, &invocation, dir.path());
+                prop_assert_eq!(&printed, &by_sh, "{} read {:?} differently", shell, line);
+            }
+        }
+    }
+}
