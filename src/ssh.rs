@@ -322,21 +322,23 @@ impl Executor {
             ));
         }
         let key = self.host_key(target)?;
-        let invocation = for_login_shell(line)
-            .map_err(|error| SshError::Config(format!("{key}: the command cannot be sent: {error}")))?;
+        let invocation = for_login_shell(line).map_err(|error| {
+            SshError::Config(format!("{key}: the command cannot be sent: {error}"))
+        })?;
         let slot = self.slot(&key);
         let _busy = BusyGuard::new(&slot);
-        let _session = match tokio::time::timeout(self.session_wait(), slot.sessions.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            // The semaphore is never closed.
-            Ok(Err(_)) | Err(_) => {
-                return Err(SshError::Busy(format!(
-                    "{key}: all {} sessions stayed in use for {}; nothing was sent",
-                    self.settings.max_sessions_per_host,
-                    humantime::format_duration(self.session_wait())
-                )));
-            }
-        };
+        let _session =
+            match tokio::time::timeout(self.session_wait(), slot.sessions.acquire()).await {
+                Ok(Ok(permit)) => permit,
+                // The semaphore is never closed.
+                Ok(Err(_)) | Err(_) => {
+                    return Err(SshError::Busy(format!(
+                        "{key}: all {} sessions stayed in use for {}; nothing was sent",
+                        self.settings.max_sessions_per_host,
+                        humantime::format_duration(self.session_wait())
+                    )));
+                }
+            };
         let master = self.live_master(&slot, &key).await?;
 
         let started = Instant::now();

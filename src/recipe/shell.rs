@@ -165,7 +165,6 @@ pub fn is_simple_command(command: &str) -> bool {
     plain_name && !program.starts_with('-') && !SHELL_WORDS.contains(&program.as_str())
 }
 
-
 /// How long after salve gave up on a command the target's own `timeout` kills it.
 const REMOTE_BACKSTOP: Duration = Duration::from_secs(5);
 

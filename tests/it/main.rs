@@ -12,6 +12,7 @@ mod escalation_e2e;
 mod guard_e2e;
 mod ha_e2e;
 mod intake_http;
+mod login_shells;
 mod planning_outcomes;
 mod quoting;
 mod remediation_e2e;
