@@ -827,6 +827,15 @@ mod tests {
         fast.connect_timeout = Duration::from_millis(500);
         assert!(matches!(Executor::new(fast), Err(SshError::Config(_))));
 
+        for sessions in [0, MAX_SESSIONS_PER_HOST_LIMIT + 1] {
+            let mut budget = settings(dir.path());
+            budget.max_sessions_per_host = sessions;
+            assert!(
+                matches!(Executor::new(budget), Err(SshError::Config(m)) if m.contains("max_sessions_per_host")),
+                "{sessions}"
+            );
+        }
+
         let executor = Executor::new(settings(dir.path())).unwrap();
         let mode = std::fs::metadata(dir.path().join("ctl/ssh_config"))
             .unwrap()

@@ -213,6 +213,56 @@ async fn concurrent_first_uses_of_one_host_open_one_master() {
     assert_eq!(host.accepted_logins(), 1, "{}", host.sshd_log_tail());
 }
 
+/// sshd refuses sessions beyond `MaxSessions` per connection ("open failed"), so a burst of
+/// commands on one host (a flood of escalation diagnostics beside a remediation) would fail
+/// some of them. The executor's per-host budget keeps every burst below it: the commands wait
+/// their turn and all succeed, and the target never runs more than the budget at once.
+#[tokio::test]
+async fn a_burst_on_one_host_stays_within_its_session_budget_and_all_succeed() {
+    let host = SshHost::start_with_max_sessions(3).await;
+    let dir = short_tempdir();
+    let known_hosts = write_known_hosts(dir.path(), &[&host]);
+    let mut settings = settings(&dir, known_hosts, host.client_key());
+    settings.max_sessions_per_host = 2;
+    // A command waits for a session up to the connect timeout: room for the whole queue even
+    // on a loaded machine (the budget, not the wait, is under test).
+    settings.connect_timeout = Duration::from_secs(20);
+    let executor = Arc::new(Executor::new(settings).expect("executor"));
+
+    // Each command holds its session ~300 ms and notes how many were running as it started.
+    let burst: Vec<_> = (0..16)
+        .map(|index| {
+            let executor = executor.clone();
+            let target = target(&host);
+            tokio::spawn(async move {
+                let line = format!(
+                    "mkdir /tmp/running-{index} && ls -d /tmp/running-* | wc -l >> /tmp/overlap \
+                     && sleep 0.3 && rmdir /tmp/running-{index} && echo {index} >> /tmp/done"
+                );
+                executor.run(&target, &line, COMMAND_TIMEOUT).await
+            })
+        })
+        .collect();
+    for (index, task) in burst.into_iter().enumerate() {
+        let output = task
+            .await
+            .expect("task")
+            .unwrap_or_else(|error| panic!("command {index} failed: {error}"));
+        assert_eq!(output.exit_status, Some(0), "command {index}: {output:?}");
+    }
+
+    let done = host.exec_ok("sort -n /tmp/done | tr '\\n' ' '").await;
+    let expected: String = (0..16).map(|index| format!("{index} ")).collect();
+    assert_eq!(done, expected, "every command ran once");
+    let overlap = host.exec_ok("sort -n /tmp/overlap | tail -n 1").await;
+    assert_eq!(
+        overlap.trim(),
+        "2",
+        "at most the budget at once, and it was used"
+    );
+    assert_eq!(host.accepted_logins(), 1, "{}", host.sshd_log_tail());
+}
+
 /// Prints the median latency of a trivial command over a warm master (run with
 /// `--no-capture` to see it); asserts only that it is far below any timeout.
 #[tokio::test]
