@@ -239,8 +239,9 @@ fn is_inert(c: char) -> bool {
 
 /// Whether every login shell salve may meet (sh, bash, dash, zsh, ksh93, mksh, fish, tcsh,
 /// csh) parses `line` into the same words as POSIX sh does: words of [`is_inert`] characters
-/// and `'…'` groups of inert characters and spaces, separated by spaces; a bare word that
-/// does not start with `=` (zsh's path lookup) or `%` (a job or fish's `%self`); a first word
+/// and `'…'` groups of inert characters and spaces, separated by spaces; no word whose value
+/// starts with a bare `=` (zsh's path lookup, even after `''`) or `%` (a job, fish's
+/// `%self`); a first word
 /// from `DIRECT_PROGRAMS`; at most `DIRECT_LINE_MAX_BYTES`. Inside single quotes fish reads
 /// `\'` and `\\` as escapes and tcsh expands `!` and ends the command at a newline, so no
 /// backslash, `!`, newline or quote character may appear there, or anywhere.
@@ -264,7 +265,8 @@ pub fn is_direct_line(line: &str) -> bool {
                     }
                 }
             }
-            '=' | '%' if word.is_none() => return false,
+            // zsh expands `''=ls` as it does `=ls`: empty quotes do not make a start.
+            '=' | '%' if word.as_deref().is_none_or(str::is_empty) => return false,
             c if is_inert(c) => word.get_or_insert_with(String::new).push(c),
             _ => return false,
         }
@@ -361,6 +363,8 @@ mod tests {
             "sh -c 'id'",
             "timeout -k 5 15 printf %s 'x'",
             "timeout -k 5 15 printf x =y",
+            "timeout -k 5 15 printf x ''=ls",
+            "timeout -k 5 15 printf x %1",
             "timeout -k 5 15 printf x ~",
             "timeout -k 5 15 printf 'a!b'",
             "timeout -k 5 15 printf 'it'\\''s'",
