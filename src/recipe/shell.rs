@@ -226,7 +226,7 @@ pub const POSIX_SHELL_ON_STDIN: &str = "exec /bin/sh -s";
 const DIRECT_PROGRAMS: &[&str] = &["sudo", "timeout"];
 
 /// Longest line sent directly. Real direct lines are far shorter; the bound keeps them clear
-/// of any shell's word or line length limits (old csh builds cut words at 1 KiB).
+/// of any shell's word or line length limits.
 const DIRECT_LINE_MAX_BYTES: usize = 1024;
 
 /// Characters a direct line's words are made of, bare or between single quotes: each is an
@@ -241,8 +241,8 @@ fn is_inert(c: char) -> bool {
 /// csh) parses `line` into the same words as POSIX sh does: words of [`is_inert`] characters
 /// and `'…'` groups of inert characters and spaces, separated by spaces; no word whose value
 /// starts with a bare `=` (zsh's path lookup, even after `''`) or `%` (a job, fish's
-/// `%self`); a first word
-/// from `DIRECT_PROGRAMS`; at most `DIRECT_LINE_MAX_BYTES`. Inside single quotes fish reads
+/// `%self`); a first word from `DIRECT_PROGRAMS`; at most `DIRECT_LINE_MAX_BYTES`.
+/// Inside single quotes fish reads
 /// `\'` and `\\` as escapes and tcsh expands `!` and ends the command at a newline, so no
 /// backslash, `!`, newline or quote character may appear there, or anywhere.
 pub fn is_direct_line(line: &str) -> bool {
@@ -407,6 +407,37 @@ mod tests {
             "a blank line is an empty script, not `{{ }}`"
         );
         assert_eq!(for_login_shell("echo 'a\0b'"), Err(ShellQuoteError::Nul));
+    }
+
+    #[test]
+    fn a_script_cut_short_runs_nothing() {
+        let script = for_login_shell("touch ran-1; touch 'ran 2'")
+            .unwrap()
+            .stdin
+            .unwrap();
+        let complete = script.trim_end_matches('\n').len();
+        for cut in 0..complete {
+            let dir = tempfile::tempdir().unwrap();
+            let mut sh = Command::new("/bin/sh")
+                .arg("-s")
+                .current_dir(dir.path())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            sh.stdin
+                .take()
+                .unwrap()
+                .write_all(&script.as_bytes()[..cut])
+                .unwrap();
+            sh.wait().unwrap();
+            assert!(
+                std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+                "{:?} ran something",
+                &script[..cut]
+            );
+        }
     }
 
     /// The login shells salve may meet; each must be installed (scripts/test installs them).
