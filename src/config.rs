@@ -467,6 +467,11 @@ pub struct SshSettings {
     /// Stdout and stderr kept per command, each; the rest is dropped and marked truncated.
     #[serde(default = "default_max_output_bytes")]
     pub max_output_bytes: usize,
+    /// Commands open at once on one host (remediation, checks and diagnostics share it; the
+    /// rest wait their turn, up to `connect_timeout`). Keep it below the hosts' sshd
+    /// `MaxSessions` (10 by default), which refuses sessions beyond it. 1 to 256; default 8.
+    #[serde(default = "default_max_sessions_per_host")]
+    pub max_sessions_per_host: usize,
 }
 
 fn default_ssh_user() -> String {
@@ -484,6 +489,9 @@ fn default_idle_timeout() -> Duration {
 fn default_max_output_bytes() -> usize {
     64 * 1024
 }
+fn default_max_sessions_per_host() -> usize {
+    crate::ssh::DEFAULT_MAX_SESSIONS_PER_HOST
+}
 
 impl Default for SshSettings {
     fn default() -> Self {
@@ -496,6 +504,7 @@ impl Default for SshSettings {
             idle_timeout: default_idle_timeout(),
             control_dir: None,
             max_output_bytes: default_max_output_bytes(),
+            max_sessions_per_host: default_max_sessions_per_host(),
         }
     }
 }
@@ -879,6 +888,17 @@ pub fn load_from_str(
         problems.push(problem(
             at(&["ssh", "max_output_bytes"]),
             "ssh.max_output_bytes must be > 0".into(),
+        ));
+    }
+    let sessions_limit = crate::ssh::MAX_SESSIONS_PER_HOST_LIMIT;
+    if !(1..=sessions_limit).contains(&ssh.max_sessions_per_host) {
+        problems.push(problem(
+            at(&["ssh", "max_sessions_per_host"]),
+            format!(
+                "ssh.max_sessions_per_host must be between 1 and {sessions_limit} (keep it below \
+                 the hosts' sshd MaxSessions, 10 by default), got {}",
+                ssh.max_sessions_per_host
+            ),
         ));
     }
     // Strict host key checking needs the keys: refuse to enforce without them rather
@@ -1399,6 +1419,25 @@ mod tests {
         let labels = &loaded.settings.hosts[0].labels;
         assert_eq!(labels["services"].items(), ["nginx", "app"]);
         assert_eq!(labels["mounts"].items(), ["/", "/var"]);
+    }
+
+    #[test]
+    fn ssh_sessions_per_host_are_bounded_with_a_located_error() {
+        let loaded = load_text("", &[]).unwrap();
+        assert_eq!(loaded.settings.ssh.max_sessions_per_host, 8);
+        for bad in ["0", "257"] {
+            let problems =
+                load_text(&format!("[ssh]\nmax_sessions_per_host = {bad}\n"), &[]).unwrap_err();
+            assert_eq!(
+                messages(problems),
+                vec![format!(
+                    "salve.toml:2: ssh.max_sessions_per_host must be between 1 and 256 (keep it \
+                     below the hosts' sshd MaxSessions, 10 by default), got {bad}"
+                )]
+            );
+        }
+        let loaded = load_text("[ssh]\nmax_sessions_per_host = 3\n", &[]).unwrap();
+        assert_eq!(loaded.settings.ssh.max_sessions_per_host, 3);
     }
 }
 

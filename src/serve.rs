@@ -237,6 +237,7 @@ fn build_executor(loaded: &Loaded) -> anyhow::Result<crate::ssh::Executor> {
         idle_timeout: ssh.idle_timeout,
         control_dir,
         max_output_bytes: ssh.max_output_bytes,
+        max_sessions_per_host: ssh.max_sessions_per_host,
     })
     .context("setting up SSH")
 }

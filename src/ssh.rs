@@ -1,7 +1,9 @@
-//! The SSH executor, the only module that knows the `openssh` crate: runs one shell line on an
-//! inventory host over a reused OpenSSH control master. A command is passed verbatim, as ONE
-//! string, to the remote user's shell; this module never quotes, splits or edits it, so callers
-//! must have quoted every untrusted value before a command gets here.
+//! The SSH executor, the only module that knows the `openssh` crate: runs one POSIX shell line
+//! on an inventory host over a reused OpenSSH control master. How the line travels is decided
+//! by `recipe::shell::for_login_shell` (sent as the command, or written to `/bin/sh`'s stdin
+//! when the target's login shell might read it differently); this module sends exactly what
+//! that gives it and never quotes, splits, builds or edits a command, so callers must have
+//! quoted every untrusted value before a line gets here.
 //!
 //! Shape: one control master per (name, address, port, user), opened on first use with
 //! strict host key checking (never trust-on-first-use), reused across commands and incidents,
@@ -18,6 +20,9 @@
 //! - Every wait is bounded: connect by `connect_timeout`, commands by the caller's timeout,
 //!   output by `max_output_bytes` per stream. No lock is held across a remote command, so a
 //!   hung host never blocks another host.
+//! - At most `max_sessions_per_host` commands share one host's master at once (remediation,
+//!   checks and diagnostics alike; the rest wait their turn, in order), below sshd's
+//!   `MaxSessions`, which would refuse the session outright ("open failed").
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,13 +34,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
 
 use crate::plan::PlannedTarget;
+use crate::recipe::shell::{Invocation, for_login_shell};
 
 /// Output kept per stream unless configured otherwise: enough for any diagnostic a human
 /// reads, small enough that a runaway command cannot bloat the journal.
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 64 * 1024;
+
+/// Commands at once per host unless configured otherwise: below OpenSSH's default
+/// `MaxSessions` (10), leaving room for a human's own session multiplexed on a shared master.
+pub const DEFAULT_MAX_SESSIONS_PER_HOST: usize = 8;
+
+/// Most sessions per host a config may ask for (sshd's `MaxSessions` would be raised to match).
+pub const MAX_SESSIONS_PER_HOST_LIMIT: usize = 256;
 
 /// Longest `control_dir` accepted. ssh binds the control socket as
 /// `DIR/.ssh-connectionXXXXXX/master.XXXXXXXXXXXXXXXX` (47 bytes below DIR) and a Unix socket
@@ -89,6 +103,10 @@ pub struct SshSettings {
     pub control_dir: PathBuf,
     /// Bytes kept of each of stdout and stderr; the rest is read and discarded.
     pub max_output_bytes: usize,
+    /// Commands (SSH sessions) open at once on one host's master, 1 to
+    /// `MAX_SESSIONS_PER_HOST_LIMIT`; keep it below the target sshd's `MaxSessions`. A command
+    /// waits up to `connect_timeout` for a free session, then fails with nothing sent.
+    pub max_sessions_per_host: usize,
 }
 
 impl SshSettings {
@@ -102,6 +120,7 @@ impl SshSettings {
             idle_timeout: Duration::from_secs(300),
             control_dir,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            max_sessions_per_host: DEFAULT_MAX_SESSIONS_PER_HOST,
         }
     }
 }
@@ -140,6 +159,10 @@ pub enum SshError {
     /// whether the command ran, or finished, is unknown. Never retried.
     #[error("ssh session: {0}")]
     Session(String),
+    /// Every session the host's budget allows stayed in use while the command waited for
+    /// one (`connect_timeout`). Nothing was sent to the host.
+    #[error("ssh sessions busy: {0}")]
+    Busy(String),
 }
 
 /// The executor. Cheap to share (`Arc<Executor>`); every method takes `&self`.
@@ -185,6 +208,9 @@ struct HostSlot {
     /// The async lock serialises opening the master, so concurrent first uses of one host
     /// open one master; it is released before any command runs.
     master: tokio::sync::Mutex<Option<Arc<Session>>>,
+    /// The host's session budget: one permit per command on the master, handed out in
+    /// arrival order (tokio's semaphore is fair), so no caller can starve another.
+    sessions: Semaphore,
     /// Commands currently using the master; `close_idle` never closes a busy master.
     in_flight: AtomicUsize,
     last_used: Mutex<Instant>,
@@ -241,6 +267,13 @@ impl Executor {
                 settings.user
             )));
         }
+        if !(1..=MAX_SESSIONS_PER_HOST_LIMIT).contains(&settings.max_sessions_per_host) {
+            return Err(SshError::Config(format!(
+                "max_sessions_per_host must be between 1 and {MAX_SESSIONS_PER_HOST_LIMIT} \
+                 (and below the hosts' sshd MaxSessions, 10 by default), got {}",
+                settings.max_sessions_per_host
+            )));
+        }
         let control_dir_length = settings.control_dir.as_os_str().len();
         if control_dir_length > MAX_CONTROL_DIR_BYTES || !settings.control_dir.is_absolute() {
             return Err(SshError::Config(format!(
@@ -262,18 +295,25 @@ impl Executor {
         &self.settings
     }
 
-    /// The longest `run` takes before it sends a command: opening a master, if needed.
+    /// The longest `run` takes before it sends a command: waiting for one of the host's
+    /// sessions, then opening a master if needed.
     pub fn connect_bound(&self) -> Duration {
-        self.settings.connect_timeout + CONNECT_SLACK
+        self.session_wait() + self.settings.connect_timeout + CONNECT_SLACK
     }
 
-    /// Runs `command` on `target` through the remote user's login shell, as one string.
-    /// `timeout` bounds the command itself (sending it, its run, reading its output); opening
-    /// a master, when needed, is bounded separately by `connect_timeout`.
+    /// How long a command waits for a free session on its host before it fails (`Busy`).
+    fn session_wait(&self) -> Duration {
+        self.settings.connect_timeout
+    }
+
+    /// Runs the POSIX shell `line` on `target` as `sh` would, whatever the remote user's login
+    /// shell: `recipe::shell::for_login_shell` says how it is sent, and it is sent exactly so.
+    /// `timeout` bounds the command itself (sending it, its run, reading its output); waiting
+    /// for a free session and opening a master are bounded separately (`connect_bound`).
     pub async fn run(
         &self,
         target: &PlannedTarget,
-        command: &str,
+        line: &str,
         timeout: Duration,
     ) -> Result<CommandOutput, SshError> {
         if self.shut_down.load(Ordering::SeqCst) {
@@ -282,14 +322,29 @@ impl Executor {
             ));
         }
         let key = self.host_key(target)?;
+        let invocation = for_login_shell(line).map_err(|error| {
+            SshError::Config(format!("{key}: the command cannot be sent: {error}"))
+        })?;
         let slot = self.slot(&key);
         let _busy = BusyGuard::new(&slot);
+        let _session =
+            match tokio::time::timeout(self.session_wait(), slot.sessions.acquire()).await {
+                Ok(Ok(permit)) => permit,
+                // The semaphore is never closed.
+                Ok(Err(_)) | Err(_) => {
+                    return Err(SshError::Busy(format!(
+                        "{key}: all {} sessions stayed in use for {}; nothing was sent",
+                        self.settings.max_sessions_per_host,
+                        humantime::format_duration(self.session_wait())
+                    )));
+                }
+            };
         let master = self.live_master(&slot, &key).await?;
 
         let started = Instant::now();
         let outcome = tokio::time::timeout(
             timeout,
-            execute(&master, command, self.settings.max_output_bytes),
+            execute(&master, &invocation, self.settings.max_output_bytes),
         )
         .await;
         match outcome {
@@ -393,6 +448,7 @@ impl Executor {
             .or_insert_with(|| {
                 Arc::new(HostSlot {
                     master: tokio::sync::Mutex::new(None),
+                    sessions: Semaphore::new(self.settings.max_sessions_per_host),
                     in_flight: AtomicUsize::new(0),
                     last_used: Mutex::new(Instant::now()),
                 })
@@ -493,6 +549,7 @@ impl Executor {
 #[derive(Debug)]
 enum ExecuteFailure {
     Spawn(openssh::Error),
+    Input(std::io::Error),
     Output(std::io::Error),
     Wait(openssh::Error),
     Lost,
@@ -503,6 +560,9 @@ impl fmt::Display for ExecuteFailure {
         match self {
             ExecuteFailure::Spawn(error) => {
                 write!(f, "starting the command failed: {}", error_chain(error))
+            }
+            ExecuteFailure::Input(error) => {
+                write!(f, "writing the command to the remote shell failed: {error}")
             }
             ExecuteFailure::Output(error) => {
                 write!(f, "reading the command's output failed: {error}")
@@ -515,29 +575,43 @@ impl fmt::Display for ExecuteFailure {
     }
 }
 
-/// Sends the command over the master and collects bounded output and the exit status.
+/// Sends the invocation over the master (its stdin text, if any, then end of input) and
+/// collects bounded output and the exit status.
 async fn execute(
     master: &Session,
-    command: &str,
+    invocation: &Invocation,
     max_output_bytes: usize,
 ) -> Result<CommandOutput, ExecuteFailure> {
+    let stdin = match invocation.stdin {
+        Some(_) => Stdio::piped(),
+        None => Stdio::null(),
+    };
     let mut child = master
-        .raw_command(command)
-        .stdin(Stdio::null())
+        .raw_command(&invocation.command)
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .await
         .map_err(ExecuteFailure::Spawn)?;
+    let input = child.stdin().take();
     let stdout = child.stdout().take();
     let stderr = child.stderr().take();
-    // Both streams at once: a command that fills the stderr pipe while we wait on stdout
-    // would otherwise block forever.
-    let (stdout, stderr) = tokio::try_join!(
-        read_bounded(stdout, max_output_bytes),
-        read_bounded(stderr, max_output_bytes)
-    )
-    .map_err(ExecuteFailure::Output)?;
+    // All three streams at once: a command that fills the stderr pipe while we wait on
+    // stdout, or writes output before reading all its input, would otherwise block forever.
+    let ((), stdout, stderr) = tokio::try_join!(
+        write_input(input, invocation.stdin.as_deref()),
+        async {
+            read_bounded(stdout, max_output_bytes)
+                .await
+                .map_err(ExecuteFailure::Output)
+        },
+        async {
+            read_bounded(stderr, max_output_bytes)
+                .await
+                .map_err(ExecuteFailure::Output)
+        },
+    )?;
     // Wait only after both streams reached EOF: the crate ends the streams when the exit
     // status arrives, which could cut off output still in flight.
     let exit_status = match child.wait().await {
@@ -559,6 +633,30 @@ async fn execute(
         stderr_truncated: stderr.1,
         duration: Duration::ZERO,
     })
+}
+
+/// Writes `text` to the command's stdin and closes it (end of input: `/bin/sh -s` then runs
+/// what it read). A remote that exits without reading it all (a refused login shell, a
+/// syntax error) closes the pipe early; that is not an error here, its exit status says what
+/// happened, and a script cut short runs nothing (`for_login_shell`'s `{ … }`).
+async fn write_input<W: tokio::io::AsyncWrite + Unpin>(
+    stdin: Option<W>,
+    text: Option<&str>,
+) -> Result<(), ExecuteFailure> {
+    let (Some(mut stdin), Some(text)) = (stdin, text) else {
+        return Ok(());
+    };
+    let written = async {
+        stdin.write_all(text.as_bytes()).await?;
+        stdin.shutdown().await
+    }
+    .await;
+    match written {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(ExecuteFailure::Input(error))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Reads a stream to EOF, keeping the first `limit` bytes and discarding the rest (reading
@@ -728,6 +826,15 @@ mod tests {
         let mut fast = settings(dir.path());
         fast.connect_timeout = Duration::from_millis(500);
         assert!(matches!(Executor::new(fast), Err(SshError::Config(_))));
+
+        for sessions in [0, MAX_SESSIONS_PER_HOST_LIMIT + 1] {
+            let mut budget = settings(dir.path());
+            budget.max_sessions_per_host = sessions;
+            assert!(
+                matches!(Executor::new(budget), Err(SshError::Config(m)) if m.contains("max_sessions_per_host")),
+                "{sessions}"
+            );
+        }
 
         let executor = Executor::new(settings(dir.path())).unwrap();
         let mode = std::fs::metadata(dir.path().join("ctl/ssh_config"))

@@ -74,7 +74,7 @@ impl Verifier {
                 below,
                 above,
             } => {
-                let line = crate::engine::remediate::remote_line(command, false, command_timeout);
+                let line = crate::recipe::shell::remote_line(command, false, command_timeout);
                 let outcome = executor.run(target, &line, command_timeout).await;
                 command_result(command, *below, *above, outcome)
             }

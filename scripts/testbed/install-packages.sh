@@ -7,7 +7,9 @@ set -euo pipefail
 
 # The packages the tests run for real: Alertmanager, sshd (one private instance per test, see
 # tests/it/support/sshd.rs) with sudo on the target for recipes that need root, and the SMTP
-# capture server for later test suites; wrk for scripts/bench's intake load.
+# capture server for later test suites; wrk for scripts/bench's intake load; the login
+# shells of the target users that prove a command means the same whatever the user's shell
+# (tests/it/login_shells.rs; `ksh` brings ksh93).
 readonly PACKAGES=(
   prometheus-alertmanager
   openssh-server
@@ -18,6 +20,11 @@ readonly PACKAGES=(
   curl
   openssl
   wrk
+  zsh
+  dash
+  fish
+  tcsh
+  ksh
 )
 
 # Run a command as root: directly when we are root, else through sudo (CI images differ).

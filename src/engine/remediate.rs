@@ -21,7 +21,9 @@ use crate::incident::{Incident, IncidentId, State};
 use crate::metrics::Metrics;
 use crate::metrics::RecipeLabel;
 use crate::plan::{Plan, PlannedTarget, PlannedVerify};
-use crate::recipe::{is_simple_command, shell_quote};
+// The remote line and its lifetime are pure shell text (`recipe::shell`); re-exported here for
+// the engine's other users.
+pub use crate::recipe::shell::{remote_lifetime, remote_line};
 use crate::ssh::{CommandOutput, Executor, SshError};
 use crate::store::{BreakerLimit, NewEvent, RunGate, Store, StoreError};
 use crate::verify::{CheckResult, Verifier};
@@ -655,47 +657,6 @@ const HELD_AFTER_CRASH: &str =
     "a command salve ran on this host before it last stopped may still be running";
 const HELD_AFTER_CUT: &str = "a command salve stopped waiting for (timeout or lost connection) may still be running on this host until the target's timeout backstop ends it";
 
-/// How long after salve gave up on a command the target's own `timeout` kills it.
-const REMOTE_BACKSTOP: Duration = Duration::from_secs(5);
-
-/// How long after its TERM the target's `timeout` sends KILL (`timeout -k`).
-const REMOTE_KILL_AFTER: Duration = Duration::from_secs(5);
-
-/// The longest a command sent with `remote_line(_, _, timeout)` can run on the target,
-/// whatever happens to salve or the connection: TERM at the timeout plus the backstop,
-/// KILL `REMOTE_KILL_AFTER` later.
-pub fn remote_lifetime(timeout: Duration) -> Duration {
-    Duration::from_secs(timeout.as_secs().max(1)) + REMOTE_BACKSTOP + REMOTE_KILL_AFTER
-}
-
-/// The line the target's shell runs for `command`. Closing an SSH channel does not kill a
-/// process that has no terminal, so the target's coreutils `timeout` is a backstop: it
-/// sends TERM shortly after salve stopped waiting, and KILL 5 s later. With `sudo`, the
-/// whole thing runs under `sudo -n` (which never prompts: where a password would be needed
-/// it fails at once), so the backstop can stop root processes too. A simple command (one
-/// program with literal arguments, see [`is_simple_command`]) follows `timeout` as it is:
-/// the login shell splits it into exactly the words `sh -c` would, and the target saves an
-/// exec. Anything else is one quoted word for `sh -c`, so its own quoting holds.
-pub fn remote_line(command: &str, sudo: bool, timeout: Duration) -> String {
-    let seconds = timeout.as_secs().max(1) + REMOTE_BACKSTOP.as_secs();
-    let kill_after = REMOTE_KILL_AFTER.as_secs();
-    let bounded = if is_simple_command(command) {
-        format!("timeout -k {kill_after} {seconds} {command}")
-    } else {
-        let Ok(quoted) = shell_quote(command) else {
-            // Rendered commands never contain NUL (the planner refuses it); keep the
-            // impossible case safe rather than panic: it fails on the target.
-            return "false".to_owned();
-        };
-        format!("timeout -k {kill_after} {seconds} sh -c {quoted}")
-    };
-    if sudo {
-        format!("sudo -n -- {bounded}")
-    } else {
-        bounded
-    }
-}
-
 /// The journal entry that must be committed before step `index` (0-based) is sent.
 fn step_started(index: usize, command: &str, executed: &str) -> NewEvent {
     NewEvent::new(
@@ -792,26 +753,6 @@ fn step_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn remote_lines_quote_the_command_as_one_word_under_a_backstop() {
-        assert_eq!(
-            remote_line("systemctl restart 'nginx'", true, Duration::from_secs(60)),
-            "sudo -n -- timeout -k 5 65 systemctl restart 'nginx'"
-        );
-        assert_eq!(
-            remote_line(r"echo 'it'\''s'", true, Duration::from_secs(60)),
-            r"sudo -n -- timeout -k 5 65 sh -c 'echo '\''it'\''\'\'''\''s'\'''"
-        );
-        assert_eq!(
-            remote_line(
-                "df --output=pcent / | tail -n 1",
-                false,
-                Duration::from_millis(1500)
-            ),
-            "timeout -k 5 6 sh -c 'df --output=pcent / | tail -n 1'"
-        );
-    }
 
     fn target() -> PlannedTarget {
         PlannedTarget {

@@ -1,7 +1,7 @@
 //! Recipes: the operator-written, bounded remediations. Loading and validation (`loader`),
-//! Alertmanager matchers (`matcher`), templating with shell quoting (`template`), the pure
-//! planner (`plan`) and `salve test` fixtures (`fixtures`). Nothing here runs a command,
-//! opens a connection or lets raw alert text into a shell line.
+//! Alertmanager matchers (`matcher`), templating (`template`), shell quoting and remote lines
+//! (`shell`), the pure planner (`plan`) and `salve test` fixtures (`fixtures`). Nothing here
+//! runs a command, opens a connection or lets raw alert text into a shell line.
 
 pub mod fixtures;
 pub mod loader;
@@ -11,6 +11,7 @@ mod nested;
 pub mod plan;
 #[cfg(test)]
 mod proptests;
+pub mod shell;
 pub mod template;
 
 use std::fmt;
@@ -21,7 +22,8 @@ pub use loader::{load_dir, load_recipe};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use model::{Breaker, Check, Param, ParamSource, Recipe, Verify};
 pub use plan::PlanContext;
-pub use template::{CommandContext, ShellQuoteError, Templates, is_simple_command, shell_quote};
+pub use shell::{ShellQuoteError, is_simple_command, shell_quote};
+pub use template::{CommandContext, Templates};
 
 /// One problem in a recipe (or fixture) file, with the 1-based line of the offending key or
 /// value. Displays as `file:line: message`; line 0 means the whole file or directory (it

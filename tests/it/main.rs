@@ -14,6 +14,7 @@ mod guard_e2e;
 mod ha_e2e;
 mod http_abuse;
 mod intake_http;
+mod login_shells;
 mod planning_outcomes;
 mod quoting;
 mod recipe_safety;

@@ -665,8 +665,8 @@ async fn sudo_that_needs_a_password_fails_clearly() {
 }
 
 /// The remote line of a simple command is exact enough for a least-privilege sudoers rule:
-/// `salvelimited` may run only `/usr/bin/timeout -k 5 65 systemctl restart *` as root
-/// (scripts/testbed/setup-ssh-target.sh). The shipped service restart works under it; the
+/// `salvelimited` may run only `/usr/bin/timeout -k 5 65 systemctl restart shop-api` (and
+/// `… broken-api`, the other unit its host lists) as root (scripts/testbed/setup-ssh-target.sh). The shipped service restart works under it; the
 /// disk cleanup, which the rule does not allow, is refused by sudo and fails clearly.
 #[tokio::test]
 async fn a_sudoers_rule_for_exactly_the_restart_line_is_enough() {

@@ -1,6 +1,7 @@
 //! The SSH executor against real sshd hosts (one private host per test, see support/sshd.rs):
 //! output capture, master reuse and recovery, strict host keys, bounded connects and
-//! commands, sudo, the systemctl stand-in, and hostile data reaching the host only as data.
+//! commands, sudo, the systemctl stand-in, hostile data reaching the host only as data, and
+//! the per-host session budget (also through the real salve binary).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -10,10 +11,14 @@ use std::time::{Duration, Instant};
 use salve::plan::PlannedTarget;
 use salve::recipe::shell_quote;
 use salve::ssh::{CommandOutput, Executor, SshError, SshSettings};
+use serde_json::json;
 use tempfile::TempDir;
 
+use crate::login_shells::start_salve;
+use crate::remediation_e2e::{events, post_generic, wait_for_final};
 use crate::support::{
-    NO_SUDO_USER, SshHost, free_port, http_client, short_tempdir, wait_until, write_known_hosts,
+    NO_SUDO_USER, SshHost, TARGET_USER, free_port, http_client, short_tempdir, wait_until,
+    write_known_hosts,
 };
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
@@ -211,6 +216,121 @@ async fn concurrent_first_uses_of_one_host_open_one_master() {
     }
 
     assert_eq!(host.accepted_logins(), 1, "{}", host.sshd_log_tail());
+}
+
+/// sshd refuses sessions beyond `MaxSessions` per connection ("open failed"), so a burst of
+/// commands on one host (a flood of escalation diagnostics beside a remediation) would fail
+/// some of them. The executor's per-host budget keeps every burst below it: the commands wait
+/// their turn and all succeed, and the target never runs more than the budget at once.
+#[tokio::test]
+async fn a_burst_on_one_host_stays_within_its_session_budget_and_all_succeed() {
+    let host = SshHost::start_with_max_sessions(3).await;
+    let dir = short_tempdir();
+    let known_hosts = write_known_hosts(dir.path(), &[&host]);
+    let mut settings = settings(&dir, known_hosts, host.client_key());
+    settings.max_sessions_per_host = 2;
+    // A command waits for a session up to the connect timeout: room for the whole queue even
+    // on a loaded machine (the budget, not the wait, is under test).
+    settings.connect_timeout = Duration::from_secs(20);
+    let executor = Arc::new(Executor::new(settings).expect("executor"));
+
+    // Each command holds its session ~300 ms and notes how many were running as it started.
+    let burst: Vec<_> = (0..16)
+        .map(|index| {
+            let executor = executor.clone();
+            let target = target(&host);
+            tokio::spawn(async move {
+                let line = format!(
+                    "mkdir /tmp/running-{index} && ls -d /tmp/running-* | wc -l >> /tmp/overlap \
+                     && sleep 0.3 && rmdir /tmp/running-{index} && echo {index} >> /tmp/done"
+                );
+                executor.run(&target, &line, COMMAND_TIMEOUT).await
+            })
+        })
+        .collect();
+    for (index, task) in burst.into_iter().enumerate() {
+        let output = task
+            .await
+            .expect("task")
+            .unwrap_or_else(|error| panic!("command {index} failed: {error}"));
+        assert_eq!(output.exit_status, Some(0), "command {index}: {output:?}");
+    }
+
+    let done = host.exec_ok("sort -n /tmp/done | tr '\\n' ' '").await;
+    let expected: String = (0..16).map(|index| format!("{index} ")).collect();
+    assert_eq!(done, expected, "every command ran once");
+    let overlap = host.exec_ok("sort -n /tmp/overlap | tail -n 1").await;
+    assert_eq!(
+        overlap.trim(),
+        "2",
+        "at most the budget at once, and it was used"
+    );
+    assert_eq!(host.accepted_logins(), 1, "{}", host.sshd_log_tail());
+}
+
+/// Six command checks, polled all at once: six sessions on one host. Each notes how many
+/// were running as it started.
+const MANY_CHECKS_RECIPE: &str = r#"name = "many-checks"
+description = "Six command checks at once (session budget test)"
+match = ['alertname="ManyChecks"']
+target = "{{ labels.instance | host }}"
+mode = "enforce"
+
+[remediate]
+run = ["touch /tmp/fixed"]
+timeout = "10s"
+
+[verify]
+within = "20s"
+interval = "1s"
+checks = [
+  { command = "mkdir /tmp/running-1 && ls -d /tmp/running-* | wc -l >> /tmp/overlap && sleep 0.3 && rmdir /tmp/running-1" },
+  { command = "mkdir /tmp/running-2 && ls -d /tmp/running-* | wc -l >> /tmp/overlap && sleep 0.3 && rmdir /tmp/running-2" },
+  { command = "mkdir /tmp/running-3 && ls -d /tmp/running-* | wc -l >> /tmp/overlap && sleep 0.3 && rmdir /tmp/running-3" },
+  { command = "mkdir /tmp/running-4 && ls -d /tmp/running-* | wc -l >> /tmp/overlap && sleep 0.3 && rmdir /tmp/running-4" },
+  { command = "mkdir /tmp/running-5 && ls -d /tmp/running-* | wc -l >> /tmp/overlap && sleep 0.3 && rmdir /tmp/running-5" },
+  { command = "mkdir /tmp/running-6 && ls -d /tmp/running-* | wc -l >> /tmp/overlap && sleep 0.3 && rmdir /tmp/running-6" },
+]
+
+[escalate]
+to = ["oncall-email"]
+"#;
+
+/// The budget in the product, through the real salve binary: a remediation's checks run
+/// concurrently, so a recipe with six command checks needs six sessions at once. On a host
+/// whose sshd allows 3, sessions beyond it are refused and the checks would fail until
+/// `within` ends (`verify_failed`); with `max_sessions_per_host = 2` they wait their turn, the
+/// first poll passes, and the target never runs more than 2 at once.
+#[tokio::test]
+async fn a_recipe_s_concurrent_checks_share_the_host_s_session_budget() {
+    let host = SshHost::start_with_max_sessions(3).await;
+    let (salve, _files) = start_salve(
+        &host,
+        &[("web1", TARGET_USER)],
+        MANY_CHECKS_RECIPE,
+        // A command waits for a session up to the connect timeout: room for the whole queue.
+        "connect_timeout = \"10s\"\nmax_sessions_per_host = 2\n",
+    )
+    .await;
+
+    post_generic(
+        &salve,
+        json!({ "alerts": [{ "labels": { "alertname": "ManyChecks", "instance": "web1:9100" } }] }),
+    )
+    .await;
+
+    let history = wait_for_final(&salve, 1, Duration::from_secs(60)).await;
+    let incident = &history[0];
+    assert_eq!(incident["state"], "succeeded", "{incident:#}");
+    assert_eq!(events(incident, "check_poll").len(), 1, "{incident:#}");
+    let overlap = host.exec_ok("sort -n /tmp/overlap | tail -n 1").await;
+    assert_eq!(
+        overlap.trim(),
+        "2",
+        "at most the budget at once, and it was used"
+    );
+    let runs = host.exec_ok("wc -l < /tmp/overlap").await;
+    assert_eq!(runs.trim(), "6", "each check ran once");
 }
 
 /// Prints the median latency of a trivial command over a warm master (run with

@@ -21,8 +21,8 @@ pub use http::{get_json, http_client, post_json};
 pub use salve::{SalveBuilder, SalveProcess, salve_config_template};
 pub use smtp::{CapturedMail, SMTP_TEST_PASSWORD, SMTP_TEST_USER, SmtpOptions, SmtpServer};
 pub use sshd::{
-    LIMITED_SUDO_USER, NO_SUDO_USER, SshHost, TARGET_USER, ensure_bed, short_tempdir,
-    write_known_hosts,
+    LIMITED_SUDO_USER, LOGIN_SHELL_USERS, NO_SUDO_USER, SshHost, TARGET_USER, ensure_bed,
+    short_tempdir, write_known_hosts,
 };
 pub use wait::{wait_until, wait_until_every};
 pub use webhook_capture::{CapturedRequest, WebhookCapture};

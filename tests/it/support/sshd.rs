@@ -6,10 +6,11 @@
 //! `/var/log`, `/var/cache/apt`, `/srv`) are small private tmpfs mounts, so recipes act on
 //! real files and filesystems without touching the CI machine's, and tests run in parallel.
 //! `/usr/local/bin` is the repo's `tests/bed/bin` (TEST stand-ins for `systemctl` and
-//! `journalctl`, since these machines have no systemd, and `health-server`), so the stand-ins
-//! are on every PATH there, sudo's `secure_path` included. The network is NOT private: a
-//! mount namespace shares the machine's loopback, so a service started on the host at
-//! 127.0.0.1:PORT is reachable from the test (and from salve) at 127.0.0.1:PORT.
+//! `journalctl`, since these machines have no systemd, `health-server`, and `record-argv`,
+//! which writes the exact argv it got to a file), so the stand-ins are on every PATH there,
+//! sudo's `secure_path` included. The network is NOT private: a mount namespace shares the
+//! machine's loopback, so a service started on the host at 127.0.0.1:PORT is reachable from
+//! the test (and from salve) at 127.0.0.1:PORT.
 //!
 //! Lifetime: sshd is PID 1 of its PID namespace. Dropping `SshHost` SIGKILLs it, which makes
 //! the kernel kill every process in the namespace (per-connection sshd children, remote
@@ -31,6 +32,16 @@ pub const TARGET_USER: &str = "salvetarget";
 pub const NO_SUDO_USER: &str = "salvenopw";
 /// May sudo only `timeout -k 5 65 systemctl restart *` (the shipped service-restart line).
 pub const LIMITED_SUDO_USER: &str = "salvelimited";
+/// One login user per login shell (shell name, user), created by setup-ssh-target.sh; each
+/// may sudo only `timeout -k 5 15 /usr/local/bin/record-argv *`.
+pub const LOGIN_SHELL_USERS: &[(&str, &str)] = &[
+    ("bash", "salvesh-bash"),
+    ("dash", "salvesh-dash"),
+    ("zsh", "salvesh-zsh"),
+    ("fish", "salvesh-fish"),
+    ("tcsh", "salvesh-tcsh"),
+    ("ksh", "salvesh-ksh"),
+];
 /// sshd logs "Server listening" within ~20 ms; the margin is for a loaded 2-core runner.
 const READY_DEADLINE: Duration = Duration::from_secs(15);
 const START_ATTEMPTS: u32 = 3;
@@ -61,6 +72,21 @@ impl SshHost {
     /// A host on another loopback address (127.0.0.2, …: Linux routes all of 127/8 to `lo`
     /// without setup), for tests that need two distinct hosts.
     pub async fn start_on(ip: Ipv4Addr) -> SshHost {
+        Self::start_configured(ip, "").await
+    }
+
+    /// A host on 127.0.0.1 whose sshd allows at most `max_sessions` sessions (commands) per
+    /// connection (`MaxSessions`, default 10), refusing more with "open failed".
+    pub async fn start_with_max_sessions(max_sessions: u32) -> SshHost {
+        Self::start_configured(
+            Ipv4Addr::LOCALHOST,
+            &format!("MaxSessions {max_sessions}\n"),
+        )
+        .await
+    }
+
+    /// A host on `ip` with `extra` lines appended to the bed's sshd config.
+    async fn start_configured(ip: Ipv4Addr, extra: &str) -> SshHost {
         ensure_bed();
         let dir = tempfile::Builder::new()
             .prefix("sshd-")
@@ -84,7 +110,8 @@ impl SshHost {
 
         for attempt in 1..=START_ATTEMPTS {
             let port = free_port_on(ip);
-            let config = write_sshd_config(dir.path(), ip, port, &host_key, &authorized_keys);
+            let config =
+                write_sshd_config(dir.path(), ip, port, &host_key, &authorized_keys, extra);
             let log_path = dir.path().join(format!("sshd-{attempt}.log"));
             match start_namespace(&config, &log_path).await {
                 Started::Ready { guard, init_pid } => {
@@ -277,7 +304,11 @@ pub fn ensure_bed() {
             missing(format!("{binary} (util-linux) not on PATH"));
         }
     }
-    for user in [TARGET_USER, NO_SUDO_USER, LIMITED_SUDO_USER] {
+    let shell_users = LOGIN_SHELL_USERS.iter().map(|(_, user)| *user);
+    for user in [TARGET_USER, NO_SUDO_USER, LIMITED_SUDO_USER]
+        .into_iter()
+        .chain(shell_users)
+    {
         let exists = Command::new("getent")
             .args(["passwd", user])
             .stdout(Stdio::null())
@@ -287,11 +318,18 @@ pub fn ensure_bed() {
             missing(format!("user {user} does not exist"));
         }
     }
-    if !Path::new("/etc/sudoers.d/salve-testbed").is_file() {
-        missing("/etc/sudoers.d/salve-testbed not found".to_owned());
+    for drop_in in [
+        "/etc/sudoers.d/salve-testbed",
+        "/etc/sudoers.d/salve-testbed-shells",
+    ] {
+        if !Path::new(drop_in).is_file() {
+            missing(format!("{drop_in} not found"));
+        }
     }
-    if !Path::new(&bed_bin()).join("systemctl").is_file() {
-        missing(format!("{}/systemctl not found", bed_bin().display()));
+    for stand_in in ["systemctl", "record-argv"] {
+        if !Path::new(&bed_bin()).join(stand_in).is_file() {
+            missing(format!("{}/{stand_in} not found", bed_bin().display()));
+        }
     }
     if let Err(error) = std::fs::create_dir_all("/run/sshd") {
         missing(format!("cannot create /run/sshd: {error}"));
@@ -424,9 +462,11 @@ fn write_sshd_config(
     port: u16,
     host_key: &Path,
     authorized_keys: &Path,
+    extra: &str,
 ) -> PathBuf {
     let path = dir.join("sshd_config");
-    let text = format!(
+    let shell_users: Vec<&str> = LOGIN_SHELL_USERS.iter().map(|(_, user)| *user).collect();
+    let mut text = format!(
         "# sshd for one salve test (tests/it/support/sshd.rs)\n\
          ListenAddress {ip}:{port}\n\
          HostKey {host_key}\n\
@@ -439,7 +479,7 @@ fn write_sshd_config(
          PasswordAuthentication no\n\
          KbdInteractiveAuthentication no\n\
          PermitRootLogin no\n\
-         AllowUsers {TARGET_USER} {NO_SUDO_USER} {LIMITED_SUDO_USER}\n\
+         AllowUsers {TARGET_USER} {NO_SUDO_USER} {LIMITED_SUDO_USER} {shell_users}\n\
          PrintMotd no\n\
          UseDNS no\n\
          # One sshd may play many inventory hosts (the storm test: 100), and salve opens up to\n\
@@ -449,7 +489,9 @@ fn write_sshd_config(
         host_key = host_key.display(),
         authorized_keys = authorized_keys.display(),
         pid_file = dir.join("sshd.pid").display(),
+        shell_users = shell_users.join(" "),
     );
+    text.push_str(extra);
     std::fs::write(&path, text).expect("write sshd_config");
     path
 }
