@@ -106,7 +106,7 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
     let outbox_wake = Arc::new(Notify::new());
     let escalator = Arc::new(Escalator::new(
         store.clone(),
-        executor.clone(),
+        remediator.clone(),
         settings.escalation.default.clone(),
         settings.ssh.command_timeout,
         metrics.clone(),

@@ -179,6 +179,10 @@ pub struct Escalation {
     pub generator_url: Option<String>,
     pub silence_url: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Why the recipe's `attach` diagnostics were not run for this escalation (collected
+    /// recently for the same recipe and target, the host busy or held, …).
+    #[serde(default)]
+    pub diagnostics_omitted: Option<String>,
 }
 
 impl Escalation {
@@ -186,6 +190,108 @@ impl Escalation {
     pub fn summary_line(&self) -> String {
         one_line(&self.summary)
     }
+
+    /// This escalation as a human may be shown it, whatever the alert carried: one-line
+    /// fields with every control, bidi and zero-width character escaped, multi-line fields
+    /// keeping only their line breaks and tabs, links only `http(s)://` and without a
+    /// `user:password@` part. Every channel sends this, never the stored record as is
+    /// (rows queued by an older salve included).
+    pub fn for_humans(&self) -> Escalation {
+        let mut e = self.clone();
+        let line = |text: &mut String| *text = one_line(text);
+        let opt_line = |text: &mut Option<String>| {
+            if let Some(text) = text {
+                *text = one_line(text);
+            }
+        };
+        line(&mut e.summary);
+        line(&mut e.state);
+        e.why = block_text(&e.why);
+        opt_line(&mut e.alertname);
+        opt_line(&mut e.severity);
+        opt_line(&mut e.recipe);
+        e.labels = e
+            .labels
+            .iter()
+            .map(|(name, value)| (one_line(name), one_line(value)))
+            .collect();
+        e.annotations = e
+            .annotations
+            .iter()
+            .map(|(name, value)| (one_line(name), block_text(value)))
+            .collect();
+        if let Some(target) = &mut e.target {
+            line(&mut target.name);
+            line(&mut target.address);
+            opt_line(&mut target.user);
+        }
+        for step in &mut e.steps {
+            line(&mut step.command);
+            line(&mut step.outcome);
+            step.stdout = block_text(&step.stdout);
+            step.stderr = block_text(&step.stderr);
+            opt_line(&mut step.error);
+        }
+        for check in &mut e.checks {
+            line(&mut check.check);
+            check.detail = block_text(&check.detail);
+        }
+        for diagnostic in &mut e.diagnostics {
+            line(&mut diagnostic.command);
+            diagnostic.output = block_text(&diagnostic.output);
+            opt_line(&mut diagnostic.error);
+        }
+        opt_line(&mut e.diagnostics_omitted);
+        if let Some(breaker) = &mut e.breaker {
+            line(&mut breaker.window);
+        }
+        e.generator_url = e.generator_url.as_deref().and_then(safe_link);
+        e.silence_url = e.silence_url.as_deref().and_then(safe_link);
+        e
+    }
+}
+
+/// `url` as a link a human may follow: only `http://` or `https://` with a host (a
+/// `javascript:`, `data:` or `file:` link from an alert is dropped), and without its
+/// `user:password@` part, which is a credential. `None` when it is not such a link.
+pub fn safe_link(url: &str) -> Option<String> {
+    let mut parsed = reqwest::Url::parse(url.trim()).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return None;
+    }
+    // Both only fail for URLs that cannot have a user (not http/https).
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    Some(parsed.to_string())
+}
+
+/// `url` for display (API, history): its `user:password@` part redacted, the rest as
+/// given. Text that is not an absolute URL is returned unchanged.
+pub fn redact_url_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url.trim()) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_password(None);
+            let _ = parsed.set_username("redacted");
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Multi-line text for a machine-read body (webhook JSON): line breaks and tabs kept,
+/// every other control, bidi or zero-width character (CR, ESC, …) escaped.
+pub fn block_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '\n' || c == '\t' {
+            out.push(c);
+        } else if c.is_control() || is_invisible_or_bidi(c) {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Characters `encodeURIComponent` leaves alone; the Alertmanager UI encodes its links
@@ -428,6 +534,9 @@ pub fn render_text(escalation: &Escalation) -> String {
         }
     }
 
+    if let Some(omitted) = &e.diagnostics_omitted {
+        let _ = writeln!(out, "\nDIAGNOSTICS\n  (omitted: {})", one_line(omitted));
+    }
     if !e.diagnostics.is_empty() {
         out.push_str("\nDIAGNOSTICS\n");
         for diagnostic in &e.diagnostics {
@@ -461,14 +570,175 @@ pub fn render_text(escalation: &Escalation) -> String {
         }
     }
 
-    if e.generator_url.is_some() || e.silence_url.is_some() {
+    let generator_url = e.generator_url.as_deref().and_then(safe_link);
+    let silence_url = e.silence_url.as_deref().and_then(safe_link);
+    if generator_url.is_some() || silence_url.is_some() {
         out.push_str("\nLINKS\n");
-        if let Some(url) = &e.generator_url {
+        if let Some(url) = &generator_url {
             let _ = writeln!(out, "  Alert source: {}", one_line(url));
         }
-        if let Some(url) = &e.silence_url {
+        if let Some(url) = &silence_url {
             let _ = writeln!(out, "  Silence:      {}", one_line(url));
         }
+    }
+    out
+}
+
+/// Incidents listed one per line in a digest's text; the rest are counted.
+pub const DIGEST_LISTED: usize = 50;
+/// Alertnames and hosts shown with their counts in a digest's text; the rest are summed.
+const DIGEST_TOP: usize = 20;
+
+/// One incident of a digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestEntry {
+    pub incident_id: i64,
+    pub summary: String,
+    pub alertname: Option<String>,
+    /// The inventory host, if the plan had one.
+    pub target: Option<String>,
+    pub state: String,
+}
+
+/// Many escalations for the same reason to the same channel within a short window, sent
+/// as one message (`[escalation] digest_after`/`digest_window`): the flood is one page,
+/// not a thousand. Every incident is in `incidents`; the text lists the first
+/// `DIGEST_LISTED` and counts them all by alertname and host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// The digest's number, journaled on each of its incidents ("escalated in digest #D").
+    pub digest_id: i64,
+    pub reason: EscalationReason,
+    pub count: usize,
+    pub incidents: Vec<DigestEntry>,
+    /// Incidents per alertname (`(no alertname)` when missing).
+    pub by_alertname: BTreeMap<String, usize>,
+    /// Incidents per target host (`(no target)` when none).
+    pub by_host: BTreeMap<String, usize>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Digest {
+    /// The digest of `escalations` (all for `reason`), each shown as `for_humans` does.
+    pub fn new(
+        digest_id: i64,
+        reason: EscalationReason,
+        escalations: &[Escalation],
+        created_at: DateTime<Utc>,
+    ) -> Digest {
+        let mut by_alertname = BTreeMap::new();
+        let mut by_host = BTreeMap::new();
+        let incidents: Vec<DigestEntry> = escalations
+            .iter()
+            .map(|escalation| {
+                let e = escalation.for_humans();
+                let target = e.target.as_ref().map(|t| t.name.clone());
+                *by_alertname
+                    .entry(
+                        e.alertname
+                            .clone()
+                            .unwrap_or_else(|| "(no alertname)".into()),
+                    )
+                    .or_insert(0usize) += 1;
+                *by_host
+                    .entry(target.clone().unwrap_or_else(|| "(no target)".into()))
+                    .or_insert(0usize) += 1;
+                DigestEntry {
+                    incident_id: e.incident_id,
+                    summary: super::template::truncate_chars(&e.summary, 250),
+                    alertname: e.alertname,
+                    target,
+                    state: e.state,
+                }
+            })
+            .collect();
+        Digest {
+            digest_id,
+            reason,
+            count: incidents.len(),
+            incidents,
+            by_alertname,
+            by_host,
+            created_at,
+        }
+    }
+
+    /// One line for subjects and titles.
+    pub fn summary_line(&self) -> String {
+        let top = top_counts(&self.by_alertname, 3)
+            .into_iter()
+            .map(|(name, n)| format!("{name} ×{n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        one_line(&format!(
+            "digest #{}: {} incident(s) escalated ({}): {top}",
+            self.digest_id,
+            self.count,
+            self.reason.as_str()
+        ))
+    }
+}
+
+/// The `n` largest counts, largest first (ties by name).
+fn top_counts(counts: &BTreeMap<String, usize>, n: usize) -> Vec<(&str, usize)> {
+    let mut sorted: Vec<(&str, usize)> = counts.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    sorted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    sorted.truncate(n);
+    sorted
+}
+
+fn push_counts(out: &mut String, title: &str, counts: &BTreeMap<String, usize>) {
+    let _ = writeln!(out, "\n{title}");
+    let top = top_counts(counts, DIGEST_TOP);
+    for (name, n) in &top {
+        let _ = writeln!(out, "  {n:>6}  {}", one_line(name));
+    }
+    if counts.len() > top.len() {
+        let rest: usize = counts.values().sum::<usize>() - top.iter().map(|(_, n)| n).sum::<usize>();
+        let _ = writeln!(
+            out,
+            "  {rest:>6}  (in {} more)",
+            counts.len() - top.len()
+        );
+    }
+}
+
+/// The plain-text digest: how many and why, counts by alertname and host, then the first
+/// `DIGEST_LISTED` incidents one per line. Every alert-supplied value is on one escaped line.
+pub fn render_digest_text(digest: &Digest) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", digest.summary_line());
+    let _ = writeln!(
+        out,
+        "salve escalated {} incident(s) for the same reason ({}: {}) within a short time; \
+         they are sent as this one digest instead of one message each.",
+        digest.count,
+        digest.reason.as_str(),
+        digest.reason.headline()
+    );
+    let _ = writeln!(
+        out,
+        "Digest #{} at {}. Each incident's full report: `salve history` or /api/v1/incidents/ID.",
+        digest.digest_id,
+        digest.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    push_counts(&mut out, "BY ALERTNAME", &digest.by_alertname);
+    push_counts(&mut out, "BY HOST", &digest.by_host);
+    out.push_str("\nINCIDENTS\n");
+    for entry in digest.incidents.iter().take(DIGEST_LISTED) {
+        let _ = writeln!(
+            out,
+            "  #{:<6} {}",
+            entry.incident_id,
+            one_line(&entry.summary)
+        );
+    }
+    if digest.incidents.len() > DIGEST_LISTED {
+        let _ = writeln!(
+            out,
+            "  … and {} more (counted above; each is in `salve history`)",
+            digest.incidents.len() - DIGEST_LISTED
+        );
     }
     out
 }
@@ -527,6 +797,7 @@ pub fn sample() -> Escalation {
             detail: "exit 7".into(),
         }],
         diagnostics: Vec::new(),
+        diagnostics_omitted: None,
         generator_url: Some("http://prometheus:9090/graph?g0.expr=up%3D%3D0".into()),
         created_at: DateTime::parse_from_rfc3339("2026-11-28T03:00:00Z")
             .expect("valid timestamp")
