@@ -119,6 +119,7 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
         channels: Arc::new(channels),
         metrics: metrics.clone(),
         wake: outbox_wake,
+        policy: crate::engine::outbox::DeliveryPolicy::from_settings(&settings.escalation),
     };
     let recovered = crate::engine::recover_interrupted(store.as_ref(), mode)
         .await

@@ -64,6 +64,10 @@ pub struct EmailChannel {
     /// Bound for one delivery: connect, TLS, AUTH and the whole SMTP dialogue.
     #[serde(default = "default_timeout", deserialize_with = "de_duration")]
     pub timeout: Duration,
+    /// At most this many messages (single escalations or digests) per minute to this
+    /// channel; more wait in the outbox (never dropped). No limit when unset.
+    #[serde(default)]
+    pub max_per_minute: Option<u32>,
 }
 
 /// How an email channel protects its SMTP connection.
@@ -453,6 +457,7 @@ mod tests {
             to: vec!["oncall@example.com".into()],
             subject: default_subject(),
             timeout: default_timeout(),
+            max_per_minute: None,
         }
     }
 

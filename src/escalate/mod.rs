@@ -59,7 +59,7 @@ pub struct ChannelError {
 /// only checked to exist): `(key, message)`, for `config::load_with_env` to locate.
 pub fn channel_problems(settings: &ChannelSettings) -> Vec<(&'static str, String)> {
     match settings {
-        ChannelSettings::Log {} => Vec::new(),
+        ChannelSettings::Log { .. } => Vec::new(),
         ChannelSettings::Email(channel) => email::problems(channel),
         ChannelSettings::Webhook(channel) => webhook::problems(channel),
     }
@@ -113,7 +113,7 @@ impl Channels {
                 message,
             };
             let channel = match channel_settings {
-                ChannelSettings::Log {} => Channel::Log,
+                ChannelSettings::Log { .. } => Channel::Log,
                 ChannelSettings::Email(channel) => Channel::Email(Box::new(
                     email::EmailSender::build(channel).map_err(failed)?,
                 )),

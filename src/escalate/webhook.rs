@@ -69,6 +69,10 @@ pub struct WebhookChannel {
     /// Bound for one POST, connect to last byte of the answer.
     #[serde(default = "default_timeout", deserialize_with = "de_duration")]
     pub timeout: Duration,
+    /// At most this many messages (single escalations or digests) per minute to this
+    /// channel; more wait in the outbox (never dropped). No limit when unset.
+    #[serde(default)]
+    pub max_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -499,6 +503,7 @@ mod tests {
             routing_key: None,
             routing_key_file: None,
             timeout: default_timeout(),
+            max_per_minute: None,
         }
     }
 
