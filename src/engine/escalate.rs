@@ -28,8 +28,11 @@ use crate::plan::{Plan, PlannedTarget};
 use crate::ssh::SshError;
 use crate::store::{DiagnosticsClaim, IncidentDetail, Store, StoreError};
 
-/// How many incidents one pass takes.
-const ESCALATE_BATCH: usize = 64;
+/// How many incidents one pass takes: a flood (1,000 unmatched alerts in one
+/// notification) is taken in one pass, so a real page behind it is not a dozen passes away.
+const ESCALATE_BATCH: usize = 2048;
+/// Escalations being prepared at once (each reads the journal, maybe runs diagnostics).
+const ESCALATE_PARALLEL: usize = 64;
 
 pub struct Escalator {
     store: Arc<dyn Store>,
@@ -43,6 +46,8 @@ pub struct Escalator {
     in_progress: Mutex<HashSet<IncidentId>>,
     /// Tells the outbox there is something to deliver.
     outbox_wake: Arc<Notify>,
+    /// Bounds the escalations prepared at once (first come, first served).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Escalator {
@@ -62,6 +67,7 @@ impl Escalator {
             metrics,
             in_progress: Mutex::new(HashSet::new()),
             outbox_wake,
+            slots: Arc::new(tokio::sync::Semaphore::new(ESCALATE_PARALLEL)),
         }
     }
 
@@ -84,6 +90,7 @@ impl Escalator {
             let this = Arc::clone(self);
             tasks.spawn(async move {
                 let id = incident.id;
+                let _slot = Arc::clone(&this.slots).acquire_owned().await;
                 if let Err(e) = this.escalate(incident).await {
                     // Not queued: the incident still has no escalated_at, so the next
                     // pass tries again.

@@ -32,6 +32,8 @@ const MAX_RETRY: Duration = Duration::from_secs(300);
 /// delivered again by the next process: at-least-once).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const MINUTE: Duration = Duration::from_secs(60);
+/// After a wake, how long the outbox gathers before its pass.
+const WAKE_GATHER: Duration = Duration::from_millis(50);
 
 /// 1 s, 2 s, 4 s … capped at 5 min.
 pub fn backoff(failed_attempts: i64) -> Duration {
@@ -191,6 +193,29 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Outbox rows being delivered now, so a pass never takes one twice.
     in_flight: Mutex<HashSet<i64>>,
+    /// Deliveries in flight per channel: one hung channel may take at most half the
+    /// slots, so the others' pages still go.
+    per_channel: Mutex<HashMap<String, usize>>,
+}
+
+impl Shared {
+    /// Takes a delivery slot for `channel` if it has fewer than `cap` in flight.
+    fn take_channel_slot(&self, channel: &str, cap: usize) -> bool {
+        let mut per_channel = self.per_channel.lock().expect("per_channel lock");
+        let used = per_channel.entry(channel.to_owned()).or_default();
+        if *used >= cap {
+            return false;
+        }
+        *used += 1;
+        true
+    }
+
+    fn release_channel_slot(&self, channel: &str) {
+        let mut per_channel = self.per_channel.lock().expect("per_channel lock");
+        if let Some(used) = per_channel.get_mut(channel) {
+            *used = used.saturating_sub(1);
+        }
+    }
 }
 
 impl Outbox {
@@ -200,6 +225,7 @@ impl Outbox {
             channels: self.channels,
             metrics: self.metrics,
             in_flight: Mutex::new(HashSet::new()),
+            per_channel: Mutex::new(HashMap::new()),
         });
         let slots = Arc::new(Semaphore::new(self.policy.max_concurrent));
         let mut pacing = Pacing::default();
@@ -225,7 +251,9 @@ impl Outbox {
                 .unwrap_or(OUTBOX_POLL)
                 .min(OUTBOX_POLL);
             tokio::select! {
-                _ = self.wake.notified() => {}
+                // A flood wakes the outbox once per queued escalation: gather a moment
+                // so a pass sees many rows at once, not one.
+                _ = self.wake.notified() => tokio::time::sleep(WAKE_GATHER).await,
                 _ = tokio::time::sleep(sleep) => {}
                 Some(_) = deliveries.join_next(), if !deliveries.is_empty() => {}
                 _ = shutdown.changed() => {}
@@ -275,6 +303,7 @@ async fn pass(
     let now = Instant::now();
     pacing.prune(now, policy.digest_window);
     let mut next: Option<Instant> = None;
+    let channel_cap = (policy.max_concurrent / 2).max(1);
     for (key, mut items) in groups {
         match pacing.plan(&key, items.len(), policy, now) {
             Plan::WaitUntil(at) => {
@@ -282,7 +311,11 @@ async fn pass(
             }
             Plan::Singles(n) => {
                 for item in items.drain(..n) {
+                    if !shared.take_channel_slot(&key.0, channel_cap) {
+                        break;
+                    }
                     let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
+                        shared.release_channel_slot(&key.0);
                         return Ok(next);
                     };
                     pacing.record(&key, false, now);
@@ -298,12 +331,17 @@ async fn pass(
                             tracing::warn!(incident = %item.incident_id, error = %e, "escalation outcome not recorded; it is tried again");
                         }
                         shared.in_flight.lock().expect("in_flight lock").remove(&id);
+                        shared.release_channel_slot(&item.channel);
                         drop(permit);
                     });
                 }
             }
             Plan::Digest(n) => {
+                if !shared.take_channel_slot(&key.0, channel_cap) {
+                    continue;
+                }
                 let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
+                    shared.release_channel_slot(&key.0);
                     return Ok(next);
                 };
                 pacing.record(&key, true, now);
@@ -317,10 +355,13 @@ async fn pass(
                     if let Err(e) = deliver_digest(&shared, &key.0, &key.1, &batch).await {
                         tracing::warn!(channel = %key.0, error = %e, "escalation digest outcome not recorded; it is tried again");
                     }
-                    let mut in_flight = shared.in_flight.lock().expect("in_flight lock");
-                    for item in &batch {
-                        in_flight.remove(&item.id);
+                    {
+                        let mut in_flight = shared.in_flight.lock().expect("in_flight lock");
+                        for item in &batch {
+                            in_flight.remove(&item.id);
+                        }
                     }
+                    shared.release_channel_slot(&key.0);
                     drop(permit);
                 });
             }
