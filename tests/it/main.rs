@@ -7,6 +7,7 @@ mod support;
 mod alertmanager_e2e;
 mod cli_check;
 mod crash;
+mod escalation_abuse;
 mod escalation_channels;
 mod escalation_e2e;
 mod guard_e2e;
