@@ -260,8 +260,7 @@ impl Escalator {
             ));
         }
         let Ok(_turn) =
-            tokio::time::timeout(self.diagnostic_timeout, remediator.host_turn(&target.name))
-                .await
+            tokio::time::timeout(self.diagnostic_timeout, remediator.host_turn(&target.name)).await
         else {
             return Err(format!(
                 "a remediation was still running on {} after {}; diagnostics never run beside one",

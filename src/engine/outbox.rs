@@ -20,10 +20,11 @@ use crate::escalate::{Channels, Digest, Escalation, EscalationReason, SendError}
 use crate::metrics::{EscalationLabels, Metrics};
 use crate::store::{OutboxItem, Store, StoreError};
 
-/// Due rows one pass looks at (rows being delivered are skipped).
+/// Due rows one pass looks at, beyond those being delivered (which it skips, so rows
+/// in flight never hide a new page).
 const DUE_SCAN: usize = 2000;
 /// Most escalations in one digest; more wait for the next one.
-const DIGEST_MAX: usize = 2000;
+const DIGEST_MAX: usize = 500;
 /// The outbox is also checked this often, for rows whose backoff ended.
 const OUTBOX_POLL: Duration = Duration::from_millis(500);
 const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -148,7 +149,8 @@ impl Pacing {
         policy: &DeliveryPolicy,
         now: Instant,
     ) -> Plan {
-        let (room, next_slot) = self.channel_room(&key.0, policy.max_per_minute.get(&key.0).copied());
+        let (room, next_slot) =
+            self.channel_room(&key.0, policy.max_per_minute.get(&key.0).copied());
         if room == 0 {
             return Plan::WaitUntil(next_slot.unwrap_or(now + MINUTE));
         }
@@ -285,7 +287,8 @@ async fn pass(
     slots: &Arc<Semaphore>,
     deliveries: &mut JoinSet<()>,
 ) -> Result<Option<Instant>, StoreError> {
-    let due = shared.store.due_escalations(DUE_SCAN).await?;
+    let in_flight = shared.in_flight.lock().expect("in_flight lock").len();
+    let due = shared.store.due_escalations(DUE_SCAN + in_flight).await?;
     let mut groups: Vec<((String, String), Vec<OutboxItem>)> = Vec::new();
     {
         let in_flight = shared.in_flight.lock().expect("in_flight lock");
@@ -414,8 +417,12 @@ async fn deliver_digest(
                 readable.push(item.clone());
             }
             Err(e) => {
-                let next = Utc::now() + chrono::Duration::from_std(backoff(item.attempts)).unwrap_or_default();
-                shared.store.escalation_failed(item, &e.message, next).await?;
+                let next = Utc::now()
+                    + chrono::Duration::from_std(backoff(item.attempts)).unwrap_or_default();
+                shared
+                    .store
+                    .escalation_failed(item, &e.message, next)
+                    .await?;
             }
         }
     }
@@ -432,11 +439,21 @@ async fn deliver_digest(
         Ok(()) => {
             shared.store.digest_sent(digest_id, &readable).await?;
             count_sent(shared, channel, reason, readable.len() as u64);
-            tracing::info!(channel, reason, digest = digest_id, incidents = readable.len(), "escalation digest delivered");
+            tracing::info!(
+                channel,
+                reason,
+                digest = digest_id,
+                incidents = readable.len(),
+                "escalation digest delivered"
+            );
             Ok(())
         }
         Err(e) => {
-            let attempts = readable.iter().map(|i| i.attempts).max().unwrap_or_default();
+            let attempts = readable
+                .iter()
+                .map(|i| i.attempts)
+                .max()
+                .unwrap_or_default();
             let wait = backoff(attempts);
             log_failure(channel, &e, wait, readable.len());
             let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
@@ -510,7 +527,7 @@ mod tests {
         // ...then goes as one digest.
         let end = start + MINUTE;
         pacing.prune(end, policy.digest_window);
-        assert_eq!(pacing.plan(&novel, 900, &policy, end), Plan::Digest(900));
+        assert_eq!(pacing.plan(&novel, 400, &policy, end), Plan::Digest(400));
         // Another reason on the same channel is counted on its own.
         assert_eq!(
             pacing.plan(&key("oncall", "failed"), 1, &policy, later),

@@ -694,12 +694,9 @@ fn push_counts(out: &mut String, title: &str, counts: &BTreeMap<String, usize>) 
         let _ = writeln!(out, "  {n:>6}  {}", one_line(name));
     }
     if counts.len() > top.len() {
-        let rest: usize = counts.values().sum::<usize>() - top.iter().map(|(_, n)| n).sum::<usize>();
-        let _ = writeln!(
-            out,
-            "  {rest:>6}  (in {} more)",
-            counts.len() - top.len()
-        );
+        let rest: usize =
+            counts.values().sum::<usize>() - top.iter().map(|(_, n)| n).sum::<usize>();
+        let _ = writeln!(out, "  {rest:>6}  (in {} more)", counts.len() - top.len());
     }
 }
 
@@ -915,9 +912,18 @@ mod tests {
     #[test]
     fn links_are_only_http_and_never_carry_credentials() {
         for (url, expected) in [
-            ("http://prometheus:9090/graph?g0.expr=up", Some("http://prometheus:9090/graph?g0.expr=up")),
-            ("https://u:hunter2@grafana.test/d/1", Some("https://grafana.test/d/1")),
-            ("https://only-user@grafana.test/", Some("https://grafana.test/")),
+            (
+                "http://prometheus:9090/graph?g0.expr=up",
+                Some("http://prometheus:9090/graph?g0.expr=up"),
+            ),
+            (
+                "https://u:hunter2@grafana.test/d/1",
+                Some("https://grafana.test/d/1"),
+            ),
+            (
+                "https://only-user@grafana.test/",
+                Some("https://grafana.test/"),
+            ),
             ("javascript:alert(document.cookie)", None),
             ("JaVaScRiPt:alert(1)", None),
             (" javascript:alert(1)", None),
@@ -976,7 +982,9 @@ mod tests {
         strings(&serde_json::to_value(&shown).unwrap(), &mut all);
         for text in all {
             assert!(
-                !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t'),
+                !text
+                    .chars()
+                    .any(|c| c.is_control() && c != '\n' && c != '\t'),
                 "{text:?}"
             );
         }
@@ -994,12 +1002,21 @@ mod tests {
                 let mut e = sample();
                 e.incident_id = n;
                 e.reason = EscalationReason::Novel;
-                e.alertname = Some(if n % 10 == 0 { "Rare\nForged: line".into() } else { "Common".into() });
+                e.alertname = Some(if n % 10 == 0 {
+                    "Rare\nForged: line".into()
+                } else {
+                    "Common".into()
+                });
                 e.summary = format!("novel: no recipe handles alert {n}\u{1b}[2J");
                 e
             })
             .collect();
-        let digest = Digest::new(7, EscalationReason::Novel, &escalations, sample().created_at);
+        let digest = Digest::new(
+            7,
+            EscalationReason::Novel,
+            &escalations,
+            sample().created_at,
+        );
         assert_eq!(digest.count, 1000);
         assert_eq!(digest.incidents.len(), 1000);
         assert_eq!(digest.by_alertname["Common"], 900);

@@ -18,8 +18,8 @@ use crate::alert::Alert;
 use crate::incident::{Incident, IncidentId, State};
 use crate::plan::Plan;
 use crate::store::{
-    BreakerLimit, BreakerStatus, DiagnosticsClaim, Gap, HostHold, IncidentDetail, Ingested, NewEvent, OutboxItem,
-    RunGate, RunRecord, Store, StoreError,
+    BreakerLimit, BreakerStatus, DiagnosticsClaim, Gap, HostHold, IncidentDetail, Ingested,
+    NewEvent, OutboxItem, RunGate, RunRecord, Store, StoreError,
 };
 
 mod escalation;

@@ -65,7 +65,10 @@ async fn wait_until_all_sent(salve: &SalveProcess, incidents: usize) -> Vec<Valu
 }
 
 /// salve in dry-run with its own recipes dir and the given escalation section.
-async fn start_dry_run(escalation: &str, recipes: &[(&str, &str)]) -> (SalveProcess, tempfile::TempDir) {
+async fn start_dry_run(
+    escalation: &str,
+    recipes: &[(&str, &str)],
+) -> (SalveProcess, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     for (file, text) in recipes {
         std::fs::write(dir.path().join(file), text).unwrap();
@@ -146,7 +149,11 @@ async fn a_flood_of_breaker_open_incidents_collects_diagnostics_once_never_besid
     let runs = target_lines(&host, "/tmp/diag-runs").await;
     let diagnostics_runs = runs.iter().filter(|l| *l == "diagnostics").count();
     assert_eq!(diagnostics_runs, 1, "target run log: {runs:?}");
-    assert_eq!(runs.iter().filter(|l| *l == "remediation").count(), 2, "{runs:?}");
+    assert_eq!(
+        runs.iter().filter(|l| *l == "remediation").count(),
+        2,
+        "{runs:?}"
+    );
 
     // The pages say so: one carries the diagnostics, the others point to it.
     let pages: Vec<Value> = capture
@@ -275,14 +282,21 @@ async fn a_thousand_unmatched_alerts_are_a_digest_and_a_real_page_is_not_stuck_b
             let text = body["text"].as_str().unwrap();
             assert!(text.lines().count() <= 120, "{text}");
             for entry in listed {
-                *delivered.entry(entry["incident_id"].as_i64().unwrap()).or_default() += 1;
+                *delivered
+                    .entry(entry["incident_id"].as_i64().unwrap())
+                    .or_default() += 1;
             }
         } else {
-            *delivered.entry(body["incident_id"].as_i64().unwrap()).or_default() += 1;
+            *delivered
+                .entry(body["incident_id"].as_i64().unwrap())
+                .or_default() += 1;
         }
     }
     assert!(digests >= 1, "no digest: {} messages", requests.len());
-    let unmatched: Vec<&Value> = history.iter().filter(|i| i["state"] == "unmatched").collect();
+    let unmatched: Vec<&Value> = history
+        .iter()
+        .filter(|i| i["state"] == "unmatched")
+        .collect();
     assert_eq!(unmatched.len(), 1000);
     for incident in &unmatched {
         let id = incident["id"].as_i64().unwrap();
@@ -294,7 +308,10 @@ async fn a_thousand_unmatched_alerts_are_a_digest_and_a_real_page_is_not_stuck_b
         .iter()
         .filter(|i| events(i, "escalation_sent")[0]["digest"].as_i64().is_some())
         .count();
-    assert!(in_digests >= 990, "only {in_digests} journaled as escalated in a digest");
+    assert!(
+        in_digests >= 990,
+        "only {in_digests} journaled as escalated in a digest"
+    );
 }
 
 /// Point 6: a channel answering an error with a 100 MB body costs salve a few KiB: the
@@ -448,21 +465,29 @@ async fn hostile_alert_text_and_links_reach_a_human_inert() {
     for request in &bodies {
         let raw = String::from_utf8_lossy(&request.body);
         for forbidden in ["hunter2", "javascript:fetch", "\\u001b", "\\u0007"] {
-            assert!(!raw.contains(forbidden), "{forbidden} in webhook body: {raw}");
+            assert!(
+                !raw.contains(forbidden),
+                "{forbidden} in webhook body: {raw}"
+            );
         }
         let body = request.json();
         let mut decoded = Vec::new();
         strings(&body, &mut decoded);
         for text in decoded {
             assert!(
-                !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t'),
+                !text
+                    .chars()
+                    .any(|c| c.is_control() && c != '\n' && c != '\t'),
                 "a control character reaches the ticket system: {text:?}"
             );
         }
         if body["alertname"] != "CredentialsInUrl" {
             assert!(body["generator_url"].is_null(), "{body:#}");
             assert!(
-                body["alertname"].as_str().unwrap().starts_with("DiskFull\\r\\nBcc: victim@evil.test"),
+                body["alertname"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("DiskFull\\r\\nBcc: victim@evil.test"),
                 "{body:#}"
             );
         } else {
@@ -474,7 +499,10 @@ async fn hostile_alert_text_and_links_reach_a_human_inert() {
     let shown = serde_json::to_string(&api_incidents(&salve).await).unwrap()
         + &serde_json::to_string(&history(&salve).await).unwrap();
     assert!(!shown.contains("hunter2"), "{shown}");
-    assert!(shown.contains("https://redacted@prom.test/graph?g0.expr=up"), "{shown}");
+    assert!(
+        shown.contains("https://redacted@prom.test/graph?g0.expr=up"),
+        "{shown}"
+    );
     // Nor in salve's own log.
     assert!(!salve.stderr_tail().contains("hunter2"));
 }

@@ -157,16 +157,28 @@ mod tests {
                     .unwrap()
             }
         };
-        assert_eq!(claim(1, "restart", "web1", window).await, DiagnosticsClaim::Granted);
+        assert_eq!(
+            claim(1, "restart", "web1", window).await,
+            DiagnosticsClaim::Granted
+        );
         match claim(2, "restart", "web1", window).await {
             DiagnosticsClaim::Recent { incident, .. } => assert_eq!(incident, IncidentId(1)),
             other => panic!("{other:?}"),
         }
         // Another target or recipe is another key.
-        assert_eq!(claim(3, "restart", "web2", window).await, DiagnosticsClaim::Granted);
-        assert_eq!(claim(4, "disk", "web1", window).await, DiagnosticsClaim::Granted);
+        assert_eq!(
+            claim(3, "restart", "web2", window).await,
+            DiagnosticsClaim::Granted
+        );
+        assert_eq!(
+            claim(4, "disk", "web1", window).await,
+            DiagnosticsClaim::Granted
+        );
         // Without a window (an incident that ran) it always runs, and is recorded.
-        assert_eq!(claim(5, "restart", "web1", None).await, DiagnosticsClaim::Granted);
+        assert_eq!(
+            claim(5, "restart", "web1", None).await,
+            DiagnosticsClaim::Granted
+        );
         match claim(6, "restart", "web1", window).await {
             DiagnosticsClaim::Recent { incident, .. } => assert_eq!(incident, IncidentId(5)),
             other => panic!("{other:?}"),

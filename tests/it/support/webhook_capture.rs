@@ -158,14 +158,17 @@ async fn serve_one(
     let written = Arc::new(AtomicUsize::new(0));
     // Recorded on arrival: the request counts as received even if the sender hangs up
     // before reading the answer, or the answer is stalled.
-    requests.lock().expect("capture lock").push(CapturedRequest {
-        method,
-        path,
-        headers,
-        body,
-        status,
-        answer_body_bytes_written: Arc::clone(&written),
-    });
+    requests
+        .lock()
+        .expect("capture lock")
+        .push(CapturedRequest {
+            method,
+            path,
+            headers,
+            body,
+            status,
+            answer_body_bytes_written: Arc::clone(&written),
+        });
     let mut stalled = answer.stalled.subscribe();
     // Ends when released, or when the capture is dropped (the sender is gone).
     let _ = stalled.wait_for(|stalled| !stalled).await;
