@@ -506,3 +506,44 @@ async fn hostile_alert_text_and_links_reach_a_human_inert() {
     // Nor in salve's own log.
     assert!(!salve.stderr_tail().contains("hunter2"));
 }
+
+/// Point 6: `max_per_minute` bounds what a channel is sent; the rest wait in the outbox,
+/// queued and journaled, not dropped.
+#[tokio::test]
+async fn a_channel_over_its_max_per_minute_is_sent_nothing_more_and_loses_nothing() {
+    let tickets = WebhookCapture::start().await;
+    let escalation = format!(
+        "[escalation]\ndefault = [\"tickets\"]\ndigest_after = 1000\n\n\
+         [escalation.channels.tickets]\nkind = \"webhook\"\nurl = \"{}\"\nmax_per_minute = 2\n",
+        tickets.url("/tickets")
+    );
+    let (salve, _recipes) = start_dry_run(&escalation, &[]).await;
+    let alerts: Vec<Value> = (0..5)
+        .map(|n| json!({ "labels": { "alertname": format!("Unhandled{n}") } }))
+        .collect();
+    post_generic(&salve, json!({ "alerts": alerts })).await;
+    // Two delivered, three queued and waiting for the next minute.
+    let history = wait_until(
+        Duration::from_secs(30),
+        "two deliveries and three escalations waiting",
+        || async {
+            let history = history(&salve).await;
+            let queued = history
+                .iter()
+                .filter(|i| !events(i, "escalation_queued").is_empty())
+                .count();
+            let sent = history
+                .iter()
+                .filter(|i| !events(i, "escalation_sent").is_empty())
+                .count();
+            (queued == 5 && sent == 2).then_some(history)
+        },
+    )
+    .await;
+    assert_eq!(tickets.requests().len(), 2, "{history:#?}");
+    let waiting = history
+        .iter()
+        .filter(|i| events(i, "escalation_sent").is_empty() && !i["escalated_at"].is_null())
+        .count();
+    assert_eq!(waiting, 3, "{history:#?}");
+}
