@@ -547,3 +547,58 @@ async fn a_channel_over_its_max_per_minute_is_sent_nothing_more_and_loses_nothin
         .count();
     assert_eq!(waiting, 3, "{history:#?}");
 }
+
+/// Point 6 by real email: a burst of unmatched alerts is one digest mail (after at most
+/// `digest_after` single ones) whose subject and lines stay inert whatever the alertnames say.
+#[tokio::test]
+async fn a_burst_by_email_is_a_digest_mail_with_an_inert_subject() {
+    let smtp = SmtpServer::start(SmtpOptions::default()).await;
+    let escalation = format!(
+        "[escalation]\ndefault = [\"oncall-email\"]\ndigest_after = 2\ndigest_window = \"3s\"\n\n\
+         [escalation.channels.oncall-email]\nkind = \"email\"\nsmtp_url = \"smtp://127.0.0.1:{}\"\n\
+         tls = \"none\"\nfrom = \"salve <salve@test.invalid>\"\nto = [\"oncall@test.invalid\"]\n",
+        smtp.port()
+    );
+    let (salve, _recipes) = start_dry_run(&escalation, &[]).await;
+    let alerts: Vec<Value> = (0..40)
+        .map(|n| {
+            json!({ "labels": {
+                "alertname": format!("Burst\r\nBcc: victim@evil.test\u{1b}[31m{}", n % 3),
+                "n": n.to_string(),
+            }})
+        })
+        .collect();
+    post_generic(&salve, json!({ "alerts": alerts })).await;
+    let history = wait_until_all_sent(&salve, 40).await;
+    let mails = smtp.messages();
+    assert!(mails.len() <= 4, "{} mails for 40 escalations", mails.len());
+    let digests: Vec<_> = mails
+        .iter()
+        .filter(|m| m.header("X-Salve-Digest").is_some())
+        .collect();
+    assert!(!digests.is_empty(), "{mails:#?}");
+    let mut listed = 0;
+    for mail in &digests {
+        assert_eq!(mail.to, ["oncall@test.invalid"]);
+        assert!(mail.header("Bcc").is_none(), "{mail:#?}");
+        assert!(
+            mail.subject.starts_with("[salve] digest #"),
+            "{}",
+            mail.subject
+        );
+        for c in ['\r', '\n', '\u{1b}'] {
+            assert!(!mail.subject.contains(c), "{:?}", mail.subject);
+        }
+        let body = mail.body.replace("\r\n", "\n");
+        assert!(!body.contains('\u{1b}') && !body.contains('\r'), "{body}");
+        assert!(!body.lines().any(|l| l.starts_with("Bcc:")), "{body}");
+        listed += body.lines().filter(|l| l.starts_with("  #")).count();
+    }
+    // Every incident is either in a digest (and journaled so) or was mailed alone.
+    let in_digest = history
+        .iter()
+        .filter(|i| events(i, "escalation_sent")[0]["digest"].as_i64().is_some())
+        .count();
+    assert_eq!(listed, in_digest);
+    assert_eq!(in_digest + (mails.len() - digests.len()), 40);
+}
