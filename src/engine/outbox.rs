@@ -167,6 +167,24 @@ impl Pacing {
         }
     }
 
+    /// A message started at `at` was not accepted: it does not count (a refused page
+    /// reached no human, so its retry is not a flood).
+    fn forget(&mut self, key: &(String, String), digest: bool, at: Instant) {
+        if let Some(window) = self.keys.get_mut(key) {
+            if let Some(position) = window.sent.iter().position(|&sent| sent == at) {
+                window.sent.remove(position);
+            }
+            if digest && window.last_digest == Some(at) {
+                window.last_digest = None;
+            }
+        }
+        if let Some(sent) = self.channels.get_mut(&key.0)
+            && let Some(position) = sent.iter().position(|&sent| sent == at)
+        {
+            sent.remove(position);
+        }
+    }
+
     fn record(&mut self, key: &(String, String), digest: bool, now: Instant) {
         let window = self.keys.entry(key.clone()).or_default();
         window.sent.push_back(now);
@@ -198,6 +216,8 @@ struct Shared {
     /// Deliveries in flight per channel: one hung channel may take at most half the
     /// slots, so the others' pages still go.
     per_channel: Mutex<HashMap<String, usize>>,
+    /// What each (channel, reason) and channel was sent lately.
+    pacing: Mutex<Pacing>,
 }
 
 impl Shared {
@@ -228,17 +248,16 @@ impl Outbox {
             metrics: self.metrics,
             in_flight: Mutex::new(HashSet::new()),
             per_channel: Mutex::new(HashMap::new()),
+            pacing: Mutex::new(Pacing::default()),
         });
         let slots = Arc::new(Semaphore::new(self.policy.max_concurrent));
-        let mut pacing = Pacing::default();
         let mut deliveries = JoinSet::new();
         loop {
             if *shutdown.borrow() {
                 break;
             }
             while deliveries.try_join_next().is_some() {}
-            let next = match pass(&shared, &self.policy, &mut pacing, &slots, &mut deliveries).await
-            {
+            let next = match pass(&shared, &self.policy, &slots, &mut deliveries).await {
                 Ok(next) => next,
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox pass failed; retrying");
@@ -283,7 +302,6 @@ impl Outbox {
 async fn pass(
     shared: &Arc<Shared>,
     policy: &DeliveryPolicy,
-    pacing: &mut Pacing,
     slots: &Arc<Semaphore>,
     deliveries: &mut JoinSet<()>,
 ) -> Result<Option<Instant>, StoreError> {
@@ -304,6 +322,8 @@ async fn pass(
         }
     }
     let now = Instant::now();
+    // No await below while this is held.
+    let mut pacing = shared.pacing.lock().expect("pacing lock");
     pacing.prune(now, policy.digest_window);
     let mut next: Option<Instant> = None;
     let channel_cap = (policy.max_concurrent / 2).max(1);
@@ -330,8 +350,16 @@ async fn pass(
                     let shared = Arc::clone(shared);
                     deliveries.spawn(async move {
                         let id = item.id;
-                        if let Err(e) = deliver_one(&shared, &item).await {
-                            tracing::warn!(incident = %item.incident_id, error = %e, "escalation outcome not recorded; it is tried again");
+                        match deliver_one(&shared, &item).await {
+                            Ok(true) => {}
+                            Ok(false) => shared.pacing.lock().expect("pacing lock").forget(
+                                &(item.channel.clone(), item.reason.clone()),
+                                false,
+                                now,
+                            ),
+                            Err(e) => {
+                                tracing::warn!(incident = %item.incident_id, error = %e, "escalation outcome not recorded; it is tried again");
+                            }
                         }
                         shared.in_flight.lock().expect("in_flight lock").remove(&id);
                         shared.release_channel_slot(&item.channel);
@@ -355,8 +383,16 @@ async fn pass(
                 }
                 let shared = Arc::clone(shared);
                 deliveries.spawn(async move {
-                    if let Err(e) = deliver_digest(&shared, &key.0, &key.1, &batch).await {
-                        tracing::warn!(channel = %key.0, error = %e, "escalation digest outcome not recorded; it is tried again");
+                    match deliver_digest(&shared, &key.0, &key.1, &batch).await {
+                        Ok(true) => {}
+                        Ok(false) => shared
+                            .pacing
+                            .lock()
+                            .expect("pacing lock")
+                            .forget(&key, true, now),
+                        Err(e) => {
+                            tracing::warn!(channel = %key.0, error = %e, "escalation digest outcome not recorded; it is tried again");
+                        }
                     }
                     {
                         let mut in_flight = shared.in_flight.lock().expect("in_flight lock");
@@ -381,7 +417,8 @@ fn read_payload(item: &OutboxItem) -> Result<Escalation, SendError> {
     })
 }
 
-async fn deliver_one(shared: &Shared, item: &OutboxItem) -> Result<(), StoreError> {
+/// `Ok(true)` when the channel accepted it.
+async fn deliver_one(shared: &Shared, item: &OutboxItem) -> Result<bool, StoreError> {
     let outcome = match read_payload(item) {
         Ok(escalation) => shared.channels.send(&item.channel, &escalation).await,
         Err(e) => Err(e),
@@ -391,13 +428,17 @@ async fn deliver_one(shared: &Shared, item: &OutboxItem) -> Result<(), StoreErro
             shared.store.escalation_sent(item).await?;
             count_sent(shared, &item.channel, &item.reason, 1);
             tracing::info!(incident = %item.incident_id, channel = %item.channel, reason = %item.reason, "escalation delivered");
-            Ok(())
+            Ok(true)
         }
         Err(e) => {
             let wait = backoff(item.attempts);
             log_failure(&item.channel, &e, wait, 1);
             let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-            shared.store.escalation_failed(item, &e.message, next).await
+            shared
+                .store
+                .escalation_failed(item, &e.message, next)
+                .await?;
+            Ok(false)
         }
     }
 }
@@ -407,7 +448,7 @@ async fn deliver_digest(
     channel: &str,
     reason: &str,
     items: &[OutboxItem],
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let mut escalations = Vec::with_capacity(items.len());
     let mut readable = Vec::with_capacity(items.len());
     for item in items {
@@ -427,7 +468,7 @@ async fn deliver_digest(
         }
     }
     if readable.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let digest_id = shared
         .store
@@ -446,7 +487,7 @@ async fn deliver_digest(
                 incidents = readable.len(),
                 "escalation digest delivered"
             );
-            Ok(())
+            Ok(true)
         }
         Err(e) => {
             let attempts = readable
@@ -460,7 +501,8 @@ async fn deliver_digest(
             shared
                 .store
                 .digest_failed(digest_id, &readable, &e.message, next)
-                .await
+                .await?;
+            Ok(false)
         }
     }
 }
@@ -533,6 +575,17 @@ mod tests {
             pacing.plan(&key("oncall", "failed"), 1, &policy, later),
             Plan::Singles(1)
         );
+        // A refused message does not count: its retry is not a flood.
+        let failed = key("tickets", "novel");
+        let mut pacing = Pacing::default();
+        for _ in 0..5 {
+            pacing.record(&failed, false, start);
+        }
+        assert_eq!(pacing.plan(&failed, 1, &policy, start), Plan::Digest(1));
+        for _ in 0..5 {
+            pacing.forget(&failed, false, start);
+        }
+        assert_eq!(pacing.plan(&failed, 5, &policy, start), Plan::Singles(5));
         // A thousand at once: one digest straight away, capped.
         let fresh = Pacing::default();
         assert_eq!(
