@@ -509,7 +509,7 @@ impl Default for SshSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationSettings {
     /// Route for alerts no recipe handles (unmatched) or that were refused.
@@ -517,6 +517,54 @@ pub struct EscalationSettings {
     pub default: Vec<String>,
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelSettings>,
+    /// Floods become digests: a channel gets at most this many separate messages per
+    /// `digest_window` for one escalation reason; more escalations for that (channel,
+    /// reason) — or more than this many due at once — go out as one digest listing them
+    /// all, at most one digest per `digest_window`. 0 sends every escalation as a digest.
+    #[serde(default = "default_digest_after")]
+    pub digest_after: usize,
+    #[serde(default = "default_digest_window", deserialize_with = "de_duration")]
+    pub digest_window: Duration,
+    /// Deliveries in flight at once, across channels, so one slow channel (or a flood)
+    /// never holds back another incident's page.
+    #[serde(default = "default_max_concurrent_deliveries")]
+    pub max_concurrent_deliveries: usize,
+}
+
+impl Default for EscalationSettings {
+    fn default() -> EscalationSettings {
+        EscalationSettings {
+            default: Vec::new(),
+            channels: BTreeMap::new(),
+            digest_after: default_digest_after(),
+            digest_window: default_digest_window(),
+            max_concurrent_deliveries: default_max_concurrent_deliveries(),
+        }
+    }
+}
+
+fn default_digest_after() -> usize {
+    5
+}
+
+fn default_digest_window() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_max_concurrent_deliveries() -> usize {
+    8
+}
+
+impl ChannelSettings {
+    /// The channel's `max_per_minute`: messages (single or digest) it may be sent in any
+    /// 60 s; `None` for no limit. Over it, escalations wait in the outbox.
+    pub fn max_per_minute(&self) -> Option<u32> {
+        match self {
+            ChannelSettings::Log { max_per_minute } => *max_per_minute,
+            ChannelSettings::Email(channel) => channel.max_per_minute,
+            ChannelSettings::Webhook(channel) => channel.max_per_minute,
+        }
+    }
 }
 
 /// One escalation channel, chosen by `kind`. The keys of each kind are documented on
@@ -525,7 +573,11 @@ pub struct EscalationSettings {
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ChannelSettings {
     /// `kind = "log"`: the escalation is recorded in the journal and the log only.
-    Log {},
+    Log {
+        /// As for the other kinds (see `ChannelSettings::max_per_minute`).
+        #[serde(default)]
+        max_per_minute: Option<u32>,
+    },
     /// `kind = "email"`: a plain-text mail over SMTP.
     Email(crate::escalate::EmailChannel),
     /// `kind = "webhook"`: a JSON POST (generic, a body template, or PagerDuty).
@@ -936,6 +988,18 @@ pub fn load_from_str(
             ));
         }
     }
+    if settings.escalation.max_concurrent_deliveries == 0 {
+        problems.push(problem(
+            at(&["escalation", "max_concurrent_deliveries"]),
+            "escalation.max_concurrent_deliveries: must be > 0".into(),
+        ));
+    }
+    if settings.escalation.digest_window.is_zero() {
+        problems.push(problem(
+            at(&["escalation", "digest_window"]),
+            "escalation.digest_window: must be > 0".into(),
+        ));
+    }
     for (name, channel) in &settings.escalation.channels {
         // Read here (not only when the channel is built) so an empty file is a located
         // config error for `salve check` too.
@@ -948,7 +1012,7 @@ pub fn load_from_str(
                 .routing_key_file
                 .as_deref()
                 .map(|file| ("routing_key", webhook.routing_key.clone(), file)),
-            ChannelSettings::Log {} => None,
+            ChannelSettings::Log { .. } => None,
         };
         if let Some((key, inline, file)) = secret_file
             && let Err(message) = secret_from(
@@ -961,6 +1025,12 @@ pub fn load_from_str(
             problems.push(problem(
                 at(&["escalation", "channels", name, &file_key]),
                 message,
+            ));
+        }
+        if channel.max_per_minute() == Some(0) {
+            problems.push(problem(
+                at(&["escalation", "channels", name, "max_per_minute"]),
+                format!("escalation.channels.{name}.max_per_minute: must be > 0 (leave it out for no limit)"),
             ));
         }
         for (key, message) in crate::escalate::channel_problems(channel) {

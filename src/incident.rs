@@ -134,7 +134,10 @@ pub struct Incident {
     pub resolved_at: Option<DateTime<Utc>>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    /// Shown (API, `history --json`) with any `user:password@` part redacted.
+    #[serde(serialize_with = "serialize_redacted_url")]
     pub generator_url: Option<String>,
+    #[serde(serialize_with = "serialize_redacted_url")]
     pub external_url: Option<String>,
     pub state: State,
     /// Why the incident is in its state, for a human (refusal reason, ...).
@@ -147,6 +150,17 @@ pub struct Incident {
     /// When its escalation was queued, if it was escalated.
     #[serde(default)]
     pub escalated_at: Option<DateTime<Utc>>,
+}
+
+/// A URL from the alert as shown to anyone: its credentials are a secret.
+fn serialize_redacted_url<S: serde::Serializer>(
+    url: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::Serialize as _;
+    url.as_deref()
+        .map(crate::escalate::redact_url_credentials)
+        .serialize(serializer)
 }
 
 /// One entry of an incident's journal.

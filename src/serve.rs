@@ -123,7 +123,7 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
     let outbox_wake = Arc::new(Notify::new());
     let escalator = Arc::new(Escalator::new(
         store.clone(),
-        executor.clone(),
+        remediator.clone(),
         settings.escalation.default.clone(),
         settings.ssh.command_timeout,
         metrics.clone(),
@@ -136,6 +136,7 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
         channels: Arc::new(channels),
         metrics: metrics.clone(),
         wake: outbox_wake,
+        policy: crate::engine::outbox::DeliveryPolicy::from_settings(&settings.escalation),
     };
     let recovered = crate::engine::recover_interrupted(store.as_ref(), mode)
         .await

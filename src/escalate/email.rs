@@ -14,8 +14,8 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
-use super::content::{Escalation, render_text};
-use super::template::Templates;
+use super::content::{Digest, Escalation, render_digest_text, render_text};
+use super::template::{Templates, truncate_chars};
 use super::{SendError, redact};
 use crate::config::{Secret, de_duration, secret_from};
 
@@ -64,6 +64,10 @@ pub struct EmailChannel {
     /// Bound for one delivery: connect, TLS, AUTH and the whole SMTP dialogue.
     #[serde(default = "default_timeout", deserialize_with = "de_duration")]
     pub timeout: Duration,
+    /// At most this many messages (single escalations or digests) per minute to this
+    /// channel; more wait in the outbox (never dropped). No limit when unset.
+    #[serde(default)]
+    pub max_per_minute: Option<u32>,
 }
 
 /// How an email channel protects its SMTP connection.
@@ -336,7 +340,32 @@ impl EmailSender {
                 tracing::warn!(incident_id = escalation.incident_id, %error, "email subject template failed; using the summary");
                 format!("[salve] {}", escalation.summary_line())
             });
-        let message = self.message(subject, escalation)?;
+        let message = self.message(
+            subject,
+            render_text(escalation),
+            [
+                ("X-Salve-Incident", escalation.incident_id.to_string()),
+                ("X-Salve-Reason", escalation.reason.as_str().to_owned()),
+            ],
+        )?;
+        self.deliver(message).await
+    }
+
+    /// One mail for a whole digest; the subject is fixed (no template) and escaped.
+    pub(crate) async fn send_digest(&self, digest: &Digest) -> Result<(), SendError> {
+        let subject = truncate_chars(&format!("[salve] {}", digest.summary_line()), 250);
+        let message = self.message(
+            subject,
+            render_digest_text(digest),
+            [
+                ("X-Salve-Digest", digest.digest_id.to_string()),
+                ("X-Salve-Reason", digest.reason.as_str().to_owned()),
+            ],
+        )?;
+        self.deliver(message).await
+    }
+
+    async fn deliver(&self, message: Message) -> Result<(), SendError> {
         let delivery = tokio::time::timeout(self.timeout, self.transport.send(message)).await;
         match delivery {
             Ok(Ok(_response)) => Ok(()),
@@ -352,7 +381,14 @@ impl EmailSender {
         }
     }
 
-    fn message(&self, subject: String, escalation: &Escalation) -> Result<Message, SendError> {
+    /// `headers` are machine-readable handles for mail filters and threading: salve's own
+    /// values (a number and a fixed word), never alert text.
+    fn message(
+        &self,
+        subject: String,
+        body: String,
+        headers: [(&'static str, String); 2],
+    ) -> Result<Message, SendError> {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(subject)
@@ -361,21 +397,14 @@ impl EmailSender {
         for to in &self.to {
             builder = builder.to(to.clone());
         }
-        // Machine-readable handles for mail filters and threading; both are salve's own
-        // values (a number and a fixed word), never alert text.
-        for (name, value) in [
-            ("X-Salve-Incident", escalation.incident_id.to_string()),
-            ("X-Salve-Reason", escalation.reason.as_str().to_owned()),
-        ] {
+        for (name, value) in headers {
             let name = HeaderName::new_from_ascii_str(name);
             builder = builder.raw_header(HeaderValue::new(name, value));
         }
-        builder
-            .body(render_text(escalation))
-            .map_err(|error| SendError {
-                message: format!("cannot build the mail: {error}"),
-                retryable: false,
-            })
+        builder.body(body).map_err(|error| SendError {
+            message: format!("cannot build the mail: {error}"),
+            retryable: false,
+        })
     }
 }
 
@@ -428,6 +457,7 @@ mod tests {
             to: vec!["oncall@example.com".into()],
             subject: default_subject(),
             timeout: default_timeout(),
+            max_per_minute: None,
         }
     }
 

@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use content::{
-    BreakerWindow, CheckReport, Diagnostic, Escalation, EscalationReason, RunSummary, StepReport,
-    render_text, silence_url,
+    BreakerWindow, CheckReport, Diagnostic, Digest, DigestEntry, Escalation, EscalationReason,
+    RunSummary, StepReport, redact_url_credentials, render_digest_text, render_text, safe_link,
+    silence_url,
 };
 pub use email::{EmailChannel, SmtpTls};
 pub use webhook::{WebhookChannel, WebhookPreset};
@@ -58,7 +59,7 @@ pub struct ChannelError {
 /// only checked to exist): `(key, message)`, for `config::load_with_env` to locate.
 pub fn channel_problems(settings: &ChannelSettings) -> Vec<(&'static str, String)> {
     match settings {
-        ChannelSettings::Log {} => Vec::new(),
+        ChannelSettings::Log { .. } => Vec::new(),
         ChannelSettings::Email(channel) => email::problems(channel),
         ChannelSettings::Webhook(channel) => webhook::problems(channel),
     }
@@ -112,7 +113,7 @@ impl Channels {
                 message,
             };
             let channel = match channel_settings {
-                ChannelSettings::Log {} => Channel::Log,
+                ChannelSettings::Log { .. } => Channel::Log,
                 ChannelSettings::Email(channel) => Channel::Email(Box::new(
                     email::EmailSender::build(channel).map_err(failed)?,
                 )),
@@ -143,8 +144,10 @@ impl Channels {
     }
 
     /// Delivers `escalation` once through `channel`. `Ok` means the channel accepted it
-    /// (SMTP 250 after DATA, HTTP 2xx); a `log` channel always accepts.
+    /// (SMTP 250 after DATA, HTTP 2xx); a `log` channel always accepts. What is sent is
+    /// `Escalation::for_humans`: alert text escaped, links only http(s) without credentials.
     pub async fn send(&self, channel: &str, escalation: &Escalation) -> Result<(), SendError> {
+        let escalation = &escalation.for_humans();
         match self.channels.get(channel) {
             None => Err(SendError {
                 message: format!("no escalation channel named {channel:?}"),
@@ -163,6 +166,34 @@ impl Channels {
             Some(Channel::Email(sender)) => sender.send(&self.templates, escalation).await,
             Some(Channel::Webhook(sender)) => {
                 sender.send(&self.http, &self.templates, escalation).await
+            }
+        }
+    }
+
+    /// Delivers one digest (many escalations for one reason) through `channel`, as one
+    /// message; `Ok` as for `send`.
+    pub async fn send_digest(&self, channel: &str, digest: &Digest) -> Result<(), SendError> {
+        match self.channels.get(channel) {
+            None => Err(SendError {
+                message: format!("no escalation channel named {channel:?}"),
+                retryable: false,
+            }),
+            Some(Channel::Log) => {
+                tracing::warn!(
+                    channel,
+                    digest_id = digest.digest_id,
+                    incidents = digest.count,
+                    reason = digest.reason.as_str(),
+                    summary = %digest.summary_line(),
+                    "escalation digest (log channel)"
+                );
+                Ok(())
+            }
+            Some(Channel::Email(sender)) => sender.send_digest(digest).await,
+            Some(Channel::Webhook(sender)) => {
+                sender
+                    .send_digest(&self.http, &self.templates, digest)
+                    .await
             }
         }
     }

@@ -122,9 +122,26 @@ impl Templates {
         source: &str,
         escalation: &Escalation,
     ) -> Result<serde_json::Value, String> {
+        self.render_json_context(source, context(escalation))
+    }
+
+    /// A JSON document over `fields` (a digest's), parsed to prove it is one.
+    pub(crate) fn render_json_over(
+        &self,
+        source: &str,
+        fields: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        self.render_json_context(source, Value::from(minijinja::value::Serde(fields)))
+    }
+
+    fn render_json_context(
+        &self,
+        source: &str,
+        context: Value,
+    ) -> Result<serde_json::Value, String> {
         let rendered = self
             .json
-            .render_str(source, context(escalation))
+            .render_str(source, context)
             .map_err(|error| describe(&error))?;
         serde_json::from_str(&rendered).map_err(|error| {
             format!(

@@ -11,7 +11,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::content::{Escalation, render_text};
+use super::content::{Digest, Escalation, render_digest_text, render_text};
 use super::template::{Templates, truncate_chars};
 use super::{SendError, redact};
 use crate::config::{Secret, de_duration, secret_from};
@@ -22,6 +22,8 @@ pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue"
 const PAGERDUTY_SUMMARY_CHARS: usize = 1024;
 /// How much of an error response is quoted in the error message.
 const RESPONSE_EXCERPT_BYTES: usize = 512;
+/// How much of an error response is read at all (before redaction and the cut).
+const ERROR_BODY_MAX_BYTES: usize = 4 * 1024;
 
 /// A webhook channel (`kind = "webhook"`): each escalation is one JSON POST; any 2xx
 /// answer means accepted.
@@ -67,6 +69,10 @@ pub struct WebhookChannel {
     /// Bound for one POST, connect to last byte of the answer.
     #[serde(default = "default_timeout", deserialize_with = "de_duration")]
     pub timeout: Duration,
+    /// At most this many messages (single escalations or digests) per minute to this
+    /// channel; more wait in the outbox (never dropped). No limit when unset.
+    #[serde(default)]
+    pub max_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -293,7 +299,33 @@ impl WebhookSender {
             }
             Body::Pagerduty { routing_key } => pagerduty_body(routing_key.expose(), escalation),
         };
-        let body = serde_json::to_vec(&body).expect("a JSON value always serialises");
+        self.post(client, &body).await
+    }
+
+    /// One POST for a whole digest: the generic preset sends the digest as JSON plus
+    /// `text`; a body template is rendered over the digest's fields; PagerDuty gets one
+    /// trigger with `dedup_key = "salve-digest-<id>"`.
+    pub(crate) async fn send_digest(
+        &self,
+        client: &reqwest::Client,
+        templates: &Templates,
+        digest: &Digest,
+    ) -> Result<(), SendError> {
+        let body = match &self.body {
+            Body::Generic => generic_digest_body(digest),
+            Body::Template(source) => templates
+                .render_json_over(source, generic_digest_body(digest))
+                .map_err(|error| SendError {
+                    message: format!("webhook body: {error}"),
+                    retryable: false,
+                })?,
+            Body::Pagerduty { routing_key } => pagerduty_digest_body(routing_key.expose(), digest),
+        };
+        self.post(client, &body).await
+    }
+
+    async fn post(&self, client: &reqwest::Client, body: &Value) -> Result<(), SendError> {
+        let body = serde_json::to_vec(body).expect("a JSON value always serialises");
         let origin = origin(&self.url);
         let response = client
             .post(self.url.clone())
@@ -315,17 +347,12 @@ impl WebhookSender {
         let retryable = status.is_server_error()
             || status == reqwest::StatusCode::TOO_MANY_REQUESTS
             || status == reqwest::StatusCode::REQUEST_TIMEOUT;
-        let excerpt = response
-            .bytes()
-            .await
-            .map(|bytes| {
-                // Redacted before the cut, so a credential the cut would split is still
-                // recognised whole.
-                let text = redact(&String::from_utf8_lossy(&bytes), &self.credentials);
-                let end = text.floor_char_boundary(RESPONSE_EXCERPT_BYTES);
-                super::content::one_line(text[..end].trim())
-            })
-            .unwrap_or_default();
+        let bytes = read_at_most(response, ERROR_BODY_MAX_BYTES).await;
+        // Redacted before the cut, so a credential the cut would split is still
+        // recognised whole.
+        let text = redact(&String::from_utf8_lossy(&bytes), &self.credentials);
+        let end = text.floor_char_boundary(RESPONSE_EXCERPT_BYTES);
+        let excerpt = super::content::one_line(text[..end].trim());
         Err(SendError {
             message: format!(
                 "POST {origin}: answered {status}{}{}",
@@ -335,6 +362,22 @@ impl WebhookSender {
             retryable,
         })
     }
+}
+
+/// The first `max` bytes of an answer's body; the rest is never read (the connection is
+/// dropped), so a channel answering with a huge error body costs salve `max` bytes.
+async fn read_at_most(mut response: reqwest::Response, max: usize) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    while bytes.len() < max {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let take = chunk.len().min(max - bytes.len());
+                bytes.extend_from_slice(&chunk[..take]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    bytes
 }
 
 fn describe_reqwest(error: reqwest::Error) -> String {
@@ -360,6 +403,34 @@ pub fn generic_body(escalation: &Escalation) -> Value {
         fields.insert("text".into(), Value::String(render_text(escalation)));
     }
     body
+}
+
+/// The generic preset for a digest: its fields plus `digest: true`, `summary` and `text`.
+pub fn generic_digest_body(digest: &Digest) -> Value {
+    let mut body = serde_json::to_value(digest).expect("a digest always serialises");
+    if let Value::Object(fields) = &mut body {
+        fields.insert("digest".into(), Value::Bool(true));
+        fields.insert("summary".into(), Value::String(digest.summary_line()));
+        fields.insert("text".into(), Value::String(render_digest_text(digest)));
+    }
+    body
+}
+
+/// One Events API v2 `trigger` for a digest.
+pub fn pagerduty_digest_body(routing_key: &str, digest: &Digest) -> Value {
+    json!({
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": format!("salve-digest-{}", digest.digest_id),
+        "payload": {
+            "summary": truncate_chars(&digest.summary_line(), PAGERDUTY_SUMMARY_CHARS),
+            "source": "salve",
+            "severity": "error",
+            "timestamp": digest.created_at.to_rfc3339(),
+            "custom_details": generic_digest_body(digest),
+        },
+        "client": "salve",
+    })
 }
 
 /// PagerDuty's four severities from the alert's `severity` label; unknown or missing is
@@ -432,6 +503,7 @@ mod tests {
             routing_key: None,
             routing_key_file: None,
             timeout: default_timeout(),
+            max_per_minute: None,
         }
     }
 

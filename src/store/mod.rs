@@ -110,6 +110,18 @@ pub struct OutboxItem {
     pub attempts: i64,
 }
 
+/// Whether an incident may run the recipe's `attach` diagnostics now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DiagnosticsClaim {
+    /// Yes; the run is recorded for its (recipe, target).
+    Granted,
+    /// No: they ran for the same (recipe, target) at `at`, for `incident`, within the window.
+    Recent {
+        at: DateTime<Utc>,
+        incident: IncidentId,
+    },
+}
+
 /// An alertname salve could not handle on its own, for `salve gaps`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Gap {
@@ -270,6 +282,35 @@ pub trait Store: Send + Sync + 'static {
 
     /// Escalations not yet accepted by their channel.
     async fn outbox_pending(&self) -> Result<i64, StoreError>;
+
+    /// May incident `id` run the `attach` diagnostics of (recipe, target) now? With a
+    /// `window`, not if they ran for that key within it (`Recent`, nothing written);
+    /// otherwise (and always without a window) the run is recorded, atomically.
+    async fn claim_diagnostics(
+        &self,
+        recipe: &str,
+        target: &str,
+        id: IncidentId,
+        window: Option<std::time::Duration>,
+    ) -> Result<DiagnosticsClaim, StoreError>;
+
+    /// A new digest number for `size` escalations of `reason` to `channel`.
+    async fn new_digest(&self, channel: &str, reason: &str, size: usize)
+    -> Result<i64, StoreError>;
+
+    /// The channel accepted digest `digest`: mark it and each of its rows sent, and journal
+    /// `escalation_sent` (with the digest's number) on each incident, atomically.
+    async fn digest_sent(&self, digest: i64, items: &[OutboxItem]) -> Result<(), StoreError>;
+
+    /// The channel refused digest `digest`: as `escalation_failed` for each of its rows,
+    /// atomically (they are retried, maybe in another digest).
+    async fn digest_failed(
+        &self,
+        digest: i64,
+        items: &[OutboxItem],
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Alertnames with no recipe or that ended escalated, most frequent first.
     async fn gaps(&self, limit: usize) -> Result<Vec<Gap>, StoreError>;

@@ -18,10 +18,11 @@ use crate::alert::Alert;
 use crate::incident::{Incident, IncidentId, State};
 use crate::plan::Plan;
 use crate::store::{
-    BreakerLimit, BreakerReset, BreakerStatus, Gap, HostHold, IncidentDetail, Ingested, NewEvent,
-    OutboxItem, RunGate, RunRecord, Store, StoreError,
+    BreakerLimit, BreakerReset, BreakerStatus, DiagnosticsClaim, Gap, HostHold, IncidentDetail,
+    Ingested, NewEvent, OutboxItem, RunGate, RunRecord, Store, StoreError,
 };
 
+mod escalation;
 mod guard;
 mod rows;
 mod schema;
@@ -480,6 +481,53 @@ impl Store for SqliteStore {
 
     async fn outbox_pending(&self) -> Result<i64, StoreError> {
         self.read(guard::outbox_pending).await
+    }
+
+    async fn claim_diagnostics(
+        &self,
+        recipe: &str,
+        target: &str,
+        id: IncidentId,
+        window: Option<Duration>,
+    ) -> Result<DiagnosticsClaim, StoreError> {
+        let (recipe, target) = (recipe.to_owned(), target.to_owned());
+        self.write_with(move |conn| {
+            escalation::claim_diagnostics(conn, &recipe, &target, id, window, Utc::now())
+        })
+        .await
+    }
+
+    async fn new_digest(
+        &self,
+        channel: &str,
+        reason: &str,
+        size: usize,
+    ) -> Result<i64, StoreError> {
+        let (channel, reason) = (channel.to_owned(), reason.to_owned());
+        self.write_with(move |conn| {
+            escalation::new_digest(conn, &channel, &reason, size, Utc::now())
+        })
+        .await
+    }
+
+    async fn digest_sent(&self, digest: i64, items: &[OutboxItem]) -> Result<(), StoreError> {
+        let items = items.to_vec();
+        self.write_with(move |conn| escalation::digest_sent(conn, digest, &items, Utc::now()))
+            .await
+    }
+
+    async fn digest_failed(
+        &self,
+        digest: i64,
+        items: &[OutboxItem],
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (items, error) = (items.to_vec(), error.to_owned());
+        self.write_with(move |conn| {
+            escalation::digest_failed(conn, digest, &items, &error, next_attempt_at, Utc::now())
+        })
+        .await
     }
 
     async fn gaps(&self, limit: usize) -> Result<Vec<Gap>, StoreError> {

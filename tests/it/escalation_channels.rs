@@ -344,7 +344,12 @@ async fn escalation_webhook_generic_posts_the_escalation_json_and_headers() {
     assert_eq!(body["reason"], "verify_failed");
     assert_eq!(body["recipe"], "service-restart");
     assert_eq!(body["target"]["name"], "web1");
-    assert_eq!(body["labels"]["evil"], escalation.labels["evil"]);
+    // Alert text reaches the ticket system with its control characters escaped (no
+    // ANSI sequence, no CR/LF to forge a line), still one JSON string.
+    assert_eq!(
+        body["labels"]["evil"],
+        "\", \"routing_key\": \"stolen\"}\\n\\r\\nX-Injected: yes\\u{1b}[31m"
+    );
     assert_eq!(body["checks"][0]["passed"], false);
     assert_eq!(body["steps"][0]["exit_status"], 0);
     assert!(
@@ -354,7 +359,7 @@ async fn escalation_webhook_generic_posts_the_escalation_json_and_headers() {
             .contains("incident #7 (verify_failed)")
     );
     let back: Escalation = serde_json::from_value(body).expect("body is an Escalation + text");
-    assert_eq!(back, escalation);
+    assert_eq!(back, escalation.for_humans());
 }
 
 #[tokio::test]
@@ -432,7 +437,8 @@ async fn escalation_webhook_body_template_renders_json_with_hostile_labels_escap
     send_ok(&channels, "tickets", &escalation).await;
 
     let body: Value = capture.requests()[0].json();
-    let evil = escalation.labels["evil"].as_str();
+    // Escaped as in every page: no control character reaches the ticket system.
+    let evil = salve::escalate::content::one_line(&escalation.labels["evil"]);
     assert_eq!(
         body["title"],
         "[verify_failed] ServiceDown on web1: verification failed after service-restart"

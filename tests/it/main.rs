@@ -8,6 +8,7 @@ mod alertmanager_e2e;
 mod api_auth;
 mod cli_check;
 mod crash;
+mod escalation_abuse;
 mod escalation_channels;
 mod escalation_e2e;
 mod guard_e2e;

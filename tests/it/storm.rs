@@ -633,11 +633,23 @@ fn assert_storm(
     // Deliveries the channel accepted: every interrupted incident's, and nothing else.
     // Delivery is at-least-once (a crash between the channel's 2xx and the store's record
     // re-sends), so a duplicate is allowed for each of the three kills, no more.
+    // A burst of escalations for one reason arrives as a digest listing its incidents.
     let mut accepted: BTreeMap<i64, usize> = BTreeMap::new();
     for request in capture.requests().iter().filter(|r| r.status == 200) {
-        *accepted
-            .entry(request.json()["incident_id"].as_i64().unwrap())
-            .or_default() += 1;
+        let body = request.json();
+        let ids: Vec<i64> = if body["digest"] == true {
+            body["incidents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|entry| entry["incident_id"].as_i64().unwrap())
+                .collect()
+        } else {
+            vec![body["incident_id"].as_i64().unwrap()]
+        };
+        for id in ids {
+            *accepted.entry(id).or_default() += 1;
+        }
     }
     let interrupted: BTreeSet<i64> = history
         .iter()
