@@ -64,7 +64,10 @@ impl Rejection {
         match self {
             Rejection::Unauthorized(why) => (*why).to_owned(),
             Rejection::UnsupportedMediaType(got) => {
-                format!("content type must be application/json, got {}", intake::quote(got))
+                format!(
+                    "content type must be application/json, got {}",
+                    intake::quote(got)
+                )
             }
             Rejection::TooLarge(limit) => format!("body exceeds the limit of {limit} bytes"),
             Rejection::BadRequest(why) => why.clone(),
@@ -177,7 +180,10 @@ async fn accept(
             truncated = notification.truncated_alerts,
             "Alertmanager truncated this notification: raise max_alerts in its webhook_config"
         );
-        Metrics::saturating_inc_by(&state.metrics.truncated_alerts, notification.truncated_alerts);
+        Metrics::saturating_inc_by(
+            &state.metrics.truncated_alerts,
+            notification.truncated_alerts,
+        );
     }
 
     let received = notification.alerts.len();

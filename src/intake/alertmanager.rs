@@ -376,7 +376,10 @@ mod tests {
     fn truncated_alerts_saturate_and_errors_never_echo_much() {
         let truncated = |value: &str| {
             let mut text = String::from_utf8(payload(json!([]))).unwrap();
-            text = text.replace("\"truncatedAlerts\":0", &format!("\"truncatedAlerts\":{value}"));
+            text = text.replace(
+                "\"truncatedAlerts\":0",
+                &format!("\"truncatedAlerts\":{value}"),
+            );
             parse(text.as_bytes(), &Limits::default()).map(|n| n.truncated_alerts)
         };
         assert_eq!(truncated("18446744073709551615"), Ok(u64::MAX));
@@ -385,14 +388,21 @@ mod tests {
         assert_eq!(truncated("-1"), Ok(0));
         assert_eq!(truncated("-99999999999999999999999"), Ok(0));
         // A number given as a huge string is refused, and the reason stays short.
-        let why = truncated(&format!("\"{}\"", "9".repeat(1 << 20))).unwrap_err().to_string();
-        assert_eq!(why, "truncatedAlerts: expected a non-negative integer, found string");
+        let why = truncated(&format!("\"{}\"", "9".repeat(1 << 20)))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            why,
+            "truncatedAlerts: expected a non-negative integer, found string"
+        );
 
         // Huge strings in every field that is quoted back stay bounded.
         let huge = "\u{1b}]8;;http://evil/\u{7}".repeat(20_000);
         let mut document: Value = serde_json::from_slice(&payload(json!([]))).unwrap();
         document["version"] = json!(huge);
-        let why = parse(&serde_json::to_vec(&document).unwrap(), &Limits::default()).unwrap_err().to_string();
+        let why = parse(&serde_json::to_vec(&document).unwrap(), &Limits::default())
+            .unwrap_err()
+            .to_string();
         assert!(why.len() < 300, "{why}");
         assert!(!why.contains('\u{1b}'), "{why:?}");
         let mut one = alert(json!({"alertname": "A"}));
@@ -411,7 +421,10 @@ mod tests {
         // Deeply nested values are refused by the JSON reader with line and column only.
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         let mut text = String::from_utf8(payload(json!([]))).unwrap();
-        text = text.replace("\"truncatedAlerts\":0", &format!("\"truncatedAlerts\":{deep}"));
+        text = text.replace(
+            "\"truncatedAlerts\":0",
+            &format!("\"truncatedAlerts\":{deep}"),
+        );
         let why = reason(text.as_bytes());
         assert!(why.len() < 200, "{why}");
     }

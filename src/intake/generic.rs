@@ -179,7 +179,10 @@ mod tests {
         assert_eq!(list.alerts[0].status, AlertStatus::Firing);
         let resolved = &list.alerts[1];
         assert_eq!(resolved.status, AlertStatus::Resolved);
-        assert_eq!(resolved.fingerprint, Fingerprint::of_labels(&resolved.labels));
+        assert_eq!(
+            resolved.fingerprint,
+            Fingerprint::of_labels(&resolved.labels)
+        );
         assert_eq!(resolved.starts_at, Some(utc("2026-11-28T00:10:00Z")));
         assert_eq!(resolved.ends_at, Some(utc("2026-11-28T01:00:00Z")));
     }
@@ -283,7 +286,10 @@ mod tests {
         let labels: BTreeMap<String, String> = [("alertname".to_owned(), "A".to_owned())].into();
         let own = Fingerprint::of_labels(&labels);
         let body = format!(r#"{{"labels":{{"alertname":"A"}},"fingerprint":"{own}"}}"#);
-        let alert = parse(body.as_bytes(), &Limits::default()).unwrap().alerts.remove(0);
+        let alert = parse(body.as_bytes(), &Limits::default())
+            .unwrap()
+            .alerts
+            .remove(0);
         assert_eq!(alert.fingerprint, own);
 
         // Another alert's fingerprint (here the captured DiskFull's), a custom one, an
@@ -299,10 +305,17 @@ mod tests {
             );
         }
         let long = "\u{1b}[2J".repeat(10_000);
-        let body = serde_json::json!({"alerts": [{"labels": {"alertname": "A"}, "fingerprint": long}]});
+        let body =
+            serde_json::json!({"alerts": [{"labels": {"alertname": "A"}, "fingerprint": long}]});
         let reason = reason(&body.to_string());
-        assert!(reason.starts_with("alerts[0].fingerprint: \"\\u{1b}[2J"), "{reason}");
-        assert!(reason.len() < 300 && !reason.contains('\u{1b}'), "{reason:?}");
+        assert!(
+            reason.starts_with("alerts[0].fingerprint: \"\\u{1b}[2J"),
+            "{reason}"
+        );
+        assert!(
+            reason.len() < 300 && !reason.contains('\u{1b}'),
+            "{reason:?}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_incidents.sql"),
     include_str!("../migrations/0002_guard_and_outbox.sql"),
     include_str!("../migrations/0003_host_holds.sql"),
+    include_str!("../migrations/0004_alert_key.sql"),
 ];
 
 /// The schema version this binary writes and understands.
