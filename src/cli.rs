@@ -162,8 +162,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| default_level.into());
+    // Colours only for a terminal: in a file or the journal an escape sequence is noise,
+    // and with none of salve's own there, any ESC in the log would stand out as injected.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match format {
         // tracing-subscriber escapes only ESC/BEL/BS/FF/DEL, and only in the message: every
@@ -601,8 +606,9 @@ fn write_incident(
                             ""
                         };
                         writeln!(out, "      {stream}{marker}:")?;
+                        // Behind a gutter: an output line cannot pass for a journal line.
                         for line in text.lines().take(20) {
-                            writeln!(out, "        {}", safe(line))?;
+                            writeln!(out, "        | {}", safe(line))?;
                         }
                     }
                 }

@@ -14,6 +14,7 @@ mod ha_e2e;
 mod intake_http;
 mod planning_outcomes;
 mod quoting;
+mod readable_output;
 mod remediation_e2e;
 mod secrets;
 mod ssh_executor;
