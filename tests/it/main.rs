@@ -7,6 +7,7 @@ mod support;
 mod alertmanager_e2e;
 mod cli_check;
 mod crash;
+mod dedup;
 mod escalation_channels;
 mod escalation_e2e;
 mod guard_e2e;
