@@ -12,6 +12,7 @@ mod escalation_channels;
 mod escalation_e2e;
 mod guard_e2e;
 mod ha_e2e;
+mod intake_bounds;
 mod intake_http;
 mod planning_outcomes;
 mod quoting;
