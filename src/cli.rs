@@ -270,7 +270,7 @@ fn simulate(
             .iter()
             .map(|(alert, plan)| serde_json::json!({ "alert": alert, "state": state_for(plan), "plan": plan }))
             .collect();
-        serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "alerts": value }))?;
+        crate::terminal::write_json(&mut out, &serde_json::json!({ "alerts": value }))?;
         writeln!(out)?;
     } else {
         for (alert, plan) in &results {
@@ -450,7 +450,7 @@ fn gaps(loaded: &Loaded, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
         let gaps = store.gaps(limit).await?;
         let mut out = std::io::stdout().lock();
         if json {
-            serde_json::to_writer_pretty(&mut out, &gaps)?;
+            crate::terminal::write_json(&mut out, &gaps)?;
             writeln!(out)?;
         } else if gaps.is_empty() {
             writeln!(
@@ -487,7 +487,7 @@ fn history(loaded: &Loaded, limit: usize, json: bool, id: Option<i64>) -> anyhow
             };
             let mut out = std::io::stdout().lock();
             if json {
-                serde_json::to_writer_pretty(&mut out, &detail)?;
+                crate::terminal::write_json(&mut out, &detail)?;
                 writeln!(out)?;
             } else {
                 write_incident(&mut out, &detail)?;
@@ -503,7 +503,7 @@ fn history(loaded: &Loaded, limit: usize, json: bool, id: Option<i64>) -> anyhow
                     details.push(detail);
                 }
             }
-            serde_json::to_writer_pretty(&mut out, &details)?;
+            crate::terminal::write_json(&mut out, &details)?;
             writeln!(out)?;
         } else {
             write_history(&mut out, &incidents)?;

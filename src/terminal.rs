@@ -4,10 +4,15 @@
 //! paragraph separators) is written as a visible escape (`\n`, `\x1b`, `\u{202e}`), so
 //! an alert cannot clear the screen, plant a link, ring the bell or forge a line. Tabs are
 //! kept; nothing else is dropped or reordered, so the text stays recognisable. JSON output
-//! never goes through here (serde escapes it).
+//! ([`write_json`]) stays JSON: the same characters become `\uXXXX` escapes, which serde
+//! does only for C0 controls.
 
 use std::borrow::Cow;
 use std::fmt::Write;
+use std::io;
+
+use serde::Serialize;
+use serde_json::ser::{Formatter, PrettyFormatter};
 
 /// Whether `ch` must not reach a terminal as itself.
 pub fn needs_escape(ch: char) -> bool {
@@ -46,6 +51,74 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
     Cow::Owned(escaped)
 }
 
+/// `value` as pretty JSON into `out`, with every character of [`needs_escape`] (beyond
+/// the C0 controls serde escapes: DEL, C1, bidi and line separators) written as `\uXXXX`:
+/// the same JSON value, safe to print on a terminal.
+pub fn write_json<W: io::Write, T: Serialize + ?Sized>(
+    out: W,
+    value: &T,
+) -> serde_json::Result<()> {
+    let mut serializer =
+        serde_json::Serializer::with_formatter(out, TerminalJson(PrettyFormatter::new()));
+    value.serialize(&mut serializer)
+}
+
+/// serde_json's pretty formatter, escaping [`needs_escape`] characters inside strings.
+struct TerminalJson<'a>(PrettyFormatter<'a>);
+
+impl Formatter for TerminalJson<'_> {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut rest = fragment;
+        while let Some((index, ch)) = rest.char_indices().find(|&(_, ch)| needs_escape(ch)) {
+            writer.write_all(&rest.as_bytes()[..index])?;
+            // Every character needs_escape accepts is in the Basic Multilingual Plane.
+            write!(writer, "\\u{:04x}", u32::from(ch))?;
+            rest = &rest[index + ch.len_utf8()..];
+        }
+        writer.write_all(rest.as_bytes())
+    }
+
+    fn begin_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.begin_array(writer)
+    }
+    fn end_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_array(writer)
+    }
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        self.0.begin_array_value(writer, first)
+    }
+    fn end_array_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_array_value(writer)
+    }
+    fn begin_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.begin_object(writer)
+    }
+    fn end_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_object(writer)
+    }
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        self.0.begin_object_key(writer, first)
+    }
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.begin_object_value(writer)
+    }
+    fn end_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_object_value(writer)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +148,40 @@ mod tests {
             assert_eq!(escape_controls(hostile), shown, "{hostile:?}");
             assert!(!escape_controls(hostile).chars().any(needs_escape));
         }
+    }
+
+    #[test]
+    fn json_for_a_terminal_is_the_same_json_without_raw_controls() {
+        let value = serde_json::json!({
+            "label": "a\u{1b}[2J\r\n\u{7f}\u{9b}31m\u{202e}txt ünïcode 🔥",
+            "list": [1, "x\u{2028}y"],
+        });
+        let mut out = Vec::new();
+        write_json(&mut out, &value).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.chars().any(|c| needs_escape(c) && c != '\n'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("\\u007f\\u009b31m\\u202etxt ünïcode 🔥"),
+            "{text}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, value);
+        // Pretty, like serde_json's own.
+        assert_eq!(text, {
+            let mut plain = serde_json::to_string_pretty(&value).unwrap();
+            for (raw, escaped) in [
+                ("\u{7f}", "\\u007f"),
+                ("\u{9b}", "\\u009b"),
+                ("\u{202e}", "\\u202e"),
+                ("\u{2028}", "\\u2028"),
+            ] {
+                plain = plain.replace(raw, escaped);
+            }
+            plain
+        });
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! followed by a fake log line) travels the real path — webhook, journal, SSH to a real
 //! target and back as that target's stderr — and `salve history` (the list and `--id`),
 //! `salve gaps` and salve's human-format log show it escaped and still recognisable, never
-//! raw. `history --json` stays JSON carrying the exact bytes.
+//! raw. `history --json` stays JSON carrying the exact bytes, every control escaped.
 
 use std::time::Duration;
 
@@ -106,6 +106,14 @@ async fn history_gaps_and_the_human_log_show_hostile_alert_text_escaped() {
         .find(|i| i["labels"]["alertname"] == hostile.as_str())
         .expect("the incident named by the hostile text");
     assert_eq!(novel["state"], "unmatched", "{novel:#}");
+
+    // As JSON it is the same value, with even the controls serde leaves raw (DEL, C1,
+    // bidi) written as \u escapes.
+    for args in [&["history", "--json"][..], &["gaps", "--json"]] {
+        let json = cli(salve, args).await;
+        assert_readable(&format!("salve {args:?}"), &json);
+        serde_json::from_slice::<Value>(&json).expect("still JSON");
+    }
 
     let list = cli(salve, &["history"]).await;
     assert_readable("salve history", &list);
