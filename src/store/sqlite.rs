@@ -1529,6 +1529,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn labels_crafted_to_collide_with_a_fingerprint_are_another_alert() {
+        // FNV-1a is not collision resistant: here two label sets share fingerprint "aa"
+        // (as crafted labels could) and the start. They are still two alerts.
+        let (_dir, store) = temp_store();
+        let victim = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z").await;
+        let colliding = |status: AlertStatus| {
+            let mut alert = alert("aa", status, Some(STARTS));
+            alert
+                .labels
+                .insert("instance".into(), "attacker:9100".into());
+            alert.ends_at = Some(time("2026-11-28T10:00:02Z"));
+            alert
+        };
+        let forged = ingest_one(
+            &store,
+            colliding(AlertStatus::Resolved),
+            "2026-11-28T10:00:02Z",
+        )
+        .await;
+        assert!(forged.created && forged.id != victim.id);
+        let again = ingest_one(
+            &store,
+            colliding(AlertStatus::Resolved),
+            "2026-11-28T10:00:03Z",
+        )
+        .await;
+        assert_eq!((again.id, again.created), (forged.id, false));
+        // Without a start it does not join the victim's open incident either.
+        let mut no_start = colliding(AlertStatus::Resolved);
+        no_start.starts_at = None;
+        let other = ingest_one(&store, no_start, "2026-11-28T10:00:04Z").await;
+        assert_ne!(other.id, victim.id);
+        let victim = detail(&store, victim.id).await;
+        assert_eq!(victim.incident.alert_status, AlertStatus::Firing);
+        assert_eq!(victim.incident.receive_count, 1);
+        assert_eq!(event_kinds(&victim), ["received"]);
+        // The victim's own copies still find it.
+        let copy = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:05Z").await;
+        assert_eq!(copy.id, victim.incident.id);
+    }
+
+    #[tokio::test]
     async fn resolved_before_run_is_refused_while_the_alert_fires() {
         let (_dir, store) = temp_store();
         let id = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z")
@@ -1623,14 +1665,62 @@ mod tests {
                 conn.execute(
                     "INSERT INTO incidents (source, fingerprint, starts_at, alertname, alert_status,
                          labels, annotations, state, first_seen, last_seen, receive_count)
-                     VALUES (?1, 'aa', ?2, 'DiskFull', 'firing', '{}', '{}', 'dry_run', ?3, ?3, 1)",
-                    params![source, starts_at, seen],
+                     VALUES (?1, 'aa', ?2, 'DiskFull', 'firing', ?4, '{}', 'dry_run', ?3, ?3, 1)",
+                    params![
+                        source,
+                        starts_at,
+                        seen,
+                        r#"{"alertname":"DiskFull","instance":"host1:9100"}"#
+                    ],
                 )
                 .unwrap();
             }
         }
+        {
+            // Each with its journal, and the first with a run and an outbox row: the
+            // rebuild must keep every reference valid.
+            let conn = Connection::open(&path).unwrap();
+            for id in 1..=3 {
+                conn.execute(
+                    "INSERT INTO events (incident_id, at, kind, detail)
+                     VALUES (?1, '2026-11-28T10:00:01.000000000Z', 'received', '{}')",
+                    [id],
+                )
+                .unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO runs (incident_id, recipe, target, started_at, window_seconds)
+                     VALUES (1, 'r', 'web1', '2026-11-28T10:00:02.000000000Z', 60);
+                 INSERT INTO outbox (incident_id, reason, channel, payload, status,
+                     next_attempt_at, created_at)
+                     VALUES (1, 'failed', 'mail', '{}', 'pending',
+                     '2026-11-28T10:00:03.000000000Z', '2026-11-28T10:00:03.000000000Z');",
+            )
+            .unwrap();
+        }
         let store = SqliteStore::open_path(&path).unwrap();
         assert_eq!(store.list_incidents(10).await.unwrap().len(), 3);
+        for id in 1..=3 {
+            assert_eq!(
+                event_kinds(&detail(&store, IncidentId(id)).await),
+                ["received"]
+            );
+        }
+        let conn = Connection::open(&path).unwrap();
+        let orphans: i64 = conn
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(orphans, 0);
+        let constraints: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE name = 'incidents'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert!(!constraints.contains("UNIQUE"), "{constraints}");
         // A copy of the shared key joins the oldest row only.
         let copy = ingest_one(
             &store,

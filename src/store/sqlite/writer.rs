@@ -332,17 +332,23 @@ fn known(row: &rusqlite::Row<'_>) -> rusqlite::Result<Known> {
 
 /// The incident key is (fingerprint, startsAt) whatever the source (migration 0004):
 /// the fingerprint is computed from the labels, so the same alert through Alertmanager
-/// and the generic hook is one incident, and no sender can name another alert's.
+/// and the generic hook is one incident, and no sender can name another alert's. Every
+/// lookup also compares the labels themselves: FNV-1a is no cryptographic hash, and labels
+/// crafted to collide with another alert's fingerprint must not join its incident.
 fn ingest_one(conn: &Connection, alert: &Alert, received: &str) -> rusqlite::Result<Ingested> {
-    let fingerprint = alert.fingerprint.as_str();
+    let alert_key = AlertKey {
+        fingerprint: alert.fingerprint.as_str(),
+        labels: json_text(&alert.labels),
+    };
+    let key = &alert_key;
     let firing = alert.status == AlertStatus::Firing;
     let destination = match alert.starts_at.map(time_text) {
-        Some(starts_at) => match find_by_key(conn, fingerprint, &starts_at)? {
+        Some(starts_at) => match find_by_key(conn, key, &starts_at)? {
             Some(found) => Destination::Existing(found, None),
             // The same alert sent earlier without a start (generic), or firing again while
             // its incident waits: the incident takes the monitor's start.
-            None => match find_assumed_open(conn, fingerprint)?.or(if firing {
-                find_waiting_resolved(conn, fingerprint, Some(&starts_at))?
+            None => match find_assumed_open(conn, key)?.or(if firing {
+                find_waiting_resolved(conn, key, Some(&starts_at))?
             } else {
                 None
             }) {
@@ -354,8 +360,8 @@ fn ingest_one(conn: &Connection, alert: &Alert, received: &str) -> rusqlite::Res
             },
         },
         // Without a start the alert belongs to the open occurrence of its fingerprint.
-        None => match find_open(conn, fingerprint)?.or(if firing {
-            find_waiting_resolved(conn, fingerprint, None)?
+        None => match find_open(conn, key)?.or(if firing {
+            find_waiting_resolved(conn, key, None)?
         } else {
             None
         }) {
@@ -368,7 +374,7 @@ fn ingest_one(conn: &Connection, alert: &Alert, received: &str) -> rusqlite::Res
     };
     match destination {
         Destination::New { starts_at, assumed } => {
-            create(conn, alert, &starts_at, assumed, received)
+            create(conn, alert, &key.labels, &starts_at, assumed, received)
         }
         Destination::Existing(found, new_start) => {
             update(conn, &found, new_start.as_deref(), alert, received)
@@ -376,39 +382,48 @@ fn ingest_one(conn: &Connection, alert: &Alert, received: &str) -> rusqlite::Res
     }
 }
 
+/// What identifies an alert: its fingerprint, and (against collisions) its labels as stored.
+struct AlertKey<'a> {
+    fingerprint: &'a str,
+    labels: String,
+}
+
+/// Rows of the same alert, the keyed one first (older rows that duplicated a key across
+/// sources are `keyed = 0`), then the newest.
+const SAME_ALERT: &str = "fingerprint = ?1 AND labels = ?2";
+
 fn find_by_key(
     conn: &Connection,
-    fingerprint: &str,
+    key: &AlertKey<'_>,
     starts_at: &str,
 ) -> rusqlite::Result<Option<Known>> {
     conn.prepare_cached(&format!(
-        "SELECT {KNOWN_COLUMNS} FROM incidents
-         WHERE fingerprint = ?1 AND starts_at = ?2 AND keyed = 1"
+        "SELECT {KNOWN_COLUMNS} FROM incidents WHERE {SAME_ALERT} AND starts_at = ?3
+         ORDER BY keyed DESC, id LIMIT 1"
     ))?
-    .query_row(params![fingerprint, starts_at], known)
+    .query_row(params![key.fingerprint, key.labels, starts_at], known)
     .optional()
 }
 
-/// The newest firing incident of this fingerprint.
-fn find_open(conn: &Connection, fingerprint: &str) -> rusqlite::Result<Option<Known>> {
+/// The newest firing incident of this alert.
+fn find_open(conn: &Connection, key: &AlertKey<'_>) -> rusqlite::Result<Option<Known>> {
     conn.prepare_cached(&format!(
-        "SELECT {KNOWN_COLUMNS} FROM incidents
-         WHERE fingerprint = ?1 AND alert_status = 'firing' AND keyed = 1
-         ORDER BY starts_at DESC, id DESC LIMIT 1"
+        "SELECT {KNOWN_COLUMNS} FROM incidents WHERE {SAME_ALERT} AND alert_status = 'firing'
+         ORDER BY starts_at DESC, keyed DESC, id DESC LIMIT 1"
     ))?
-    .query_row(params![fingerprint], known)
+    .query_row(params![key.fingerprint, key.labels], known)
     .optional()
 }
 
-/// The newest firing incident of this fingerprint whose start salve assumed (the sender
-/// gave none).
-fn find_assumed_open(conn: &Connection, fingerprint: &str) -> rusqlite::Result<Option<Known>> {
+/// The newest firing incident of this alert whose start salve assumed (the sender gave
+/// none).
+fn find_assumed_open(conn: &Connection, key: &AlertKey<'_>) -> rusqlite::Result<Option<Known>> {
     conn.prepare_cached(&format!(
         "SELECT {KNOWN_COLUMNS} FROM incidents
-         WHERE fingerprint = ?1 AND alert_status = 'firing' AND keyed = 1 AND start_assumed = 1
-         ORDER BY starts_at DESC, id DESC LIMIT 1"
+         WHERE {SAME_ALERT} AND alert_status = 'firing' AND start_assumed = 1
+         ORDER BY starts_at DESC, keyed DESC, id DESC LIMIT 1"
     ))?
-    .query_row(params![fingerprint], known)
+    .query_row(params![key.fingerprint, key.labels], known)
     .optional()
 }
 
@@ -419,16 +434,15 @@ fn find_assumed_open(conn: &Connection, fingerprint: &str) -> rusqlite::Result<O
 /// of ending it `resolved_before_run` and queueing a second one behind it.
 fn find_waiting_resolved(
     conn: &Connection,
-    fingerprint: &str,
+    key: &AlertKey<'_>,
     starting_after: Option<&str>,
 ) -> rusqlite::Result<Option<Known>> {
     let newest = conn
         .prepare_cached(&format!(
-            "SELECT {KNOWN_COLUMNS} FROM incidents
-             WHERE fingerprint = ?1 AND keyed = 1
-             ORDER BY starts_at DESC, id DESC LIMIT 1"
+            "SELECT {KNOWN_COLUMNS} FROM incidents WHERE {SAME_ALERT}
+             ORDER BY starts_at DESC, keyed DESC, id DESC LIMIT 1"
         ))?
-        .query_row(params![fingerprint], known)
+        .query_row(params![key.fingerprint, key.labels], known)
         .optional()?;
     Ok(newest.filter(|found| {
         found.status == AlertStatus::Resolved.as_str()
@@ -440,6 +454,7 @@ fn find_waiting_resolved(
 fn create(
     conn: &Connection,
     alert: &Alert,
+    labels: &str,
     starts_at: &str,
     start_assumed: bool,
     received: &str,
@@ -452,8 +467,10 @@ fn create(
     conn.prepare_cached(
         "INSERT INTO incidents (source, fingerprint, starts_at, alertname, alert_status,
              ends_at, resolved_at, labels, annotations, generator_url, external_url,
-             state, reason, plan, first_seen, last_seen, receive_count, start_assumed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULL, NULL, ?13, ?13, 1, ?14)",
+             state, reason, plan, first_seen, last_seen, receive_count, start_assumed, keyed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULL, NULL, ?13, ?13, 1, ?14,
+             NOT EXISTS (SELECT 1 FROM incidents
+                         WHERE fingerprint = ?2 AND starts_at = ?3 AND keyed = 1))",
     )?
     .execute(params![
         alert.source.as_str(),
@@ -463,7 +480,7 @@ fn create(
         alert.status.as_str(),
         ends_at,
         resolved_at,
-        json_text(&alert.labels),
+        labels,
         json_text(&alert.annotations),
         alert.generator_url,
         alert.external_url,
@@ -505,9 +522,15 @@ fn update(
     )?
     .execute(params![id.0, received])?;
     if let Some(starts_at) = new_start {
-        // find_by_key found no incident with this key, so the unique index holds.
+        // find_by_key found no row of this alert with this start; a colliding alert's
+        // keyed row may exist, and then this one steps out of the unique key.
         conn.prepare_cached(
-            "UPDATE incidents SET starts_at = ?2, start_assumed = 0 WHERE id = ?1",
+            "UPDATE incidents SET starts_at = ?2, start_assumed = 0,
+                 keyed = NOT EXISTS (SELECT 1 FROM incidents AS other
+                                     WHERE other.fingerprint = incidents.fingerprint
+                                       AND other.starts_at = ?2 AND other.keyed = 1
+                                       AND other.id != incidents.id)
+             WHERE id = ?1",
         )?
         .execute(params![id.0, starts_at])?;
     }
