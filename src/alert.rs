@@ -62,8 +62,11 @@ impl AlertStatus {
     }
 }
 
-/// An alert's identity within its source: 1–128 printable ASCII characters.
-/// Alertmanager sends 16 hex digits; the generic hook may send its own.
+/// An alert's identity: the hash salve computes from its labels ([`Fingerprint::of_labels`],
+/// Alertmanager's own algorithm), never a value a sender supplies, so an alert cannot claim
+/// another alert's incident. [`Fingerprint::parse`] only reads identities back from the
+/// journal, where incidents stored before schema version 4 may hold a generic sender's own
+/// (1–128 printable ASCII characters).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Fingerprint(String);
@@ -88,8 +91,9 @@ impl Fingerprint {
     }
 
     /// The fingerprint Alertmanager itself computes for a label set (Prometheus
-    /// `model.LabelSet.Fingerprint`: FNV-1a 64 over sorted `name 0xff value 0xff`), so a
-    /// generic alert without one gets the same identity Alertmanager would give it.
+    /// `model.LabelSet.Fingerprint`: FNV-1a 64 over sorted `name 0xff value 0xff`), so the
+    /// same labels have the same identity whichever route (Alertmanager, Grafana, generic)
+    /// brought them. `0xff` never occurs in UTF-8, so no two label sets share an input.
     pub fn of_labels(labels: &BTreeMap<String, String>) -> Fingerprint {
         const OFFSET: u64 = 0xcbf29ce484222325;
         const PRIME: u64 = 0x100000001b3;
@@ -193,6 +197,24 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         assert_eq!(Fingerprint::of_labels(&labels).as_str(), "10fd2ebfb5d5241b");
+    }
+
+    #[test]
+    fn fingerprints_of_label_sets_that_concatenate_alike_differ() {
+        let of = |pairs: &[(&str, &str)]| {
+            let labels: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            Fingerprint::of_labels(&labels)
+        };
+        // The same bytes split differently between names and values are other alerts.
+        assert_ne!(of(&[("ab", "c")]), of(&[("a", "bc")]));
+        assert_ne!(of(&[("a", "b"), ("c", "d")]), of(&[("a", "bcd")]));
+        assert_ne!(of(&[("a", "")]), of(&[]));
+        // Order of insertion does not matter: labels are a set.
+        assert_eq!(of(&[("a", "1"), ("b", "2")]), of(&[("b", "2"), ("a", "1")]));
+        assert_eq!(of(&[("a", "1")]).as_str().len(), 16);
     }
 
     #[test]

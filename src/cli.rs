@@ -18,6 +18,8 @@ use crate::plan::Plan;
 use crate::recipe::{self, PlanContext};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
+// Every piece of journal or alert text printed as text goes through this.
+use crate::terminal::escape_controls as safe;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -169,13 +171,39 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| default_level.into());
+    // Colours only for a terminal: in a file or the journal an escape sequence is noise,
+    // and with none of salve's own there, any ESC in the log would stand out as injected.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Human => builder.try_init(),
+        // tracing-subscriber escapes only ESC/BEL/BS/FF/DEL, and only in the message: every
+        // field value is alert-derived text that could forge lines (CR/LF) or carry OSC.
+        LogFormat::Human => builder.fmt_fields(human_log_fields()).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// The human log's field formatter: `name=value` (the message bare), with every value's
+/// control characters escaped.
+fn human_log_fields() -> impl for<'writer> tracing_subscriber::fmt::FormatFields<'writer> {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let text = format!("{value:?}");
+        match field.name() {
+            "message" => write!(writer, "{}", safe(&text)),
+            name => write!(
+                writer,
+                "{}={}",
+                name.strip_prefix("r#").unwrap_or(name),
+                safe(&text)
+            ),
+        }
+    })
+    .delimited(" ")
 }
 
 fn load_recipes(
@@ -278,7 +306,7 @@ fn simulate(
             .iter()
             .map(|(alert, plan)| serde_json::json!({ "alert": alert, "state": state_for(plan), "plan": plan }))
             .collect();
-        serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "alerts": value }))?;
+        crate::terminal::write_json(&mut out, &serde_json::json!({ "alerts": value }))?;
         writeln!(out)?;
     } else {
         for (alert, plan) in &results {
@@ -295,28 +323,37 @@ fn simulate(
 fn write_plan(out: &mut impl Write, alertname: &str, plan: &Plan) -> std::io::Result<()> {
     writeln!(
         out,
-        "alert {alertname}: {} ({})",
+        "alert {}: {} ({})",
+        safe(alertname),
         state_for(plan),
         plan.outcome.as_str()
     )?;
     if let Some(recipe) = &plan.recipe {
-        writeln!(out, "  recipe:   {recipe} (mode {})", plan.mode.as_str())?;
+        writeln!(
+            out,
+            "  recipe:   {} (mode {})",
+            safe(recipe),
+            plan.mode.as_str()
+        )?;
     }
     if let Some(reason) = &plan.reason {
-        writeln!(out, "  reason:   {reason}")?;
+        writeln!(out, "  reason:   {}", safe(reason))?;
     }
     if let Some(target) = &plan.target {
         writeln!(
             out,
             "  target:   {} ({}:{})",
-            target.name, target.address, target.port
+            safe(&target.name),
+            safe(&target.address),
+            target.port
         )?;
     }
     for command in &plan.commands {
         writeln!(
             out,
-            "  run:      {}{command}",
-            if plan.sudo { "[sudo] " } else { "" }
+            "  run:      {}{}",
+            if plan.sudo { "[sudo] " } else { "" },
+            safe(command)
         )?;
     }
     if let Some(verify) = &plan.verify {
@@ -330,7 +367,7 @@ fn write_plan(out: &mut impl Write, alertname: &str, plan: &Plan) -> std::io::Re
             writeln!(
                 out,
                 "    - {}",
-                serde_json::to_string(check).unwrap_or_default()
+                safe(&serde_json::to_string(check).unwrap_or_default())
             )?;
         }
     }
@@ -342,9 +379,9 @@ fn write_plan(out: &mut impl Write, alertname: &str, plan: &Plan) -> std::io::Re
             humantime::format_duration(breaker.window)
         )?;
     }
-    writeln!(out, "  escalate: {}", plan.escalate.join(", "))?;
+    writeln!(out, "  escalate: {}", safe(&plan.escalate.join(", ")))?;
     for attach in &plan.attach {
-        writeln!(out, "  attach:   {attach}")?;
+        writeln!(out, "  attach:   {}", safe(attach))?;
     }
     Ok(())
 }
@@ -455,7 +492,7 @@ fn gaps(loaded: &Loaded, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
         let gaps = store.gaps(limit).await?;
         let mut out = std::io::stdout().lock();
         if json {
-            serde_json::to_writer_pretty(&mut out, &gaps)?;
+            crate::terminal::write_json(&mut out, &gaps)?;
             writeln!(out)?;
         } else if gaps.is_empty() {
             writeln!(
@@ -475,8 +512,8 @@ fn gaps(loaded: &Loaded, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
                     gap.incidents,
                     gap.unmatched,
                     gap.escalated,
-                    truncate(&gap.alertname, 28),
-                    gap.last_reason.as_deref().unwrap_or("")
+                    truncate(&safe(&gap.alertname), 28),
+                    safe(gap.last_reason.as_deref().unwrap_or(""))
                 )?;
             }
         }
@@ -518,7 +555,7 @@ fn history(
             };
             let mut out = std::io::stdout().lock();
             if json {
-                serde_json::to_writer_pretty(&mut out, &detail)?;
+                crate::terminal::write_json(&mut out, &detail)?;
                 writeln!(out)?;
             } else {
                 write_incident(&mut out, &detail)?;
@@ -537,7 +574,7 @@ fn history(
                     .await?;
                 for detail in &page {
                     writeln!(out, "{}", if written == 0 { "" } else { "," })?;
-                    serde_json::to_writer_pretty(&mut out, detail)?;
+                    crate::terminal::write_json(&mut out, detail)?;
                     written += 1;
                 }
                 match page.last() {
@@ -574,15 +611,20 @@ fn write_history(out: &mut impl Write, incidents: &[Incident]) -> anyhow::Result
             incident.last_seen.format("%Y-%m-%d %H:%M:%S"),
             incident.state.as_str(),
             incident.alert_status.as_str(),
-            truncate(incident.alertname.as_deref().unwrap_or("-"), 24),
-            truncate(plan.and_then(|p| p.recipe.as_deref()).unwrap_or("-"), 16),
+            truncate(&safe(incident.alertname.as_deref().unwrap_or("-")), 24),
             truncate(
-                plan.and_then(|p| p.target.as_ref())
-                    .map(|t| t.name.as_str())
-                    .unwrap_or("-"),
+                &safe(plan.and_then(|p| p.recipe.as_deref()).unwrap_or("-")),
+                16
+            ),
+            truncate(
+                &safe(
+                    plan.and_then(|p| p.target.as_ref())
+                        .map(|t| t.name.as_str())
+                        .unwrap_or("-")
+                ),
                 12
             ),
-            incident.reason.as_deref().unwrap_or(""),
+            safe(incident.reason.as_deref().unwrap_or("")),
         )?;
     }
     Ok(())
@@ -598,17 +640,19 @@ fn write_incident(
         out,
         "incident {}: {} ({}) — {}",
         incident.id.0,
-        incident.alertname.as_deref().unwrap_or("<no alertname>"),
+        safe(incident.alertname.as_deref().unwrap_or("<no alertname>")),
         incident.alert_status.as_str(),
         incident.state.as_str()
     )?;
     if let Some(reason) = &incident.reason {
-        writeln!(out, "  why:      {reason}")?;
+        writeln!(out, "  why:      {}", safe(reason))?;
     }
     writeln!(
         out,
         "  source:   {} fingerprint {} started {}",
-        incident.source, incident.fingerprint, incident.starts_at
+        incident.source,
+        safe(incident.fingerprint.as_str()),
+        incident.starts_at
     )?;
     if let Some(plan) = &incident.plan {
         write_plan(out, incident.alertname.as_deref().unwrap_or("-"), plan)?;
@@ -622,7 +666,7 @@ fn write_incident(
                 out,
                 "    {at} step {} started: {}",
                 d["step"],
-                d["command"].as_str().unwrap_or("")
+                safe(d["command"].as_str().unwrap_or(""))
             )?,
             "step_finished" => {
                 writeln!(
@@ -641,8 +685,9 @@ fn write_incident(
                             ""
                         };
                         writeln!(out, "      {stream}{marker}:")?;
+                        // Behind a gutter: an output line cannot pass for a journal line.
                         for line in text.lines().take(20) {
-                            writeln!(out, "        {line}")?;
+                            writeln!(out, "        | {}", safe(line))?;
                         }
                     }
                 }
@@ -663,8 +708,8 @@ fn write_incident(
                         out,
                         "      [{}] {} — {}",
                         if result["passed"] == true { "ok" } else { "!!" },
-                        result["check"].as_str().unwrap_or(""),
-                        result["detail"].as_str().unwrap_or("")
+                        safe(result["check"].as_str().unwrap_or("")),
+                        safe(result["detail"].as_str().unwrap_or(""))
                     )?;
                 }
             }
@@ -674,7 +719,8 @@ fn write_incident(
                 if d.as_object().is_some_and(|o| o.is_empty()) {
                     String::new()
                 } else {
-                    d.to_string()
+                    // serde escapes C0 controls, not DEL, C1 or bidi controls.
+                    safe(&d.to_string()).into_owned()
                 }
             )?,
         }

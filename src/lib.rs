@@ -18,5 +18,6 @@ pub mod recipe;
 pub mod serve;
 pub mod ssh;
 pub mod store;
+pub mod terminal;
 pub mod tomlspan;
 pub mod verify;

@@ -202,11 +202,42 @@ impl Metrics {
             .inc();
     }
 
+    /// Adds `by` to `counter`, stopping at `u64::MAX` instead of wrapping to 0: some
+    /// increments are whatever a sender claims (Alertmanager's `truncatedAlerts`).
+    pub fn saturating_inc_by(counter: &Counter, by: u64) {
+        let _ = counter.inner().fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |now| Some(now.saturating_add(by)),
+        );
+    }
+
     /// The registry in the OpenMetrics text format that Prometheus scrapes.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_fed_by_senders_saturate_instead_of_wrapping() {
+        let metrics = Metrics::new();
+        Metrics::saturating_inc_by(&metrics.truncated_alerts, u64::MAX);
+        Metrics::saturating_inc_by(&metrics.truncated_alerts, u64::MAX);
+        Metrics::saturating_inc_by(&metrics.truncated_alerts, 1);
+        assert_eq!(metrics.truncated_alerts.get(), u64::MAX);
+        assert!(
+            metrics
+                .encode()
+                .contains("salve_alertmanager_truncated_alerts_total 18446744073709551615"),
+            "{}",
+            metrics.encode()
+        );
     }
 }

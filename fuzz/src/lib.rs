@@ -13,8 +13,8 @@ pub const TIGHT: Limits = Limits {
     max_value_bytes: 40,
 };
 
-/// An error message goes back to the sender and into logs: it quotes at most 64 characters
-/// of any input string (`intake::json::quote`), so it stays short whatever the body.
+/// An error message goes back to the sender and into logs: it quotes at most 100 escaped
+/// characters of any input string (`intake::json::quote`), so it stays short whatever the body.
 const MAX_REASON_BYTES: usize = 2048;
 
 /// Runs `parse` under [`TIGHT`] and under the defaults and checks both results, and that

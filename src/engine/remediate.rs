@@ -339,7 +339,11 @@ impl Remediator {
                 .await;
         };
         if current.alert_status == AlertStatus::Resolved {
-            return self.resolved_before_run(id).await;
+            match self.resolved_before_run(id).await {
+                // It fired again since it was read: it runs after all.
+                Err(StoreError::AlertFiring(_)) => {}
+                done => return done,
+            }
         }
 
         // Rate limits first (without holding a slot other hosts could use), then a slot,
@@ -385,31 +389,39 @@ impl Remediator {
             .iter()
             .map(|command| remote_line(command, plan.sudo, plan.command_timeout))
             .collect();
-        let gate = match self
-            .store
-            .begin_run(
-                id,
-                &recipe,
-                &target.name,
-                limit,
-                json!({ "target": target, "steps": plan.commands.len(), "sudo": plan.sudo }),
-                plan.commands
-                    .first()
-                    .map(|command| step_started(0, command, &executed[0])),
-            )
-            .await
-        {
-            Ok(gate) => gate,
-            // Another replica (or a SIGTERM drain's recovery) took it meanwhile.
-            Err(StoreError::StateConflict { found, .. }) => {
-                tracing::debug!(incident = %id, state = %found, "not started: no longer matched");
-                return Ok(());
+        // The store decides in its own transactions: resolved → not started; and closing it
+        // as resolved is refused if it fired again in between, so then it starts after all.
+        let gate = loop {
+            let gate = match self
+                .store
+                .begin_run(
+                    id,
+                    &recipe,
+                    &target.name,
+                    limit,
+                    json!({ "target": target, "steps": plan.commands.len(), "sudo": plan.sudo }),
+                    plan.commands
+                        .first()
+                        .map(|command| step_started(0, command, &executed[0])),
+                )
+                .await
+            {
+                Ok(gate) => gate,
+                // Another replica (or a SIGTERM drain's recovery) took it meanwhile.
+                Err(StoreError::StateConflict { found, .. }) => {
+                    tracing::debug!(incident = %id, state = %found, "not started: no longer matched");
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            if gate != RunGate::AlertResolved {
+                break gate;
             }
-            Err(e) => return Err(e),
+            match self.resolved_before_run(id).await {
+                Err(StoreError::AlertFiring(_)) => continue,
+                done => return done,
+            }
         };
-        if gate == RunGate::AlertResolved {
-            return self.resolved_before_run(id).await;
-        }
         if let RunGate::BreakerOpen { runs } = gate {
             let reason = format!(
                 "circuit breaker open: {} already ran {} time(s) on {} in the last {} (max_runs {}); not run",

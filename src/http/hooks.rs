@@ -67,7 +67,10 @@ impl Rejection {
         match self {
             Rejection::Unauthorized(why) => (*why).to_owned(),
             Rejection::UnsupportedMediaType(got) => {
-                format!("content type must be application/json, got {got:?}")
+                format!(
+                    "content type must be application/json, got {}",
+                    intake::quote(got)
+                )
             }
             Rejection::TooLarge(limit) => format!("body exceeds the limit of {limit} bytes"),
             Rejection::BodyTimeout(limit) => format!(
@@ -188,10 +191,10 @@ async fn accept(
             truncated = notification.truncated_alerts,
             "Alertmanager truncated this notification: raise max_alerts in its webhook_config"
         );
-        state
-            .metrics
-            .truncated_alerts
-            .inc_by(notification.truncated_alerts);
+        Metrics::saturating_inc_by(
+            &state.metrics.truncated_alerts,
+            notification.truncated_alerts,
+        );
     }
 
     let received = notification.alerts.len();
@@ -211,20 +214,14 @@ async fn accept(
 
 fn record_metrics(metrics: &Metrics, source: Source, ingested: &[crate::store::Ingested]) {
     let label = Metrics::source(source);
-    metrics
-        .alerts_received
-        .get_or_create(&label)
-        .inc_by(ingested.len() as u64);
+    Metrics::saturating_inc_by(
+        &metrics.alerts_received.get_or_create(&label),
+        ingested.len() as u64,
+    );
     let duplicates = ingested.iter().filter(|i| !i.created).count() as u64;
-    metrics
-        .alert_duplicates
-        .get_or_create(&label)
-        .inc_by(duplicates);
+    Metrics::saturating_inc_by(&metrics.alert_duplicates.get_or_create(&label), duplicates);
     let resolved = ingested.iter().filter(|i| i.resolved_now).count() as u64;
-    metrics
-        .alerts_resolved
-        .get_or_create(&label)
-        .inc_by(resolved);
+    Metrics::saturating_inc_by(&metrics.alerts_resolved.get_or_create(&label), resolved);
 }
 
 /// JSON only: `application/json`, optionally with parameters (`; charset=utf-8`).

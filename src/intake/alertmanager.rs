@@ -101,13 +101,13 @@ fn parse_monitor_alert(
         Some(value) => json::time(value, &field("endsAt"))?,
     };
     let generator_url = json::optional_text(object, path, "generatorURL", limits)?;
-    // Alertmanager always sends the fingerprint; recomputing it the same way when it is
-    // missing keeps hand-written test payloads deduplicating like real ones.
-    let fingerprint = match json::optional(object, "fingerprint") {
-        Some(Value::String(text)) if text.is_empty() => Fingerprint::of_labels(&labels),
-        Some(value) => json::fingerprint(value, &field("fingerprint"))?,
-        None => Fingerprint::of_labels(&labels),
-    };
+    // The sender's `fingerprint` is never read: the identity is computed from the labels,
+    // so a notification cannot claim another alert's incident. Alertmanager's own always
+    // matches (same algorithm, same labels); Grafana computes its fingerprint over labels
+    // it strips from the payload (`__alert_rule_uid__`…), so a sent one that disagrees is
+    // not an error worth refusing a real page for (and a 4xx makes Alertmanager re-send
+    // the whole group forever) — it is ignored.
+    let fingerprint = Fingerprint::of_labels(&labels);
     Ok(Alert {
         source,
         fingerprint,
@@ -258,9 +258,20 @@ mod tests {
     }
 
     #[test]
-    fn missing_fingerprint_is_computed_like_alertmanager() {
+    fn the_fingerprint_is_computed_from_the_labels_whatever_was_sent() {
         let labels = json!({"alertname": "DiskFull", "instance": "host1:9100", "job": "node", "severity": "critical"});
-        for fingerprint in [None, Some(json!("")), Some(Value::Null)] {
+        // Missing, empty, null, another alert's, not hex, not even a string, huge: the
+        // identity is the labels' own.
+        for fingerprint in [
+            None,
+            Some(json!("")),
+            Some(Value::Null),
+            Some(json!("0123456789abcdef")),
+            Some(json!("a b")),
+            Some(json!(42)),
+            Some(json!({"nested": [1]})),
+            Some(json!("f".repeat(100_000))),
+        ] {
             let mut one = alert(labels.clone());
             match &fingerprint {
                 None => drop(one.as_object_mut().unwrap().remove("fingerprint")),
@@ -273,6 +284,19 @@ mod tests {
                 "{fingerprint:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_alert_sent_with_another_alerts_fingerprint_keeps_its_own_identity() {
+        let victim = parse(&payload(json!([alert(json!({"alertname": "DiskFull", "instance": "host1:9100", "job": "node", "severity": "critical"}))])), &Limits::default()).unwrap();
+        let mut forged = alert(json!({"alertname": "DiskFull", "instance": "evil:9100"}));
+        forged["fingerprint"] = json!("10fd2ebfb5d5241b");
+        let forged = parse(&payload(json!([forged])), &Limits::default()).unwrap();
+        assert_ne!(victim.alerts[0].fingerprint, forged.alerts[0].fingerprint);
+        assert_eq!(
+            forged.alerts[0].fingerprint,
+            Fingerprint::of_labels(&forged.alerts[0].labels)
+        );
     }
 
     #[test]
@@ -338,10 +362,6 @@ mod tests {
                 json!([{"status": "firing", "labels": {}}]),
                 "alerts[0].startsAt: missing",
             ),
-            (
-                json!([{"status": "firing", "labels": {}, "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "a b"}]),
-                "alerts[0].fingerprint: fingerprint must be printable ASCII without spaces",
-            ),
         ];
         for (alerts, expected) in cases {
             let got = reason(&payload(alerts));
@@ -350,13 +370,63 @@ mod tests {
                 "got {got:?}, expected {expected:?}"
             );
         }
-        let mut document: Value = serde_json::from_slice(&payload(json!([]))).unwrap();
-        document["truncatedAlerts"] = json!(-1);
-        let body = serde_json::to_vec(&document).unwrap();
+    }
+
+    #[test]
+    fn truncated_alerts_saturate_and_errors_never_echo_much() {
+        let truncated = |value: &str| {
+            let mut text = String::from_utf8(payload(json!([]))).unwrap();
+            text = text.replace(
+                "\"truncatedAlerts\":0",
+                &format!("\"truncatedAlerts\":{value}"),
+            );
+            parse(text.as_bytes(), &Limits::default()).map(|n| n.truncated_alerts)
+        };
+        assert_eq!(truncated("18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(truncated("18446744073709551616"), Ok(u64::MAX));
+        assert_eq!(truncated(&"9".repeat(300)), Ok(u64::MAX));
+        assert_eq!(truncated("-1"), Ok(0));
+        assert_eq!(truncated("-99999999999999999999999"), Ok(0));
+        // A number given as a huge string is refused, and the reason stays short.
+        let why = truncated(&format!("\"{}\"", "9".repeat(1 << 20)))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
-            reason(&body),
-            "truncatedAlerts: expected a non-negative integer, found -1"
+            why,
+            "truncatedAlerts: expected a non-negative integer, found string"
         );
+
+        // Huge strings in every field that is quoted back stay bounded.
+        let huge = "\u{1b}]8;;http://evil/\u{7}".repeat(20_000);
+        let mut document: Value = serde_json::from_slice(&payload(json!([]))).unwrap();
+        document["version"] = json!(huge);
+        let why = parse(&serde_json::to_vec(&document).unwrap(), &Limits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(why.len() < 300, "{why}");
+        assert!(!why.contains('\u{1b}'), "{why:?}");
+        let mut one = alert(json!({"alertname": "A"}));
+        one["startsAt"] = json!(huge);
+        let why = reason(&payload(json!([one])));
+        assert!(why.len() < 300 && !why.contains('\u{7}'), "{why:?}");
+        let mut one = alert(json!({"alertname": "A"}));
+        one["status"] = json!("9".repeat(1 << 20));
+        let why = reason(&payload(json!([one])));
+        assert!(why.len() < 300, "{why}");
+        assert!(why.ends_with("…(1048576 bytes)"), "{why}");
+        // A huge label name, over the name limit: quoted, bounded.
+        let name = "n".repeat(100_000);
+        let why = reason(&payload(json!([alert(json!({ name: "v" }))])));
+        assert!(why.len() < 400, "{why}");
+        // Deeply nested values are refused by the JSON reader with line and column only.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let mut text = String::from_utf8(payload(json!([]))).unwrap();
+        text = text.replace(
+            "\"truncatedAlerts\":0",
+            &format!("\"truncatedAlerts\":{deep}"),
+        );
+        let why = reason(text.as_bytes());
+        assert!(why.len() < 200, "{why}");
     }
 
     #[test]

@@ -87,12 +87,22 @@ fn parse_alert(value: &Value, path: &str, limits: &Limits) -> Result<Alert, Inta
         None => AlertStatus::Firing,
         Some(value) => json::status(value, &field("status"))?,
     };
-    // Without a fingerprint the alert gets the one Alertmanager would compute from the
-    // same labels, so a monitor that switches routes keeps its incidents.
-    let fingerprint = match json::optional(object, "fingerprint") {
-        None => Fingerprint::of_labels(&labels),
-        Some(value) => json::fingerprint(value, &field("fingerprint"))?,
-    };
+    // The identity is computed from the labels, exactly as Alertmanager computes it, so the
+    // same labels are the same alert on every route and no sender can claim another
+    // alert's incident. A sent `fingerprint` is only checked: ours is a strict format, and
+    // one that disagrees with the labels is a sender's bug (or an attempt), never ignored.
+    let fingerprint = Fingerprint::of_labels(&labels);
+    if let Some(value) = json::optional(object, "fingerprint") {
+        let sent = json::expect_str(value, &field("fingerprint"))?;
+        if sent != fingerprint.as_str() {
+            return Err(IntakeError::Malformed(format!(
+                "{}: {} does not match the labels, whose fingerprint is \"{fingerprint}\"; \
+                 salve computes it from the labels, so leave the field out",
+                field("fingerprint"),
+                json::quote(sent)
+            )));
+        }
+    }
     let starts_at = match json::optional(object, "startsAt") {
         None => None,
         Some(value) => json::time(value, &field("startsAt"))?,
@@ -169,7 +179,10 @@ mod tests {
         assert_eq!(list.alerts[0].status, AlertStatus::Firing);
         let resolved = &list.alerts[1];
         assert_eq!(resolved.status, AlertStatus::Resolved);
-        assert_eq!(resolved.fingerprint.as_str(), "disk-web2-var");
+        assert_eq!(
+            resolved.fingerprint,
+            Fingerprint::of_labels(&resolved.labels)
+        );
         assert_eq!(resolved.starts_at, Some(utc("2026-11-28T00:10:00Z")));
         assert_eq!(resolved.ends_at, Some(utc("2026-11-28T01:00:00Z")));
     }
@@ -251,8 +264,8 @@ mod tests {
             "status: expected \"firing\" or \"resolved\", found \"ok\""
         );
         assert_eq!(
-            reason(r#"{"labels":{"alertname":"A"},"fingerprint":""}"#),
-            "fingerprint: fingerprint is empty"
+            reason(r#"{"labels":{"alertname":"A"},"fingerprint":5}"#),
+            "fingerprint: expected a string, found number"
         );
         assert!(
             reason(r#"{"labels":{"alertname":"A"},"endsAt":"yesterday"}"#)
@@ -265,6 +278,43 @@ mod tests {
         assert_eq!(
             reason(r#"{"alerts":{}}"#),
             "alerts: expected a list, found object"
+        );
+    }
+
+    #[test]
+    fn a_fingerprint_must_be_the_labels_own() {
+        let labels: BTreeMap<String, String> = [("alertname".to_owned(), "A".to_owned())].into();
+        let own = Fingerprint::of_labels(&labels);
+        let body = format!(r#"{{"labels":{{"alertname":"A"}},"fingerprint":"{own}"}}"#);
+        let alert = parse(body.as_bytes(), &Limits::default())
+            .unwrap()
+            .alerts
+            .remove(0);
+        assert_eq!(alert.fingerprint, own);
+
+        // Another alert's fingerprint (here the captured DiskFull's), a custom one, an
+        // empty one: refused with the reason, never used as the identity.
+        for sent in ["10fd2ebfb5d5241b", "disk-web2-var", ""] {
+            let body = format!(r#"{{"labels":{{"alertname":"A"}},"fingerprint":"{sent}"}}"#);
+            assert_eq!(
+                reason(&body),
+                format!(
+                    "fingerprint: \"{sent}\" does not match the labels, whose fingerprint is \"{own}\"; \
+                     salve computes it from the labels, so leave the field out"
+                )
+            );
+        }
+        let long = "\u{1b}[2J".repeat(10_000);
+        let body =
+            serde_json::json!({"alerts": [{"labels": {"alertname": "A"}, "fingerprint": long}]});
+        let reason = reason(&body.to_string());
+        assert!(
+            reason.starts_with("alerts[0].fingerprint: \"\\u{1b}[2J"),
+            "{reason}"
+        );
+        assert!(
+            reason.len() < 300 && !reason.contains('\u{1b}'),
+            "{reason:?}"
         );
     }
 

@@ -8,11 +8,12 @@ use chrono::{DateTime, Datelike, Utc};
 use serde_json::{Map, Value};
 
 use super::{IntakeError, Limits};
-use crate::alert::{AlertStatus, Fingerprint};
+use crate::alert::AlertStatus;
 
-/// How much of an offending value or key an error message quotes. Errors go back to the
-/// sender and into logs, so a 16 KiB hostile value must not be copied into them.
-const QUOTE_CHARS: usize = 64;
+/// How much of an offending value or key an error message quotes, in characters of its
+/// escaped rendering. Errors go back to the sender and into logs, so a 16 KiB hostile value
+/// (or one made of control characters, each escaped to several) must not be copied into them.
+const QUOTE_CHARS: usize = 100;
 
 /// Parses the raw body. serde_json's message already carries line and column.
 pub(super) fn parse_body(body: &[u8]) -> Result<Value, IntakeError> {
@@ -54,12 +55,30 @@ pub(super) fn display_path(path: &str) -> &str {
     if path.is_empty() { "body" } else { path }
 }
 
-/// A quoted, escaped, length-bounded rendering of untrusted text for an error message.
-pub(super) fn quote(text: &str) -> String {
-    match text.char_indices().nth(QUOTE_CHARS) {
-        None => format!("{text:?}"),
-        Some((cut, _)) => format!("{:?}…", &text[..cut]),
+/// A quoted, escaped, length-bounded rendering of untrusted text for an error message:
+/// at most [`QUOTE_CHARS`] characters between the quotes, every control character escaped
+/// (`\n`, `\u{1b}`), and when cut, the text's full length: `"abc…"…(20000 bytes)`.
+pub(crate) fn quote(text: &str) -> String {
+    let mut quoted = String::from("\"");
+    let mut shown = 0;
+    for ch in text.chars() {
+        let escaped: String = match ch {
+            '"' => "\\\"".into(),
+            '\\' => "\\\\".into(),
+            // escape_debug also escapes `'`, which str's Debug does not.
+            '\'' => "'".into(),
+            other => other.escape_debug().collect(),
+        };
+        let width = escaped.chars().count();
+        if shown + width > QUOTE_CHARS {
+            quoted.push_str(&format!("\"…({} bytes)", text.len()));
+            return quoted;
+        }
+        shown += width;
+        quoted.push_str(&escaped);
     }
+    quoted.push('"');
+    quoted
 }
 
 fn malformed(path: &str, message: impl std::fmt::Display) -> IntakeError {
@@ -129,7 +148,10 @@ pub(super) fn optional_text(
     Ok((!text.is_empty()).then(|| text.to_owned()))
 }
 
-/// An optional non-negative integer such as `truncatedAlerts`; absent means 0.
+/// An optional count such as `truncatedAlerts`; absent means 0. The sender's count is only
+/// reported (a log line, a metric), so an absurd one saturates rather than failing the
+/// notification: negative is 0, anything past `u64::MAX` (sent as a float) is `u64::MAX`.
+/// Anything but a number is refused without echoing it.
 pub(super) fn optional_count(
     object: &Map<String, Value>,
     parent: &str,
@@ -137,12 +159,14 @@ pub(super) fn optional_count(
 ) -> Result<u64, IntakeError> {
     match optional(object, key) {
         None => Ok(0),
-        Some(value) => value.as_u64().ok_or_else(|| {
-            malformed(
-                &child(parent, key),
-                format_args!("expected a non-negative integer, found {value}"),
-            )
-        }),
+        // `as` saturates (and maps NaN to 0), which is exactly the rule.
+        Some(Value::Number(number)) => Ok(number
+            .as_u64()
+            .unwrap_or_else(|| number.as_f64().map_or(0, |float| float as u64))),
+        Some(other) => Err(malformed(
+            &child(parent, key),
+            format_args!("expected a non-negative integer, found {}", kind(other)),
+        )),
     }
 }
 
@@ -253,11 +277,6 @@ pub(super) fn status(value: &Value, path: &str) -> Result<AlertStatus, IntakeErr
     })
 }
 
-pub(super) fn fingerprint(value: &Value, path: &str) -> Result<Fingerprint, IntakeError> {
-    let text = expect_str(value, path)?;
-    Fingerprint::parse(text).map_err(|reason| malformed(path, reason))
-}
-
 /// Fails when `object` has a key outside `known`: for our own format, a typo must be an
 /// error rather than a silently ignored field.
 pub(super) fn deny_unknown_fields(
@@ -286,15 +305,65 @@ mod tests {
         assert_eq!(child("labels", "a.b"), "labels[\"a.b\"]");
         assert_eq!(child("labels", "x\ny"), "labels[\"x\\ny\"]");
         let long = "k".repeat(500);
-        assert!(child("labels", &long).len() < 100);
+        assert!(child("labels", &long).len() < 150);
     }
 
     #[test]
     fn quote_never_splits_a_character() {
         let text = "é".repeat(200);
         let quoted = quote(&text);
-        assert!(quoted.ends_with('…'));
+        assert!(quoted.ends_with("…(400 bytes)"), "{quoted}");
         assert_eq!(quoted.chars().filter(|&c| c == 'é').count(), QUOTE_CHARS);
+    }
+
+    #[test]
+    fn quote_is_bounded_and_escaped_whatever_the_text() {
+        // Control characters escape to several characters each: the bound is on what is
+        // shown, not on what was sent.
+        for hostile in [
+            "\u{1b}[2J".repeat(5000),
+            "\r\nforged line\x07\x08".repeat(3000),
+            "9".repeat(1 << 20),
+            "\u{202e}\u{9b}\u{7f}".repeat(1000),
+        ] {
+            let quoted = quote(&hostile);
+            assert!(quoted.chars().count() <= QUOTE_CHARS + 30, "{quoted}");
+            assert!(
+                quoted.ends_with(&format!("…({} bytes)", hostile.len())),
+                "{quoted}"
+            );
+            assert!(!quoted.chars().any(char::is_control), "{quoted:?}");
+        }
+        assert_eq!(quote("a\"b\\c'd"), r#""a\"b\\c'd""#);
+        assert_eq!(quote("short"), "\"short\"");
+    }
+
+    #[test]
+    fn counts_saturate_instead_of_failing() {
+        let count = |value: Value| {
+            let object = json!({ "truncatedAlerts": value });
+            optional_count(object.as_object().unwrap(), "", "truncatedAlerts")
+        };
+        assert_eq!(count(json!(7)), Ok(7));
+        assert_eq!(count(json!(u64::MAX)), Ok(u64::MAX));
+        assert_eq!(count(json!(-1)), Ok(0));
+        assert_eq!(count(json!(i64::MIN)), Ok(0));
+        assert_eq!(count(json!(1e300)), Ok(u64::MAX));
+        assert_eq!(count(json!(-1e300)), Ok(0));
+        assert_eq!(count(json!(2.5)), Ok(2));
+        assert_eq!(count(Value::Null), Ok(0));
+        let huge: Value = serde_json::from_str(&"9".repeat(300)).unwrap();
+        assert_eq!(count(huge), Ok(u64::MAX));
+        let error = count(json!("9".repeat(100_000))).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "truncatedAlerts: expected a non-negative integer, found string"
+        );
+        let error = count(json!({"a": [[[["deep"]]]]})).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "truncatedAlerts: expected a non-negative integer, found object"
+        );
     }
 
     #[test]

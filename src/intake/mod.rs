@@ -11,6 +11,9 @@ pub mod generic;
 pub mod grafana;
 mod json;
 
+/// Untrusted text quoted for an error message: escaped, and bounded whatever its length.
+pub(crate) use json::quote;
+
 use serde_json::Value;
 
 use crate::alert::{Alert, Source};
@@ -48,7 +51,7 @@ impl Default for Limits {
 pub struct Notification {
     pub alerts: Vec<Alert>,
     /// Alerts the sender dropped because of its own `max_alerts` (Alertmanager and Grafana
-    /// `truncatedAlerts`); always 0 for the generic hook.
+    /// `truncatedAlerts`, saturated into `0..=u64::MAX`); always 0 for the generic hook.
     pub truncated_alerts: u64,
 }
 

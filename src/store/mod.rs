@@ -28,6 +28,10 @@ pub enum StoreError {
     },
     #[error("incident {0} not found")]
     NotFound(IncidentId),
+    /// `resolved_before_run` refused: the incident's alert fired again since it was read,
+    /// so it must run (or escalate) instead.
+    #[error("incident {0}: its alert is firing again")]
+    AlertFiring(IncidentId),
 }
 
 /// What ingesting one alert did.
@@ -161,9 +165,12 @@ pub struct IncidentDetail {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Journal the alerts of one notification; returns only once they are durable.
-    /// Concurrent callers share commits (group commit). Keyed by
-    /// (source, fingerprint, startsAt): a known key updates last-seen, the receive
-    /// counter and the alert status, and never creates a second incident.
+    /// Concurrent callers share commits (group commit). Keyed by (fingerprint, startsAt)
+    /// whatever the source: a known key updates last-seen, the receive counter
+    /// (saturating) and the alert status, and never creates a second incident. An alert
+    /// without startsAt joins the open incident of its fingerprint; a firing alert whose
+    /// incident resolved but has not started yet (`received`/`matched`) fires that
+    /// incident again rather than opening a second one.
     async fn ingest(
         &self,
         alerts: Vec<Alert>,
@@ -187,7 +194,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Move `id` from `from` to `to` and journal `event`, atomically; `StateConflict`
-    /// (and nothing written) when the incident is not in `from`. `reason`, when set,
+    /// (and nothing written) when the incident is not in `from`, `AlertFiring` when `to`
+    /// is `resolved_before_run` but the alert fires (again). `reason`, when set,
     /// replaces the incident's reason.
     async fn transition(
         &self,

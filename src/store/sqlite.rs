@@ -999,6 +999,11 @@ mod tests {
             }
         );
 
+        // Handled (here: planned dry-run) before it fires again: a new occurrence.
+        store
+            .record_plan(first.id, State::Received, State::DryRun, &dry_run_plan())
+            .await
+            .unwrap();
         let next = ingest_one(
             &store,
             alert("generic-1", AlertStatus::Firing, None),
@@ -1512,6 +1517,361 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(store.commits(), 0);
+    }
+    fn from(source: Source, alert: Alert) -> Alert {
+        Alert { source, ..alert }
+    }
+
+    #[tokio::test]
+    async fn one_alert_through_two_routes_is_one_incident() {
+        let (_dir, store) = temp_store();
+        // Alertmanager first, then the generic hook without a start, then its resolve.
+        let fired = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z").await;
+        let copy = ingest_one(
+            &store,
+            from(Source::Generic, alert("aa", AlertStatus::Firing, None)),
+            "2026-11-28T10:00:02Z",
+        )
+        .await;
+        assert_eq!((copy.id, copy.created), (fired.id, false));
+        let resolve = ingest_one(
+            &store,
+            from(
+                Source::Grafana,
+                resolved("aa", STARTS, "2026-11-28T10:05:00Z"),
+            ),
+            "2026-11-28T10:05:01Z",
+        )
+        .await;
+        assert_eq!((resolve.id, resolve.resolved_now), (fired.id, true));
+        let incident = detail(&store, fired.id).await.incident;
+        assert_eq!(incident.source, Source::Alertmanager);
+        assert_eq!(incident.receive_count, 3);
+
+        // The generic hook first (no start: salve assumes one), then Alertmanager with its
+        // own start: the incident takes the monitor's start, and later copies find it.
+        let generic = ingest_one(
+            &store,
+            from(Source::Generic, alert("bb", AlertStatus::Firing, None)),
+            "2026-11-28T11:00:00Z",
+        )
+        .await;
+        let monitor = ingest_one(&store, firing("bb", STARTS), "2026-11-28T11:00:01Z").await;
+        assert_eq!((monitor.id, monitor.created), (generic.id, false));
+        let again = ingest_one(&store, firing("bb", STARTS), "2026-11-28T11:00:02Z").await;
+        assert_eq!(again.id, generic.id);
+        let detail = detail(&store, generic.id).await;
+        assert_eq!(detail.incident.starts_at, time(STARTS));
+        assert_eq!(detail.incident.receive_count, 3);
+        assert_eq!(event_kinds(&detail), ["received", "start_known"]);
+        assert_eq!(store.list_incidents(None, 10).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn another_alerts_fingerprint_is_another_key_only_by_the_fingerprint() {
+        // The store keys on the fingerprint it is given; intake computes it from the labels
+        // (intake tests), so a forged one never reaches here. Different fingerprints with
+        // the same start are different incidents, whatever the source.
+        let (_dir, store) = temp_store();
+        let a = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z").await;
+        let b = ingest_one(
+            &store,
+            from(Source::Generic, firing("bb", STARTS)),
+            "2026-11-28T10:00:01Z",
+        )
+        .await;
+        assert!(a.created && b.created && a.id != b.id);
+    }
+
+    #[tokio::test]
+    async fn an_alert_firing_again_while_its_incident_waits_is_that_incident_firing() {
+        let (_dir, store) = temp_store();
+        let later = "2026-11-28T10:07:00Z";
+        let fired = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z").await;
+        store
+            .record_plan(fired.id, State::Received, State::Matched, &dry_run_plan())
+            .await
+            .unwrap();
+        ingest_one(
+            &store,
+            resolved("aa", STARTS, "2026-11-28T10:05:00Z"),
+            "2026-11-28T10:05:01Z",
+        )
+        .await;
+        // A new occurrence (Alertmanager gives it a new start) while the first still waits
+        // for its host: no second incident, the waiting one fires again and takes the start.
+        let refired = ingest_one(&store, firing("aa", later), "2026-11-28T10:07:01Z").await;
+        assert_eq!((refired.id, refired.created), (fired.id, false));
+        let again = ingest_one(&store, firing("aa", later), "2026-11-28T10:07:02Z").await;
+        assert_eq!(again.id, fired.id);
+        let detail = detail(&store, fired.id).await;
+        assert_eq!(detail.incident.alert_status, AlertStatus::Firing);
+        assert_eq!(detail.incident.state, State::Matched);
+        assert_eq!(detail.incident.starts_at, time(later));
+        assert_eq!(
+            event_kinds(&detail),
+            ["received", "planned", "resolved", "refired"]
+        );
+        assert_eq!(
+            detail.events[3].detail["previous_starts_at"],
+            "2026-11-28T10:00:00.123456789Z"
+        );
+        // A late copy of an older occurrence does not reopen or move it.
+        ingest_one(
+            &store,
+            resolved("aa", STARTS, "2026-11-28T10:05:00Z"),
+            "2026-11-28T10:07:03Z",
+        )
+        .await;
+        assert_eq!(
+            detail_state(&store, fired.id).await,
+            (State::Matched, AlertStatus::Firing)
+        );
+
+        // Once it ran (or ended), firing anew is a new occurrence, a new incident.
+        store
+            .transition(
+                fired.id,
+                State::Matched,
+                State::Remediating,
+                None,
+                NewEvent::new("remediation_started", json!({})),
+            )
+            .await
+            .unwrap();
+        ingest_one(
+            &store,
+            resolved("aa", later, "2026-11-28T10:08:00Z"),
+            "2026-11-28T10:08:01Z",
+        )
+        .await;
+        let next = ingest_one(
+            &store,
+            firing("aa", "2026-11-28T10:09:00Z"),
+            "2026-11-28T10:09:01Z",
+        )
+        .await;
+        assert!(next.created);
+    }
+
+    async fn detail_state(store: &SqliteStore, id: IncidentId) -> (State, AlertStatus) {
+        let incident = detail(store, id).await.incident;
+        (incident.state, incident.alert_status)
+    }
+
+    #[tokio::test]
+    async fn labels_crafted_to_collide_with_a_fingerprint_are_another_alert() {
+        // FNV-1a is not collision resistant: here two label sets share fingerprint "aa"
+        // (as crafted labels could) and the start. They are still two alerts.
+        let (_dir, store) = temp_store();
+        let victim = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z").await;
+        let colliding = |status: AlertStatus| {
+            let mut alert = alert("aa", status, Some(STARTS));
+            alert
+                .labels
+                .insert("instance".into(), "attacker:9100".into());
+            alert.ends_at = Some(time("2026-11-28T10:00:02Z"));
+            alert
+        };
+        let forged = ingest_one(
+            &store,
+            colliding(AlertStatus::Resolved),
+            "2026-11-28T10:00:02Z",
+        )
+        .await;
+        assert!(forged.created && forged.id != victim.id);
+        let again = ingest_one(
+            &store,
+            colliding(AlertStatus::Resolved),
+            "2026-11-28T10:00:03Z",
+        )
+        .await;
+        assert_eq!((again.id, again.created), (forged.id, false));
+        // Without a start it does not join the victim's open incident either.
+        let mut no_start = colliding(AlertStatus::Resolved);
+        no_start.starts_at = None;
+        let other = ingest_one(&store, no_start, "2026-11-28T10:00:04Z").await;
+        assert_ne!(other.id, victim.id);
+        let victim = detail(&store, victim.id).await;
+        assert_eq!(victim.incident.alert_status, AlertStatus::Firing);
+        assert_eq!(victim.incident.receive_count, 1);
+        assert_eq!(event_kinds(&victim), ["received"]);
+        // The victim's own copies still find it.
+        let copy = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:05Z").await;
+        assert_eq!(copy.id, victim.incident.id);
+    }
+
+    #[tokio::test]
+    async fn resolved_before_run_is_refused_while_the_alert_fires() {
+        let (_dir, store) = temp_store();
+        let id = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z")
+            .await
+            .id;
+        store
+            .record_plan(id, State::Received, State::Matched, &dry_run_plan())
+            .await
+            .unwrap();
+        let close = || {
+            store.transition(
+                id,
+                State::Matched,
+                State::ResolvedBeforeRun,
+                Some("resolved".into()),
+                NewEvent::new("resolved_before_run", json!({})),
+            )
+        };
+        assert!(matches!(close().await, Err(StoreError::AlertFiring(found)) if found == id));
+        assert_eq!(
+            detail_state(&store, id).await,
+            (State::Matched, AlertStatus::Firing)
+        );
+        ingest_one(
+            &store,
+            resolved("aa", STARTS, "2026-11-28T10:05:00Z"),
+            "2026-11-28T10:05:01Z",
+        )
+        .await;
+        close().await.unwrap();
+        assert_eq!(
+            detail_state(&store, id).await,
+            (State::ResolvedBeforeRun, AlertStatus::Resolved)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_receive_count_saturates_instead_of_failing_the_ingest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("salve.db");
+        let store = SqliteStore::open_path(&path).unwrap();
+        let id = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z")
+            .await
+            .id;
+        Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE incidents SET receive_count = 9223372036854775807 WHERE id = ?1",
+                [id.0],
+            )
+            .unwrap();
+        for second in 2..4 {
+            let again = ingest_one(
+                &store,
+                firing("aa", STARTS),
+                &format!("2026-11-28T10:00:0{second}Z"),
+            )
+            .await;
+            assert_eq!(again.id, id);
+        }
+        assert_eq!(detail(&store, id).await.incident.receive_count, i64::MAX);
+    }
+
+    #[tokio::test]
+    async fn migration_4_keeps_rows_that_shared_a_key_across_sources_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("salve.db");
+        {
+            // A version-3 journal in which one alert came in on two routes (two rows).
+            let conn = Connection::open(&path).unwrap();
+            for step in &schema::MIGRATIONS[..3] {
+                conn.execute_batch(step).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 3).unwrap();
+            for (source, starts_at, seen) in [
+                (
+                    "alertmanager",
+                    "2026-11-28T10:00:00.000000000Z",
+                    "2026-11-28T10:00:01.000000000Z",
+                ),
+                (
+                    "generic",
+                    "2026-11-28T10:00:00.000000000Z",
+                    "2026-11-28T10:00:02.000000000Z",
+                ),
+                (
+                    "generic",
+                    "2026-11-28T11:00:00.000000000Z",
+                    "2026-11-28T11:00:00.000000000Z",
+                ),
+            ] {
+                conn.execute(
+                    "INSERT INTO incidents (source, fingerprint, starts_at, alertname, alert_status,
+                         labels, annotations, state, first_seen, last_seen, receive_count)
+                     VALUES (?1, 'aa', ?2, 'DiskFull', 'firing', ?4, '{}', 'dry_run', ?3, ?3, 1)",
+                    params![
+                        source,
+                        starts_at,
+                        seen,
+                        r#"{"alertname":"DiskFull","instance":"host1:9100"}"#
+                    ],
+                )
+                .unwrap();
+            }
+        }
+        {
+            // Each with its journal, and the first with a run and an outbox row: the
+            // rebuild must keep every reference valid.
+            let conn = Connection::open(&path).unwrap();
+            for id in 1..=3 {
+                conn.execute(
+                    "INSERT INTO events (incident_id, at, kind, detail)
+                     VALUES (?1, '2026-11-28T10:00:01.000000000Z', 'received', '{}')",
+                    [id],
+                )
+                .unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO runs (incident_id, recipe, target, started_at, window_seconds)
+                     VALUES (1, 'r', 'web1', '2026-11-28T10:00:02.000000000Z', 60);
+                 INSERT INTO outbox (incident_id, reason, channel, payload, status,
+                     next_attempt_at, created_at)
+                     VALUES (1, 'failed', 'mail', '{}', 'pending',
+                     '2026-11-28T10:00:03.000000000Z', '2026-11-28T10:00:03.000000000Z');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open_path(&path).unwrap();
+        assert_eq!(store.list_incidents(None, 10).await.unwrap().len(), 3);
+        for id in 1..=3 {
+            assert_eq!(
+                event_kinds(&detail(&store, IncidentId(id)).await),
+                ["received"]
+            );
+        }
+        let conn = Connection::open(&path).unwrap();
+        let orphans: i64 = conn
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(orphans, 0);
+        let constraints: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE name = 'incidents'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert!(!constraints.contains("UNIQUE"), "{constraints}");
+        // A copy of the shared key joins the oldest row only.
+        let copy = ingest_one(
+            &store,
+            firing("aa", "2026-11-28T10:00:00Z"),
+            "2026-11-28T12:00:00Z",
+        )
+        .await;
+        assert_eq!((copy.id, copy.created), (IncidentId(1), false));
+        // The generic row stored without a start (start = first seen) is known as assumed:
+        // the monitor's start joins it.
+        let monitor = ingest_one(&store, firing("aa", STARTS), "2026-11-28T12:00:01Z").await;
+        assert_eq!((monitor.id, monitor.created), (IncidentId(3), false));
+        let counts: Vec<i64> = store
+            .list_incidents(None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|i| i.receive_count)
+            .collect();
+        assert_eq!(counts.iter().sum::<i64>(), 5, "{counts:?}");
     }
 }
 

@@ -304,52 +304,159 @@ fn ingest(
         .collect()
 }
 
+/// An incident an alert belongs to, as the lookup found it.
+struct Known {
+    id: IncidentId,
+    status: String,
+    state: String,
+    starts_at: String,
+}
+
+/// Where one alert goes: an existing incident (taking the alert's `startsAt` when the
+/// incident's start was assumed or it is firing again), or a new incident.
+enum Destination {
+    Existing(Known, Option<String>),
+    New { starts_at: String, assumed: bool },
+}
+
+const KNOWN_COLUMNS: &str = "id, alert_status, state, starts_at";
+
+fn known(row: &rusqlite::Row<'_>) -> rusqlite::Result<Known> {
+    Ok(Known {
+        id: IncidentId(row.get(0)?),
+        status: row.get(1)?,
+        state: row.get(2)?,
+        starts_at: row.get(3)?,
+    })
+}
+
+/// The incident key is (fingerprint, startsAt) whatever the source (migration 0005):
+/// the fingerprint is computed from the labels, so the same alert through Alertmanager
+/// and the generic hook is one incident, and no sender can name another alert's. Every
+/// lookup also compares the labels themselves: FNV-1a is no cryptographic hash, and labels
+/// crafted to collide with another alert's fingerprint must not join its incident.
 fn ingest_one(conn: &Connection, alert: &Alert, received: &str) -> rusqlite::Result<Ingested> {
-    let source = alert.source.as_str();
-    let fingerprint = alert.fingerprint.as_str();
-    // An alert without a start time (generic hook) belongs to the open occurrence of
-    // its fingerprint; without one it starts a new occurrence now.
-    let starts_at = match alert.starts_at {
-        Some(time) => time_text(time),
-        None => match find_open(conn, source, fingerprint)? {
-            Some(starts_at) => starts_at,
-            None => received.to_owned(),
+    let alert_key = AlertKey {
+        fingerprint: alert.fingerprint.as_str(),
+        labels: json_text(&alert.labels),
+    };
+    let key = &alert_key;
+    let firing = alert.status == AlertStatus::Firing;
+    let destination = match alert.starts_at.map(time_text) {
+        Some(starts_at) => match find_by_key(conn, key, &starts_at)? {
+            Some(found) => Destination::Existing(found, None),
+            // The same alert sent earlier without a start (generic), or firing again while
+            // its incident waits: the incident takes the monitor's start.
+            None => match find_assumed_open(conn, key)?.or(if firing {
+                find_waiting_resolved(conn, key, Some(&starts_at))?
+            } else {
+                None
+            }) {
+                Some(found) => Destination::Existing(found, Some(starts_at)),
+                None => Destination::New {
+                    starts_at,
+                    assumed: false,
+                },
+            },
+        },
+        // Without a start the alert belongs to the open occurrence of its fingerprint.
+        None => match find_open(conn, key)?.or(if firing {
+            find_waiting_resolved(conn, key, None)?
+        } else {
+            None
+        }) {
+            Some(found) => Destination::Existing(found, None),
+            None => Destination::New {
+                starts_at: received.to_owned(),
+                assumed: true,
+            },
         },
     };
-    let known: Option<(i64, String)> = conn
-        .prepare_cached(
-            "SELECT id, alert_status FROM incidents
-             WHERE source = ?1 AND fingerprint = ?2 AND starts_at = ?3",
-        )?
-        .query_row(params![source, fingerprint, starts_at], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .optional()?;
-    match known {
-        None => create(conn, alert, &starts_at, received),
-        Some((id, status)) => update(conn, IncidentId(id), &status, alert, received),
+    match destination {
+        Destination::New { starts_at, assumed } => {
+            create(conn, alert, &key.labels, &starts_at, assumed, received)
+        }
+        Destination::Existing(found, new_start) => {
+            update(conn, &found, new_start.as_deref(), alert, received)
+        }
     }
 }
 
-/// The start time of the newest firing incident of this fingerprint.
-fn find_open(
+/// What identifies an alert: its fingerprint, and (against collisions) its labels as stored.
+struct AlertKey<'a> {
+    fingerprint: &'a str,
+    labels: String,
+}
+
+/// Rows of the same alert, the keyed one first (older rows that duplicated a key across
+/// sources are `keyed = 0`), then the newest.
+const SAME_ALERT: &str = "fingerprint = ?1 AND labels = ?2";
+
+fn find_by_key(
     conn: &Connection,
-    source: &str,
-    fingerprint: &str,
-) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached(
-        "SELECT starts_at FROM incidents
-         WHERE source = ?1 AND fingerprint = ?2 AND alert_status = 'firing'
-         ORDER BY starts_at DESC, id DESC LIMIT 1",
-    )?
-    .query_row(params![source, fingerprint], |row| row.get(0))
+    key: &AlertKey<'_>,
+    starts_at: &str,
+) -> rusqlite::Result<Option<Known>> {
+    conn.prepare_cached(&format!(
+        "SELECT {KNOWN_COLUMNS} FROM incidents WHERE {SAME_ALERT} AND starts_at = ?3
+         ORDER BY keyed DESC, id LIMIT 1"
+    ))?
+    .query_row(params![key.fingerprint, key.labels, starts_at], known)
     .optional()
+}
+
+/// The newest firing incident of this alert.
+fn find_open(conn: &Connection, key: &AlertKey<'_>) -> rusqlite::Result<Option<Known>> {
+    conn.prepare_cached(&format!(
+        "SELECT {KNOWN_COLUMNS} FROM incidents WHERE {SAME_ALERT} AND alert_status = 'firing'
+         ORDER BY starts_at DESC, keyed DESC, id DESC LIMIT 1"
+    ))?
+    .query_row(params![key.fingerprint, key.labels], known)
+    .optional()
+}
+
+/// The newest firing incident of this alert whose start salve assumed (the sender gave
+/// none).
+fn find_assumed_open(conn: &Connection, key: &AlertKey<'_>) -> rusqlite::Result<Option<Known>> {
+    conn.prepare_cached(&format!(
+        "SELECT {KNOWN_COLUMNS} FROM incidents
+         WHERE {SAME_ALERT} AND alert_status = 'firing' AND start_assumed = 1
+         ORDER BY starts_at DESC, keyed DESC, id DESC LIMIT 1"
+    ))?
+    .query_row(params![key.fingerprint, key.labels], known)
+    .optional()
+}
+
+/// The newest incident of this fingerprint, if its alert resolved before anything ran
+/// (`received` or `matched`: still waiting to be planned or for its host) and, when the
+/// new alert has a start, that start is later (an older occurrence's late copy must not
+/// reopen it). Firing again, the alert takes this incident's place in the queue instead
+/// of ending it `resolved_before_run` and queueing a second one behind it.
+fn find_waiting_resolved(
+    conn: &Connection,
+    key: &AlertKey<'_>,
+    starting_after: Option<&str>,
+) -> rusqlite::Result<Option<Known>> {
+    let newest = conn
+        .prepare_cached(&format!(
+            "SELECT {KNOWN_COLUMNS} FROM incidents WHERE {SAME_ALERT}
+             ORDER BY starts_at DESC, keyed DESC, id DESC LIMIT 1"
+        ))?
+        .query_row(params![key.fingerprint, key.labels], known)
+        .optional()?;
+    Ok(newest.filter(|found| {
+        found.status == AlertStatus::Resolved.as_str()
+            && (found.state == State::Received.as_str() || found.state == State::Matched.as_str())
+            && starting_after.is_none_or(|start| found.starts_at.as_str() < start)
+    }))
 }
 
 fn create(
     conn: &Connection,
     alert: &Alert,
+    labels: &str,
     starts_at: &str,
+    start_assumed: bool,
     received: &str,
 ) -> rusqlite::Result<Ingested> {
     let resolved = alert.status == AlertStatus::Resolved;
@@ -360,8 +467,10 @@ fn create(
     conn.prepare_cached(
         "INSERT INTO incidents (source, fingerprint, starts_at, alertname, alert_status,
              ends_at, resolved_at, labels, annotations, generator_url, external_url,
-             state, reason, plan, first_seen, last_seen, receive_count)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULL, NULL, ?13, ?13, 1)",
+             state, reason, plan, first_seen, last_seen, receive_count, start_assumed, keyed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, NULL, NULL, ?13, ?13, 1, ?14,
+             NOT EXISTS (SELECT 1 FROM incidents
+                         WHERE fingerprint = ?2 AND starts_at = ?3 AND keyed = 1))",
     )?
     .execute(params![
         alert.source.as_str(),
@@ -371,12 +480,13 @@ fn create(
         alert.status.as_str(),
         ends_at,
         resolved_at,
-        json_text(&alert.labels),
+        labels,
         json_text(&alert.annotations),
         alert.generator_url,
         alert.external_url,
         State::Received.as_str(),
         received,
+        start_assumed,
     ])?;
     let id = IncidentId(conn.last_insert_rowid());
     journal(
@@ -395,20 +505,40 @@ fn create(
 
 fn update(
     conn: &Connection,
-    id: IncidentId,
-    stored_status: &str,
+    found: &Known,
+    new_start: Option<&str>,
     alert: &Alert,
     received: &str,
 ) -> rusqlite::Result<Ingested> {
+    let id = found.id;
     // MAX: concurrent notifications may commit out of receive order; last_seen must
-    // not move backwards. Fixed-width times make the text MAX the time MAX.
+    // not move backwards. Fixed-width times make the text MAX the time MAX. The count
+    // stops at i64::MAX: past it SQLite would make it a REAL the STRICT column refuses,
+    // and every later copy of the alert would fail to store.
     conn.prepare_cached(
-        "UPDATE incidents SET last_seen = MAX(last_seen, ?2), receive_count = receive_count + 1
+        "UPDATE incidents SET last_seen = MAX(last_seen, ?2),
+             receive_count = receive_count + (receive_count < 9223372036854775807)
          WHERE id = ?1",
     )?
     .execute(params![id.0, received])?;
+    if let Some(starts_at) = new_start {
+        // find_by_key found no row of this alert with this start; a colliding alert's
+        // keyed row may exist, and then this one steps out of the unique key.
+        conn.prepare_cached(
+            "UPDATE incidents SET starts_at = ?2, start_assumed = 0,
+                 keyed = NOT EXISTS (SELECT 1 FROM incidents AS other
+                                     WHERE other.fingerprint = incidents.fingerprint
+                                       AND other.starts_at = ?2 AND other.keyed = 1
+                                       AND other.id != incidents.id)
+             WHERE id = ?1",
+        )?
+        .execute(params![id.0, starts_at])?;
+    }
+    let new_start_detail = new_start.map(|starts_at| {
+        json!({ "starts_at": starts_at, "previous_starts_at": found.starts_at, "source": alert.source.as_str() })
+    });
     let mut resolved_now = false;
-    match (AlertStatus::parse(stored_status), alert.status) {
+    match (AlertStatus::parse(&found.status), alert.status) {
         (Some(AlertStatus::Firing), AlertStatus::Resolved) => {
             let ends_at = alert.ends_at.map(time_text);
             conn.prepare_cached(
@@ -426,24 +556,28 @@ fn update(
             resolved_now = true;
         }
         (Some(AlertStatus::Resolved), AlertStatus::Firing) => {
-            // Same occurrence firing again (a resolve raced a re-send, or the monitor
-            // re-fired within its resolve timeout): the row shows the current truth,
+            // Same alert firing again before anything ran for it (a resolve raced a
+            // re-send, the monitor re-fired within its resolve timeout, or it fired anew
+            // while the incident waited for its host): the row shows the current truth,
             // the journal keeps the history.
             conn.prepare_cached(
                 "UPDATE incidents SET alert_status = 'firing', resolved_at = NULL, ends_at = NULL
                  WHERE id = ?1",
             )?
             .execute(params![id.0])?;
-            journal(
-                conn,
-                id,
-                received,
-                "refired",
-                &json!({ "received_at": received }),
-            )?;
+            let mut detail = json!({ "received_at": received });
+            if let Some(start) = &new_start_detail {
+                detail["starts_at"] = start["starts_at"].clone();
+                detail["previous_starts_at"] = start["previous_starts_at"].clone();
+            }
+            journal(conn, id, received, "refired", &detail)?;
         }
-        // A re-send with an unchanged status only counts.
-        _ => {}
+        // A re-send with an unchanged status only counts; a start learnt is journaled.
+        _ => {
+            if let Some(detail) = &new_start_detail {
+                journal(conn, id, received, "start_known", detail)?;
+            }
+        }
     }
     Ok(Ingested {
         id,
@@ -492,6 +626,11 @@ fn journal_change(conn: &Connection, change: &JournalChange) -> Result<(), Store
             current_state(conn, change.id)?;
         }
     }
+    // Checked in the same transaction as the write: an alert that fired again after the
+    // remediator read it resolved is run, never closed as resolved.
+    if change.to == Some(State::ResolvedBeforeRun) && alert_firing(conn, change.id)? {
+        return Err(StoreError::AlertFiring(change.id));
+    }
     let at = time_text(change.at);
     let write = || -> rusqlite::Result<()> {
         if let Some(to) = change.to {
@@ -505,6 +644,12 @@ fn journal_change(conn: &Connection, change: &JournalChange) -> Result<(), Store
         journal(conn, change.id, &at, &change.kind, &change.detail)
     };
     write().map_err(unavailable)
+}
+
+fn alert_firing(conn: &Connection, id: IncidentId) -> Result<bool, StoreError> {
+    conn.prepare_cached("SELECT alert_status = 'firing' FROM incidents WHERE id = ?1")
+        .and_then(|mut statement| statement.query_row(params![id.0], |row| row.get(0)))
+        .map_err(unavailable)
 }
 
 fn record_plan(conn: &Connection, change: &PlanChange) -> Result<(), StoreError> {
