@@ -37,6 +37,14 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
             );
         }
     };
+    // What `salve check` warns about is worth a line at every start too: a recipe that
+    // loads but restricts less than its author may think.
+    for warning in recipes.warnings() {
+        tracing::warn!(recipe_file = %warning.file.display(), line = warning.line, "{}", warning.message);
+    }
+    for (index, label, message) in recipes.inventory_warnings(&loaded.inventory()) {
+        tracing::warn!(host = index, label = %label, "{message}");
+    }
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&settings.store.url)
             .with_context(|| format!("opening store {}", settings.store.url))?,

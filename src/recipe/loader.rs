@@ -767,7 +767,8 @@ impl Validator<'_> {
 
 /// What is wrong with where a URL template's placeholders sit in its authority: the host
 /// may only be literal text, `{{ target }}` or `{{ target_name }}` (never alert data, which
-/// would choose where salve connects); nothing but literal text in the userinfo; and a port
+/// would choose where salve connects); no userinfo at all (credentials would be journaled);
+/// and a port
 /// only literal digits or a param whose pattern admits nothing but ASCII digits (the
 /// rendered number is checked against 1-65535 when planning). Template tags are refused in
 /// the authority: they could emit anything there.
@@ -782,6 +783,13 @@ fn url_authority_problems(url: &str, params: &BTreeMap<String, Param>) -> Vec<St
             (UrlPart::Port, Piece::Text(text)) if !text.bytes().all(|b| b.is_ascii_digit()) => {
                 problems.push(format!("the port {text:?} is not a number"));
             }
+            // Recipe text is trusted, but a URL's credentials are a secret, and the planned
+            // URL is journaled and shown in history, the API and pages.
+            (UrlPart::UserInfo, Piece::Text(_)) => problems.push(
+                "the URL has a `user:password@` part: a check URL is journaled and shown in \
+                 history, the API and pages, so it may not carry credentials"
+                    .to_owned(),
+            ),
             (_, Piece::Text(_)) => {}
             (_, Piece::Tag(tag)) => problems.push(format!(
                 "a `{{% {tag} %}}` tag in the URL's host, port or userinfo could emit anything there; \
@@ -1189,10 +1197,7 @@ run = ["systemctl restart {{ service }} {{ other }} {{ third }}"]
                 "[0-9]{1,5}",
             ),
             ("https://{{ target_name }}.example.com:8443/", "[0-9]+"),
-            (
-                "http://user:pw@{{ target }}:{{ port }}/",
-                "(?-u:\\d)+|[1-9][0-9]*",
-            ),
+            ("http://{{ target }}:{{ port }}/", "(?-u:\\d)+|[1-9][0-9]*"),
             ("http://[::1]:{{ port }}/{{ service }}", "(80|443|[0-9]{4})"),
             (
                 "http://{{ target }}/a@{{ service }}:{{ service }}",
@@ -1219,6 +1224,11 @@ run = ["systemctl restart {{ service }} {{ other }} {{ third }}"]
                 "is in the URL's host",
             ),
             ("http://{{ service }}@{{ target }}/", "[0-9]+", "userinfo"),
+            (
+                "http://user:pw@{{ target }}/",
+                "[0-9]+",
+                "may not carry credentials",
+            ),
             ("http://u:{{ service }}@{{ target }}/", "[0-9]+", "userinfo"),
             (
                 "http://{{ target }}:{{ port }}/",

@@ -16,6 +16,9 @@ pub const BEARER: (&str, &str) = ("authorization", "Bearer it-webhook-token");
 /// The `[server.api]` token `config` sets (name "it", scope operate): the webhook
 /// credential cannot read incidents.
 pub const API_BEARER: (&str, &str) = ("authorization", "Bearer it-api-token");
+/// The `[server.api]` section that makes [`API_BEARER`] an operate-scope API token.
+pub const API_SECTION: &str =
+    "[server.api]\ntokens = [{ name = \"it\", token = \"it-api-token\", scope = \"operate\" }]\n";
 
 /// The repository's own recipes directory (the shipped recipes).
 pub fn shipped_recipes() -> PathBuf {
@@ -33,7 +36,7 @@ pub fn fixture(path: &str) -> PathBuf {
 /// or whole sections).
 pub fn config(auth_extra: &str, extra: &str) -> String {
     format!(
-        "{}\n[server.api]\ntokens = [{{ name = \"it\", token = \"it-api-token\", scope = \"operate\" }}]\n\n\
+        "{}\n{API_SECTION}\n\
          [server.auth]\nbearer_token = \"{TOKEN}\"\n{auth_extra}\n[recipes]\ndir = \"recipes\"\n\n\
          [escalation]\ndefault = [\"oncall-email\"]\n\n\
          [escalation.channels.oncall-email]\nkind = \"log\"\n\n\

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::bed::{BEARER, TOKEN, api_incidents, parse_json_output, text};
+use crate::bed::{API_SECTION, BEARER, TOKEN, api_incidents, parse_json_output, text};
 use crate::remediation_e2e::{Extras, Inventory, events, post_generic, start_with, wait_for_final};
 use crate::support::{
     SalveProcess, SmtpOptions, SmtpServer, SshHost, WebhookCapture, post_json,
@@ -74,7 +74,7 @@ async fn start_dry_run(
         std::fs::write(dir.path().join(file), text).unwrap();
     }
     let config = format!(
-        "{}\n[server.auth]\nbearer_token = \"{TOKEN}\"\n\n[recipes]\ndir = \"recipes\"\n\n{escalation}",
+        "{}\n{API_SECTION}\n[server.auth]\nbearer_token = \"{TOKEN}\"\n\n[recipes]\ndir = \"recipes\"\n\n{escalation}",
         salve_config_template()
     );
     let salve = SalveProcess::builder(&config)
