@@ -119,3 +119,26 @@ fn config_fuzz_inputs_load_or_are_refused_with_a_message() {
         }
     }
 }
+
+#[test]
+fn login_shell_fuzz_inputs_go_direct_only_when_inert() {
+    use crate::recipe::shell::{POSIX_SHELL_ON_STDIN, for_login_shell};
+    for (path, bytes) in inputs("login_shell_line") {
+        let Ok(line) = String::from_utf8(bytes) else {
+            continue;
+        };
+        let Ok(invocation) = for_login_shell(&line) else {
+            assert!(line.contains('\0'), "{}", path.display());
+            continue;
+        };
+        match invocation.stdin {
+            None => assert!(
+                line.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_./:=,+@%- '".contains(c)),
+                "{}: {line:?} went direct",
+                path.display()
+            ),
+            Some(_) => assert_eq!(invocation.command, POSIX_SHELL_ON_STDIN),
+        }
+    }
+}

@@ -63,6 +63,10 @@ FROM incidents_v3_copy;
 DROP TABLE incidents_v3_copy;
 
 CREATE INDEX incidents_by_state ON incidents (state, id);
-CREATE UNIQUE INDEX incidents_by_alert ON incidents (fingerprint, starts_at) WHERE keyed = 1;
--- The lookups: the same fingerprint and labels, by start, keyed or not.
+-- The one index keyed by the alert: every lookup (the same fingerprint and labels, by
+-- start, keyed or not) and the writer's check that at most one row holds a key
+-- (`keyed = 1`; the single writer inserts every row and checks it in the same
+-- transaction). One index, not also a UNIQUE partial one: fingerprints are hashes, so each
+-- new alert dirties a leaf at a random place in every index keyed by them, and a second
+-- such index cost a third of the intake rate (BENCHMARKS.md).
 CREATE INDEX incidents_by_fingerprint ON incidents (fingerprint, starts_at);

@@ -305,6 +305,7 @@ fn ingest(
 }
 
 /// An incident an alert belongs to, as the lookup found it.
+#[derive(Clone)]
 struct Known {
     id: IncidentId,
     status: String,
@@ -347,30 +348,36 @@ fn ingest_one(conn: &Connection, alert: &Alert, received: &str) -> rusqlite::Res
             Some(found) => Destination::Existing(found, None),
             // The same alert sent earlier without a start (generic), or firing again while
             // its incident waits: the incident takes the monitor's start.
-            None => match find_assumed_open(conn, key)?.or(if firing {
-                find_waiting_resolved(conn, key, Some(&starts_at))?
+            None => {
+                let recent = recent_occurrences(conn, key)?;
+                match newest_assumed_open(&recent).or(if firing {
+                    waiting_resolved(&recent, Some(&starts_at))
+                } else {
+                    None
+                }) {
+                    Some(found) => Destination::Existing(found, Some(starts_at)),
+                    None => Destination::New {
+                        starts_at,
+                        assumed: false,
+                    },
+                }
+            }
+        },
+        // Without a start the alert belongs to the open occurrence of its fingerprint.
+        None => {
+            let recent = recent_occurrences(conn, key)?;
+            match newest_open(&recent).or(if firing {
+                waiting_resolved(&recent, None)
             } else {
                 None
             }) {
-                Some(found) => Destination::Existing(found, Some(starts_at)),
+                Some(found) => Destination::Existing(found, None),
                 None => Destination::New {
-                    starts_at,
-                    assumed: false,
+                    starts_at: received.to_owned(),
+                    assumed: true,
                 },
-            },
-        },
-        // Without a start the alert belongs to the open occurrence of its fingerprint.
-        None => match find_open(conn, key)?.or(if firing {
-            find_waiting_resolved(conn, key, None)?
-        } else {
-            None
-        }) {
-            Some(found) => Destination::Existing(found, None),
-            None => Destination::New {
-                starts_at: received.to_owned(),
-                assumed: true,
-            },
-        },
+            }
+        }
     };
     match destination {
         Destination::New { starts_at, assumed } => {
@@ -405,50 +412,63 @@ fn find_by_key(
     .optional()
 }
 
-/// The newest firing incident of this alert.
-fn find_open(conn: &Connection, key: &AlertKey<'_>) -> rusqlite::Result<Option<Known>> {
+/// How many of an alert's newest occurrences the open/waiting lookups look at. One index
+/// range read, however many occurrences a sender piled up under one fingerprint (a
+/// hostile sender repeating one alert with ten thousand starts must not make every later
+/// intake of it walk ten thousand rows); an open occurrence older than that many newer
+/// ones of the same alert is not joined, and the alert opens a new incident instead.
+const RECENT_OCCURRENCES: i64 = 16;
+
+/// The alert's newest occurrences (newest start first; at a tie the keyed row, then the
+/// newest), with the two flags the lookups need.
+fn recent_occurrences(conn: &Connection, key: &AlertKey<'_>) -> rusqlite::Result<Vec<Recent>> {
     conn.prepare_cached(&format!(
-        "SELECT {KNOWN_COLUMNS} FROM incidents WHERE {SAME_ALERT} AND alert_status = 'firing'
-         ORDER BY starts_at DESC, keyed DESC, id DESC LIMIT 1"
+        "SELECT {KNOWN_COLUMNS}, start_assumed FROM incidents WHERE {SAME_ALERT}
+         ORDER BY starts_at DESC, keyed DESC, id DESC LIMIT {RECENT_OCCURRENCES}"
     ))?
-    .query_row(params![key.fingerprint, key.labels], known)
-    .optional()
+    .query_map(params![key.fingerprint, key.labels], |row| {
+        Ok(Recent {
+            known: known(row)?,
+            start_assumed: row.get(4)?,
+        })
+    })?
+    .collect()
 }
 
-/// The newest firing incident of this alert whose start salve assumed (the sender gave
-/// none).
-fn find_assumed_open(conn: &Connection, key: &AlertKey<'_>) -> rusqlite::Result<Option<Known>> {
-    conn.prepare_cached(&format!(
-        "SELECT {KNOWN_COLUMNS} FROM incidents
-         WHERE {SAME_ALERT} AND alert_status = 'firing' AND start_assumed = 1
-         ORDER BY starts_at DESC, keyed DESC, id DESC LIMIT 1"
-    ))?
-    .query_row(params![key.fingerprint, key.labels], known)
-    .optional()
+/// One of an alert's recent occurrences.
+struct Recent {
+    known: Known,
+    start_assumed: bool,
 }
 
-/// The newest incident of this fingerprint, if its alert resolved before anything ran
-/// (`received` or `matched`: still waiting to be planned or for its host) and, when the
-/// new alert has a start, that start is later (an older occurrence's late copy must not
-/// reopen it). Firing again, the alert takes this incident's place in the queue instead
-/// of ending it `resolved_before_run` and queueing a second one behind it.
-fn find_waiting_resolved(
-    conn: &Connection,
-    key: &AlertKey<'_>,
-    starting_after: Option<&str>,
-) -> rusqlite::Result<Option<Known>> {
-    let newest = conn
-        .prepare_cached(&format!(
-            "SELECT {KNOWN_COLUMNS} FROM incidents WHERE {SAME_ALERT}
-             ORDER BY starts_at DESC, keyed DESC, id DESC LIMIT 1"
-        ))?
-        .query_row(params![key.fingerprint, key.labels], known)
-        .optional()?;
-    Ok(newest.filter(|found| {
-        found.status == AlertStatus::Resolved.as_str()
+/// The newest firing occurrence.
+fn newest_open(recent: &[Recent]) -> Option<Known> {
+    recent
+        .iter()
+        .find(|row| row.known.status == AlertStatus::Firing.as_str())
+        .map(|row| row.known.clone())
+}
+
+/// The newest firing occurrence whose start salve assumed (the sender gave none).
+fn newest_assumed_open(recent: &[Recent]) -> Option<Known> {
+    recent
+        .iter()
+        .find(|row| row.start_assumed && row.known.status == AlertStatus::Firing.as_str())
+        .map(|row| row.known.clone())
+}
+
+/// The newest occurrence, if its alert resolved before anything ran (`received` or
+/// `matched`: still waiting to be planned or for its host) and, when the new alert has a
+/// start, that start is later (an older occurrence's late copy must not reopen it).
+/// Firing again, the alert takes this incident's place in the queue instead of ending it
+/// `resolved_before_run` and queueing a second one behind it.
+fn waiting_resolved(recent: &[Recent], starting_after: Option<&str>) -> Option<Known> {
+    recent.first().map(|row| &row.known).and_then(|found| {
+        (found.status == AlertStatus::Resolved.as_str()
             && (found.state == State::Received.as_str() || found.state == State::Matched.as_str())
-            && starting_after.is_none_or(|start| found.starts_at.as_str() < start)
-    }))
+            && starting_after.is_none_or(|start| found.starts_at.as_str() < start))
+        .then(|| found.clone())
+    })
 }
 
 fn create(
