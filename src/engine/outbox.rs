@@ -305,13 +305,20 @@ async fn pass(
     slots: &Arc<Semaphore>,
     deliveries: &mut JoinSet<()>,
 ) -> Result<Option<Instant>, StoreError> {
-    let in_flight = shared.in_flight.lock().expect("in_flight lock").len();
-    let due = shared.store.due_escalations(DUE_SCAN + in_flight).await?;
+    // Taken before the read: a delivery in flight now may finish (and mark its row sent)
+    // while the read runs, and the read may still show that row pending. Skipping what was
+    // in flight before the read, as well as what is now, never sends a row twice; only
+    // passes start deliveries, and they run one after another.
+    let before_read: HashSet<i64> = shared.in_flight.lock().expect("in_flight lock").clone();
+    let due = shared
+        .store
+        .due_escalations(DUE_SCAN + before_read.len())
+        .await?;
     let mut groups: Vec<((String, String), Vec<OutboxItem>)> = Vec::new();
     {
         let in_flight = shared.in_flight.lock().expect("in_flight lock");
         for item in due {
-            if in_flight.contains(&item.id) {
+            if before_read.contains(&item.id) || in_flight.contains(&item.id) {
                 continue;
             }
             let key = (item.channel.clone(), item.reason.clone());

@@ -206,11 +206,6 @@ enum Role {
     Reader,
 }
 
-/// The writer's page cache, in KiB as SQLite's negative `cache_size` (its default is 2 MiB):
-/// every new alert touches a leaf of each alert-keyed index at a random place, and pages
-/// evicted from the cache are read back on the next batch.
-const WRITER_CACHE_KIB: i64 = -32 * 1024;
-
 /// Prepared statements kept per connection: more than the writer and readers use.
 const STATEMENT_CACHE: usize = 128;
 
@@ -223,9 +218,9 @@ fn connect(path: &Path, role: Role) -> Result<Connection, StoreError> {
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(config_error)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(config_error)?;
-    // rusqlite keeps 16 prepared statements by default; the writer alone cycles through
-    // more than that per batch (ingest's lookups, plans, journal, guard, outbox), and an
-    // evicted statement is parsed again on its next use: measured, that halved intake.
+    // rusqlite keeps 16 prepared statements by default; the writer cycles through more
+    // than that (ingest's lookups, plans, journal, guard, outbox), and an evicted
+    // statement is parsed again on its next use.
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "foreign_keys", true)
         .map_err(config_error)?;
@@ -243,8 +238,6 @@ fn connect(path: &Path, role: Role) -> Result<Connection, StoreError> {
             // FULL, never NORMAL: in WAL mode NORMAL skips the fsync at commit, and an
             // acknowledged alert could vanish in a power cut (DESIGN.md invariant 4).
             conn.pragma_update(None, "synchronous", "FULL")
-                .map_err(config_error)?;
-            conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)
                 .map_err(config_error)?;
         }
         Role::Reader => {

@@ -69,4 +69,4 @@ CREATE INDEX incidents_by_state ON incidents (state, id);
 -- transaction). One index, not also a UNIQUE partial one: fingerprints are hashes, so each
 -- new alert dirties a leaf at a random place in every index keyed by them, and a second
 -- such index cost a third of the intake rate (BENCHMARKS.md).
-CREATE INDEX incidents_by_fingerprint ON incidents (fingerprint, starts_at);
+CREATE INDEX incidents_by_fingerprint ON incidents (fingerprint, starts_at, keyed);

@@ -406,7 +406,7 @@ fn find_by_key(
 ) -> rusqlite::Result<Option<Known>> {
     conn.prepare_cached(&format!(
         "SELECT {KNOWN_COLUMNS} FROM incidents WHERE {SAME_ALERT} AND starts_at = ?3
-         ORDER BY keyed DESC, id LIMIT 1"
+         ORDER BY keyed DESC, id DESC LIMIT 1"
     ))?
     .query_row(params![key.fingerprint, key.labels, starts_at], known)
     .optional()
