@@ -395,24 +395,61 @@ struct AlertKey<'a> {
     labels: String,
 }
 
-/// Rows of the same alert, the keyed one first (older rows that duplicated a key across
-/// sources are `keyed = 0`), then the newest.
-const SAME_ALERT: &str = "fingerprint = ?1 AND labels = ?2";
+impl AlertKey<'_> {
+    /// Whether the row's `labels` column (at `index`) is this alert's. Compared here rather
+    /// than in the WHERE clause: the lookups then bind only the fingerprint and start, and
+    /// SQLite keeps their prepared plans (with the labels in the WHERE, every execution
+    /// re-prepared the statement: `sqlite3Reprepare` in a profile of the writer).
+    fn same_labels(&self, row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<bool> {
+        Ok(row
+            .get_ref(index)?
+            .as_str()
+            .map_err(rusqlite::Error::from)?
+            == self.labels)
+    }
+}
 
 fn find_by_key(
     conn: &Connection,
     key: &AlertKey<'_>,
     starts_at: &str,
 ) -> rusqlite::Result<Option<Known>> {
-    conn.prepare_cached(&format!(
-        "SELECT {KNOWN_COLUMNS} FROM incidents WHERE {SAME_ALERT} AND starts_at = ?3
-         ORDER BY keyed DESC, id DESC LIMIT 1"
-    ))?
-    .query_row(params![key.fingerprint, key.labels, starts_at], known)
-    .optional()
+    // No ORDER BY on the hot path: SQLite marks such a plan as depending on the bound
+    // values, and rusqlite's statement cache then re-prepares it on every use (measured: a
+    // quarter of the writer's time). Rows of one key are few; the keyed row, then the
+    // newest, is picked here, from a bounded number of rows.
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {KNOWN_COLUMNS}, labels, keyed FROM incidents
+         WHERE fingerprint = ?1 AND starts_at = ?2 LIMIT {RECENT_OCCURRENCES}"
+    ))?;
+    let mut rows = statement.query(params![key.fingerprint, starts_at])?;
+    let mut best: Option<(bool, Known)> = None;
+    while let Some(row) = rows.next()? {
+        if !key.same_labels(row, 4)? {
+            continue;
+        }
+        let keyed: bool = row.get(5)?;
+        let found = known(row)?;
+        let better = match &best {
+            None => true,
+            Some((best_keyed, best_found)) => (keyed, found.id.0) > (*best_keyed, best_found.id.0),
+        };
+        if better {
+            best = Some((keyed, found));
+        }
+    }
+    Ok(best.map(|(_, found)| found))
 }
 
-/// How many of an alert's newest occurrences the open/waiting lookups look at. One index
+/// Whether any incident has this fingerprint: a new alert (the common case at intake)
+/// needs none of the occurrence lookups below, which sort.
+fn fingerprint_seen(conn: &Connection, key: &AlertKey<'_>) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM incidents WHERE fingerprint = ?1 LIMIT 1")?
+        .exists(params![key.fingerprint])
+}
+
+/// How many of an alert's newest occurrences the open/waiting lookups look at (and at most
+/// four times as many rows of its fingerprint are read for them). One index
 /// range read, however many occurrences a sender piled up under one fingerprint (a
 /// hostile sender repeating one alert with ten thousand starts must not make every later
 /// intake of it walk ten thousand rows); an open occurrence older than that many newer
@@ -422,17 +459,31 @@ const RECENT_OCCURRENCES: i64 = 16;
 /// The alert's newest occurrences (newest start first; at a tie the keyed row, then the
 /// newest), with the two flags the lookups need.
 fn recent_occurrences(conn: &Connection, key: &AlertKey<'_>) -> rusqlite::Result<Vec<Recent>> {
-    conn.prepare_cached(&format!(
-        "SELECT {KNOWN_COLUMNS}, start_assumed FROM incidents WHERE {SAME_ALERT}
-         ORDER BY starts_at DESC, keyed DESC, id DESC LIMIT {RECENT_OCCURRENCES}"
-    ))?
-    .query_map(params![key.fingerprint, key.labels], |row| {
-        Ok(Recent {
-            known: known(row)?,
-            start_assumed: row.get(4)?,
-        })
-    })?
-    .collect()
+    if !fingerprint_seen(conn, key)? {
+        return Ok(Vec::new());
+    }
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {KNOWN_COLUMNS}, start_assumed, labels FROM incidents WHERE fingerprint = ?1
+         ORDER BY starts_at DESC, keyed DESC, id DESC"
+    ))?;
+    let mut rows = statement.query(params![key.fingerprint])?;
+    let mut recent = Vec::new();
+    // Rows of colliding alerts (same fingerprint, other labels) are skipped, and the walk
+    // is bounded too: crafted collisions cannot make it long either.
+    let mut examined = 0;
+    while recent.len() < RECENT_OCCURRENCES as usize
+        && examined < 4 * RECENT_OCCURRENCES
+        && let Some(row) = rows.next()?
+    {
+        examined += 1;
+        if key.same_labels(row, 5)? {
+            recent.push(Recent {
+                known: known(row)?,
+                start_assumed: row.get(4)?,
+            });
+        }
+    }
+    Ok(recent)
 }
 
 /// One of an alert's recent occurrences.
