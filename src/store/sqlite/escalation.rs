@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::json;
 
+use super::guard::{mark_failed, mark_sent};
 use super::rows::{time_column, time_text};
-use super::writer::{journal, unavailable};
+use super::writer::unavailable;
 use crate::incident::IncidentId;
 use crate::store::{DiagnosticsClaim, OutboxItem, StoreError};
 
@@ -76,23 +76,7 @@ pub(super) fn digest_sent(
         conn.prepare_cached("UPDATE digests SET sent_at = ?2 WHERE id = ?1")?
             .execute(params![digest, at])?;
         for item in items {
-            conn.prepare_cached(
-                "UPDATE outbox SET status = 'sent', sent_at = ?2 WHERE id = ?1 AND status = 'pending'",
-            )?
-            .execute(params![item.id, at])?;
-            journal(
-                conn,
-                item.incident_id,
-                &at,
-                "escalation_sent",
-                &json!({
-                    "channel": item.channel,
-                    "reason": item.reason,
-                    "attempt": item.attempts + 1,
-                    "digest": digest,
-                    "digest_size": items.len(),
-                }),
-            )?;
+            mark_sent(conn, item, &at, Some((digest, items.len())))?;
         }
         Ok(())
     };
@@ -107,30 +91,10 @@ pub(super) fn digest_failed(
     next_attempt_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let at = time_text(now);
-    let next = time_text(next_attempt_at);
+    let (at, next) = (time_text(now), time_text(next_attempt_at));
     let work = || -> rusqlite::Result<()> {
         for item in items {
-            conn.prepare_cached(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
-                 WHERE id = ?1 AND status = 'pending'",
-            )?
-            .execute(params![item.id, error, next])?;
-            journal(
-                conn,
-                item.incident_id,
-                &at,
-                "escalation_failed",
-                &json!({
-                    "channel": item.channel,
-                    "reason": item.reason,
-                    "attempt": item.attempts + 1,
-                    "error": error,
-                    "next_attempt_at": next,
-                    "digest": digest,
-                    "digest_size": items.len(),
-                }),
-            )?;
+            mark_failed(conn, item, error, &next, &at, Some((digest, items.len())))?;
         }
         Ok(())
     };

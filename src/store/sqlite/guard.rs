@@ -362,21 +362,7 @@ pub(super) fn escalation_sent(
     item: &OutboxItem,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let at = time_text(now);
-    let write = || -> rusqlite::Result<()> {
-        conn.prepare_cached(
-            "UPDATE outbox SET status = 'sent', sent_at = ?2 WHERE id = ?1 AND status = 'pending'",
-        )?
-        .execute(params![item.id, at])?;
-        journal(
-            conn,
-            item.incident_id,
-            &at,
-            "escalation_sent",
-            &json!({ "channel": item.channel, "reason": item.reason, "attempt": item.attempts + 1 }),
-        )
-    };
-    write().map_err(unavailable)
+    mark_sent(conn, item, &time_text(now), None).map_err(unavailable)
 }
 
 pub(super) fn escalation_failed(
@@ -386,28 +372,62 @@ pub(super) fn escalation_failed(
     next_attempt_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let at = time_text(now);
-    let write = || -> rusqlite::Result<()> {
-        conn.prepare_cached(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
-             WHERE id = ?1 AND status = 'pending'",
-        )?
-        .execute(params![item.id, error, time_text(next_attempt_at)])?;
-        journal(
-            conn,
-            item.incident_id,
-            &at,
-            "escalation_failed",
-            &json!({
-                "channel": item.channel,
-                "reason": item.reason,
-                "attempt": item.attempts + 1,
-                "error": error,
-                "next_attempt_at": time_text(next_attempt_at),
-            }),
-        )
-    };
-    write().map_err(unavailable)
+    let (at, next) = (time_text(now), time_text(next_attempt_at));
+    mark_failed(conn, item, error, &next, &at, None).map_err(unavailable)
+}
+
+/// The digest an outbox row went out in: its id and how many rows it carried.
+pub(super) type InDigest = Option<(i64, usize)>;
+
+/// Marks one outbox row sent and journals it on its incident; in a digest, the journal
+/// entry names the digest.
+pub(super) fn mark_sent(
+    conn: &Connection,
+    item: &OutboxItem,
+    at: &str,
+    digest: InDigest,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE outbox SET status = 'sent', sent_at = ?2 WHERE id = ?1 AND status = 'pending'",
+    )?
+    .execute(params![item.id, at])?;
+    let mut detail =
+        json!({ "channel": item.channel, "reason": item.reason, "attempt": item.attempts + 1 });
+    name_digest(&mut detail, digest);
+    journal(conn, item.incident_id, at, "escalation_sent", &detail)
+}
+
+/// Counts a refused delivery of one outbox row, sets its next attempt and journals it; in
+/// a digest, the journal entry names the digest.
+pub(super) fn mark_failed(
+    conn: &Connection,
+    item: &OutboxItem,
+    error: &str,
+    next_attempt_at: &str,
+    at: &str,
+    digest: InDigest,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
+         WHERE id = ?1 AND status = 'pending'",
+    )?
+    .execute(params![item.id, error, next_attempt_at])?;
+    let mut detail = json!({
+        "channel": item.channel,
+        "reason": item.reason,
+        "attempt": item.attempts + 1,
+        "error": error,
+        "next_attempt_at": next_attempt_at,
+    });
+    name_digest(&mut detail, digest);
+    journal(conn, item.incident_id, at, "escalation_failed", &detail)
+}
+
+fn name_digest(detail: &mut serde_json::Value, digest: InDigest) {
+    if let (Some((id, size)), Some(fields)) = (digest, detail.as_object_mut()) {
+        fields.insert("digest".to_owned(), id.into());
+        fields.insert("digest_size".to_owned(), size.into());
+    }
 }
 
 pub(super) fn outbox_pending(conn: &Connection) -> rusqlite::Result<i64> {
