@@ -148,12 +148,8 @@ impl Channels {
     /// `Escalation::for_humans`: alert text escaped, links only http(s) without credentials.
     pub async fn send(&self, channel: &str, escalation: &Escalation) -> Result<(), SendError> {
         let escalation = &escalation.for_humans();
-        match self.channels.get(channel) {
-            None => Err(SendError {
-                message: format!("no escalation channel named {channel:?}"),
-                retryable: false,
-            }),
-            Some(Channel::Log) => {
+        match self.channel(channel)? {
+            Channel::Log => {
                 tracing::warn!(
                     channel,
                     incident_id = escalation.incident_id,
@@ -163,22 +159,24 @@ impl Channels {
                 );
                 Ok(())
             }
-            Some(Channel::Email(sender)) => sender.send(&self.templates, escalation).await,
-            Some(Channel::Webhook(sender)) => {
-                sender.send(&self.http, &self.templates, escalation).await
-            }
+            Channel::Email(sender) => sender.send(&self.templates, escalation).await,
+            Channel::Webhook(sender) => sender.send(&self.http, &self.templates, escalation).await,
         }
+    }
+
+    /// The channel named `name`; not having it is final (a config change removed it).
+    fn channel(&self, name: &str) -> Result<&Channel, SendError> {
+        self.channels.get(name).ok_or_else(|| SendError {
+            message: format!("no escalation channel named {name:?}"),
+            retryable: false,
+        })
     }
 
     /// Delivers one digest (many escalations for one reason) through `channel`, as one
     /// message; `Ok` as for `send`.
     pub async fn send_digest(&self, channel: &str, digest: &Digest) -> Result<(), SendError> {
-        match self.channels.get(channel) {
-            None => Err(SendError {
-                message: format!("no escalation channel named {channel:?}"),
-                retryable: false,
-            }),
-            Some(Channel::Log) => {
+        match self.channel(channel)? {
+            Channel::Log => {
                 tracing::warn!(
                     channel,
                     digest_id = digest.digest_id,
@@ -189,8 +187,8 @@ impl Channels {
                 );
                 Ok(())
             }
-            Some(Channel::Email(sender)) => sender.send_digest(digest).await,
-            Some(Channel::Webhook(sender)) => {
+            Channel::Email(sender) => sender.send_digest(digest).await,
+            Channel::Webhook(sender) => {
                 sender
                     .send_digest(&self.http, &self.templates, digest)
                     .await
