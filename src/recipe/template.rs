@@ -448,10 +448,11 @@ static RAW_TAG: LazyLock<Regex> =
 static ENDRAW_TAG: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\{%-?\s*endraw\s*[-+]?%\}").expect("static regex"));
 
-/// Walks the template source, tracking POSIX shell quoting across the literal text and
-/// checking the shell state at every `{{`. Template tags and comments are skipped (string
-/// literals inside them may contain `}}`); `{% raw %}` content is literal text. All branches
-/// of `{% if %}` are scanned in source order, which is stricter than any single rendering.
+/// Walks the template's [`pieces`], tracking POSIX shell quoting across the literal text
+/// and checking the shell state at every `{{`. Template tags and comments do not change
+/// it (string literals inside them may contain `}}`); `{% raw %}` content is literal text.
+/// All branches of `{% if %}` are scanned in source order, which is stricter than any
+/// single rendering.
 fn scan_template(source: &str) -> TemplateScan {
     #[derive(PartialEq)]
     enum Shell {
@@ -462,62 +463,35 @@ fn scan_template(source: &str) -> TemplateScan {
     let mut scan = TemplateScan::default();
     let mut shell = Shell::Unquoted;
     let mut escaped = false;
-    let bytes = source.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let rest = &source[i..];
-        if let Some(m) = RAW_TAG.find(rest) {
-            // The raw body is literal text: scan it as such, then continue after endraw.
-            let body_start = i + m.end();
-            let (body_end, after) = match ENDRAW_TAG.find(&source[body_start..]) {
-                Some(end) => (body_start + end.start(), body_start + end.end()),
-                None => (source.len(), source.len()),
-            };
-            for c in source[body_start..body_end].chars() {
-                step_shell(c, &mut shell, &mut escaped);
+    for piece in pieces(source) {
+        match piece {
+            Piece::Text(text) => {
+                for c in text.chars() {
+                    if escaped {
+                        escaped = false;
+                        continue;
+                    }
+                    match (&shell, c) {
+                        (Shell::Unquoted, '\'') => shell = Shell::Single,
+                        (Shell::Unquoted, '"') => shell = Shell::Double,
+                        (Shell::Unquoted | Shell::Double, '\\') => escaped = true,
+                        (Shell::Single, '\'') | (Shell::Double, '"') => shell = Shell::Unquoted,
+                        _ => {}
+                    }
+                }
             }
-            scan.tags.push("raw".to_owned());
-            i = after;
-            continue;
-        }
-        if rest.starts_with("{{") || rest.starts_with("{%") || rest.starts_with("{#") {
-            let close = match &rest[1..2] {
-                "{" => "}}",
-                "%" => "%}",
-                _ => "#}",
-            };
-            if close == "}}" && (shell != Shell::Unquoted || escaped) {
-                scan.placeholder_in_quotes = true;
+            // A placeholder is a complete word piece; it does not change the shell state.
+            Piece::Expr(_) => {
+                if shell != Shell::Unquoted || escaped {
+                    scan.placeholder_in_quotes = true;
+                }
             }
-            let end = find_tag_end(rest, close);
-            if close == "%}" {
-                let inner = rest[2..end].trim_start_matches(['-', '+']).trim_start();
-                let word: String = inner
+            Piece::Tag(inner) => scan.tags.push(
+                inner
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                scan.tags.push(word);
-            }
-            i += (end + close.len()).min(rest.len());
-            // A placeholder is a complete word piece; it does not change the shell state.
-            continue;
-        }
-        let c = rest.chars().next().unwrap_or('\0');
-        step_shell(c, &mut shell, &mut escaped);
-        i += c.len_utf8();
-    }
-
-    fn step_shell(c: char, shell: &mut Shell, escaped: &mut bool) {
-        if *escaped {
-            *escaped = false;
-            return;
-        }
-        match (&*shell, c) {
-            (Shell::Unquoted, '\'') => *shell = Shell::Single,
-            (Shell::Unquoted, '"') => *shell = Shell::Double,
-            (Shell::Unquoted | Shell::Double, '\\') => *escaped = true,
-            (Shell::Single, '\'') | (Shell::Double, '"') => *shell = Shell::Unquoted,
-            _ => {}
+                    .collect(),
+            ),
         }
     }
     scan
