@@ -329,3 +329,37 @@ async fn the_incidents_api_and_history_page_and_bound_their_answers() {
         "the next page continues where the cut one stopped"
     );
 }
+
+/// Hostile paging values: negative, non-numeric, NUL, past u64, are each a 400 that quotes
+/// none of the input; a zero limit and a cursor below every id are empty pages, not errors.
+#[tokio::test]
+async fn hostile_paging_values_are_refused_without_echo() {
+    let salve = start(&[]).await;
+    let client = http_client();
+    for (query, status) in [
+        ("limit=-5", 400),
+        ("limit=abc%1b%5b2J", 400),
+        ("limit=99999999999999999999", 400),
+        ("before=%00", 400),
+        ("before=99999999999999999999999", 400),
+        ("before=-1", 200),
+        ("limit=0", 200),
+    ] {
+        let response = client
+            .get(format!("{}/api/v1/incidents?{query}", salve.base_url()))
+            .header(API_BEARER.0, API_BEARER.1)
+            .send()
+            .await
+            .expect("GET /api/v1/incidents");
+        assert_eq!(response.status().as_u16(), status, "{query}");
+        let body = response.text().await.unwrap();
+        if status == 200 {
+            assert_eq!(body, "[]", "{query}");
+        } else {
+            assert!(
+                !body.contains("abc") && !body.contains('\u{1b}') && !body.contains("9999"),
+                "{query}: {body}"
+            );
+        }
+    }
+}
