@@ -57,7 +57,7 @@ async fn run_ok(executor: &Executor, target: &PlannedTarget, command: &str) -> C
 
 /// Host-side PIDs of ssh processes whose command line mentions `control_dir`: the control
 /// masters this test's executor started (ssh runs as `ssh -E DIR/.ssh-connectionX/log -S …`).
-fn master_pids(control_dir: &Path) -> Vec<u32> {
+pub(crate) fn master_pids(control_dir: &Path) -> Vec<u32> {
     let needle = control_dir.to_string_lossy().into_owned();
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
@@ -417,7 +417,18 @@ async fn an_unknown_host_is_refused_never_trusted_on_first_use() {
     let first = executor.run(&target(&host), "true", COMMAND_TIMEOUT).await;
     let second = executor.run(&target(&host), "true", COMMAND_TIMEOUT).await;
 
-    for result in [first, second] {
+    // known_hosts now holds another key for this host's address and port: a changed key.
+    let impostor = SshHost::start().await;
+    let changed = format!(
+        "[{}]:{} {}\n",
+        host.address(),
+        host.port(),
+        impostor.host_public_key()
+    );
+    std::fs::write(&known_hosts, &changed).unwrap();
+    let third = executor.run(&target(&host), "true", COMMAND_TIMEOUT).await;
+
+    for result in [first, second, third] {
         match result {
             Err(SshError::Connect(message)) => {
                 assert!(
@@ -430,9 +441,15 @@ async fn an_unknown_host_is_refused_never_trusted_on_first_use() {
     }
     assert_eq!(
         std::fs::read_to_string(&known_hosts).unwrap(),
-        "",
-        "salve must never add a key to known_hosts"
+        changed,
+        "salve must never add or replace a key in known_hosts"
     );
+    // Counted by the target itself: sshd accepted no login, so nothing could have run.
+    assert_eq!(host.accepted_logins(), 0, "{}", host.sshd_log_tail());
+    // The count can move: with the right key the same executor logs in, once.
+    write_known_hosts(dir.path(), &[&host]);
+    run_ok(&executor, &target(&host), "true").await;
+    assert_eq!(host.accepted_logins(), 1, "{}", host.sshd_log_tail());
 }
 
 #[tokio::test]

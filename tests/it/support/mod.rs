@@ -10,6 +10,7 @@
 mod alertmanager;
 mod child;
 mod http;
+mod https_endpoint;
 mod salve;
 mod smtp;
 mod sshd;
@@ -18,6 +19,7 @@ mod webhook_capture;
 
 pub use alertmanager::{Alertmanager, AlertmanagerBuilder};
 pub use http::{get_json, http_client, post_json};
+pub use https_endpoint::{HttpsEndpoint, OK_BODY};
 pub use salve::{SalveBuilder, SalveProcess, salve_config_template};
 pub use smtp::{CapturedMail, SMTP_TEST_PASSWORD, SMTP_TEST_USER, SmtpOptions, SmtpServer};
 pub use sshd::{

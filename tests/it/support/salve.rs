@@ -153,6 +153,38 @@ impl SalveProcess {
         status
     }
 
+    /// Sends `signal` (a `kill` name: `TERM`, `INT`, ...) and returns at once, so the test
+    /// can watch salve while it drains; `wait_for_exit` then reaps it.
+    pub fn send_signal(&self, signal: &str) {
+        let pid = self.pid().expect("salve is not running").to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} {pid} failed");
+    }
+
+    /// Waits up to `deadline` for salve to exit by itself (after `send_signal`) and returns
+    /// the exit status. Panics, with the log, if it does not exit.
+    pub async fn wait_for_exit(&mut self, deadline: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("salve is not running");
+        self.base_url = None;
+        wait_until(deadline, "salve to exit after the signal", || {
+            let exited = child.exited();
+            async move { exited }
+        })
+        .await
+    }
+
+    /// Rewrites salve.toml with `edit` and restarts salve on it (same tempdir and journal),
+    /// for a setting the test's config builder does not take.
+    pub async fn restart_with_config(&mut self, edit: impl FnOnce(String) -> String) {
+        let path = self.config_path();
+        let text = std::fs::read_to_string(&path).expect("read salve.toml");
+        std::fs::write(&path, edit(text)).expect("write salve.toml");
+        self.restart().await;
+    }
+
     /// Starts salve again in the same tempdir with the same config (so the same journal);
     /// kills it first if it still runs. With `listen = "127.0.0.1:0"` the port changes.
     pub async fn restart(&mut self) {

@@ -220,7 +220,7 @@ impl SmtpServer {
 }
 
 /// The interpreter with Debian's aiosmtpd, checked once per test process.
-fn ensure_smtp_bed() -> PathBuf {
+pub(super) fn ensure_smtp_bed() -> PathBuf {
     static CHECKED: OnceLock<PathBuf> = OnceLock::new();
     CHECKED
         .get_or_init(|| {
@@ -251,11 +251,11 @@ fn ensure_smtp_bed() -> PathBuf {
 
 /// A per-server PKI: a test CA (CA:TRUE), a server certificate it signed (CA:FALSE, SAN
 /// localhost and 127.0.0.1: what rustls accepts), and an unrelated CA.
-struct TestCertificates {
-    ca: PathBuf,
-    untrusted_ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
+pub(super) struct TestCertificates {
+    pub(super) ca: PathBuf,
+    pub(super) untrusted_ca: PathBuf,
+    pub(super) server_cert: PathBuf,
+    pub(super) server_key: PathBuf,
 }
 
 const CA_CONFIG: &str = "[req]\ndistinguished_name = dn\nprompt = no\nx509_extensions = v3_ca\n\
@@ -269,7 +269,7 @@ extendedKeyUsage = serverAuth\nsubjectKeyIdentifier = hash\n\
 authorityKeyIdentifier = keyid\n";
 
 impl TestCertificates {
-    fn generate(dir: &Path) -> TestCertificates {
+    pub(super) fn generate(dir: &Path) -> TestCertificates {
         let pki = dir.join("pki");
         std::fs::create_dir_all(&pki).expect("create pki dir");
         std::fs::write(pki.join("ca.cnf"), CA_CONFIG).expect("write ca.cnf");
