@@ -142,12 +142,8 @@ async fn sigint_stops_like_sigterm() {
     salve.send_signal("INT");
 
     let status = salve.wait_for_exit(Duration::from_secs(20)).await;
+    // Without its own handler SIGINT's default action kills salve: not a success.
     assert!(status.success(), "{status:?}\n{}", salve.stderr_tail());
-    assert!(
-        salve.stderr_tail().contains("SIGINT"),
-        "{}",
-        salve.stderr_tail()
-    );
     interrupted_at_next_start(salve).await;
 }
 
@@ -184,9 +180,11 @@ async fn a_command_that_ignores_term_is_killed_by_the_backstop() {
     let pid = host.exec_ok("cat /tmp/ignorer.pid").await.trim().to_owned();
     // Gone, or a zombie nobody reaped yet: either way it runs no more.
     let gone = format!("s=$(ps -o stat= -p {pid}); [ -z \"$s\" ] || [ \"${{s#Z}}\" != \"$s\" ]");
-    wait_until(Duration::from_secs(40), "the command to end on web1", || async {
-        host.exec(&gone).await.status.success().then_some(())
-    })
+    wait_until(
+        Duration::from_secs(40),
+        "the command to end on web1",
+        || async { host.exec(&gone).await.status.success().then_some(()) },
+    )
     .await;
     assert_eq!(
         host.exec_ok("cat /tmp/ignorer.log").await.trim(),
@@ -200,7 +198,7 @@ async fn a_command_that_ignores_term_is_killed_by_the_backstop() {
     );
 }
 
-/// `Long` runs `echo run >> /tmp/runs; sleep 30` with a 5 s timeout; its SSH master is
+/// `Long` runs `echo run >> /tmp/runs; sleep 30` with an 8 s timeout; its SSH master is
 /// killed mid-command. The incident fails (never retried), and the next incident on the
 /// host waits until the target's backstop has surely ended the cut command.
 #[tokio::test]
@@ -214,7 +212,7 @@ async fn a_master_killed_mid_command_fails_the_incident_and_holds_the_host() {
                 "run = [\"sleep 3\"]",
                 "run = [\"echo run >> /tmp/runs; sleep 30\"]",
             ),
-            ("long.toml", "timeout = \"30s\"", "timeout = \"5s\""),
+            ("long.toml", "timeout = \"30s\"", "timeout = \"8s\""),
         ],
     )
     .await;
@@ -256,10 +254,10 @@ async fn a_master_killed_mid_command_fails_the_incident_and_holds_the_host() {
         held[0]["why"].as_str().unwrap().contains("backstop"),
         "{next:#}"
     );
-    // salve's 5 s timeout, then the target's TERM 5 s later and its KILL 5 s after that.
+    // salve's 8 s timeout, then the target's TERM 5 s later and its KILL 5 s after that.
     let waited = event_time(next, "step_started") - event_time(cut, "step_started");
     assert!(
-        waited >= chrono::Duration::seconds(15),
+        waited >= chrono::Duration::seconds(18),
         "the next command started {waited} after the cut one"
     );
     // The target agrees: the cut command ran once and is gone.

@@ -88,7 +88,10 @@ impl HttpsEndpoint {
         let started = Instant::now();
         let port = loop {
             if let Ok(text) = std::fs::read_to_string(&ready) {
-                break text.trim().parse::<u16>().expect("HTTPS ready file holds a port");
+                break text
+                    .trim()
+                    .parse::<u16>()
+                    .expect("HTTPS ready file holds a port");
             }
             if let Some(status) = child.exited() {
                 panic!(
