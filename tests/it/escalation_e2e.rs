@@ -84,9 +84,9 @@ pub(crate) async fn wait_until_delivered(salve: &SalveProcess) -> Vec<Value> {
 }
 
 /// Sleeps until a duplicate delivery would have happened: past every `escalation_sent` of
-/// `history` plus the backoff a retry of that row would have waited (1 s doubling per
-/// attempt, taken generously as 2^attempt s) plus two outbox polls. "Exactly once" counted
-/// any earlier could not see the duplicate.
+/// `history` plus the backoff a retry of that row would have waited had attempt N been
+/// recorded failed (2^(N-1) s, as `engine::outbox::backoff`) plus a margin of four outbox
+/// polls. "Exactly once" counted any earlier could not see the duplicate.
 pub(crate) async fn wait_past_next_retry(history: &[Value]) {
     let last_retry_due = history
         .iter()
@@ -94,8 +94,8 @@ pub(crate) async fn wait_past_next_retry(history: &[Value]) {
         .filter(|event| event["kind"] == "escalation_sent")
         .map(|event| {
             let at: DateTime<Utc> = event["at"].as_str().unwrap().parse().unwrap();
-            let attempt = event["detail"]["attempt"].as_u64().unwrap().min(8) as u32;
-            at + chrono::Duration::seconds(2i64.pow(attempt)) + chrono::Duration::seconds(1)
+            let attempt = event["detail"]["attempt"].as_u64().unwrap().clamp(1, 9) as u32;
+            at + chrono::Duration::seconds(2i64.pow(attempt - 1)) + chrono::Duration::seconds(2)
         })
         .max()
         .expect("no escalation_sent in the journal");
