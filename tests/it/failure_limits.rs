@@ -144,7 +144,8 @@ async fn a_token_that_arrives_within_max_wait_lets_the_incident_run() {
 #[tokio::test]
 async fn breaker_runs_age_out_of_the_window_and_the_next_incident_runs() {
     let host = SshHost::start().await;
-    let enforcing = start_echo_with_breaker(&host, 2, "10s", "").await;
+    // 20 s: room for three incidents under load before the first run ages out.
+    let enforcing = start_echo_with_breaker(&host, 2, "20s", "").await;
     let salve = &enforcing.salve;
 
     let first = post_and_finish(salve, "first", 1).await;
@@ -154,7 +155,7 @@ async fn breaker_runs_age_out_of_the_window_and_the_next_incident_runs() {
     assert_eq!(runs_on_target(&host).await, ["first", "second"]);
 
     // Once the first run is older than the window, one run is left in it: room again.
-    let aged_out = event_time(&first, "step_started") + chrono::Duration::milliseconds(10_500);
+    let aged_out = event_time(&first, "step_started") + chrono::Duration::milliseconds(20_500);
     if let Ok(left) = (aged_out - Utc::now()).to_std() {
         tokio::time::sleep(left).await;
     }
