@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use serde_json::{Value, json};
 
 use crate::bed::{BEARER, TOKEN, history_json, shipped_recipes};
@@ -52,7 +54,7 @@ fn channels(
     format!("{email}\n{tickets}")
 }
 
-async fn wait_for_mails(smtp: &SmtpServer, count: usize) -> Vec<CapturedMail> {
+pub(crate) async fn wait_for_mails(smtp: &SmtpServer, count: usize) -> Vec<CapturedMail> {
     wait_until(Duration::from_secs(30), &format!("{count} mail(s)"), || {
         let mails = smtp.messages();
         async move { (mails.len() >= count).then_some(mails) }
@@ -61,7 +63,7 @@ async fn wait_for_mails(smtp: &SmtpServer, count: usize) -> Vec<CapturedMail> {
 }
 
 /// Until every escalation of the journal was accepted by its channel.
-async fn wait_until_delivered(salve: &SalveProcess) -> Vec<Value> {
+pub(crate) async fn wait_until_delivered(salve: &SalveProcess) -> Vec<Value> {
     wait_until(
         Duration::from_secs(30),
         "every escalation delivered",
@@ -79,6 +81,27 @@ async fn wait_until_delivered(salve: &SalveProcess) -> Vec<Value> {
         },
     )
     .await
+}
+
+/// Sleeps until a duplicate delivery would have happened: past every `escalation_sent` of
+/// `history` plus the backoff a retry of that row would have waited had attempt N been
+/// recorded failed (2^(N-1) s, as `engine::outbox::backoff`) plus a margin of four outbox
+/// polls. "Exactly once" counted any earlier could not see the duplicate.
+pub(crate) async fn wait_past_next_retry(history: &[Value]) {
+    let last_retry_due = history
+        .iter()
+        .flat_map(|incident| incident["events"].as_array().unwrap())
+        .filter(|event| event["kind"] == "escalation_sent")
+        .map(|event| {
+            let at: DateTime<Utc> = event["at"].as_str().unwrap().parse().unwrap();
+            let attempt = event["detail"]["attempt"].as_u64().unwrap().clamp(1, 9) as u32;
+            at + chrono::Duration::seconds(2i64.pow(attempt - 1)) + chrono::Duration::seconds(2)
+        })
+        .max()
+        .expect("no escalation_sent in the journal");
+    if let Ok(left) = (last_retry_due - Utc::now()).to_std() {
+        tokio::time::sleep(left).await;
+    }
 }
 
 #[tokio::test]
@@ -216,7 +239,7 @@ async fn disk_that_stays_full_opens_one_ticket_with_the_du_report() {
 }
 
 /// A dry-run salve whose default route is email to `smtp`.
-async fn novel_salve(smtp: &SmtpServer) -> SalveProcess {
+pub(crate) async fn novel_salve(smtp: &SmtpServer) -> SalveProcess {
     let config = format!(
         "{}\n[server.auth]\nbearer_token = \"{TOKEN}\"\n\n[recipes]\ndir = \"recipes\"\n\n\
          [escalation]\ndefault = [\"oncall-email\"]\n\n{}",
@@ -229,7 +252,7 @@ async fn novel_salve(smtp: &SmtpServer) -> SalveProcess {
         .await
 }
 
-async fn post_novel(salve: &SalveProcess) {
+pub(crate) async fn post_novel(salve: &SalveProcess) {
     let response = post_json(
         &format!("{}/hooks/generic", salve.base_url()),
         &json!({ "labels": { "alertname": "NovelThing", "instance": "web1:9100" } }),
@@ -264,9 +287,11 @@ async fn outbox_retries_through_451_and_delivers_exactly_once() {
     assert!(smtp.messages().is_empty());
 
     smtp.set_failing(false);
-    let history = wait_until_delivered(&salve).await;
-    let mails = wait_for_mails(&smtp, 1).await;
-    assert_eq!(mails.len(), 1);
+    wait_until_delivered(&salve).await;
+    wait_for_mails(&smtp, 1).await;
+    wait_past_next_retry(&history_json(&salve).await).await;
+    let history = history_json(&salve).await;
+    assert_eq!(smtp.messages().len(), 1, "{:#?}", smtp.messages());
     assert_eq!(events(&history[0], "escalation_sent").len(), 1);
     let failure = events(&history[0], "escalation_failed")[0];
     assert!(
@@ -286,8 +311,10 @@ async fn an_escalation_pending_at_kill_9_is_delivered_after_restart_once() {
 
     smtp.set_failing(false);
     salve.restart().await;
-    wait_until_delivered(&salve).await;
-    let mails = wait_for_mails(&smtp, 1).await;
+    let history = wait_until_delivered(&salve).await;
+    wait_for_mails(&smtp, 1).await;
+    wait_past_next_retry(&history).await;
+    let mails = smtp.messages();
     assert_eq!(mails.len(), 1, "delivered once");
     assert!(mails[0].subject.contains("novel"), "{}", mails[0].subject);
 }

@@ -12,6 +12,7 @@ mod dedup;
 mod escalation_abuse;
 mod escalation_channels;
 mod escalation_e2e;
+mod failure_limits;
 mod failure_stop;
 mod guard_e2e;
 mod ha_e2e;
