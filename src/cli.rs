@@ -11,8 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::alert::Source;
 use crate::config::{self, Loaded, LogFormat};
-use crate::engine::state_for;
-use crate::incident::Incident;
+use crate::incident::{Incident, state_for};
 use crate::intake::{self, Limits};
 use crate::plan::Plan;
 use crate::recipe::{self, PlanContext};

@@ -8,11 +8,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
+use crate::duration::de_duration;
+use crate::escalate::ChannelSettings;
 use crate::inventory::{Host, Inventory};
 use crate::plan::Mode;
+use crate::secret::{BLANK_SECRET, Secret, secret_from};
 use crate::tomlspan;
 
 /// The configuration salve runs on when no file is given and `./salve.toml` is absent.
@@ -20,40 +22,6 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 
 /// Where the settings came from, for messages.
 pub const EMBEDDED_NAME: &str = "<embedded default>";
-
-/// A secret value: deserialises from a string, prints as `[redacted]`.
-#[derive(Clone)]
-pub struct Secret(SecretString);
-
-impl Secret {
-    pub fn new(value: String) -> Secret {
-        Secret(SecretString::from(value))
-    }
-
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-/// Why a secret's text is refused: empty or only whitespace (a `*_file` holding just a
-/// newline, `VAR=" "`) would otherwise read as "credentials configured".
-pub const BLANK_SECRET: &str = "a secret must not be empty or whitespace-only";
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Secret, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        if text.trim().is_empty() {
-            return Err(serde::de::Error::custom(BLANK_SECRET));
-        }
-        Ok(Secret::new(text))
-    }
-}
 
 /// `message` without the value serde quotes in a type error (`invalid type: integer
 /// `123456`, expected a string` → `invalid type: integer, expected a string`): the value
@@ -67,14 +35,6 @@ fn without_quoted_values(message: &str) -> String {
         .expect("a valid regex")
     });
     QUOTED_VALUE.replace_all(message, "$1").into_owned()
-}
-
-pub(crate) fn de_duration<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Duration, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    humantime::parse_duration(&text)
-        .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -553,35 +513,6 @@ fn default_digest_window() -> Duration {
 
 fn default_max_concurrent_deliveries() -> usize {
     8
-}
-
-impl ChannelSettings {
-    /// The channel's `max_per_minute`: messages (single or digest) it may be sent in any
-    /// 60 s; `None` for no limit. Over it, escalations wait in the outbox.
-    pub fn max_per_minute(&self) -> Option<u32> {
-        match self {
-            ChannelSettings::Log { max_per_minute } => *max_per_minute,
-            ChannelSettings::Email(channel) => channel.max_per_minute,
-            ChannelSettings::Webhook(channel) => channel.max_per_minute,
-        }
-    }
-}
-
-/// One escalation channel, chosen by `kind`. The keys of each kind are documented on
-/// `EmailChannel` and `WebhookChannel` (src/escalate/email.rs, webhook.rs).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ChannelSettings {
-    /// `kind = "log"`: the escalation is recorded in the journal and the log only.
-    Log {
-        /// As for the other kinds (see `ChannelSettings::max_per_minute`).
-        #[serde(default)]
-        max_per_minute: Option<u32>,
-    },
-    /// `kind = "email"`: a plain-text mail over SMTP.
-    Email(crate::escalate::EmailChannel),
-    /// `kind = "webhook"`: a JSON POST (generic, a body template, or PagerDuty).
-    Webhook(crate::escalate::WebhookChannel),
 }
 
 /// A configuration problem, located when it came from a file.
@@ -1086,32 +1017,6 @@ fn first_blank_string(text: &str) -> Option<usize> {
     }
     let document = toml_edit::Document::parse(text).ok()?;
     in_item(document.as_item()).map(|offset| tomlspan::line_of_offset(text, offset))
-}
-
-/// A secret given inline or in a file (trailing newline trimmed), not both.
-pub(crate) fn secret_from(
-    name: &str,
-    inline: Option<Secret>,
-    file: Option<&Path>,
-) -> Result<Option<Secret>, String> {
-    match (inline, file) {
-        (Some(_), Some(_)) => Err(format!("{name} and {name}_file are both set; choose one")),
-        (Some(secret), None) => Ok(Some(secret)),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("{name}_file {}: {e}", path.display()))?;
-            if text.trim().is_empty() {
-                return Err(format!(
-                    "{name}_file {}: the file is empty or holds only whitespace ({BLANK_SECRET})",
-                    path.display()
-                ));
-            }
-            Ok(Some(Secret::new(
-                text.trim_end_matches(['\n', '\r']).to_owned(),
-            )))
-        }
-        (None, None) => Ok(None),
-    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod alert;
 pub mod cli;
 pub mod config;
+pub mod duration;
 pub mod engine;
 pub mod escalate;
 #[cfg(test)]
@@ -15,6 +16,7 @@ pub mod inventory;
 pub mod metrics;
 pub mod plan;
 pub mod recipe;
+pub mod secret;
 pub mod serve;
 pub mod ssh;
 pub mod store;

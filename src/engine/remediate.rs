@@ -23,7 +23,7 @@ use crate::metrics::RecipeLabel;
 use crate::plan::{Plan, PlannedTarget, PlannedVerify};
 // The remote line and its lifetime are pure shell text (`recipe::shell`); re-exported here for
 // the engine's other users.
-pub use crate::recipe::shell::{remote_lifetime, remote_line};
+use crate::recipe::shell::{remote_lifetime, remote_line};
 use crate::ssh::{CommandOutput, Executor, SshError};
 use crate::store::{BreakerLimit, NewEvent, RunGate, Store, StoreError};
 use crate::verify::{CheckResult, Verifier};

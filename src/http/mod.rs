@@ -10,9 +10,9 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use tokio::sync::Notify;
 
-use crate::config::Secret;
 use crate::intake::Limits;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 use crate::store::Store;
 
 pub mod api;
