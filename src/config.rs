@@ -14,6 +14,7 @@ use crate::duration::de_duration;
 use crate::escalate::ChannelSettings;
 use crate::inventory::{Host, Inventory};
 use crate::plan::Mode;
+use crate::ssh::SshSettings;
 use crate::secret::{BLANK_SECRET, Secret, secret_from};
 use crate::tomlspan;
 
@@ -395,76 +396,6 @@ impl Default for LimitSettings {
             remediations_per_minute: default_per_minute(),
             per_host_per_minute: default_per_host_per_minute(),
             max_wait: default_max_wait(),
-        }
-    }
-}
-
-/// How salve reaches inventory hosts. Host keys are always checked strictly against
-/// `known_hosts`: salve never trusts a key on first use.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SshSettings {
-    /// SSH user for hosts that do not name one.
-    #[serde(default = "default_ssh_user")]
-    pub user: String,
-    /// Private key; without it, ssh-agent and the default keys are used.
-    pub identity_file: Option<PathBuf>,
-    /// known_hosts file with every inventory host's key. Required to enforce.
-    pub known_hosts: Option<PathBuf>,
-    /// Give up connecting after this long (whole seconds).
-    #[serde(default = "default_connect_timeout", deserialize_with = "de_duration")]
-    pub connect_timeout: Duration,
-    /// Bound for check and diagnostic commands (remediation commands use the recipe's
-    /// `remediate.timeout`).
-    #[serde(default = "default_command_timeout", deserialize_with = "de_duration")]
-    pub command_timeout: Duration,
-    /// Close a host's connection after it has been unused this long.
-    #[serde(default = "default_idle_timeout", deserialize_with = "de_duration")]
-    pub idle_timeout: Duration,
-    /// Where connection sockets live (keep the path short: Unix socket paths are limited).
-    /// Default: a private directory under /tmp.
-    pub control_dir: Option<PathBuf>,
-    /// Stdout and stderr kept per command, each; the rest is dropped and marked truncated.
-    #[serde(default = "default_max_output_bytes")]
-    pub max_output_bytes: usize,
-    /// Commands open at once on one host (remediation, checks and diagnostics share it; the
-    /// rest wait their turn, up to `connect_timeout`). Keep it below the hosts' sshd
-    /// `MaxSessions` (10 by default), which refuses sessions beyond it. 1 to 256; default 8.
-    #[serde(default = "default_max_sessions_per_host")]
-    pub max_sessions_per_host: usize,
-}
-
-fn default_ssh_user() -> String {
-    "salve".into()
-}
-fn default_connect_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_command_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_idle_timeout() -> Duration {
-    Duration::from_secs(300)
-}
-fn default_max_output_bytes() -> usize {
-    64 * 1024
-}
-fn default_max_sessions_per_host() -> usize {
-    crate::ssh::DEFAULT_MAX_SESSIONS_PER_HOST
-}
-
-impl Default for SshSettings {
-    fn default() -> Self {
-        SshSettings {
-            user: default_ssh_user(),
-            identity_file: None,
-            known_hosts: None,
-            connect_timeout: default_connect_timeout(),
-            command_timeout: default_command_timeout(),
-            idle_timeout: default_idle_timeout(),
-            control_dir: None,
-            max_output_bytes: default_max_output_bytes(),
-            max_sessions_per_host: default_max_sessions_per_host(),
         }
     }
 }
@@ -861,28 +792,8 @@ pub fn load_from_str(
         ));
     }
     let ssh = &settings.ssh;
-    if ssh.connect_timeout < Duration::from_secs(1) {
-        problems.push(problem(
-            at(&["ssh", "connect_timeout"]),
-            "ssh.connect_timeout must be at least 1s".into(),
-        ));
-    }
-    if ssh.max_output_bytes == 0 {
-        problems.push(problem(
-            at(&["ssh", "max_output_bytes"]),
-            "ssh.max_output_bytes must be > 0".into(),
-        ));
-    }
-    let sessions_limit = crate::ssh::MAX_SESSIONS_PER_HOST_LIMIT;
-    if !(1..=sessions_limit).contains(&ssh.max_sessions_per_host) {
-        problems.push(problem(
-            at(&["ssh", "max_sessions_per_host"]),
-            format!(
-                "ssh.max_sessions_per_host must be between 1 and {sessions_limit} (keep it below \
-                 the hosts' sshd MaxSessions, 10 by default), got {}",
-                ssh.max_sessions_per_host
-            ),
-        ));
+    for (key, message) in ssh.problems() {
+        problems.push(problem(at(&["ssh", key]), message));
     }
     // Strict host key checking needs the keys: refuse to enforce without them rather
     // than discover it at 3 a.m. on the first incident.

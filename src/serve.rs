@@ -220,10 +220,6 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
 /// file exists: without one nothing could be connected to strictly.
 fn build_executor(loaded: &Loaded) -> anyhow::Result<crate::ssh::Executor> {
     let ssh = &loaded.settings.ssh;
-    let known_hosts = ssh
-        .known_hosts
-        .clone()
-        .context("enforce mode needs ssh.known_hosts")?;
     let control_dir = match &ssh.control_dir {
         Some(dir) => dir.clone(),
         None => {
@@ -239,14 +235,8 @@ fn build_executor(loaded: &Loaded) -> anyhow::Result<crate::ssh::Executor> {
             .with_context(|| format!("securing {}", control_dir.display()))?;
     }
     crate::ssh::Executor::new(crate::ssh::SshSettings {
-        user: ssh.user.clone(),
-        identity_file: ssh.identity_file.clone(),
-        known_hosts,
-        connect_timeout: ssh.connect_timeout,
-        idle_timeout: ssh.idle_timeout,
-        control_dir,
-        max_output_bytes: ssh.max_output_bytes,
-        max_sessions_per_host: ssh.max_sessions_per_host,
+        control_dir: Some(control_dir),
+        ..ssh.clone()
     })
     .context("setting up SSH")
 }
