@@ -12,10 +12,11 @@ use serde::{Deserialize, Deserializer};
 
 use crate::duration::de_duration;
 use crate::escalate::ChannelSettings;
+use crate::intake::Limits;
 use crate::inventory::{Host, Inventory};
 use crate::plan::Mode;
-use crate::ssh::SshSettings;
 use crate::secret::{BLANK_SECRET, Secret, secret_from};
+use crate::ssh::SshSettings;
 use crate::tomlspan;
 
 /// The configuration salve runs on when no file is given and `./salve.toml` is absent.
@@ -66,8 +67,8 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     /// Address to listen on. Port 0 picks a free port (printed at startup).
-    #[serde(default = "default_listen")]
-    pub listen: String,
+    #[serde(default = "default_listen", deserialize_with = "de_listen")]
+    pub listen: SocketAddr,
     /// Largest accepted webhook body in bytes; larger bodies get 413.
     #[serde(default = "default_body_limit")]
     pub body_limit_bytes: usize,
@@ -102,8 +103,15 @@ fn default_max_connections() -> usize {
     512
 }
 
-fn default_listen() -> String {
-    "127.0.0.1:9095".into()
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9095))
+}
+
+fn de_listen<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!("server.listen: {text:?} is not an IP:port address"))
+    })
 }
 
 fn default_body_limit() -> usize {
@@ -196,47 +204,73 @@ pub struct ApiToken {
     pub scope: ApiScope,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[intake]`: the bounds on one notification (its keys are [`Limits`]' fields, read
+/// straight into it: `max_alerts`, `max_labels`, `max_name_bytes`, `max_value_bytes`; the
+/// defaults are `Limits::default()`) and `[intake.grafana]`.
+#[derive(Debug, Clone, Default)]
 pub struct IntakeSettings {
-    /// Most alerts accepted in one notification.
-    #[serde(default = "default_max_alerts")]
-    pub max_alerts: usize,
-    /// Most labels (and, separately, annotations) per alert.
-    #[serde(default = "default_max_labels")]
-    pub max_labels: usize,
-    /// Longest label or annotation name, bytes.
-    #[serde(default = "default_max_name_bytes")]
-    pub max_name_bytes: usize,
-    /// Longest label or annotation value, bytes.
-    #[serde(default = "default_max_value_bytes")]
-    pub max_value_bytes: usize,
-    #[serde(default)]
+    pub limits: Limits,
     pub grafana: GrafanaSettings,
 }
 
-fn default_max_alerts() -> usize {
-    1000
-}
-fn default_max_labels() -> usize {
-    128
-}
-fn default_max_name_bytes() -> usize {
-    256
-}
-fn default_max_value_bytes() -> usize {
-    16 * 1024
-}
-
-impl Default for IntakeSettings {
-    fn default() -> Self {
-        IntakeSettings {
-            max_alerts: default_max_alerts(),
-            max_labels: default_max_labels(),
-            max_name_bytes: default_max_name_bytes(),
-            max_value_bytes: default_max_value_bytes(),
-            grafana: GrafanaSettings::default(),
+/// By hand only because `[intake]` mixes `Limits`' keys with the `grafana` table: serde's
+/// `flatten` would buffer the values (environment overrides arrive as text and would no
+/// longer read as numbers) and lose the unknown-key check. Same shape as the derive: a
+/// field identifier (unknown keys refused), missing keys keep their default.
+impl<'de> Deserialize<'de> for IntakeSettings {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<IntakeSettings, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "snake_case")]
+        enum Key {
+            MaxAlerts,
+            MaxLabels,
+            MaxNameBytes,
+            MaxValueBytes,
+            Grafana,
         }
+        const KEYS: &[&str] = &[
+            "max_alerts",
+            "max_labels",
+            "max_name_bytes",
+            "max_value_bytes",
+            "grafana",
+        ];
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = IntakeSettings;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("struct IntakeSettings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<IntakeSettings, A::Error> {
+                let mut settings = IntakeSettings::default();
+                let mut seen = BTreeSet::new();
+                while let Some(key) = map.next_key::<Key>()? {
+                    let name = match key {
+                        Key::MaxAlerts => "max_alerts",
+                        Key::MaxLabels => "max_labels",
+                        Key::MaxNameBytes => "max_name_bytes",
+                        Key::MaxValueBytes => "max_value_bytes",
+                        Key::Grafana => "grafana",
+                    };
+                    if !seen.insert(name) {
+                        return Err(serde::de::Error::duplicate_field(name));
+                    }
+                    let limits = &mut settings.limits;
+                    match key {
+                        Key::MaxAlerts => limits.max_alerts = map.next_value()?,
+                        Key::MaxLabels => limits.max_labels = map.next_value()?,
+                        Key::MaxNameBytes => limits.max_name_bytes = map.next_value()?,
+                        Key::MaxValueBytes => limits.max_value_bytes = map.next_value()?,
+                        Key::Grafana => settings.grafana = map.next_value()?,
+                    }
+                }
+                Ok(settings)
+            }
+        }
+        deserializer.deserialize_struct("IntakeSettings", KEYS, Visitor)
     }
 }
 
@@ -469,7 +503,6 @@ pub struct Loaded {
     pub settings: Settings,
     /// `salve.toml`'s path, or `<embedded default>`.
     pub origin: String,
-    pub listen: SocketAddr,
     pub bearer_token: Option<Secret>,
     pub basic: Option<(String, Secret)>,
     pub grafana_secret: Option<Secret>,
@@ -615,19 +648,6 @@ pub fn load_from_str(
     let mut problems = Vec::new();
     let at = |path: &[&str]| tomlspan::line_of_path(text, path);
 
-    let listen = match settings.server.listen.parse::<SocketAddr>() {
-        Ok(addr) => Some(addr),
-        Err(_) => {
-            problems.push(problem(
-                at(&["server", "listen"]),
-                format!(
-                    "server.listen: {:?} is not an IP:port address",
-                    settings.server.listen
-                ),
-            ));
-            None
-        }
-    };
     if settings.server.body_limit_bytes == 0 {
         problems.push(problem(
             at(&["server", "body_limit_bytes"]),
@@ -670,8 +690,8 @@ pub fn load_from_str(
             None
         }
     };
-    if let Some(addr) = listen
-        && bearer_token.is_none()
+    let addr = settings.server.listen;
+    if bearer_token.is_none()
         && basic.is_none()
         && !addr.ip().is_loopback()
         && !settings.server.allow_unauthenticated
@@ -757,7 +777,7 @@ pub fn load_from_str(
         problems.push(problem(at(&["intake", "grafana"]), message));
         None
     });
-    let intake = &settings.intake;
+    let intake = &settings.intake.limits;
     for (key, value) in [
         ("max_alerts", intake.max_alerts),
         ("max_labels", intake.max_labels),
@@ -889,18 +909,17 @@ pub fn load_from_str(
         ));
     }
 
-    match (problems.is_empty(), listen) {
-        (true, Some(listen)) => Ok(Loaded {
-            settings,
-            origin,
-            listen,
-            bearer_token,
-            basic,
-            grafana_secret,
-            api_tokens,
-        }),
-        _ => Err(problems),
+    if !problems.is_empty() {
+        return Err(problems);
     }
+    Ok(Loaded {
+        settings,
+        origin,
+        bearer_token,
+        basic,
+        grafana_secret,
+        api_tokens,
+    })
 }
 
 /// The line of the first empty or whitespace-only string value in `text`.
@@ -962,7 +981,10 @@ mod tests {
     #[test]
     fn embedded_default_is_loopback_dry_run_sqlite() {
         let loaded = load_with_env(None, BTreeMap::new()).unwrap();
-        assert_eq!(loaded.listen, "127.0.0.1:9095".parse().unwrap());
+        assert_eq!(
+            loaded.settings.server.listen,
+            "127.0.0.1:9095".parse().unwrap()
+        );
         assert_eq!(loaded.settings.store.url, "sqlite://salve.db");
         assert_eq!(loaded.settings.recipes.dir, PathBuf::from("recipes"));
         assert_eq!(loaded.settings.engine.mode, Mode::DryRun);
@@ -1007,7 +1029,7 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(loaded.listen.port(), 2);
+        assert_eq!(loaded.settings.server.listen.port(), 2);
         assert_eq!(
             loaded.bearer_token.as_ref().unwrap().expose(),
             "hunter2-token"
@@ -1324,6 +1346,56 @@ mod tests {
         }
         let loaded = load_text("[ssh]\nmax_sessions_per_host = 3\n", &[]).unwrap();
         assert_eq!(loaded.settings.ssh.max_sessions_per_host, 3);
+    }
+
+    #[test]
+    fn intake_keys_read_straight_into_the_limits_from_file_and_environment() {
+        let loaded = load_text(
+            "[intake]\nmax_labels = 4\n\n[intake.grafana]\nsignature_header = \"X-Sig\"\n",
+            &[("SALVE_INTAKE__MAX_ALERTS", "7")],
+        )
+        .unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(
+            loaded.settings.intake.limits,
+            Limits {
+                max_alerts: 7,
+                max_labels: 4,
+                ..Limits::default()
+            }
+        );
+        assert_eq!(loaded.settings.intake.grafana.signature_header, "X-Sig");
+        assert_eq!(
+            load_text("", &[]).unwrap().settings.intake.limits,
+            Limits::default()
+        );
+
+        let problems = load_text("[intake]\nmax_alerts = 2\nmax_alert = 3\n", &[]).unwrap_err();
+        let text = messages(problems).join("\n");
+        assert!(
+            text.starts_with("salve.toml:3: unknown field `max_alert`"),
+            "{text}"
+        );
+        let problems = load_text("[intake]\n\nmax_value_bytes = 0\n", &[]).unwrap_err();
+        assert_eq!(
+            messages(problems),
+            vec!["salve.toml:3: intake.max_value_bytes must be > 0"]
+        );
+        let problems = load_text("", &[("SALVE_INTAKE__MAX_LABLES", "3")]).unwrap_err();
+        let text = messages(problems).join("\n");
+        assert!(text.contains("max_lables"), "{text}");
+    }
+
+    #[test]
+    fn one_ssh_connect_timeout_default() {
+        let five = Duration::from_secs(5);
+        let loaded = load_text("", &[]).unwrap();
+        assert_eq!(loaded.settings.ssh.connect_timeout, five);
+        assert_eq!(SshSettings::default().connect_timeout, five);
+        let built = SshSettings::new("salve", "/k".into(), "/c".into());
+        assert_eq!(built.connect_timeout, five);
+        let loaded = load_text("[ssh]\nconnect_timeout = \"12s\"\n", &[]).unwrap();
+        assert_eq!(loaded.settings.ssh.connect_timeout, Duration::from_secs(12));
+        assert_eq!(loaded.settings.ssh.command_timeout, Duration::from_secs(30));
     }
 }
 
