@@ -39,72 +39,45 @@ fn without_quoted_values(message: &str) -> String {
     QUOTED_VALUE.replace_all(message, "$1").into_owned()
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    #[serde(default)]
     pub server: ServerSettings,
-    #[serde(default)]
     pub intake: IntakeSettings,
-    #[serde(default)]
     pub store: StoreSettings,
-    #[serde(default)]
     pub recipes: RecipeSettings,
-    #[serde(default)]
     pub engine: EngineSettings,
-    #[serde(default)]
     pub escalation: EscalationSettings,
-    #[serde(default)]
     pub ssh: SshSettings,
-    #[serde(default)]
     pub limits: LimitSettings,
     /// The inventory: the only hosts salve may ever touch.
-    #[serde(default)]
     pub hosts: Vec<Host>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
     /// Address to listen on. Port 0 picks a free port (printed at startup).
-    #[serde(default = "default_listen", deserialize_with = "de_listen")]
+    #[serde(deserialize_with = "de_listen")]
     pub listen: SocketAddr,
     /// Largest accepted webhook body in bytes; larger bodies get 413.
-    #[serde(default = "default_body_limit")]
     pub body_limit_bytes: usize,
     /// `human` or `json` log lines on stderr.
-    #[serde(default)]
     pub log_format: LogFormat,
     /// Allow webhooks without credentials on a non-loopback address. Without credentials
     /// salve only starts on loopback unless this is set.
-    #[serde(default)]
     pub allow_unauthenticated: bool,
-    #[serde(default)]
     pub auth: AuthSettings,
     /// Credentials for the incidents/breakers API, separate from the webhook's.
-    #[serde(default)]
     pub api: ApiSettings,
     /// A request body must have arrived this long after its headers, or the request gets
     /// 408 and the connection is closed (a trickled body cannot hold a connection).
-    #[serde(default = "default_body_timeout", deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration")]
     pub body_timeout: Duration,
     /// Most connections open at once, all workers together. Beyond it new connections
     /// wait in the listen backlog until a slot frees (the header and body deadlines free
     /// slots held by slow clients).
-    #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-}
-
-fn default_body_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-fn default_max_connections() -> usize {
-    512
-}
-
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9095))
 }
 
 fn de_listen<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
@@ -114,21 +87,17 @@ fn de_listen<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D
     })
 }
 
-fn default_body_limit() -> usize {
-    1024 * 1024
-}
-
 impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
-            listen: default_listen(),
-            body_limit_bytes: default_body_limit(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9095)),
+            body_limit_bytes: 1024 * 1024,
             log_format: LogFormat::default(),
             allow_unauthenticated: false,
             auth: AuthSettings::default(),
             api: ApiSettings::default(),
-            body_timeout: default_body_timeout(),
-            max_connections: default_max_connections(),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 512,
         }
     }
 }
@@ -276,26 +245,17 @@ impl<'de> Deserialize<'de> for IntakeSettings {
 
 /// Grafana's optional HMAC-SHA256 webhook signature.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct GrafanaSettings {
     /// Shared secret; when set, unsigned or badly signed Grafana posts get 401.
     pub hmac_secret: Option<Secret>,
     pub hmac_secret_file: Option<PathBuf>,
-    #[serde(default = "default_signature_header")]
     pub signature_header: String,
     /// When Grafana is configured with a timestamp header, name it here: the signed
     /// string becomes `timestamp:body` and stale timestamps are refused.
     pub timestamp_header: Option<String>,
-    #[serde(default = "default_max_skew", deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration")]
     pub max_timestamp_skew: Duration,
-}
-
-fn default_signature_header() -> String {
-    "X-Grafana-Alert-Signature".into()
-}
-
-fn default_max_skew() -> Duration {
-    Duration::from_secs(300)
 }
 
 impl Default for GrafanaSettings {
@@ -303,75 +263,56 @@ impl Default for GrafanaSettings {
         GrafanaSettings {
             hmac_secret: None,
             hmac_secret_file: None,
-            signature_header: default_signature_header(),
+            signature_header: "X-Grafana-Alert-Signature".into(),
             timestamp_header: None,
-            max_timestamp_skew: default_max_skew(),
+            max_timestamp_skew: Duration::from_secs(300),
         }
     }
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct StoreSettings {
     /// `sqlite://PATH` (relative to the working directory) or `sqlite:///abs/path`.
-    #[serde(default = "default_store_url")]
     pub url: String,
-}
-
-fn default_store_url() -> String {
-    "sqlite://salve.db".into()
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
-            url: default_store_url(),
+            url: "sqlite://salve.db".into(),
         }
     }
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RecipeSettings {
     /// Directory of `*.toml` recipes, relative to the working directory.
-    #[serde(default = "default_recipe_dir")]
     pub dir: PathBuf,
-}
-
-fn default_recipe_dir() -> PathBuf {
-    PathBuf::from("recipes")
 }
 
 impl Default for RecipeSettings {
     fn default() -> Self {
         RecipeSettings {
-            dir: default_recipe_dir(),
+            dir: PathBuf::from("recipes"),
         }
     }
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct EngineSettings {
     /// `dry-run` (default): plan and journal, run nothing. `enforce`: recipes that say
     /// `mode = "enforce"` act; the others stay dry-run.
-    #[serde(default = "default_mode", deserialize_with = "de_mode")]
+    #[serde(deserialize_with = "de_mode")]
     pub mode: Mode,
     /// Remediations running at once (on different hosts; one host never runs two).
-    #[serde(default = "default_max_parallel")]
     pub max_parallel: usize,
     /// On SIGTERM, running remediations get this long to finish; what is cut off is
     /// marked `interrupted` (or re-run, if idempotent) at the next start.
-    #[serde(default = "default_shutdown_grace", deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration")]
     pub shutdown_grace: Duration,
-}
-
-fn default_shutdown_grace() -> Duration {
-    Duration::from_secs(30)
-}
-
-fn default_mode() -> Mode {
-    Mode::DryRun
 }
 
 fn de_mode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Mode, D::Error> {
@@ -387,72 +328,52 @@ fn de_mode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Mode, D::Error>
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
-            mode: default_mode(),
-            max_parallel: default_max_parallel(),
-            shutdown_grace: default_shutdown_grace(),
+            mode: Mode::DryRun,
+            max_parallel: 16,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
-}
-
-fn default_max_parallel() -> usize {
-    16
 }
 
 /// Remediation rate limits (token buckets). An incident over a limit waits up to
 /// `max_wait` for a token, then is not run: it ends `rate_limited` and is escalated.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
     /// Remediations started per minute, all hosts together.
-    #[serde(default = "default_per_minute")]
     pub remediations_per_minute: u32,
     /// Remediations started per minute on any one host.
-    #[serde(default = "default_per_host_per_minute")]
     pub per_host_per_minute: u32,
     /// How long an incident may wait for a token before it escalates `rate_limited`.
-    #[serde(default = "default_max_wait", deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration")]
     pub max_wait: Duration,
-}
-
-fn default_per_minute() -> u32 {
-    60
-}
-fn default_per_host_per_minute() -> u32 {
-    6
-}
-fn default_max_wait() -> Duration {
-    Duration::from_secs(120)
 }
 
 impl Default for LimitSettings {
     fn default() -> Self {
         LimitSettings {
-            remediations_per_minute: default_per_minute(),
-            per_host_per_minute: default_per_host_per_minute(),
-            max_wait: default_max_wait(),
+            remediations_per_minute: 60,
+            per_host_per_minute: 6,
+            max_wait: Duration::from_secs(120),
         }
     }
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct EscalationSettings {
     /// Route for alerts no recipe handles (unmatched) or that were refused.
-    #[serde(default)]
     pub default: Vec<String>,
-    #[serde(default)]
     pub channels: BTreeMap<String, ChannelSettings>,
     /// Floods become digests: a channel gets at most this many separate messages per
     /// `digest_window` for one escalation reason; more escalations for that (channel,
     /// reason) — or more than this many due at once — go out as one digest listing them
     /// all, at most one digest per `digest_window`. 0 sends every escalation as a digest.
-    #[serde(default = "default_digest_after")]
     pub digest_after: usize,
-    #[serde(default = "default_digest_window", deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration")]
     pub digest_window: Duration,
     /// Deliveries in flight at once, across channels, so one slow channel (or a flood)
     /// never holds back another incident's page.
-    #[serde(default = "default_max_concurrent_deliveries")]
     pub max_concurrent_deliveries: usize,
 }
 
@@ -461,23 +382,11 @@ impl Default for EscalationSettings {
         EscalationSettings {
             default: Vec::new(),
             channels: BTreeMap::new(),
-            digest_after: default_digest_after(),
-            digest_window: default_digest_window(),
-            max_concurrent_deliveries: default_max_concurrent_deliveries(),
+            digest_after: 5,
+            digest_window: Duration::from_secs(60),
+            max_concurrent_deliveries: 8,
         }
     }
-}
-
-fn default_digest_after() -> usize {
-    5
-}
-
-fn default_digest_window() -> Duration {
-    Duration::from_secs(60)
-}
-
-fn default_max_concurrent_deliveries() -> usize {
-    8
 }
 
 /// A configuration problem, located when it came from a file.
