@@ -296,11 +296,7 @@ fn build_remediator(
         crate::engine::remediate::Bounds {
             check_timeout: settings.ssh.command_timeout,
             max_parallel: settings.engine.max_parallel,
-            limits: crate::engine::remediate::RateLimits::new(
-                settings.limits.remediations_per_minute,
-                settings.limits.per_host_per_minute,
-                settings.limits.max_wait,
-            ),
+            limits: crate::engine::remediate::RateLimits::new(&settings.limits),
         },
         metrics,
         wake,
