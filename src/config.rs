@@ -1305,6 +1305,8 @@ mod tests {
         let loaded = load_text("[ssh]\nconnect_timeout = \"12s\"\n", &[]).unwrap();
         assert_eq!(loaded.settings.ssh.connect_timeout, Duration::from_secs(12));
         assert_eq!(loaded.settings.ssh.command_timeout, Duration::from_secs(30));
+        let loaded = load_text("", &[("SALVE_SSH__CONNECT_TIMEOUT", "7s")]).unwrap();
+        assert_eq!(loaded.settings.ssh.connect_timeout, Duration::from_secs(7));
     }
 }
 
