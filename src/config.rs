@@ -183,9 +183,10 @@ pub struct IntakeSettings {
 }
 
 /// By hand only because `[intake]` mixes `Limits`' keys with the `grafana` table: serde's
-/// `flatten` would buffer the values (environment overrides arrive as text and would no
-/// longer read as numbers) and lose the unknown-key check. Same shape as the derive: a
-/// field identifier (unknown keys refused), missing keys keep their default.
+/// `flatten` does not go with `deny_unknown_fields`, and it buffers the values, which
+/// risks environment overrides (text until read as the key's type) no longer reading as
+/// numbers. Same shape as the derive: a field identifier (unknown keys refused), missing
+/// keys keep their default.
 impl<'de> Deserialize<'de> for IntakeSettings {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<IntakeSettings, D::Error> {
         #[derive(Deserialize)]
