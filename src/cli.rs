@@ -11,9 +11,8 @@ use clap::{Parser, Subcommand};
 
 use crate::alert::Source;
 use crate::config::{self, Loaded, LogFormat};
-use crate::engine::state_for;
-use crate::incident::Incident;
-use crate::intake::{self, Limits};
+use crate::incident::{Incident, state_for};
+use crate::intake;
 use crate::plan::Plan;
 use crate::recipe::{self, PlanContext};
 use crate::store::Store;
@@ -275,15 +274,10 @@ fn simulate(
         Err(code) => return Ok(code),
     };
     let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let limits = Limits {
-        max_alerts: loaded.settings.intake.max_alerts,
-        max_labels: loaded.settings.intake.max_labels,
-        max_name_bytes: loaded.settings.intake.max_name_bytes,
-        max_value_bytes: loaded.settings.intake.max_value_bytes,
-    };
+    let limits = &loaded.settings.intake.limits;
     let parsed = match source.and_then(Source::parse) {
-        Some(source) => intake::parse(source, &body, &limits),
-        None => intake::detect_and_parse(&body, &limits),
+        Some(source) => intake::parse(source, &body, limits),
+        None => intake::detect_and_parse(&body, limits),
     };
     let notification = parsed.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let inventory = loaded.inventory();

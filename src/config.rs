@@ -8,11 +8,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
+use crate::duration::de_duration;
+use crate::escalate::ChannelSettings;
+use crate::intake::Limits;
 use crate::inventory::{Host, Inventory};
 use crate::plan::Mode;
+use crate::secret::{BLANK_SECRET, Secret, secret_from};
+use crate::ssh::SshSettings;
 use crate::tomlspan;
 
 /// The configuration salve runs on when no file is given and `./salve.toml` is absent.
@@ -20,40 +24,6 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 
 /// Where the settings came from, for messages.
 pub const EMBEDDED_NAME: &str = "<embedded default>";
-
-/// A secret value: deserialises from a string, prints as `[redacted]`.
-#[derive(Clone)]
-pub struct Secret(SecretString);
-
-impl Secret {
-    pub fn new(value: String) -> Secret {
-        Secret(SecretString::from(value))
-    }
-
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-/// Why a secret's text is refused: empty or only whitespace (a `*_file` holding just a
-/// newline, `VAR=" "`) would otherwise read as "credentials configured".
-pub const BLANK_SECRET: &str = "a secret must not be empty or whitespace-only";
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Secret, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        if text.trim().is_empty() {
-            return Err(serde::de::Error::custom(BLANK_SECRET));
-        }
-        Ok(Secret::new(text))
-    }
-}
 
 /// `message` without the value serde quotes in a type error (`invalid type: integer
 /// `123456`, expected a string` → `invalid type: integer, expected a string`): the value
@@ -69,97 +39,65 @@ fn without_quoted_values(message: &str) -> String {
     QUOTED_VALUE.replace_all(message, "$1").into_owned()
 }
 
-pub(crate) fn de_duration<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Duration, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    humantime::parse_duration(&text)
-        .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    #[serde(default)]
     pub server: ServerSettings,
-    #[serde(default)]
     pub intake: IntakeSettings,
-    #[serde(default)]
     pub store: StoreSettings,
-    #[serde(default)]
     pub recipes: RecipeSettings,
-    #[serde(default)]
     pub engine: EngineSettings,
-    #[serde(default)]
     pub escalation: EscalationSettings,
-    #[serde(default)]
     pub ssh: SshSettings,
-    #[serde(default)]
     pub limits: LimitSettings,
     /// The inventory: the only hosts salve may ever touch.
-    #[serde(default)]
     pub hosts: Vec<Host>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
     /// Address to listen on. Port 0 picks a free port (printed at startup).
-    #[serde(default = "default_listen")]
-    pub listen: String,
+    #[serde(deserialize_with = "de_listen")]
+    pub listen: SocketAddr,
     /// Largest accepted webhook body in bytes; larger bodies get 413.
-    #[serde(default = "default_body_limit")]
     pub body_limit_bytes: usize,
     /// `human` or `json` log lines on stderr.
-    #[serde(default)]
     pub log_format: LogFormat,
     /// Allow webhooks without credentials on a non-loopback address. Without credentials
     /// salve only starts on loopback unless this is set.
-    #[serde(default)]
     pub allow_unauthenticated: bool,
-    #[serde(default)]
     pub auth: AuthSettings,
     /// Credentials for the incidents/breakers API, separate from the webhook's.
-    #[serde(default)]
     pub api: ApiSettings,
     /// A request body must have arrived this long after its headers, or the request gets
     /// 408 and the connection is closed (a trickled body cannot hold a connection).
-    #[serde(default = "default_body_timeout", deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration")]
     pub body_timeout: Duration,
     /// Most connections open at once, all workers together. Beyond it new connections
     /// wait in the listen backlog until a slot frees (the header and body deadlines free
     /// slots held by slow clients).
-    #[serde(default = "default_max_connections")]
     pub max_connections: usize,
 }
 
-fn default_body_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-fn default_max_connections() -> usize {
-    512
-}
-
-fn default_listen() -> String {
-    "127.0.0.1:9095".into()
-}
-
-fn default_body_limit() -> usize {
-    1024 * 1024
+fn de_listen<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!("server.listen: {text:?} is not an IP:port address"))
+    })
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
-            listen: default_listen(),
-            body_limit_bytes: default_body_limit(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9095)),
+            body_limit_bytes: 1024 * 1024,
             log_format: LogFormat::default(),
             allow_unauthenticated: false,
             auth: AuthSettings::default(),
             api: ApiSettings::default(),
-            body_timeout: default_body_timeout(),
-            max_connections: default_max_connections(),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 512,
         }
     }
 }
@@ -235,72 +173,90 @@ pub struct ApiToken {
     pub scope: ApiScope,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[intake]`: the bounds on one notification (its keys are [`Limits`]' fields, read
+/// straight into it: `max_alerts`, `max_labels`, `max_name_bytes`, `max_value_bytes`; the
+/// defaults are `Limits::default()`) and `[intake.grafana]`.
+#[derive(Debug, Clone, Default)]
 pub struct IntakeSettings {
-    /// Most alerts accepted in one notification.
-    #[serde(default = "default_max_alerts")]
-    pub max_alerts: usize,
-    /// Most labels (and, separately, annotations) per alert.
-    #[serde(default = "default_max_labels")]
-    pub max_labels: usize,
-    /// Longest label or annotation name, bytes.
-    #[serde(default = "default_max_name_bytes")]
-    pub max_name_bytes: usize,
-    /// Longest label or annotation value, bytes.
-    #[serde(default = "default_max_value_bytes")]
-    pub max_value_bytes: usize,
-    #[serde(default)]
+    pub limits: Limits,
     pub grafana: GrafanaSettings,
 }
 
-fn default_max_alerts() -> usize {
-    1000
-}
-fn default_max_labels() -> usize {
-    128
-}
-fn default_max_name_bytes() -> usize {
-    256
-}
-fn default_max_value_bytes() -> usize {
-    16 * 1024
-}
-
-impl Default for IntakeSettings {
-    fn default() -> Self {
-        IntakeSettings {
-            max_alerts: default_max_alerts(),
-            max_labels: default_max_labels(),
-            max_name_bytes: default_max_name_bytes(),
-            max_value_bytes: default_max_value_bytes(),
-            grafana: GrafanaSettings::default(),
+/// By hand only because `[intake]` mixes `Limits`' keys with the `grafana` table: serde's
+/// `flatten` does not go with `deny_unknown_fields`, and it buffers the values, which
+/// risks environment overrides (text until read as the key's type) no longer reading as
+/// numbers. Same shape as the derive: a field identifier (unknown keys refused), missing
+/// keys keep their default.
+impl<'de> Deserialize<'de> for IntakeSettings {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<IntakeSettings, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "snake_case")]
+        enum Key {
+            MaxAlerts,
+            MaxLabels,
+            MaxNameBytes,
+            MaxValueBytes,
+            Grafana,
         }
+        const KEYS: &[&str] = &[
+            "max_alerts",
+            "max_labels",
+            "max_name_bytes",
+            "max_value_bytes",
+            "grafana",
+        ];
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = IntakeSettings;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("struct IntakeSettings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<IntakeSettings, A::Error> {
+                let mut settings = IntakeSettings::default();
+                let mut seen = BTreeSet::new();
+                while let Some(key) = map.next_key::<Key>()? {
+                    let name = match key {
+                        Key::MaxAlerts => "max_alerts",
+                        Key::MaxLabels => "max_labels",
+                        Key::MaxNameBytes => "max_name_bytes",
+                        Key::MaxValueBytes => "max_value_bytes",
+                        Key::Grafana => "grafana",
+                    };
+                    if !seen.insert(name) {
+                        return Err(serde::de::Error::duplicate_field(name));
+                    }
+                    let limits = &mut settings.limits;
+                    match key {
+                        Key::MaxAlerts => limits.max_alerts = map.next_value()?,
+                        Key::MaxLabels => limits.max_labels = map.next_value()?,
+                        Key::MaxNameBytes => limits.max_name_bytes = map.next_value()?,
+                        Key::MaxValueBytes => limits.max_value_bytes = map.next_value()?,
+                        Key::Grafana => settings.grafana = map.next_value()?,
+                    }
+                }
+                Ok(settings)
+            }
+        }
+        deserializer.deserialize_struct("IntakeSettings", KEYS, Visitor)
     }
 }
 
 /// Grafana's optional HMAC-SHA256 webhook signature.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct GrafanaSettings {
     /// Shared secret; when set, unsigned or badly signed Grafana posts get 401.
     pub hmac_secret: Option<Secret>,
     pub hmac_secret_file: Option<PathBuf>,
-    #[serde(default = "default_signature_header")]
     pub signature_header: String,
     /// When Grafana is configured with a timestamp header, name it here: the signed
     /// string becomes `timestamp:body` and stale timestamps are refused.
     pub timestamp_header: Option<String>,
-    #[serde(default = "default_max_skew", deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration")]
     pub max_timestamp_skew: Duration,
-}
-
-fn default_signature_header() -> String {
-    "X-Grafana-Alert-Signature".into()
-}
-
-fn default_max_skew() -> Duration {
-    Duration::from_secs(300)
 }
 
 impl Default for GrafanaSettings {
@@ -308,75 +264,56 @@ impl Default for GrafanaSettings {
         GrafanaSettings {
             hmac_secret: None,
             hmac_secret_file: None,
-            signature_header: default_signature_header(),
+            signature_header: "X-Grafana-Alert-Signature".into(),
             timestamp_header: None,
-            max_timestamp_skew: default_max_skew(),
+            max_timestamp_skew: Duration::from_secs(300),
         }
     }
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct StoreSettings {
     /// `sqlite://PATH` (relative to the working directory) or `sqlite:///abs/path`.
-    #[serde(default = "default_store_url")]
     pub url: String,
-}
-
-fn default_store_url() -> String {
-    "sqlite://salve.db".into()
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
-            url: default_store_url(),
+            url: "sqlite://salve.db".into(),
         }
     }
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RecipeSettings {
     /// Directory of `*.toml` recipes, relative to the working directory.
-    #[serde(default = "default_recipe_dir")]
     pub dir: PathBuf,
-}
-
-fn default_recipe_dir() -> PathBuf {
-    PathBuf::from("recipes")
 }
 
 impl Default for RecipeSettings {
     fn default() -> Self {
         RecipeSettings {
-            dir: default_recipe_dir(),
+            dir: PathBuf::from("recipes"),
         }
     }
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct EngineSettings {
     /// `dry-run` (default): plan and journal, run nothing. `enforce`: recipes that say
     /// `mode = "enforce"` act; the others stay dry-run.
-    #[serde(default = "default_mode", deserialize_with = "de_mode")]
+    #[serde(deserialize_with = "de_mode")]
     pub mode: Mode,
     /// Remediations running at once (on different hosts; one host never runs two).
-    #[serde(default = "default_max_parallel")]
     pub max_parallel: usize,
     /// On SIGTERM, running remediations get this long to finish; what is cut off is
     /// marked `interrupted` (or re-run, if idempotent) at the next start.
-    #[serde(default = "default_shutdown_grace", deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration")]
     pub shutdown_grace: Duration,
-}
-
-fn default_shutdown_grace() -> Duration {
-    Duration::from_secs(30)
-}
-
-fn default_mode() -> Mode {
-    Mode::DryRun
 }
 
 fn de_mode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Mode, D::Error> {
@@ -392,142 +329,52 @@ fn de_mode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Mode, D::Error>
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
-            mode: default_mode(),
-            max_parallel: default_max_parallel(),
-            shutdown_grace: default_shutdown_grace(),
+            mode: Mode::DryRun,
+            max_parallel: 16,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
-}
-
-fn default_max_parallel() -> usize {
-    16
 }
 
 /// Remediation rate limits (token buckets). An incident over a limit waits up to
 /// `max_wait` for a token, then is not run: it ends `rate_limited` and is escalated.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
     /// Remediations started per minute, all hosts together.
-    #[serde(default = "default_per_minute")]
     pub remediations_per_minute: u32,
     /// Remediations started per minute on any one host.
-    #[serde(default = "default_per_host_per_minute")]
     pub per_host_per_minute: u32,
     /// How long an incident may wait for a token before it escalates `rate_limited`.
-    #[serde(default = "default_max_wait", deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration")]
     pub max_wait: Duration,
-}
-
-fn default_per_minute() -> u32 {
-    60
-}
-fn default_per_host_per_minute() -> u32 {
-    6
-}
-fn default_max_wait() -> Duration {
-    Duration::from_secs(120)
 }
 
 impl Default for LimitSettings {
     fn default() -> Self {
         LimitSettings {
-            remediations_per_minute: default_per_minute(),
-            per_host_per_minute: default_per_host_per_minute(),
-            max_wait: default_max_wait(),
-        }
-    }
-}
-
-/// How salve reaches inventory hosts. Host keys are always checked strictly against
-/// `known_hosts`: salve never trusts a key on first use.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SshSettings {
-    /// SSH user for hosts that do not name one.
-    #[serde(default = "default_ssh_user")]
-    pub user: String,
-    /// Private key; without it, ssh-agent and the default keys are used.
-    pub identity_file: Option<PathBuf>,
-    /// known_hosts file with every inventory host's key. Required to enforce.
-    pub known_hosts: Option<PathBuf>,
-    /// Give up connecting after this long (whole seconds).
-    #[serde(default = "default_connect_timeout", deserialize_with = "de_duration")]
-    pub connect_timeout: Duration,
-    /// Bound for check and diagnostic commands (remediation commands use the recipe's
-    /// `remediate.timeout`).
-    #[serde(default = "default_command_timeout", deserialize_with = "de_duration")]
-    pub command_timeout: Duration,
-    /// Close a host's connection after it has been unused this long.
-    #[serde(default = "default_idle_timeout", deserialize_with = "de_duration")]
-    pub idle_timeout: Duration,
-    /// Where connection sockets live (keep the path short: Unix socket paths are limited).
-    /// Default: a private directory under /tmp.
-    pub control_dir: Option<PathBuf>,
-    /// Stdout and stderr kept per command, each; the rest is dropped and marked truncated.
-    #[serde(default = "default_max_output_bytes")]
-    pub max_output_bytes: usize,
-    /// Commands open at once on one host (remediation, checks and diagnostics share it; the
-    /// rest wait their turn, up to `connect_timeout`). Keep it below the hosts' sshd
-    /// `MaxSessions` (10 by default), which refuses sessions beyond it. 1 to 256; default 8.
-    #[serde(default = "default_max_sessions_per_host")]
-    pub max_sessions_per_host: usize,
-}
-
-fn default_ssh_user() -> String {
-    "salve".into()
-}
-fn default_connect_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_command_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_idle_timeout() -> Duration {
-    Duration::from_secs(300)
-}
-fn default_max_output_bytes() -> usize {
-    64 * 1024
-}
-fn default_max_sessions_per_host() -> usize {
-    crate::ssh::DEFAULT_MAX_SESSIONS_PER_HOST
-}
-
-impl Default for SshSettings {
-    fn default() -> Self {
-        SshSettings {
-            user: default_ssh_user(),
-            identity_file: None,
-            known_hosts: None,
-            connect_timeout: default_connect_timeout(),
-            command_timeout: default_command_timeout(),
-            idle_timeout: default_idle_timeout(),
-            control_dir: None,
-            max_output_bytes: default_max_output_bytes(),
-            max_sessions_per_host: default_max_sessions_per_host(),
+            remediations_per_minute: 60,
+            per_host_per_minute: 6,
+            max_wait: Duration::from_secs(120),
         }
     }
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct EscalationSettings {
     /// Route for alerts no recipe handles (unmatched) or that were refused.
-    #[serde(default)]
     pub default: Vec<String>,
-    #[serde(default)]
     pub channels: BTreeMap<String, ChannelSettings>,
     /// Floods become digests: a channel gets at most this many separate messages per
     /// `digest_window` for one escalation reason; more escalations for that (channel,
     /// reason) — or more than this many due at once — go out as one digest listing them
     /// all, at most one digest per `digest_window`. 0 sends every escalation as a digest.
-    #[serde(default = "default_digest_after")]
     pub digest_after: usize,
-    #[serde(default = "default_digest_window", deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration")]
     pub digest_window: Duration,
     /// Deliveries in flight at once, across channels, so one slow channel (or a flood)
     /// never holds back another incident's page.
-    #[serde(default = "default_max_concurrent_deliveries")]
     pub max_concurrent_deliveries: usize,
 }
 
@@ -536,52 +383,11 @@ impl Default for EscalationSettings {
         EscalationSettings {
             default: Vec::new(),
             channels: BTreeMap::new(),
-            digest_after: default_digest_after(),
-            digest_window: default_digest_window(),
-            max_concurrent_deliveries: default_max_concurrent_deliveries(),
+            digest_after: 5,
+            digest_window: Duration::from_secs(60),
+            max_concurrent_deliveries: 8,
         }
     }
-}
-
-fn default_digest_after() -> usize {
-    5
-}
-
-fn default_digest_window() -> Duration {
-    Duration::from_secs(60)
-}
-
-fn default_max_concurrent_deliveries() -> usize {
-    8
-}
-
-impl ChannelSettings {
-    /// The channel's `max_per_minute`: messages (single or digest) it may be sent in any
-    /// 60 s; `None` for no limit. Over it, escalations wait in the outbox.
-    pub fn max_per_minute(&self) -> Option<u32> {
-        match self {
-            ChannelSettings::Log { max_per_minute } => *max_per_minute,
-            ChannelSettings::Email(channel) => channel.max_per_minute,
-            ChannelSettings::Webhook(channel) => channel.max_per_minute,
-        }
-    }
-}
-
-/// One escalation channel, chosen by `kind`. The keys of each kind are documented on
-/// `EmailChannel` and `WebhookChannel` (src/escalate/email.rs, webhook.rs).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ChannelSettings {
-    /// `kind = "log"`: the escalation is recorded in the journal and the log only.
-    Log {
-        /// As for the other kinds (see `ChannelSettings::max_per_minute`).
-        #[serde(default)]
-        max_per_minute: Option<u32>,
-    },
-    /// `kind = "email"`: a plain-text mail over SMTP.
-    Email(crate::escalate::EmailChannel),
-    /// `kind = "webhook"`: a JSON POST (generic, a body template, or PagerDuty).
-    Webhook(crate::escalate::WebhookChannel),
 }
 
 /// A configuration problem, located when it came from a file.
@@ -607,7 +413,6 @@ pub struct Loaded {
     pub settings: Settings,
     /// `salve.toml`'s path, or `<embedded default>`.
     pub origin: String,
-    pub listen: SocketAddr,
     pub bearer_token: Option<Secret>,
     pub basic: Option<(String, Secret)>,
     pub grafana_secret: Option<Secret>,
@@ -753,19 +558,6 @@ pub fn load_from_str(
     let mut problems = Vec::new();
     let at = |path: &[&str]| tomlspan::line_of_path(text, path);
 
-    let listen = match settings.server.listen.parse::<SocketAddr>() {
-        Ok(addr) => Some(addr),
-        Err(_) => {
-            problems.push(problem(
-                at(&["server", "listen"]),
-                format!(
-                    "server.listen: {:?} is not an IP:port address",
-                    settings.server.listen
-                ),
-            ));
-            None
-        }
-    };
     if settings.server.body_limit_bytes == 0 {
         problems.push(problem(
             at(&["server", "body_limit_bytes"]),
@@ -808,8 +600,8 @@ pub fn load_from_str(
             None
         }
     };
-    if let Some(addr) = listen
-        && bearer_token.is_none()
+    let addr = settings.server.listen;
+    if bearer_token.is_none()
         && basic.is_none()
         && !addr.ip().is_loopback()
         && !settings.server.allow_unauthenticated
@@ -895,7 +687,7 @@ pub fn load_from_str(
         problems.push(problem(at(&["intake", "grafana"]), message));
         None
     });
-    let intake = &settings.intake;
+    let intake = &settings.intake.limits;
     for (key, value) in [
         ("max_alerts", intake.max_alerts),
         ("max_labels", intake.max_labels),
@@ -930,28 +722,8 @@ pub fn load_from_str(
         ));
     }
     let ssh = &settings.ssh;
-    if ssh.connect_timeout < Duration::from_secs(1) {
-        problems.push(problem(
-            at(&["ssh", "connect_timeout"]),
-            "ssh.connect_timeout must be at least 1s".into(),
-        ));
-    }
-    if ssh.max_output_bytes == 0 {
-        problems.push(problem(
-            at(&["ssh", "max_output_bytes"]),
-            "ssh.max_output_bytes must be > 0".into(),
-        ));
-    }
-    let sessions_limit = crate::ssh::MAX_SESSIONS_PER_HOST_LIMIT;
-    if !(1..=sessions_limit).contains(&ssh.max_sessions_per_host) {
-        problems.push(problem(
-            at(&["ssh", "max_sessions_per_host"]),
-            format!(
-                "ssh.max_sessions_per_host must be between 1 and {sessions_limit} (keep it below \
-                 the hosts' sshd MaxSessions, 10 by default), got {}",
-                ssh.max_sessions_per_host
-            ),
-        ));
+    for (key, message) in ssh.problems() {
+        problems.push(problem(at(&["ssh", key]), message));
     }
     // Strict host key checking needs the keys: refuse to enforce without them rather
     // than discover it at 3 a.m. on the first incident.
@@ -1047,18 +819,17 @@ pub fn load_from_str(
         ));
     }
 
-    match (problems.is_empty(), listen) {
-        (true, Some(listen)) => Ok(Loaded {
-            settings,
-            origin,
-            listen,
-            bearer_token,
-            basic,
-            grafana_secret,
-            api_tokens,
-        }),
-        _ => Err(problems),
+    if !problems.is_empty() {
+        return Err(problems);
     }
+    Ok(Loaded {
+        settings,
+        origin,
+        bearer_token,
+        basic,
+        grafana_secret,
+        api_tokens,
+    })
 }
 
 /// The line of the first empty or whitespace-only string value in `text`.
@@ -1086,32 +857,6 @@ fn first_blank_string(text: &str) -> Option<usize> {
     }
     let document = toml_edit::Document::parse(text).ok()?;
     in_item(document.as_item()).map(|offset| tomlspan::line_of_offset(text, offset))
-}
-
-/// A secret given inline or in a file (trailing newline trimmed), not both.
-pub(crate) fn secret_from(
-    name: &str,
-    inline: Option<Secret>,
-    file: Option<&Path>,
-) -> Result<Option<Secret>, String> {
-    match (inline, file) {
-        (Some(_), Some(_)) => Err(format!("{name} and {name}_file are both set; choose one")),
-        (Some(secret), None) => Ok(Some(secret)),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("{name}_file {}: {e}", path.display()))?;
-            if text.trim().is_empty() {
-                return Err(format!(
-                    "{name}_file {}: the file is empty or holds only whitespace ({BLANK_SECRET})",
-                    path.display()
-                ));
-            }
-            Ok(Some(Secret::new(
-                text.trim_end_matches(['\n', '\r']).to_owned(),
-            )))
-        }
-        (None, None) => Ok(None),
-    }
 }
 
 #[cfg(test)]
@@ -1146,7 +891,10 @@ mod tests {
     #[test]
     fn embedded_default_is_loopback_dry_run_sqlite() {
         let loaded = load_with_env(None, BTreeMap::new()).unwrap();
-        assert_eq!(loaded.listen, "127.0.0.1:9095".parse().unwrap());
+        assert_eq!(
+            loaded.settings.server.listen,
+            "127.0.0.1:9095".parse().unwrap()
+        );
         assert_eq!(loaded.settings.store.url, "sqlite://salve.db");
         assert_eq!(loaded.settings.recipes.dir, PathBuf::from("recipes"));
         assert_eq!(loaded.settings.engine.mode, Mode::DryRun);
@@ -1191,7 +939,7 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(loaded.listen.port(), 2);
+        assert_eq!(loaded.settings.server.listen.port(), 2);
         assert_eq!(
             loaded.bearer_token.as_ref().unwrap().expose(),
             "hunter2-token"
@@ -1508,6 +1256,58 @@ mod tests {
         }
         let loaded = load_text("[ssh]\nmax_sessions_per_host = 3\n", &[]).unwrap();
         assert_eq!(loaded.settings.ssh.max_sessions_per_host, 3);
+    }
+
+    #[test]
+    fn intake_keys_read_straight_into_the_limits_from_file_and_environment() {
+        let loaded = load_text(
+            "[intake]\nmax_labels = 4\n\n[intake.grafana]\nsignature_header = \"X-Sig\"\n",
+            &[("SALVE_INTAKE__MAX_ALERTS", "7")],
+        )
+        .unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(
+            loaded.settings.intake.limits,
+            Limits {
+                max_alerts: 7,
+                max_labels: 4,
+                ..Limits::default()
+            }
+        );
+        assert_eq!(loaded.settings.intake.grafana.signature_header, "X-Sig");
+        assert_eq!(
+            load_text("", &[]).unwrap().settings.intake.limits,
+            Limits::default()
+        );
+
+        let problems = load_text("[intake]\nmax_alerts = 2\nmax_alert = 3\n", &[]).unwrap_err();
+        let text = messages(problems).join("\n");
+        assert!(
+            text.starts_with("salve.toml:3: unknown field `max_alert`"),
+            "{text}"
+        );
+        let problems = load_text("[intake]\n\nmax_value_bytes = 0\n", &[]).unwrap_err();
+        assert_eq!(
+            messages(problems),
+            vec!["salve.toml:3: intake.max_value_bytes must be > 0"]
+        );
+        let problems = load_text("", &[("SALVE_INTAKE__MAX_LABLES", "3")]).unwrap_err();
+        let text = messages(problems).join("\n");
+        assert!(text.contains("max_lables"), "{text}");
+    }
+
+    #[test]
+    fn one_ssh_connect_timeout_default() {
+        let five = Duration::from_secs(5);
+        let loaded = load_text("", &[]).unwrap();
+        assert_eq!(loaded.settings.ssh.connect_timeout, five);
+        assert_eq!(SshSettings::default().connect_timeout, five);
+        let built = SshSettings::new("salve", "/k".into(), "/c".into());
+        assert_eq!(built.connect_timeout, five);
+        let loaded = load_text("[ssh]\nconnect_timeout = \"12s\"\n", &[]).unwrap();
+        assert_eq!(loaded.settings.ssh.connect_timeout, Duration::from_secs(12));
+        assert_eq!(loaded.settings.ssh.command_timeout, Duration::from_secs(30));
+        let loaded = load_text("", &[("SALVE_SSH__CONNECT_TIMEOUT", "7s")]).unwrap();
+        assert_eq!(loaded.settings.ssh.connect_timeout, Duration::from_secs(7));
     }
 }
 

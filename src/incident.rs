@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{AlertStatus, Fingerprint, Source};
-use crate::plan::Plan;
+use crate::plan::{Mode, Plan, PlanOutcome};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -117,6 +117,16 @@ impl State {
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The state a plan puts its incident in.
+pub fn state_for(plan: &Plan) -> State {
+    match (plan.outcome, plan.mode) {
+        (PlanOutcome::Unmatched, _) => State::Unmatched,
+        (PlanOutcome::Refused, _) => State::Refused,
+        (PlanOutcome::Planned, Mode::DryRun) => State::DryRun,
+        (PlanOutcome::Planned, Mode::Enforce) => State::Matched,
     }
 }
 

@@ -1,9 +1,25 @@
 //! salve: a self-healing alert receiver. Alerts in, bounded remediations out,
 //! humans paged only when needed. See ARCHITECTURE.md for the map.
+//!
+//! Layering: a top-level module imports (`crate::x`, tests included) only modules
+//! earlier in this list, never one after it, so there is no import cycle
+//! (`scripts/check-deps` fails on one):
+//!
+//! 1. leaves, importing nothing from the crate: `secret`, `duration`, `alert`,
+//!    `terminal`, `tomlspan`
+//! 2. values: `plan`, `inventory`, `intake` (monitor JSON → `Alert`)
+//! 3. `recipe` (shell text in `recipe::shell`, templating, the planner)
+//! 4. `ssh`, then `verify`
+//! 5. `escalate` (the channels, each owning its settings type)
+//! 6. `incident`, `metrics`, `store`
+//! 7. `config` (embeds the settings types of `ssh`, `intake` and `escalate`)
+//! 8. `engine`, `http`
+//! 9. `serve`, `cli`, and the test-only `fuzz_regressions`
 
 pub mod alert;
 pub mod cli;
 pub mod config;
+pub mod duration;
 pub mod engine;
 pub mod escalate;
 #[cfg(test)]
@@ -15,6 +31,7 @@ pub mod inventory;
 pub mod metrics;
 pub mod plan;
 pub mod recipe;
+pub mod secret;
 pub mod serve;
 pub mod ssh;
 pub mod store;

@@ -98,7 +98,7 @@ pub mod humantime_serde_compat {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+        crate::duration::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -15,7 +15,6 @@ use crate::http::{
     self, AppState, GrafanaSignature,
     auth::{ApiAccess, Credentials},
 };
-use crate::intake::Limits;
 use crate::metrics::Metrics;
 use crate::plan::Mode;
 use crate::recipe;
@@ -58,8 +57,8 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
         settings.engine.mode
     };
 
-    let listener =
-        TcpListener::bind(loaded.listen).with_context(|| format!("binding {}", loaded.listen))?;
+    let listener = TcpListener::bind(settings.server.listen)
+        .with_context(|| format!("binding {}", settings.server.listen))?;
     let address = listener.local_addr()?;
     if !loaded.auth_configured() {
         tracing::warn!(%address, "no webhook credentials configured: anyone who can reach this address can post alerts");
@@ -85,21 +84,14 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
         credentials,
         loopback_hosts_only,
         body_timeout: settings.server.body_timeout,
-        limits: Limits {
-            max_alerts: settings.intake.max_alerts,
-            max_labels: settings.intake.max_labels,
-            max_name_bytes: settings.intake.max_name_bytes,
-            max_value_bytes: settings.intake.max_value_bytes,
-        },
+        limits: settings.intake.limits.clone(),
         body_limit_bytes: settings.server.body_limit_bytes,
         grafana: loaded
             .grafana_secret
             .clone()
             .map(|secret| GrafanaSignature {
                 secret,
-                signature_header: settings.intake.grafana.signature_header.clone(),
-                timestamp_header: settings.intake.grafana.timestamp_header.clone(),
-                max_skew: settings.intake.grafana.max_timestamp_skew,
+                settings: settings.intake.grafana.clone(),
             }),
         wake: wake.clone(),
         draining: draining.clone(),
@@ -220,10 +212,6 @@ pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
 /// file exists: without one nothing could be connected to strictly.
 fn build_executor(loaded: &Loaded) -> anyhow::Result<crate::ssh::Executor> {
     let ssh = &loaded.settings.ssh;
-    let known_hosts = ssh
-        .known_hosts
-        .clone()
-        .context("enforce mode needs ssh.known_hosts")?;
     let control_dir = match &ssh.control_dir {
         Some(dir) => dir.clone(),
         None => {
@@ -239,14 +227,8 @@ fn build_executor(loaded: &Loaded) -> anyhow::Result<crate::ssh::Executor> {
             .with_context(|| format!("securing {}", control_dir.display()))?;
     }
     crate::ssh::Executor::new(crate::ssh::SshSettings {
-        user: ssh.user.clone(),
-        identity_file: ssh.identity_file.clone(),
-        known_hosts,
-        connect_timeout: ssh.connect_timeout,
-        idle_timeout: ssh.idle_timeout,
-        control_dir,
-        max_output_bytes: ssh.max_output_bytes,
-        max_sessions_per_host: ssh.max_sessions_per_host,
+        control_dir: Some(control_dir),
+        ..ssh.clone()
     })
     .context("setting up SSH")
 }
@@ -314,11 +296,7 @@ fn build_remediator(
         crate::engine::remediate::Bounds {
             check_timeout: settings.ssh.command_timeout,
             max_parallel: settings.engine.max_parallel,
-            limits: crate::engine::remediate::RateLimits::new(
-                settings.limits.remediations_per_minute,
-                settings.limits.per_host_per_minute,
-                settings.limits.max_wait,
-            ),
+            limits: crate::engine::remediate::RateLimits::new(&settings.limits),
         },
         metrics,
         wake,

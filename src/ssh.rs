@@ -34,9 +34,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
+use crate::duration::de_duration;
 use crate::plan::PlannedTarget;
 use crate::recipe::shell::{Invocation, for_login_shell};
 
@@ -84,44 +86,99 @@ Host *
   ServerAliveCountMax 3
 ";
 
-/// How salve connects: the `[ssh]` section of the config, validated.
-#[derive(Debug, Clone)]
+/// How salve reaches inventory hosts: the `[ssh]` section of the config, deserialized
+/// straight into this type (missing keys take `Default`). Host keys are always checked
+/// strictly against `known_hosts`: salve never trusts a key on first use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SshSettings {
-    /// Login user for hosts whose inventory entry names none.
+    /// SSH user for hosts that do not name one.
     pub user: String,
-    /// Private key to use (only that key, `IdentitiesOnly`); `None` uses ssh-agent and the
-    /// default keys of the user salve runs as.
+    /// Private key (only that key, `IdentitiesOnly`); without it, ssh-agent and the default
+    /// keys of the user salve runs as are used.
     pub identity_file: Option<PathBuf>,
-    /// The only known_hosts file consulted. Required: salve never trusts a key on first use.
-    pub known_hosts: PathBuf,
-    /// TCP connect plus SSH handshake; whole seconds, at least 1 (ssh's `ConnectTimeout`).
+    /// known_hosts file with every inventory host's key, the only one consulted. Required to
+    /// enforce (the executor refuses to start without it).
+    pub known_hosts: Option<PathBuf>,
+    /// Give up connecting (TCP connect plus SSH handshake) after this long; whole seconds, at
+    /// least 1 (ssh's `ConnectTimeout`). Default 5s.
+    #[serde(deserialize_with = "de_duration")]
     pub connect_timeout: Duration,
-    /// A master unused this long is closed by `close_idle`.
+    /// Bound for check and diagnostic commands (remediation commands use the recipe's
+    /// `remediate.timeout`). The executor does not read it; its callers do.
+    #[serde(deserialize_with = "de_duration")]
+    pub command_timeout: Duration,
+    /// Close a host's connection after it has been unused this long (`close_idle`).
+    #[serde(deserialize_with = "de_duration")]
     pub idle_timeout: Duration,
-    /// Where control sockets live; at most `MAX_CONTROL_DIR_BYTES` long (Unix socket paths
-    /// are short). Created with mode 0700 if missing.
-    pub control_dir: PathBuf,
-    /// Bytes kept of each of stdout and stderr; the rest is read and discarded.
+    /// Where connection sockets live, at most `MAX_CONTROL_DIR_BYTES` long (Unix socket paths
+    /// are short); created with mode 0700 if missing. Default: a private directory under /tmp
+    /// (`serve` picks it; the executor needs one).
+    pub control_dir: Option<PathBuf>,
+    /// Stdout and stderr kept per command, each; the rest is read, dropped and marked truncated.
     pub max_output_bytes: usize,
-    /// Commands (SSH sessions) open at once on one host's master, 1 to
-    /// `MAX_SESSIONS_PER_HOST_LIMIT`; keep it below the target sshd's `MaxSessions`. A command
-    /// waits up to `connect_timeout` for a free session, then fails with nothing sent.
+    /// Commands (SSH sessions) open at once on one host (remediation, checks and diagnostics
+    /// share it; the rest wait their turn, up to `connect_timeout`, then fail with nothing
+    /// sent). Keep it below the hosts' sshd `MaxSessions` (10 by default), which refuses
+    /// sessions beyond it. 1 to `MAX_SESSIONS_PER_HOST_LIMIT`; default 8.
     pub max_sessions_per_host: usize,
 }
 
-impl SshSettings {
-    /// Settings with the defaults for everything but the three things that have none.
-    pub fn new(user: &str, known_hosts: PathBuf, control_dir: PathBuf) -> SshSettings {
+impl Default for SshSettings {
+    fn default() -> Self {
         SshSettings {
-            user: user.to_owned(),
+            user: "salve".into(),
             identity_file: None,
-            known_hosts,
-            connect_timeout: Duration::from_secs(10),
+            known_hosts: None,
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
-            control_dir,
+            control_dir: None,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             max_sessions_per_host: DEFAULT_MAX_SESSIONS_PER_HOST,
         }
+    }
+}
+
+impl SshSettings {
+    /// The defaults, with the three things an executor needs and the config does not give.
+    pub fn new(user: &str, known_hosts: PathBuf, control_dir: PathBuf) -> SshSettings {
+        SshSettings {
+            user: user.to_owned(),
+            known_hosts: Some(known_hosts),
+            control_dir: Some(control_dir),
+            ..SshSettings::default()
+        }
+    }
+
+    /// What is wrong with these values, as `(key, message)`: the one check, run by the config
+    /// loader (which locates `key` in the file) and again by `Executor::new` for settings
+    /// built in code.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if self.connect_timeout < Duration::from_secs(1) {
+            problems.push((
+                "connect_timeout",
+                "ssh.connect_timeout must be at least 1s".into(),
+            ));
+        }
+        if self.max_output_bytes == 0 {
+            problems.push((
+                "max_output_bytes",
+                "ssh.max_output_bytes must be > 0".into(),
+            ));
+        }
+        if !(1..=MAX_SESSIONS_PER_HOST_LIMIT).contains(&self.max_sessions_per_host) {
+            problems.push((
+                "max_sessions_per_host",
+                format!(
+                    "ssh.max_sessions_per_host must be between 1 and {MAX_SESSIONS_PER_HOST_LIMIT} \
+                     (keep it below the hosts' sshd MaxSessions, 10 by default), got {}",
+                    self.max_sessions_per_host
+                ),
+            ));
+        }
+        problems
     }
 }
 
@@ -168,6 +225,10 @@ pub enum SshError {
 /// The executor. Cheap to share (`Arc<Executor>`); every method takes `&self`.
 pub struct Executor {
     settings: SshSettings,
+    /// `settings.known_hosts`, which `new` made sure is set and readable.
+    known_hosts: PathBuf,
+    /// `settings.control_dir`, which `new` made sure is set and short enough.
+    control_dir: PathBuf,
     /// The generated `-F` client config in `control_dir`.
     client_config: PathBuf,
     /// One slot per host; the lock is held only to find or insert a slot, never across I/O.
@@ -246,7 +307,14 @@ impl Executor {
     /// readable known_hosts file: with none, every connect would fail, and creating one would
     /// be trust-on-first-use.
     pub fn new(settings: SshSettings) -> Result<Executor, SshError> {
-        check_known_hosts(&settings.known_hosts)?;
+        let known_hosts = settings.known_hosts.clone().ok_or_else(|| {
+            SshError::Config(
+                "a known_hosts file is required (host keys are checked strictly, never trusted \
+                 on first use)"
+                    .into(),
+            )
+        })?;
+        check_known_hosts(&known_hosts)?;
         if let Some(identity) = &settings.identity_file {
             std::fs::File::open(identity).map_err(|error| {
                 SshError::Config(format!(
@@ -255,11 +323,8 @@ impl Executor {
                 ))
             })?;
         }
-        if settings.connect_timeout < Duration::from_secs(1) {
-            return Err(SshError::Config(format!(
-                "connect timeout must be at least 1s (ssh counts whole seconds), got {:?}",
-                settings.connect_timeout
-            )));
+        if let Some((_, message)) = settings.problems().into_iter().next() {
+            return Err(SshError::Config(message));
         }
         if settings.user.is_empty() || settings.user.starts_with('-') {
             return Err(SshError::Config(format!(
@@ -267,24 +332,23 @@ impl Executor {
                 settings.user
             )));
         }
-        if !(1..=MAX_SESSIONS_PER_HOST_LIMIT).contains(&settings.max_sessions_per_host) {
-            return Err(SshError::Config(format!(
-                "max_sessions_per_host must be between 1 and {MAX_SESSIONS_PER_HOST_LIMIT} \
-                 (and below the hosts' sshd MaxSessions, 10 by default), got {}",
-                settings.max_sessions_per_host
-            )));
-        }
-        let control_dir_length = settings.control_dir.as_os_str().len();
-        if control_dir_length > MAX_CONTROL_DIR_BYTES || !settings.control_dir.is_absolute() {
+        let control_dir = settings
+            .control_dir
+            .clone()
+            .ok_or_else(|| SshError::Config("a control_dir is required".into()))?;
+        let control_dir_length = control_dir.as_os_str().len();
+        if control_dir_length > MAX_CONTROL_DIR_BYTES || !control_dir.is_absolute() {
             return Err(SshError::Config(format!(
                 "control_dir {} must be an absolute path of at most {MAX_CONTROL_DIR_BYTES} bytes \
                  (Unix socket paths are short), it has {control_dir_length}",
-                settings.control_dir.display()
+                control_dir.display()
             )));
         }
-        let client_config = write_client_config(&settings.control_dir)?;
+        let client_config = write_client_config(&control_dir)?;
         Ok(Executor {
             settings,
+            known_hosts,
+            control_dir,
             client_config,
             hosts: Mutex::new(HashMap::new()),
             shut_down: AtomicBool::new(false),
@@ -482,12 +546,12 @@ impl Executor {
         builder
             // Explicit on every connect: the crate's default (`Add`) is trust-on-first-use.
             .known_hosts_check(KnownHosts::Strict)
-            .user_known_hosts_file(&settings.known_hosts)
+            .user_known_hosts_file(&self.known_hosts)
             .config_file(&self.client_config)
             .user(key.user.clone())
             .port(key.port)
             .connect_timeout(settings.connect_timeout)
-            .control_directory(&settings.control_dir)
+            .control_directory(&self.control_dir)
             // close_idle normally closes masters; this makes a master orphaned by a crashed
             // salve exit by itself too, instead of living forever.
             .control_persist(ControlPersist::IdleFor(persist_seconds(
@@ -814,13 +878,13 @@ mod tests {
     fn refuses_missing_known_hosts_long_control_dir_and_subsecond_timeout() {
         let dir = tempfile::tempdir().unwrap();
         let mut missing = settings(dir.path());
-        missing.known_hosts = dir.path().join("nope");
+        missing.known_hosts = Some(dir.path().join("nope"));
         assert!(
             matches!(Executor::new(missing), Err(SshError::Config(m)) if m.contains("required"))
         );
 
         let mut long = settings(dir.path());
-        long.control_dir = PathBuf::from(format!("/tmp/{}", "x".repeat(70)));
+        long.control_dir = Some(PathBuf::from(format!("/tmp/{}", "x".repeat(70))));
         assert!(matches!(Executor::new(long), Err(SshError::Config(m)) if m.contains("at most")));
 
         let mut fast = settings(dir.path());

@@ -63,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(loaded.settings.engine.max_parallel > 0);
             // Never on a public address without credentials unless explicitly allowed.
             assert!(
-                loaded.listen.ip().is_loopback()
+                loaded.settings.server.listen.ip().is_loopback()
                     || loaded.auth_configured()
                     || loaded.settings.server.allow_unauthenticated,
                 "{loaded:?}"

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::engine::Remediator;
-use crate::engine::remediate::{UNBOUNDED_WINDOW, remote_line};
+use crate::engine::remediate::UNBOUNDED_WINDOW;
 use crate::escalate::{
     BreakerWindow, CheckReport, Diagnostic, Escalation, EscalationReason, RunSummary, StepReport,
     safe_link, silence_url,
@@ -25,6 +25,7 @@ use crate::escalate::{
 use crate::incident::{Incident, IncidentId, State};
 use crate::metrics::Metrics;
 use crate::plan::{Plan, PlannedTarget};
+use crate::recipe::shell::remote_line;
 use crate::ssh::SshError;
 use crate::store::{DiagnosticsClaim, IncidentDetail, Store, StoreError};
 

@@ -11,10 +11,10 @@ use futures_util::future::join_all;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::incident::{Incident, IncidentId, State};
+use crate::incident::{Incident, IncidentId, State, state_for};
 use crate::inventory::Inventory;
 use crate::metrics::Metrics;
-use crate::plan::{Mode, Plan, PlanOutcome};
+use crate::plan::Mode;
 use crate::recipe::{PlanContext, RecipeSet};
 use crate::store::{Store, StoreError};
 
@@ -160,16 +160,6 @@ async fn cut_command(
         started_at: events[last_start].at,
         timeout: plan.command_timeout,
     }))
-}
-
-/// The state a plan puts its incident in.
-pub fn state_for(plan: &Plan) -> State {
-    match (plan.outcome, plan.mode) {
-        (PlanOutcome::Unmatched, _) => State::Unmatched,
-        (PlanOutcome::Refused, _) => State::Refused,
-        (PlanOutcome::Planned, Mode::DryRun) => State::DryRun,
-        (PlanOutcome::Planned, Mode::Enforce) => State::Matched,
-    }
 }
 
 impl Engine {

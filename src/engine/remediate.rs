@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use chrono::{DateTime, Utc};
 
 use crate::alert::AlertStatus;
+use crate::config::LimitSettings;
 use crate::engine::CutCommand;
 use crate::incident::{Incident, IncidentId, State};
 use crate::metrics::Metrics;
@@ -23,7 +24,7 @@ use crate::metrics::RecipeLabel;
 use crate::plan::{Plan, PlannedTarget, PlannedVerify};
 // The remote line and its lifetime are pure shell text (`recipe::shell`); re-exported here for
 // the engine's other users.
-pub use crate::recipe::shell::{remote_lifetime, remote_line};
+use crate::recipe::shell::{remote_lifetime, remote_line};
 use crate::ssh::{CommandOutput, Executor, SshError};
 use crate::store::{BreakerLimit, NewEvent, RunGate, Store, StoreError};
 use crate::verify::{CheckResult, Verifier};
@@ -665,23 +666,20 @@ async fn recipe_of(store: &Arc<dyn Store>, id: IncidentId) -> Option<String> {
 pub struct RateLimits {
     overall: governor::DefaultDirectRateLimiter,
     per_host: governor::DefaultKeyedRateLimiter<String>,
-    per_minute: u32,
-    per_host_per_minute: u32,
-    max_wait: Duration,
+    settings: LimitSettings,
 }
 
 impl RateLimits {
-    pub fn new(per_minute: u32, per_host_per_minute: u32, max_wait: Duration) -> RateLimits {
+    /// Buckets for `[limits]`, as configured (a 0 the config check refuses reads as 1).
+    pub fn new(settings: &LimitSettings) -> RateLimits {
         use governor::{Quota, RateLimiter};
         use std::num::NonZeroU32;
         let quota =
             |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).expect("max(1) is non-zero"));
         RateLimits {
-            overall: RateLimiter::direct(quota(per_minute)),
-            per_host: RateLimiter::keyed(quota(per_host_per_minute)),
-            per_minute,
-            per_host_per_minute,
-            max_wait,
+            overall: RateLimiter::direct(quota(settings.remediations_per_minute)),
+            per_host: RateLimiter::keyed(quota(settings.per_host_per_minute)),
+            settings: settings.clone(),
         }
     }
 
@@ -695,7 +693,7 @@ impl RateLimits {
             self.per_host.until_key_ready(&host).await;
             self.overall.until_ready().await;
         };
-        tokio::time::timeout(self.max_wait, both)
+        tokio::time::timeout(self.settings.max_wait, both)
             .await
             .map_err(|_| started.elapsed())
     }
@@ -703,7 +701,7 @@ impl RateLimits {
     fn describe(&self) -> String {
         format!(
             "{}/min overall, {}/min per host",
-            self.per_minute, self.per_host_per_minute
+            self.settings.remediations_per_minute, self.settings.per_host_per_minute
         )
     }
 }

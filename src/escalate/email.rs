@@ -17,7 +17,8 @@ use serde::Deserialize;
 use super::content::{Digest, Escalation, render_digest_text, render_text};
 use super::template::{Templates, truncate_chars};
 use super::{SendError, redact};
-use crate::config::{Secret, de_duration, secret_from};
+use crate::duration::de_duration;
+use crate::secret::{Secret, secret_from};
 
 /// An email channel (`kind = "email"`): each escalation is one plain-text mail.
 ///

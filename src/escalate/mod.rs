@@ -12,6 +12,8 @@ pub mod webhook;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde::Deserialize;
+
 pub use content::{
     BreakerWindow, CheckReport, Diagnostic, Digest, DigestEntry, Escalation, EscalationReason,
     RunSummary, StepReport, redact_url_credentials, render_digest_text, render_text, safe_link,
@@ -20,8 +22,36 @@ pub use content::{
 pub use email::{EmailChannel, SmtpTls};
 pub use webhook::{WebhookChannel, WebhookPreset};
 
-use crate::config::ChannelSettings;
 use template::Templates;
+
+impl ChannelSettings {
+    /// The channel's `max_per_minute`: messages (single or digest) it may be sent in any
+    /// 60 s; `None` for no limit. Over it, escalations wait in the outbox.
+    pub fn max_per_minute(&self) -> Option<u32> {
+        match self {
+            ChannelSettings::Log { max_per_minute } => *max_per_minute,
+            ChannelSettings::Email(channel) => channel.max_per_minute,
+            ChannelSettings::Webhook(channel) => channel.max_per_minute,
+        }
+    }
+}
+
+/// One escalation channel, chosen by `kind`. The keys of each kind are documented on
+/// `EmailChannel` and `WebhookChannel` (src/escalate/email.rs, webhook.rs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ChannelSettings {
+    /// `kind = "log"`: the escalation is recorded in the journal and the log only.
+    Log {
+        /// As for the other kinds (see `ChannelSettings::max_per_minute`).
+        #[serde(default)]
+        max_per_minute: Option<u32>,
+    },
+    /// `kind = "email"`: a plain-text mail over SMTP.
+    Email(EmailChannel),
+    /// `kind = "webhook"`: a JSON POST (generic, a body template, or PagerDuty).
+    Webhook(WebhookChannel),
+}
 
 /// `text` with every credential replaced by `[redacted]` (longest first, so a credential
 /// that contains another is replaced whole).

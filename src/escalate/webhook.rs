@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use super::content::{Digest, Escalation, render_digest_text, render_text};
 use super::template::{Templates, truncate_chars};
 use super::{SendError, redact};
-use crate::config::{Secret, de_duration, secret_from};
+use crate::duration::de_duration;
+use crate::secret::{Secret, secret_from};
 
 /// PagerDuty's Events API v2 endpoint, the default URL of the `pagerduty` preset.
 pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";

@@ -7,7 +7,8 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{ApiScope, ApiToken, Secret};
+use crate::config::{ApiScope, ApiToken};
+use crate::secret::Secret;
 
 #[derive(Clone, Default)]
 pub struct Credentials {

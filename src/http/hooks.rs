@@ -166,14 +166,15 @@ async fn accept(
         intake::grafana::verify_signature(
             signature.secret.expose().as_bytes(),
             &body,
-            header_text(&signature.signature_header),
+            header_text(&signature.settings.signature_header),
             // Configured but absent must fail, not quietly fall back to body-only signing.
             signature
+                .settings
                 .timestamp_header
                 .as_deref()
                 .map(|name| header_text(name).unwrap_or("")),
             chrono::Utc::now(),
-            signature.max_skew,
+            signature.settings.max_timestamp_skew,
         )
         .map_err(|e| match e {
             IntakeError::Signature(_) => {

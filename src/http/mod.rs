@@ -10,22 +10,21 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use tokio::sync::Notify;
 
-use crate::config::Secret;
 use crate::intake::Limits;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 use crate::store::Store;
 
 pub mod api;
 pub mod auth;
 pub mod hooks;
 
-/// Grafana signature settings, resolved.
+/// Grafana signature settings, with the secret resolved (inline or from its file).
 #[derive(Clone)]
 pub struct GrafanaSignature {
     pub secret: Secret,
-    pub signature_header: String,
-    pub timestamp_header: Option<String>,
-    pub max_skew: std::time::Duration,
+    /// `[intake.grafana]` as configured (its own secret fields are not read here).
+    pub settings: crate::config::GrafanaSettings,
 }
 
 /// Everything a handler may touch.

@@ -19,7 +19,8 @@ use serde_json::Value;
 use crate::alert::{Alert, Source};
 
 /// Bounds on one notification, checked while parsing so that one hostile request cannot
-/// make the journal store megabytes per alert or thousands of alerts.
+/// make the journal store megabytes per alert or thousands of alerts. The `[intake]` keys of
+/// the same names are read straight into it (`config::IntakeSettings`); each must be > 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Alerts in one notification.

@@ -258,7 +258,7 @@ fn shape_problems<'i>(file: &Path, text: &'i str, root: &Spanned<DeTable<'i>>) -
 /// Parses a duration like `60s`, `10m`, `1h 30m`; zero is refused (a zero timeout or window
 /// would disable the very limit it is meant to set).
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(text) {
+    match crate::duration::parse(text) {
         Ok(duration) if duration.is_zero() => {
             Err(format!("duration {text:?} must be greater than zero"))
         }

@@ -22,7 +22,6 @@ pub use loader::{load_dir, load_recipe};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use model::{Breaker, Check, Param, ParamSource, Recipe, Verify};
 pub use plan::PlanContext;
-pub use shell::{ShellQuoteError, is_simple_command, shell_quote};
 pub use template::{CommandContext, Templates};
 
 /// One problem in a recipe (or fixture) file, with the 1-based line of the offending key or
@@ -160,6 +159,7 @@ mod tests {
     use super::*;
     use crate::inventory::Inventory;
     use crate::plan::Mode;
+    use crate::recipe::shell::is_simple_command;
 
     fn shipped_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes")

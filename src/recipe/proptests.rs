@@ -12,10 +12,10 @@ use proptest::test_runner::Config as ProptestConfig;
 
 use super::loader::load_recipe;
 use super::matcher::{MatchOp, Matcher};
-use super::template::{Templates, is_simple_command, shell_quote};
+use super::shell::{is_simple_command, remote_line, shell_quote};
+use super::template::Templates;
 use super::{PlanContext, RecipeSet};
 use crate::alert::Alert;
-use crate::engine::remediate::remote_line;
 use crate::inventory::{Host, Inventory};
 use crate::plan::{Mode, PlanOutcome};
 

@@ -12,8 +12,7 @@ use minijinja::value::{Object, ObjectRepr, Value};
 use minijinja::{Environment, ErrorKind, Output, State, UndefinedBehavior};
 use regex::Regex;
 
-// The shell text helpers live in `shell`; re-exported so `template::shell_quote` still works.
-pub use super::shell::{ShellQuoteError, is_simple_command, shell_quote};
+use super::shell::shell_quote;
 
 /// Percent-encodes every byte except RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`),
 /// so an emitted value can never add a `/`, `?`, `#`, `@` or `:` to a URL's structure.
@@ -690,6 +689,7 @@ fn find_tag_end(tag: &str, close: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recipe::shell::{ShellQuoteError, is_simple_command};
 
     fn check_quote(input: &str, expected: &str) {
         assert_eq!(shell_quote(input).unwrap(), expected, "input {input:?}");

@@ -10,9 +10,9 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use salve::engine::remediate::remote_line;
 use salve::plan::PlannedTarget;
-use salve::recipe::shell_quote;
+use salve::recipe::shell::remote_line;
+use salve::recipe::shell::shell_quote;
 use salve::ssh::{Executor, SshSettings};
 use serde_json::{Value, json};
 use tempfile::TempDir;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use salve::plan::PlannedTarget;
-use salve::recipe::shell_quote;
+use salve::recipe::shell::shell_quote;
 use salve::ssh::{CommandOutput, Executor, SshError, SshSettings};
 use serde_json::json;
 use tempfile::TempDir;
