@@ -350,15 +350,15 @@ fn classified_command() -> impl Strategy<Value = (String, bool)> {
         0..8usize,
         shell_only_piece(),
         shell_only_program(),
-        0..5u8,
+        0..8u8,
     )
         .prop_map(|((program, mut pieces), at, piece, bad_program, kind)| {
-            let program = if kind == 1 { bad_program } else { program };
+            let program = if kind == 4 { bad_program } else { program };
             match kind {
-                0 => pieces.insert(at.min(pieces.len()), format!(" {piece} ")),
-                2 => pieces.push(" 'unterminated".to_owned()),
-                3 => pieces.push(" trailing\\".to_owned()),
-                4 => pieces.push(" escaped\\\nnewline".to_owned()),
+                0..=3 => pieces.insert(at.min(pieces.len()), format!(" {piece} ")),
+                5 => pieces.push(" 'unterminated".to_owned()),
+                6 => pieces.push(" trailing\\".to_owned()),
+                7 => pieces.push(" escaped\\\nnewline".to_owned()),
                 _ => {}
             }
             (format!("{program} {}", pieces.concat()), false)
@@ -437,8 +437,21 @@ proptest! {
 }
 
 proptest! {
-    // About five processes a case: 256 take a few seconds, and make each refused character
-    // of `shell_only_piece` likely to be drawn at least a few times.
+    // Pure: many cases, so each refused character is drawn many times.
+    #![proptest_config(config(2048))]
+
+    /// `is_simple_command` accepts a command built only from what it allows and refuses one
+    /// with a single thing it must refuse, whatever that is and wherever it stands.
+    #[test]
+    fn is_simple_command_refuses_exactly_the_commands_with_a_shell_only_part(
+        (command, simple) in classified_command()
+    ) {
+        prop_assert_eq!(is_simple_command(&command), simple, "{:?}", command);
+    }
+}
+
+proptest! {
+    // About five processes a case: 256 take a few seconds.
     #![proptest_config(config(256))]
 
     /// `remote_line` on any command, simple or not: `is_simple_command` classifies it as
