@@ -53,8 +53,12 @@ impl<'a> Request<'a> {
             _ => None,
         };
         let number = |line: &[u8]| std::str::from_utf8(line).ok().map(str::to_owned);
-        let now_seconds = number(line()).and_then(|text| text.parse().ok()).unwrap_or(0);
-        let max_skew_seconds = number(line()).and_then(|text| text.parse().ok()).unwrap_or(0);
+        let now_seconds = number(line())
+            .and_then(|text| text.parse().ok())
+            .unwrap_or(0);
+        let max_skew_seconds = number(line())
+            .and_then(|text| text.parse().ok())
+            .unwrap_or(0);
         Some(Request {
             secret,
             signature,
