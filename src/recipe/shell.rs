@@ -580,6 +580,22 @@ mod tests {
         // Each case starts every shell above (nine processes): few cases.
         #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
 
+        /// What `is_direct_line` accepts, every login shell splits into exactly the words sh
+        /// does: `printf` ends each argument with `/`, so word boundaries show in the output.
+        #[test]
+        fn a_direct_line_means_the_same_to_every_login_shell(pieces in prop::collection::vec(direct_piece(), 0..10)) {
+            let line = format!("timeout 10 /usr/bin/printf x%s/ {}", pieces.concat());
+            prop_assume!(is_direct_line(&line));
+            let invocation = for_login_shell(&line).unwrap();
+            prop_assert!(invocation.stdin.is_none());
+            let dir = tempfile::tempdir().unwrap();
+            let by_sh = run_as_login_shell("/bin/sh", &invocation, dir.path());
+            for shell in LOGIN_SHELLS {
+                let printed = run_as_login_shell(shell, &invocation, dir.path());
+                prop_assert_eq!(&printed, &by_sh, "{} read {:?} differently", shell, line);
+            }
+        }
+
         /// `remote_line` on a command of plain and quoted words, sent as `for_login_shell`
         /// says (directly when `is_direct_line` accepts the line, on `/bin/sh`'s stdin
         /// otherwise), prints in every login shell exactly what `sh -c COMMAND` prints:
