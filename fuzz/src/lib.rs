@@ -3,7 +3,11 @@
 //! limits act monotonically (loosening them never rejects what tighter ones accepted).
 
 use salve::alert::{AlertStatus, Fingerprint};
+use salve::intake::grafana::verify_signature;
 use salve::intake::{IntakeError, Limits, Notification};
+
+/// The `grafana_signature` target's input layout and check (shared with the test suite).
+pub mod grafana_signature;
 
 /// Limits small enough for short fuzz inputs to hit every one of them.
 pub const TIGHT: Limits = Limits {

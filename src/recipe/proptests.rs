@@ -277,6 +277,149 @@ fn run_shell(shell: &str, line: &str) -> Vec<u8> {
     output.stdout
 }
 
+/// One piece that `is_simple_command` must refuse wherever it stands (it makes the command
+/// need a shell, or be unsafe to split): each operator, redirection, expansion, glob, brace,
+/// comment, history or tilde character, a double quote, a newline, tab or carriage return,
+/// bare non-ASCII, a word starting with `=` (zsh's path lookup), and a few whole constructs,
+/// alone or inside an otherwise plain word.
+fn shell_only_piece() -> impl Strategy<Value = String> {
+    let single = prop::sample::select(
+        [
+            ";", "|", "&", "<", ">", "$", "`", "*", "?", "[", "]", "{", "}", "(", ")", "#", "~",
+            "!", "^", "\"", "\n", "\t", "\r", "é", "✓", "=x",
+        ]
+        .as_slice(),
+    );
+    let construct = prop::sample::select(
+        [
+            "$(id)", "${HOME}", "`id`", "a>b", "2>&1", "a|b", "a;b", "a&&b", "{a,b}", "*.log",
+        ]
+        .as_slice(),
+    );
+    (
+        prop_oneof![3 => single, 1 => construct],
+        "[a-z]{0,2}",
+        "[a-z]{0,2}",
+    )
+        .prop_map(|(piece, before, after)| match piece {
+            // `=` is refused only where a word starts.
+            "=x" => format!("{piece}{after}"),
+            _ => format!("{before}{piece}{after}"),
+        })
+}
+
+/// A command's first word that `is_simple_command` must refuse: a builtin or reserved word
+/// (`echo` and `printf` differ between shells), an option, an assignment, a `=` lookup, a
+/// name with characters only an argument may have.
+fn shell_only_program() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(
+        [
+            "echo",
+            "printf",
+            "exec",
+            "eval",
+            "cd",
+            "-show-args",
+            "=show-args",
+            "X=1",
+            "show:args",
+            "show@args",
+            "show%args",
+        ]
+        .as_slice(),
+    )
+}
+
+/// A generated command and whether it is simple: half are built only from what
+/// `is_simple_command` accepts (the argv printer, bare, quoted or escaped, then simple
+/// pieces); the other half are the same with exactly one thing it must refuse: a shell-only
+/// piece at some position, a shell-only program, an unterminated quote or a backslash at the
+/// end, or a backslash before a newline. One reason each, so no other hides a wrong verdict.
+fn classified_command() -> impl Strategy<Value = (String, bool)> {
+    // The argv printer, bare, quoted or escaped, and simple pieces.
+    let simple = || {
+        (
+            prop_oneof![Just("show-args"), Just("'show-args'"), Just("show\\-args")],
+            prop::collection::vec(simple_piece(), 0..8),
+        )
+    };
+    let simple_only =
+        simple().prop_map(|(program, pieces)| (format!("{program} {}", pieces.concat()), true));
+    let poisoned = (
+        simple(),
+        0..8usize,
+        shell_only_piece(),
+        shell_only_program(),
+        0..8u8,
+    )
+        .prop_map(|((program, mut pieces), at, piece, bad_program, kind)| {
+            let program = if kind == 4 { bad_program } else { program };
+            match kind {
+                0..=3 => pieces.insert(at.min(pieces.len()), format!(" {piece} ")),
+                5 => pieces.push(" 'unterminated".to_owned()),
+                6 => pieces.push(" trailing\\".to_owned()),
+                7 => pieces.push(" escaped\\\nnewline".to_owned()),
+                _ => {}
+            }
+            (format!("{program} {}", pieces.concat()), false)
+        });
+    prop_oneof![simple_only, poisoned]
+}
+
+/// A directory of stand-ins for what a remote line calls, so a line can be run without
+/// running the command in it: `timeout` and `show-args` print their arguments, each ended by
+/// NUL; `sudo` checks for `-n --` and execs the rest (so the `sudo` form is covered too).
+/// Only this directory is on `PATH`: a line that ran more than it should finds nothing else.
+static STAND_INS: std::sync::LazyLock<tempfile::TempDir> = std::sync::LazyLock::new(|| {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    for (name, script) in [
+        ("timeout", "#!/bin/sh\nprintf '%s\\0' timeout \"$@\"\n"),
+        ("show-args", "#!/bin/sh\nprintf '%s\\0' show-args \"$@\"\n"),
+        (
+            "sudo",
+            "#!/bin/sh\n[ \"$1\" = -n ] && [ \"$2\" = -- ] || exit 97\nshift 2\nexec \"$@\"\n",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, script).expect("write a stand-in");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("make a stand-in executable");
+    }
+    dir
+});
+
+/// The argv a stand-in printed when `shell -c line` ran (in a fresh directory, with only the
+/// stand-ins on `PATH`), one entry per argument, as bytes.
+fn argv_of(shell: &str, line: &str) -> Vec<Vec<u8>> {
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let output = std::process::Command::new(shell)
+        .arg("-c")
+        .arg(line)
+        .current_dir(work.path())
+        .env_clear()
+        .env("PATH", STAND_INS.path())
+        .output()
+        .expect("run a shell");
+    assert!(output.status.success(), "{shell} -c {line:?}: {output:?}");
+    let created: Vec<_> = std::fs::read_dir(work.path()).unwrap().collect();
+    assert!(
+        created.is_empty(),
+        "{shell} -c {line:?} created {created:?}"
+    );
+    let mut argv: Vec<Vec<u8>> = output
+        .stdout
+        .split(|&byte| byte == 0)
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert_eq!(
+        argv.pop(),
+        Some(Vec::new()),
+        "unterminated argv from {line:?}"
+    );
+    argv
+}
+
 proptest! {
     // Each case starts real shells: 64 keeps these well under a second each.
     #![proptest_config(config(64))]
@@ -291,17 +434,49 @@ proptest! {
         prop_assert!(!line.contains("sh -c"), "{:?}", line);
         prop_assert_eq!(run_shell("/bin/bash", &line), value.into_bytes());
     }
+}
 
-    /// What `is_simple_command` accepts, bash (the login shell) splits into exactly the
-    /// words `sh -c` (the slow path) does: arguments built from the pieces it allows (plain
-    /// characters, single-quoted hostile text, backslash escapes, spaces) in any order.
+proptest! {
+    // Pure: many cases, so each refused character is drawn many times.
+    #![proptest_config(config(2048))]
+
+    /// `is_simple_command` accepts a command built only from what it allows and refuses one
+    /// with a single thing it must refuse, whatever that is and wherever it stands.
     #[test]
-    fn a_simple_command_means_the_same_to_bash_and_to_sh(pieces in prop::collection::vec(simple_piece(), 0..8)) {
-        // `printf %s/` ends each argument with a `/`, so word boundaries show in the output.
-        let command = format!("/usr/bin/printf %s/ {}", pieces.concat());
-        prop_assert!(is_simple_command(&command), "{:?}", command);
-        let via_sh = format!("sh -c {}", shell_quote(&command).expect("no NUL"));
-        prop_assert_eq!(run_shell("/bin/bash", &command), run_shell("/bin/bash", &via_sh));
+    fn is_simple_command_refuses_exactly_the_commands_with_a_shell_only_part(
+        (command, simple) in classified_command()
+    ) {
+        prop_assert_eq!(is_simple_command(&command), simple, "{:?}", command);
+    }
+}
+
+proptest! {
+    // About five processes a case: 256 take a few seconds.
+    #![proptest_config(config(256))]
+
+    /// `remote_line` on any command, simple or not: `is_simple_command` classifies it as
+    /// the generator built it, and the line, run by sh and by bash (with and without sudo),
+    /// hands the target's `timeout` exactly the intended argv: on the fast path the words
+    /// `sh -c` splits the command into, on the slow path `sh -c` and the command's own bytes.
+    #[test]
+    fn remote_line_gives_timeout_the_intended_argv_on_both_paths(
+        (command, simple) in classified_command(),
+        sudo in any::<bool>(),
+    ) {
+        prop_assert_eq!(is_simple_command(&command), simple, "{:?}", command);
+        let line = remote_line(&command, sudo, std::time::Duration::from_secs(10));
+        let mut expected: Vec<Vec<u8>> = ["timeout", "-k", "5", "15"]
+            .map(|word| word.as_bytes().to_vec())
+            .into();
+        if simple {
+            // What `sh -c COMMAND` would run: the printer's own argv.
+            expected.extend(argv_of("/bin/sh", &command));
+        } else {
+            expected.extend([b"sh".to_vec(), b"-c".to_vec(), command.clone().into_bytes()]);
+        }
+        for shell in ["/bin/sh", "/bin/bash"] {
+            prop_assert_eq!(&argv_of(shell, &line), &expected, "{} -c {:?}", shell, line);
+        }
     }
 }
 

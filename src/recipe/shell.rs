@@ -336,6 +336,23 @@ mod tests {
         );
     }
 
+    /// Every ASCII character and a few others, alone inside an argument: `is_simple_command`
+    /// accepts exactly its documented alphabet, plus the space (a word break) and the
+    /// backslash (an escape of the next character).
+    #[test]
+    fn is_simple_command_accepts_exactly_its_alphabet() {
+        let others = ['\u{80}', '\u{a0}', 'é', '✓', '\u{2028}', '\u{feff}'];
+        for c in (1..=0x7f_u8).map(char::from).chain(others) {
+            let allowed = c.is_ascii_alphanumeric() || "_./:=,+@%- \\".contains(c);
+            let command = format!("/usr/bin/env a{c}b");
+            assert_eq!(is_simple_command(&command), allowed, "{command:?}");
+        }
+        // The tail of a quoted value, an option or `=` lookup as the program, a builtin.
+        for refused in ["env 'a", "env a\\", "-env a", "=env a", "echo a", "x=1 env"] {
+            assert!(!is_simple_command(refused), "{refused:?}");
+        }
+    }
+
     #[test]
     fn only_plain_lines_starting_with_sudo_or_timeout_go_as_they_are() {
         for direct in [
@@ -576,6 +593,25 @@ mod tests {
             for shell in LOGIN_SHELLS {
                 let printed = run_as_login_shell(shell, &invocation, dir.path());
                 prop_assert_eq!(&printed, &by_sh, "{} read {:?} differently", shell, line);
+            }
+        }
+
+        /// `remote_line` on a command of plain and quoted words, sent as `for_login_shell`
+        /// says (directly when `is_direct_line` accepts the line, on `/bin/sh`'s stdin
+        /// otherwise), prints in every login shell exactly what `sh -c COMMAND` prints:
+        /// `printf` ends each argument with `/`, so word boundaries show in the output.
+        #[test]
+        fn a_remote_line_means_the_same_to_every_login_shell(pieces in prop::collection::vec(direct_piece(), 0..10)) {
+            let command = format!("/usr/bin/printf x%s/ {}", pieces.concat());
+            let line = remote_line(&command, false, Duration::from_secs(10));
+            let invocation = for_login_shell(&line).unwrap();
+            prop_assert_eq!(invocation.stdin.is_none(), is_direct_line(&line), "{:?}", line);
+            let dir = tempfile::tempdir().unwrap();
+            let unwrapped = Invocation { command: command.clone(), stdin: None };
+            let intended = run_as_login_shell("/bin/sh", &unwrapped, dir.path());
+            for shell in LOGIN_SHELLS {
+                let printed = run_as_login_shell(shell, &invocation, dir.path());
+                prop_assert_eq!(&printed, &intended, "{} read {:?} differently", shell, line);
             }
         }
     }
