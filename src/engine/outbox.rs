@@ -321,7 +321,7 @@ async fn pass(
             if before_read.contains(&item.id) || in_flight.contains(&item.id) {
                 continue;
             }
-            let key = (item.channel.clone(), item.reason.clone());
+            let key = (item.channel.clone(), item.reason.as_str().to_owned());
             match groups.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, items)) => items.push(item),
                 None => groups.push((key, vec![item])),
@@ -360,7 +360,7 @@ async fn pass(
                         match deliver_one(&shared, &item).await {
                             Ok(true) => {}
                             Ok(false) => shared.pacing.lock().expect("pacing lock").forget(
-                                &(item.channel.clone(), item.reason.clone()),
+                                &(item.channel.clone(), item.reason.as_str().to_owned()),
                                 false,
                                 now,
                             ),
@@ -433,7 +433,7 @@ async fn deliver_one(shared: &Shared, item: &OutboxItem) -> Result<bool, StoreEr
     match outcome {
         Ok(()) => {
             shared.store.escalation_sent(item).await?;
-            count_sent(shared, &item.channel, &item.reason, 1);
+            count_sent(shared, &item.channel, item.reason.as_str(), 1);
             tracing::info!(incident = %item.incident_id, channel = %item.channel, reason = %item.reason, "escalation delivered");
             Ok(true)
         }
