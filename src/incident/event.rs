@@ -415,3 +415,502 @@ mod humantime_text {
         humantime::parse_duration(&text).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    fn check(ok: bool) -> CheckResult {
+        CheckResult {
+            check: "curl -fsS http://127.0.0.1:8080/health".into(),
+            passed: ok,
+            detail: if ok { "status 200" } else { "status 500" }.into(),
+            exit_status: None,
+            http_status: Some(if ok { 200 } else { 500 }),
+            value: None,
+            output: String::new(),
+            duration_ms: 3,
+        }
+    }
+
+    fn record(exit_status: Option<i32>) -> CommandRecord {
+        CommandRecord {
+            exit_status,
+            stdout: "restarted\n".into(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: true,
+            duration: Duration::from_millis(1234),
+        }
+    }
+
+    /// One value of every variant salve writes (every shape: with and without options).
+    fn samples() -> Vec<Event> {
+        let at = time("2026-11-28T10:00:01.5Z");
+        let start = NewStart {
+            starts_at: time("2026-11-28T09:59:00Z"),
+            previous_starts_at: time("2026-11-28T10:00:01.123456789Z"),
+        };
+        let digest = Some(InDigest {
+            digest: 7,
+            digest_size: 12,
+        });
+        let reason = || "why it ended".to_owned();
+        vec![
+            Event::Received {
+                status: AlertStatus::Firing,
+                received_at: at,
+            },
+            Event::Resolved {
+                ends_at: None,
+                received_at: at,
+            },
+            Event::Resolved {
+                ends_at: Some(at),
+                received_at: at,
+            },
+            Event::Refired {
+                received_at: at,
+                new_start: None,
+            },
+            Event::Refired {
+                received_at: at,
+                new_start: Some(start.clone()),
+            },
+            Event::StartKnown {
+                start,
+                source: Source::Grafana,
+            },
+            Event::Planned {
+                outcome: PlanOutcome::Planned,
+                recipe: Some("service-restart".into()),
+                mode: Mode::DryRun,
+                state: State::DryRun,
+            },
+            Event::Planned {
+                outcome: PlanOutcome::Unmatched,
+                recipe: None,
+                mode: Mode::Enforce,
+                state: State::Unmatched,
+            },
+            Event::RemediationStarted {
+                target: PlannedTarget {
+                    name: "web1".into(),
+                    address: "127.0.0.1".into(),
+                    port: 2222,
+                    user: Some("salve".into()),
+                },
+                steps: 2,
+                sudo: true,
+            },
+            Event::StepStarted {
+                step: 1,
+                command: "systemctl restart 'nginx'".into(),
+                executed: "sudo -n -- timeout -k 5 65 systemctl restart 'nginx'".into(),
+            },
+            Event::StepFinished {
+                step: 1,
+                command: "true".into(),
+                end: StepEnd::Ok(record(Some(0))),
+            },
+            Event::StepFinished {
+                step: 2,
+                command: "false".into(),
+                end: StepEnd::Failed(record(None)),
+            },
+            Event::StepFinished {
+                step: 1,
+                command: "sleep 99".into(),
+                end: StepEnd::Timeout {
+                    error: "timed out after 1s".into(),
+                },
+            },
+            Event::StepFinished {
+                step: 1,
+                command: "true".into(),
+                end: StepEnd::Error {
+                    error: "cannot connect".into(),
+                },
+            },
+            Event::HostHeld {
+                host: "web1".into(),
+                wait: Duration::from_millis(64_001),
+                why: "a command may still run".into(),
+            },
+            Event::VerifyStarted {
+                checks: 0,
+                window: None,
+            },
+            Event::VerifyStarted {
+                checks: 2,
+                window: Some(VerifyWindow {
+                    within: Duration::from_secs(90),
+                    interval: Duration::from_millis(1500),
+                }),
+            },
+            Event::CheckPoll {
+                poll: 3,
+                passed: false,
+                results: vec![
+                    check(false),
+                    CheckResult {
+                        exit_status: Some(0),
+                        http_status: None,
+                        value: Some(81.5),
+                        output: "81.5\n".into(),
+                        ..check(true)
+                    },
+                ],
+            },
+            Event::Succeeded {
+                results: None,
+                reason: reason(),
+            },
+            Event::Succeeded {
+                results: Some(vec![check(true)]),
+                reason: reason(),
+            },
+            Event::Failed { reason: reason() },
+            Event::VerifyFailed {
+                results: vec![check(false)],
+                reason: reason(),
+            },
+            Event::BreakerOpen {
+                runs: vec![RunRecord {
+                    incident_id: IncidentId(4),
+                    started_at: time("2026-11-28T09:00:00.25Z"),
+                    state: State::Succeeded,
+                }],
+                reason: reason(),
+            },
+            Event::RateLimited { reason: reason() },
+            Event::ResolvedBeforeRun { reason: reason() },
+            Event::Interrupted {
+                was: State::Remediating,
+            },
+            Event::Resumed {
+                was: State::Verifying,
+            },
+            Event::EscalationQueued {
+                reason: EscalationReason::VerifyFailed,
+                channels: vec!["ops-mail".into(), "tickets".into()],
+            },
+            Event::EscalationSent {
+                channel: "ops-mail".into(),
+                reason: EscalationReason::Novel,
+                attempt: 1,
+                digest: None,
+            },
+            Event::EscalationSent {
+                channel: "ops-mail".into(),
+                reason: EscalationReason::Novel,
+                attempt: 3,
+                digest,
+            },
+            Event::EscalationFailed {
+                channel: "tickets".into(),
+                reason: EscalationReason::BreakerOpen,
+                attempt: 2,
+                error: "HTTP 500".into(),
+                next_attempt_at: at,
+                digest: None,
+            },
+            Event::EscalationFailed {
+                channel: "tickets".into(),
+                reason: EscalationReason::Interrupted,
+                attempt: 2,
+                error: "HTTP 500".into(),
+                next_attempt_at: at,
+                digest,
+            },
+            Event::BreakerReset {
+                recipe: "service-restart".into(),
+                target: "web1".into(),
+                by: "cli:root".into(),
+                runs_forgotten: 3,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_variant_round_trips_through_its_stored_row() {
+        let mut kinds: Vec<String> = Vec::new();
+        for event in samples() {
+            let (kind, detail) = event.to_row();
+            assert!(detail.is_object(), "{kind}: {detail}");
+            assert!(detail.get("kind").is_none(), "{kind}: {detail}");
+            let read = Event::from_row(&kind, &detail.to_string());
+            assert_eq!(read, event, "{kind}: {detail}");
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        // Every variant but `Unreadable` (which is never written) has a sample.
+        assert_eq!(kinds.len(), 23, "{kinds:?}");
+    }
+
+    /// Rows exactly as salve wrote them before this type existed (the `json!` of each
+    /// writer, keys sorted as serde_json stores them): each parses into its variant and
+    /// is written back byte for byte.
+    #[test]
+    fn rows_written_by_earlier_salve_parse_and_are_written_back_unchanged() {
+        let rows: &[(&str, &str)] = &[
+            (
+                "received",
+                r#"{"received_at":"2026-11-28T10:00:01.000000000Z","status":"firing"}"#,
+            ),
+            (
+                "resolved",
+                r#"{"ends_at":null,"received_at":"2026-11-28T10:05:00.000000000Z"}"#,
+            ),
+            (
+                "resolved",
+                r#"{"ends_at":"2026-11-28T10:04:00.000000000Z","received_at":"2026-11-28T10:05:00.000000000Z"}"#,
+            ),
+            (
+                "refired",
+                r#"{"received_at":"2026-11-28T10:06:00.000000000Z"}"#,
+            ),
+            (
+                "refired",
+                r#"{"previous_starts_at":"2026-11-28T10:00:00.000000000Z","received_at":"2026-11-28T10:06:00.000000000Z","starts_at":"2026-11-28T10:05:30.000000000Z"}"#,
+            ),
+            (
+                "start_known",
+                r#"{"previous_starts_at":"2026-11-28T10:00:01.000000000Z","source":"alertmanager","starts_at":"2026-11-28T09:58:00.000000000Z"}"#,
+            ),
+            (
+                "planned",
+                r#"{"mode":"dry-run","outcome":"refused","recipe":"disk-space","state":"refused"}"#,
+            ),
+            (
+                "planned",
+                r#"{"mode":"enforce","outcome":"unmatched","recipe":null,"state":"unmatched"}"#,
+            ),
+            (
+                "remediation_started",
+                r#"{"steps":1,"sudo":false,"target":{"address":"127.0.0.1","name":"web1","port":22,"user":null}}"#,
+            ),
+            (
+                "step_started",
+                r#"{"command":"systemctl restart 'nginx'","executed":"timeout -k 5 65 systemctl restart 'nginx'","step":1}"#,
+            ),
+            (
+                "step_finished",
+                r#"{"command":"true","duration_ms":4,"exit_status":0,"outcome":"ok","stderr":"","stderr_truncated":false,"stdout":"hi\n","stdout_truncated":false,"step":1}"#,
+            ),
+            (
+                "step_finished",
+                r#"{"command":"kill -9 $$","duration_ms":12,"exit_status":null,"outcome":"failed","stderr":"","stderr_truncated":false,"stdout":"","stdout_truncated":false,"step":2}"#,
+            ),
+            (
+                "step_finished",
+                r#"{"command":"sleep 99","error":"command timed out after 1s","outcome":"timeout","step":1}"#,
+            ),
+            (
+                "step_finished",
+                r#"{"command":"true","error":"cannot connect: refused","outcome":"error","step":1}"#,
+            ),
+            (
+                "host_held",
+                r#"{"host":"web1","wait_ms":64999,"why":"a command salve ran on this host before it last stopped may still be running"}"#,
+            ),
+            ("verify_started", r#"{"checks":0}"#),
+            (
+                "verify_started",
+                r#"{"checks":1,"interval":"1s","within":"1m 30s"}"#,
+            ),
+            (
+                "check_poll",
+                r#"{"passed":false,"poll":1,"results":[{"check":"systemctl is-active nginx","detail":"exited 3","duration_ms":40,"exit_status":3,"output":"inactive\n","passed":false},{"check":"http://127.0.0.1/","detail":"status 200","duration_ms":2,"http_status":200,"passed":true},{"check":"df --output=pcent /","detail":"81 < 90","duration_ms":9,"exit_status":0,"passed":true,"value":81.0}]}"#,
+            ),
+            (
+                "succeeded",
+                r#"{"reason":"commands succeeded; the recipe defines no checks"}"#,
+            ),
+            (
+                "succeeded",
+                r#"{"reason":"verified: all 1 check(s) passed on poll 2, 1.2s after the fix","results":[{"check":"true","detail":"exited 0","duration_ms":5,"exit_status":0,"passed":true}]}"#,
+            ),
+            ("failed", r#"{"reason":"step 1 exited 1: false"}"#),
+            (
+                "verify_failed",
+                r#"{"reason":"checks still failing after 2s (2 polls): false: exited 1","results":[{"check":"false","detail":"exited 1","duration_ms":5,"exit_status":1,"passed":false}]}"#,
+            ),
+            (
+                "breaker_open",
+                r#"{"reason":"circuit breaker open","runs":[{"incident_id":1,"started_at":"2026-11-28T10:00:01.123456789Z","state":"succeeded"},{"incident_id":2,"started_at":"2026-11-28T10:01:00Z","state":"remediating"}]}"#,
+            ),
+            (
+                "rate_limited",
+                r#"{"reason":"remediation rate limit (1/min overall, 1/min per host) still exhausted after waiting 2s; not run"}"#,
+            ),
+            (
+                "resolved_before_run",
+                r#"{"reason":"the alert resolved before its remediation started; nothing was run"}"#,
+            ),
+            ("interrupted", r#"{"was":"remediating"}"#),
+            ("resumed", r#"{"was":"verifying"}"#),
+            (
+                "escalation_queued",
+                r#"{"channels":["ops-mail","tickets"],"reason":"novel"}"#,
+            ),
+            (
+                "escalation_queued",
+                r#"{"channels":[],"reason":"rate_limited"}"#,
+            ),
+            (
+                "escalation_sent",
+                r#"{"attempt":1,"channel":"ops-mail","reason":"failed"}"#,
+            ),
+            (
+                "escalation_sent",
+                r#"{"attempt":2,"channel":"ops-mail","digest":3,"digest_size":40,"reason":"novel"}"#,
+            ),
+            (
+                "escalation_failed",
+                r#"{"attempt":1,"channel":"tickets","error":"HTTP 500","next_attempt_at":"2026-11-28T10:00:31.000000000Z","reason":"verify_failed"}"#,
+            ),
+            (
+                "escalation_failed",
+                r#"{"attempt":4,"channel":"tickets","digest":9,"digest_size":2,"error":"HTTP 503","next_attempt_at":"2026-11-28T10:08:00.000000000Z","reason":"breaker_open"}"#,
+            ),
+            (
+                "breaker_reset",
+                r#"{"by":"cli:root","recipe":"service-restart","runs_forgotten":2,"target":"web1"}"#,
+            ),
+        ];
+        let mut kinds = Vec::new();
+        for (kind, detail) in rows {
+            let event = Event::from_row(kind, detail);
+            assert!(
+                !matches!(event, Event::Unreadable { .. }),
+                "{kind} {detail}: {event:?}"
+            );
+            let (written_kind, written) = event.to_row();
+            assert_eq!(
+                (written_kind.as_str(), written.to_string().as_str()),
+                (*kind, *detail)
+            );
+            if !kinds.contains(kind) {
+                kinds.push(*kind);
+            }
+        }
+        assert_eq!(kinds.len(), 23, "every kind salve writes has a row here");
+
+        // And into the right variant, with its values typed.
+        let finished = Event::from_row("step_finished", rows[10].1);
+        let Event::StepFinished {
+            step: 1,
+            end: StepEnd::Ok(record),
+            ..
+        } = finished
+        else {
+            panic!("{finished:?}");
+        };
+        assert_eq!(
+            (record.exit_status, record.duration),
+            (Some(0), Duration::from_millis(4))
+        );
+        let held = Event::from_row("host_held", rows[14].1);
+        assert!(
+            matches!(held, Event::HostHeld { wait, .. } if wait == Duration::from_millis(64_999)),
+            "{held:?}"
+        );
+        let started = Event::from_row("verify_started", rows[16].1);
+        assert!(
+            matches!(started, Event::VerifyStarted { checks: 1, window: Some(VerifyWindow { within, .. }) } if within == Duration::from_secs(90)),
+            "{started:?}"
+        );
+        let sent = Event::from_row("escalation_sent", rows[30].1);
+        assert!(
+            matches!(
+                sent,
+                Event::EscalationSent {
+                    reason: EscalationReason::Novel,
+                    digest: Some(InDigest {
+                        digest: 3,
+                        digest_size: 40
+                    }),
+                    ..
+                }
+            ),
+            "{sent:?}"
+        );
+        let interrupted = Event::from_row("interrupted", rows[25].1);
+        assert_eq!(
+            interrupted,
+            Event::Interrupted {
+                was: State::Remediating
+            }
+        );
+    }
+
+    #[test]
+    fn a_row_this_version_cannot_read_is_kept_as_stored() {
+        for (kind, detail, raw) in [
+            (
+                "approved",
+                r#"{"by":"ops"}"#,
+                serde_json::json!({ "by": "ops" }),
+            ),
+            (
+                "step_started",
+                r#"{"index":0}"#,
+                serde_json::json!({ "index": 0 }),
+            ),
+            (
+                "interrupted",
+                r#"{"was":"exploded"}"#,
+                serde_json::json!({ "was": "exploded" }),
+            ),
+            ("received", "[1]", serde_json::json!([1])),
+            ("received", "not json", serde_json::json!("not json")),
+        ] {
+            let event = Event::from_row(kind, detail);
+            let Event::Unreadable {
+                kind: kept,
+                detail: kept_detail,
+                error,
+            } = &event
+            else {
+                panic!("{kind} {detail}: {event:?}");
+            };
+            assert_eq!((kept.as_str(), kept_detail), (kind, &raw));
+            assert!(!error.is_empty());
+            assert_eq!(event.to_row(), (kind.to_owned(), raw));
+        }
+    }
+
+    /// The API and `history --json` show an entry as the row: `at`, `kind`, `detail`.
+    #[test]
+    fn a_journal_entry_is_shown_as_at_kind_and_detail() {
+        let at = time("2026-11-28T10:00:01.5Z");
+        let entry = JournalEntry {
+            at,
+            event: Event::Interrupted {
+                was: State::Verifying,
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(&entry).unwrap(),
+            serde_json::json!({
+                "at": "2026-11-28T10:00:01.500Z",
+                "kind": "interrupted",
+                "detail": { "was": "verifying" },
+            })
+        );
+        let odd = JournalEntry {
+            at,
+            event: Event::from_row("approved", r#"{"by":"ops"}"#),
+        };
+        assert_eq!(
+            serde_json::to_value(&odd).unwrap()["detail"],
+            serde_json::json!({ "by": "ops" })
+        );
+    }
+}
