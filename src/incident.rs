@@ -275,3 +275,34 @@ impl Incident {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The words are stored (outbox rows, journal) and shown: they never change.
+    #[test]
+    fn escalating_states_give_their_typed_reason_with_the_stored_words() {
+        let reasons: Vec<(State, &str)> = State::ALL
+            .into_iter()
+            .filter_map(|state| state.escalation_reason().map(|r| (state, r.as_str())))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (State::Unmatched, "novel"),
+                (State::Refused, "refused"),
+                (State::Failed, "failed"),
+                (State::VerifyFailed, "verify_failed"),
+                (State::BreakerOpen, "breaker_open"),
+                (State::RateLimited, "rate_limited"),
+                (State::Interrupted, "interrupted"),
+            ]
+        );
+        for reason in EscalationReason::ALL {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+            assert_eq!(EscalationReason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(EscalationReason::parse("Failed"), None);
+    }
+}
