@@ -652,71 +652,84 @@ fn write_incident(
         write_plan(out, incident.alertname.as_deref().unwrap_or("-"), plan)?;
     }
     writeln!(out, "  journal:")?;
-    for event in &detail.events {
-        let at = event.at.format("%H:%M:%S%.3f");
-        let d = &event.detail;
-        match event.kind.as_str() {
-            "step_started" => writeln!(
+    for entry in &detail.events {
+        write_event(out, entry)?;
+    }
+    Ok(())
+}
+
+/// One journal line (a step's output and a poll's checks below it, behind a gutter).
+fn write_event(out: &mut impl Write, entry: &crate::incident::JournalEntry) -> anyhow::Result<()> {
+    use crate::incident::Event;
+    let at = entry.at.format("%H:%M:%S%.3f");
+    match &entry.event {
+        Event::StepStarted { step, command, .. } => {
+            writeln!(out, "    {at} step {step} started: {}", safe(command))?
+        }
+        Event::StepFinished { step, end, .. } => {
+            let record = end.record();
+            let or_null = |value: Option<String>| value.unwrap_or_else(|| "null".to_owned());
+            writeln!(
                 out,
-                "    {at} step {} started: {}",
-                d["step"],
-                safe(d["command"].as_str().unwrap_or(""))
-            )?,
-            "step_finished" => {
-                writeln!(
-                    out,
-                    "    {at} step {} {}: exit {} in {} ms",
-                    d["step"],
-                    d["outcome"].as_str().unwrap_or("?"),
-                    d["exit_status"],
-                    d["duration_ms"]
-                )?;
-                for stream in ["stdout", "stderr", "error"] {
-                    if let Some(text) = d[stream].as_str().filter(|t| !t.trim().is_empty()) {
-                        let marker = if d[format!("{stream}_truncated")] == true {
-                            " (truncated)"
-                        } else {
-                            ""
-                        };
-                        writeln!(out, "      {stream}{marker}:")?;
-                        // Behind a gutter: an output line cannot pass for a journal line.
-                        for line in text.lines().take(20) {
-                            writeln!(out, "        | {}", safe(line))?;
-                        }
+                "    {at} step {step} {}: exit {} in {} ms",
+                end.outcome().as_str(),
+                or_null(record.and_then(|r| r.exit_status).map(|c| c.to_string())),
+                or_null(record.map(|r| r.duration.as_millis().to_string())),
+            )?;
+            let streams = [
+                (
+                    "stdout",
+                    record.map(|r| (r.stdout.as_str(), r.stdout_truncated)),
+                ),
+                (
+                    "stderr",
+                    record.map(|r| (r.stderr.as_str(), r.stderr_truncated)),
+                ),
+                ("error", end.error().map(|error| (error, false))),
+            ];
+            for (stream, text) in streams {
+                if let Some((text, truncated)) = text.filter(|(t, _)| !t.trim().is_empty()) {
+                    let marker = if truncated { " (truncated)" } else { "" };
+                    writeln!(out, "      {stream}{marker}:")?;
+                    // Behind a gutter: an output line cannot pass for a journal line.
+                    for line in text.lines().take(20) {
+                        writeln!(out, "        | {}", safe(line))?;
                     }
                 }
             }
-            "check_poll" => {
+        }
+        Event::CheckPoll {
+            poll,
+            passed,
+            results,
+        } => {
+            let verdict = if *passed { "all passed" } else { "not yet" };
+            writeln!(out, "    {at} check poll {poll}: {verdict}")?;
+            for result in results {
                 writeln!(
                     out,
-                    "    {at} check poll {}: {}",
-                    d["poll"],
-                    if d["passed"] == true {
-                        "all passed"
-                    } else {
-                        "not yet"
-                    }
+                    "      [{}] {} — {}",
+                    if result.passed { "ok" } else { "!!" },
+                    safe(&result.check),
+                    safe(&result.detail)
                 )?;
-                for result in d["results"].as_array().into_iter().flatten() {
-                    writeln!(
-                        out,
-                        "      [{}] {} — {}",
-                        if result["passed"] == true { "ok" } else { "!!" },
-                        safe(result["check"].as_str().unwrap_or("")),
-                        safe(result["detail"].as_str().unwrap_or(""))
-                    )?;
-                }
             }
-            kind => writeln!(
-                out,
-                "    {at} {kind} {}",
-                if d.as_object().is_some_and(|o| o.is_empty()) {
-                    String::new()
-                } else {
-                    // serde escapes C0 controls, not DEL, C1 or bidi controls.
-                    safe(&d.to_string()).into_owned()
+        }
+        event => {
+            let (kind, detail) = event.to_row();
+            let detail = if detail.as_object().is_some_and(|o| o.is_empty()) {
+                String::new()
+            } else {
+                // serde escapes C0 controls, not DEL, C1 or bidi controls.
+                safe(&detail.to_string()).into_owned()
+            };
+            let unreadable = match event {
+                Event::Unreadable { error, .. } => {
+                    format!(" (not readable by this salve: {})", safe(error))
                 }
-            )?,
+                _ => String::new(),
+            };
+            writeln!(out, "    {at} {} {detail}{unreadable}", safe(&kind))?
         }
     }
     Ok(())

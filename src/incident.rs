@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::alert::{AlertStatus, Fingerprint, Source};
 use crate::plan::{Mode, Plan, PlanOutcome};
 
+pub mod event;
+
+pub use event::{Event, JournalEntry};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct IncidentId(pub i64);
@@ -77,15 +81,15 @@ impl State {
     ];
 
     /// States in which a human is paged (with the escalation reason).
-    pub fn escalation_reason(self) -> Option<&'static str> {
+    pub fn escalation_reason(self) -> Option<EscalationReason> {
         match self {
-            State::Failed => Some("failed"),
-            State::VerifyFailed => Some("verify_failed"),
-            State::Unmatched => Some("novel"),
-            State::Refused => Some("refused"),
-            State::BreakerOpen => Some("breaker_open"),
-            State::RateLimited => Some("rate_limited"),
-            State::Interrupted => Some("interrupted"),
+            State::Failed => Some(EscalationReason::Failed),
+            State::VerifyFailed => Some(EscalationReason::VerifyFailed),
+            State::Unmatched => Some(EscalationReason::Novel),
+            State::Refused => Some(EscalationReason::Refused),
+            State::BreakerOpen => Some(EscalationReason::BreakerOpen),
+            State::RateLimited => Some(EscalationReason::RateLimited),
+            State::Interrupted => Some(EscalationReason::Interrupted),
             _ => None,
         }
     }
@@ -111,6 +115,77 @@ impl State {
 
     pub fn parse(text: &str) -> Option<State> {
         State::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// Why a human is being asked to act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscalationReason {
+    /// A remediation step failed, timed out, or the host was unreachable.
+    Failed,
+    /// The commands ran but the checks did not pass within the recipe's `within`.
+    VerifyFailed,
+    /// No recipe matched: a failure nobody has automated yet.
+    Novel,
+    /// A recipe matched but the alert could not be acted on safely.
+    Refused,
+    /// The same fix ran too often on this target: the circuit breaker stopped it.
+    BreakerOpen,
+    /// Remediations were over their rate limit for too long.
+    RateLimited,
+    /// salve stopped in the middle of a remediation; it is not re-run blindly.
+    Interrupted,
+}
+
+impl EscalationReason {
+    pub const ALL: [EscalationReason; 7] = [
+        EscalationReason::Failed,
+        EscalationReason::VerifyFailed,
+        EscalationReason::Novel,
+        EscalationReason::Refused,
+        EscalationReason::BreakerOpen,
+        EscalationReason::RateLimited,
+        EscalationReason::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EscalationReason::Failed => "failed",
+            EscalationReason::VerifyFailed => "verify_failed",
+            EscalationReason::Novel => "novel",
+            EscalationReason::Refused => "refused",
+            EscalationReason::BreakerOpen => "breaker_open",
+            EscalationReason::RateLimited => "rate_limited",
+            EscalationReason::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<EscalationReason> {
+        EscalationReason::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == text)
+    }
+
+    /// The reason in words, for the first line of the report.
+    pub fn headline(self) -> &'static str {
+        match self {
+            EscalationReason::Failed => "the remediation failed",
+            EscalationReason::VerifyFailed => "the remediation ran but verification failed",
+            EscalationReason::Novel => "no recipe handles this alert",
+            EscalationReason::Refused => "salve refused to act on this alert",
+            EscalationReason::BreakerOpen => {
+                "the circuit breaker is open: this fix ran too often on this target"
+            }
+            EscalationReason::RateLimited => "remediations were rate limited for too long",
+            EscalationReason::Interrupted => "salve was interrupted during the remediation",
+        }
+    }
+}
+
+impl fmt::Display for EscalationReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -169,16 +244,21 @@ fn serialize_redacted_url<S: serde::Serializer>(
 ) -> Result<S::Ok, S::Error> {
     use serde::Serialize as _;
     url.as_deref()
-        .map(crate::escalate::redact_url_credentials)
+        .map(redact_url_credentials)
         .serialize(serializer)
 }
 
-/// One entry of an incident's journal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    pub at: DateTime<Utc>,
-    pub kind: String,
-    pub detail: serde_json::Value,
+/// `url` for display (API, history): its `user:password@` part redacted, the rest as
+/// given. Text that is not an absolute URL is returned unchanged.
+pub fn redact_url_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url.trim()) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_password(None);
+            let _ = parsed.set_username("redacted");
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }
 
 impl Incident {
@@ -203,5 +283,36 @@ impl Incident {
             generator_url: self.generator_url.clone(),
             external_url: self.external_url.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The words are stored (outbox rows, journal) and shown: they never change.
+    #[test]
+    fn escalating_states_give_their_typed_reason_with_the_stored_words() {
+        let reasons: Vec<(State, &str)> = State::ALL
+            .into_iter()
+            .filter_map(|state| state.escalation_reason().map(|r| (state, r.as_str())))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (State::Unmatched, "novel"),
+                (State::Refused, "refused"),
+                (State::Failed, "failed"),
+                (State::VerifyFailed, "verify_failed"),
+                (State::BreakerOpen, "breaker_open"),
+                (State::RateLimited, "rate_limited"),
+                (State::Interrupted, "interrupted"),
+            ]
+        );
+        for reason in EscalationReason::ALL {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+            assert_eq!(EscalationReason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(EscalationReason::parse("Failed"), None);
     }
 }

@@ -4,8 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::plan::{PlannedCheck, PlannedTarget};
 use crate::ssh::{Executor, SshError};
 
@@ -15,25 +13,8 @@ const HTTP_BODY_LIMIT: usize = 64 * 1024;
 /// remediation steps is kept; checks repeat, so keep their record short).
 const CHECK_OUTPUT_LIMIT: usize = 1024;
 
-/// One check's result in one poll, as journaled.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CheckResult {
-    /// The command or URL, for the reader.
-    pub check: String,
-    pub passed: bool,
-    /// Why it passed or failed, in words.
-    pub detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit_status: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub http_status: Option<u16>,
-    /// The number read from stdout for threshold checks.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<f64>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub output: String,
-    pub duration_ms: u64,
-}
+/// One check's result in one poll: a journal type (`check_poll` events).
+pub use crate::incident::event::CheckResult;
 
 pub struct Verifier {
     /// Certificates verified (the default for every check).

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -22,7 +22,7 @@ use crate::escalate::{
     BreakerWindow, CheckReport, Diagnostic, Escalation, EscalationReason, RunSummary, StepReport,
     safe_link, silence_url,
 };
-use crate::incident::{Incident, IncidentId, State};
+use crate::incident::{Event, Incident, IncidentId, State};
 use crate::metrics::Metrics;
 use crate::plan::{Plan, PlannedTarget};
 use crate::recipe::shell::remote_line;
@@ -117,26 +117,26 @@ impl Escalator {
             None => self.default_route.clone(),
         };
         if channels.is_empty() {
-            tracing::warn!(incident = %incident.id, reason, "no escalation route: neither the recipe nor escalation.default names a channel");
+            tracing::warn!(incident = %incident.id, reason = %reason, "no escalation route: neither the recipe nor escalation.default names a channel");
         }
         let payload = serde_json::to_value(&escalation).unwrap_or(Value::Null);
         self.store
             .enqueue_escalation(incident.id, reason, &channels, &payload)
             .await?;
-        tracing::info!(incident = %incident.id, reason, channels = ?channels, "escalation queued");
+        tracing::info!(incident = %incident.id, reason = %reason, channels = ?channels, "escalation queued");
         self.outbox_wake.notify_one();
         Ok(())
     }
 
     /// Everything the human needs, from the journal plus diagnostics run now.
-    async fn report(&self, detail: &IncidentDetail, reason: &str) -> Escalation {
+    async fn report(&self, detail: &IncidentDetail, reason: EscalationReason) -> Escalation {
         let incident = &detail.incident;
         let plan = incident.plan.as_ref();
         let target = plan.and_then(|p| p.target.clone());
         let recipe = plan.and_then(|p| p.recipe.clone());
         let alertname = incident.alertname.clone();
         let summary = match (reason, &target) {
-            ("novel", _) => format!(
+            (EscalationReason::Novel, _) => format!(
                 "novel: no recipe handles {}",
                 alertname.as_deref().unwrap_or("this alert")
             ),
@@ -191,7 +191,7 @@ impl Escalator {
         };
         Escalation {
             incident_id: incident.id.0,
-            reason: serde_json::from_value(json!(reason)).unwrap_or(EscalationReason::Failed),
+            reason,
             state: incident.state.as_str().to_owned(),
             summary,
             why: incident.reason.clone().unwrap_or_default(),
@@ -341,22 +341,26 @@ fn steps(detail: &IncidentDetail) -> Vec<StepReport> {
     detail
         .events
         .iter()
-        .filter(|e| e.kind == "step_finished")
-        .map(|e| {
-            let d = &e.detail;
-            let text = |key: &str| d[key].as_str().unwrap_or_default().to_owned();
-            StepReport {
-                step: d["step"].as_u64().unwrap_or_default() as u32,
-                command: text("command"),
-                outcome: text("outcome"),
-                exit_status: d["exit_status"].as_i64().map(|c| c as i32),
-                stdout: text("stdout"),
-                stderr: text("stderr"),
-                stdout_truncated: d["stdout_truncated"] == true,
-                stderr_truncated: d["stderr_truncated"] == true,
-                duration_ms: d["duration_ms"].as_u64(),
-                error: d["error"].as_str().map(str::to_owned),
+        .filter_map(|e| match &e.event {
+            Event::StepFinished { step, command, end } => {
+                let record = end.record();
+                let text = |pick: fn(&crate::incident::event::CommandRecord) -> &String| {
+                    record.map(pick).cloned().unwrap_or_default()
+                };
+                Some(StepReport {
+                    step: u32::try_from(*step).unwrap_or(u32::MAX),
+                    command: command.clone(),
+                    outcome: end.outcome(),
+                    exit_status: record.and_then(|r| r.exit_status),
+                    stdout: text(|r| &r.stdout),
+                    stderr: text(|r| &r.stderr),
+                    stdout_truncated: record.is_some_and(|r| r.stdout_truncated),
+                    stderr_truncated: record.is_some_and(|r| r.stderr_truncated),
+                    duration_ms: record.map(|r| r.duration.as_millis() as u64),
+                    error: end.error().map(str::to_owned),
+                })
             }
+            _ => None,
         })
         .collect()
 }
@@ -367,17 +371,11 @@ fn last_checks(detail: &IncidentDetail) -> Vec<CheckReport> {
         .events
         .iter()
         .rev()
-        .find(|e| e.kind == "check_poll")
-        .and_then(|e| e.detail["results"].as_array())
-        .map(|results| {
-            results
-                .iter()
-                .map(|r| CheckReport {
-                    check: r["check"].as_str().unwrap_or_default().to_owned(),
-                    passed: r["passed"] == true,
-                    detail: r["detail"].as_str().unwrap_or_default().to_owned(),
-                })
-                .collect()
+        .find_map(|e| match &e.event {
+            Event::CheckPoll { results, .. } => {
+                Some(results.iter().map(CheckReport::from).collect())
+            }
+            _ => None,
         })
         .unwrap_or_default()
 }

@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::incident::{Incident, IncidentId, State, state_for};
+use crate::incident::{Event, Incident, IncidentId, State, state_for};
 use crate::inventory::Inventory;
 use crate::metrics::Metrics;
 use crate::plan::Mode;
@@ -91,11 +91,11 @@ pub async fn recover_interrupted(store: &dyn Store, mode: Mode) -> Result<Recove
         for incident in store.incidents_in_state(state, usize::MAX >> 1).await? {
             let cut = cut_command(store, &incident).await?;
             let idempotent = incident.plan.as_ref().is_some_and(|p| p.idempotent);
-            let (to, kind, reason) = if idempotent && mode == Mode::Enforce {
+            let (to, event, reason) = if idempotent && mode == Mode::Enforce {
                 recovered.resumed += 1;
                 (
                     State::Matched,
-                    "resumed",
+                    Event::Resumed { was: state },
                     format!(
                         "salve restarted while this incident was {state}; the recipe is idempotent, so it runs again"
                     ),
@@ -104,21 +104,14 @@ pub async fn recover_interrupted(store: &dyn Store, mode: Mode) -> Result<Recove
                 recovered.interrupted += 1;
                 (
                     State::Interrupted,
-                    "interrupted",
+                    Event::Interrupted { was: state },
                     format!(
                         "salve stopped while this incident was {state}; a command may have half-run, so it is not re-run"
                     ),
                 )
             };
-            let detail = serde_json::json!({ "was": state.as_str() });
             let result = store
-                .transition(
-                    incident.id,
-                    state,
-                    to,
-                    Some(reason),
-                    crate::store::NewEvent::new(kind, detail),
-                )
+                .transition(incident.id, state, to, Some(reason), event)
                 .await;
             match result {
                 Ok(()) | Err(StoreError::StateConflict { .. }) => {}
@@ -145,12 +138,15 @@ async fn cut_command(
         return Ok(None);
     };
     let events = &detail.events;
-    let Some(last_start) = events.iter().rposition(|e| e.kind == "step_started") else {
+    let Some(last_start) = events
+        .iter()
+        .rposition(|e| matches!(e.event, Event::StepStarted { .. }))
+    else {
         return Ok(None);
     };
     if events[last_start..]
         .iter()
-        .any(|e| e.kind == "step_finished")
+        .any(|e| matches!(e.event, Event::StepFinished { .. }))
     {
         return Ok(None);
     }

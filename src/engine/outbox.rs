@@ -92,7 +92,7 @@ struct KeyWindow {
 /// up to `digest_after` singles again), never with lost rows.
 #[derive(Debug, Default)]
 struct Pacing {
-    keys: HashMap<(String, String), KeyWindow>,
+    keys: HashMap<(String, EscalationReason), KeyWindow>,
     /// Per channel, when each message in the last minute started.
     channels: HashMap<String, VecDeque<Instant>>,
 }
@@ -144,7 +144,7 @@ impl Pacing {
     /// The decision for `due` rows of (channel, reason), given the policy.
     fn plan(
         &self,
-        key: &(String, String),
+        key: &(String, EscalationReason),
         due: usize,
         policy: &DeliveryPolicy,
         now: Instant,
@@ -169,7 +169,7 @@ impl Pacing {
 
     /// A message started at `at` was not accepted: it does not count (a refused page
     /// reached no human, so its retry is not a flood).
-    fn forget(&mut self, key: &(String, String), digest: bool, at: Instant) {
+    fn forget(&mut self, key: &(String, EscalationReason), digest: bool, at: Instant) {
         if let Some(window) = self.keys.get_mut(key) {
             if let Some(position) = window.sent.iter().position(|&sent| sent == at) {
                 window.sent.remove(position);
@@ -185,7 +185,7 @@ impl Pacing {
         }
     }
 
-    fn record(&mut self, key: &(String, String), digest: bool, now: Instant) {
+    fn record(&mut self, key: &(String, EscalationReason), digest: bool, now: Instant) {
         let window = self.keys.entry(key.clone()).or_default();
         window.sent.push_back(now);
         if digest {
@@ -314,14 +314,14 @@ async fn pass(
         .store
         .due_escalations(DUE_SCAN + before_read.len())
         .await?;
-    let mut groups: Vec<((String, String), Vec<OutboxItem>)> = Vec::new();
+    let mut groups: Vec<((String, EscalationReason), Vec<OutboxItem>)> = Vec::new();
     {
         let in_flight = shared.in_flight.lock().expect("in_flight lock");
         for item in due {
             if before_read.contains(&item.id) || in_flight.contains(&item.id) {
                 continue;
             }
-            let key = (item.channel.clone(), item.reason.clone());
+            let key = (item.channel.clone(), item.reason);
             match groups.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, items)) => items.push(item),
                 None => groups.push((key, vec![item])),
@@ -360,7 +360,7 @@ async fn pass(
                         match deliver_one(&shared, &item).await {
                             Ok(true) => {}
                             Ok(false) => shared.pacing.lock().expect("pacing lock").forget(
-                                &(item.channel.clone(), item.reason.clone()),
+                                &(item.channel.clone(), item.reason),
                                 false,
                                 now,
                             ),
@@ -390,7 +390,7 @@ async fn pass(
                 }
                 let shared = Arc::clone(shared);
                 deliveries.spawn(async move {
-                    match deliver_digest(&shared, &key.0, &key.1, &batch).await {
+                    match deliver_digest(&shared, &key.0, key.1, &batch).await {
                         Ok(true) => {}
                         Ok(false) => shared
                             .pacing
@@ -433,7 +433,7 @@ async fn deliver_one(shared: &Shared, item: &OutboxItem) -> Result<bool, StoreEr
     match outcome {
         Ok(()) => {
             shared.store.escalation_sent(item).await?;
-            count_sent(shared, &item.channel, &item.reason, 1);
+            count_sent(shared, &item.channel, item.reason, 1);
             tracing::info!(incident = %item.incident_id, channel = %item.channel, reason = %item.reason, "escalation delivered");
             Ok(true)
         }
@@ -453,7 +453,7 @@ async fn deliver_one(shared: &Shared, item: &OutboxItem) -> Result<bool, StoreEr
 async fn deliver_digest(
     shared: &Shared,
     channel: &str,
-    reason: &str,
+    reason: EscalationReason,
     items: &[OutboxItem],
 ) -> Result<bool, StoreError> {
     let mut escalations = Vec::with_capacity(items.len());
@@ -479,17 +479,16 @@ async fn deliver_digest(
     }
     let digest_id = shared
         .store
-        .new_digest(channel, reason, readable.len())
+        .new_digest(channel, reason.as_str(), readable.len())
         .await?;
-    let reason_value: EscalationReason = escalations[0].reason;
-    let digest = Digest::new(digest_id, reason_value, &escalations, Utc::now());
+    let digest = Digest::new(digest_id, reason, &escalations, Utc::now());
     match shared.channels.send_digest(channel, &digest).await {
         Ok(()) => {
             shared.store.digest_sent(digest_id, &readable).await?;
             count_sent(shared, channel, reason, readable.len() as u64);
             tracing::info!(
                 channel,
-                reason,
+                reason = reason.as_str(),
                 digest = digest_id,
                 incidents = readable.len(),
                 "escalation digest delivered"
@@ -514,13 +513,13 @@ async fn deliver_digest(
     }
 }
 
-fn count_sent(shared: &Shared, channel: &str, reason: &str, n: u64) {
+fn count_sent(shared: &Shared, channel: &str, reason: EscalationReason, n: u64) {
     shared
         .metrics
         .escalations
         .get_or_create(&EscalationLabels {
             channel: channel.to_owned(),
-            reason: reason.to_owned(),
+            reason: reason.as_str().to_owned(),
         })
         .inc_by(n);
 }
@@ -548,8 +547,8 @@ mod tests {
         assert_eq!(backoff(1000), Duration::from_secs(300));
     }
 
-    fn key(channel: &str, reason: &str) -> (String, String) {
-        (channel.to_owned(), reason.to_owned())
+    fn key(channel: &str, reason: &str) -> (String, EscalationReason) {
+        (channel.to_owned(), EscalationReason::parse(reason).unwrap())
     }
 
     #[test]

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -18,7 +17,8 @@ use chrono::{DateTime, Utc};
 use crate::alert::AlertStatus;
 use crate::config::LimitSettings;
 use crate::engine::CutCommand;
-use crate::incident::{Incident, IncidentId, State};
+use crate::incident::event::{CommandRecord, StepEnd, VerifyWindow};
+use crate::incident::{Event, Incident, IncidentId, State};
 use crate::metrics::Metrics;
 use crate::metrics::RecipeLabel;
 use crate::plan::{Plan, PlannedTarget, PlannedVerify};
@@ -26,7 +26,7 @@ use crate::plan::{Plan, PlannedTarget, PlannedVerify};
 // the engine's other users.
 use crate::recipe::shell::{remote_lifetime, remote_line};
 use crate::ssh::{CommandOutput, Executor, SshError};
-use crate::store::{BreakerLimit, NewEvent, RunGate, Store, StoreError};
+use crate::store::{BreakerLimit, RunGate, Store, StoreError};
 use crate::verify::{CheckResult, Verifier};
 
 /// Runs of a recipe without a `[breaker]` are still logged, over this window.
@@ -278,9 +278,9 @@ impl Remediator {
         self.finish(
             id,
             State::Matched,
-            State::ResolvedBeforeRun,
-            reason.into(),
-            json!({}),
+            Event::ResolvedBeforeRun {
+                reason: reason.into(),
+            },
         )
         .await
     }
@@ -296,14 +296,11 @@ impl Remediator {
             self.store
                 .append_event(
                     id,
-                    NewEvent::new(
-                        "host_held",
-                        json!({
-                            "host": host,
-                            "wait_ms": wait.as_millis() as u64,
-                            "why": why,
-                        }),
-                    ),
+                    Event::HostHeld {
+                        host: host.to_owned(),
+                        wait: *wait,
+                        why: why.clone(),
+                    },
                 )
                 .await?;
             tokio::time::sleep(*wait).await;
@@ -333,9 +330,9 @@ impl Remediator {
                 .finish(
                     id,
                     State::Matched,
-                    State::Failed,
-                    "planned without a target; nothing was run".into(),
-                    json!({}),
+                    Event::Failed {
+                        reason: "planned without a target; nothing was run".into(),
+                    },
                 )
                 .await;
         };
@@ -356,7 +353,7 @@ impl Remediator {
                 humantime::format_duration(waited)
             );
             return self
-                .finish(id, State::Matched, State::RateLimited, reason, json!({}))
+                .finish(id, State::Matched, Event::RateLimited { reason })
                 .await;
         }
         // No diagnostics run on the host from here to the last check.
@@ -366,10 +363,11 @@ impl Remediator {
             self.store
                 .append_event(
                     id,
-                    NewEvent::new(
-                        "host_held",
-                        json!({ "host": target.name, "wait_ms": wait.as_millis() as u64, "why": why }),
-                    ),
+                    Event::HostHeld {
+                        host: target.name.clone(),
+                        wait,
+                        why,
+                    },
                 )
                 .await?;
             tokio::time::sleep(wait).await;
@@ -400,7 +398,11 @@ impl Remediator {
                     &recipe,
                     &target.name,
                     limit,
-                    json!({ "target": target, "steps": plan.commands.len(), "sudo": plan.sudo }),
+                    Event::RemediationStarted {
+                        target: target.clone(),
+                        steps: plan.commands.len(),
+                        sudo: plan.sudo,
+                    },
                     plan.commands
                         .first()
                         .map(|command| step_started(0, command, &executed[0])),
@@ -439,20 +441,14 @@ impl Remediator {
                 })
                 .set(1);
             return self
-                .finish(
-                    id,
-                    State::Matched,
-                    State::BreakerOpen,
-                    reason,
-                    json!({ "runs": runs }),
-                )
+                .finish(id, State::Matched, Event::BreakerOpen { runs, reason })
                 .await;
         }
         tracing::info!(incident = %id, recipe = plan.recipe.as_deref().unwrap_or(""), target = %target.name, "remediation started");
 
         if let Err(StepFailure(reason)) = self.run_steps(id, &plan, &executed, &target).await? {
             return self
-                .finish(id, State::Remediating, State::Failed, reason, json!({}))
+                .finish(id, State::Remediating, Event::Failed { reason })
                 .await;
         }
 
@@ -463,16 +459,20 @@ impl Remediator {
                     State::Remediating,
                     State::Verifying,
                     None,
-                    NewEvent::new("verify_started", json!({ "checks": 0 })),
+                    Event::VerifyStarted {
+                        checks: 0,
+                        window: None,
+                    },
                 )
                 .await?;
             return self
                 .finish(
                     id,
                     State::Verifying,
-                    State::Succeeded,
-                    "commands succeeded; the recipe defines no checks".into(),
-                    json!({}),
+                    Event::Succeeded {
+                        results: None,
+                        reason: "commands succeeded; the recipe defines no checks".into(),
+                    },
                 )
                 .await;
         };
@@ -482,14 +482,13 @@ impl Remediator {
                 State::Remediating,
                 State::Verifying,
                 None,
-                NewEvent::new(
-                    "verify_started",
-                    json!({
-                        "checks": verify.checks.len(),
-                        "within": humantime::format_duration(verify.within).to_string(),
-                        "interval": humantime::format_duration(verify.interval).to_string(),
+                Event::VerifyStarted {
+                    checks: verify.checks.len(),
+                    window: Some(VerifyWindow {
+                        within: verify.within,
+                        interval: verify.interval,
                     }),
-                ),
+                },
             )
             .await?;
         self.verify(id, verify, &target).await
@@ -527,11 +526,14 @@ impl Remediator {
                 let until = self.surely_over(started_at, plan.command_timeout);
                 self.hold(&target.name, until, HELD_AFTER_CUT).await?;
             }
-            let (record, failure) =
-                step_record(index + 1, command, target, plan.command_timeout, &outcome);
-            self.store
-                .append_event(id, NewEvent::new("step_finished", record))
-                .await?;
+            let (end, failure) =
+                step_end(index + 1, command, target, plan.command_timeout, &outcome);
+            let finished = Event::StepFinished {
+                step: index + 1,
+                command: command.clone(),
+                end,
+            };
+            self.store.append_event(id, finished).await?;
             if let Some(reason) = failure {
                 return Ok(Err(StepFailure(reason)));
             }
@@ -568,10 +570,11 @@ impl Remediator {
             self.store
                 .append_event(
                     id,
-                    NewEvent::new(
-                        "check_poll",
-                        json!({ "poll": poll, "passed": passed, "results": results }),
-                    ),
+                    Event::CheckPoll {
+                        poll,
+                        passed,
+                        results: results.clone(),
+                    },
                 )
                 .await?;
             if passed {
@@ -584,9 +587,10 @@ impl Remediator {
                     .finish(
                         id,
                         State::Verifying,
-                        State::Succeeded,
-                        reason,
-                        json!({ "results": results }),
+                        Event::Succeeded {
+                            results: Some(results),
+                            reason,
+                        },
                     )
                     .await;
             }
@@ -606,9 +610,7 @@ impl Remediator {
                     .finish(
                         id,
                         State::Verifying,
-                        State::VerifyFailed,
-                        reason,
-                        json!({ "results": results }),
+                        Event::VerifyFailed { results, reason },
                     )
                     .await;
             }
@@ -616,23 +618,19 @@ impl Remediator {
         }
     }
 
-    async fn finish(
-        &self,
-        id: IncidentId,
-        from: State,
-        to: State,
-        reason: String,
-        mut detail: serde_json::Value,
-    ) -> Result<(), StoreError> {
-        detail["reason"] = json!(reason);
+    /// Moves `id` from `from` to the final state `ending` names, journaling `ending`.
+    async fn finish(&self, id: IncidentId, from: State, ending: Event) -> Result<(), StoreError> {
+        let (to, reason) = match &ending {
+            Event::Succeeded { reason, .. } => (State::Succeeded, reason.clone()),
+            Event::Failed { reason } => (State::Failed, reason.clone()),
+            Event::VerifyFailed { reason, .. } => (State::VerifyFailed, reason.clone()),
+            Event::BreakerOpen { reason, .. } => (State::BreakerOpen, reason.clone()),
+            Event::RateLimited { reason } => (State::RateLimited, reason.clone()),
+            Event::ResolvedBeforeRun { reason } => (State::ResolvedBeforeRun, reason.clone()),
+            other => unreachable!("finish is given a final event, not {other:?}"),
+        };
         self.store
-            .transition(
-                id,
-                from,
-                to,
-                Some(reason.clone()),
-                NewEvent::new(to.as_str(), detail),
-            )
+            .transition(id, from, to, Some(reason.clone()), ending)
             .await?;
         self.metrics.incident_outcome(to);
         if let Some(recipe) = recipe_of(&self.store, id).await {
@@ -712,11 +710,12 @@ const HELD_AFTER_CRASH: &str =
 const HELD_AFTER_CUT: &str = "a command salve stopped waiting for (timeout or lost connection) may still be running on this host until the target's timeout backstop ends it";
 
 /// The journal entry that must be committed before step `index` (0-based) is sent.
-fn step_started(index: usize, command: &str, executed: &str) -> NewEvent {
-    NewEvent::new(
-        "step_started",
-        json!({ "step": index + 1, "command": command, "executed": executed }),
-    )
+fn step_started(index: usize, command: &str, executed: &str) -> Event {
+    Event::StepStarted {
+        step: index + 1,
+        command: command.to_owned(),
+        executed: executed.to_owned(),
+    }
 }
 
 /// `at + duration`, or the end of time where that does not fit.
@@ -731,30 +730,26 @@ fn round_to_ms(duration: Duration) -> Duration {
     Duration::from_millis(duration.as_millis() as u64)
 }
 
-/// The journal record of a finished step, and the run's failure reason if it failed.
-fn step_record(
+/// How a step ended, for its `step_finished`, and the run's failure reason if it failed.
+fn step_end(
     step: usize,
     command: &str,
     target: &PlannedTarget,
     timeout: Duration,
     outcome: &Result<CommandOutput, SshError>,
-) -> (serde_json::Value, Option<String>) {
+) -> (StepEnd, Option<String>) {
     match outcome {
         Ok(output) => {
-            let ok = output.exit_status == Some(0);
-            let record = json!({
-                "step": step,
-                "command": command,
-                "outcome": if ok { "ok" } else { "failed" },
-                "exit_status": output.exit_status,
-                "stdout": output.stdout,
-                "stderr": output.stderr,
-                "stdout_truncated": output.stdout_truncated,
-                "stderr_truncated": output.stderr_truncated,
-                "duration_ms": output.duration.as_millis() as u64,
-            });
-            if ok {
-                return (record, None);
+            let record = CommandRecord {
+                exit_status: output.exit_status,
+                stdout: output.stdout.clone(),
+                stderr: output.stderr.clone(),
+                stdout_truncated: output.stdout_truncated,
+                stderr_truncated: output.stderr_truncated,
+                duration: output.duration,
+            };
+            if output.exit_status == Some(0) {
+                return (StepEnd::Ok(record), None);
             }
             let status = match output.exit_status {
                 Some(code) => format!("exited {code}"),
@@ -770,36 +765,30 @@ fn step_record(
                     target.name
                 ));
             }
-            (record, Some(reason))
+            (StepEnd::Failed(record), Some(reason))
         }
         Err(error) => {
-            let (kind, reason) = match error {
+            let (kind, reason): (fn(String) -> StepEnd, _) = match error {
                 SshError::Timeout { .. } => (
-                    "timeout",
+                    |error| StepEnd::Timeout { error },
                     format!(
                         "step {step} timed out after {}: {command}",
                         humantime::format_duration(timeout)
                     ),
                 ),
                 SshError::Connect(why) => (
-                    "error",
+                    |error| StepEnd::Error { error },
                     format!(
                         "cannot reach {} ({}:{}): {why}",
                         target.name, target.address, target.port
                     ),
                 ),
                 other => (
-                    "error",
+                    |error| StepEnd::Error { error },
                     format!("step {step} could not run on {}: {other}", target.name),
                 ),
             };
-            let record = json!({
-                "step": step,
-                "command": command,
-                "outcome": kind,
-                "error": error.to_string(),
-            });
-            (record, Some(reason))
+            (kind(error.to_string()), Some(reason))
         }
     }
 }
@@ -832,11 +821,11 @@ mod tests {
     fn failure_reasons_say_what_happened() {
         let t = target();
         let timeout = Duration::from_secs(60);
-        let (record, failure) = step_record(1, "true", &t, timeout, &output(0, ""));
-        assert_eq!(record["outcome"], "ok");
+        let (record, failure) = step_end(1, "true", &t, timeout, &output(0, ""));
+        assert!(matches!(record, StepEnd::Ok(_)), "{record:?}");
         assert!(failure.is_none());
 
-        let (_, failure) = step_record(
+        let (_, failure) = step_end(
             2,
             "sudo x",
             &t,
@@ -850,17 +839,17 @@ mod tests {
         );
         assert!(failure.contains("passwordless sudo"));
 
-        let (record, failure) = step_record(
+        let (record, failure) = step_end(
             1,
             "sleep 99",
             &t,
             timeout,
             &Err(SshError::Timeout { after: timeout }),
         );
-        assert_eq!(record["outcome"], "timeout");
+        assert!(matches!(record, StepEnd::Timeout { .. }), "{record:?}");
         assert_eq!(failure.unwrap(), "step 1 timed out after 1m: sleep 99");
 
-        let (_, failure) = step_record(
+        let (_, failure) = step_end(
             1,
             "true",
             &t,

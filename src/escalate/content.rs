@@ -10,73 +10,10 @@ use chrono::{DateTime, Utc};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
+use crate::incident::event::CheckResult;
+pub use crate::incident::event::StepOutcome;
+pub use crate::incident::{EscalationReason, redact_url_credentials};
 use crate::plan::PlannedTarget;
-use crate::verify::CheckResult;
-
-/// Why a human is being asked to act.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EscalationReason {
-    /// A remediation step failed, timed out, or the host was unreachable.
-    Failed,
-    /// The commands ran but the checks did not pass within the recipe's `within`.
-    VerifyFailed,
-    /// No recipe matched: a failure nobody has automated yet.
-    Novel,
-    /// A recipe matched but the alert could not be acted on safely.
-    Refused,
-    /// The same fix ran too often on this target: the circuit breaker stopped it.
-    BreakerOpen,
-    /// Remediations were over their rate limit for too long.
-    RateLimited,
-    /// salve stopped in the middle of a remediation; it is not re-run blindly.
-    Interrupted,
-}
-
-impl EscalationReason {
-    pub const ALL: [EscalationReason; 7] = [
-        EscalationReason::Failed,
-        EscalationReason::VerifyFailed,
-        EscalationReason::Novel,
-        EscalationReason::Refused,
-        EscalationReason::BreakerOpen,
-        EscalationReason::RateLimited,
-        EscalationReason::Interrupted,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EscalationReason::Failed => "failed",
-            EscalationReason::VerifyFailed => "verify_failed",
-            EscalationReason::Novel => "novel",
-            EscalationReason::Refused => "refused",
-            EscalationReason::BreakerOpen => "breaker_open",
-            EscalationReason::RateLimited => "rate_limited",
-            EscalationReason::Interrupted => "interrupted",
-        }
-    }
-
-    /// The reason in words, for the first line of the report.
-    pub fn headline(self) -> &'static str {
-        match self {
-            EscalationReason::Failed => "the remediation failed",
-            EscalationReason::VerifyFailed => "the remediation ran but verification failed",
-            EscalationReason::Novel => "no recipe handles this alert",
-            EscalationReason::Refused => "salve refused to act on this alert",
-            EscalationReason::BreakerOpen => {
-                "the circuit breaker is open: this fix ran too often on this target"
-            }
-            EscalationReason::RateLimited => "remediations were rate limited for too long",
-            EscalationReason::Interrupted => "salve was interrupted during the remediation",
-        }
-    }
-}
-
-impl std::fmt::Display for EscalationReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One earlier run of the same recipe on the same target, inside the breaker window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,8 +41,8 @@ pub struct StepReport {
     /// 1-based position in the recipe.
     pub step: u32,
     pub command: String,
-    /// `ok`, `failed`, `timeout`, `unreachable`, `not_run`, … (the journal's words).
-    pub outcome: String,
+    /// The journal's word: `ok`, `failed`, `timeout` or `error`.
+    pub outcome: StepOutcome,
     pub exit_status: Option<i32>,
     pub stdout: String,
     pub stderr: String,
@@ -227,7 +164,6 @@ impl Escalation {
         }
         for step in &mut e.steps {
             line(&mut step.command);
-            line(&mut step.outcome);
             step.stdout = block_text(&step.stdout);
             step.stderr = block_text(&step.stderr);
             opt_line(&mut step.error);
@@ -263,19 +199,6 @@ pub fn safe_link(url: &str) -> Option<String> {
     let _ = parsed.set_username("");
     let _ = parsed.set_password(None);
     Some(parsed.to_string())
-}
-
-/// `url` for display (API, history): its `user:password@` part redacted, the rest as
-/// given. Text that is not an absolute URL is returned unchanged.
-pub fn redact_url_credentials(url: &str) -> String {
-    match reqwest::Url::parse(url.trim()) {
-        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
-            let _ = parsed.set_password(None);
-            let _ = parsed.set_username("redacted");
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// Multi-line text for a machine-read body (webhook JSON): line breaks and tabs kept,
@@ -493,7 +416,10 @@ pub fn render_text(escalation: &Escalation) -> String {
         out.push_str("\nSTEPS\n");
         for step in &e.steps {
             let _ = writeln!(out, "  {}. $ {}", step.step, one_line(&step.command));
-            let mut facts = vec![exit_text(step.exit_status), one_line(&step.outcome)];
+            let mut facts = vec![
+                exit_text(step.exit_status),
+                step.outcome.as_str().to_owned(),
+            ];
             if let Some(ms) = step.duration_ms {
                 facts.push(format_duration_ms(ms));
             }
@@ -779,7 +705,7 @@ pub fn sample() -> Escalation {
         steps: vec![StepReport {
             step: 1,
             command: "systemctl restart 'nginx'".into(),
-            outcome: "ok".into(),
+            outcome: StepOutcome::Ok,
             exit_status: Some(0),
             stdout: String::new(),
             stderr: String::new(),

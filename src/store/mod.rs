@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::alert::Alert;
-use crate::incident::{Event, Incident, IncidentId, State};
+use crate::incident::{EscalationReason, Event, Incident, IncidentId, JournalEntry, State};
 use crate::plan::Plan;
 
 pub mod sqlite;
@@ -63,14 +63,8 @@ pub struct HostHold {
     pub why: String,
 }
 
-/// One remediation run counted by a breaker.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct RunRecord {
-    pub incident_id: IncidentId,
-    pub started_at: DateTime<Utc>,
-    /// The incident's state now (how that run ended, or that it is still running).
-    pub state: State,
-}
+/// One remediation run counted by a breaker (also journaled, in `breaker_open`).
+pub use crate::incident::event::RunRecord;
 
 /// What a breaker reset did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -107,7 +101,7 @@ pub struct BreakerStatus {
 pub struct OutboxItem {
     pub id: i64,
     pub incident_id: IncidentId,
-    pub reason: String,
+    pub reason: EscalationReason,
     pub channel: String,
     pub payload: serde_json::Value,
     /// Failed attempts so far.
@@ -138,28 +132,12 @@ pub struct Gap {
     pub last_reason: Option<String>,
 }
 
-/// A journal entry to write; the store stamps the time.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewEvent {
-    pub kind: String,
-    pub detail: serde_json::Value,
-}
-
-impl NewEvent {
-    pub fn new(kind: &str, detail: serde_json::Value) -> NewEvent {
-        NewEvent {
-            kind: kind.to_owned(),
-            detail,
-        }
-    }
-}
-
 /// An incident with its journal, for history and the API.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct IncidentDetail {
     #[serde(flatten)]
     pub incident: Incident,
-    pub events: Vec<Event>,
+    pub events: Vec<JournalEntry>,
 }
 
 #[async_trait]
@@ -203,16 +181,16 @@ pub trait Store: Send + Sync + 'static {
         from: State,
         to: State,
         reason: Option<String>,
-        event: NewEvent,
+        event: Event,
     ) -> Result<(), StoreError>;
 
     /// Journal one event (a step starting or ending, a check poll) without a state change.
-    async fn append_event(&self, id: IncidentId, event: NewEvent) -> Result<(), StoreError>;
+    async fn append_event(&self, id: IncidentId, event: Event) -> Result<(), StoreError>;
 
     /// Start a remediation if the breaker allows, atomically: count the runs of
     /// (recipe, target) since `window` ago (or the last reset, if later); below
     /// `max_runs`, record this run, move `id` from `matched` to `remediating` and journal
-    /// `remediation_started` with `detail` — and `first_step` after it, in the same
+    /// `started` (`remediation_started`) — and `first_step` after it, in the same
     /// transaction, so the first command's `step_started` costs no commit of its own;
     /// otherwise change nothing. An incident whose alert has resolved is not started
     /// (`AlertResolved`); one no longer `matched` is a `StateConflict`.
@@ -222,8 +200,8 @@ pub trait Store: Send + Sync + 'static {
         recipe: &str,
         target: &str,
         limit: BreakerLimit,
-        detail: serde_json::Value,
-        first_step: Option<NewEvent>,
+        started: Event,
+        first_step: Option<Event>,
     ) -> Result<RunGate, StoreError>;
 
     /// Records that nothing may start on `host` before `until` (keeps a later `until`
@@ -268,7 +246,7 @@ pub trait Store: Send + Sync + 'static {
     async fn enqueue_escalation(
         &self,
         id: IncidentId,
-        reason: &str,
+        reason: EscalationReason,
         channels: &[String],
         payload: &serde_json::Value,
     ) -> Result<(), StoreError>;

@@ -11,15 +11,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::alert::Alert;
-use crate::incident::{Incident, IncidentId, State};
+use crate::incident::{EscalationReason, Event, Incident, IncidentId, State};
 use crate::plan::Plan;
 use crate::store::{
     BreakerLimit, BreakerReset, BreakerStatus, DiagnosticsClaim, Gap, HostHold, IncidentDetail,
-    Ingested, NewEvent, OutboxItem, RunGate, RunRecord, Store, StoreError,
+    Ingested, OutboxItem, RunGate, RunRecord, Store, StoreError,
 };
 
 mod escalation;
@@ -340,12 +339,12 @@ impl Store for SqliteStore {
             to,
             plan_json,
             reason: plan.reason.clone(),
-            event_detail: json!({
-                "outcome": plan.outcome.as_str(),
-                "recipe": plan.recipe,
-                "mode": plan.mode.as_str(),
-                "state": to.as_str(),
-            }),
+            event: Event::Planned {
+                outcome: plan.outcome,
+                recipe: plan.recipe.clone(),
+                mode: plan.mode,
+                state: to,
+            },
             at: Utc::now(),
         };
         self.write(|reply| WriteOp::RecordPlan { change, reply })
@@ -358,28 +357,26 @@ impl Store for SqliteStore {
         from: State,
         to: State,
         reason: Option<String>,
-        event: NewEvent,
+        event: Event,
     ) -> Result<(), StoreError> {
         let change = JournalChange {
             id,
             expect: Some(from),
             to: Some(to),
             reason,
-            kind: event.kind,
-            detail: event.detail,
+            event,
             at: Utc::now(),
         };
         self.write(|reply| WriteOp::Journal { change, reply }).await
     }
 
-    async fn append_event(&self, id: IncidentId, event: NewEvent) -> Result<(), StoreError> {
+    async fn append_event(&self, id: IncidentId, event: Event) -> Result<(), StoreError> {
         let change = JournalChange {
             id,
             expect: None,
             to: None,
             reason: None,
-            kind: event.kind,
-            detail: event.detail,
+            event,
             at: Utc::now(),
         };
         self.write(|reply| WriteOp::Journal { change, reply }).await
@@ -391,12 +388,12 @@ impl Store for SqliteStore {
         recipe: &str,
         target: &str,
         limit: BreakerLimit,
-        detail: serde_json::Value,
-        first_step: Option<NewEvent>,
+        started: Event,
+        first_step: Option<Event>,
     ) -> Result<RunGate, StoreError> {
         let (recipe, target) = (recipe.to_owned(), target.to_owned());
         self.write_with(move |conn| {
-            let events = (&detail, first_step.as_ref());
+            let events = (&started, first_step.as_ref());
             guard::begin_run(conn, id, &recipe, &target, limit, events, Utc::now())
         })
         .await
@@ -451,13 +448,13 @@ impl Store for SqliteStore {
     async fn enqueue_escalation(
         &self,
         id: IncidentId,
-        reason: &str,
+        reason: EscalationReason,
         channels: &[String],
         payload: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        let (reason, channels, payload) = (reason.to_owned(), channels.to_vec(), payload.clone());
+        let (channels, payload) = (channels.to_vec(), payload.clone());
         self.write_with(move |conn| {
-            guard::enqueue_escalation(conn, id, &reason, &channels, &payload, Utc::now())
+            guard::enqueue_escalation(conn, id, reason, &channels, &payload, Utc::now())
         })
         .await
     }
@@ -584,7 +581,7 @@ impl Store for SqliteStore {
             let (Some(newest), Some(oldest)) = (incidents.first(), incidents.last()) else {
                 return Ok(Vec::new());
             };
-            let mut events: std::collections::HashMap<i64, Vec<crate::incident::Event>> =
+            let mut events: std::collections::HashMap<i64, Vec<crate::incident::JournalEntry>> =
                 std::collections::HashMap::new();
             let mut statement = snapshot.prepare_cached(
                 "SELECT at, kind, detail, incident_id FROM events \
@@ -667,6 +664,8 @@ mod tests {
 
     use tempfile::TempDir;
 
+    use serde_json::json;
+
     use super::*;
     use crate::alert::{AlertStatus, Fingerprint, Source};
     use crate::plan::{Mode, PlanOutcome};
@@ -721,12 +720,36 @@ mod tests {
         store.incident(id).await.unwrap().expect("incident exists")
     }
 
-    fn event_kinds(detail: &IncidentDetail) -> Vec<&str> {
+    fn event_kinds(detail: &IncidentDetail) -> Vec<String> {
         detail
             .events
             .iter()
-            .map(|event| event.kind.as_str())
+            .map(|entry| entry.event.to_row().0)
             .collect()
+    }
+
+    /// An event's stored `detail`.
+    fn stored(entry: &crate::incident::JournalEntry) -> serde_json::Value {
+        entry.event.to_row().1
+    }
+
+    pub(super) fn remediation_started() -> Event {
+        Event::RemediationStarted {
+            target: crate::plan::PlannedTarget {
+                name: "web1".into(),
+                address: "127.0.0.1".into(),
+                port: 22,
+                user: None,
+            },
+            steps: 1,
+            sudo: false,
+        }
+    }
+
+    fn failed(reason: &str) -> Event {
+        Event::Failed {
+            reason: reason.into(),
+        }
     }
 
     fn dry_run_plan() -> Plan {
@@ -843,9 +866,9 @@ mod tests {
         assert_eq!(incident.annotations.len(), 1);
         let detail = detail(&store, first.id).await;
         assert_eq!(event_kinds(&detail), ["received"]);
-        assert_eq!(detail.events[0].detail["status"], "firing");
+        assert_eq!(stored(&detail.events[0])["status"], "firing");
         assert_eq!(
-            detail.events[0].detail["received_at"],
+            stored(&detail.events[0])["received_at"],
             "2026-11-28T10:00:01.000000000Z"
         );
     }
@@ -1076,7 +1099,7 @@ mod tests {
         assert_eq!(detail.incident.plan.as_ref(), Some(&plan));
         assert_eq!(event_kinds(&detail), ["received", "planned"]);
         assert_eq!(
-            detail.events[1].detail,
+            stored(&detail.events[1]),
             json!({ "outcome": "refused", "recipe": "disk-space", "mode": "dry-run", "state": "refused" })
         );
         assert!(
@@ -1108,12 +1131,19 @@ mod tests {
                 State::Matched,
                 State::Remediating,
                 None,
-                NewEvent::new("remediation_started", json!({})),
+                remediation_started(),
             )
             .await
             .unwrap();
         store
-            .append_event(id, NewEvent::new("step_started", json!({ "index": 0 })))
+            .append_event(
+                id,
+                Event::StepStarted {
+                    step: 1,
+                    command: "true".into(),
+                    executed: "true".into(),
+                },
+            )
             .await
             .unwrap();
         // From the wrong state: refused, and nothing is written.
@@ -1123,7 +1153,7 @@ mod tests {
                 State::Matched,
                 State::Failed,
                 Some("x".into()),
-                NewEvent::new("bogus", json!({})),
+                failed("x"),
             )
             .await
             .unwrap_err();
@@ -1143,7 +1173,7 @@ mod tests {
                 State::Remediating,
                 State::Failed,
                 Some("command 1 exited 1".into()),
-                NewEvent::new("failed", json!({})),
+                failed("command 1 exited 1"),
             )
             .await
             .unwrap();
@@ -1165,9 +1195,7 @@ mod tests {
             ]
         );
         assert!(matches!(
-            store
-                .append_event(IncidentId(999), NewEvent::new("x", json!({})))
-                .await,
+            store.append_event(IncidentId(999), failed("x")).await,
             Err(StoreError::NotFound(_))
         ));
     }
@@ -1620,7 +1648,7 @@ mod tests {
             ["received", "planned", "resolved", "refired"]
         );
         assert_eq!(
-            detail.events[3].detail["previous_starts_at"],
+            stored(&detail.events[3])["previous_starts_at"],
             "2026-11-28T10:00:00.123456789Z"
         );
         // A late copy of an older occurrence does not reopen or move it.
@@ -1642,7 +1670,7 @@ mod tests {
                 State::Matched,
                 State::Remediating,
                 None,
-                NewEvent::new("remediation_started", json!({})),
+                remediation_started(),
             )
             .await
             .unwrap();
@@ -1724,7 +1752,9 @@ mod tests {
                 State::Matched,
                 State::ResolvedBeforeRun,
                 Some("resolved".into()),
-                NewEvent::new("resolved_before_run", json!({})),
+                Event::ResolvedBeforeRun {
+                    reason: "resolved".into(),
+                },
             )
         };
         assert!(matches!(close().await, Err(StoreError::AlertFiring(found)) if found == id));
@@ -1939,7 +1969,14 @@ mod guard_tests {
         for n in 0..2 {
             let id = matched(&store, n).await;
             let gate = store
-                .begin_run(id, "service-restart", "web1", LIMIT, json!({}), None)
+                .begin_run(
+                    id,
+                    "service-restart",
+                    "web1",
+                    LIMIT,
+                    super::tests::remediation_started(),
+                    None,
+                )
                 .await
                 .unwrap();
             assert_eq!(gate, RunGate::Started);
@@ -1952,7 +1989,14 @@ mod guard_tests {
         let other = matched(&store, 9).await;
         assert_eq!(
             store
-                .begin_run(other, "service-restart", "web2", LIMIT, json!({}), None)
+                .begin_run(
+                    other,
+                    "service-restart",
+                    "web2",
+                    LIMIT,
+                    super::tests::remediation_started(),
+                    None
+                )
                 .await
                 .unwrap(),
             RunGate::Started
@@ -1962,7 +2006,14 @@ mod guard_tests {
         let store = SqliteStore::open_path(&path).unwrap();
         let third = matched(&store, 2).await;
         match store
-            .begin_run(third, "service-restart", "web1", LIMIT, json!({}), None)
+            .begin_run(
+                third,
+                "service-restart",
+                "web1",
+                LIMIT,
+                super::tests::remediation_started(),
+                None,
+            )
             .await
             .unwrap()
         {
@@ -1990,8 +2041,14 @@ mod guard_tests {
             .unwrap()
             .unwrap()
             .events;
-        let recorded = journal.iter().find(|e| e.kind == "breaker_reset").unwrap();
-        assert_eq!(recorded.detail["by"], "ops");
+        let recorded = journal
+            .iter()
+            .find_map(|e| match &e.event {
+                Event::BreakerReset { by, .. } => Some(by),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(recorded, "ops");
         assert_eq!(
             store
                 .reset_breaker("service-restart", "nowhere", "ops")
@@ -2002,7 +2059,14 @@ mod guard_tests {
         );
         assert_eq!(
             store
-                .begin_run(third, "service-restart", "web1", LIMIT, json!({}), None)
+                .begin_run(
+                    third,
+                    "service-restart",
+                    "web1",
+                    LIMIT,
+                    super::tests::remediation_started(),
+                    None
+                )
                 .await
                 .unwrap(),
             RunGate::Started
@@ -2023,7 +2087,14 @@ mod guard_tests {
         };
         assert!(store.ingest(vec![resolved], Utc::now()).await.unwrap()[0].resolved_now);
         let gate = store
-            .begin_run(id, "service-restart", "web1", LIMIT, json!({}), None)
+            .begin_run(
+                id,
+                "service-restart",
+                "web1",
+                LIMIT,
+                super::tests::remediation_started(),
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(gate, RunGate::AlertResolved);
@@ -2034,13 +2105,27 @@ mod guard_tests {
         let taken = matched(&store, 2).await;
         assert_eq!(
             store
-                .begin_run(taken, "service-restart", "web1", LIMIT, json!({}), None)
+                .begin_run(
+                    taken,
+                    "service-restart",
+                    "web1",
+                    LIMIT,
+                    super::tests::remediation_started(),
+                    None
+                )
                 .await
                 .unwrap(),
             RunGate::Started
         );
         let again = store
-            .begin_run(taken, "service-restart", "web1", LIMIT, json!({}), None)
+            .begin_run(
+                taken,
+                "service-restart",
+                "web1",
+                LIMIT,
+                super::tests::remediation_started(),
+                None,
+            )
             .await;
         assert!(
             matches!(
@@ -2100,12 +2185,12 @@ mod guard_tests {
         assert_eq!(store.incidents_to_escalate(10).await.unwrap().len(), 1);
         let channels = vec!["mail".to_owned(), "tickets".to_owned()];
         store
-            .enqueue_escalation(id, "novel", &channels, &json!({ "x": 1 }))
+            .enqueue_escalation(id, EscalationReason::Novel, &channels, &json!({ "x": 1 }))
             .await
             .unwrap();
         // Queued twice (a retry after a crash): still one row per channel.
         store
-            .enqueue_escalation(id, "novel", &channels, &json!({ "x": 1 }))
+            .enqueue_escalation(id, EscalationReason::Novel, &channels, &json!({ "x": 1 }))
             .await
             .unwrap();
         assert!(store.incidents_to_escalate(10).await.unwrap().is_empty());
@@ -2142,7 +2227,7 @@ mod guard_tests {
             .unwrap()
             .events
             .into_iter()
-            .map(|e| e.kind)
+            .map(|e| e.event.to_row().0)
             .collect();
         assert!(
             kinds.ends_with(&[

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::json;
 
 use super::rows::{INCIDENT_COLUMNS, incident_from_row, state_from_text, time_column, time_text};
 use super::writer::{expect_state, journal, unavailable};
-use crate::incident::{Incident, IncidentId, State};
+use crate::incident::event::InDigest as DigestOf;
+use crate::incident::{EscalationReason, Event, Incident, IncidentId, State};
 use crate::store::{
-    BreakerLimit, BreakerReset, BreakerStatus, Gap, HostHold, NewEvent, OutboxItem, RunGate,
-    RunRecord, StoreError,
+    BreakerLimit, BreakerReset, BreakerStatus, Gap, HostHold, OutboxItem, RunGate, RunRecord,
+    StoreError,
 };
 
 fn window_start(
@@ -76,7 +76,7 @@ pub(super) fn begin_run(
     recipe: &str,
     target: &str,
     limit: BreakerLimit,
-    (detail, first_step): (&serde_json::Value, Option<&NewEvent>),
+    (started, first_step): (&Event, Option<&Event>),
     now: DateTime<Utc>,
 ) -> Result<RunGate, StoreError> {
     expect_state(conn, id, State::Matched)?;
@@ -105,9 +105,9 @@ pub(super) fn begin_run(
         ])?;
         conn.prepare_cached("UPDATE incidents SET state = ?2 WHERE id = ?1")?
             .execute(params![id.0, State::Remediating.as_str()])?;
-        journal(conn, id, &at, "remediation_started", detail)?;
+        journal(conn, id, &at, started)?;
         match first_step {
-            Some(event) => journal(conn, id, &at, &event.kind, &event.detail),
+            Some(event) => journal(conn, id, &at, event),
             None => Ok(()),
         }
     };
@@ -189,18 +189,13 @@ pub(super) fn reset_breaker(
         )?
         .execute(params![recipe, target, at])?;
         let incident = IncidentId(newest);
-        journal(
-            conn,
-            incident,
-            &at,
-            "breaker_reset",
-            &json!({
-                "recipe": recipe,
-                "target": target,
-                "by": by,
-                "runs_forgotten": runs_forgotten,
-            }),
-        )?;
+        let event = Event::BreakerReset {
+            recipe: recipe.to_owned(),
+            target: target.to_owned(),
+            by: by.to_owned(),
+            runs_forgotten,
+        };
+        journal(conn, incident, &at, &event)?;
         Ok(Some(BreakerReset {
             incident,
             runs_forgotten,
@@ -291,7 +286,7 @@ pub(super) fn incidents_to_escalate(
 pub(super) fn enqueue_escalation(
     conn: &Connection,
     id: IncidentId,
-    reason: &str,
+    reason: EscalationReason,
     channels: &[String],
     payload: &serde_json::Value,
     now: DateTime<Utc>,
@@ -305,7 +300,7 @@ pub(super) fn enqueue_escalation(
                  VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)
                  ON CONFLICT (incident_id, reason, channel) DO NOTHING",
             )?
-            .execute(params![id.0, reason, channel, payload_text, at])?;
+            .execute(params![id.0, reason.as_str(), channel, payload_text, at])?;
         }
         let updated = conn
             .prepare_cached("UPDATE incidents SET escalated_at = ?2 WHERE id = ?1")?
@@ -313,13 +308,8 @@ pub(super) fn enqueue_escalation(
         if updated == 0 {
             return Err(rusqlite::Error::QueryReturnedNoRows);
         }
-        journal(
-            conn,
-            id,
-            &at,
-            "escalation_queued",
-            &json!({ "reason": reason, "channels": channels }),
-        )
+        let channels = channels.to_vec();
+        journal(conn, id, &at, &Event::EscalationQueued { reason, channels })
     };
     write().map_err(|e| match e {
         rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound(id),
@@ -339,10 +329,17 @@ pub(super) fn due_escalations(
     )?
     .query_map(params![time_text(now), limit], |row| {
         let payload: String = row.get(4)?;
+        let reason: String = row.get(2)?;
         Ok(OutboxItem {
             id: row.get(0)?,
             incident_id: IncidentId(row.get(1)?),
-            reason: row.get(2)?,
+            reason: EscalationReason::parse(&reason).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    2,
+                    rusqlite::types::Type::Text,
+                    format!("unknown escalation reason {reason:?}").into(),
+                )
+            })?,
             channel: row.get(3)?,
             payload: serde_json::from_str(&payload).map_err(|e| {
                 rusqlite::Error::FromSqlConversionFailure(
@@ -391,10 +388,13 @@ pub(super) fn mark_sent(
         "UPDATE outbox SET status = 'sent', sent_at = ?2 WHERE id = ?1 AND status = 'pending'",
     )?
     .execute(params![item.id, at])?;
-    let mut detail =
-        json!({ "channel": item.channel, "reason": item.reason, "attempt": item.attempts + 1 });
-    name_digest(&mut detail, digest);
-    journal(conn, item.incident_id, at, "escalation_sent", &detail)
+    let event = Event::EscalationSent {
+        channel: item.channel.clone(),
+        reason: item.reason,
+        attempt: item.attempts + 1,
+        digest: digest_of(digest),
+    };
+    journal(conn, item.incident_id, at, &event)
 }
 
 /// Counts a refused delivery of one outbox row, sets its next attempt and journals it; in
@@ -412,22 +412,22 @@ pub(super) fn mark_failed(
          WHERE id = ?1 AND status = 'pending'",
     )?
     .execute(params![item.id, error, next_attempt_at])?;
-    let mut detail = json!({
-        "channel": item.channel,
-        "reason": item.reason,
-        "attempt": item.attempts + 1,
-        "error": error,
-        "next_attempt_at": next_attempt_at,
-    });
-    name_digest(&mut detail, digest);
-    journal(conn, item.incident_id, at, "escalation_failed", &detail)
+    let event = Event::EscalationFailed {
+        channel: item.channel.clone(),
+        reason: item.reason,
+        attempt: item.attempts + 1,
+        error: error.to_owned(),
+        next_attempt_at: super::rows::parse_time(0, next_attempt_at)?,
+        digest: digest_of(digest),
+    };
+    journal(conn, item.incident_id, at, &event)
 }
 
-fn name_digest(detail: &mut serde_json::Value, digest: InDigest) {
-    if let (Some((id, size)), Some(fields)) = (digest, detail.as_object_mut()) {
-        fields.insert("digest".to_owned(), id.into());
-        fields.insert("digest_size".to_owned(), size.into());
-    }
+fn digest_of(digest: InDigest) -> Option<DigestOf> {
+    digest.map(|(digest, digest_size)| DigestOf {
+        digest,
+        digest_size,
+    })
 }
 
 pub(super) fn outbox_pending(conn: &Connection) -> rusqlite::Result<i64> {

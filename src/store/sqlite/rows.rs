@@ -8,7 +8,7 @@ use rusqlite::Row;
 use rusqlite::types::Type;
 
 use crate::alert::{AlertStatus, Fingerprint, Source};
-use crate::incident::{Event, Incident, IncidentId, State};
+use crate::incident::{Event, Incident, IncidentId, JournalEntry, State};
 
 /// Every incident column, in the order `incident_from_row` reads them.
 pub(super) const INCIDENT_COLUMNS: &str = "id, source, fingerprint, alertname, starts_at, \
@@ -26,7 +26,7 @@ fn conversion_error(column: usize, message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, Type::Text, message.into())
 }
 
-fn parse_time(column: usize, text: &str) -> rusqlite::Result<DateTime<Utc>> {
+pub(super) fn parse_time(column: usize, text: &str) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|time| time.with_timezone(&Utc))
         .map_err(|e| conversion_error(column, format!("bad time {text:?}: {e}")))
@@ -92,12 +92,14 @@ pub(super) fn incident_from_row(row: &Row<'_>) -> rusqlite::Result<Incident> {
     })
 }
 
-/// Read a row selected as `at, kind, detail`.
-pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
-    Ok(Event {
+/// Read a row selected as `at, kind, detail`. A row this version cannot read is an
+/// `Event::Unreadable`, not an error: one odd row must not hide a whole journal.
+pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<JournalEntry> {
+    let kind: String = row.get(1)?;
+    let detail: String = row.get(2)?;
+    Ok(JournalEntry {
         at: time_column(row, 0)?,
-        kind: row.get(1)?,
-        detail: json_column(row, 2)?,
+        event: Event::from_row(&kind, &detail),
     })
 }
 

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use super::rows::{state_from_text, time_text};
+use super::rows::{parse_time, state_from_text, time_text};
 use crate::alert::{Alert, AlertStatus};
-use crate::incident::{IncidentId, State};
+use crate::incident::event::NewStart;
+use crate::incident::{Event, IncidentId, State};
 use crate::store::{Ingested, StoreError};
 
 /// At most this many operations share one transaction, so one commit's latency and
@@ -71,7 +71,7 @@ pub(super) struct PlanChange {
     pub to: State,
     pub plan_json: String,
     pub reason: Option<String>,
-    pub event_detail: serde_json::Value,
+    pub event: Event,
     pub at: DateTime<Utc>,
 }
 
@@ -83,8 +83,7 @@ pub(super) struct JournalChange {
     pub to: Option<State>,
     /// Replaces the incident's reason when set.
     pub reason: Option<String>,
-    pub kind: String,
-    pub detail: serde_json::Value,
+    pub event: Event,
     pub at: DateTime<Utc>,
 }
 
@@ -560,13 +559,11 @@ fn create(
         start_assumed,
     ])?;
     let id = IncidentId(conn.last_insert_rowid());
-    journal(
-        conn,
-        id,
-        received,
-        "received",
-        &json!({ "status": alert.status.as_str(), "received_at": received }),
-    )?;
+    let event = Event::Received {
+        status: alert.status,
+        received_at: parse_time(0, received)?,
+    };
+    journal(conn, id, received, &event)?;
     Ok(Ingested {
         id,
         created: true,
@@ -605,9 +602,13 @@ fn update(
         )?
         .execute(params![id.0, starts_at])?;
     }
-    let new_start_detail = new_start.map(|starts_at| {
-        json!({ "starts_at": starts_at, "previous_starts_at": found.starts_at, "source": alert.source.as_str() })
-    });
+    let new_start_event = match new_start {
+        Some(starts_at) => Some(NewStart {
+            starts_at: parse_time(0, starts_at)?,
+            previous_starts_at: parse_time(0, &found.starts_at)?,
+        }),
+        None => None,
+    };
     let mut resolved_now = false;
     match (AlertStatus::parse(&found.status), alert.status) {
         (Some(AlertStatus::Firing), AlertStatus::Resolved) => {
@@ -617,13 +618,11 @@ fn update(
                  WHERE id = ?1",
             )?
             .execute(params![id.0, received, ends_at])?;
-            journal(
-                conn,
-                id,
-                received,
-                "resolved",
-                &json!({ "ends_at": ends_at, "received_at": received }),
-            )?;
+            let event = Event::Resolved {
+                ends_at: alert.ends_at,
+                received_at: parse_time(0, received)?,
+            };
+            journal(conn, id, received, &event)?;
             resolved_now = true;
         }
         (Some(AlertStatus::Resolved), AlertStatus::Firing) => {
@@ -636,17 +635,17 @@ fn update(
                  WHERE id = ?1",
             )?
             .execute(params![id.0])?;
-            let mut detail = json!({ "received_at": received });
-            if let Some(start) = &new_start_detail {
-                detail["starts_at"] = start["starts_at"].clone();
-                detail["previous_starts_at"] = start["previous_starts_at"].clone();
-            }
-            journal(conn, id, received, "refired", &detail)?;
+            let event = Event::Refired {
+                received_at: parse_time(0, received)?,
+                new_start: new_start_event,
+            };
+            journal(conn, id, received, &event)?;
         }
         // A re-send with an unchanged status only counts; a start learnt is journaled.
         _ => {
-            if let Some(detail) = &new_start_detail {
-                journal(conn, id, received, "start_known", detail)?;
+            if let Some(start) = new_start_event {
+                let source = alert.source;
+                journal(conn, id, received, &Event::StartKnown { start, source })?;
             }
         }
     }
@@ -712,7 +711,7 @@ fn journal_change(conn: &Connection, change: &JournalChange) -> Result<(), Store
             conn.prepare_cached("UPDATE incidents SET reason = ?2 WHERE id = ?1")?
                 .execute(params![change.id.0, reason])?;
         }
-        journal(conn, change.id, &at, &change.kind, &change.detail)
+        journal(conn, change.id, &at, &change.event)
     };
     write().map_err(unavailable)
 }
@@ -736,7 +735,7 @@ fn record_plan(conn: &Connection, change: &PlanChange) -> Result<(), StoreError>
             change.reason,
             change.plan_json
         ])?;
-        journal(conn, change.id, &at, "planned", &change.event_detail)
+        journal(conn, change.id, &at, &change.event)
     };
     write().map_err(unavailable)
 }
@@ -745,9 +744,9 @@ pub(super) fn journal(
     conn: &Connection,
     id: IncidentId,
     at: &str,
-    kind: &str,
-    detail: &serde_json::Value,
+    event: &Event,
 ) -> rusqlite::Result<()> {
+    let (kind, detail) = event.to_row();
     conn.prepare_cached(
         "INSERT INTO events (incident_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
     )?
