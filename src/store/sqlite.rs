@@ -22,8 +22,11 @@ use crate::store::{
     Ingested, NewEvent, OutboxItem, RunGate, RunRecord, Store, StoreError,
 };
 
+mod breaker;
 mod escalation;
-mod guard;
+mod holds;
+mod outbox;
+mod reports;
 mod rows;
 mod schema;
 mod writer;
@@ -224,7 +227,7 @@ fn connect(path: &Path, role: Role) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, flags).map_err(config_error)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(config_error)?;
     // rusqlite keeps 16 prepared statements by default; the writer cycles through more
-    // than that (ingest's lookups, plans, journal, guard, outbox), and an evicted
+    // than that (ingest's lookups, plans, journal, breaker, outbox), and an evicted
     // statement is parsed again on its next use.
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "foreign_keys", true)
@@ -402,7 +405,7 @@ impl Store for SqliteStore {
         let (recipe, target) = (recipe.to_owned(), target.to_owned());
         self.write_with(move |conn| {
             let events = (&detail, first_step.as_ref());
-            guard::begin_run(conn, id, &recipe, &target, limit, events, Utc::now())
+            breaker::begin_run(conn, id, &recipe, &target, limit, events, Utc::now())
         })
         .await
     }
@@ -414,7 +417,7 @@ impl Store for SqliteStore {
         window: Duration,
     ) -> Result<Vec<RunRecord>, StoreError> {
         let (recipe, target) = (recipe.to_owned(), target.to_owned());
-        self.read(move |conn| guard::runs_in_window(conn, &recipe, &target, window, Utc::now()))
+        self.read(move |conn| breaker::runs_in_window(conn, &recipe, &target, window, Utc::now()))
             .await
     }
 
@@ -425,16 +428,16 @@ impl Store for SqliteStore {
         why: &str,
     ) -> Result<(), StoreError> {
         let (host, why) = (host.to_owned(), why.to_owned());
-        self.write_with(move |conn| guard::hold_host(conn, &host, until, &why, Utc::now()))
+        self.write_with(move |conn| holds::hold_host(conn, &host, until, &why, Utc::now()))
             .await
     }
 
     async fn host_holds(&self) -> Result<Vec<HostHold>, StoreError> {
-        self.read(|conn| guard::host_holds(conn, Utc::now())).await
+        self.read(|conn| holds::host_holds(conn, Utc::now())).await
     }
 
     async fn breakers(&self) -> Result<Vec<BreakerStatus>, StoreError> {
-        self.read(|conn| guard::breakers(conn, Utc::now())).await
+        self.read(|conn| breaker::breakers(conn, Utc::now())).await
     }
 
     async fn reset_breaker(
@@ -444,12 +447,12 @@ impl Store for SqliteStore {
         by: &str,
     ) -> Result<Option<BreakerReset>, StoreError> {
         let (recipe, target, by) = (recipe.to_owned(), target.to_owned(), by.to_owned());
-        self.write_with(move |conn| guard::reset_breaker(conn, &recipe, &target, &by, Utc::now()))
+        self.write_with(move |conn| breaker::reset_breaker(conn, &recipe, &target, &by, Utc::now()))
             .await
     }
 
     async fn incidents_to_escalate(&self, limit: usize) -> Result<Vec<Incident>, StoreError> {
-        self.read(move |conn| guard::incidents_to_escalate(conn, sql_limit(limit)))
+        self.read(move |conn| outbox::incidents_to_escalate(conn, sql_limit(limit)))
             .await
     }
 
@@ -462,19 +465,19 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (reason, channels, payload) = (reason.to_owned(), channels.to_vec(), payload.clone());
         self.write_with(move |conn| {
-            guard::enqueue_escalation(conn, id, &reason, &channels, &payload, Utc::now())
+            outbox::enqueue_escalation(conn, id, &reason, &channels, &payload, Utc::now())
         })
         .await
     }
 
     async fn due_escalations(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        self.read(move |conn| guard::due_escalations(conn, Utc::now(), sql_limit(limit)))
+        self.read(move |conn| outbox::due_escalations(conn, Utc::now(), sql_limit(limit)))
             .await
     }
 
     async fn escalation_sent(&self, item: &OutboxItem) -> Result<(), StoreError> {
         let item = item.clone();
-        self.write_with(move |conn| guard::escalation_sent(conn, &item, Utc::now()))
+        self.write_with(move |conn| outbox::escalation_sent(conn, &item, Utc::now()))
             .await
     }
 
@@ -486,13 +489,13 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (item, error) = (item.clone(), error.to_owned());
         self.write_with(move |conn| {
-            guard::escalation_failed(conn, &item, &error, next_attempt_at, Utc::now())
+            outbox::escalation_failed(conn, &item, &error, next_attempt_at, Utc::now())
         })
         .await
     }
 
     async fn outbox_pending(&self) -> Result<i64, StoreError> {
-        self.read(guard::outbox_pending).await
+        self.read(outbox::outbox_pending).await
     }
 
     async fn claim_diagnostics(
@@ -543,12 +546,12 @@ impl Store for SqliteStore {
     }
 
     async fn gaps(&self, limit: usize) -> Result<Vec<Gap>, StoreError> {
-        self.read(move |conn| guard::gaps(conn, sql_limit(limit)))
+        self.read(move |conn| reports::gaps(conn, sql_limit(limit)))
             .await
     }
 
     async fn remediation_totals(&self) -> Result<(i64, i64), StoreError> {
-        self.read(guard::remediation_totals).await
+        self.read(reports::remediation_totals).await
     }
 
     async fn list_incidents(
