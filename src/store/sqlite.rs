@@ -37,7 +37,7 @@ mod gate_tests;
 mod tests;
 
 use rows::{INCIDENT_COLUMNS, event_from_row, incident_from_row, state_from_text};
-use writer::{JournalChange, PlanChange, Reply, WriteOp, unavailable};
+use writer::{JournalChange, PlanChange, WriteOp, unavailable};
 
 /// How long a statement waits for a lock held by another connection (a CLI command
 /// on the same file, a checkpoint) before the store reports itself unavailable. Tests
@@ -133,14 +133,14 @@ impl SqliteStore {
         }
     }
 
-    /// Send one operation to the writer and wait for its commit.
-    async fn write<T>(&self, operation: impl FnOnce(Reply<T>) -> WriteOp) -> Result<T, StoreError> {
+    /// Send one write to the writer and wait for the commit of the batch holding it.
+    async fn write<W: writer::Write>(&self, write: W) -> Result<W::Output, StoreError> {
         let (reply, answer) = oneshot::channel();
         let requests = self.requests.as_ref().ok_or_else(writer_gone)?;
         // Both ends fail only when the writer thread is gone (it panicked): answer
         // Unavailable rather than hang, so intake returns 503 and the monitor retries.
         requests
-            .send(operation(reply))
+            .send(writer::request(write, reply))
             .await
             .map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?
@@ -152,13 +152,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let work: writer::Work = Box::new(move |conn| {
-            work(conn).map(|value| Box::new(value) as Box<dyn std::any::Any + Send>)
-        });
-        let boxed = self.write(|reply| WriteOp::Custom { work, reply }).await?;
-        Ok(*boxed
-            .downcast::<T>()
-            .expect("a custom write answers with its own type"))
+        self.write(writer::WithConnection::new(work)).await
     }
 
     /// Run a query on a read connection, off the async runtime.
@@ -308,10 +302,9 @@ impl Store for SqliteStore {
         if alerts.is_empty() {
             return Ok(Vec::new());
         }
-        self.write(|reply| WriteOp::Ingest {
+        self.write(writer::Ingest {
             alerts,
             received_at,
-            reply,
         })
         .await
     }
@@ -356,8 +349,7 @@ impl Store for SqliteStore {
             }),
             at: Utc::now(),
         };
-        self.write(|reply| WriteOp::RecordPlan { change, reply })
-            .await
+        self.write(change).await
     }
 
     async fn transition(
@@ -377,7 +369,7 @@ impl Store for SqliteStore {
             detail: event.detail,
             at: Utc::now(),
         };
-        self.write(|reply| WriteOp::Journal { change, reply }).await
+        self.write(change).await
     }
 
     async fn append_event(&self, id: IncidentId, event: NewEvent) -> Result<(), StoreError> {
@@ -390,7 +382,7 @@ impl Store for SqliteStore {
             detail: event.detail,
             at: Utc::now(),
         };
-        self.write(|reply| WriteOp::Journal { change, reply }).await
+        self.write(change).await
     }
 
     async fn begin_run(
@@ -662,7 +654,7 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         // Both paths: a live reader says nothing about a dead writer, and intake
         // depends on the writer.
-        self.write(|reply| WriteOp::Ping { reply }).await?;
+        self.write(writer::Ping).await?;
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
             .await
     }

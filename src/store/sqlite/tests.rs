@@ -559,11 +559,13 @@ async fn hold_writer(
     let (reply, gate_done) = oneshot::channel();
     let requests = store.requests.as_ref().unwrap();
     requests
-        .send(WriteOp::Gate {
-            entered,
-            release: gate_release,
+        .send(writer::request(
+            writer::Gate {
+                entered,
+                release: gate_release,
+            },
             reply,
-        })
+        ))
         .await
         .unwrap();
     writer_entered.await.unwrap();
@@ -740,7 +742,7 @@ async fn a_dead_writer_makes_writes_unavailable_not_hang() {
         .requests
         .as_ref()
         .unwrap()
-        .send(WriteOp::Crash)
+        .send(writer::request(writer::Crash, oneshot::channel().0))
         .await
         .unwrap();
 
