@@ -1219,3 +1219,106 @@ async fn migration_4_keeps_rows_that_shared_a_key_across_sources_readable() {
         .collect();
     assert_eq!(counts.iter().sum::<i64>(), 5, "{counts:?}");
 }
+
+/// A write that succeeds inside its savepoint but makes its batch's COMMIT fail: a
+/// foreign-key violation SQLite only checks at commit (`defer_foreign_keys`).
+async fn write_failing_at_commit(store: &SqliteStore) -> Result<(), StoreError> {
+    store
+        .write_with(|conn| {
+            conn.execute_batch(
+                "PRAGMA defer_foreign_keys = ON;
+                 INSERT INTO events (incident_id, at, kind, detail)
+                 VALUES (999999, '2026-11-28T10:00:02.000000Z', 'orphan', '{}');",
+            )
+            .map_err(unavailable)
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_answers_every_operation_of_its_batch_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("salve.db");
+    let store = Arc::new(SqliteStore::open_path(&path).unwrap());
+    let planned = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z")
+        .await
+        .id;
+    let (gate_done, release) = hold_writer(&store).await;
+    let commits_before = store.commits();
+
+    let ingests: Vec<_> = ["bb", "cc"]
+        .into_iter()
+        .map(|fingerprint| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .ingest(
+                        vec![firing(fingerprint, STARTS)],
+                        time("2026-11-28T10:00:02Z"),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let plan = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .record_plan(planned, State::Received, State::DryRun, &dry_run_plan())
+                .await
+        }
+    });
+    let failing = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move { write_failing_at_commit(&store).await }
+    });
+    wait_until_queued(&store, 4).await;
+    release.send(()).unwrap();
+    gate_done.await.unwrap().unwrap();
+
+    // Every operation ran without error inside the batch; the commit refused them all.
+    for ingest in ingests {
+        let result = ingest.await.unwrap();
+        assert!(
+            matches!(&result, Err(StoreError::Unavailable(message)) if message.contains("commit failed")),
+            "{result:?}"
+        );
+    }
+    let result = plan.await.unwrap();
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    let result = failing.await.unwrap();
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert_eq!(store.commits(), commits_before + 1, "only the gate's batch");
+
+    // The writer goes on: the next batch commits.
+    let later = ingest_one(&store, firing("dd", STARTS), "2026-11-28T10:00:03Z").await;
+    assert!(later.created);
+    Arc::into_inner(store).unwrap().close().unwrap();
+
+    // After a restart nothing of the failed batch is there; what came before and after is.
+    let reopened = SqliteStore::open_path(&path).unwrap();
+    let incidents = reopened.list_incidents(None, 10).await.unwrap();
+    let fingerprints: Vec<&str> = incidents
+        .iter()
+        .map(|incident| incident.fingerprint.as_str())
+        .collect();
+    assert_eq!(fingerprints, ["dd", "aa"]);
+    let first = detail(&reopened, planned).await;
+    assert_eq!(first.incident.state, State::Received);
+    assert_eq!(event_kinds(&first), ["received"]);
+    let orphans: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE kind = 'orphan'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(orphans, 0);
+}
