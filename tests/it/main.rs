@@ -27,5 +27,6 @@ mod recipe_safety;
 mod remediation_e2e;
 mod secrets;
 mod ssh_executor;
+mod store_commit_failure;
 mod storm;
 mod testbed_smoke;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::guard::{mark_failed, mark_sent};
+use super::outbox::{mark_failed, mark_sent};
 use super::rows::{time_column, time_text};
 use super::writer::unavailable;
 use crate::incident::IncidentId;

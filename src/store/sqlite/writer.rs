@@ -2,7 +2,7 @@
 //! operations in groups, one transaction (one fsync) per group. It never answers an
 //! operation with success before the commit holding its writes has returned.
 
-use std::any::Any;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -22,45 +22,154 @@ pub(super) const MAX_BATCH: usize = 1024;
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
-/// A write run by the writer thread inside the batch transaction.
-pub(super) type Work =
-    Box<dyn FnOnce(&Connection) -> Result<Box<dyn Any + Send>, StoreError> + Send>;
+/// A write the writer thread runs inside a batch transaction (its own savepoint), answered
+/// with `Output` through a typed oneshot once the batch has committed.
+pub(super) trait Write: Send + 'static {
+    type Output: Send + 'static;
 
-/// One request to the writer thread, with the channel its result goes back on.
-pub(super) enum WriteOp {
-    Ingest {
-        alerts: Vec<Alert>,
-        received_at: DateTime<Utc>,
-        reply: Reply<Vec<Ingested>>,
-    },
-    RecordPlan {
-        change: PlanChange,
-        reply: Reply<()>,
-    },
-    /// A journal event, optionally with a checked state transition.
-    Journal {
-        change: JournalChange,
-        reply: Reply<()>,
-    },
-    /// Any other write, as a closure run inside the batch transaction (its own
-    /// savepoint), answered with its boxed result.
-    Custom {
-        work: Work,
-        reply: Reply<Box<dyn Any + Send>>,
-    },
-    /// Proves the writer thread is alive and its connection answers.
-    Ping { reply: Reply<()> },
-    /// Holds the writer inside its current batch (after signalling `entered`) until
-    /// `release` fires, so tests can queue operations and know they share the next batch.
-    #[cfg(test)]
-    Gate {
-        entered: oneshot::Sender<()>,
-        release: oneshot::Receiver<()>,
-        reply: Reply<()>,
-    },
-    /// Kills the writer thread, to test that callers then get `Unavailable`.
-    #[cfg(test)]
-    Crash,
+    fn run(self, conn: &Connection) -> Result<Self::Output, StoreError>;
+}
+
+/// What the writer's queue carries: one write with the channel its answer goes back on,
+/// its type erased behind [`Queued`] (one allocation per write).
+pub(super) type WriteOp = Box<dyn Queued>;
+
+/// Queue `write`, to be answered on `reply`.
+pub(super) fn request<W: Write>(write: W, reply: Reply<W::Output>) -> WriteOp {
+    Box::new(Request {
+        write: Some(write),
+        result: None,
+        reply,
+    })
+}
+
+/// A queued write, seen by the writer thread whatever its output type.
+pub(super) trait Queued: Send {
+    /// Run the write; its result waits for the batch's commit. Returns whether it failed.
+    fn execute(&mut self, conn: &Connection) -> bool;
+
+    /// Answer the caller. `failure` (the batch's transaction is lost, or the write was
+    /// never run) overrules the result: nothing of the batch is durable, so nothing may
+    /// be acknowledged.
+    fn answer(self: Box<Self>, failure: Option<&str>);
+}
+
+struct Request<W: Write> {
+    write: Option<W>,
+    result: Option<Result<W::Output, StoreError>>,
+    reply: Reply<W::Output>,
+}
+
+impl<W: Write> Queued for Request<W> {
+    fn execute(&mut self, conn: &Connection) -> bool {
+        let result = match self.write.take() {
+            Some(write) => write.run(conn),
+            None => Err(StoreError::Unavailable("a write ran twice".to_owned())),
+        };
+        let failed = result.is_err();
+        self.result = Some(result);
+        failed
+    }
+
+    fn answer(self: Box<Self>, failure: Option<&str>) {
+        let result = match (failure, self.result) {
+            (None, Some(result)) => result,
+            (Some(message), _) => Err(StoreError::Unavailable(message.to_owned())),
+            (None, None) => Err(StoreError::Unavailable("the write never ran".to_owned())),
+        };
+        // A send fails only when the caller stopped waiting (request cancelled); the
+        // write stands either way, and a retry is deduplicated.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// Any other write: a closure run inside the batch transaction, answered with its `T`.
+pub(super) struct WithConnection<F, T> {
+    work: F,
+    output: PhantomData<fn() -> T>,
+}
+
+impl<F, T> WithConnection<F, T>
+where
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    pub(super) fn new(work: F) -> Self {
+        WithConnection {
+            work,
+            output: PhantomData,
+        }
+    }
+}
+
+impl<F, T> Write for WithConnection<F, T>
+where
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    type Output = T;
+
+    fn run(self, conn: &Connection) -> Result<T, StoreError> {
+        (self.work)(conn)
+    }
+}
+
+/// The alerts of one notification, to journal.
+pub(super) struct Ingest {
+    pub alerts: Vec<Alert>,
+    pub received_at: DateTime<Utc>,
+}
+
+impl Write for Ingest {
+    type Output = Vec<Ingested>;
+
+    fn run(self, conn: &Connection) -> Result<Vec<Ingested>, StoreError> {
+        ingest(conn, &self.alerts, self.received_at).map_err(unavailable)
+    }
+}
+
+/// Proves the writer thread is alive and its connection answers.
+pub(super) struct Ping;
+
+impl Write for Ping {
+    type Output = ();
+
+    fn run(self, conn: &Connection) -> Result<(), StoreError> {
+        conn.query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(unavailable)
+    }
+}
+
+/// Holds the writer inside its current batch (after signalling `entered`) until
+/// `release` fires, so tests can queue operations and know they share the next batch.
+#[cfg(test)]
+pub(super) struct Gate {
+    pub entered: oneshot::Sender<()>,
+    pub release: oneshot::Receiver<()>,
+}
+
+#[cfg(test)]
+impl Write for Gate {
+    type Output = ();
+
+    fn run(self, _conn: &Connection) -> Result<(), StoreError> {
+        let _ = self.entered.send(());
+        let _ = self.release.blocking_recv();
+        Ok(())
+    }
+}
+
+/// Kills the writer thread, to test that callers then get `Unavailable`.
+#[cfg(test)]
+pub(super) struct Crash;
+
+#[cfg(test)]
+impl Write for Crash {
+    type Output = ();
+
+    fn run(self, _conn: &Connection) -> Result<(), StoreError> {
+        panic!("writer crash requested by a test")
+    }
 }
 
 /// A state transition with the plan that justifies it, prepared by the caller so the
@@ -75,6 +184,14 @@ pub(super) struct PlanChange {
     pub at: DateTime<Utc>,
 }
 
+impl Write for PlanChange {
+    type Output = ();
+
+    fn run(self, conn: &Connection) -> Result<(), StoreError> {
+        record_plan(conn, &self)
+    }
+}
+
 /// One journal event for an incident; when `to` is set, also a state change that only
 /// happens if the incident is in `expect` (checked in the same transaction).
 pub(super) struct JournalChange {
@@ -87,114 +204,11 @@ pub(super) struct JournalChange {
     pub at: DateTime<Utc>,
 }
 
-/// An executed operation whose answer waits for the batch's commit.
-enum Pending {
-    Ingest(Reply<Vec<Ingested>>, Result<Vec<Ingested>, StoreError>),
-    Any(
-        Reply<Box<dyn Any + Send>>,
-        Result<Box<dyn Any + Send>, StoreError>,
-    ),
-    Unit(Reply<()>, Result<(), StoreError>),
-    #[cfg(test)]
-    Nobody,
-}
+impl Write for JournalChange {
+    type Output = ();
 
-impl Pending {
-    fn failed(&self) -> bool {
-        match self {
-            Pending::Ingest(_, result) => result.is_err(),
-            Pending::Any(_, result) => result.is_err(),
-            Pending::Unit(_, result) => result.is_err(),
-            #[cfg(test)]
-            Pending::Nobody => false,
-        }
-    }
-
-    /// Answer the caller. `commit_failure` overrules every result: nothing of the batch
-    /// is durable, so nothing may be acknowledged.
-    fn answer(self, commit_failure: Option<&str>) {
-        fn overrule<T>(
-            result: Result<T, StoreError>,
-            failure: Option<&str>,
-        ) -> Result<T, StoreError> {
-            match failure {
-                Some(message) => Err(StoreError::Unavailable(message.to_owned())),
-                None => result,
-            }
-        }
-        // A send fails only when the caller stopped waiting (request cancelled); the
-        // write stands either way, and a retry is deduplicated.
-        match self {
-            Pending::Ingest(reply, result) => {
-                let _ = reply.send(overrule(result, commit_failure));
-            }
-            Pending::Any(reply, result) => {
-                let _ = reply.send(overrule(result, commit_failure));
-            }
-            Pending::Unit(reply, result) => {
-                let _ = reply.send(overrule(result, commit_failure));
-            }
-            #[cfg(test)]
-            Pending::Nobody => {}
-        }
-    }
-}
-
-impl WriteOp {
-    fn execute(self, conn: &Connection) -> Pending {
-        match self {
-            WriteOp::Ingest {
-                alerts,
-                received_at,
-                reply,
-            } => {
-                let result = ingest(conn, &alerts, received_at).map_err(unavailable);
-                Pending::Ingest(reply, result)
-            }
-            WriteOp::RecordPlan { change, reply } => {
-                Pending::Unit(reply, record_plan(conn, &change))
-            }
-            WriteOp::Journal { change, reply } => {
-                Pending::Unit(reply, journal_change(conn, &change))
-            }
-            WriteOp::Custom { work, reply } => Pending::Any(reply, work(conn)),
-            WriteOp::Ping { reply } => {
-                let result = conn
-                    .query_row("SELECT 1", [], |_| Ok(()))
-                    .map_err(unavailable);
-                Pending::Unit(reply, result)
-            }
-            #[cfg(test)]
-            WriteOp::Gate {
-                entered,
-                release,
-                reply,
-            } => {
-                let _ = entered.send(());
-                let _ = release.blocking_recv();
-                Pending::Unit(reply, Ok(()))
-            }
-            #[cfg(test)]
-            WriteOp::Crash => panic!("writer crash requested by a test"),
-        }
-    }
-
-    /// Answer without executing: the batch's transaction is already lost.
-    fn refuse(self, message: &str) -> Pending {
-        fn error<T>(message: &str) -> Result<T, StoreError> {
-            Err(StoreError::Unavailable(message.to_owned()))
-        }
-        match self {
-            WriteOp::Ingest { reply, .. } => Pending::Ingest(reply, error(message)),
-            WriteOp::Custom { reply, .. } => Pending::Any(reply, error(message)),
-            WriteOp::RecordPlan { reply, .. }
-            | WriteOp::Journal { reply, .. }
-            | WriteOp::Ping { reply } => Pending::Unit(reply, error(message)),
-            #[cfg(test)]
-            WriteOp::Gate { reply, .. } => Pending::Unit(reply, error(message)),
-            #[cfg(test)]
-            WriteOp::Crash => Pending::Nobody,
-        }
+    fn run(self, conn: &Connection) -> Result<(), StoreError> {
+        journal_change(conn, &self)
     }
 }
 
@@ -233,16 +247,17 @@ fn commit_batch(conn: &mut Connection, batch: Vec<WriteOp>, commits: &AtomicU64)
             let message = format!("cannot begin transaction: {e}");
             tracing::error!(error = %message, operations, "store batch not committed");
             for op in batch {
-                op.refuse(&message).answer(None);
+                op.answer(Some(&message));
             }
             return;
         }
     };
     let mut pending = Vec::with_capacity(operations);
     let mut lost: Option<String> = None;
-    for op in batch {
-        if let Some(message) = &lost {
-            pending.push(op.refuse(message));
+    for mut op in batch {
+        if lost.is_some() {
+            // Not run: answered with the batch's failure below.
+            pending.push(op);
             continue;
         }
         // A savepoint per operation: one that fails (a lost state race, a bad row)
@@ -250,14 +265,12 @@ fn commit_batch(conn: &mut Connection, batch: Vec<WriteOp>, commits: &AtomicU64)
         let savepoint = match tx.savepoint() {
             Ok(savepoint) => savepoint,
             Err(e) => {
-                let message = format!("cannot open savepoint: {e}");
-                pending.push(op.refuse(&message));
-                lost = Some(message);
+                lost = Some(format!("cannot open savepoint: {e}"));
+                pending.push(op);
                 continue;
             }
         };
-        let done = op.execute(&savepoint);
-        if done.failed() {
+        if op.execute(&savepoint) {
             drop(savepoint); // rolls back to the savepoint
             // Some errors (I/O, disk full) make SQLite roll back the whole
             // transaction; later statements would then run in autocommit mode and
@@ -268,7 +281,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<WriteOp>, commits: &AtomicU64)
         } else if let Err(e) = savepoint.commit() {
             lost = Some(format!("cannot release savepoint: {e}"));
         }
-        pending.push(done);
+        pending.push(op);
     }
     let failure = match lost {
         // Dropping the transaction rolls it back.
@@ -284,8 +297,8 @@ fn commit_batch(conn: &mut Connection, batch: Vec<WriteOp>, commits: &AtomicU64)
     if let Some(message) = &failure {
         tracing::error!(error = %message, operations, "store batch not committed");
     }
-    for done in pending {
-        done.answer(failure.as_deref());
+    for op in pending {
+        op.answer(failure.as_deref());
     }
 }
 
