@@ -9,14 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-
-use crate::bed::{API_SECTION, BEARER, TOKEN, api_incidents, parse_json_output, text};
-use crate::remediation_e2e::{Extras, Inventory, events, post_generic, start_with, wait_for_final};
 use crate::support::{
-    SalveProcess, SmtpOptions, SmtpServer, SshHost, WebhookCapture, post_json,
-    salve_config_template, wait_until,
+    API_TOKEN, BEARER, Enforcing, SalveConfig, SalveProcess, SmtpOptions, SmtpServer, SshHost,
+    TOKEN, WebhookCapture, events, parse_json_output, post_json, wait_until,
 };
+use serde_json::{Value, json};
 
 /// `history --json` with room for a flood.
 async fn history(salve: &SalveProcess) -> Vec<Value> {
@@ -39,11 +36,6 @@ fn strings(value: &Value, out: &mut Vec<String>) {
         }
         _ => {}
     }
-}
-
-async fn target_lines(host: &SshHost, path: &str) -> Vec<String> {
-    let output = host.exec(&format!("cat {path} 2>/dev/null || true")).await;
-    text(&output.stdout).lines().map(str::to_owned).collect()
 }
 
 /// The final states that page nobody; every other state is either not final yet or
@@ -79,14 +71,12 @@ async fn start_dry_run(
     for (file, text) in recipes {
         std::fs::write(dir.path().join(file), text).unwrap();
     }
-    let config = format!(
-        "{}\n{API_SECTION}\n[server.auth]\nbearer_token = \"{TOKEN}\"\n\n[recipes]\ndir = \"recipes\"\n\n{escalation}",
-        salve_config_template()
-    );
-    let salve = SalveProcess::builder(&config)
-        .recipes_dir(dir.path())
-        .start()
-        .await;
+    let config = SalveConfig::new()
+        .api_token("it", API_TOKEN, "operate")
+        .bearer_token(TOKEN)
+        .recipes_dir("recipes")
+        .section(escalation);
+    let salve = config.salve().recipes_dir(dir.path()).start().await;
     (salve, dir)
 }
 
@@ -99,31 +89,24 @@ async fn a_flood_of_breaker_open_incidents_collects_diagnostics_once_never_besid
     let host = SshHost::start().await;
     let capture = WebhookCapture::start().await;
     // Every escalation on its own (no digest), so each one's diagnostics can be read.
-    let channels = format!(
-        "digest_after = 1000\n\n[escalation.channels.oncall-email]\nkind = \"webhook\"\nurl = \"{}\"\n\n\
-         [escalation.channels.tickets]\nkind = \"log\"\n",
-        capture.url("/oncall")
-    );
-    let enforcing = start_with(
-        &[Inventory::of("web1", &host)],
-        &[&host],
-        &[],
-        Extras {
-            channels: Some(&channels),
-            // The flood is about the breaker, not the rate limits.
-            extra: "[limits]\nremediations_per_minute = 1000\nper_host_per_minute = 1000\n",
-            ..Extras::default()
-        },
-    )
-    .await;
+    let enforcing = Enforcing::on(&host)
+        .config(|config| {
+            config
+                .escalation_setting("digest_after", "1000")
+                .webhook_channel("oncall-email", &capture.url("/oncall"))
+        })
+        // The flood is about the breaker, not the rate limits.
+        .config(|config| {
+            config.section("[limits]\nremediations_per_minute = 1000\nper_host_per_minute = 1000\n")
+        })
+        .start()
+        .await;
     let salve = &enforcing.salve;
     // The one run the breaker allows.
-    post_generic(
-        salve,
-        json!({ "alerts": [{ "labels": { "alertname": "DiagFlood", "instance": "web1:9100", "n": "0" } }] }),
+    salve.post_generic(json!({ "alerts": [{ "labels": { "alertname": "DiagFlood", "instance": "web1:9100", "n": "0" } }] }),
     )
     .await;
-    let first = wait_for_final(salve, 1, Duration::from_secs(30)).await;
+    let first = salve.wait_for_final(1, Duration::from_secs(30)).await;
     assert_eq!(first[0]["state"], "succeeded", "{:#}", first[0]);
 
     // Twenty more for the same (recipe, target), then a 3-second fix on the same host.
@@ -131,8 +114,8 @@ async fn a_flood_of_breaker_open_incidents_collects_diagnostics_once_never_besid
         .map(|n| json!({ "labels": { "alertname": "DiagFlood", "instance": "web1:9100", "n": n.to_string() } }))
         .collect();
     alerts.push(json!({ "labels": { "alertname": "DiagLong", "instance": "web1:9100" } }));
-    post_generic(salve, json!({ "alerts": alerts })).await;
-    let history = wait_for_final(salve, 22, Duration::from_secs(60)).await;
+    salve.post_generic(json!({ "alerts": alerts })).await;
+    let history = salve.wait_for_final(22, Duration::from_secs(60)).await;
     let history = wait_until_all_sent(salve, history.len()).await;
 
     let breaker_open: Vec<&Value> = history
@@ -147,12 +130,12 @@ async fn a_flood_of_breaker_open_incidents_collects_diagnostics_once_never_besid
     assert_eq!(long["state"], "succeeded", "{long:#}");
 
     // On the target: nothing ever overlapped, and diagnostics ran once.
-    let overlaps = target_lines(&host, "/tmp/diag-overlaps").await;
+    let overlaps = host.file_lines("/tmp/diag-overlaps").await;
     assert!(
         overlaps.is_empty(),
         "diagnostics ran beside a remediation (or beside each other) on web1: {overlaps:?}"
     );
-    let runs = target_lines(&host, "/tmp/diag-runs").await;
+    let runs = host.file_lines("/tmp/diag-runs").await;
     let diagnostics_runs = runs.iter().filter(|l| *l == "diagnostics").count();
     assert_eq!(diagnostics_runs, 1, "target run log: {runs:?}");
     assert_eq!(
@@ -229,7 +212,7 @@ async fn a_thousand_unmatched_alerts_are_a_digest_and_a_real_page_is_not_stuck_b
             }})
         })
         .collect();
-    post_generic(&salve, json!({ "alerts": alerts })).await;
+    salve.post_generic(json!({ "alerts": alerts })).await;
     wait_until(
         Duration::from_secs(30),
         "the flood channel to be hanging on a delivery",
@@ -238,9 +221,7 @@ async fn a_thousand_unmatched_alerts_are_a_digest_and_a_real_page_is_not_stuck_b
     .await;
 
     // A real page while the flood's channel hangs.
-    post_generic(
-        &salve,
-        json!({ "alerts": [{ "labels": { "alertname": "RealOutage", "instance": "db1:9100" } }] }),
+    salve.post_generic(json!({ "alerts": [{ "labels": { "alertname": "RealOutage", "instance": "db1:9100" } }] }),
     )
     .await;
     let page = wait_until(
@@ -335,11 +316,9 @@ async fn a_huge_error_answer_is_read_only_up_to_a_bound() {
         tickets.url("/tickets")
     );
     let (salve, _recipes) = start_dry_run(&escalation, &[]).await;
-    post_generic(
-        &salve,
-        json!({ "alerts": [{ "labels": { "alertname": "NobodyHandlesThis" } }] }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "alerts": [{ "labels": { "alertname": "NobodyHandlesThis" } }] }))
+        .await;
     let failed = wait_until(
         Duration::from_secs(60),
         "the refused delivery to be journaled",
@@ -502,7 +481,7 @@ async fn hostile_alert_text_and_links_reach_a_human_inert() {
     }
 
     // The API and history show the URLs, credentials redacted.
-    let shown = serde_json::to_string(&api_incidents(&salve).await).unwrap()
+    let shown = serde_json::to_string(&salve.api_incidents().await).unwrap()
         + &serde_json::to_string(&history(&salve).await).unwrap();
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(
@@ -527,7 +506,7 @@ async fn a_channel_over_its_max_per_minute_is_sent_nothing_more_and_loses_nothin
     let alerts: Vec<Value> = (0..5)
         .map(|n| json!({ "labels": { "alertname": format!("Unhandled{n}") } }))
         .collect();
-    post_generic(&salve, json!({ "alerts": alerts })).await;
+    salve.post_generic(json!({ "alerts": alerts })).await;
     // Two delivered, three queued and waiting for the next minute.
     let history = wait_until(
         Duration::from_secs(30),
@@ -574,7 +553,7 @@ async fn a_burst_by_email_is_a_digest_mail_with_an_inert_subject() {
             }})
         })
         .collect();
-    post_generic(&salve, json!({ "alerts": alerts })).await;
+    salve.post_generic(json!({ "alerts": alerts })).await;
     let history = wait_until_all_sent(&salve, 40).await;
     let mails = smtp.messages();
     assert!(mails.len() <= 4, "{} mails for 40 escalations", mails.len());

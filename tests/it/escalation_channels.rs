@@ -5,20 +5,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
+use crate::support::{
+    SMTP_TEST_PASSWORD, SMTP_TEST_USER, SmtpOptions, SmtpServer, WebhookCapture, free_port,
+};
 use salve::config::load_with_env;
 use salve::escalate::content::sample;
 use salve::escalate::{Channels, Escalation, SendError};
 use serde_json::Value;
 use tempfile::TempDir;
-
-use crate::support::{
-    SMTP_TEST_PASSWORD, SMTP_TEST_USER, SmtpOptions, SmtpServer, WebhookCapture, free_port,
-    wait_until,
-};
-
-const DEADLINE: Duration = Duration::from_secs(15);
 
 /// Channels from a salve.toml holding `channels_toml`, with `env` as the SALVE_* overrides.
 /// The TempDir holds the file (and any secret files the caller put there).
@@ -91,18 +86,6 @@ async fn send_err(channels: &Channels, channel: &str, escalation: &Escalation) -
     }
 }
 
-async fn wait_for_mails(server: &SmtpServer, count: usize) -> Vec<crate::support::CapturedMail> {
-    wait_until(
-        DEADLINE,
-        &format!("{count} mail(s) at the SMTP server"),
-        || {
-            let mails = server.messages();
-            async move { (mails.len() >= count).then_some(mails) }
-        },
-    )
-    .await
-}
-
 #[tokio::test]
 async fn escalation_email_over_plain_smtp_arrives_with_subject_and_body() {
     let server = SmtpServer::start(SmtpOptions::default()).await;
@@ -114,7 +97,7 @@ async fn escalation_email_over_plain_smtp_arrives_with_subject_and_body() {
 
     send_ok(&channels, "mail", &escalation).await;
 
-    let mails = wait_for_mails(&server, 1).await;
+    let mails = server.wait_for_mails(1).await;
     assert_eq!(mails.len(), 1);
     let mail = &mails[0];
     assert_eq!(mail.from, "salve@test.invalid");
@@ -178,7 +161,7 @@ async fn escalation_email_over_starttls_with_auth_and_the_test_ca_arrives() {
 
     send_ok(&channels, "mail", &sample()).await;
 
-    let mails = wait_for_mails(&server, 1).await;
+    let mails = server.wait_for_mails(1).await;
     assert_eq!(mails.len(), 1);
     assert!(mails[0].tls, "the session was not encrypted");
     assert_eq!(mails[0].auth_login.as_deref(), Some(SMTP_TEST_USER));
@@ -235,7 +218,7 @@ async fn escalation_email_over_implicit_tls_arrives() {
 
     send_ok(&channels, "mail", &sample()).await;
 
-    let mails = wait_for_mails(&server, 1).await;
+    let mails = server.wait_for_mails(1).await;
     assert!(mails[0].tls);
     assert_eq!(mails[0].auth_login.as_deref(), Some(SMTP_TEST_USER));
 }
@@ -293,7 +276,7 @@ async fn escalation_email_refused_with_451_is_retryable_and_a_resend_arrives_onc
 
     server.set_failing(false);
     send_ok(&channels, "mail", &sample()).await;
-    let mails = wait_for_mails(&server, 1).await;
+    let mails = server.wait_for_mails(1).await;
     assert_eq!(mails.len(), 1, "{mails:?}");
 }
 

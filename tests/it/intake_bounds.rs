@@ -3,10 +3,8 @@
 //! sender claims (`truncatedAlerts`) saturates instead of wrapping the metric or failing
 //! the notification.
 
+use crate::support::{BEARER, SalveConfig, SalveProcess, http_client};
 use serde_json::{Value, json};
-
-use crate::bed::{BEARER, start_salve};
-use crate::support::{SalveProcess, http_client};
 
 fn alertmanager_body(truncated: Value) -> Value {
     json!({
@@ -53,7 +51,7 @@ async fn metric(salve: &SalveProcess, name: &str) -> String {
 
 #[tokio::test]
 async fn truncated_alerts_saturate_instead_of_wrapping_or_failing() {
-    let salve = start_salve("", "").await;
+    let salve = SalveConfig::standard().start_with_shipped_recipes().await;
     let hook = "/hooks/alertmanager";
     let body = |truncated: &str| {
         alertmanager_body(json!(0)).to_string().replace(
@@ -89,7 +87,7 @@ async fn truncated_alerts_saturate_instead_of_wrapping_or_failing() {
 
 #[tokio::test]
 async fn input_quoted_in_an_error_is_bounded_and_escaped() {
-    let salve = start_salve("", "").await;
+    let salve = SalveConfig::standard().start_with_shipped_recipes().await;
     let huge = "\u{1b}]8;;http://evil.test/\u{7}\r\n".repeat(20_000);
     let alertmanager = "/hooks/alertmanager";
     let mut cases: Vec<(&str, String)> = Vec::new();

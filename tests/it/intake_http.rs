@@ -1,14 +1,14 @@
 //! The webhook contract over real HTTP: credentials, size, content type and syntax are
 //! checked before anything is stored, each with its status code and a reason.
 
+use crate::support::{BEARER, SalveConfig, SalveProcess, http_client, post_json};
 use serde_json::{Value, json};
 
-use crate::bed::{BEARER, api_incidents, start_salve, wait_for_incidents};
-use crate::support::{SalveProcess, http_client, post_json};
-
 fn am_body(alertname: &str) -> Value {
-    let raw = std::fs::read_to_string(crate::bed::fixture("intake/alertmanager-0.25-firing.json"))
-        .expect("Alertmanager fixture");
+    let raw = std::fs::read_to_string(crate::support::fixture(
+        "intake/alertmanager-0.25-firing.json",
+    ))
+    .expect("Alertmanager fixture");
     let mut capture: Value = serde_json::from_str(&raw).unwrap();
     let mut body = capture["body"].take();
     body["alerts"][0]["labels"]["alertname"] = json!(alertname);
@@ -36,7 +36,7 @@ async fn post_raw(
 
 #[tokio::test]
 async fn bad_requests_get_their_status_and_nothing_is_stored() {
-    let salve = start_salve("", "").await;
+    let salve = SalveConfig::standard().start_with_shipped_recipes().await;
     let body = serde_json::to_vec(&am_body("DiskFull")).unwrap();
     let hook = "/hooks/alertmanager";
 
@@ -107,7 +107,7 @@ async fn bad_requests_get_their_status_and_nothing_is_stored() {
     assert_eq!(status, 413, "{reason}");
 
     assert!(
-        api_incidents(&salve).await.is_empty(),
+        salve.api_incidents().await.is_empty(),
         "a rejected request stored something"
     );
 
@@ -119,12 +119,17 @@ async fn bad_requests_get_their_status_and_nothing_is_stored() {
     )
     .await;
     assert_eq!(response.status().as_u16(), 200);
-    wait_for_incidents(&salve, "the accepted alert", |all| all.len() == 1).await;
+    salve
+        .wait_for_incidents("the accepted alert", |all| all.len() == 1)
+        .await;
 }
 
 #[tokio::test]
 async fn basic_auth_generic_and_grafana_hooks_are_accepted() {
-    let salve = start_salve("basic_username = \"am\"\nbasic_password = \"pw\"\n", "").await;
+    let salve = SalveConfig::standard()
+        .basic_auth("am", "pw")
+        .start_with_shipped_recipes()
+        .await;
     let basic = ("authorization", "Basic YW06cHc="); // am:pw
     let generic = json!({
         "labels": {"alertname": "GenericThing", "instance": "web1:9100"},
@@ -144,7 +149,7 @@ async fn basic_auth_generic_and_grafana_hooks_are_accepted() {
     );
 
     let grafana: Value = serde_json::from_str(
-        &std::fs::read_to_string(crate::bed::fixture("intake/grafana-firing.json"))
+        &std::fs::read_to_string(crate::support::fixture("intake/grafana-firing.json"))
             .expect("grafana fixture"),
     )
     .unwrap();
@@ -161,10 +166,11 @@ async fn basic_auth_generic_and_grafana_hooks_are_accepted() {
         response.text().await.unwrap()
     );
 
-    let incidents = wait_for_incidents(&salve, "both incidents planned", |all| {
-        all.len() >= 2 && all.iter().all(|i| i["state"] != "received")
-    })
-    .await;
+    let incidents = salve
+        .wait_for_incidents("both incidents planned", |all| {
+            all.len() >= 2 && all.iter().all(|i| i["state"] != "received")
+        })
+        .await;
     let sources: Vec<&str> = incidents
         .iter()
         .filter_map(|i| i["source"].as_str())
@@ -201,7 +207,7 @@ async fn basic_auth_generic_and_grafana_hooks_are_accepted() {
 
 #[tokio::test]
 async fn health_and_readiness() {
-    let salve = start_salve("", "").await;
+    let salve = SalveConfig::standard().start_with_shipped_recipes().await;
     let healthz = http_client()
         .get(format!("{}/healthz", salve.base_url()))
         .send()
@@ -230,7 +236,7 @@ async fn health_and_readiness() {
 /// not acknowledged; once it can, the same notification is accepted.
 #[tokio::test]
 async fn store_that_cannot_commit_answers_503_then_recovers() {
-    let salve = start_salve("", "").await;
+    let salve = SalveConfig::standard().start_with_shipped_recipes().await;
     // Another process-level writer holds SQLite's write lock past salve's busy timeout.
     let blocker = rusqlite::Connection::open(salve.dir().join("salve.db")).unwrap();
     blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
@@ -244,7 +250,9 @@ async fn store_that_cannot_commit_answers_503_then_recovers() {
     drop(blocker);
     let response = post_json(&hook, &am_body("DiskFull"), &[BEARER]).await;
     assert_eq!(response.status().as_u16(), 200);
-    let incidents = wait_for_incidents(&salve, "the retried alert", |all| all.len() == 1).await;
+    let incidents = salve
+        .wait_for_incidents("the retried alert", |all| all.len() == 1)
+        .await;
     assert_eq!(
         incidents[0]["receive_count"], 1,
         "the 503'd delivery must not count"
@@ -255,11 +263,12 @@ async fn store_that_cannot_commit_answers_503_then_recovers() {
 /// nothing of the notification is stored.
 #[tokio::test]
 async fn notifications_over_the_intake_limits_are_refused_whole() {
-    let salve = start_salve(
-        "",
-        "\n[intake]\nmax_alerts = 2\nmax_labels = 4\nmax_name_bytes = 16\nmax_value_bytes = 32\n",
-    )
-    .await;
+    let salve = SalveConfig::standard()
+        .section(
+            "[intake]\nmax_alerts = 2\nmax_labels = 4\nmax_name_bytes = 16\nmax_value_bytes = 32\n",
+        )
+        .start_with_shipped_recipes()
+        .await;
     let generic = |labels: Value| json!({ "labels": labels });
     let ok = json!({ "alertname": "Limits", "instance": "web1:9100" });
     let mut am_three = am_body("Limits");
@@ -303,7 +312,7 @@ async fn notifications_over_the_intake_limits_are_refused_whole() {
         );
     }
     assert!(
-        api_incidents(&salve).await.is_empty(),
+        salve.api_incidents().await.is_empty(),
         "a refused notification stored something"
     );
     // At the limits exactly: accepted (the same alert twice is one incident).
@@ -316,5 +325,7 @@ async fn notifications_over_the_intake_limits_are_refused_whole() {
     )
     .await;
     assert_eq!(status, 200, "{reason}");
-    wait_for_incidents(&salve, "the accepted alerts", |all| all.len() == 1).await;
+    salve
+        .wait_for_incidents("the accepted alerts", |all| all.len() == 1)
+        .await;
 }

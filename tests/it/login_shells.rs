@@ -9,6 +9,10 @@
 
 use std::time::Duration;
 
+use crate::support::{
+    LOGIN_SHELL_USERS, SalveConfig, SalveProcess, SshHost, TOKEN, events, short_tempdir, text,
+    wait_until, write_known_hosts,
+};
 use futures_util::future::join_all;
 use salve::engine::remediate::remote_line;
 use salve::plan::PlannedTarget;
@@ -16,13 +20,6 @@ use salve::recipe::shell_quote;
 use salve::ssh::{Executor, SshSettings};
 use serde_json::{Value, json};
 use tempfile::TempDir;
-
-use crate::bed::{TOKEN, text};
-use crate::remediation_e2e::{events, post_generic, wait_for_final};
-use crate::support::{
-    LOGIN_SHELL_USERS, SalveProcess, SshHost, salve_config_template, short_tempdir, wait_until,
-    write_known_hosts,
-};
 
 /// Every metacharacter of every shell above, each in a value that creates /tmp/PWNED if any
 /// part of it runs as code; plus values that take the direct path (no stdin shell).
@@ -179,7 +176,7 @@ pub(crate) async fn start_salve(
          {ssh_extra}\n\
          [escalation]\ndefault = [\"oncall-email\"]\n\n\
          [escalation.channels.oncall-email]\nkind = \"log\"\n",
-        salve_config_template(),
+        SalveConfig::new().build(),
         host.client_key().display().to_string(),
         known_hosts.display().to_string(),
     );
@@ -266,9 +263,11 @@ async fn a_real_recipe_passes_hostile_values_as_data_whatever_the_login_shell() 
             })
         })
         .collect();
-    post_generic(&salve, json!({ "alerts": alerts })).await;
+    salve.post_generic(json!({ "alerts": alerts })).await;
 
-    let history = wait_for_final(&salve, alerts.len(), Duration::from_secs(90)).await;
+    let history = salve
+        .wait_for_final(alerts.len(), Duration::from_secs(90))
+        .await;
     for incident in &history {
         assert_eq!(
             incident["state"],

@@ -3,9 +3,8 @@
 
 use std::process::Command;
 
+use crate::support::{SalveConfig, fixture, parse_json_output, salve_cli, text};
 use serde_json::{Value, json};
-
-use crate::bed::{config, fixture, parse_json_output, salve_cli, text};
 
 const HOSTILE: &[&str] = &[
     "plain",
@@ -33,7 +32,7 @@ fn hostile_values_are_single_quoted_words_in_simulated_plans() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("salve.toml"),
-        config("", "").replace(
+        SalveConfig::standard().build().replace(
             "dir = \"recipes\"",
             &format!(
                 "dir = {:?}",

@@ -8,11 +8,11 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::{
+    SalveConfig, SalveProcess, SshHost, TOKEN, events, fixture, free_port, health_status,
+    salve_cli, shipped_recipes, text, write_known_hosts,
+};
 use serde_json::{Value, json};
-
-use crate::bed::{TOKEN, config, fixture, salve_cli, shipped_recipes, text};
-use crate::remediation_e2e::{define_unit, events, health_status, post_generic, wait_for_final};
-use crate::support::{SalveProcess, SshHost, free_port, salve_config_template, write_known_hosts};
 
 /// Units an alert must never get restarted, even where the host lists them.
 const DANGEROUS: &[&str] = &[
@@ -33,7 +33,8 @@ const DANGEROUS: &[&str] = &[
 /// A dry-run config for `salve simulate` with the shipped recipes; `labels` for host web1.
 fn simulate_dir(labels: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let text = config("", "")
+    let text = SalveConfig::standard()
+        .build()
         .replace(
             "dir = \"recipes\"",
             &format!("dir = {:?}", shipped_recipes().display().to_string()),
@@ -214,7 +215,7 @@ fn check_in(recipes: &Path) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("salve.toml"),
-        config("", "").replace(
+        SalveConfig::standard().build().replace(
             "dir = \"recipes\"",
             &format!("dir = {:?}", recipes.display().to_string()),
         ),
@@ -284,15 +285,13 @@ async fn serve_restarts_only_listed_units_and_never_a_dangerous_one() {
     let port = free_port();
     for unit in DANGEROUS.iter().chain(&["mysql"]) {
         let name = unit.trim_end_matches(".service");
-        define_unit(
-            &host,
+        host.define_unit(
             name,
             &format!("touch /srv/units/STARTED-{name}; exec sleep 600"),
         )
         .await;
     }
-    define_unit(
-        &host,
+    host.define_unit(
         "shop-api",
         &format!("touch /srv/units/STARTED-shop-api; exec health-server {port}"),
     )
@@ -310,7 +309,7 @@ async fn serve_restarts_only_listed_units_and_never_a_dangerous_one() {
          [escalation]\ndefault = [\"oncall-email\"]\n\n\
          [escalation.channels.oncall-email]\nkind = \"log\"\n\n[escalation.channels.tickets]\nkind = \"log\"\n\n\
          [[hosts]]\nname = \"web1\"\naddress = \"{}\"\nport = {}\nuser = \"{}\"\nlabels = {{ services = \"{listed}\" }}\n",
-        salve_config_template(),
+        SalveConfig::new().build(),
         host.client_key().display().to_string(),
         known_hosts.display().to_string(),
         host.address(),
@@ -344,9 +343,9 @@ async fn serve_restarts_only_listed_units_and_never_a_dangerous_one() {
         "health_port": port.to_string()
     }}));
     let count = alerts.len();
-    post_generic(&salve, json!({ "alerts": alerts })).await;
+    salve.post_generic(json!({ "alerts": alerts })).await;
 
-    let history = wait_for_final(&salve, count, Duration::from_secs(90)).await;
+    let history = salve.wait_for_final(count, Duration::from_secs(90)).await;
     // On the target: only the allowed unit ever started.
     let started = host
         .exec_ok("ls /srv/units | grep '^STARTED-' || true")

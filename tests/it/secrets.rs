@@ -14,17 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+use crate::support::{
+    Alertmanager, SMTP_TEST_USER, SalveConfig, SalveProcess, SmtpOptions, SmtpServer,
+    WebhookCapture, events, fixture, free_port, http_client, wait_until,
+};
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-
-use crate::bed::{fixture, history_json};
-use crate::remediation_e2e::events;
-use crate::support::{
-    Alertmanager, SMTP_TEST_USER, SalveProcess, SmtpOptions, SmtpServer, WebhookCapture, free_port,
-    http_client, salve_config_template, wait_until,
-};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -440,7 +437,7 @@ async fn secrets_never_reach_logs_cli_api_store_or_escalations() {
          [escalation.channels.pager]\nkind = \"webhook\"\npreset = \"pagerduty\"\nurl = {pager_url}\n\
          routing_key_file = {routing_key_file}\n\n\
          [escalation.channels.unreachable]\nkind = \"webhook\"\nurl = {unreachable_url}\ntimeout = \"2s\"\n",
-        template = salve_config_template(),
+        template = SalveConfig::new().build(),
         oncall = email(
             "oncall-email",
             &format!("password_file = {}", toml_path(&password_file))
@@ -592,7 +589,7 @@ async fn secrets_never_reach_logs_cli_api_store_or_escalations() {
         DEADLINE,
         "a failed ticket escalation per incident",
         || async {
-            let history = history_json(&salve).await;
+            let history = salve.history_json().await;
             let failed = history.iter().all(|incident| {
                 !channel_events(incident, "escalation_failed", "tickets").is_empty()
             });
@@ -606,7 +603,7 @@ async fn secrets_never_reach_logs_cli_api_store_or_escalations() {
         DEADLINE,
         "every escalation delivered or refused",
         || async {
-            let history = history_json(&salve).await;
+            let history = salve.history_json().await;
             let settled = history.iter().all(|incident| {
                 ["oncall-email", "tickets", "pager"]
                     .iter()
@@ -795,7 +792,9 @@ async fn refused_credentials_are_not_echoed_in_answers_or_json_logs() {
         "{}\n[server.auth]\nbearer_token_file = {}\nbasic_username = \"am\"\nbasic_password_file = {}\n\n\
          [intake.grafana]\nhmac_secret_file = {}\n\n[recipes]\ndir = \"recipes\"\n\n\
          [server.api]\ntokens = [{{ name = \"ops\", token_file = {}, scope = \"operate\" }}]\n",
-        salve_config_template().replace("[server]\n", "[server]\nlog_format = \"json\"\n"),
+        SalveConfig::new()
+            .build()
+            .replace("[server]\n", "[server]\nlog_format = \"json\"\n"),
         path_of("bearer-token"),
         path_of("basic-password"),
         path_of("grafana-key"),
@@ -892,7 +891,7 @@ async fn refused_credentials_are_not_echoed_in_answers_or_json_logs() {
     assert_eq!(status, 200, "{}", answer.text());
     places.push(answer);
     let history = wait_until(DEADLINE, "the accepted alert planned", || async {
-        let history = history_json(&salve).await;
+        let history = salve.history_json().await;
         (history.len() == 1 && history[0]["state"] != "received").then_some(history)
     })
     .await;

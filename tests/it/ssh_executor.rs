@@ -15,9 +15,8 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use crate::login_shells::start_salve;
-use crate::remediation_e2e::{events, post_generic, wait_for_final};
 use crate::support::{
-    NO_SUDO_USER, SshHost, TARGET_USER, free_port, http_client, short_tempdir, wait_until,
+    NO_SUDO_USER, SshHost, TARGET_USER, events, free_port, http_client, short_tempdir, wait_until,
     write_known_hosts,
 };
 
@@ -313,13 +312,11 @@ async fn a_recipe_s_concurrent_checks_share_the_host_s_session_budget() {
     )
     .await;
 
-    post_generic(
-        &salve,
-        json!({ "alerts": [{ "labels": { "alertname": "ManyChecks", "instance": "web1:9100" } }] }),
+    salve.post_generic(json!({ "alerts": [{ "labels": { "alertname": "ManyChecks", "instance": "web1:9100" } }] }),
     )
     .await;
 
-    let history = wait_for_final(&salve, 1, Duration::from_secs(60)).await;
+    let history = salve.wait_for_final(1, Duration::from_secs(60)).await;
     let incident = &history[0];
     assert_eq!(incident["state"], "succeeded", "{incident:#}");
     assert_eq!(events(incident, "check_poll").len(), 1, "{incident:#}");

@@ -53,9 +53,11 @@ server.serve_forever()
 /// directory.
 pub struct HttpsEndpoint {
     // Field order matters: the process dies before its directory is removed.
+    #[allow(dead_code)] // held only to be dropped (kills / deletes)
     child: ChildGuard,
     port: u16,
     log_path: PathBuf,
+    #[allow(dead_code)] // held only to be dropped (kills / deletes)
     dir: TempDir,
 }
 

@@ -60,11 +60,11 @@ impl CapturedMail {
 /// A running SMTP server. Dropping it kills the process, then deletes its directory.
 pub struct SmtpServer {
     // Field order matters: the process dies before its directory is removed.
+    #[allow(dead_code)] // held only to be dropped (kills / deletes)
     child: ChildGuard,
     port: u16,
     ca_file: Option<PathBuf>,
     untrusted_ca_file: Option<PathBuf>,
-    log_path: PathBuf,
     dir: TempDir,
 }
 
@@ -150,17 +150,12 @@ impl SmtpServer {
             port,
             ca_file,
             untrusted_ca_file,
-            log_path,
             dir,
         }
     }
 
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.pid()
     }
 
     /// The test CA that signed the server's certificate (TLS servers only).
@@ -179,6 +174,19 @@ impl SmtpServer {
     }
 
     /// Every mail accepted so far, oldest first.
+    /// Waits (up to 30 s) until at least `count` mails arrived, and returns them all.
+    pub async fn wait_for_mails(&self, count: usize) -> Vec<CapturedMail> {
+        super::wait_until(
+            Duration::from_secs(30),
+            &format!("{count} mail(s) at the SMTP server"),
+            || {
+                let mails = self.messages();
+                async move { (mails.len() >= count).then_some(mails) }
+            },
+        )
+        .await
+    }
+
     pub fn messages(&self) -> Vec<CapturedMail> {
         let mail_dir = self.dir.path().join("mail");
         let mut paths: Vec<PathBuf> = match std::fs::read_dir(&mail_dir) {
@@ -211,11 +219,6 @@ impl SmtpServer {
         {
             panic!("remove SMTP fail switch: {error}");
         }
-    }
-
-    /// The end of the server's log, for panic messages.
-    pub fn log_tail(&self) -> String {
-        log_tail(&self.log_path, 40)
     }
 }
 

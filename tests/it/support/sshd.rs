@@ -182,11 +182,6 @@ impl SshHost {
         &self.client_key
     }
 
-    /// Host-side PID of this host's sshd (PID 1 of its namespace).
-    pub fn sshd_pid(&self) -> Option<u32> {
-        self.init_pid
-    }
-
     /// Runs `shell` with `/bin/sh -c` as root inside this host's namespaces (its private
     /// mounts, its processes): for arranging a test (write a unit file, fill a disk) and
     /// asserting on the host (a sentinel file exists or not). Returns the output whatever the
@@ -233,12 +228,6 @@ impl SshHost {
     /// How many SSH logins sshd accepted so far (one per control master).
     pub fn accepted_logins(&self) -> usize {
         self.sshd_log().matches("Accepted publickey for").count()
-    }
-
-    /// The host's directory on the test side (sshd config, keys, log), which lives as long as
-    /// the host. Too deep for control sockets: use `short_tempdir` for those.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 
