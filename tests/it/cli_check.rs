@@ -5,11 +5,7 @@
 use crate::support::{SalveConfig, fixture, salve_cli, shipped_recipes, text};
 
 fn config_with_recipes(dir: &std::path::Path, recipes: &std::path::Path) {
-    let text = SalveConfig::standard().build().replace(
-        "dir = \"recipes\"",
-        &format!("dir = {:?}", recipes.display().to_string()),
-    );
-    std::fs::write(dir.join("salve.toml"), text).unwrap();
+    SalveConfig::standard().recipes_dir(recipes).write_to(dir);
 }
 
 #[test]

@@ -30,17 +30,9 @@ fn single_quoted(value: &str) -> String {
 #[test]
 fn hostile_values_are_single_quoted_words_in_simulated_plans() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("salve.toml"),
-        SalveConfig::standard().build().replace(
-            "dir = \"recipes\"",
-            &format!(
-                "dir = {:?}",
-                fixture("quoting-recipes").display().to_string()
-            ),
-        ),
-    )
-    .unwrap();
+    SalveConfig::standard()
+        .recipes_dir(fixture("quoting-recipes"))
+        .write_to(dir.path());
 
     let alerts: Vec<Value> = HOSTILE
         .iter()

@@ -14,10 +14,9 @@ use salve::ssh::{CommandOutput, Executor, SshError, SshSettings};
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::login_shells::start_salve;
 use crate::support::{
-    NO_SUDO_USER, SshHost, TARGET_USER, events, free_port, http_client, short_tempdir, wait_until,
-    write_known_hosts,
+    Enforcing, NO_SUDO_USER, SshHost, TARGET_USER, events, free_port, http_client, short_tempdir,
+    wait_until, write_known_hosts,
 };
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
@@ -303,14 +302,16 @@ to = ["oncall-email"]
 #[tokio::test]
 async fn a_recipe_s_concurrent_checks_share_the_host_s_session_budget() {
     let host = SshHost::start_with_max_sessions(3).await;
-    let (salve, _files) = start_salve(
-        &host,
-        &[("web1", TARGET_USER)],
-        MANY_CHECKS_RECIPE,
+    let enforcing = Enforcing::single_recipe(&host, &[("web1", TARGET_USER)], MANY_CHECKS_RECIPE)
         // A command waits for a session up to the connect timeout: room for the whole queue.
-        "connect_timeout = \"10s\"\nmax_sessions_per_host = 2\n",
-    )
-    .await;
+        .config(|config| {
+            config
+                .ssh_setting("connect_timeout", "\"10s\"")
+                .ssh_setting("max_sessions_per_host", "2")
+        })
+        .start()
+        .await;
+    let salve = &enforcing.salve;
 
     salve.post_generic(json!({ "alerts": [{ "labels": { "alertname": "ManyChecks", "instance": "web1:9100" } }] }),
     )

@@ -259,9 +259,13 @@ impl SalveConfig {
         self.ssh_setting("known_hosts", &toml_path(file))
     }
 
-    /// Any other `[ssh]` key, `value` already TOML (e.g. `("connect_timeout", "\"2s\"")`).
+    /// Any other `[ssh]` key, `value` already TOML (e.g. `("connect_timeout", "\"2s\"")`);
+    /// replaces the value of a key already set.
     pub fn ssh_setting(mut self, key: &str, value: &str) -> SalveConfig {
-        self.ssh.push((key.to_owned(), value.to_owned()));
+        match self.ssh.iter_mut().find(|(have, _)| have == key) {
+            Some((_, existing)) => *existing = value.to_owned(),
+            None => self.ssh.push((key.to_owned(), value.to_owned())),
+        }
         self
     }
 
@@ -302,6 +306,24 @@ impl SalveConfig {
     pub fn section(mut self, toml: &str) -> SalveConfig {
         self.sections.push(toml.to_owned());
         self
+    }
+
+    /// Sets the labels of the inventory host `name` (an inline TOML table, as written).
+    pub fn host_labels(mut self, name: &str, table: &str) -> SalveConfig {
+        let host = self
+            .hosts
+            .iter_mut()
+            .find(|host| host.name == name)
+            .unwrap_or_else(|| panic!("no host {name} in the config"));
+        host.labels = Some(table.to_owned());
+        self
+    }
+
+    /// Writes the TOML to `dir/salve.toml`, for the one-shot CLI commands.
+    pub fn write_to(&self, dir: &Path) {
+        let path = dir.join("salve.toml");
+        std::fs::write(&path, self.build())
+            .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
     }
 
     /// The TOML text.

@@ -42,6 +42,22 @@ impl Enforcing {
         Enforcing::builder(vec![Inventory::of("web1", host)], &[host])
     }
 
+    /// Only `recipe`, and one inventory host per (name, user), all played by `host`,
+    /// without labels.
+    pub fn single_recipe<'a>(
+        host: &'a SshHost,
+        hosts: &[(&'a str, &'a str)],
+        recipe: &str,
+    ) -> EnforcingBuilder<'a> {
+        let inventory = hosts
+            .iter()
+            .map(|(name, user)| Inventory { name, host, user })
+            .collect();
+        Enforcing::builder(inventory, &[host])
+            .only_recipe(recipe)
+            .without_host_labels()
+    }
+
     /// The given inventory; `known_hosts_for` are the hosts whose keys salve trusts.
     pub fn builder<'a>(
         inventory: Vec<Inventory<'a>>,
@@ -51,6 +67,8 @@ impl Enforcing {
             inventory,
             known_hosts_for: known_hosts_for.to_vec(),
             recipe_patches: Vec::new(),
+            only_recipe: None,
+            host_services: Some("shop-api,broken-api"),
             serve_args: Vec::new(),
             config: SalveConfig::new()
                 .bearer_token(TOKEN)
@@ -69,6 +87,8 @@ pub struct EnforcingBuilder<'a> {
     inventory: Vec<Inventory<'a>>,
     known_hosts_for: Vec<&'a SshHost>,
     recipe_patches: Vec<(String, String, String)>,
+    only_recipe: Option<String>,
+    host_services: Option<&'static str>,
     serve_args: Vec<String>,
     config: SalveConfig,
 }
@@ -79,6 +99,18 @@ impl EnforcingBuilder<'_> {
     pub fn patch_recipe(mut self, file: &str, from: &str, to: &str) -> Self {
         self.recipe_patches
             .push((file.to_owned(), from.to_owned(), to.to_owned()));
+        self
+    }
+
+    /// Only this recipe (as `recipe.toml`), instead of the shipped and test-only ones.
+    pub fn only_recipe(mut self, recipe: &str) -> Self {
+        self.only_recipe = Some(recipe.to_owned());
+        self
+    }
+
+    /// Inventory hosts without the `services` label the shipped recipes read.
+    pub fn without_host_labels(mut self) -> Self {
+        self.host_services = None;
         self
     }
 
@@ -99,8 +131,13 @@ impl EnforcingBuilder<'_> {
         let files = tempfile::tempdir().unwrap();
         let recipes = files.path().join("recipes");
         std::fs::create_dir(&recipes).unwrap();
-        copy_recipes(&shipped_recipes(), &recipes);
-        copy_recipes(&fixture("e2e-recipes"), &recipes);
+        match &self.only_recipe {
+            Some(recipe) => std::fs::write(recipes.join("recipe.toml"), recipe).unwrap(),
+            None => {
+                copy_recipes(&shipped_recipes(), &recipes);
+                copy_recipes(&fixture("e2e-recipes"), &recipes);
+            }
+        }
         for (file, from, to) in &self.recipe_patches {
             let path = recipes.join(file);
             let text = std::fs::read_to_string(&path).unwrap();
@@ -111,7 +148,9 @@ impl EnforcingBuilder<'_> {
         // One identity for salve, authorized on every host of the inventory.
         let key = self.inventory[0].host.client_key().to_owned();
         for entry in &self.inventory[1..] {
-            entry.host.also_authorize(&key);
+            if entry.host.client_key() != key {
+                entry.host.also_authorize(&key);
+            }
         }
         let mut config = self
             .config
@@ -119,9 +158,11 @@ impl EnforcingBuilder<'_> {
             .known_hosts(&known_hosts)
             .ssh_setting("connect_timeout", "\"2s\"");
         for entry in &self.inventory {
-            config = config.host(
-                HostEntry::on(entry.name, entry.host, entry.user).services("shop-api,broken-api"),
-            );
+            let host = HostEntry::on(entry.name, entry.host, entry.user);
+            config = config.host(match self.host_services {
+                Some(services) => host.services(services),
+                None => host,
+            });
         }
         let serve_args: Vec<&str> = self.serve_args.iter().map(String::as_str).collect();
         let salve = SalveProcess::builder(&config.build())

@@ -17,8 +17,8 @@ mod webhook_capture;
 
 pub use alertmanager::{Alertmanager, AlertmanagerBuilder};
 pub use config::{
-    API_BEARER, API_TOKEN, BEARER, Channel, SalveConfig, TOKEN, fixture, shipped_recipes,
-    toml_path, toml_string,
+    API_BEARER, API_TOKEN, BEARER, Channel, HostEntry, SalveConfig, TOKEN, fixture,
+    shipped_recipes, toml_path, toml_string,
 };
 pub use enforcing::{Enforcing, Inventory, health_status};
 pub use http::{get_json, http_client, post_json};
