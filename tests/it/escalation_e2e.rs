@@ -38,13 +38,12 @@ fn channels(
     capture: Option<&WebhookCapture>,
 ) -> SalveConfig {
     let email = match password_file {
-        Some(password_file) => {
-            Channel::email(&format!("smtp://localhost:{}", smtp.port()), "starttls")
-                .set("username", &toml_string(SMTP_TEST_USER))
-                .set("password_file", &toml_path(password_file))
-                .set("ca_file", &toml_path(smtp.ca_file()))
-        }
-        None => Channel::email(&format!("smtp://127.0.0.1:{}", smtp.port()), "none"),
+        Some(password_file) => Channel::email(&format!("smtp://localhost:{}", smtp.port()))
+            .set("tls", "\"starttls\"")
+            .set("username", &toml_string(SMTP_TEST_USER))
+            .set("password_file", &toml_path(password_file))
+            .set("ca_file", &toml_path(smtp.ca_file())),
+        None => Channel::email(&format!("smtp://127.0.0.1:{}", smtp.port())).set("tls", "\"none\""),
     };
     let tickets = match capture {
         Some(capture) => Channel::webhook(&capture.url("/tickets")),

@@ -56,12 +56,11 @@ impl Channel {
         Channel::kind("webhook").set("url", &toml_string(url))
     }
 
-    /// `kind = "email"` through `smtp_url` with `tls` ("none", "starttls", ...), from the
-    /// test sender to the on-call address.
-    pub fn email(smtp_url: &str, tls: &str) -> Channel {
+    /// `kind = "email"` through `smtp_url` (TLS as the URL implies unless `tls` is set),
+    /// from the test sender to the on-call address.
+    pub fn email(smtp_url: &str) -> Channel {
         Channel::kind("email")
             .set("smtp_url", &toml_string(smtp_url))
-            .set("tls", &toml_string(tls))
             .set("from", "\"salve <salve@test.invalid>\"")
             .set("to", "[\"oncall@test.invalid\"]")
     }
@@ -72,9 +71,13 @@ impl Channel {
         }
     }
 
-    /// One more key, `value` already TOML (e.g. `toml_path(..)`, `"3"`).
+    /// One more key, `value` already TOML (e.g. `toml_path(..)`, `"3"`); replaces the value
+    /// of a key already set.
     pub fn set(mut self, key: &str, value: &str) -> Channel {
-        self.keys.push((key.to_owned(), value.to_owned()));
+        match self.keys.iter_mut().find(|(have, _)| have == key) {
+            Some((_, existing)) => *existing = value.to_owned(),
+            None => self.keys.push((key.to_owned(), value.to_owned())),
+        }
         self
     }
 }
