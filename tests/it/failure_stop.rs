@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::ssh_executor::master_pids;
 use crate::support::{
     BEARER, Enforcing, HttpsEndpoint, OK_BODY, SalveProcess, SshHost, by_label, event_time, events,
-    http_client, wait_until,
+    http_client, toml_string, wait_until,
 };
 
 /// Enforcing salve for web1 (played by `host`) with the test recipes patched by `patch`.
@@ -39,24 +39,14 @@ async fn wait_for_file(host: &SshHost, path: &str, what: &str) {
 /// salve with `shutdown_grace = grace`, running the non-idempotent `Long` recipe's command
 /// (made to last 30 s) on web1; returns once the command has started on the target.
 async fn long_command_running(host: &SshHost, grace: &str) -> Enforcing {
-    let mut enforcing = enforcing_on(
-        host,
-        &[(
+    let enforcing = Enforcing::on(host)
+        .patch_recipe(
             "long.toml",
             "run = [\"sleep 3\"]",
             "run = [\"touch /tmp/started; sleep 30\"]",
-        )],
-    )
-    .await;
-    enforcing
-        .salve
-        .restart_with_config(|config| {
-            assert!(config.contains("[engine]\n"), "{config}");
-            config.replace(
-                "[engine]\n",
-                &format!("[engine]\nshutdown_grace = \"{grace}\"\n"),
-            )
-        })
+        )
+        .config(|config| config.engine_setting("shutdown_grace", &toml_string(grace)))
+        .start()
         .await;
     enforcing
         .salve

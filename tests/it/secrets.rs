@@ -935,19 +935,18 @@ async fn refused_credentials_are_not_echoed_in_answers_or_json_logs() {
     let path_of = |name: &str| toml_path(&files.path().join(name));
     let recipes = files.path().join("recipes");
     std::fs::create_dir(&recipes).unwrap();
-    let config = format!(
-        "{}\n[server.auth]\nbearer_token_file = {}\nbasic_username = \"am\"\nbasic_password_file = {}\n\n\
-         [intake.grafana]\nhmac_secret_file = {}\n\n[recipes]\ndir = \"recipes\"\n\n\
-         [server.api]\ntokens = [{{ name = \"ops\", token_file = {}, scope = \"operate\" }}]\n",
-        SalveConfig::new()
-            .build()
-            .replace("[server]\n", "[server]\nlog_format = \"json\"\n"),
-        path_of("bearer-token"),
-        path_of("basic-password"),
-        path_of("grafana-key"),
-        path_of("api-token"),
-    );
-    let salve = SalveProcess::builder(&config)
+    let salve = SalveConfig::new()
+        .server_setting("log_format", "\"json\"")
+        .auth_setting("bearer_token_file", &path_of("bearer-token"))
+        .auth_setting("basic_username", "\"am\"")
+        .auth_setting("basic_password_file", &path_of("basic-password"))
+        .section(&format!(
+            "[intake.grafana]\nhmac_secret_file = {}\n",
+            path_of("grafana-key")
+        ))
+        .recipes_dir("recipes")
+        .api_token_file("ops", &files.path().join("api-token"), "operate")
+        .salve()
         .recipes_dir(&recipes)
         .env("RUST_LOG", "debug")
         .start()

@@ -152,10 +152,11 @@ impl HostEntry {
 /// free port, journal `salve.db` in salve's working directory); each method adds one setting.
 #[derive(Clone, Debug)]
 pub struct SalveConfig {
+    server: Vec<(String, String)>,
     auth: Vec<(String, String)>,
     api_tokens: Vec<String>,
     recipes_dir: Option<String>,
-    mode: Option<String>,
+    engine: Vec<(String, String)>,
     ssh: Vec<(String, String)>,
     escalation: Vec<(String, String)>,
     channels: Vec<(String, Channel)>,
@@ -172,10 +173,11 @@ impl Default for SalveConfig {
 impl SalveConfig {
     pub fn new() -> SalveConfig {
         SalveConfig {
+            server: Vec::new(),
             auth: Vec::new(),
             api_tokens: Vec::new(),
             recipes_dir: None,
-            mode: None,
+            engine: Vec::new(),
             ssh: Vec::new(),
             escalation: Vec::new(),
             channels: Vec::new(),
@@ -199,6 +201,12 @@ impl SalveConfig {
             .channel("tickets", Channel::log())
             .host(HostEntry::new("web1", "127.0.0.1").services(services))
             .host(HostEntry::new("web2", "127.0.0.2").services(services))
+    }
+
+    /// A `[server]` key besides `listen` (e.g. `log_format`), `value` already TOML.
+    pub fn server_setting(mut self, key: &str, value: &str) -> SalveConfig {
+        self.server.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// `[server.auth] bearer_token`.
@@ -247,8 +255,13 @@ impl SalveConfig {
     }
 
     /// `[engine] mode = "enforce"` (the default is dry-run).
-    pub fn enforce(mut self) -> SalveConfig {
-        self.mode = Some("enforce".to_owned());
+    pub fn enforce(self) -> SalveConfig {
+        self.engine_setting("mode", "\"enforce\"")
+    }
+
+    /// Any other `[engine]` key (e.g. `shutdown_grace`), `value` already TOML.
+    pub fn engine_setting(mut self, key: &str, value: &str) -> SalveConfig {
+        self.engine.push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -331,9 +344,11 @@ impl SalveConfig {
 
     /// The TOML text.
     pub fn build(&self) -> String {
-        let mut out = String::from(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = \"sqlite://salve.db\"\n",
-        );
+        let mut out = String::from("[server]\nlisten = \"127.0.0.1:0\"\n");
+        for (key, value) in &self.server {
+            out.push_str(&format!("{key} = {value}\n"));
+        }
+        out.push_str("\n[store]\nurl = \"sqlite://salve.db\"\n");
         if !self.api_tokens.is_empty() {
             out.push_str(&format!(
                 "\n[server.api]\ntokens = [\n  {},\n]\n",
@@ -344,9 +359,7 @@ impl SalveConfig {
         if let Some(dir) = &self.recipes_dir {
             out.push_str(&format!("\n[recipes]\ndir = {dir}\n"));
         }
-        if let Some(mode) = &self.mode {
-            out.push_str(&format!("\n[engine]\nmode = {}\n", toml_string(mode)));
-        }
+        table(&mut out, "engine", &self.engine);
         table(&mut out, "ssh", &self.ssh);
         table(&mut out, "escalation", &self.escalation);
         for (name, channel) in &self.channels {

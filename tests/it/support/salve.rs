@@ -161,15 +161,6 @@ impl SalveProcess {
         .await
     }
 
-    /// Rewrites salve.toml with `edit` and restarts salve on it (same tempdir and journal),
-    /// for a setting the test's config builder does not take.
-    pub async fn restart_with_config(&mut self, edit: impl FnOnce(String) -> String) {
-        let path = self.config_path();
-        let text = std::fs::read_to_string(&path).expect("read salve.toml");
-        std::fs::write(&path, edit(text)).expect("write salve.toml");
-        self.restart().await;
-    }
-
     /// Starts salve again in the same tempdir with the same config (so the same journal);
     /// kills it first if it still runs. With `listen = "127.0.0.1:0"` the port changes.
     pub async fn restart(&mut self) {
