@@ -3,56 +3,14 @@
 //! results and the recipe's diagnostics; the outbox holds an escalation through an SMTP
 //! server that refuses (451) and through `kill -9`, and delivers it exactly once.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::support::{
-    Channel, Enforcing, Inventory, SMTP_TEST_PASSWORD, SMTP_TEST_USER, SalveConfig, SalveProcess,
-    SmtpOptions, SmtpServer, SshHost, TOKEN, WebhookCapture, events, free_port, shipped_recipes,
-    toml_path, toml_string, wait_past_next_retry, wait_until,
+    Enforcing, Inventory, SMTP_TEST_PASSWORD, SMTP_TEST_USER, SalveProcess, SmtpOptions,
+    SmtpServer, SshHost, WebhookCapture, events, free_port, wait_past_next_retry, wait_until,
 };
-
-impl SalveProcess {
-    /// A dry-run salve whose default route is email to `smtp` (`tickets` logs).
-    pub async fn dry_run_emailing(smtp: &SmtpServer) -> SalveProcess {
-        let config = SalveConfig::new()
-            .bearer_token(TOKEN)
-            .recipes_dir("recipes")
-            .escalation_default(&["oncall-email"]);
-        channels(config, smtp, None, None)
-            .salve()
-            .recipes_dir(&shipped_recipes())
-            .start()
-            .await
-    }
-}
-
-/// `oncall-email` as real email to `smtp` (STARTTLS with AUTH when a `password_file` is
-/// given); `tickets` as a webhook into `capture` (or log).
-fn channels(
-    config: SalveConfig,
-    smtp: &SmtpServer,
-    password_file: Option<&Path>,
-    capture: Option<&WebhookCapture>,
-) -> SalveConfig {
-    let email = match password_file {
-        Some(password_file) => Channel::email(&format!("smtp://localhost:{}", smtp.port()))
-            .set("tls", "\"starttls\"")
-            .set("username", &toml_string(SMTP_TEST_USER))
-            .set("password_file", &toml_path(password_file))
-            .set("ca_file", &toml_path(smtp.ca_file())),
-        None => Channel::email(&format!("smtp://127.0.0.1:{}", smtp.port())).set("tls", "\"none\""),
-    };
-    let tickets = match capture {
-        Some(capture) => Channel::webhook(&capture.url("/tickets")),
-        None => Channel::log(),
-    };
-    config
-        .channel("oncall-email", email)
-        .channel("tickets", tickets)
-}
 
 #[tokio::test]
 async fn service_restart_that_fails_verification_sends_one_email_over_starttls_with_auth() {
@@ -79,7 +37,7 @@ async fn service_restart_that_fails_verification_sends_one_email_over_starttls_w
             "within = \"60s\"\ninterval = \"5s\"",
             "within = \"4s\"\ninterval = \"1s\"",
         )
-        .config(|config| channels(config, &smtp, Some(&password_file), None))
+        .config(|config| config.email_channels(&smtp, Some(&password_file), None))
         .start()
         .await;
     let salve = &enforcing.salve;
@@ -138,7 +96,7 @@ async fn disk_that_stays_full_opens_one_ticket_with_the_du_report() {
             "within = \"60s\"\ninterval = \"5s\"",
             "within = \"3s\"\ninterval = \"1s\"",
         )
-        .config(|config| channels(config, &smtp, None, Some(&capture)))
+        .config(|config| config.email_channels(&smtp, None, Some(&capture)))
         .start()
         .await;
     let salve = &enforcing.salve;
@@ -190,10 +148,7 @@ async fn wait_for_failed_attempt(salve: &SalveProcess) {
 async fn outbox_retries_through_451_and_delivers_exactly_once() {
     let smtp = SmtpServer::start(SmtpOptions::default()).await;
     smtp.set_failing(true);
-    let salve = SalveProcess::dry_run_emailing(&smtp).await;
-    salve
-        .post_generic(json!({ "labels": { "alertname": "NovelThing", "instance": "web1:9100" } }))
-        .await;
+    let salve = SalveProcess::escalating_a_novel_alert_to(&smtp).await;
     wait_for_failed_attempt(&salve).await;
     assert!(smtp.messages().is_empty());
 
@@ -215,10 +170,7 @@ async fn outbox_retries_through_451_and_delivers_exactly_once() {
 async fn an_escalation_pending_at_kill_9_is_delivered_after_restart_once() {
     let smtp = SmtpServer::start(SmtpOptions::default()).await;
     smtp.set_failing(true);
-    let mut salve = SalveProcess::dry_run_emailing(&smtp).await;
-    salve
-        .post_generic(json!({ "labels": { "alertname": "NovelThing", "instance": "web1:9100" } }))
-        .await;
+    let mut salve = SalveProcess::escalating_a_novel_alert_to(&smtp).await;
     wait_for_failed_attempt(&salve).await;
     salve.kill9();
 

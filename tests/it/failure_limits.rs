@@ -204,10 +204,7 @@ fn attempt_at(failure: &Value) -> DateTime<Utc> {
 async fn outbox_attempts_grow_and_the_backoff_survives_a_restart() {
     let smtp = SmtpServer::start(SmtpOptions::default()).await;
     smtp.set_failing(true);
-    let mut salve = SalveProcess::dry_run_emailing(&smtp).await;
-    salve
-        .post_generic(json!({ "labels": { "alertname": "NovelThing", "instance": "web1:9100" } }))
-        .await;
+    let mut salve = SalveProcess::escalating_a_novel_alert_to(&smtp).await;
 
     // Attempts 1, 2, 3, each after a longer backoff (1 s, then 2 s).
     let failures = wait_for_failures(&salve, 3).await;

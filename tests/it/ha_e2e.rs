@@ -74,7 +74,7 @@ async fn replica_counts(replica: &Alertmanager) -> (u64, u64) {
 
 /// salve's intake counters for Alertmanager: (alerts received, of which duplicates).
 async fn salve_intake(salve: &SalveProcess) -> (u64, u64) {
-    let exposition = scrape(&format!("{}/metrics", salve.base_url())).await;
+    let exposition = salve.metrics().await;
     let source = "source=\"alertmanager\"";
     (
         metric_sum(&exposition, "salve_alerts_received_total", source) as u64,

@@ -1,7 +1,7 @@
 //! The webhook contract over real HTTP: credentials, size, content type and syntax are
 //! checked before anything is stored, each with its status code and a reason.
 
-use crate::support::{BEARER, SalveConfig, SalveProcess, http_client, post_json};
+use crate::support::{BEARER, SalveConfig, http_client, post_json};
 use serde_json::{Value, json};
 
 fn am_body(alertname: &str) -> Value {
@@ -15,65 +15,45 @@ fn am_body(alertname: &str) -> Value {
     body
 }
 
-async fn post_raw(
-    salve: &SalveProcess,
-    path: &str,
-    content_type: &str,
-    body: Vec<u8>,
-    auth: Option<&str>,
-) -> (u16, String) {
-    let mut request = http_client()
-        .post(format!("{}{path}", salve.base_url()))
-        .header("content-type", content_type)
-        .body(body);
-    if let Some(auth) = auth {
-        request = request.header("authorization", auth);
-    }
-    let response = request.send().await.expect("POST");
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap_or_default())
-}
-
 #[tokio::test]
 async fn bad_requests_get_their_status_and_nothing_is_stored() {
     let salve = SalveConfig::standard().start_with_shipped_recipes().await;
     let body = serde_json::to_vec(&am_body("DiskFull")).unwrap();
     let hook = "/hooks/alertmanager";
 
-    let (status, reason) = post_raw(&salve, hook, "application/json", body.clone(), None).await;
+    let (status, reason) = salve
+        .post_raw(hook, "application/json", body.clone(), None)
+        .await;
     assert_eq!(status, 401, "{reason}");
     assert!(reason.contains("missing credentials"), "{reason}");
-    let (status, _) = post_raw(
-        &salve,
-        hook,
-        "application/json",
-        body.clone(),
-        Some("Bearer wrong"),
-    )
-    .await;
+    let (status, _) = salve
+        .post_raw(hook, "application/json", body.clone(), Some("Bearer wrong"))
+        .await;
     assert_eq!(status, 401);
-    let (status, _) = post_raw(
-        &salve,
-        hook,
-        "application/json",
-        body.clone(),
-        Some("Basic d3Jvbmc6d3Jvbmc="),
-    )
-    .await;
+    let (status, _) = salve
+        .post_raw(
+            hook,
+            "application/json",
+            body.clone(),
+            Some("Basic d3Jvbmc6d3Jvbmc="),
+        )
+        .await;
     assert_eq!(status, 401);
 
-    let (status, reason) = post_raw(&salve, hook, "text/plain", body.clone(), Some(BEARER.1)).await;
+    let (status, reason) = salve
+        .post_raw(hook, "text/plain", body.clone(), Some(BEARER.1))
+        .await;
     assert_eq!(status, 415, "{reason}");
     assert!(reason.contains("application/json"), "{reason}");
 
-    let (status, reason) = post_raw(
-        &salve,
-        hook,
-        "application/json",
-        b"{\"version\": \"4\", \"alerts\": [".to_vec(),
-        Some(BEARER.1),
-    )
-    .await;
+    let (status, reason) = salve
+        .post_raw(
+            hook,
+            "application/json",
+            b"{\"version\": \"4\", \"alerts\": [".to_vec(),
+            Some(BEARER.1),
+        )
+        .await;
     assert_eq!(status, 400, "{reason}");
     assert!(
         reason.contains("line 1"),
@@ -82,28 +62,14 @@ async fn bad_requests_get_their_status_and_nothing_is_stored() {
 
     let mut wrong_version = am_body("DiskFull");
     wrong_version["version"] = json!("3");
-    let (status, reason) = post_raw(
-        &salve,
-        hook,
-        "application/json",
-        serde_json::to_vec(&wrong_version).unwrap(),
-        Some(BEARER.1),
-    )
-    .await;
+    let (status, reason) = salve.post_webhook_json(hook, &wrong_version).await;
     assert_eq!(status, 400, "{reason}");
     assert!(reason.contains("version"), "{reason}");
 
     // Over the default 1 MiB limit: one huge annotation.
     let mut huge = am_body("DiskFull");
     huge["alerts"][0]["annotations"]["blob"] = json!("x".repeat(2 * 1024 * 1024));
-    let (status, reason) = post_raw(
-        &salve,
-        hook,
-        "application/json",
-        serde_json::to_vec(&huge).unwrap(),
-        Some(BEARER.1),
-    )
-    .await;
+    let (status, reason) = salve.post_webhook_json(hook, &huge).await;
     assert_eq!(status, 413, "{reason}");
 
     assert!(
@@ -135,18 +101,7 @@ async fn basic_auth_generic_and_grafana_hooks_are_accepted() {
         "labels": {"alertname": "GenericThing", "instance": "web1:9100"},
         "annotations": {"summary": "from a script"}
     });
-    let response = post_json(
-        &format!("{}/hooks/generic", salve.base_url()),
-        &generic,
-        &[basic],
-    )
-    .await;
-    assert_eq!(
-        response.status().as_u16(),
-        200,
-        "{}",
-        response.text().await.unwrap()
-    );
+    salve.post_generic_with(generic, &[basic]).await;
 
     let grafana: Value = serde_json::from_str(
         &std::fs::read_to_string(crate::support::fixture("intake/grafana-firing.json"))
@@ -181,14 +136,7 @@ async fn basic_auth_generic_and_grafana_hooks_are_accepted() {
     );
 
     // Metrics moved, with sources as the only label values.
-    let metrics = http_client()
-        .get(format!("{}/metrics", salve.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = salve.metrics().await;
     assert!(
         metrics.contains("salve_alerts_received_total{source=\"generic\"} 1"),
         "{metrics}"
@@ -297,14 +245,7 @@ async fn notifications_over_the_intake_limits_are_refused_whole() {
             "max_value_bytes",
         ),
     ] {
-        let (status, reason) = post_raw(
-            &salve,
-            hook,
-            "application/json",
-            serde_json::to_vec(&body).unwrap(),
-            Some(BEARER.1),
-        )
-        .await;
+        let (status, reason) = salve.post_webhook_json(hook, &body).await;
         assert_eq!(status, 400, "{hook} {limit}: {reason}");
         assert!(
             reason.contains(limit),
@@ -316,14 +257,12 @@ async fn notifications_over_the_intake_limits_are_refused_whole() {
         "a refused notification stored something"
     );
     // At the limits exactly: accepted (the same alert twice is one incident).
-    let (status, reason) = post_raw(
-        &salve,
-        "/hooks/generic",
-        "application/json",
-        serde_json::to_vec(&json!({ "alerts": [generic(ok.clone()), generic(ok)] })).unwrap(),
-        Some(BEARER.1),
-    )
-    .await;
+    let (status, reason) = salve
+        .post_webhook_json(
+            "/hooks/generic",
+            &json!({ "alerts": [generic(ok.clone()), generic(ok)] }),
+        )
+        .await;
     assert_eq!(status, 200, "{reason}");
     salve
         .wait_for_incidents("the accepted alerts", |all| all.len() == 1)

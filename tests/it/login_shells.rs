@@ -201,12 +201,9 @@ const EVERYTHING: &str = "\\'; touch /tmp/PWNED; echo \\'\nx\ntouch /tmp/PWNED\n
 async fn a_real_recipe_passes_hostile_values_as_data_whatever_the_login_shell() {
     let host = SshHost::start().await;
     let enforcing = Enforcing::single_recipe(&host, LOGIN_SHELL_USERS, RECORD_RECIPE)
-        .config(|config| {
-            config
-                .ssh_setting("connect_timeout", "\"2s\"")
-                // Diagnostics get `timeout -k 5 15`, as the sudo rule says.
-                .ssh_setting("command_timeout", "\"10s\"")
-        })
+        .ssh_setting("connect_timeout", "\"2s\"")
+        // Diagnostics get `timeout -k 5 15`, as the sudo rule says.
+        .ssh_setting("command_timeout", "\"10s\"")
         .start()
         .await;
     let salve = &enforcing.salve;

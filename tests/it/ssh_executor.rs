@@ -304,11 +304,8 @@ async fn a_recipe_s_concurrent_checks_share_the_host_s_session_budget() {
     let host = SshHost::start_with_max_sessions(3).await;
     let enforcing = Enforcing::single_recipe(&host, &[("web1", TARGET_USER)], MANY_CHECKS_RECIPE)
         // A command waits for a session up to the connect timeout: room for the whole queue.
-        .config(|config| {
-            config
-                .ssh_setting("connect_timeout", "\"10s\"")
-                .ssh_setting("max_sessions_per_host", "2")
-        })
+        .ssh_setting("connect_timeout", "\"10s\"")
+        .ssh_setting("max_sessions_per_host", "2")
         .start()
         .await;
     let salve = &enforcing.salve;

@@ -114,6 +114,11 @@ impl EnforcingBuilder<'_> {
         self
     }
 
+    /// One `[ssh]` setting on top (replacing the setup's own `connect_timeout`, if that).
+    pub fn ssh_setting(self, key: &str, value: &str) -> Self {
+        self.config(|config| config.ssh_setting(key, value))
+    }
+
     /// Arguments for `salve serve`.
     pub fn serve_args(mut self, args: &[&str]) -> Self {
         self.serve_args = args.iter().map(|a| (*a).to_owned()).collect();

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -87,27 +87,9 @@ impl HttpsEndpoint {
         let mut child = ChildGuard::new(
             spawned.unwrap_or_else(|error| panic!("spawn {}: {error}", python.display())),
         );
-        let started = Instant::now();
-        let port = loop {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                break text
-                    .trim()
-                    .parse::<u16>()
-                    .expect("HTTPS ready file holds a port");
-            }
-            if let Some(status) = child.exited() {
-                panic!(
-                    "HTTPS server exited before it was ready ({status})\n{}",
-                    log_tail(&log_path, 40)
-                );
-            }
-            assert!(
-                started.elapsed() < READY_DEADLINE,
-                "HTTPS server not ready after {READY_DEADLINE:?}\n{}",
-                log_tail(&log_path, 40)
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let port = child
+            .wait_for_ready_port("HTTPS server", &ready, &log_path, READY_DEADLINE)
+            .await;
         HttpsEndpoint {
             child,
             port,

@@ -28,10 +28,15 @@ pub const FINAL: [&str; 9] = [
 impl SalveProcess {
     /// POSTs `alerts` to `/hooks/generic` with the webhook token; asserts 200.
     pub async fn post_generic(&self, alerts: Value) {
+        self.post_generic_with(alerts, &[BEARER]).await;
+    }
+
+    /// POSTs `alerts` to `/hooks/generic` with these headers (credentials); asserts 200.
+    pub async fn post_generic_with(&self, alerts: Value, headers: &[(&str, &str)]) {
         let response = post_json(
             &format!("{}/hooks/generic", self.base_url()),
             &alerts,
-            &[BEARER],
+            headers,
         )
         .await;
         assert_eq!(
@@ -40,6 +45,34 @@ impl SalveProcess {
             "{}",
             response.text().await.unwrap()
         );
+    }
+
+    /// POSTs `body` as is to `path` with this content type and `authorization` header (if
+    /// any); the status and the answer's text.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Vec<u8>>,
+        authorization: Option<&str>,
+    ) -> (u16, String) {
+        let mut request = http_client()
+            .post(format!("{}{path}", self.base_url()))
+            .header("content-type", content_type)
+            .body(body.into());
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        let response = request.send().await.expect("POST");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    /// POSTs `body` as JSON to `path` with the webhook token; the status and the answer.
+    pub async fn post_webhook_json(&self, path: &str, body: &Value) -> (u16, String) {
+        let body = serde_json::to_vec(body).expect("JSON body");
+        self.post_raw(path, "application/json", body, Some(BEARER.1))
+            .await
     }
 
     /// Incidents from `GET /api/v1/incidents`, newest first.

@@ -6,6 +6,7 @@ mod alertmanager;
 mod child;
 mod config;
 mod enforcing;
+mod escalation;
 mod http;
 mod https_endpoint;
 mod journal;
@@ -24,8 +25,8 @@ pub use enforcing::{Enforcing, Inventory, health_status};
 pub use http::{get_json, http_client, post_json};
 pub use https_endpoint::{HttpsEndpoint, OK_BODY};
 pub use journal::{
-    FINAL, by_label, event_time, events, only, outbox_pending, parse_json_output, salve_cli, text,
-    wait_past_next_retry,
+    FINAL, by_label, event_time, events, metric_value, only, outbox_pending, parse_json_output,
+    salve_cli, text, wait_past_next_retry,
 };
 pub use salve::{SalveBuilder, SalveProcess};
 pub use smtp::{SMTP_TEST_PASSWORD, SMTP_TEST_USER, SmtpOptions, SmtpServer};

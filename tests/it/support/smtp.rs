@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 use tempfile::TempDir;
 
-use super::child::{ChildGuard, log_tail};
+use super::child::ChildGuard;
 
 /// The AUTH credentials the server accepts (tests/bed/smtp-server.py).
 pub const SMTP_TEST_USER: &str = "salve-test";
@@ -123,28 +123,9 @@ impl SmtpServer {
         }));
 
         let ready = dir.path().join("ready");
-        let started = Instant::now();
-        let port = loop {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                break text
-                    .trim()
-                    .parse::<u16>()
-                    .unwrap_or_else(|error| panic!("SMTP ready file {text:?}: {error}"));
-            }
-            if let Some(status) = child.exited() {
-                panic!(
-                    "SMTP server exited before it was ready ({status})\n{}",
-                    log_tail(&log_path, 40)
-                );
-            }
-            if started.elapsed() > READY_DEADLINE {
-                panic!(
-                    "SMTP server not ready after {READY_DEADLINE:?}\n{}",
-                    log_tail(&log_path, 40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let port = child
+            .wait_for_ready_port("SMTP server", &ready, &log_path, READY_DEADLINE)
+            .await;
         SmtpServer {
             child,
             port,
