@@ -8,23 +8,9 @@ use std::time::Duration;
 
 use crate::support::{
     Alertmanager, BEARER, Enforcing, SalveConfig, SalveProcess, SshHost, TOKEN, events, post_json,
-    wait_until,
 };
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
-
-/// The journal (`salve history --json`) once `done` holds for it.
-async fn journal_when(
-    salve: &SalveProcess,
-    what: &str,
-    done: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    wait_until(Duration::from_secs(30), what, || async {
-        let history = salve.history_json().await;
-        done(&history).then_some(history)
-    })
-    .await
-}
 
 fn with_label<'a>(history: &'a [Value], name: &str, value: &str) -> Vec<&'a Value> {
     history
@@ -64,7 +50,9 @@ async fn an_alert_posted_with_another_alerts_fingerprint_never_joins_its_inciden
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let history = journal_when(&salve, "the victim's incident", |h| h.len() == 1).await;
+    let history = salve
+        .wait_for_history("the victim's incident", |h| h.len() == 1)
+        .await;
     let victim_fingerprint = history[0]["fingerprint"].as_str().unwrap().to_owned();
     let victim_id = history[0]["id"].clone();
 
@@ -94,7 +82,9 @@ async fn an_alert_posted_with_another_alerts_fingerprint_never_joins_its_inciden
         "{body}"
     );
 
-    let history = journal_when(&salve, "the attacker's own incident", |h| h.len() == 2).await;
+    let history = salve
+        .wait_for_history("the attacker's own incident", |h| h.len() == 2)
+        .await;
     let victim = history.iter().find(|i| i["id"] == victim_id).unwrap();
     assert_eq!(
         victim["alert_status"], "firing",
@@ -125,12 +115,16 @@ async fn the_same_alert_from_alertmanager_and_the_generic_hook_is_one_incident()
         ("mountpoint", "/var"),
     ];
     alertmanager.post_alert(&first, &[]).await;
-    journal_when(&salve, "Alertmanager's incident", |h| h.len() == 1).await;
+    salve
+        .wait_for_history("Alertmanager's incident", |h| h.len() == 1)
+        .await;
     salve.post_generic(json!({ "labels": { "alertname": "DiskFull", "instance": "web1:9100", "mountpoint": "/var" } })).await;
 
     // The other order: the generic hook first, then Alertmanager with its own start.
     salve.post_generic(json!({ "labels": { "alertname": "DiskFull", "instance": "web2:9100", "mountpoint": "/srv" } })).await;
-    journal_when(&salve, "the generic incident", |h| h.len() == 2).await;
+    salve
+        .wait_for_history("the generic incident", |h| h.len() == 2)
+        .await;
     let second = [
         ("alertname", "DiskFull"),
         ("instance", "web2:9100"),
@@ -138,13 +132,14 @@ async fn the_same_alert_from_alertmanager_and_the_generic_hook_is_one_incident()
     ];
     alertmanager.post_alert(&second, &[]).await;
 
-    let history = journal_when(&salve, "each alert counted from both routes", |h| {
-        h.iter()
-            .map(|i| i["receive_count"].as_i64().unwrap_or(0))
-            .sum::<i64>()
-            >= 4
-    })
-    .await;
+    let history = salve
+        .wait_for_history("each alert counted from both routes", |h| {
+            h.iter()
+                .map(|i| i["receive_count"].as_i64().unwrap_or(0))
+                .sum::<i64>()
+                >= 4
+        })
+        .await;
     assert_eq!(history.len(), 2, "one incident per alert: {history:#?}");
     for incident in &history {
         assert_eq!(incident["receive_count"], 2, "{incident:#}");
@@ -171,11 +166,12 @@ async fn the_same_alert_from_alertmanager_and_the_generic_hook_is_one_incident()
     salve.post_generic(json!({ "labels": { "alertname": "DiskFull", "instance": "web1:9100", "mountpoint": "/var" }, "status": "resolved" }),
     )
     .await;
-    let history = journal_when(&salve, "the generic resolve", |h| {
-        h.iter()
-            .any(|i| i["labels"]["instance"] == "web1:9100" && i["alert_status"] == "resolved")
-    })
-    .await;
+    let history = salve
+        .wait_for_history("the generic resolve", |h| {
+            h.iter()
+                .any(|i| i["labels"]["instance"] == "web1:9100" && i["alert_status"] == "resolved")
+        })
+        .await;
     assert_eq!(history.len(), 2, "{history:#?}");
 }
 
@@ -189,10 +185,11 @@ async fn an_alert_that_resolves_and_fires_again_while_queued_runs_once() {
     salve
         .post_generic(json!({ "labels": { "alertname": "Long", "instance": "web1:9100" } }))
         .await;
-    journal_when(salve, "the long fix running", |h| {
-        h.iter().any(|i| i["state"] == "remediating")
-    })
-    .await;
+    salve
+        .wait_for_history("the long fix running", |h| {
+            h.iter().any(|i| i["state"] == "remediating")
+        })
+        .await;
 
     let at = |offset_ms: i64| {
         (Utc::now() + chrono::Duration::milliseconds(offset_ms))

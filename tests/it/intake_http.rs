@@ -101,25 +101,18 @@ async fn basic_auth_generic_and_grafana_hooks_are_accepted() {
         "labels": {"alertname": "GenericThing", "instance": "web1:9100"},
         "annotations": {"summary": "from a script"}
     });
-    salve.post_generic_with(generic, &[basic]).await;
+    salve
+        .post_to_hook("/hooks/generic", &generic, &[basic])
+        .await;
 
     let grafana: Value = serde_json::from_str(
         &std::fs::read_to_string(crate::support::fixture("intake/grafana-firing.json"))
             .expect("grafana fixture"),
     )
     .unwrap();
-    let response = post_json(
-        &format!("{}/hooks/grafana", salve.base_url()),
-        &grafana,
-        &[BEARER],
-    )
-    .await;
-    assert_eq!(
-        response.status().as_u16(),
-        200,
-        "{}",
-        response.text().await.unwrap()
-    );
+    salve
+        .post_to_hook("/hooks/grafana", &grafana, &[BEARER])
+        .await;
 
     let incidents = salve
         .wait_for_incidents("both incidents planned", |all| {

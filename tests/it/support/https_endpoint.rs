@@ -52,13 +52,11 @@ server.serve_forever()
 /// A running HTTPS endpoint on 127.0.0.1. Dropping it kills the server, then deletes its
 /// directory.
 pub struct HttpsEndpoint {
-    // Field order matters: the process dies before its directory is removed.
-    #[allow(dead_code)] // held only to be dropped (kills / deletes)
-    child: ChildGuard,
+    // Held only to be dropped, in this order: the process dies before its directory goes.
+    _child: ChildGuard,
     port: u16,
     log_path: PathBuf,
-    #[allow(dead_code)] // held only to be dropped (kills / deletes)
-    dir: TempDir,
+    _dir: TempDir,
 }
 
 impl HttpsEndpoint {
@@ -91,10 +89,10 @@ impl HttpsEndpoint {
             .wait_for_ready_port("HTTPS server", &ready, &log_path, READY_DEADLINE)
             .await;
         HttpsEndpoint {
-            child,
+            _child: child,
             port,
             log_path,
-            dir,
+            _dir: dir,
         }
     }
 

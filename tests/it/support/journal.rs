@@ -28,17 +28,13 @@ pub const FINAL: [&str; 9] = [
 impl SalveProcess {
     /// POSTs `alerts` to `/hooks/generic` with the webhook token; asserts 200.
     pub async fn post_generic(&self, alerts: Value) {
-        self.post_generic_with(alerts, &[BEARER]).await;
+        self.post_to_hook("/hooks/generic", &alerts, &[BEARER])
+            .await;
     }
 
-    /// POSTs `alerts` to `/hooks/generic` with these headers (credentials); asserts 200.
-    pub async fn post_generic_with(&self, alerts: Value, headers: &[(&str, &str)]) {
-        let response = post_json(
-            &format!("{}/hooks/generic", self.base_url()),
-            &alerts,
-            headers,
-        )
-        .await;
+    /// POSTs `body` to `hook` with these headers (credentials); asserts 200.
+    pub async fn post_to_hook(&self, hook: &str, body: &Value, headers: &[(&str, &str)]) {
+        let response = post_json(&format!("{}{hook}", self.base_url()), body, headers).await;
         assert_eq!(
             response.status().as_u16(),
             200,
@@ -103,6 +99,19 @@ impl SalveProcess {
         wait_until(Duration::from_secs(20), what, || async {
             let incidents = self.api_incidents().await;
             done(&incidents).then_some(incidents)
+        })
+        .await
+    }
+
+    /// Polls the journal (`history --json`) until `done` holds for it, and returns it.
+    pub async fn wait_for_history(
+        &self,
+        what: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        wait_until(Duration::from_secs(30), what, || async {
+            let history = self.history_json().await;
+            done(&history).then_some(history)
         })
         .await
     }

@@ -59,9 +59,9 @@ impl CapturedMail {
 
 /// A running SMTP server. Dropping it kills the process, then deletes its directory.
 pub struct SmtpServer {
-    // Field order matters: the process dies before its directory is removed.
-    #[allow(dead_code)] // held only to be dropped (kills / deletes)
-    child: ChildGuard,
+    // Field order matters: the process dies before its directory is removed. Held only to
+    // be dropped (which kills it).
+    _child: ChildGuard,
     port: u16,
     ca_file: Option<PathBuf>,
     untrusted_ca_file: Option<PathBuf>,
@@ -127,7 +127,7 @@ impl SmtpServer {
             .wait_for_ready_port("SMTP server", &ready, &log_path, READY_DEADLINE)
             .await;
         SmtpServer {
-            child,
+            _child: child,
             port,
             ca_file,
             untrusted_ca_file,
