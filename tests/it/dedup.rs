@@ -163,9 +163,9 @@ async fn the_same_alert_from_alertmanager_and_the_generic_hook_is_one_incident()
     assert_eq!(stored_start, monitor_start, "{via_generic:#}");
 
     // A resolve on the other route resolves it.
-    salve.post_generic(json!({ "labels": { "alertname": "DiskFull", "instance": "web1:9100", "mountpoint": "/var" }, "status": "resolved" }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "DiskFull", "instance": "web1:9100", "mountpoint": "/var" }, "status": "resolved" }))
+        .await;
     let history = salve
         .wait_for_history("the generic resolve", |h| {
             h.iter()

@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::support::{
-    API_TOKEN, BEARER, Enforcing, SalveConfig, SalveProcess, SmtpOptions, SmtpServer, SshHost,
-    TOKEN, WebhookCapture, events, parse_json_output, post_json, wait_until,
+    API_TOKEN, BEARER, Channel, Enforcing, SalveConfig, SalveProcess, SmtpOptions, SmtpServer,
+    SshHost, TOKEN, WebhookCapture, events, parse_json_output, post_json, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -62,9 +62,9 @@ async fn wait_until_all_sent(salve: &SalveProcess, incidents: usize) -> Vec<Valu
     .await
 }
 
-/// salve in dry-run with its own recipes dir and the given escalation section.
+/// salve in dry-run with its own recipes dir and `escalation` settings (route, channels).
 async fn start_dry_run(
-    escalation: &str,
+    escalation: impl FnOnce(SalveConfig) -> SalveConfig,
     recipes: &[(&str, &str)],
 ) -> (SalveProcess, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -74,8 +74,8 @@ async fn start_dry_run(
     let config = SalveConfig::new()
         .api_token("it", API_TOKEN, "operate")
         .bearer_token(TOKEN)
-        .recipes_dir("recipes")
-        .section(escalation);
+        .recipes_dir("recipes");
+    let config = escalation(config);
     let salve = config.salve().recipes_dir(dir.path()).start().await;
     (salve, dir)
 }
@@ -96,16 +96,15 @@ async fn a_flood_of_breaker_open_incidents_collects_diagnostics_once_never_besid
                 .webhook_channel("oncall-email", &capture.url("/oncall"))
         })
         // The flood is about the breaker, not the rate limits.
-        .config(|config| {
-            config.section("[limits]\nremediations_per_minute = 1000\nper_host_per_minute = 1000\n")
-        })
+        .limit("remediations_per_minute", "1000")
+        .limit("per_host_per_minute", "1000")
         .start()
         .await;
     let salve = &enforcing.salve;
     // The one run the breaker allows.
-    salve.post_generic(json!({ "alerts": [{ "labels": { "alertname": "DiagFlood", "instance": "web1:9100", "n": "0" } }] }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "alerts": [{ "labels": { "alertname": "DiagFlood", "instance": "web1:9100", "n": "0" } }] }))
+        .await;
     let first = salve.wait_for_final(1, Duration::from_secs(30)).await;
     assert_eq!(first[0]["state"], "succeeded", "{:#}", first[0]);
 
@@ -194,14 +193,18 @@ async fn a_thousand_unmatched_alerts_are_a_digest_and_a_real_page_is_not_stuck_b
     let flood = WebhookCapture::start().await;
     let pager = WebhookCapture::start().await;
     flood.set_stalled(true);
-    let escalation = format!(
-        "[escalation]\ndefault = [\"flood\"]\ndigest_after = 5\ndigest_window = \"2s\"\n\n\
-         [escalation.channels.flood]\nkind = \"webhook\"\nurl = \"{}\"\ntimeout = \"120s\"\n\n\
-         [escalation.channels.pager]\nkind = \"webhook\"\nurl = \"{}\"\n",
-        flood.url("/flood"),
-        pager.url("/pager")
-    );
-    let (salve, _recipes) = start_dry_run(&escalation, &[("page-me.toml", PAGE_ME)]).await;
+    let escalation = |config: SalveConfig| {
+        config
+            .escalation_default(&["flood"])
+            .escalation_setting("digest_after", "5")
+            .escalation_setting("digest_window", "\"2s\"")
+            .channel(
+                "flood",
+                Channel::webhook(&flood.url("/flood")).set("timeout", "\"120s\""),
+            )
+            .webhook_channel("pager", &pager.url("/pager"))
+    };
+    let (salve, _recipes) = start_dry_run(escalation, &[("page-me.toml", PAGE_ME)]).await;
 
     let alerts: Vec<Value> = (0..1000)
         .map(|n| {
@@ -221,9 +224,9 @@ async fn a_thousand_unmatched_alerts_are_a_digest_and_a_real_page_is_not_stuck_b
     .await;
 
     // A real page while the flood's channel hangs.
-    salve.post_generic(json!({ "alerts": [{ "labels": { "alertname": "RealOutage", "instance": "db1:9100" } }] }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "alerts": [{ "labels": { "alertname": "RealOutage", "instance": "db1:9100" } }] }))
+        .await;
     let page = wait_until(
         Duration::from_secs(30),
         "the real page, while the flood channel hangs",
@@ -310,12 +313,13 @@ async fn a_huge_error_answer_is_read_only_up_to_a_bound() {
     let tickets = WebhookCapture::start().await;
     tickets.set_response_status(500);
     tickets.set_huge_response_body(HUGE);
-    let escalation = format!(
-        "[escalation]\ndefault = [\"tickets\"]\n\n[escalation.channels.tickets]\nkind = \"webhook\"\n\
-         url = \"{}\"\ntimeout = \"60s\"\n",
-        tickets.url("/tickets")
-    );
-    let (salve, _recipes) = start_dry_run(&escalation, &[]).await;
+    let escalation = |config: SalveConfig| {
+        config.escalation_default(&["tickets"]).channel(
+            "tickets",
+            Channel::webhook(&tickets.url("/tickets")).set("timeout", "\"60s\""),
+        )
+    };
+    let (salve, _recipes) = start_dry_run(escalation, &[]).await;
     salve
         .post_generic(json!({ "alerts": [{ "labels": { "alertname": "NobodyHandlesThis" } }] }))
         .await;
@@ -350,16 +354,19 @@ async fn a_huge_error_answer_is_read_only_up_to_a_bound() {
 async fn hostile_alert_text_and_links_reach_a_human_inert() {
     let smtp = SmtpServer::start(SmtpOptions::default()).await;
     let tickets = WebhookCapture::start().await;
-    let escalation = format!(
-        "[escalation]\ndefault = [\"oncall-email\", \"tickets\"]\n\n\
-         [escalation.channels.oncall-email]\nkind = \"email\"\nsmtp_url = \"smtp://127.0.0.1:{}\"\n\
-         tls = \"none\"\nfrom = \"salve <salve@test.invalid>\"\nto = [\"oncall@test.invalid\"]\n\
-         subject = \"[salve] {{{{ alertname }}}} {{{{ labels.instance }}}}\"\n\n\
-         [escalation.channels.tickets]\nkind = \"webhook\"\nurl = \"{}\"\n",
-        smtp.port(),
-        tickets.url("/tickets")
-    );
-    let (salve, _recipes) = start_dry_run(&escalation, &[]).await;
+    let escalation = |config: SalveConfig| {
+        config
+            .escalation_default(&["oncall-email", "tickets"])
+            .channel(
+                "oncall-email",
+                Channel::plain_email_to(&smtp).set(
+                    "subject",
+                    "\"[salve] {{ alertname }} {{ labels.instance }}\"",
+                ),
+            )
+            .webhook_channel("tickets", &tickets.url("/tickets"))
+    };
+    let (salve, _recipes) = start_dry_run(escalation, &[]).await;
     let hostile_name = "DiskFull\r\nBcc: victim@evil.test\r\nX-Forged: yes\u{1b}]8;;http://evil.test/\u{7}click\u{1b}]8;;\u{7}";
     let payload = json!({
         "version": "4",
@@ -497,12 +504,16 @@ async fn hostile_alert_text_and_links_reach_a_human_inert() {
 #[tokio::test]
 async fn a_channel_over_its_max_per_minute_is_sent_nothing_more_and_loses_nothing() {
     let tickets = WebhookCapture::start().await;
-    let escalation = format!(
-        "[escalation]\ndefault = [\"tickets\"]\ndigest_after = 1000\n\n\
-         [escalation.channels.tickets]\nkind = \"webhook\"\nurl = \"{}\"\nmax_per_minute = 2\n",
-        tickets.url("/tickets")
-    );
-    let (salve, _recipes) = start_dry_run(&escalation, &[]).await;
+    let escalation = |config: SalveConfig| {
+        config
+            .escalation_default(&["tickets"])
+            .escalation_setting("digest_after", "1000")
+            .channel(
+                "tickets",
+                Channel::webhook(&tickets.url("/tickets")).set("max_per_minute", "2"),
+            )
+    };
+    let (salve, _recipes) = start_dry_run(escalation, &[]).await;
     let alerts: Vec<Value> = (0..5)
         .map(|n| json!({ "labels": { "alertname": format!("Unhandled{n}") } }))
         .collect();
@@ -538,13 +549,14 @@ async fn a_channel_over_its_max_per_minute_is_sent_nothing_more_and_loses_nothin
 #[tokio::test]
 async fn a_burst_by_email_is_a_digest_mail_with_an_inert_subject() {
     let smtp = SmtpServer::start(SmtpOptions::default()).await;
-    let escalation = format!(
-        "[escalation]\ndefault = [\"oncall-email\"]\ndigest_after = 2\ndigest_window = \"3s\"\n\n\
-         [escalation.channels.oncall-email]\nkind = \"email\"\nsmtp_url = \"smtp://127.0.0.1:{}\"\n\
-         tls = \"none\"\nfrom = \"salve <salve@test.invalid>\"\nto = [\"oncall@test.invalid\"]\n",
-        smtp.port()
-    );
-    let (salve, _recipes) = start_dry_run(&escalation, &[]).await;
+    let escalation = |config: SalveConfig| {
+        config
+            .escalation_default(&["oncall-email"])
+            .escalation_setting("digest_after", "2")
+            .escalation_setting("digest_window", "\"3s\"")
+            .channel("oncall-email", Channel::plain_email_to(&smtp))
+    };
+    let (salve, _recipes) = start_dry_run(escalation, &[]).await;
     let alerts: Vec<Value> = (0..40)
         .map(|n| {
             json!({ "labels": {

@@ -41,9 +41,9 @@ async fn service_restart_that_fails_verification_sends_one_email_over_starttls_w
         .start()
         .await;
     let salve = &enforcing.salve;
-    salve.post_generic(json!({ "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "broken-api", "health_port": port.to_string() } }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "broken-api", "health_port": port.to_string() } }))
+        .await;
     let history = salve.wait_for_final(1, Duration::from_secs(60)).await;
     assert_eq!(history[0]["state"], "verify_failed");
     salve.wait_until_delivered().await;
@@ -100,9 +100,9 @@ async fn disk_that_stays_full_opens_one_ticket_with_the_du_report() {
         .start()
         .await;
     let salve = &enforcing.salve;
-    salve.post_generic(json!({ "labels": { "alertname": "DiskSpaceLow", "instance": "db1:9100", "mountpoint": "/tmp" } }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "DiskSpaceLow", "instance": "db1:9100", "mountpoint": "/tmp" } }))
+        .await;
     let history = salve.wait_for_final(1, Duration::from_secs(60)).await;
     assert_eq!(history[0]["state"], "verify_failed", "{:#}", history[0]);
     salve.wait_until_delivered().await;

@@ -60,20 +60,18 @@ async fn the_overall_bucket_limits_across_hosts_and_the_wait_lasts_max_wait() {
         vec![Inventory::of("web1", &web1), Inventory::of("web2", &web2)],
         &[&web1, &web2],
     )
-    .config(|config| {
-        config.section(
-            "[limits]\nremediations_per_minute = 1\nper_host_per_minute = 100\nmax_wait = \"3s\"\n",
-        )
-    })
+    .limit("remediations_per_minute", "1")
+    .limit("per_host_per_minute", "100")
+    .limit("max_wait", "\"3s\"")
     .start()
     .await;
     let salve = &enforcing.salve;
     let first = post_and_finish(salve, "first", 1).await;
     assert_eq!(first["state"], "succeeded", "{first:#}");
 
-    salve.post_generic(json!({ "labels": { "alertname": "Echo", "instance": "web2:9100", "message": "second" } }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "Echo", "instance": "web2:9100", "message": "second" } }))
+        .await;
     let history = salve.wait_for_final(2, Duration::from_secs(60)).await;
     let limited = by_label(&history, "message", "second");
     assert_eq!(limited["state"], "rate_limited", "{limited:#}");
@@ -97,7 +95,8 @@ async fn a_token_that_arrives_within_max_wait_lets_the_incident_run() {
     let host = SshHost::start().await;
     // 10 a minute on the host: a burst of 10, then one token every 6 s.
     let enforcing = Enforcing::on(&host)
-        .config(|config| config.section("[limits]\nper_host_per_minute = 10\nmax_wait = \"40s\"\n"))
+        .limit("per_host_per_minute", "10")
+        .limit("max_wait", "\"40s\"")
         .start()
         .await;
     let salve = &enforcing.salve;

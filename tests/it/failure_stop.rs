@@ -213,9 +213,9 @@ async fn a_master_killed_mid_command_fails_the_incident_and_holds_the_host() {
         .status()
         .unwrap();
     assert!(killed.success());
-    salve.post_generic(json!({ "labels": { "alertname": "Echo", "instance": "web1:9100", "message": "next" } }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "Echo", "instance": "web1:9100", "message": "next" } }))
+        .await;
 
     let history = salve.wait_for_final(2, Duration::from_secs(60)).await;
     let cut = by_label(&history, "alertname", "Long");

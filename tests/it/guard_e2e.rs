@@ -138,9 +138,9 @@ async fn breaker_opens_after_max_runs_survives_restart_and_resets() {
 async fn the_breaker_resets_through_the_authenticated_api() {
     let host = SshHost::start().await;
     let enforcing = Enforcing::on(&host)
-.config(|config| config.section("[server.api]\ntokens = [{ name = \"ops\", token = \"ops-token\", scope = \"operate\" }]\n"))
-.start()
-.await;
+        .config(|config| config.api_token("ops", "ops-token", "operate"))
+        .start()
+        .await;
     let url = format!("{}/api/v1/breakers/reset", enforcing.salve.base_url());
     let body = json!({ "recipe": "service-restart", "target": "web1" });
     let denied = http_client().post(&url).json(&body).send().await.unwrap();
@@ -171,7 +171,8 @@ async fn over_the_per_host_rate_an_incident_waits_then_escalates_rate_limited() 
     let capture = WebhookCapture::start().await;
     let enforcing = Enforcing::on(&host)
         .config(|config| capture_channels(config, &capture))
-        .config(|config| config.section("[limits]\nper_host_per_minute = 1\nmax_wait = \"1s\"\n"))
+        .limit("per_host_per_minute", "1")
+        .limit("max_wait", "\"1s\"")
         .start()
         .await;
     let salve = &enforcing.salve;

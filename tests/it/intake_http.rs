@@ -205,9 +205,10 @@ async fn store_that_cannot_commit_answers_503_then_recovers() {
 #[tokio::test]
 async fn notifications_over_the_intake_limits_are_refused_whole() {
     let salve = SalveConfig::standard()
-        .section(
-            "[intake]\nmax_alerts = 2\nmax_labels = 4\nmax_name_bytes = 16\nmax_value_bytes = 32\n",
-        )
+        .intake_setting("max_alerts", "2")
+        .intake_setting("max_labels", "4")
+        .intake_setting("max_name_bytes", "16")
+        .intake_setting("max_value_bytes", "32")
         .start_with_shipped_recipes()
         .await;
     let generic = |labels: Value| json!({ "labels": labels });

@@ -102,9 +102,9 @@ async fn a_service_that_cannot_start_is_verify_failed_after_within_not_before() 
         .start()
         .await;
     let salve = &enforcing.salve;
-    salve.post_generic(json!({ "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "broken-api", "health_port": port.to_string() } }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "broken-api", "health_port": port.to_string() } }))
+        .await;
 
     let history = salve.wait_for_final(1, Duration::from_secs(60)).await;
     let incident = &history[0];
@@ -157,9 +157,9 @@ async fn disk_space_end_to_end_cleans_only_known_safe_paths() {
         .start()
         .await;
     let salve = &enforcing.salve;
-    salve.post_generic(json!({ "labels": { "alertname": "DiskSpaceLow", "instance": "db1:9100", "mountpoint": "/tmp" } }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "DiskSpaceLow", "instance": "db1:9100", "mountpoint": "/tmp" } }))
+        .await;
 
     let history = salve.wait_for_final(1, Duration::from_secs(60)).await;
     let incident = &history[0];
@@ -239,9 +239,9 @@ async fn a_host_whose_key_does_not_match_is_never_commanded() {
     );
     std::fs::write(&enforcing.known_hosts, format!("{wrong}\n")).unwrap();
     let salve = &enforcing.salve;
-    salve.post_generic(json!({ "labels": { "alertname": "Echo", "instance": "web1:9100", "message": "x; touch /tmp/RAN" } }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "Echo", "instance": "web1:9100", "message": "x; touch /tmp/RAN" } }))
+        .await;
 
     let history = salve.wait_for_final(1, Duration::from_secs(30)).await;
     let incident = &history[0];
@@ -374,9 +374,9 @@ async fn an_alert_resolved_while_waiting_its_turn_is_not_run() {
     let enforcing = Enforcing::on(&host).start().await;
     let salve = &enforcing.salve;
     let waiting = json!({ "labels": { "alertname": "Slow", "instance": "web1:9100", "n": "2" }, "startsAt": "2026-11-28T10:00:00Z" });
-    salve.post_generic(json!({ "alerts": [ { "labels": { "alertname": "Slow", "instance": "web1:9100", "n": "1" } }, waiting ] }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "alerts": [ { "labels": { "alertname": "Slow", "instance": "web1:9100", "n": "1" } }, waiting ] }))
+        .await;
     // While n=1 holds the host, n=2 resolves.
     let mut resolved = waiting.clone();
     resolved["status"] = json!("resolved");
@@ -409,9 +409,9 @@ async fn shop_api_down_as(user: &str) -> (SshHost, Enforcing) {
     )
     .start()
     .await;
-    enforcing.salve.post_generic(json!({ "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "shop-api", "health_port": port.to_string() } }),
-    )
-    .await;
+    enforcing.salve
+        .post_generic(json!({ "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "shop-api", "health_port": port.to_string() } }))
+        .await;
     (host, enforcing)
 }
 
@@ -448,9 +448,9 @@ async fn a_sudoers_rule_for_exactly_the_restart_line_is_enough() {
         "sudo -n -- timeout -k 5 65 systemctl restart 'shop-api'"
     );
 
-    salve.post_generic(json!({ "labels": { "alertname": "DiskSpaceLow", "instance": "web1:9100", "mountpoint": "/tmp" } }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "DiskSpaceLow", "instance": "web1:9100", "mountpoint": "/tmp" } }))
+        .await;
     let history = salve.wait_for_final(2, Duration::from_secs(60)).await;
     let cleanup = by_label(&history, "alertname", "DiskSpaceLow");
     assert_eq!(cleanup["state"], "failed", "{cleanup:#}");

@@ -484,10 +484,7 @@ impl Receivers {
         SalveConfig::new()
             .basic_auth(BASIC_USER, &secrets.basic_password)
             .api_token("ops", &secrets.api_token, "operate")
-            .section(&format!(
-                "[intake.grafana]\nhmac_secret = {}\n",
-                toml_string(&secrets.grafana_key)
-            ))
+            .grafana_setting("hmac_secret", &toml_string(&secrets.grafana_key))
             .recipes_dir("recipes")
             .escalation_default(&["oncall-email", "badmail", "tickets", "pager", "unreachable"])
             .channel(
@@ -940,10 +937,7 @@ async fn refused_credentials_are_not_echoed_in_answers_or_json_logs() {
         .auth_setting("bearer_token_file", &path_of("bearer-token"))
         .auth_setting("basic_username", "\"am\"")
         .auth_setting("basic_password_file", &path_of("basic-password"))
-        .section(&format!(
-            "[intake.grafana]\nhmac_secret_file = {}\n",
-            path_of("grafana-key")
-        ))
+        .grafana_setting("hmac_secret_file", &path_of("grafana-key"))
         .recipes_dir("recipes")
         .api_token_file("ops", &files.path().join("api-token"), "operate")
         .salve()

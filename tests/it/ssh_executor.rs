@@ -310,9 +310,9 @@ async fn a_recipe_s_concurrent_checks_share_the_host_s_session_budget() {
         .await;
     let salve = &enforcing.salve;
 
-    salve.post_generic(json!({ "alerts": [{ "labels": { "alertname": "ManyChecks", "instance": "web1:9100" } }] }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "alerts": [{ "labels": { "alertname": "ManyChecks", "instance": "web1:9100" } }] }))
+        .await;
 
     let history = salve.wait_for_final(1, Duration::from_secs(60)).await;
     let incident = &history[0];

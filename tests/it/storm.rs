@@ -305,10 +305,12 @@ async fn storm_of_1000_alerts_for_100_hosts_survives_kill_9_at_several_points() 
     let names: Vec<String> = (0..HOSTS).map(|i| format!("host{i}")).collect();
     let inventory: Vec<Inventory> = names.iter().map(|n| Inventory::of(n, &host)).collect();
     let mut enforcing = Enforcing::builder(inventory, &[&host])
-.config(|config| config.webhook_channel("oncall-email", &capture.url("/oncall")))
-.config(|config| config.section("[limits]\nremediations_per_minute = 10000\nper_host_per_minute = 60\nmax_wait = \"60s\"\n"))
-.start()
-.await;
+        .config(|config| config.webhook_channel("oncall-email", &capture.url("/oncall")))
+        .limit("remediations_per_minute", "10000")
+        .limit("per_host_per_minute", "60")
+        .limit("max_wait", "\"60s\"")
+        .start()
+        .await;
     let starts_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let batches: Vec<Value> = (0..ALERTS / BATCH)
         .map(|b| {

@@ -160,8 +160,9 @@ pub struct SalveConfig {
     ssh: Vec<(String, String)>,
     escalation: Vec<(String, String)>,
     channels: Vec<(String, Channel)>,
+    /// Other tables (`[limits]`, `[intake]`, `[intake.grafana]`), in first-use order.
+    tables: Vec<(String, Vec<(String, String)>)>,
     hosts: Vec<HostEntry>,
-    sections: Vec<String>,
 }
 
 impl Default for SalveConfig {
@@ -181,8 +182,8 @@ impl SalveConfig {
             ssh: Vec::new(),
             escalation: Vec::new(),
             channels: Vec::new(),
+            tables: Vec::new(),
             hosts: Vec::new(),
-            sections: Vec::new(),
         }
     }
 
@@ -317,10 +318,27 @@ impl SalveConfig {
         self
     }
 
-    /// A whole section the builder has no method for (`[limits]`, `[intake]`, `[breaker]`,
-    /// ...), as TOML text.
-    pub fn section(mut self, toml: &str) -> SalveConfig {
-        self.sections.push(toml.to_owned());
+    /// One `[limits]` key (rate limits), `value` already TOML.
+    pub fn limit(self, key: &str, value: &str) -> SalveConfig {
+        self.table_setting("limits", key, value)
+    }
+
+    /// One `[intake]` key (intake bounds), `value` already TOML.
+    pub fn intake_setting(self, key: &str, value: &str) -> SalveConfig {
+        self.table_setting("intake", key, value)
+    }
+
+    /// One `[intake.grafana]` key (the HMAC secret), `value` already TOML.
+    pub fn grafana_setting(self, key: &str, value: &str) -> SalveConfig {
+        self.table_setting("intake.grafana", key, value)
+    }
+
+    fn table_setting(mut self, table: &str, key: &str, value: &str) -> SalveConfig {
+        let entry = (key.to_owned(), value.to_owned());
+        match self.tables.iter_mut().find(|(name, _)| name == table) {
+            Some((_, keys)) => keys.push(entry),
+            None => self.tables.push((table.to_owned(), vec![entry])),
+        }
         self
     }
 
@@ -369,12 +387,8 @@ impl SalveConfig {
                 &channel.keys,
             );
         }
-        for section in &self.sections {
-            out.push('\n');
-            out.push_str(section);
-            if !section.ends_with('\n') {
-                out.push('\n');
-            }
+        for (name, keys) in &self.tables {
+            table(&mut out, name, keys);
         }
         for host in &self.hosts {
             host.write(&mut out);

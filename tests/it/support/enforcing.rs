@@ -119,6 +119,11 @@ impl EnforcingBuilder<'_> {
         self.config(|config| config.ssh_setting(key, value))
     }
 
+    /// One `[limits]` setting on top.
+    pub fn limit(self, key: &str, value: &str) -> Self {
+        self.config(|config| config.limit(key, value))
+    }
+
     /// Arguments for `salve serve`.
     pub fn serve_args(mut self, args: &[&str]) -> Self {
         self.serve_args = args.iter().map(|a| (*a).to_owned()).collect();

@@ -24,9 +24,7 @@ impl SalveConfig {
                 .set("username", &toml_string(SMTP_TEST_USER))
                 .set("password_file", &toml_path(password_file))
                 .set("ca_file", &toml_path(smtp.ca_file())),
-            None => {
-                Channel::email(&format!("smtp://127.0.0.1:{}", smtp.port())).set("tls", "\"none\"")
-            }
+            None => Channel::plain_email_to(smtp),
         };
         let tickets = match capture {
             Some(capture) => Channel::webhook(&capture.url("/tickets")),
@@ -34,6 +32,13 @@ impl SalveConfig {
         };
         self.channel("oncall-email", email)
             .channel("tickets", tickets)
+    }
+}
+
+impl Channel {
+    /// Email to `smtp` without TLS (the bed's plain SMTP server).
+    pub fn plain_email_to(smtp: &SmtpServer) -> Channel {
+        Channel::email(&format!("smtp://127.0.0.1:{}", smtp.port())).set("tls", "\"none\"")
     }
 }
 
