@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::ssh_executor::master_pids;
 use crate::support::{
     BEARER, Enforcing, HttpsEndpoint, OK_BODY, SalveProcess, SshHost, by_label, event_time, events,
-    http_client, toml_string, wait_until,
+    http_client, master_pids, toml_string, wait_until,
 };
 
 /// Enforcing salve for web1 (played by `host`) with the test recipes patched by `patch`.

@@ -15,8 +15,8 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use crate::support::{
-    Enforcing, NO_SUDO_USER, SshHost, TARGET_USER, events, free_port, http_client, short_tempdir,
-    wait_until, write_known_hosts,
+    Enforcing, NO_SUDO_USER, SshHost, TARGET_USER, events, free_port, http_client, master_pids,
+    short_tempdir, wait_until, write_known_hosts,
 };
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
@@ -51,31 +51,6 @@ async fn run_ok(executor: &Executor, target: &PlannedTarget, command: &str) -> C
         .run(target, command, COMMAND_TIMEOUT)
         .await
         .unwrap_or_else(|error| panic!("`{command}` on {}: {error}", target.address))
-}
-
-/// Host-side PIDs of ssh processes whose command line mentions `control_dir`: the control
-/// masters this test's executor started (ssh runs as `ssh -E DIR/.ssh-connectionX/log -S …`).
-pub(crate) fn master_pids(control_dir: &Path) -> Vec<u32> {
-    let needle = control_dir.to_string_lossy().into_owned();
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|byte| *byte == 0)
-            .map(|arg| String::from_utf8_lossy(arg).into_owned())
-            .collect();
-        if args.first().is_some_and(|program| program.ends_with("ssh"))
-            && args.iter().any(|arg| arg.contains(&needle))
-        {
-            pids.push(pid);
-        }
-    }
-    pids
 }
 
 /// Whether `pid` is a live process. A master that exited stays a zombie until the machine's

@@ -31,8 +31,8 @@ pub use journal::{
 pub use salve::{SalveBuilder, SalveProcess};
 pub use smtp::{SMTP_TEST_PASSWORD, SMTP_TEST_USER, SmtpOptions, SmtpServer};
 pub use sshd::{
-    LIMITED_SUDO_USER, LOGIN_SHELL_USERS, NO_SUDO_USER, SshHost, TARGET_USER, short_tempdir,
-    write_known_hosts,
+    LIMITED_SUDO_USER, LOGIN_SHELL_USERS, NO_SUDO_USER, SshHost, TARGET_USER, master_pids,
+    short_tempdir, write_known_hosts,
 };
 pub use wait::{wait_until, wait_until_every};
 pub use webhook_capture::{CapturedRequest, WebhookCapture};

@@ -514,3 +514,28 @@ fn free_port_on(ip: Ipv4Addr) -> u16 {
         .unwrap_or_else(|error| panic!("bind {ip}:0: {error}"));
     listener.local_addr().expect("local_addr").port()
 }
+
+/// Host-side PIDs of ssh processes whose command line mentions `control_dir`: the control
+/// masters this test's executor started (ssh runs as `ssh -E DIR/.ssh-connectionX/log -S …`).
+pub fn master_pids(control_dir: &Path) -> Vec<u32> {
+    let needle = control_dir.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|byte| *byte == 0)
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect();
+        if args.first().is_some_and(|program| program.ends_with("ssh"))
+            && args.iter().any(|arg| arg.contains(&needle))
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
