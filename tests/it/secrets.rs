@@ -1378,7 +1378,7 @@ fn secrets_in_misshapen_settings(config: &ConfigHead) -> Vec<BrokenConfig> {
                 (
                     format!(
                         "{head}[server.auth]\nbearer_token = \"{s}\"\nbearer_token_file = {}\n",
-                        toml_path(&token_file)
+                        toml_path(token_file)
                     ),
                     vec![],
                 )
@@ -1392,7 +1392,7 @@ fn secrets_in_misshapen_settings(config: &ConfigHead) -> Vec<BrokenConfig> {
                 (
                     format!(
                         "{head}[intake.grafana]\nhmac_secret = \"{s}\"\nhmac_secret_file = {}\n",
-                        toml_path(&token_file)
+                        toml_path(token_file)
                     ),
                     vec![],
                 )
