@@ -9,7 +9,8 @@ use serde_json::json;
 
 use crate::support::{
     Enforcing, Inventory, SMTP_TEST_PASSWORD, SMTP_TEST_USER, SalveProcess, SmtpOptions,
-    SmtpServer, SshHost, WebhookCapture, events, free_port, wait_past_next_retry, wait_until,
+    SmtpServer, SshHost, WebhookCapture, events, free_port, service_down_on_web1,
+    wait_past_next_retry, wait_until,
 };
 
 #[tokio::test]
@@ -42,7 +43,7 @@ async fn service_restart_that_fails_verification_sends_one_email_over_starttls_w
         .await;
     let salve = &enforcing.salve;
     salve
-        .post_generic(json!({ "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "broken-api", "health_port": port.to_string() } }))
+        .post_generic(service_down_on_web1("broken-api", port))
         .await;
     let history = salve.wait_for_final(1, Duration::from_secs(60)).await;
     assert_eq!(history[0]["state"], "verify_failed");

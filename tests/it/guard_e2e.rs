@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::support::{
     BEARER, Enforcing, SalveConfig, SshHost, WebhookCapture, by_label, events, free_port,
-    http_client, outbox_pending, text, wait_until,
+    http_client, outbox_pending, service_down_on_web1, text, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -31,11 +31,10 @@ async fn wait_for_posts(capture: &WebhookCapture, count: usize) -> Vec<Value> {
 }
 
 fn service_down(service: &str, port: u16, n: u32) -> Value {
-    json!({
-        "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": service, "health_port": port.to_string() },
-        // A new occurrence each time: as an alert that flaps (fires, resolves, fires).
-        "startsAt": format!("2026-11-28T10:00:{n:02}Z"),
-    })
+    let mut alert = service_down_on_web1(service, port);
+    // A new occurrence each time: as an alert that flaps (fires, resolves, fires).
+    alert["startsAt"] = json!(format!("2026-11-28T10:00:{n:02}Z"));
+    alert
 }
 
 #[tokio::test]

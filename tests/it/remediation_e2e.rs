@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::support::{
     Alertmanager, Enforcing, Inventory, LIMITED_SUDO_USER, SalveProcess, SshHost, TOKEN, by_label,
-    event_time, events, free_port, health_status, salve_cli, text, wait_until,
+    event_time, events, free_port, health_status, salve_cli, service_down_on_web1, text,
+    wait_until,
 };
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -103,7 +104,7 @@ async fn a_service_that_cannot_start_is_verify_failed_after_within_not_before() 
         .await;
     let salve = &enforcing.salve;
     salve
-        .post_generic(json!({ "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "broken-api", "health_port": port.to_string() } }))
+        .post_generic(service_down_on_web1("broken-api", port))
         .await;
 
     let history = salve.wait_for_final(1, Duration::from_secs(60)).await;
@@ -409,8 +410,9 @@ async fn shop_api_down_as(user: &str) -> (SshHost, Enforcing) {
     )
     .start()
     .await;
-    enforcing.salve
-        .post_generic(json!({ "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "shop-api", "health_port": port.to_string() } }))
+    enforcing
+        .salve
+        .post_generic(service_down_on_web1("shop-api", port))
         .await;
     (host, enforcing)
 }

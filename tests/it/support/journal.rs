@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::config::{API_BEARER, BEARER};
 use super::{SalveProcess, http_client, post_json, wait_until};
@@ -182,6 +182,17 @@ impl SalveProcess {
             .await
             .unwrap()
     }
+}
+
+/// A generic `ServiceDown` alert for `service` on web1, its health endpoint on local
+/// `health_port` (what the shipped service-restart recipe checks).
+pub fn service_down_on_web1(service: &str, health_port: u16) -> Value {
+    json!({ "labels": {
+        "alertname": "ServiceDown",
+        "instance": "web1:9100",
+        "service": service,
+        "health_port": health_port.to_string(),
+    } })
 }
 
 /// The value of the unlabelled sample `name` in a scrape.

@@ -1,6 +1,9 @@
 //! Test-bed support: real Alertmanager, salve, sshd and SMTP processes on free loopback ports (each
 //! sshd a private "host" in its own namespaces), polling and HTTP helpers. A missing bed is a
-//! loud panic, never a skipped test.
+//! loud panic, never a skipped test. Every `salve.toml` is built by the one typed
+//! [`SalveConfig`]; what a test asks a running salve (post, wait for states, read the journal,
+//! scrape metrics) is a method of [`SalveProcess`]; test files define no helper another file
+//! uses.
 
 mod alertmanager;
 mod child;
@@ -26,7 +29,7 @@ pub use http::{get_json, http_client, post_json};
 pub use https_endpoint::{HttpsEndpoint, OK_BODY};
 pub use journal::{
     FINAL, by_label, event_time, events, metric_value, only, outbox_pending, parse_json_output,
-    salve_cli, text, wait_past_next_retry,
+    salve_cli, service_down_on_web1, text, wait_past_next_retry,
 };
 pub use salve::{SalveBuilder, SalveProcess};
 pub use smtp::{SMTP_TEST_PASSWORD, SMTP_TEST_USER, SmtpOptions, SmtpServer};
