@@ -1,14 +1,12 @@
 //! A real Alertmanager 0.25 sending to the real salve: one incident per alert, with the
 //! shipped recipe's plan; re-sends leave one incident; a resolve marks it resolved.
 
+use crate::support::{Alertmanager, SalveConfig, TOKEN, only};
 use std::time::Duration;
-
-use crate::bed::{TOKEN, history_json, only, start_salve, wait_for_incidents};
-use crate::support::Alertmanager;
 
 #[tokio::test]
 async fn alertmanager_alert_becomes_one_planned_incident_and_resolves() {
-    let salve = start_salve("", "").await;
+    let salve = SalveConfig::standard().start_with_shipped_recipes().await;
     let alertmanager = Alertmanager::builder(&format!("{}/hooks/alertmanager", salve.base_url()))
         .bearer_token(TOKEN)
         // Re-send the unchanged group on every tick, as a long-firing alert would.
@@ -24,10 +22,11 @@ async fn alertmanager_alert_becomes_one_planned_incident_and_resolves() {
         .post_alert(&labels, &[("summary", "nginx is down on web1")])
         .await;
 
-    let incidents = wait_for_incidents(&salve, "the ServiceDown incident to be planned", |all| {
-        all.iter().any(|i| i["state"] == "dry_run")
-    })
-    .await;
+    let incidents = salve
+        .wait_for_incidents("the ServiceDown incident to be planned", |all| {
+            all.iter().any(|i| i["state"] == "dry_run")
+        })
+        .await;
     let incident = only(&incidents, "ServiceDown");
     assert_eq!(incident["source"], "alertmanager");
     assert_eq!(incident["alert_status"], "firing");
@@ -46,13 +45,14 @@ async fn alertmanager_alert_becomes_one_planned_incident_and_resolves() {
     assert_eq!(plan["escalate"][0], "oncall-email");
 
     // Alertmanager re-sends the group every second: still one incident, counted.
-    let incidents = wait_for_incidents(&salve, "three deliveries of the same alert", |all| {
-        all.len() > 1
-            || all
-                .first()
-                .is_some_and(|i| i["receive_count"].as_i64() >= Some(3))
-    })
-    .await;
+    let incidents = salve
+        .wait_for_incidents("three deliveries of the same alert", |all| {
+            all.len() > 1
+                || all
+                    .first()
+                    .is_some_and(|i| i["receive_count"].as_i64() >= Some(3))
+        })
+        .await;
     assert_eq!(
         incidents.len(),
         1,
@@ -62,10 +62,11 @@ async fn alertmanager_alert_becomes_one_planned_incident_and_resolves() {
     alertmanager
         .resolve_alert(&labels, &[("summary", "nginx is down on web1")])
         .await;
-    let incidents = wait_for_incidents(&salve, "the incident to be resolved", |all| {
-        all.len() > 1 || all.first().is_some_and(|i| i["alert_status"] == "resolved")
-    })
-    .await;
+    let incidents = salve
+        .wait_for_incidents("the incident to be resolved", |all| {
+            all.len() > 1 || all.first().is_some_and(|i| i["alert_status"] == "resolved")
+        })
+        .await;
     assert_eq!(
         incidents.len(),
         1,
@@ -74,7 +75,7 @@ async fn alertmanager_alert_becomes_one_planned_incident_and_resolves() {
     assert!(incidents[0]["resolved_at"].is_string());
 
     // The CLI reads the same journal, with the events.
-    let history = history_json(&salve).await;
+    let history = salve.history_json().await;
     let incident = only(&history, "ServiceDown");
     assert_eq!(incident["alert_status"], "resolved");
     let kinds: Vec<&str> = incident["events"]

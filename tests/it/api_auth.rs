@@ -8,25 +8,22 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::support::{
+    BEARER, Channel, Enforcing, SalveConfig, SshHost, TOKEN, events, http_client, post_json, text,
+};
 use serde_json::{Value, json};
-
-use crate::bed::{BEARER, TOKEN, shipped_recipes, text};
-use crate::remediation_e2e::{Extras, Inventory, events, post_generic, start_with, wait_for_final};
-use crate::support::{SalveProcess, SshHost, http_client, post_json, salve_config_template};
 
 const READ_TOKEN: &str = "viewer-9f3c2a61d0b84e57";
 const OPERATE_TOKEN: &str = "ops-5e1d7c90ab3f4268";
 
 /// The `[server.api]` tokens of these tests: `viewer` (read) from a file that ends in a
 /// newline, as `echo token > file` writes it, and `ops` (operate) inline.
-fn api_tokens(dir: &std::path::Path) -> String {
+fn api_tokens(config: SalveConfig, dir: &std::path::Path) -> SalveConfig {
     let file = dir.join("viewer-token");
     std::fs::write(&file, format!("{READ_TOKEN}\n")).unwrap();
-    format!(
-        "\n[server.api]\ntokens = [\n  {{ name = \"viewer\", token_file = {:?}, scope = \"read\" }},\n  \
-         {{ name = \"ops\", token = \"{OPERATE_TOKEN}\", scope = \"operate\" }},\n]\n",
-        file.display().to_string()
-    )
+    config
+        .api_token_file("viewer", &file, "read")
+        .api_token("ops", OPERATE_TOKEN, "operate")
 }
 
 async fn call(
@@ -58,16 +55,14 @@ fn bearer(token: &str) -> String {
 #[tokio::test]
 async fn the_webhook_credential_cannot_read_incidents_or_reset_breakers() {
     let files = tempfile::tempdir().unwrap();
-    let config = format!(
-        "{}\n[server.auth]\nbearer_token = \"{TOKEN}\"\n{}\n[recipes]\ndir = \"recipes\"\n\n\
-         [escalation]\ndefault = [\"oncall-email\"]\n\n[escalation.channels.oncall-email]\nkind = \"log\"\n\n\
-         [escalation.channels.tickets]\nkind = \"log\"\n",
-        salve_config_template(),
-        api_tokens(files.path())
-    );
-    let salve = SalveProcess::builder(&config)
-        .recipes_dir(&shipped_recipes())
-        .start()
+    let config = SalveConfig::new()
+        .bearer_token(TOKEN)
+        .recipes_dir("recipes")
+        .escalation_default(&["oncall-email"])
+        .channel("oncall-email", Channel::log())
+        .channel("tickets", Channel::log());
+    let salve = api_tokens(config, files.path())
+        .start_with_shipped_recipes()
         .await;
     let base = salve.base_url();
     // The webhook credential still posts alerts.
@@ -151,28 +146,22 @@ async fn the_webhook_credential_cannot_read_incidents_or_reset_breakers() {
 async fn breaker_resets_are_journaled_with_who_did_them() {
     let host = SshHost::start().await;
     let files = tempfile::tempdir().unwrap();
-    let tokens = api_tokens(files.path());
-    let enforcing = start_with(
-        &[Inventory::of("web1", &host)],
-        &[&host],
+    let enforcing = Enforcing::on(&host)
         // One run per window: the second Echo finds the breaker open.
-        &[(
+        .patch_recipe(
             "echo-message.toml",
             "[escalate]",
             "[breaker]\nmax_runs = 1\nwindow = \"1h\"\n\n[escalate]",
-        )],
-        Extras {
-            extra: &tokens,
-            ..Extras::default()
-        },
-    )
-    .await;
+        )
+        .config(|config| api_tokens(config, files.path()))
+        .start()
+        .await;
     let salve = &enforcing.salve;
     let echo = |message: &str| json!({ "labels": { "alertname": "Echo", "instance": "web1:9100", "message": message } });
-    post_generic(salve, echo("first")).await;
-    wait_for_final(salve, 1, Duration::from_secs(30)).await;
-    post_generic(salve, echo("second")).await;
-    let history = wait_for_final(salve, 2, Duration::from_secs(30)).await;
+    salve.post_generic(echo("first")).await;
+    salve.wait_for_final(1, Duration::from_secs(30)).await;
+    salve.post_generic(echo("second")).await;
+    let history = salve.wait_for_final(2, Duration::from_secs(30)).await;
     let second = history
         .iter()
         .find(|i| i["labels"]["message"] == "second")
@@ -216,8 +205,8 @@ async fn breaker_resets_are_journaled_with_who_did_them() {
     assert_eq!(resets[0]["runs_forgotten"], 1);
 
     // Closed again: the next Echo runs.
-    post_generic(salve, echo("third")).await;
-    let history = wait_for_final(salve, 3, Duration::from_secs(30)).await;
+    salve.post_generic(echo("third")).await;
+    let history = salve.wait_for_final(3, Duration::from_secs(30)).await;
     let third = history
         .iter()
         .find(|i| i["labels"]["message"] == "third")
@@ -283,7 +272,11 @@ async fn blank_credentials_are_config_errors_not_auth_configured() {
     for (config, env, located) in cases {
         let config_path = dir.path().join("salve.toml");
         // A free port, in case a bug lets `serve` start.
-        std::fs::write(&config_path, format!("{}{config}", salve_config_template())).unwrap();
+        std::fs::write(
+            &config_path,
+            format!("{}{config}", SalveConfig::new().build()),
+        )
+        .unwrap();
         for command in ["check", "serve"] {
             let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_salve"));
             cli.args([command, "--config"])
@@ -343,12 +336,13 @@ fn raw_status(base_url: &str, request: &str) -> u16 {
 #[tokio::test]
 async fn without_credentials_only_loopback_host_names_are_served() {
     // The loopback default: no webhook credential, no API token.
-    let config = format!(
-        "{}\n[recipes]\ndir = \"recipes\"\n\n[escalation]\ndefault = [\"oncall-email\"]\n\n\
-         [escalation.channels.oncall-email]\nkind = \"log\"\n\n[escalation.channels.tickets]\nkind = \"log\"\n",
-        salve_config_template()
-    );
-    let salve = SalveProcess::start(&config, Some(&shipped_recipes())).await;
+    let salve = SalveConfig::new()
+        .recipes_dir("recipes")
+        .escalation_default(&["oncall-email"])
+        .channel("oncall-email", Channel::log())
+        .channel("tickets", Channel::log())
+        .start_with_shipped_recipes()
+        .await;
     let base = salve.base_url().to_owned();
     let port = base.rsplit(':').next().unwrap().to_owned();
     let get = |path: &str, host: &str, extra: &str| {

@@ -2,14 +2,10 @@
 //! file:line: message with a non-zero exit; the shipped recipes check clean and pass
 //! their fixtures.
 
-use crate::bed::{config, fixture, salve_cli, shipped_recipes, text};
+use crate::support::{SalveConfig, fixture, salve_cli, shipped_recipes, text};
 
 fn config_with_recipes(dir: &std::path::Path, recipes: &std::path::Path) {
-    let text = config("", "").replace(
-        "dir = \"recipes\"",
-        &format!("dir = {:?}", recipes.display().to_string()),
-    );
-    std::fs::write(dir.join("salve.toml"), text).unwrap();
+    SalveConfig::standard().recipes_dir(recipes).write_to(dir);
 }
 
 #[test]

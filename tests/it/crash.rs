@@ -1,16 +1,15 @@
 //! Acknowledged means durable: `kill -9` right after a 2xx loses nothing, and the
 //! restarted engine plans what was journaled but not yet planned.
 
-use serde_json::json;
-
-use crate::bed::{BEARER, history_json, only, start_salve, wait_for_incidents};
 use std::time::Duration;
 
-use crate::support::{SalveProcess, post_json};
+use serde_json::json;
+
+use crate::support::{BEARER, SalveConfig, only, post_json, shipped_recipes};
 
 #[tokio::test]
 async fn kill_9_right_after_2xx_keeps_the_incident() {
-    let mut salve = start_salve("", "").await;
+    let mut salve = SalveConfig::standard().start_with_shipped_recipes().await;
     let alert = json!({ "labels": {
         "alertname": "ServiceDown", "instance": "web2:9100", "service": "postgresql"
     }});
@@ -25,12 +24,13 @@ async fn kill_9_right_after_2xx_keeps_the_incident() {
     salve.kill9();
 
     salve.restart().await;
-    let incidents = wait_for_incidents(&salve, "the acknowledged incident after restart", |all| {
-        all.iter().any(|i| i["state"] == "dry_run")
-    })
-    .await;
+    let incidents = salve
+        .wait_for_incidents("the acknowledged incident after restart", |all| {
+            all.iter().any(|i| i["state"] == "dry_run")
+        })
+        .await;
     assert_eq!(incidents.len(), 1);
-    let history = history_json(&salve).await;
+    let history = salve.history_json().await;
     let incident = only(&history, "ServiceDown");
     assert_eq!(incident["plan"]["target"]["name"], "web2");
     assert_eq!(
@@ -57,12 +57,11 @@ async fn control_dirs_of_dead_salves_are_removed_and_a_clean_stop_removes_its_ow
         std::fs::create_dir(dir).unwrap();
         std::fs::write(dir.join("left-behind"), "").unwrap();
     }
-    let config = crate::bed::config(
-        "",
-        &format!("\n[engine]\nmode = \"enforce\"\n\n[ssh]\nknown_hosts = {known_hosts:?}\n"),
-    );
-    let mut salve = SalveProcess::builder(&config)
-        .recipes_dir(&crate::bed::shipped_recipes())
+    let mut salve = SalveConfig::standard()
+        .enforce()
+        .known_hosts(&known_hosts)
+        .salve()
+        .recipes_dir(&shipped_recipes())
         .env("TMPDIR", tmp.path().to_str().unwrap())
         .start()
         .await;
@@ -91,26 +90,17 @@ mod mid_remediation {
 
     use serde_json::{Value, json};
 
-    use crate::bed::{BEARER, history_json};
-    use crate::remediation_e2e::{
-        Extras, Inventory, by_label, events, post_generic, start_with, wait_for_final,
+    use crate::support::{
+        BEARER, Enforcing, Inventory, SalveProcess, SshHost, WebhookCapture, by_label, events,
+        wait_until,
     };
-    use crate::support::{SalveProcess, SshHost, WebhookCapture, wait_until};
-
-    fn capture_channels(capture: &WebhookCapture) -> String {
-        format!(
-            "[escalation.channels.oncall-email]\nkind = \"webhook\"\nurl = \"{}\"\n\n\
-             [escalation.channels.tickets]\nkind = \"log\"\n",
-            capture.url("/oncall")
-        )
-    }
 
     async fn wait_for_steps_started(salve: &SalveProcess, count: usize) {
         wait_until(
             Duration::from_secs(20),
             "remediations to be running",
             || async {
-                let history = history_json(salve).await;
+                let history = salve.history_json().await;
                 let running = history
                     .iter()
                     .filter(|i| !events(i, "step_started").is_empty())
@@ -126,28 +116,23 @@ mod mid_remediation {
         let first = SshHost::start().await;
         let second = SshHost::start_on(std::net::Ipv4Addr::new(127, 0, 0, 2)).await;
         let capture = WebhookCapture::start().await;
-        let channels = capture_channels(&capture);
-        let mut enforcing = start_with(
-            &[
+        let mut enforcing = Enforcing::builder(
+            vec![
                 Inventory::of("web1", &first),
                 Inventory::of("web2", &second),
             ],
             &[&first, &second],
-            &[],
-            Extras {
-                channels: Some(&channels),
-                ..Extras::default()
-            },
         )
+        .config(|config| config.webhook_channel("oncall-email", &capture.url("/oncall")))
+        .start()
         .await;
-        post_generic(
-            &enforcing.salve,
-            json!({ "alerts": [
+        enforcing
+            .salve
+            .post_generic(json!({ "alerts": [
                 { "labels": { "alertname": "Long", "instance": "web1:9100" } },
                 { "labels": { "alertname": "LongIdempotent", "instance": "web2:9100" } },
-            ]}),
-        )
-        .await;
+            ]}))
+            .await;
         wait_for_steps_started(&enforcing.salve, 2).await;
         enforcing.salve.kill9();
         enforcing.salve.restart().await;
@@ -155,7 +140,7 @@ mod mid_remediation {
 
         // The re-run waits until the cut `sleep 3` is over for sure (~19 s, see
         // Remediator::hold_hosts), since nothing stopped it on the target.
-        let history = wait_for_final(salve, 2, Duration::from_secs(60)).await;
+        let history = salve.wait_for_final(2, Duration::from_secs(60)).await;
         let long = by_label(&history, "alertname", "Long");
         assert_eq!(long["state"], "interrupted", "{long:#}");
         assert_eq!(
@@ -183,7 +168,7 @@ mod mid_remediation {
         .await;
         // Give a duplicate every chance to show up before counting.
         wait_until(Duration::from_secs(10), "the outbox to drain", || async {
-            let history = history_json(salve).await;
+            let history = salve.history_json().await;
             history
                 .iter()
                 .all(|i| events(i, "escalation_queued").len() == events(i, "escalation_sent").len())
@@ -197,21 +182,14 @@ mod mid_remediation {
     #[tokio::test]
     async fn sigterm_drains_503s_webhooks_finishes_running_work_and_exits_0() {
         let host = SshHost::start().await;
-        let mut enforcing = start_with(
-            &[Inventory::of("web1", &host)],
-            &[&host],
-            &[],
-            Extras::default(),
-        )
-        .await;
-        post_generic(
-            &enforcing.salve,
-            json!({ "alerts": [
+        let mut enforcing = Enforcing::on(&host).start().await;
+        enforcing
+            .salve
+            .post_generic(json!({ "alerts": [
                 { "labels": { "alertname": "Long", "instance": "web1:9100", "n": "1" } },
                 { "labels": { "alertname": "Long", "instance": "web1:9100", "n": "2" } },
-            ]}),
-        )
-        .await;
+            ]}))
+            .await;
         wait_for_steps_started(&enforcing.salve, 1).await;
         let hook = format!("{}/hooks/generic", enforcing.salve.base_url());
         let pid = enforcing.salve.pid().expect("salve runs");
@@ -255,7 +233,10 @@ mod mid_remediation {
         assert!(history.iter().all(|i| i["labels"]["alertname"] != "Late"));
 
         enforcing.salve.restart().await;
-        let history = wait_for_final(&enforcing.salve, 2, Duration::from_secs(30)).await;
+        let history = enforcing
+            .salve
+            .wait_for_final(2, Duration::from_secs(30))
+            .await;
         assert_eq!(by_label(&history, "n", "2")["state"], "succeeded");
     }
 }

@@ -6,25 +6,11 @@
 
 use std::time::Duration;
 
+use crate::support::{
+    Alertmanager, BEARER, Enforcing, SalveConfig, SalveProcess, SshHost, TOKEN, events, post_json,
+};
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
-
-use crate::bed::{BEARER, TOKEN, history_json, start_salve};
-use crate::remediation_e2e::{Inventory, events, post_generic, start_enforcing, wait_for_final};
-use crate::support::{Alertmanager, SalveProcess, SshHost, post_json, wait_until};
-
-/// The journal (`salve history --json`) once `done` holds for it.
-async fn journal_when(
-    salve: &SalveProcess,
-    what: &str,
-    done: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    wait_until(Duration::from_secs(30), what, || async {
-        let history = history_json(salve).await;
-        done(&history).then_some(history)
-    })
-    .await
-}
 
 fn with_label<'a>(history: &'a [Value], name: &str, value: &str) -> Vec<&'a Value> {
     history
@@ -50,7 +36,7 @@ async fn post(salve: &SalveProcess, hook: &str, body: &Value) -> (u16, String) {
 
 #[tokio::test]
 async fn an_alert_posted_with_another_alerts_fingerprint_never_joins_its_incident() {
-    let salve = start_salve("", "").await;
+    let salve = SalveConfig::standard().start_with_shipped_recipes().await;
     let starts_at = "2026-12-01T00:00:00.000Z";
     let victim = json!({
         "status": "firing", "startsAt": starts_at, "endsAt": "0001-01-01T00:00:00Z",
@@ -64,7 +50,9 @@ async fn an_alert_posted_with_another_alerts_fingerprint_never_joins_its_inciden
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let history = journal_when(&salve, "the victim's incident", |h| h.len() == 1).await;
+    let history = salve
+        .wait_for_history("the victim's incident", |h| h.len() == 1)
+        .await;
     let victim_fingerprint = history[0]["fingerprint"].as_str().unwrap().to_owned();
     let victim_id = history[0]["id"].clone();
 
@@ -94,7 +82,9 @@ async fn an_alert_posted_with_another_alerts_fingerprint_never_joins_its_inciden
         "{body}"
     );
 
-    let history = journal_when(&salve, "the attacker's own incident", |h| h.len() == 2).await;
+    let history = salve
+        .wait_for_history("the attacker's own incident", |h| h.len() == 2)
+        .await;
     let victim = history.iter().find(|i| i["id"] == victim_id).unwrap();
     assert_eq!(
         victim["alert_status"], "firing",
@@ -111,7 +101,7 @@ async fn an_alert_posted_with_another_alerts_fingerprint_never_joins_its_inciden
 
 #[tokio::test]
 async fn the_same_alert_from_alertmanager_and_the_generic_hook_is_one_incident() {
-    let salve = start_salve("", "").await;
+    let salve = SalveConfig::standard().start_with_shipped_recipes().await;
     let alertmanager = Alertmanager::builder(&format!("{}/hooks/alertmanager", salve.base_url()))
         .bearer_token(TOKEN)
         .start()
@@ -125,12 +115,16 @@ async fn the_same_alert_from_alertmanager_and_the_generic_hook_is_one_incident()
         ("mountpoint", "/var"),
     ];
     alertmanager.post_alert(&first, &[]).await;
-    journal_when(&salve, "Alertmanager's incident", |h| h.len() == 1).await;
-    post_generic(&salve, json!({ "labels": { "alertname": "DiskFull", "instance": "web1:9100", "mountpoint": "/var" } })).await;
+    salve
+        .wait_for_history("Alertmanager's incident", |h| h.len() == 1)
+        .await;
+    salve.post_generic(json!({ "labels": { "alertname": "DiskFull", "instance": "web1:9100", "mountpoint": "/var" } })).await;
 
     // The other order: the generic hook first, then Alertmanager with its own start.
-    post_generic(&salve, json!({ "labels": { "alertname": "DiskFull", "instance": "web2:9100", "mountpoint": "/srv" } })).await;
-    journal_when(&salve, "the generic incident", |h| h.len() == 2).await;
+    salve.post_generic(json!({ "labels": { "alertname": "DiskFull", "instance": "web2:9100", "mountpoint": "/srv" } })).await;
+    salve
+        .wait_for_history("the generic incident", |h| h.len() == 2)
+        .await;
     let second = [
         ("alertname", "DiskFull"),
         ("instance", "web2:9100"),
@@ -138,13 +132,14 @@ async fn the_same_alert_from_alertmanager_and_the_generic_hook_is_one_incident()
     ];
     alertmanager.post_alert(&second, &[]).await;
 
-    let history = journal_when(&salve, "each alert counted from both routes", |h| {
-        h.iter()
-            .map(|i| i["receive_count"].as_i64().unwrap_or(0))
-            .sum::<i64>()
-            >= 4
-    })
-    .await;
+    let history = salve
+        .wait_for_history("each alert counted from both routes", |h| {
+            h.iter()
+                .map(|i| i["receive_count"].as_i64().unwrap_or(0))
+                .sum::<i64>()
+                >= 4
+        })
+        .await;
     assert_eq!(history.len(), 2, "one incident per alert: {history:#?}");
     for incident in &history {
         assert_eq!(incident["receive_count"], 2, "{incident:#}");
@@ -168,35 +163,33 @@ async fn the_same_alert_from_alertmanager_and_the_generic_hook_is_one_incident()
     assert_eq!(stored_start, monitor_start, "{via_generic:#}");
 
     // A resolve on the other route resolves it.
-    post_generic(
-        &salve,
-        json!({ "labels": { "alertname": "DiskFull", "instance": "web1:9100", "mountpoint": "/var" }, "status": "resolved" }),
-    )
-    .await;
-    let history = journal_when(&salve, "the generic resolve", |h| {
-        h.iter()
-            .any(|i| i["labels"]["instance"] == "web1:9100" && i["alert_status"] == "resolved")
-    })
-    .await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "DiskFull", "instance": "web1:9100", "mountpoint": "/var" }, "status": "resolved" }))
+        .await;
+    let history = salve
+        .wait_for_history("the generic resolve", |h| {
+            h.iter()
+                .any(|i| i["labels"]["instance"] == "web1:9100" && i["alert_status"] == "resolved")
+        })
+        .await;
     assert_eq!(history.len(), 2, "{history:#?}");
 }
 
 #[tokio::test]
 async fn an_alert_that_resolves_and_fires_again_while_queued_runs_once() {
     let host = SshHost::start().await;
-    let enforcing = start_enforcing(&[Inventory::of("web1", &host)], &[&host], &[]).await;
+    let enforcing = Enforcing::on(&host).start().await;
     let salve = &enforcing.salve;
 
     // A three-second fix keeps web1 busy; the Echo alerts queue behind it.
-    post_generic(
-        salve,
-        json!({ "labels": { "alertname": "Long", "instance": "web1:9100" } }),
-    )
-    .await;
-    journal_when(salve, "the long fix running", |h| {
-        h.iter().any(|i| i["state"] == "remediating")
-    })
-    .await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "Long", "instance": "web1:9100" } }))
+        .await;
+    salve
+        .wait_for_history("the long fix running", |h| {
+            h.iter().any(|i| i["state"] == "remediating")
+        })
+        .await;
 
     let at = |offset_ms: i64| {
         (Utc::now() + chrono::Duration::milliseconds(offset_ms))
@@ -210,7 +203,7 @@ async fn an_alert_that_resolves_and_fires_again_while_queued_runs_once() {
         json!({ "labels": labels, "startsAt": first_start, "status": "resolved", "endsAt": at(-1000) }),
         json!({ "labels": labels, "startsAt": second_start }),
     ] {
-        post_generic(salve, alert).await;
+        salve.post_generic(alert).await;
     }
     // As a script sends it: no start at all.
     let labels =
@@ -220,15 +213,15 @@ async fn an_alert_that_resolves_and_fires_again_while_queued_runs_once() {
         json!({ "labels": labels, "status": "resolved" }),
         json!({ "labels": labels }),
     ] {
-        post_generic(salve, alert).await;
+        salve.post_generic(alert).await;
     }
-    let queued = history_json(salve).await;
+    let queued = salve.history_json().await;
     assert!(
         queued.iter().any(|i| i["state"] == "remediating"),
         "the long fix ended before the alerts fired again; the test proves nothing: {queued:#?}"
     );
 
-    let history = wait_for_final(salve, 3, Duration::from_secs(60)).await;
+    let history = salve.wait_for_final(3, Duration::from_secs(60)).await;
     for incident in &history {
         assert_ne!(
             incident["state"], "resolved_before_run",

@@ -9,14 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-
-use crate::bed::{API_SECTION, BEARER, TOKEN, api_incidents, parse_json_output, text};
-use crate::remediation_e2e::{Extras, Inventory, events, post_generic, start_with, wait_for_final};
 use crate::support::{
-    SalveProcess, SmtpOptions, SmtpServer, SshHost, WebhookCapture, post_json,
-    salve_config_template, wait_until,
+    API_TOKEN, BEARER, Channel, Enforcing, SalveConfig, SalveProcess, SmtpOptions, SmtpServer,
+    SshHost, TOKEN, WebhookCapture, events, parse_json_output, post_json, wait_until,
 };
+use serde_json::{Value, json};
 
 /// `history --json` with room for a flood.
 async fn history(salve: &SalveProcess) -> Vec<Value> {
@@ -39,11 +36,6 @@ fn strings(value: &Value, out: &mut Vec<String>) {
         }
         _ => {}
     }
-}
-
-async fn target_lines(host: &SshHost, path: &str) -> Vec<String> {
-    let output = host.exec(&format!("cat {path} 2>/dev/null || true")).await;
-    text(&output.stdout).lines().map(str::to_owned).collect()
 }
 
 /// The final states that page nobody; every other state is either not final yet or
@@ -70,23 +62,21 @@ async fn wait_until_all_sent(salve: &SalveProcess, incidents: usize) -> Vec<Valu
     .await
 }
 
-/// salve in dry-run with its own recipes dir and the given escalation section.
+/// salve in dry-run with its own recipes dir and `escalation` settings (route, channels).
 async fn start_dry_run(
-    escalation: &str,
+    escalation: impl FnOnce(SalveConfig) -> SalveConfig,
     recipes: &[(&str, &str)],
 ) -> (SalveProcess, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     for (file, text) in recipes {
         std::fs::write(dir.path().join(file), text).unwrap();
     }
-    let config = format!(
-        "{}\n{API_SECTION}\n[server.auth]\nbearer_token = \"{TOKEN}\"\n\n[recipes]\ndir = \"recipes\"\n\n{escalation}",
-        salve_config_template()
-    );
-    let salve = SalveProcess::builder(&config)
-        .recipes_dir(dir.path())
-        .start()
-        .await;
+    let config = SalveConfig::new()
+        .api_token("it", API_TOKEN, "operate")
+        .bearer_token(TOKEN)
+        .recipes_dir("recipes");
+    let config = escalation(config);
+    let salve = config.salve().recipes_dir(dir.path()).start().await;
     (salve, dir)
 }
 
@@ -99,31 +89,23 @@ async fn a_flood_of_breaker_open_incidents_collects_diagnostics_once_never_besid
     let host = SshHost::start().await;
     let capture = WebhookCapture::start().await;
     // Every escalation on its own (no digest), so each one's diagnostics can be read.
-    let channels = format!(
-        "digest_after = 1000\n\n[escalation.channels.oncall-email]\nkind = \"webhook\"\nurl = \"{}\"\n\n\
-         [escalation.channels.tickets]\nkind = \"log\"\n",
-        capture.url("/oncall")
-    );
-    let enforcing = start_with(
-        &[Inventory::of("web1", &host)],
-        &[&host],
-        &[],
-        Extras {
-            channels: Some(&channels),
-            // The flood is about the breaker, not the rate limits.
-            extra: "[limits]\nremediations_per_minute = 1000\nper_host_per_minute = 1000\n",
-            ..Extras::default()
-        },
-    )
-    .await;
+    let enforcing = Enforcing::on(&host)
+        .config(|config| {
+            config
+                .escalation_setting("digest_after", "1000")
+                .webhook_channel("oncall-email", &capture.url("/oncall"))
+        })
+        // The flood is about the breaker, not the rate limits.
+        .limit("remediations_per_minute", "1000")
+        .limit("per_host_per_minute", "1000")
+        .start()
+        .await;
     let salve = &enforcing.salve;
     // The one run the breaker allows.
-    post_generic(
-        salve,
-        json!({ "alerts": [{ "labels": { "alertname": "DiagFlood", "instance": "web1:9100", "n": "0" } }] }),
-    )
-    .await;
-    let first = wait_for_final(salve, 1, Duration::from_secs(30)).await;
+    salve
+        .post_generic(json!({ "alerts": [{ "labels": { "alertname": "DiagFlood", "instance": "web1:9100", "n": "0" } }] }))
+        .await;
+    let first = salve.wait_for_final(1, Duration::from_secs(30)).await;
     assert_eq!(first[0]["state"], "succeeded", "{:#}", first[0]);
 
     // Twenty more for the same (recipe, target), then a 3-second fix on the same host.
@@ -131,8 +113,8 @@ async fn a_flood_of_breaker_open_incidents_collects_diagnostics_once_never_besid
         .map(|n| json!({ "labels": { "alertname": "DiagFlood", "instance": "web1:9100", "n": n.to_string() } }))
         .collect();
     alerts.push(json!({ "labels": { "alertname": "DiagLong", "instance": "web1:9100" } }));
-    post_generic(salve, json!({ "alerts": alerts })).await;
-    let history = wait_for_final(salve, 22, Duration::from_secs(60)).await;
+    salve.post_generic(json!({ "alerts": alerts })).await;
+    let history = salve.wait_for_final(22, Duration::from_secs(60)).await;
     let history = wait_until_all_sent(salve, history.len()).await;
 
     let breaker_open: Vec<&Value> = history
@@ -147,12 +129,12 @@ async fn a_flood_of_breaker_open_incidents_collects_diagnostics_once_never_besid
     assert_eq!(long["state"], "succeeded", "{long:#}");
 
     // On the target: nothing ever overlapped, and diagnostics ran once.
-    let overlaps = target_lines(&host, "/tmp/diag-overlaps").await;
+    let overlaps = host.file_lines("/tmp/diag-overlaps").await;
     assert!(
         overlaps.is_empty(),
         "diagnostics ran beside a remediation (or beside each other) on web1: {overlaps:?}"
     );
-    let runs = target_lines(&host, "/tmp/diag-runs").await;
+    let runs = host.file_lines("/tmp/diag-runs").await;
     let diagnostics_runs = runs.iter().filter(|l| *l == "diagnostics").count();
     assert_eq!(diagnostics_runs, 1, "target run log: {runs:?}");
     assert_eq!(
@@ -211,14 +193,18 @@ async fn a_thousand_unmatched_alerts_are_a_digest_and_a_real_page_is_not_stuck_b
     let flood = WebhookCapture::start().await;
     let pager = WebhookCapture::start().await;
     flood.set_stalled(true);
-    let escalation = format!(
-        "[escalation]\ndefault = [\"flood\"]\ndigest_after = 5\ndigest_window = \"2s\"\n\n\
-         [escalation.channels.flood]\nkind = \"webhook\"\nurl = \"{}\"\ntimeout = \"120s\"\n\n\
-         [escalation.channels.pager]\nkind = \"webhook\"\nurl = \"{}\"\n",
-        flood.url("/flood"),
-        pager.url("/pager")
-    );
-    let (salve, _recipes) = start_dry_run(&escalation, &[("page-me.toml", PAGE_ME)]).await;
+    let escalation = |config: SalveConfig| {
+        config
+            .escalation_default(&["flood"])
+            .escalation_setting("digest_after", "5")
+            .escalation_setting("digest_window", "\"2s\"")
+            .channel(
+                "flood",
+                Channel::webhook(&flood.url("/flood")).set("timeout", "\"120s\""),
+            )
+            .webhook_channel("pager", &pager.url("/pager"))
+    };
+    let (salve, _recipes) = start_dry_run(escalation, &[("page-me.toml", PAGE_ME)]).await;
 
     let alerts: Vec<Value> = (0..1000)
         .map(|n| {
@@ -229,7 +215,7 @@ async fn a_thousand_unmatched_alerts_are_a_digest_and_a_real_page_is_not_stuck_b
             }})
         })
         .collect();
-    post_generic(&salve, json!({ "alerts": alerts })).await;
+    salve.post_generic(json!({ "alerts": alerts })).await;
     wait_until(
         Duration::from_secs(30),
         "the flood channel to be hanging on a delivery",
@@ -238,11 +224,9 @@ async fn a_thousand_unmatched_alerts_are_a_digest_and_a_real_page_is_not_stuck_b
     .await;
 
     // A real page while the flood's channel hangs.
-    post_generic(
-        &salve,
-        json!({ "alerts": [{ "labels": { "alertname": "RealOutage", "instance": "db1:9100" } }] }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "alerts": [{ "labels": { "alertname": "RealOutage", "instance": "db1:9100" } }] }))
+        .await;
     let page = wait_until(
         Duration::from_secs(30),
         "the real page, while the flood channel hangs",
@@ -329,17 +313,16 @@ async fn a_huge_error_answer_is_read_only_up_to_a_bound() {
     let tickets = WebhookCapture::start().await;
     tickets.set_response_status(500);
     tickets.set_huge_response_body(HUGE);
-    let escalation = format!(
-        "[escalation]\ndefault = [\"tickets\"]\n\n[escalation.channels.tickets]\nkind = \"webhook\"\n\
-         url = \"{}\"\ntimeout = \"60s\"\n",
-        tickets.url("/tickets")
-    );
-    let (salve, _recipes) = start_dry_run(&escalation, &[]).await;
-    post_generic(
-        &salve,
-        json!({ "alerts": [{ "labels": { "alertname": "NobodyHandlesThis" } }] }),
-    )
-    .await;
+    let escalation = |config: SalveConfig| {
+        config.escalation_default(&["tickets"]).channel(
+            "tickets",
+            Channel::webhook(&tickets.url("/tickets")).set("timeout", "\"60s\""),
+        )
+    };
+    let (salve, _recipes) = start_dry_run(escalation, &[]).await;
+    salve
+        .post_generic(json!({ "alerts": [{ "labels": { "alertname": "NobodyHandlesThis" } }] }))
+        .await;
     let failed = wait_until(
         Duration::from_secs(60),
         "the refused delivery to be journaled",
@@ -371,16 +354,19 @@ async fn a_huge_error_answer_is_read_only_up_to_a_bound() {
 async fn hostile_alert_text_and_links_reach_a_human_inert() {
     let smtp = SmtpServer::start(SmtpOptions::default()).await;
     let tickets = WebhookCapture::start().await;
-    let escalation = format!(
-        "[escalation]\ndefault = [\"oncall-email\", \"tickets\"]\n\n\
-         [escalation.channels.oncall-email]\nkind = \"email\"\nsmtp_url = \"smtp://127.0.0.1:{}\"\n\
-         tls = \"none\"\nfrom = \"salve <salve@test.invalid>\"\nto = [\"oncall@test.invalid\"]\n\
-         subject = \"[salve] {{{{ alertname }}}} {{{{ labels.instance }}}}\"\n\n\
-         [escalation.channels.tickets]\nkind = \"webhook\"\nurl = \"{}\"\n",
-        smtp.port(),
-        tickets.url("/tickets")
-    );
-    let (salve, _recipes) = start_dry_run(&escalation, &[]).await;
+    let escalation = |config: SalveConfig| {
+        config
+            .escalation_default(&["oncall-email", "tickets"])
+            .channel(
+                "oncall-email",
+                Channel::plain_email_to(&smtp).set(
+                    "subject",
+                    "\"[salve] {{ alertname }} {{ labels.instance }}\"",
+                ),
+            )
+            .webhook_channel("tickets", &tickets.url("/tickets"))
+    };
+    let (salve, _recipes) = start_dry_run(escalation, &[]).await;
     let hostile_name = "DiskFull\r\nBcc: victim@evil.test\r\nX-Forged: yes\u{1b}]8;;http://evil.test/\u{7}click\u{1b}]8;;\u{7}";
     let payload = json!({
         "version": "4",
@@ -502,7 +488,7 @@ async fn hostile_alert_text_and_links_reach_a_human_inert() {
     }
 
     // The API and history show the URLs, credentials redacted.
-    let shown = serde_json::to_string(&api_incidents(&salve).await).unwrap()
+    let shown = serde_json::to_string(&salve.api_incidents().await).unwrap()
         + &serde_json::to_string(&history(&salve).await).unwrap();
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(
@@ -518,16 +504,20 @@ async fn hostile_alert_text_and_links_reach_a_human_inert() {
 #[tokio::test]
 async fn a_channel_over_its_max_per_minute_is_sent_nothing_more_and_loses_nothing() {
     let tickets = WebhookCapture::start().await;
-    let escalation = format!(
-        "[escalation]\ndefault = [\"tickets\"]\ndigest_after = 1000\n\n\
-         [escalation.channels.tickets]\nkind = \"webhook\"\nurl = \"{}\"\nmax_per_minute = 2\n",
-        tickets.url("/tickets")
-    );
-    let (salve, _recipes) = start_dry_run(&escalation, &[]).await;
+    let escalation = |config: SalveConfig| {
+        config
+            .escalation_default(&["tickets"])
+            .escalation_setting("digest_after", "1000")
+            .channel(
+                "tickets",
+                Channel::webhook(&tickets.url("/tickets")).set("max_per_minute", "2"),
+            )
+    };
+    let (salve, _recipes) = start_dry_run(escalation, &[]).await;
     let alerts: Vec<Value> = (0..5)
         .map(|n| json!({ "labels": { "alertname": format!("Unhandled{n}") } }))
         .collect();
-    post_generic(&salve, json!({ "alerts": alerts })).await;
+    salve.post_generic(json!({ "alerts": alerts })).await;
     // Two delivered, three queued and waiting for the next minute.
     let history = wait_until(
         Duration::from_secs(30),
@@ -559,13 +549,14 @@ async fn a_channel_over_its_max_per_minute_is_sent_nothing_more_and_loses_nothin
 #[tokio::test]
 async fn a_burst_by_email_is_a_digest_mail_with_an_inert_subject() {
     let smtp = SmtpServer::start(SmtpOptions::default()).await;
-    let escalation = format!(
-        "[escalation]\ndefault = [\"oncall-email\"]\ndigest_after = 2\ndigest_window = \"3s\"\n\n\
-         [escalation.channels.oncall-email]\nkind = \"email\"\nsmtp_url = \"smtp://127.0.0.1:{}\"\n\
-         tls = \"none\"\nfrom = \"salve <salve@test.invalid>\"\nto = [\"oncall@test.invalid\"]\n",
-        smtp.port()
-    );
-    let (salve, _recipes) = start_dry_run(&escalation, &[]).await;
+    let escalation = |config: SalveConfig| {
+        config
+            .escalation_default(&["oncall-email"])
+            .escalation_setting("digest_after", "2")
+            .escalation_setting("digest_window", "\"3s\"")
+            .channel("oncall-email", Channel::plain_email_to(&smtp))
+    };
+    let (salve, _recipes) = start_dry_run(escalation, &[]).await;
     let alerts: Vec<Value> = (0..40)
         .map(|n| {
             json!({ "labels": {
@@ -574,7 +565,7 @@ async fn a_burst_by_email_is_a_digest_mail_with_an_inert_subject() {
             }})
         })
         .collect();
-    post_generic(&salve, json!({ "alerts": alerts })).await;
+    salve.post_generic(json!({ "alerts": alerts })).await;
     let history = wait_until_all_sent(&salve, 40).await;
     let mails = smtp.messages();
     assert!(mails.len() <= 4, "{} mails for 40 escalations", mails.len());

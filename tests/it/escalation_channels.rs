@@ -4,28 +4,24 @@
 //! are built from a real salve.toml through `config::load_with_env`, as `serve` will.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::Duration;
 
+use crate::support::{
+    Channel, SMTP_TEST_PASSWORD, SMTP_TEST_USER, SalveConfig, SmtpOptions, SmtpServer,
+    WebhookCapture, free_port, toml_path, toml_string,
+};
 use salve::config::load_with_env;
 use salve::escalate::content::sample;
 use salve::escalate::{Channels, Escalation, SendError};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support::{
-    SMTP_TEST_PASSWORD, SMTP_TEST_USER, SmtpOptions, SmtpServer, WebhookCapture, free_port,
-    wait_until,
-};
-
-const DEADLINE: Duration = Duration::from_secs(15);
-
-/// Channels from a salve.toml holding `channels_toml`, with `env` as the SALVE_* overrides.
+/// Channels from a salve.toml holding `config`, with `env` as the SALVE_* overrides.
 /// The TempDir holds the file (and any secret files the caller put there).
-fn channels_with_env(channels_toml: &str, env: &[(&str, &str)]) -> (Channels, TempDir) {
+fn channels_with_env(config: SalveConfig, env: &[(&str, &str)]) -> (Channels, TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("salve.toml");
-    std::fs::write(&path, channels_toml).expect("write salve.toml");
+    let channels_toml = config.build();
+    std::fs::write(&path, &channels_toml).expect("write salve.toml");
     let env: BTreeMap<String, String> = env
         .iter()
         .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
@@ -45,19 +41,18 @@ fn channels_with_env(channels_toml: &str, env: &[(&str, &str)]) -> (Channels, Te
     (channels, dir)
 }
 
-fn channels(channels_toml: &str) -> (Channels, TempDir) {
-    channels_with_env(channels_toml, &[])
+fn channels(config: SalveConfig) -> (Channels, TempDir) {
+    channels_with_env(config, &[])
 }
 
-fn toml_path(path: &Path) -> String {
-    serde_json::to_string(&path.display().to_string()).expect("quote path")
+/// `Channel::email` to two recipients.
+fn two_recipient_email(url: &str) -> Channel {
+    Channel::email(url).set("to", "[\"oncall@test.invalid\", \"backup@test.invalid\"]")
 }
 
-fn email_channel(url: &str, extra: &str) -> String {
-    format!(
-        "[escalation.channels.mail]\nkind = \"email\"\nsmtp_url = \"{url}\"\n\
-         from = \"salve <salve@test.invalid>\"\nto = [\"oncall@test.invalid\", \"backup@test.invalid\"]\n{extra}"
-    )
+/// Channel `mail`: email through `url` to two recipients, with `channel`'s settings.
+fn email_channel(url: &str, channel: impl FnOnce(Channel) -> Channel) -> SalveConfig {
+    SalveConfig::new().channel("mail", channel(two_recipient_email(url)))
 }
 
 /// An escalation whose alert data tries every trick: line breaks that would forge mail
@@ -91,30 +86,18 @@ async fn send_err(channels: &Channels, channel: &str, escalation: &Escalation) -
     }
 }
 
-async fn wait_for_mails(server: &SmtpServer, count: usize) -> Vec<crate::support::CapturedMail> {
-    wait_until(
-        DEADLINE,
-        &format!("{count} mail(s) at the SMTP server"),
-        || {
-            let mails = server.messages();
-            async move { (mails.len() >= count).then_some(mails) }
-        },
-    )
-    .await
-}
-
 #[tokio::test]
 async fn escalation_email_over_plain_smtp_arrives_with_subject_and_body() {
     let server = SmtpServer::start(SmtpOptions::default()).await;
-    let (channels, _dir) = channels(&email_channel(
+    let (channels, _dir) = channels(email_channel(
         &format!("smtp://127.0.0.1:{}", server.port()),
-        "tls = \"none\"\n",
+        |mail| mail.set("tls", "\"none\""),
     ));
     let escalation = hostile_escalation();
 
     send_ok(&channels, "mail", &escalation).await;
 
-    let mails = wait_for_mails(&server, 1).await;
+    let mails = server.wait_for_mails(1).await;
     assert_eq!(mails.len(), 1);
     let mail = &mails[0];
     assert_eq!(mail.from, "salve@test.invalid");
@@ -166,19 +149,23 @@ async fn escalation_email_over_starttls_with_auth_and_the_test_ca_arrives() {
     let dir = tempfile::tempdir().unwrap();
     let password_file = dir.path().join("smtp-password");
     std::fs::write(&password_file, format!("{SMTP_TEST_PASSWORD}\n")).unwrap();
-    let (channels, _config_dir) = channels(&email_channel(
+    let (channels, _config_dir) = channels(email_channel(
         &format!("smtp://localhost:{}", server.port()),
-        &format!(
-            "tls = \"starttls\"\nusername = \"{SMTP_TEST_USER}\"\npassword_file = {}\nca_file = {}\n\
-             subject = \"Incident {{{{ incident_id }}}} {{{{ labels.service }}}}\"\n",
-            toml_path(&password_file),
-            toml_path(server.ca_file())
-        ),
+        |mail| {
+            mail.set("tls", "\"starttls\"")
+                .set("username", &toml_string(SMTP_TEST_USER))
+                .set("password_file", &toml_path(&password_file))
+                .set("ca_file", &toml_path(server.ca_file()))
+                .set(
+                    "subject",
+                    "\"Incident {{ incident_id }} {{ labels.service }}\"",
+                )
+        },
     ));
 
     send_ok(&channels, "mail", &sample()).await;
 
-    let mails = wait_for_mails(&server, 1).await;
+    let mails = server.wait_for_mails(1).await;
     assert_eq!(mails.len(), 1);
     assert!(mails[0].tls, "the session was not encrypted");
     assert_eq!(mails[0].auth_login.as_deref(), Some(SMTP_TEST_USER));
@@ -194,13 +181,11 @@ async fn escalation_email_with_a_wrong_password_is_refused_and_not_retryable() {
     })
     .await;
     let (channels, _dir) = channels_with_env(
-        &email_channel(
-            &format!("smtp://127.0.0.1:{}", server.port()),
-            &format!(
-                "username = \"{SMTP_TEST_USER}\"\npassword = \"wrong\"\nca_file = {}\n",
-                toml_path(server.ca_file())
-            ),
-        ),
+        email_channel(&format!("smtp://127.0.0.1:{}", server.port()), |mail| {
+            mail.set("username", &toml_string(SMTP_TEST_USER))
+                .set("password", "\"wrong\"")
+                .set("ca_file", &toml_path(server.ca_file()))
+        }),
         // The environment overrides the file's password (still the wrong one here,
         // distinct so the test can check it never shows up in the error).
         &[(
@@ -225,17 +210,18 @@ async fn escalation_email_over_implicit_tls_arrives() {
         ..SmtpOptions::default()
     })
     .await;
-    let (channels, _dir) = channels(&email_channel(
+    let (channels, _dir) = channels(email_channel(
         &format!("smtps://127.0.0.1:{}", server.port()),
-        &format!(
-            "username = \"{SMTP_TEST_USER}\"\npassword = \"{SMTP_TEST_PASSWORD}\"\nca_file = {}\n",
-            toml_path(server.ca_file())
-        ),
+        |mail| {
+            mail.set("username", &toml_string(SMTP_TEST_USER))
+                .set("password", &toml_string(SMTP_TEST_PASSWORD))
+                .set("ca_file", &toml_path(server.ca_file()))
+        },
     ));
 
     send_ok(&channels, "mail", &sample()).await;
 
-    let mails = wait_for_mails(&server, 1).await;
+    let mails = server.wait_for_mails(1).await;
     assert!(mails[0].tls);
     assert_eq!(mails[0].auth_login.as_deref(), Some(SMTP_TEST_USER));
 }
@@ -252,19 +238,15 @@ async fn escalation_email_refuses_a_server_certificate_from_another_ca() {
         ..SmtpOptions::default()
     })
     .await;
-    let toml = format!(
-        "{}\n{}",
-        email_channel(
-            &format!("smtp://127.0.0.1:{}", starttls.port()),
-            &format!("ca_file = {}\n", toml_path(starttls.untrusted_ca_file())),
-        ),
-        email_channel(
-            &format!("smtps://127.0.0.1:{}", implicit.port()),
-            &format!("ca_file = {}\n", toml_path(implicit.untrusted_ca_file())),
-        )
-        .replace("channels.mail]", "channels.mail-tls]"),
+    let config = email_channel(&format!("smtp://127.0.0.1:{}", starttls.port()), |mail| {
+        mail.set("ca_file", &toml_path(starttls.untrusted_ca_file()))
+    })
+    .channel(
+        "mail-tls",
+        two_recipient_email(&format!("smtps://127.0.0.1:{}", implicit.port()))
+            .set("ca_file", &toml_path(implicit.untrusted_ca_file())),
     );
-    let (channels, _dir) = channels(&toml);
+    let (channels, _dir) = channels(config);
 
     for (channel, server) in [("mail", &starttls), ("mail-tls", &implicit)] {
         let error = send_err(&channels, channel, &sample()).await;
@@ -280,9 +262,9 @@ async fn escalation_email_refuses_a_server_certificate_from_another_ca() {
 #[tokio::test]
 async fn escalation_email_refused_with_451_is_retryable_and_a_resend_arrives_once() {
     let server = SmtpServer::start(SmtpOptions::default()).await;
-    let (channels, _dir) = channels(&email_channel(
+    let (channels, _dir) = channels(email_channel(
         &format!("smtp://127.0.0.1:{}", server.port()),
-        "tls = \"none\"\n",
+        |mail| mail.set("tls", "\"none\""),
     ));
     server.set_failing(true);
 
@@ -293,15 +275,15 @@ async fn escalation_email_refused_with_451_is_retryable_and_a_resend_arrives_onc
 
     server.set_failing(false);
     send_ok(&channels, "mail", &sample()).await;
-    let mails = wait_for_mails(&server, 1).await;
+    let mails = server.wait_for_mails(1).await;
     assert_eq!(mails.len(), 1, "{mails:?}");
 }
 
 #[tokio::test]
 async fn escalation_email_to_a_closed_port_is_retryable() {
-    let (channels, _dir) = channels(&email_channel(
+    let (channels, _dir) = channels(email_channel(
         &format!("smtp://127.0.0.1:{}", free_port()),
-        "tls = \"none\"\ntimeout = \"5s\"\n",
+        |mail| mail.set("tls", "\"none\"").set("timeout", "\"5s\""),
     ));
 
     let error = send_err(&channels, "mail", &sample()).await;
@@ -309,17 +291,24 @@ async fn escalation_email_to_a_closed_port_is_retryable() {
     assert!(error.retryable, "{error:?}");
 }
 
-fn webhook_channel(url: &str, extra: &str) -> String {
-    format!("[escalation.channels.tickets]\nkind = \"webhook\"\nurl = \"{url}\"\n{extra}")
+/// Channel `name`: a webhook to `url`, with `channel`'s settings.
+fn webhook_channel(name: &str, url: &str, channel: impl FnOnce(Channel) -> Channel) -> SalveConfig {
+    SalveConfig::new().channel(name, channel(Channel::webhook(url)))
 }
 
 #[tokio::test]
 async fn escalation_webhook_generic_posts_the_escalation_json_and_headers() {
     let capture = WebhookCapture::start().await;
     let (channels, _dir) = channels_with_env(
-        &webhook_channel(
+        webhook_channel(
+            "tickets",
             &capture.url("/tickets?token=in-the-url"),
-            "headers = { Authorization = \"Bearer from-file\", X-Team = \"sre\" }\n",
+            |tickets| {
+                tickets.set(
+                    "headers",
+                    "{ Authorization = \"Bearer from-file\", X-Team = \"sre\" }",
+                )
+            },
         ),
         &[(
             "SALVE_ESCALATION__CHANNELS__TICKETS__HEADERS__AUTHORIZATION",
@@ -365,13 +354,15 @@ async fn escalation_webhook_generic_posts_the_escalation_json_and_headers() {
 #[tokio::test]
 async fn escalation_webhook_pagerduty_preset_posts_an_events_api_v2_trigger() {
     let capture = WebhookCapture::start().await;
-    let (channels, _dir) = channels(
-        &webhook_channel(
-            &capture.url("/v2/enqueue"),
-            "preset = \"pagerduty\"\nrouting_key = \"R0UTINGKEY0123456789abcdef012345\"\n",
-        )
-        .replace("channels.tickets]", "channels.pager]"),
-    );
+    let (channels, _dir) = channels(webhook_channel(
+        "pager",
+        &capture.url("/v2/enqueue"),
+        |pager| {
+            pager
+                .set("preset", "\"pagerduty\"")
+                .set("routing_key", "\"R0UTINGKEY0123456789abcdef012345\"")
+        },
+    ));
 
     send_ok(&channels, "pager", &hostile_escalation()).await;
 
@@ -401,7 +392,7 @@ async fn escalation_webhook_pagerduty_preset_posts_an_events_api_v2_trigger() {
 #[tokio::test]
 async fn escalation_webhook_5xx_is_retryable_and_4xx_is_not() {
     let capture = WebhookCapture::start().await;
-    let (channels, _dir) = channels(&webhook_channel(&capture.url("/tickets"), ""));
+    let (channels, _dir) = channels(webhook_channel("tickets", &capture.url("/tickets"), |t| t));
 
     for (status, retryable) in [
         (500, true),
@@ -428,9 +419,10 @@ async fn escalation_webhook_body_template_renders_json_with_hostile_labels_escap
     let template = r#"{"title": {{ "[" ~ reason ~ "] " ~ summary }}, "evil": {{ labels.evil }},
   "evil_again": {{ labels.evil | tojson }}, "host": {{ target.name }},
   "team": {{ labels.team }}, "labels": {{ labels }}, "report": {{ text }}}"#;
-    let (channels, _dir) = channels(&webhook_channel(
+    let (channels, _dir) = channels(webhook_channel(
+        "tickets",
         &capture.url("/custom"),
-        &format!("body = '''{template}'''\n"),
+        |tickets| tickets.set("body", &format!("'''{template}'''")),
     ));
     let escalation = hostile_escalation();
 
@@ -454,7 +446,7 @@ async fn escalation_webhook_body_template_renders_json_with_hostile_labels_escap
 
 #[tokio::test]
 async fn escalation_log_channel_accepts_and_unknown_channel_is_refused() {
-    let (channels, _dir) = channels("[escalation.channels.audit]\nkind = \"log\"\n");
+    let (channels, _dir) = channels(SalveConfig::new().channel("audit", Channel::log()));
 
     send_ok(&channels, "audit", &sample()).await;
     let error = send_err(&channels, "nope", &sample()).await;

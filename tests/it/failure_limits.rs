@@ -5,62 +5,46 @@
 
 use std::time::Duration;
 
+use crate::support::{
+    Enforcing, Inventory, SalveProcess, SmtpOptions, SmtpServer, SshHost, by_label, event_time,
+    events, http_client, outbox_pending, wait_past_next_retry, wait_until,
+};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::bed::history_json;
-use crate::escalation_e2e::{
-    novel_salve, post_novel, wait_for_mails, wait_past_next_retry, wait_until_delivered,
-};
-use crate::guard_e2e::{metrics, outbox_pending};
-use crate::remediation_e2e::{
-    Enforcing, Extras, Inventory, by_label, event_time, events, post_generic, start_with,
-    wait_for_final,
-};
-use crate::support::{SalveProcess, SmtpOptions, SmtpServer, SshHost, http_client, wait_until};
-
 /// An enforcing salve on `host` (as web1) whose `echo-message` appends its message to
 /// /tmp/echo-runs on the target (the evidence that it ran), with a breaker of `max_runs` in
-/// `window`, and `extra` config sections.
+/// `window`, and an operate-scope API token `(name, token)` if given.
 async fn start_echo_with_breaker(
     host: &SshHost,
     max_runs: u32,
     window: &str,
-    extra: &str,
+    api_token: Option<(&str, &str)>,
 ) -> Enforcing {
     let breaker = format!("[breaker]\nmax_runs = {max_runs}\nwindow = \"{window}\"\n\n[escalate]");
-    let patches = [
-        (
+    Enforcing::on(host)
+        .patch_recipe(
             "echo-message.toml",
             "run = [\"printf '%s' {{ message }}\"]",
             "run = [\"printf '%s\\\\n' {{ message }} >> /tmp/echo-runs\"]",
-        ),
-        ("echo-message.toml", "[escalate]", breaker.as_str()),
-    ];
-    let extras = Extras {
-        extra,
-        ..Extras::default()
-    };
-    start_with(&[Inventory::of("web1", host)], &[host], &patches, extras).await
+        )
+        .patch_recipe("echo-message.toml", "[escalate]", &breaker)
+        .config(|config| match api_token {
+            Some((name, token)) => config.api_token(name, token, "operate"),
+            None => config,
+        })
+        .start()
+        .await
 }
 
 fn echo(message: &str) -> Value {
     json!({ "labels": { "alertname": "Echo", "instance": "web1:9100", "message": message } })
 }
 
-/// The messages the target logged, in order.
-async fn runs_on_target(host: &SshHost) -> Vec<String> {
-    host.exec_ok("cat /tmp/echo-runs 2>/dev/null || true")
-        .await
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 /// The incident the single alert `message` made, once final.
 async fn post_and_finish(salve: &SalveProcess, message: &str, count: usize) -> Value {
-    post_generic(salve, echo(message)).await;
-    let history = wait_for_final(salve, count, Duration::from_secs(60)).await;
+    salve.post_generic(echo(message)).await;
+    let history = salve.wait_for_final(count, Duration::from_secs(60)).await;
     by_label(&history, "message", message).clone()
 }
 
@@ -72,26 +56,23 @@ fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
 async fn the_overall_bucket_limits_across_hosts_and_the_wait_lasts_max_wait() {
     let (web1, web2) = (SshHost::start().await, SshHost::start().await);
     // Per host there is room; all hosts together get one remediation a minute.
-    let enforcing = start_with(
-        &[Inventory::of("web1", &web1), Inventory::of("web2", &web2)],
+    let enforcing = Enforcing::builder(
+        vec![Inventory::of("web1", &web1), Inventory::of("web2", &web2)],
         &[&web1, &web2],
-        &[],
-        Extras {
-            extra: "[limits]\nremediations_per_minute = 1\nper_host_per_minute = 100\nmax_wait = \"3s\"\n",
-            ..Extras::default()
-        },
     )
+    .limit("remediations_per_minute", "1")
+    .limit("per_host_per_minute", "100")
+    .limit("max_wait", "\"3s\"")
+    .start()
     .await;
     let salve = &enforcing.salve;
     let first = post_and_finish(salve, "first", 1).await;
     assert_eq!(first["state"], "succeeded", "{first:#}");
 
-    post_generic(
-        salve,
-        json!({ "labels": { "alertname": "Echo", "instance": "web2:9100", "message": "second" } }),
-    )
-    .await;
-    let history = wait_for_final(salve, 2, Duration::from_secs(60)).await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "Echo", "instance": "web2:9100", "message": "second" } }))
+        .await;
+    let history = salve.wait_for_final(2, Duration::from_secs(60)).await;
     let limited = by_label(&history, "message", "second");
     assert_eq!(limited["state"], "rate_limited", "{limited:#}");
     assert!(events(limited, "step_started").is_empty(), "{limited:#}");
@@ -113,20 +94,15 @@ async fn the_overall_bucket_limits_across_hosts_and_the_wait_lasts_max_wait() {
 async fn a_token_that_arrives_within_max_wait_lets_the_incident_run() {
     let host = SshHost::start().await;
     // 10 a minute on the host: a burst of 10, then one token every 6 s.
-    let enforcing = start_with(
-        &[Inventory::of("web1", &host)],
-        &[&host],
-        &[],
-        Extras {
-            extra: "[limits]\nper_host_per_minute = 10\nmax_wait = \"40s\"\n",
-            ..Extras::default()
-        },
-    )
-    .await;
+    let enforcing = Enforcing::on(&host)
+        .limit("per_host_per_minute", "10")
+        .limit("max_wait", "\"40s\"")
+        .start()
+        .await;
     let salve = &enforcing.salve;
     let alerts: Vec<Value> = (1..=11).map(|n| echo(&format!("m{n}"))).collect();
-    post_generic(salve, json!({ "alerts": alerts })).await;
-    let history = wait_for_final(salve, 11, Duration::from_secs(90)).await;
+    salve.post_generic(json!({ "alerts": alerts })).await;
+    let history = salve.wait_for_final(11, Duration::from_secs(90)).await;
     let mut started: Vec<DateTime<Utc>> = history
         .iter()
         .map(|incident| {
@@ -145,14 +121,14 @@ async fn a_token_that_arrives_within_max_wait_lets_the_incident_run() {
 async fn breaker_runs_age_out_of_the_window_and_the_next_incident_runs() {
     let host = SshHost::start().await;
     // 20 s: room for three incidents under load before the first run ages out.
-    let enforcing = start_echo_with_breaker(&host, 2, "20s", "").await;
+    let enforcing = start_echo_with_breaker(&host, 2, "20s", None).await;
     let salve = &enforcing.salve;
 
     let first = post_and_finish(salve, "first", 1).await;
     post_and_finish(salve, "second", 2).await;
     let third = post_and_finish(salve, "third", 3).await;
     assert_eq!(third["state"], "breaker_open", "{third:#}");
-    assert_eq!(runs_on_target(&host).await, ["first", "second"]);
+    assert_eq!(host.file_lines("/tmp/echo-runs").await, ["first", "second"]);
 
     // Once the first run is older than the window, one run is left in it: room again.
     let aged_out = event_time(&first, "step_started") + chrono::Duration::milliseconds(20_500);
@@ -161,15 +137,16 @@ async fn breaker_runs_age_out_of_the_window_and_the_next_incident_runs() {
     }
     let fourth = post_and_finish(salve, "fourth", 4).await;
     assert_eq!(fourth["state"], "succeeded", "{fourth:#}");
-    assert_eq!(runs_on_target(&host).await, ["first", "second", "fourth"]);
+    assert_eq!(
+        host.file_lines("/tmp/echo-runs").await,
+        ["first", "second", "fourth"]
+    );
 }
 
 #[tokio::test]
 async fn an_api_breaker_reset_lets_the_next_incident_really_run() {
     let host = SshHost::start().await;
-    let api =
-        "[server.api]\ntokens = [{ name = \"ops\", token = \"ops-token\", scope = \"operate\" }]\n";
-    let enforcing = start_echo_with_breaker(&host, 1, "10m", api).await;
+    let enforcing = start_echo_with_breaker(&host, 1, "10m", Some(("ops", "ops-token"))).await;
     let salve = &enforcing.salve;
     assert_eq!(
         post_and_finish(salve, "first", 1).await["state"],
@@ -194,7 +171,7 @@ async fn an_api_breaker_reset_lets_the_next_incident_really_run() {
 
     let third = post_and_finish(salve, "third", 3).await;
     assert_eq!(third["state"], "succeeded", "{third:#}");
-    assert_eq!(runs_on_target(&host).await, ["first", "third"]);
+    assert_eq!(host.file_lines("/tmp/echo-runs").await, ["first", "third"]);
 }
 
 /// The `escalation_failed` events of the only incident, once there are `count`.
@@ -203,7 +180,7 @@ async fn wait_for_failures(salve: &SalveProcess, count: usize) -> Vec<Value> {
         Duration::from_secs(60),
         &format!("{count} failed delivery attempt(s)"),
         || async {
-            let history = history_json(salve).await;
+            let history = salve.history_json().await;
             // Whole events: the journal time (`at`) beside the detail.
             let failed: Vec<Value> = history[0]["events"]
                 .as_array()
@@ -226,8 +203,7 @@ fn attempt_at(failure: &Value) -> DateTime<Utc> {
 async fn outbox_attempts_grow_and_the_backoff_survives_a_restart() {
     let smtp = SmtpServer::start(SmtpOptions::default()).await;
     smtp.set_failing(true);
-    let mut salve = novel_salve(&smtp).await;
-    post_novel(&salve).await;
+    let mut salve = SalveProcess::escalating_a_novel_alert_to(&smtp).await;
 
     // Attempts 1, 2, 3, each after a longer backoff (1 s, then 2 s).
     let failures = wait_for_failures(&salve, 3).await;
@@ -244,7 +220,7 @@ async fn outbox_attempts_grow_and_the_backoff_survives_a_restart() {
         gaps[0] >= 0.9 && gaps[1] >= 1.9 && gaps[1] > gaps[0],
         "gaps {gaps:?}"
     );
-    let pending = metrics(&salve).await;
+    let pending = salve.metrics().await;
     assert_eq!(outbox_pending(&pending), Some(1), "{pending}");
 
     // Killed inside the 4 s backoff after attempt 3: the next process keeps the schedule.
@@ -264,15 +240,15 @@ async fn outbox_attempts_grow_and_the_backoff_survives_a_restart() {
 
     // The channel recovers: attempt 5 (after 8 s) delivers, once.
     smtp.set_failing(false);
-    let history = wait_until_delivered(&salve).await;
+    let history = salve.wait_until_delivered().await;
     let sent = events(&history[0], "escalation_sent");
     assert_eq!(sent.len(), 1, "{:#}", history[0]);
     assert_eq!(sent[0]["attempt"], 5, "{:#}", history[0]);
-    wait_for_mails(&smtp, 1).await;
+    smtp.wait_for_mails(1).await;
     wait_past_next_retry(&history).await;
     assert_eq!(smtp.messages().len(), 1, "delivered once");
     let drained = wait_until(Duration::from_secs(10), "an empty outbox gauge", || async {
-        let scraped = metrics(&salve).await;
+        let scraped = salve.metrics().await;
         (outbox_pending(&scraped) == Some(0)).then_some(())
     });
     drained.await;

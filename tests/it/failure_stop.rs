@@ -9,23 +9,18 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::bed::{BEARER, history_json};
-use crate::remediation_e2e::{
-    Enforcing, Extras, Inventory, by_label, event_time, events, post_generic, start_with,
-    wait_for_final,
+use crate::support::{
+    BEARER, Enforcing, HttpsEndpoint, OK_BODY, SalveProcess, SshHost, by_label, event_time, events,
+    http_client, master_pids, toml_string, wait_until,
 };
-use crate::ssh_executor::master_pids;
-use crate::support::{HttpsEndpoint, OK_BODY, SalveProcess, SshHost, http_client, wait_until};
 
 /// Enforcing salve for web1 (played by `host`) with the test recipes patched by `patch`.
 async fn enforcing_on(host: &SshHost, patch: &[(&str, &str, &str)]) -> Enforcing {
-    start_with(
-        &[Inventory::of("web1", host)],
-        &[host],
-        patch,
-        Extras::default(),
-    )
-    .await
+    let mut builder = Enforcing::on(host);
+    for (file, from, to) in patch {
+        builder = builder.patch_recipe(file, from, to);
+    }
+    builder.start().await
 }
 
 /// Waits until `path` exists on `host`: the command that creates it has started there.
@@ -43,30 +38,19 @@ async fn wait_for_file(host: &SshHost, path: &str, what: &str) {
 /// salve with `shutdown_grace = grace`, running the non-idempotent `Long` recipe's command
 /// (made to last 30 s) on web1; returns once the command has started on the target.
 async fn long_command_running(host: &SshHost, grace: &str) -> Enforcing {
-    let mut enforcing = enforcing_on(
-        host,
-        &[(
+    let enforcing = Enforcing::on(host)
+        .patch_recipe(
             "long.toml",
             "run = [\"sleep 3\"]",
             "run = [\"touch /tmp/started; sleep 30\"]",
-        )],
-    )
-    .await;
+        )
+        .config(|config| config.engine_setting("shutdown_grace", &toml_string(grace)))
+        .start()
+        .await;
     enforcing
         .salve
-        .restart_with_config(|config| {
-            assert!(config.contains("[engine]\n"), "{config}");
-            config.replace(
-                "[engine]\n",
-                &format!("[engine]\nshutdown_grace = \"{grace}\"\n"),
-            )
-        })
+        .post_generic(json!({ "labels": { "alertname": "Long", "instance": "web1:9100" } }))
         .await;
-    post_generic(
-        &enforcing.salve,
-        json!({ "labels": { "alertname": "Long", "instance": "web1:9100" } }),
-    )
-    .await;
     wait_for_file(host, "/tmp/started", "the long command to start on web1").await;
     enforcing
 }
@@ -74,7 +58,7 @@ async fn long_command_running(host: &SshHost, grace: &str) -> Enforcing {
 /// After a stop cut the long command: the journal never saw it finish, and the next start
 /// marks the incident `interrupted` (the recipe is not idempotent: it does not run again).
 async fn interrupted_at_next_start(salve: &mut SalveProcess) {
-    let history = history_json(salve).await;
+    let history = salve.history_json().await;
     assert_eq!(history.len(), 1, "{history:#?}");
     assert_eq!(history[0]["state"], "remediating", "{:#}", history[0]);
     assert!(
@@ -83,7 +67,7 @@ async fn interrupted_at_next_start(salve: &mut SalveProcess) {
         history[0]
     );
     salve.restart().await;
-    let history = wait_for_final(salve, 1, Duration::from_secs(30)).await;
+    let history = salve.wait_for_final(1, Duration::from_secs(30)).await;
     assert_eq!(history[0]["state"], "interrupted", "{:#}", history[0]);
     assert_eq!(events(&history[0], "step_started").len(), 1, "ran again");
 }
@@ -159,13 +143,11 @@ async fn a_command_that_ignores_term_is_killed_by_the_backstop() {
     let run = format!("run = [\"{IGNORES_TERM}\"]");
     let enforcing = enforcing_on(&host, &[("hang.toml", "run = [\"sleep 30\"]", &run)]).await;
     let salve = &enforcing.salve;
-    post_generic(
-        salve,
-        json!({ "labels": { "alertname": "Hang", "instance": "web1:9100" } }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "Hang", "instance": "web1:9100" } }))
+        .await;
 
-    let history = wait_for_final(salve, 1, Duration::from_secs(30)).await;
+    let history = salve.wait_for_final(1, Duration::from_secs(30)).await;
     let incident = &history[0];
     assert_eq!(incident["state"], "failed", "{incident:#}");
     assert!(
@@ -217,11 +199,9 @@ async fn a_master_killed_mid_command_fails_the_incident_and_holds_the_host() {
     )
     .await;
     let salve = &enforcing.salve;
-    post_generic(
-        salve,
-        json!({ "labels": { "alertname": "Long", "instance": "web1:9100" } }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "Long", "instance": "web1:9100" } }))
+        .await;
     wait_for_file(&host, "/tmp/runs", "the long command to start on web1").await;
     // salve's default control dir (its environment has no TMPDIR).
     let control_dir = PathBuf::from(format!("/tmp/salve-{}/", salve.pid().unwrap()));
@@ -232,13 +212,11 @@ async fn a_master_killed_mid_command_fails_the_incident_and_holds_the_host() {
         .status()
         .unwrap();
     assert!(killed.success());
-    post_generic(
-        salve,
-        json!({ "labels": { "alertname": "Echo", "instance": "web1:9100", "message": "next" } }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "Echo", "instance": "web1:9100", "message": "next" } }))
+        .await;
 
-    let history = wait_for_final(salve, 2, Duration::from_secs(60)).await;
+    let history = salve.wait_for_final(2, Duration::from_secs(60)).await;
     let cut = by_label(&history, "alertname", "Long");
     assert_eq!(cut["state"], "failed", "{cut:#}");
     let reason = cut["reason"].as_str().unwrap();
@@ -301,13 +279,11 @@ async fn http_checks_verify_tls_do_not_follow_redirects_and_match_bodies() {
     );
     let enforcing = checks_on(&host, &checks, "2s").await;
     let salve = &enforcing.salve;
-    post_generic(
-        salve,
-        json!({ "labels": { "alertname": "Slow", "instance": "web1:9100" } }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "Slow", "instance": "web1:9100" } }))
+        .await;
 
-    let history = wait_for_final(salve, 1, Duration::from_secs(30)).await;
+    let history = salve.wait_for_final(1, Duration::from_secs(30)).await;
     let incident = &history[0];
     assert_eq!(incident["state"], "verify_failed", "{incident:#}");
     let results = events(incident, "verify_failed")[0]["results"]
@@ -363,13 +339,11 @@ async fn an_http_check_that_hangs_is_cut_to_what_is_left_of_within() {
     );
     let enforcing = checks_on(&host, &checks, "3s").await;
     let salve = &enforcing.salve;
-    post_generic(
-        salve,
-        json!({ "labels": { "alertname": "Slow", "instance": "web1:9100" } }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "Slow", "instance": "web1:9100" } }))
+        .await;
 
-    let history = wait_for_final(salve, 1, Duration::from_secs(60)).await;
+    let history = salve.wait_for_final(1, Duration::from_secs(60)).await;
     let incident = &history[0];
     assert_eq!(incident["state"], "verify_failed", "{incident:#}");
     let verifying = event_time(incident, "verify_failed") - event_time(incident, "verify_started");

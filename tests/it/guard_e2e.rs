@@ -4,22 +4,18 @@
 
 use std::time::Duration;
 
+use crate::support::{
+    BEARER, Enforcing, SalveConfig, SshHost, WebhookCapture, by_label, events, free_port,
+    http_client, outbox_pending, service_down_on_web1, text, wait_until,
+};
 use serde_json::{Value, json};
 
-use crate::bed::{BEARER, text};
-use crate::remediation_e2e::{
-    Extras, Inventory, by_label, define_unit, events, post_generic, start_with, wait_for_final,
-};
-use crate::support::{SalveProcess, SshHost, WebhookCapture, free_port, http_client, wait_until};
-
 /// Both routes of the shipped recipes as webhooks into one capture server.
-fn capture_channels(capture: &WebhookCapture) -> String {
-    format!(
-        "[escalation.channels.oncall-email]\nkind = \"webhook\"\nurl = \"{}\"\n\n\
-         [escalation.channels.tickets]\nkind = \"webhook\"\nurl = \"{}\"\n",
-        capture.url("/oncall"),
-        capture.url("/tickets")
-    )
+/// Both channels post to `capture`: `/oncall` and `/tickets`.
+fn capture_channels(config: SalveConfig, capture: &WebhookCapture) -> SalveConfig {
+    config
+        .webhook_channel("oncall-email", &capture.url("/oncall"))
+        .webhook_channel("tickets", &capture.url("/tickets"))
 }
 
 async fn wait_for_posts(capture: &WebhookCapture, count: usize) -> Vec<Value> {
@@ -34,59 +30,40 @@ async fn wait_for_posts(capture: &WebhookCapture, count: usize) -> Vec<Value> {
     .await
 }
 
-pub(crate) async fn metrics(salve: &SalveProcess) -> String {
-    http_client()
-        .get(format!("{}/metrics", salve.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// The value of the `salve_escalation_outbox_pending` gauge in a scrape.
-pub(crate) fn outbox_pending(scraped: &str) -> Option<i64> {
-    scraped
-        .lines()
-        .find_map(|line| line.strip_prefix("salve_escalation_outbox_pending "))
-        .and_then(|value| value.trim().parse().ok())
-}
-
 fn service_down(service: &str, port: u16, n: u32) -> Value {
-    json!({
-        "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": service, "health_port": port.to_string() },
-        // A new occurrence each time: as an alert that flaps (fires, resolves, fires).
-        "startsAt": format!("2026-11-28T10:00:{n:02}Z"),
-    })
+    let mut alert = service_down_on_web1(service, port);
+    // A new occurrence each time: as an alert that flaps (fires, resolves, fires).
+    alert["startsAt"] = json!(format!("2026-11-28T10:00:{n:02}Z"));
+    alert
 }
 
 #[tokio::test]
 async fn breaker_opens_after_max_runs_survives_restart_and_resets() {
     let host = SshHost::start().await;
     let port = free_port();
-    define_unit(&host, "shop-api", &format!("exec health-server {port}")).await;
+    host.define_unit("shop-api", &format!("exec health-server {port}"))
+        .await;
     let capture = WebhookCapture::start().await;
-    let channels = capture_channels(&capture);
-    let mut enforcing = start_with(
-        &[Inventory::of("web1", &host)],
-        &[&host],
+    let mut enforcing = Enforcing::on(&host)
         // The shipped recipe (max_runs = 3 in 10m), polled every second instead of 5.
-        &[(
+        .patch_recipe(
             "service-restart.toml",
             "interval = \"5s\"",
             "interval = \"1s\"",
-        )],
-        Extras {
-            channels: Some(&channels),
-            ..Extras::default()
-        },
-    )
-    .await;
+        )
+        .config(|config| capture_channels(config, &capture))
+        .start()
+        .await;
 
     for n in 1..=3 {
-        post_generic(&enforcing.salve, service_down("shop-api", port, n)).await;
-        let history = wait_for_final(&enforcing.salve, n as usize, Duration::from_secs(60)).await;
+        enforcing
+            .salve
+            .post_generic(service_down("shop-api", port, n))
+            .await;
+        let history = enforcing
+            .salve
+            .wait_for_final(n as usize, Duration::from_secs(60))
+            .await;
         assert!(
             history.iter().all(|i| i["state"] == "succeeded"),
             "{history:#?}"
@@ -98,8 +75,8 @@ async fn breaker_opens_after_max_runs_survives_restart_and_resets() {
     enforcing.salve.restart().await;
     let salve = &enforcing.salve;
 
-    post_generic(salve, service_down("shop-api", port, 4)).await;
-    let history = wait_for_final(salve, 4, Duration::from_secs(30)).await;
+    salve.post_generic(service_down("shop-api", port, 4)).await;
+    let history = salve.wait_for_final(4, Duration::from_secs(30)).await;
     let fourth = by_label(&history, "alertname", "ServiceDown");
     let fourth = history
         .iter()
@@ -132,7 +109,8 @@ async fn breaker_opens_after_max_runs_survives_restart_and_resets() {
         "{listed}"
     );
     assert!(
-        metrics(salve)
+        salve
+            .metrics()
             .await
             .contains("salve_breaker_open{recipe=\"service-restart\"} 1")
     );
@@ -141,8 +119,8 @@ async fn breaker_opens_after_max_runs_survives_restart_and_resets() {
         .run_cli(&["breaker", "reset", "service-restart", "web1"])
         .await;
     assert!(reset.status.success(), "{}", text(&reset.stderr));
-    post_generic(salve, service_down("shop-api", port, 5)).await;
-    let history = wait_for_final(salve, 5, Duration::from_secs(60)).await;
+    salve.post_generic(service_down("shop-api", port, 5)).await;
+    let history = salve.wait_for_final(5, Duration::from_secs(60)).await;
     let fifth = history
         .iter()
         .find(|i| {
@@ -158,16 +136,10 @@ async fn breaker_opens_after_max_runs_survives_restart_and_resets() {
 #[tokio::test]
 async fn the_breaker_resets_through_the_authenticated_api() {
     let host = SshHost::start().await;
-    let enforcing = start_with(
-        &[Inventory::of("web1", &host)],
-        &[&host],
-        &[],
-        Extras {
-            extra: "[server.api]\ntokens = [{ name = \"ops\", token = \"ops-token\", scope = \"operate\" }]\n",
-            ..Extras::default()
-        },
-    )
-    .await;
+    let enforcing = Enforcing::on(&host)
+        .config(|config| config.api_token("ops", "ops-token", "operate"))
+        .start()
+        .await;
     let url = format!("{}/api/v1/breakers/reset", enforcing.salve.base_url());
     let body = json!({ "recipe": "service-restart", "target": "web1" });
     let denied = http_client().post(&url).json(&body).send().await.unwrap();
@@ -196,28 +168,20 @@ async fn the_breaker_resets_through_the_authenticated_api() {
 async fn over_the_per_host_rate_an_incident_waits_then_escalates_rate_limited() {
     let host = SshHost::start().await;
     let capture = WebhookCapture::start().await;
-    let channels = capture_channels(&capture);
-    let enforcing = start_with(
-        &[Inventory::of("web1", &host)],
-        &[&host],
-        &[],
-        Extras {
-            channels: Some(&channels),
-            extra: "[limits]\nper_host_per_minute = 1\nmax_wait = \"1s\"\n",
-            ..Extras::default()
-        },
-    )
-    .await;
+    let enforcing = Enforcing::on(&host)
+        .config(|config| capture_channels(config, &capture))
+        .limit("per_host_per_minute", "1")
+        .limit("max_wait", "\"1s\"")
+        .start()
+        .await;
     let salve = &enforcing.salve;
-    post_generic(
-        salve,
-        json!({ "alerts": [
+    salve
+        .post_generic(json!({ "alerts": [
             { "labels": { "alertname": "Echo", "instance": "web1:9100", "message": "first" } },
             { "labels": { "alertname": "Echo", "instance": "web1:9100", "message": "second" } },
-        ]}),
-    )
-    .await;
-    let history = wait_for_final(salve, 2, Duration::from_secs(30)).await;
+        ]}))
+        .await;
+    let history = salve.wait_for_final(2, Duration::from_secs(30)).await;
     assert_eq!(by_label(&history, "message", "first")["state"], "succeeded");
     let limited = by_label(&history, "message", "second");
     assert_eq!(limited["state"], "rate_limited", "{limited:#}");
@@ -237,29 +201,20 @@ async fn over_the_per_host_rate_an_incident_waits_then_escalates_rate_limited() 
 async fn novel_and_refused_alerts_are_escalated_and_gaps_ranks_them() {
     let host = SshHost::start().await;
     let capture = WebhookCapture::start().await;
-    let channels = capture_channels(&capture);
-    let enforcing = start_with(
-        &[Inventory::of("web1", &host)],
-        &[&host],
-        &[],
-        Extras {
-            channels: Some(&channels),
-            ..Extras::default()
-        },
-    )
-    .await;
+    let enforcing = Enforcing::on(&host)
+        .config(|config| capture_channels(config, &capture))
+        .start()
+        .await;
     let salve = &enforcing.salve;
     let novel = |name: &str, n: u32| json!({ "labels": { "alertname": name, "instance": "web1:9100", "n": n.to_string() } });
-    post_generic(
-        salve,
-        json!({ "alerts": [
+    salve.post_generic(json!({ "alerts": [
             novel("KafkaLagHigh", 1), novel("KafkaLagHigh", 2), novel("KafkaLagHigh", 3),
             novel("CertExpiring", 1),
             { "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "bad name; rm -rf /" } },
         ]}),
     )
     .await;
-    wait_for_final(salve, 5, Duration::from_secs(30)).await;
+    salve.wait_for_final(5, Duration::from_secs(30)).await;
     let posts = wait_for_posts(&capture, 5).await;
     assert_eq!(posts.len(), 5, "one escalation per incident: {posts:#?}");
     let reasons: Vec<&str> = posts.iter().filter_map(|p| p["reason"].as_str()).collect();
@@ -275,7 +230,7 @@ async fn novel_and_refused_alerts_are_escalated_and_gaps_ranks_them() {
     );
     // Novel and refused alerts go to the default route.
     assert!(capture.requests().iter().all(|r| r.path == "/oncall"));
-    let history = crate::bed::history_json(salve).await;
+    let history = salve.history_json().await;
     for incident in &history {
         assert_eq!(events(incident, "escalation_sent").len(), 1, "{incident:#}");
     }
@@ -297,7 +252,7 @@ async fn novel_and_refused_alerts_are_escalated_and_gaps_ranks_them() {
 
     // Every escalation was accepted, so the outbox empties (the gauge follows within a pass).
     let scraped = wait_until(Duration::from_secs(10), "an empty outbox gauge", || async {
-        let scraped = metrics(salve).await;
+        let scraped = salve.metrics().await;
         (outbox_pending(&scraped) == Some(0)).then_some(scraped)
     })
     .await;
@@ -314,25 +269,17 @@ async fn novel_and_refused_alerts_are_escalated_and_gaps_ranks_them() {
 #[tokio::test]
 async fn success_ratio_and_remediation_counters_move() {
     let host = SshHost::start().await;
-    let enforcing = start_with(
-        &[Inventory::of("web1", &host)],
-        &[&host],
-        &[],
-        Extras::default(),
-    )
-    .await;
+    let enforcing = Enforcing::on(&host).start().await;
     let salve = &enforcing.salve;
-    post_generic(
-        salve,
-        json!({ "alerts": [
+    salve
+        .post_generic(json!({ "alerts": [
             { "labels": { "alertname": "Echo", "instance": "web1:9100", "message": "ok" } },
             { "labels": { "alertname": "Hang", "instance": "web1:9100" } },
-        ]}),
-    )
-    .await;
-    wait_for_final(salve, 2, Duration::from_secs(30)).await;
+        ]}))
+        .await;
+    salve.wait_for_final(2, Duration::from_secs(30)).await;
     let scraped = wait_until(Duration::from_secs(10), "the ratio gauge", || async {
-        let scraped = metrics(salve).await;
+        let scraped = salve.metrics().await;
         scraped
             .contains("salve_auto_remediation_success_ratio 0.5")
             .then_some(scraped)

@@ -5,14 +5,12 @@
 
 use std::time::Duration;
 
+use crate::support::{
+    Alertmanager, AlertmanagerBuilder, Enforcing, SalveProcess, SshHost, TOKEN, events,
+    http_client, wait_until,
+};
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
-
-use crate::bed::{TOKEN, history_json};
-use crate::remediation_e2e::{Inventory, events, start_enforcing, wait_for_final};
-use crate::support::{
-    Alertmanager, AlertmanagerBuilder, SalveProcess, SshHost, http_client, wait_until,
-};
 
 /// Alerts per test, each its own Alertmanager group (group_by alertname + instance, and
 /// every alert has its own `instance` port), so a replica sends each alert exactly once and
@@ -76,7 +74,7 @@ async fn replica_counts(replica: &Alertmanager) -> (u64, u64) {
 
 /// salve's intake counters for Alertmanager: (alerts received, of which duplicates).
 async fn salve_intake(salve: &SalveProcess) -> (u64, u64) {
-    let exposition = scrape(&format!("{}/metrics", salve.base_url())).await;
+    let exposition = salve.metrics().await;
     let source = "source=\"alertmanager\"";
     (
         metric_sum(&exposition, "salve_alerts_received_total", source) as u64,
@@ -92,7 +90,7 @@ async fn deliver_through_pair(
     configure: impl FnOnce(AlertmanagerBuilder) -> AlertmanagerBuilder,
 ) -> Delivery {
     let host = SshHost::start().await;
-    let enforcing = start_enforcing(&[Inventory::of("web1", &host)], &[&host], &[]).await;
+    let enforcing = Enforcing::on(&host).start().await;
     let salve = &enforcing.salve;
     let builder = Alertmanager::builder(&format!("{}/hooks/alertmanager", salve.base_url()))
         .bearer_token(TOKEN);
@@ -120,7 +118,9 @@ async fn deliver_through_pair(
     );
 
     let expected = usize::from(ALERTS);
-    wait_for_final(salve, expected, Duration::from_secs(60)).await;
+    salve
+        .wait_for_final(expected, Duration::from_secs(60))
+        .await;
     let (sent_by_first, sent_by_second, received, duplicates) = wait_until(
         Duration::from_secs(30),
         "both replicas to decide every alert and salve to receive every copy they sent",
@@ -140,7 +140,7 @@ async fn deliver_through_pair(
     .await;
 
     // The journal, read after every copy arrived: one incident per alert, each run once.
-    let history = history_json(salve).await;
+    let history = salve.history_json().await;
     assert_eq!(
         history.len(),
         expected,

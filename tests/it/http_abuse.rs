@@ -9,16 +9,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::{
+    API_BEARER, BEARER, SalveConfig, SalveProcess, TOKEN, http_client, parse_json_output,
+    post_json, shipped_recipes, wait_until,
+};
 use serde_json::{Value, json};
-
-use crate::bed::{API_BEARER, BEARER, TOKEN, config, parse_json_output, shipped_recipes};
-use crate::support::{SalveProcess, http_client, post_json, wait_until};
 
 const MAX_CONNECTIONS: usize = 4;
 const SLOW_CLIENTS: usize = 2 * MAX_CONNECTIONS;
 
 async fn start(env: &[(&str, &str)]) -> SalveProcess {
-    let mut builder = SalveProcess::builder(&config("", "")).recipes_dir(&shipped_recipes());
+    let mut builder =
+        SalveProcess::builder(&SalveConfig::standard().build()).recipes_dir(&shipped_recipes());
     for (key, value) in env {
         builder = builder.env(key, value);
     }
@@ -207,7 +209,7 @@ async fn trickled_bodies_get_408_and_the_connection_limit_keeps_health_and_hooks
         peak >= 2,
         "the flood never filled salve's slots (peak {peak}): the test saw nothing"
     );
-    let incidents = crate::bed::api_incidents(&salve).await;
+    let incidents = salve.api_incidents().await;
     assert!(
         incidents
             .iter()

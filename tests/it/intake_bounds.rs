@@ -3,10 +3,8 @@
 //! sender claims (`truncatedAlerts`) saturates instead of wrapping the metric or failing
 //! the notification.
 
+use crate::support::{BEARER, SalveConfig, SalveProcess, metric_value};
 use serde_json::{Value, json};
-
-use crate::bed::{BEARER, start_salve};
-use crate::support::{SalveProcess, http_client};
 
 fn alertmanager_body(truncated: Value) -> Value {
     json!({
@@ -19,41 +17,14 @@ fn alertmanager_body(truncated: Value) -> Value {
     })
 }
 
-async fn post_raw(
-    salve: &SalveProcess,
-    hook: &str,
-    content_type: &str,
-    body: String,
-) -> (u16, String) {
-    let response = http_client()
-        .post(format!("{}{hook}", salve.base_url()))
-        .header("content-type", content_type)
-        .header(BEARER.0, BEARER.1)
-        .body(body)
-        .send()
-        .await
-        .expect("POST");
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap_or_default())
-}
-
 async fn metric(salve: &SalveProcess, name: &str) -> String {
-    let text = http_client()
-        .get(format!("{}/metrics", salve.base_url()))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")).map(str::to_owned))
-        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    let text = salve.metrics().await;
+    metric_value(&text, name).unwrap_or_else(|| panic!("no {name} in:\n{text}"))
 }
 
 #[tokio::test]
 async fn truncated_alerts_saturate_instead_of_wrapping_or_failing() {
-    let salve = start_salve("", "").await;
+    let salve = SalveConfig::standard().start_with_shipped_recipes().await;
     let hook = "/hooks/alertmanager";
     let body = |truncated: &str| {
         alertmanager_body(json!(0)).to_string().replace(
@@ -67,18 +38,21 @@ async fn truncated_alerts_saturate_instead_of_wrapping_or_failing() {
         "-1",
         "-9223372036854775809",
     ] {
-        let (status, reason) = post_raw(&salve, hook, "application/json", body(truncated)).await;
+        let (status, reason) = salve
+            .post_raw(hook, "application/json", body(truncated), Some(BEARER.1))
+            .await;
         assert_eq!(status, 200, "truncatedAlerts {truncated}: {reason}");
     }
     // u64::MAX twice more: the counter stays at u64::MAX instead of wrapping.
     for _ in 0..2 {
-        let (status, reason) = post_raw(
-            &salve,
-            hook,
-            "application/json",
-            body("18446744073709551615"),
-        )
-        .await;
+        let (status, reason) = salve
+            .post_raw(
+                hook,
+                "application/json",
+                body("18446744073709551615"),
+                Some(BEARER.1),
+            )
+            .await;
         assert_eq!(status, 200, "{reason}");
     }
     assert_eq!(
@@ -89,7 +63,7 @@ async fn truncated_alerts_saturate_instead_of_wrapping_or_failing() {
 
 #[tokio::test]
 async fn input_quoted_in_an_error_is_bounded_and_escaped() {
-    let salve = start_salve("", "").await;
+    let salve = SalveConfig::standard().start_with_shipped_recipes().await;
     let huge = "\u{1b}]8;;http://evil.test/\u{7}\r\n".repeat(20_000);
     let alertmanager = "/hooks/alertmanager";
     let mut cases: Vec<(&str, String)> = Vec::new();
@@ -134,7 +108,9 @@ async fn input_quoted_in_an_error_is_bounded_and_escaped() {
     ));
     for (hook, body) in cases {
         let sent = body.len();
-        let (status, reason) = post_raw(&salve, hook, "application/json", body).await;
+        let (status, reason) = salve
+            .post_raw(hook, "application/json", body, Some(BEARER.1))
+            .await;
         assert_eq!(status, 400, "{hook}: {reason}");
         assert!(
             reason.len() < 600,
@@ -150,13 +126,14 @@ async fn input_quoted_in_an_error_is_bounded_and_escaped() {
     }
 
     // A content type is quoted back too.
-    let (status, reason) = post_raw(
-        &salve,
-        alertmanager,
-        &format!("text/{}", "x".repeat(6000)),
-        "{}".into(),
-    )
-    .await;
+    let (status, reason) = salve
+        .post_raw(
+            alertmanager,
+            &format!("text/{}", "x".repeat(6000)),
+            "{}",
+            Some(BEARER.1),
+        )
+        .await;
     assert_eq!(status, 415, "{reason}");
     assert!(reason.len() < 600, "{} bytes: {reason}", reason.len());
 }

@@ -1,79 +1,59 @@
 //! The webhook contract over real HTTP: credentials, size, content type and syntax are
 //! checked before anything is stored, each with its status code and a reason.
 
+use crate::support::{BEARER, SalveConfig, http_client, post_json};
 use serde_json::{Value, json};
 
-use crate::bed::{BEARER, api_incidents, start_salve, wait_for_incidents};
-use crate::support::{SalveProcess, http_client, post_json};
-
 fn am_body(alertname: &str) -> Value {
-    let raw = std::fs::read_to_string(crate::bed::fixture("intake/alertmanager-0.25-firing.json"))
-        .expect("Alertmanager fixture");
+    let raw = std::fs::read_to_string(crate::support::fixture(
+        "intake/alertmanager-0.25-firing.json",
+    ))
+    .expect("Alertmanager fixture");
     let mut capture: Value = serde_json::from_str(&raw).unwrap();
     let mut body = capture["body"].take();
     body["alerts"][0]["labels"]["alertname"] = json!(alertname);
     body
 }
 
-async fn post_raw(
-    salve: &SalveProcess,
-    path: &str,
-    content_type: &str,
-    body: Vec<u8>,
-    auth: Option<&str>,
-) -> (u16, String) {
-    let mut request = http_client()
-        .post(format!("{}{path}", salve.base_url()))
-        .header("content-type", content_type)
-        .body(body);
-    if let Some(auth) = auth {
-        request = request.header("authorization", auth);
-    }
-    let response = request.send().await.expect("POST");
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap_or_default())
-}
-
 #[tokio::test]
 async fn bad_requests_get_their_status_and_nothing_is_stored() {
-    let salve = start_salve("", "").await;
+    let salve = SalveConfig::standard().start_with_shipped_recipes().await;
     let body = serde_json::to_vec(&am_body("DiskFull")).unwrap();
     let hook = "/hooks/alertmanager";
 
-    let (status, reason) = post_raw(&salve, hook, "application/json", body.clone(), None).await;
+    let (status, reason) = salve
+        .post_raw(hook, "application/json", body.clone(), None)
+        .await;
     assert_eq!(status, 401, "{reason}");
     assert!(reason.contains("missing credentials"), "{reason}");
-    let (status, _) = post_raw(
-        &salve,
-        hook,
-        "application/json",
-        body.clone(),
-        Some("Bearer wrong"),
-    )
-    .await;
+    let (status, _) = salve
+        .post_raw(hook, "application/json", body.clone(), Some("Bearer wrong"))
+        .await;
     assert_eq!(status, 401);
-    let (status, _) = post_raw(
-        &salve,
-        hook,
-        "application/json",
-        body.clone(),
-        Some("Basic d3Jvbmc6d3Jvbmc="),
-    )
-    .await;
+    let (status, _) = salve
+        .post_raw(
+            hook,
+            "application/json",
+            body.clone(),
+            Some("Basic d3Jvbmc6d3Jvbmc="),
+        )
+        .await;
     assert_eq!(status, 401);
 
-    let (status, reason) = post_raw(&salve, hook, "text/plain", body.clone(), Some(BEARER.1)).await;
+    let (status, reason) = salve
+        .post_raw(hook, "text/plain", body.clone(), Some(BEARER.1))
+        .await;
     assert_eq!(status, 415, "{reason}");
     assert!(reason.contains("application/json"), "{reason}");
 
-    let (status, reason) = post_raw(
-        &salve,
-        hook,
-        "application/json",
-        b"{\"version\": \"4\", \"alerts\": [".to_vec(),
-        Some(BEARER.1),
-    )
-    .await;
+    let (status, reason) = salve
+        .post_raw(
+            hook,
+            "application/json",
+            b"{\"version\": \"4\", \"alerts\": [".to_vec(),
+            Some(BEARER.1),
+        )
+        .await;
     assert_eq!(status, 400, "{reason}");
     assert!(
         reason.contains("line 1"),
@@ -82,32 +62,18 @@ async fn bad_requests_get_their_status_and_nothing_is_stored() {
 
     let mut wrong_version = am_body("DiskFull");
     wrong_version["version"] = json!("3");
-    let (status, reason) = post_raw(
-        &salve,
-        hook,
-        "application/json",
-        serde_json::to_vec(&wrong_version).unwrap(),
-        Some(BEARER.1),
-    )
-    .await;
+    let (status, reason) = salve.post_webhook_json(hook, &wrong_version).await;
     assert_eq!(status, 400, "{reason}");
     assert!(reason.contains("version"), "{reason}");
 
     // Over the default 1 MiB limit: one huge annotation.
     let mut huge = am_body("DiskFull");
     huge["alerts"][0]["annotations"]["blob"] = json!("x".repeat(2 * 1024 * 1024));
-    let (status, reason) = post_raw(
-        &salve,
-        hook,
-        "application/json",
-        serde_json::to_vec(&huge).unwrap(),
-        Some(BEARER.1),
-    )
-    .await;
+    let (status, reason) = salve.post_webhook_json(hook, &huge).await;
     assert_eq!(status, 413, "{reason}");
 
     assert!(
-        api_incidents(&salve).await.is_empty(),
+        salve.api_incidents().await.is_empty(),
         "a rejected request stored something"
     );
 
@@ -119,52 +85,40 @@ async fn bad_requests_get_their_status_and_nothing_is_stored() {
     )
     .await;
     assert_eq!(response.status().as_u16(), 200);
-    wait_for_incidents(&salve, "the accepted alert", |all| all.len() == 1).await;
+    salve
+        .wait_for_incidents("the accepted alert", |all| all.len() == 1)
+        .await;
 }
 
 #[tokio::test]
 async fn basic_auth_generic_and_grafana_hooks_are_accepted() {
-    let salve = start_salve("basic_username = \"am\"\nbasic_password = \"pw\"\n", "").await;
+    let salve = SalveConfig::standard()
+        .basic_auth("am", "pw")
+        .start_with_shipped_recipes()
+        .await;
     let basic = ("authorization", "Basic YW06cHc="); // am:pw
     let generic = json!({
         "labels": {"alertname": "GenericThing", "instance": "web1:9100"},
         "annotations": {"summary": "from a script"}
     });
-    let response = post_json(
-        &format!("{}/hooks/generic", salve.base_url()),
-        &generic,
-        &[basic],
-    )
-    .await;
-    assert_eq!(
-        response.status().as_u16(),
-        200,
-        "{}",
-        response.text().await.unwrap()
-    );
+    salve
+        .post_to_hook("/hooks/generic", &generic, &[basic])
+        .await;
 
     let grafana: Value = serde_json::from_str(
-        &std::fs::read_to_string(crate::bed::fixture("intake/grafana-firing.json"))
+        &std::fs::read_to_string(crate::support::fixture("intake/grafana-firing.json"))
             .expect("grafana fixture"),
     )
     .unwrap();
-    let response = post_json(
-        &format!("{}/hooks/grafana", salve.base_url()),
-        &grafana,
-        &[BEARER],
-    )
-    .await;
-    assert_eq!(
-        response.status().as_u16(),
-        200,
-        "{}",
-        response.text().await.unwrap()
-    );
+    salve
+        .post_to_hook("/hooks/grafana", &grafana, &[BEARER])
+        .await;
 
-    let incidents = wait_for_incidents(&salve, "both incidents planned", |all| {
-        all.len() >= 2 && all.iter().all(|i| i["state"] != "received")
-    })
-    .await;
+    let incidents = salve
+        .wait_for_incidents("both incidents planned", |all| {
+            all.len() >= 2 && all.iter().all(|i| i["state"] != "received")
+        })
+        .await;
     let sources: Vec<&str> = incidents
         .iter()
         .filter_map(|i| i["source"].as_str())
@@ -175,14 +129,7 @@ async fn basic_auth_generic_and_grafana_hooks_are_accepted() {
     );
 
     // Metrics moved, with sources as the only label values.
-    let metrics = http_client()
-        .get(format!("{}/metrics", salve.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = salve.metrics().await;
     assert!(
         metrics.contains("salve_alerts_received_total{source=\"generic\"} 1"),
         "{metrics}"
@@ -201,7 +148,7 @@ async fn basic_auth_generic_and_grafana_hooks_are_accepted() {
 
 #[tokio::test]
 async fn health_and_readiness() {
-    let salve = start_salve("", "").await;
+    let salve = SalveConfig::standard().start_with_shipped_recipes().await;
     let healthz = http_client()
         .get(format!("{}/healthz", salve.base_url()))
         .send()
@@ -230,7 +177,7 @@ async fn health_and_readiness() {
 /// not acknowledged; once it can, the same notification is accepted.
 #[tokio::test]
 async fn store_that_cannot_commit_answers_503_then_recovers() {
-    let salve = start_salve("", "").await;
+    let salve = SalveConfig::standard().start_with_shipped_recipes().await;
     // Another process-level writer holds SQLite's write lock past salve's busy timeout.
     let blocker = rusqlite::Connection::open(salve.dir().join("salve.db")).unwrap();
     blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
@@ -244,7 +191,9 @@ async fn store_that_cannot_commit_answers_503_then_recovers() {
     drop(blocker);
     let response = post_json(&hook, &am_body("DiskFull"), &[BEARER]).await;
     assert_eq!(response.status().as_u16(), 200);
-    let incidents = wait_for_incidents(&salve, "the retried alert", |all| all.len() == 1).await;
+    let incidents = salve
+        .wait_for_incidents("the retried alert", |all| all.len() == 1)
+        .await;
     assert_eq!(
         incidents[0]["receive_count"], 1,
         "the 503'd delivery must not count"
@@ -255,11 +204,13 @@ async fn store_that_cannot_commit_answers_503_then_recovers() {
 /// nothing of the notification is stored.
 #[tokio::test]
 async fn notifications_over_the_intake_limits_are_refused_whole() {
-    let salve = start_salve(
-        "",
-        "\n[intake]\nmax_alerts = 2\nmax_labels = 4\nmax_name_bytes = 16\nmax_value_bytes = 32\n",
-    )
-    .await;
+    let salve = SalveConfig::standard()
+        .intake_setting("max_alerts", "2")
+        .intake_setting("max_labels", "4")
+        .intake_setting("max_name_bytes", "16")
+        .intake_setting("max_value_bytes", "32")
+        .start_with_shipped_recipes()
+        .await;
     let generic = |labels: Value| json!({ "labels": labels });
     let ok = json!({ "alertname": "Limits", "instance": "web1:9100" });
     let mut am_three = am_body("Limits");
@@ -288,14 +239,7 @@ async fn notifications_over_the_intake_limits_are_refused_whole() {
             "max_value_bytes",
         ),
     ] {
-        let (status, reason) = post_raw(
-            &salve,
-            hook,
-            "application/json",
-            serde_json::to_vec(&body).unwrap(),
-            Some(BEARER.1),
-        )
-        .await;
+        let (status, reason) = salve.post_webhook_json(hook, &body).await;
         assert_eq!(status, 400, "{hook} {limit}: {reason}");
         assert!(
             reason.contains(limit),
@@ -303,18 +247,18 @@ async fn notifications_over_the_intake_limits_are_refused_whole() {
         );
     }
     assert!(
-        api_incidents(&salve).await.is_empty(),
+        salve.api_incidents().await.is_empty(),
         "a refused notification stored something"
     );
     // At the limits exactly: accepted (the same alert twice is one incident).
-    let (status, reason) = post_raw(
-        &salve,
-        "/hooks/generic",
-        "application/json",
-        serde_json::to_vec(&json!({ "alerts": [generic(ok.clone()), generic(ok)] })).unwrap(),
-        Some(BEARER.1),
-    )
-    .await;
+    let (status, reason) = salve
+        .post_webhook_json(
+            "/hooks/generic",
+            &json!({ "alerts": [generic(ok.clone()), generic(ok)] }),
+        )
+        .await;
     assert_eq!(status, 200, "{reason}");
-    wait_for_incidents(&salve, "the accepted alerts", |all| all.len() == 1).await;
+    salve
+        .wait_for_incidents("the accepted alerts", |all| all.len() == 1)
+        .await;
 }

@@ -9,20 +9,16 @@
 
 use std::time::Duration;
 
+use crate::support::{
+    Enforcing, LOGIN_SHELL_USERS, SshHost, events, short_tempdir, text, wait_until,
+    write_known_hosts,
+};
 use futures_util::future::join_all;
 use salve::plan::PlannedTarget;
 use salve::recipe::shell::remote_line;
 use salve::recipe::shell::shell_quote;
 use salve::ssh::{Executor, SshSettings};
 use serde_json::{Value, json};
-use tempfile::TempDir;
-
-use crate::bed::{TOKEN, text};
-use crate::remediation_e2e::{events, post_generic, wait_for_final};
-use crate::support::{
-    LOGIN_SHELL_USERS, SalveProcess, SshHost, salve_config_template, short_tempdir, wait_until,
-    write_known_hosts,
-};
 
 /// Every metacharacter of every shell above, each in a value that creates /tmp/PWNED if any
 /// part of it runs as code; plus values that take the direct path (no stdin shell).
@@ -158,45 +154,6 @@ async fn every_login_shell_gets_hostile_values_as_data_through_the_executor() {
     assert_nothing_ran(&host).await;
 }
 
-/// The real salve binary in enforce mode with only `recipe`, one inventory host per
-/// (name, user) played by `host`, its log channel `oncall-email`, and `ssh_extra` lines in
-/// `[ssh]`. The tempdir holds known_hosts and must outlive salve.
-pub(crate) async fn start_salve(
-    host: &SshHost,
-    hosts: &[(&str, &str)],
-    recipe: &str,
-    ssh_extra: &str,
-) -> (SalveProcess, TempDir) {
-    let files = tempfile::tempdir().unwrap();
-    let recipes = files.path().join("recipes");
-    std::fs::create_dir(&recipes).unwrap();
-    std::fs::write(recipes.join("recipe.toml"), recipe).unwrap();
-    let known_hosts = write_known_hosts(files.path(), &[host]);
-    let mut config = format!(
-        "{}\n[server.auth]\nbearer_token = \"{TOKEN}\"\n\n[recipes]\ndir = \"recipes\"\n\n\
-         [engine]\nmode = \"enforce\"\n\n\
-         [ssh]\nuser = \"nobody-by-default\"\nidentity_file = {:?}\nknown_hosts = {:?}\n\
-         {ssh_extra}\n\
-         [escalation]\ndefault = [\"oncall-email\"]\n\n\
-         [escalation.channels.oncall-email]\nkind = \"log\"\n",
-        salve_config_template(),
-        host.client_key().display().to_string(),
-        known_hosts.display().to_string(),
-    );
-    for (name, user) in hosts {
-        config.push_str(&format!(
-            "\n[[hosts]]\nname = \"{name}\"\naddress = \"{}\"\nport = {}\nuser = \"{user}\"\n",
-            host.address(),
-            host.port(),
-        ));
-    }
-    let salve = SalveProcess::builder(&config)
-        .recipes_dir(&recipes)
-        .start()
-        .await;
-    (salve, files)
-}
-
 /// A test-only recipe with sudo, a command check and an attach line, all carrying a param
 /// that accepts any text to `record-argv`; a second check never passes, so every incident
 /// ends `verify_failed` and escalates, which runs the attach line.
@@ -243,14 +200,13 @@ const EVERYTHING: &str = "\\'; touch /tmp/PWNED; echo \\'\nx\ntouch /tmp/PWNED\n
 #[tokio::test]
 async fn a_real_recipe_passes_hostile_values_as_data_whatever_the_login_shell() {
     let host = SshHost::start().await;
-    let (salve, _files) = start_salve(
-        &host,
-        LOGIN_SHELL_USERS,
-        RECORD_RECIPE,
-        "connect_timeout = \"2s\"\n\
-         # Diagnostics get `timeout -k 5 15`, as the sudo rule says.\ncommand_timeout = \"10s\"\n",
-    )
-    .await;
+    let enforcing = Enforcing::single_recipe(&host, LOGIN_SHELL_USERS, RECORD_RECIPE)
+        .ssh_setting("connect_timeout", "\"2s\"")
+        // Diagnostics get `timeout -k 5 15`, as the sudo rule says.
+        .ssh_setting("command_timeout", "\"10s\"")
+        .start()
+        .await;
+    let salve = &enforcing.salve;
 
     let values = [("hostile", EVERYTHING), ("plain", "plain-value")];
     let alerts: Vec<Value> = LOGIN_SHELL_USERS
@@ -266,9 +222,11 @@ async fn a_real_recipe_passes_hostile_values_as_data_whatever_the_login_shell() 
             })
         })
         .collect();
-    post_generic(&salve, json!({ "alerts": alerts })).await;
+    salve.post_generic(json!({ "alerts": alerts })).await;
 
-    let history = wait_for_final(&salve, alerts.len(), Duration::from_secs(90)).await;
+    let history = salve
+        .wait_for_final(alerts.len(), Duration::from_secs(90))
+        .await;
     for incident in &history {
         assert_eq!(
             incident["state"],

@@ -1,7 +1,6 @@
 //! The one integration-test binary: black-box tests of the real `salve` binary against
 //! real processes (Alertmanager, sshd, SMTP) started by `support`.
 
-mod bed;
 mod support;
 
 mod alertmanager_e2e;

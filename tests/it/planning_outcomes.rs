@@ -3,14 +3,12 @@
 //! not list → `refused`, with the reason,
 //! as `salve history --json` shows it.
 
+use crate::support::{BEARER, SalveConfig, post_json};
 use serde_json::json;
-
-use crate::bed::{BEARER, history_json, start_salve, wait_for_incidents};
-use crate::support::post_json;
 
 #[tokio::test]
 async fn unmatched_and_refused_are_journaled_with_reasons() {
-    let salve = start_salve("", "").await;
+    let salve = SalveConfig::standard().start_with_shipped_recipes().await;
     let hook = format!("{}/hooks/generic", salve.base_url());
     let alerts = json!({ "alerts": [
         { "labels": { "alertname": "NeverSeenBefore", "instance": "web1:9100" } },
@@ -26,12 +24,13 @@ async fn unmatched_and_refused_are_journaled_with_reasons() {
         "{}",
         response.text().await.unwrap()
     );
-    wait_for_incidents(&salve, "five planned incidents", |all| {
-        all.len() == 5 && all.iter().all(|i| i["state"] != "received")
-    })
-    .await;
+    salve
+        .wait_for_incidents("five planned incidents", |all| {
+            all.len() == 5 && all.iter().all(|i| i["state"] != "received")
+        })
+        .await;
 
-    let history = history_json(&salve).await;
+    let history = salve.history_json().await;
     let by_alert = |alertname: &str, instance: &str, service: Option<&str>| {
         history
             .iter()

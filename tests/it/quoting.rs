@@ -3,9 +3,8 @@
 
 use std::process::Command;
 
+use crate::support::{SalveConfig, fixture, parse_json_output, salve_cli, text};
 use serde_json::{Value, json};
-
-use crate::bed::{config, fixture, parse_json_output, salve_cli, text};
 
 const HOSTILE: &[&str] = &[
     "plain",
@@ -31,17 +30,9 @@ fn single_quoted(value: &str) -> String {
 #[test]
 fn hostile_values_are_single_quoted_words_in_simulated_plans() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("salve.toml"),
-        config("", "").replace(
-            "dir = \"recipes\"",
-            &format!(
-                "dir = {:?}",
-                fixture("quoting-recipes").display().to_string()
-            ),
-        ),
-    )
-    .unwrap();
+    SalveConfig::standard()
+        .recipes_dir(fixture("quoting-recipes"))
+        .write_to(dir.path());
 
     let alerts: Vec<Value> = HOSTILE
         .iter()

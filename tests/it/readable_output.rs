@@ -7,11 +7,8 @@
 
 use std::time::Duration;
 
+use crate::support::{Enforcing, SalveProcess, SshHost, events, wait_until};
 use serde_json::{Value, json};
-
-use crate::bed::history_json;
-use crate::remediation_e2e::{Inventory, events, post_generic, start_enforcing, wait_for_final};
-use crate::support::{SalveProcess, SshHost, wait_until};
 
 /// The fake line an attacker wants the operator to see as salve's own.
 const FORGED: &str = "2026-12-01T00:00:00.000000Z  INFO salve: all incidents resolved";
@@ -63,26 +60,24 @@ async fn cli(salve: &SalveProcess, args: &[&str]) -> Vec<u8> {
 #[tokio::test]
 async fn history_gaps_and_the_human_log_show_hostile_alert_text_escaped() {
     let host = SshHost::start().await;
-    let enforcing = start_enforcing(&[Inventory::of("web1", &host)], &[&host], &[]).await;
+    let enforcing = Enforcing::on(&host).start().await;
     let salve = &enforcing.salve;
     let hostile = hostile();
 
     // One alert whose label the target writes to stderr before failing (so it is in the
     // command, the output, the reason and the log), one with no recipe named by it.
-    post_generic(
-        salve,
-        json!({ "alerts": [
+    salve
+        .post_generic(json!({ "alerts": [
             { "labels": { "alertname": "EchoFail", "instance": "web1:9100", "message": hostile } },
             { "labels": { "alertname": hostile, "instance": "web1:9100" } },
-        ]}),
-    )
-    .await;
-    wait_for_final(salve, 2, Duration::from_secs(60)).await;
+        ]}))
+        .await;
+    salve.wait_for_final(2, Duration::from_secs(60)).await;
     let history: Vec<Value> = wait_until(
         Duration::from_secs(30),
         "both incidents escalated",
         || async {
-            let history = history_json(salve).await;
+            let history = salve.history_json().await;
             history
                 .iter()
                 .all(|i| !i["escalated_at"].is_null())

@@ -8,11 +8,11 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::{
+    Channel, HostEntry, SalveConfig, SshHost, TOKEN, events, fixture, free_port, health_status,
+    salve_cli, shipped_recipes, text, write_known_hosts,
+};
 use serde_json::{Value, json};
-
-use crate::bed::{TOKEN, config, fixture, salve_cli, shipped_recipes, text};
-use crate::remediation_e2e::{define_unit, events, health_status, post_generic, wait_for_final};
-use crate::support::{SalveProcess, SshHost, free_port, salve_config_template, write_known_hosts};
 
 /// Units an alert must never get restarted, even where the host lists them.
 const DANGEROUS: &[&str] = &[
@@ -33,17 +33,10 @@ const DANGEROUS: &[&str] = &[
 /// A dry-run config for `salve simulate` with the shipped recipes; `labels` for host web1.
 fn simulate_dir(labels: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let text = config("", "")
-        .replace(
-            "dir = \"recipes\"",
-            &format!("dir = {:?}", shipped_recipes().display().to_string()),
-        )
-        .replace(
-            "labels = { services = \"nginx,postgresql\" }\n\n",
-            &format!("labels = {labels}\n\n"),
-        );
-    assert!(text.contains(labels), "{text}");
-    std::fs::write(dir.path().join("salve.toml"), text).unwrap();
+    SalveConfig::standard()
+        .recipes_dir(shipped_recipes())
+        .host_labels("web1", labels)
+        .write_to(dir.path());
     dir
 }
 
@@ -212,14 +205,9 @@ fn disk_space_refuses_mountpoints_its_cleanups_cannot_free() {
 
 fn check_in(recipes: &Path) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("salve.toml"),
-        config("", "").replace(
-            "dir = \"recipes\"",
-            &format!("dir = {:?}", recipes.display().to_string()),
-        ),
-    )
-    .unwrap();
+    SalveConfig::standard()
+        .recipes_dir(recipes)
+        .write_to(dir.path());
     salve_cli(dir.path(), &["check"])
 }
 
@@ -284,15 +272,13 @@ async fn serve_restarts_only_listed_units_and_never_a_dangerous_one() {
     let port = free_port();
     for unit in DANGEROUS.iter().chain(&["mysql"]) {
         let name = unit.trim_end_matches(".service");
-        define_unit(
-            &host,
+        host.define_unit(
             name,
             &format!("touch /srv/units/STARTED-{name}; exec sleep 600"),
         )
         .await;
     }
-    define_unit(
-        &host,
+    host.define_unit(
         "shop-api",
         &format!("touch /srv/units/STARTED-shop-api; exec health-server {port}"),
     )
@@ -303,20 +289,17 @@ async fn serve_restarts_only_listed_units_and_never_a_dangerous_one() {
     let listed = format!("shop-api,{}", DANGEROUS.join(","));
     let files = tempfile::tempdir().unwrap();
     let known_hosts = write_known_hosts(files.path(), &[&host]);
-    let config = format!(
-        "{}\n[server.auth]\nbearer_token = \"{TOKEN}\"\n\n[recipes]\ndir = \"recipes\"\n\n\
-         [engine]\nmode = \"enforce\"\n\n\
-         [ssh]\nidentity_file = {:?}\nknown_hosts = {:?}\nconnect_timeout = \"2s\"\n\n\
-         [escalation]\ndefault = [\"oncall-email\"]\n\n\
-         [escalation.channels.oncall-email]\nkind = \"log\"\n\n[escalation.channels.tickets]\nkind = \"log\"\n\n\
-         [[hosts]]\nname = \"web1\"\naddress = \"{}\"\nport = {}\nuser = \"{}\"\nlabels = {{ services = \"{listed}\" }}\n",
-        salve_config_template(),
-        host.client_key().display().to_string(),
-        known_hosts.display().to_string(),
-        host.address(),
-        host.port(),
-        host.user(),
-    );
+    let config = SalveConfig::new()
+        .bearer_token(TOKEN)
+        .recipes_dir("recipes")
+        .enforce()
+        .ssh_identity(host.client_key())
+        .known_hosts(&known_hosts)
+        .ssh_setting("connect_timeout", "\"2s\"")
+        .escalation_default(&["oncall-email"])
+        .channel("oncall-email", Channel::log())
+        .channel("tickets", Channel::log())
+        .host(HostEntry::on("web1", &host, host.user()).services(&listed));
     // The shipped recipes, with the verify window cut from 60 s to 3 s to keep this short.
     let recipes = files.path().join("recipes");
     std::fs::create_dir(&recipes).unwrap();
@@ -329,10 +312,7 @@ async fn serve_restarts_only_listed_units_and_never_a_dangerous_one() {
         assert_ne!(patched, text, "{name}");
         std::fs::write(recipes.join(name), patched).unwrap();
     }
-    let salve = SalveProcess::builder(&config)
-        .recipes_dir(&recipes)
-        .start()
-        .await;
+    let salve = config.salve().recipes_dir(&recipes).start().await;
 
     let mut alerts: Vec<Value> = DANGEROUS
         .iter()
@@ -344,9 +324,9 @@ async fn serve_restarts_only_listed_units_and_never_a_dangerous_one() {
         "health_port": port.to_string()
     }}));
     let count = alerts.len();
-    post_generic(&salve, json!({ "alerts": alerts })).await;
+    salve.post_generic(json!({ "alerts": alerts })).await;
 
-    let history = wait_for_final(&salve, count, Duration::from_secs(90)).await;
+    let history = salve.wait_for_final(count, Duration::from_secs(90)).await;
     // On the target: only the allowed unit ever started.
     let started = host
         .exec_ok("ls /srv/units | grep '^STARTED-' || true")

@@ -4,251 +4,29 @@
 //! `systemctl` and `journalctl` are test stand-ins (tests/bed/bin) that start and stop a
 //! real process serving a real health endpoint.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::{
+    Alertmanager, Enforcing, Inventory, LIMITED_SUDO_USER, SalveProcess, SshHost, TOKEN, by_label,
+    event_time, events, free_port, health_status, salve_cli, service_down_on_web1, text,
+    wait_until,
+};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use tempfile::TempDir;
-
-use crate::bed::{BEARER, TOKEN, fixture, history_json, salve_cli, shipped_recipes, text};
-use crate::support::{
-    Alertmanager, LIMITED_SUDO_USER, SalveProcess, SshHost, free_port, http_client, post_json,
-    salve_config_template, wait_until, write_known_hosts,
-};
-
-/// One inventory entry: a name, the sshd that plays it, and the SSH user.
-pub(crate) struct Inventory<'a> {
-    pub name: &'a str,
-    pub host: &'a SshHost,
-    pub user: &'a str,
-}
-
-impl<'a> Inventory<'a> {
-    /// `name` played by `host`, logged into as the bed's target user.
-    pub fn of(name: &'a str, host: &'a SshHost) -> Inventory<'a> {
-        Inventory {
-            name,
-            host,
-            user: host.user(),
-        }
-    }
-}
-
-/// A salve in enforce mode with the shipped recipes plus the test-only ones, strict host
-/// keys from `known_hosts`, and the given inventory.
-pub(crate) struct Enforcing {
-    pub salve: SalveProcess,
-    pub known_hosts: PathBuf,
-    pub _files: TempDir,
-}
-
-fn copy_recipes(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-}
-
-pub(crate) async fn start_enforcing(
-    inventory: &[Inventory<'_>],
-    known_hosts_for: &[&SshHost],
-    recipe_patch: &[(&str, &str, &str)],
-) -> Enforcing {
-    start_with(inventory, known_hosts_for, recipe_patch, Extras::default()).await
-}
-
-/// What some tests add to the enforcing setup.
-#[derive(Default)]
-pub(crate) struct Extras<'a> {
-    /// Arguments for `salve serve`.
-    pub serve_args: &'a [&'a str],
-    /// Replaces the default `log` channels `oncall-email` and `tickets` (TOML tables).
-    pub channels: Option<&'a str>,
-    /// More TOML sections (e.g. `[limits]`).
-    pub extra: &'a str,
-}
-
-pub(crate) async fn start_with(
-    inventory: &[Inventory<'_>],
-    known_hosts_for: &[&SshHost],
-    recipe_patch: &[(&str, &str, &str)],
-    extras: Extras<'_>,
-) -> Enforcing {
-    let files = tempfile::tempdir().unwrap();
-    let recipes = files.path().join("recipes");
-    std::fs::create_dir(&recipes).unwrap();
-    copy_recipes(&shipped_recipes(), &recipes);
-    copy_recipes(&fixture("e2e-recipes"), &recipes);
-    // Shorter timings for a test, stated where used: (file, from, to).
-    for (file, from, to) in recipe_patch {
-        let path = recipes.join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{file} has no {from:?}");
-        std::fs::write(&path, text.replace(from, to)).unwrap();
-    }
-    let known_hosts = write_known_hosts(files.path(), known_hosts_for);
-    // One identity for salve, authorized on every host of the inventory.
-    let key = inventory[0].host.client_key().to_owned();
-    for entry in &inventory[1..] {
-        entry.host.also_authorize(&key);
-    }
-    let mut config = format!(
-        "{}\n[server.auth]\nbearer_token = \"{TOKEN}\"\n\n[recipes]\ndir = \"recipes\"\n\n\
-         [engine]\nmode = \"enforce\"\n\n\
-         [ssh]\nuser = \"nobody-by-default\"\nidentity_file = {:?}\nknown_hosts = {:?}\nconnect_timeout = \"2s\"\n\n\
-         [escalation]\ndefault = [\"oncall-email\"]\n\n{}\n{}\n",
-        salve_config_template(),
-        key.display().to_string(),
-        known_hosts.display().to_string(),
-        extras.channels.unwrap_or(
-            "[escalation.channels.oncall-email]\nkind = \"log\"\n\n[escalation.channels.tickets]\nkind = \"log\"\n"
-        ),
-        extras.extra,
-    );
-    for entry in inventory {
-        config.push_str(&format!(
-            "\n[[hosts]]\nname = \"{}\"\naddress = \"{}\"\nport = {}\nuser = \"{}\"\nlabels = {{ services = \"shop-api,broken-api\" }}\n",
-            entry.name,
-            entry.host.address(),
-            entry.host.port(),
-            entry.user
-        ));
-    }
-    let salve = SalveProcess::builder(&config)
-        .recipes_dir(&recipes)
-        .serve_args(extras.serve_args)
-        .start()
-        .await;
-    Enforcing {
-        salve,
-        known_hosts,
-        _files: files,
-    }
-}
-
-pub(crate) async fn post_generic(salve: &SalveProcess, alerts: Value) {
-    let response = post_json(
-        &format!("{}/hooks/generic", salve.base_url()),
-        &alerts,
-        &[BEARER],
-    )
-    .await;
-    assert_eq!(
-        response.status().as_u16(),
-        200,
-        "{}",
-        response.text().await.unwrap()
-    );
-}
-
-/// Polls the journal until every incident is in a final state (and there are `count`).
-/// The states an incident ends in.
-pub(crate) const FINAL: [&str; 9] = [
-    "succeeded",
-    "failed",
-    "verify_failed",
-    "resolved_before_run",
-    "refused",
-    "unmatched",
-    "breaker_open",
-    "rate_limited",
-    "interrupted",
-];
-
-pub(crate) async fn wait_for_final(
-    salve: &SalveProcess,
-    count: usize,
-    deadline: Duration,
-) -> Vec<Value> {
-    let started = std::time::Instant::now();
-    loop {
-        let history = history_json(salve).await;
-        if history.len() == count
-            && history
-                .iter()
-                .all(|i| FINAL.contains(&i["state"].as_str().unwrap_or("")))
-        {
-            return history;
-        }
-        if started.elapsed() > deadline {
-            let states: Vec<String> = history
-                .iter()
-                .map(|i| format!("{} {} ({})", i["id"], i["state"], i["reason"]))
-                .collect();
-            panic!(
-                "timed out after {deadline:?} waiting for {count} incident(s) in a final state; have {states:#?}\nsalve log:\n{}",
-                salve.stderr_tail()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The details of an incident's journal events of one kind, in order.
-pub(crate) fn events<'a>(incident: &'a Value, kind: &str) -> Vec<&'a Value> {
-    incident["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == kind)
-        .map(|e| &e["detail"])
-        .collect()
-}
-
-pub(crate) fn event_time(incident: &Value, kind: &str) -> DateTime<Utc> {
-    let event = incident["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == kind)
-        .unwrap_or_else(|| panic!("no {kind} event: {incident:#}"));
-    event["at"].as_str().unwrap().parse().unwrap()
-}
-
-pub(crate) fn by_label<'a>(history: &'a [Value], label: &str, value: &str) -> &'a Value {
-    history
-        .iter()
-        .find(|i| i["labels"][label] == value)
-        .unwrap_or_else(|| panic!("no incident with {label}={value}: {history:#?}"))
-}
-
-/// Writes the unit the `systemctl` stand-in runs: here a real HTTP health server.
-pub(crate) async fn define_unit(host: &SshHost, unit: &str, command: &str) {
-    let output = host
-        .exec(&format!("mkdir -p /srv/units && printf '%s\\n' '{command}' > /srv/units/{unit}.cmd && chmod -R a+rwX /srv/units"))
-        .await;
-    assert!(
-        output.status.success(),
-        "define unit: {}",
-        text(&output.stderr)
-    );
-}
-
-pub(crate) async fn health_status(port: u16) -> Option<u16> {
-    http_client()
-        .get(format!("http://127.0.0.1:{port}/healthz"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .ok()
-        .map(|r| r.status().as_u16())
-}
 
 #[tokio::test]
 async fn service_restart_end_to_end_restarts_the_service_and_verifies_it() {
     let host = SshHost::start().await;
     let port = free_port();
-    define_unit(&host, "shop-api", &format!("exec health-server {port}")).await;
+    host.define_unit("shop-api", &format!("exec health-server {port}"))
+        .await;
     assert_eq!(
         health_status(port).await,
         None,
         "the service must be down before the alert"
     );
 
-    let enforcing = start_enforcing(&[Inventory::of("web1", &host)], &[&host], &[]).await;
+    let enforcing = Enforcing::on(&host).start().await;
     let salve = &enforcing.salve;
     let alertmanager = Alertmanager::builder(&format!("{}/hooks/alertmanager", salve.base_url()))
         .bearer_token(TOKEN)
@@ -267,7 +45,7 @@ async fn service_restart_end_to_end_restarts_the_service_and_verifies_it() {
         )
         .await;
 
-    let history = wait_for_final(salve, 1, Duration::from_secs(90)).await;
+    let history = salve.wait_for_final(1, Duration::from_secs(90)).await;
     let incident = &history[0];
     assert_eq!(incident["state"], "succeeded", "{incident:#}");
     assert_eq!(
@@ -314,26 +92,22 @@ async fn a_service_that_cannot_start_is_verify_failed_after_within_not_before() 
     let host = SshHost::start().await;
     let port = free_port();
     // The unit's process exits at once: restart "works", the checks never pass.
-    define_unit(&host, "broken-api", "exit 1").await;
+    host.define_unit("broken-api", "exit 1").await;
     // The shipped recipe with its 60 s window cut to 6 s, to keep the suite fast.
-    let enforcing = start_enforcing(
-        &[Inventory::of("web1", &host)],
-        &[&host],
-        &[(
+    let enforcing = Enforcing::on(&host)
+        .patch_recipe(
             "service-restart.toml",
             "within = \"60s\"\ninterval = \"5s\"",
             "within = \"6s\"\ninterval = \"1s\"",
-        )],
-    )
-    .await;
+        )
+        .start()
+        .await;
     let salve = &enforcing.salve;
-    post_generic(
-        salve,
-        json!({ "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "broken-api", "health_port": port.to_string() } }),
-    )
-    .await;
+    salve
+        .post_generic(service_down_on_web1("broken-api", port))
+        .await;
 
-    let history = wait_for_final(salve, 1, Duration::from_secs(60)).await;
+    let history = salve.wait_for_final(1, Duration::from_secs(60)).await;
     let incident = &history[0];
     assert_eq!(incident["state"], "verify_failed", "{incident:#}");
     let verifying_for =
@@ -380,15 +154,15 @@ async fn disk_space_end_to_end_cleans_only_known_safe_paths() {
         .unwrap();
     assert!(used > 85, "the disk must start above 85%, is {used}%");
 
-    let enforcing = start_enforcing(&[Inventory::of("db1", &host)], &[&host], &[]).await;
+    let enforcing = Enforcing::builder(vec![Inventory::of("db1", &host)], &[&host])
+        .start()
+        .await;
     let salve = &enforcing.salve;
-    post_generic(
-        salve,
-        json!({ "labels": { "alertname": "DiskSpaceLow", "instance": "db1:9100", "mountpoint": "/tmp" } }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "DiskSpaceLow", "instance": "db1:9100", "mountpoint": "/tmp" } }))
+        .await;
 
-    let history = wait_for_final(salve, 1, Duration::from_secs(60)).await;
+    let history = salve.wait_for_final(1, Duration::from_secs(60)).await;
     let incident = &history[0];
     assert_eq!(incident["state"], "succeeded", "{incident:#}");
     let last = events(incident, "check_poll").last().copied().unwrap();
@@ -422,15 +196,17 @@ const HOSTILE: &[&str] = &[
 #[tokio::test]
 async fn hostile_label_values_reach_the_target_only_as_data() {
     let host = SshHost::start().await;
-    let enforcing = start_enforcing(&[Inventory::of("web1", &host)], &[&host], &[]).await;
+    let enforcing = Enforcing::on(&host).start().await;
     let salve = &enforcing.salve;
     let alerts: Vec<Value> = HOSTILE
         .iter()
         .map(|message| json!({ "labels": { "alertname": "Echo", "instance": "web1:9100", "message": message } }))
         .collect();
-    post_generic(salve, json!({ "alerts": alerts })).await;
+    salve.post_generic(json!({ "alerts": alerts })).await;
 
-    let history = wait_for_final(salve, HOSTILE.len(), Duration::from_secs(60)).await;
+    let history = salve
+        .wait_for_final(HOSTILE.len(), Duration::from_secs(60))
+        .await;
     for message in HOSTILE {
         let incident = by_label(&history, "message", message);
         assert_eq!(incident["state"], "succeeded", "{incident:#}");
@@ -455,20 +231,20 @@ async fn a_host_whose_key_does_not_match_is_never_commanded() {
     let host = SshHost::start().await;
     let impostor = SshHost::start().await;
     // known_hosts holds the impostor's key for the real host's address and port.
-    let enforcing = start_enforcing(&[Inventory::of("web1", &host)], &[], &[]).await;
+    let enforcing = Enforcing::builder(vec![Inventory::of("web1", &host)], &[])
+        .start()
+        .await;
     let wrong = impostor.known_hosts_line().replace(
         &format!("]:{}", impostor.port()),
         &format!("]:{}", host.port()),
     );
     std::fs::write(&enforcing.known_hosts, format!("{wrong}\n")).unwrap();
     let salve = &enforcing.salve;
-    post_generic(
-        salve,
-        json!({ "labels": { "alertname": "Echo", "instance": "web1:9100", "message": "x; touch /tmp/RAN" } }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "Echo", "instance": "web1:9100", "message": "x; touch /tmp/RAN" } }))
+        .await;
 
-    let history = wait_for_final(salve, 1, Duration::from_secs(30)).await;
+    let history = salve.wait_for_final(1, Duration::from_secs(30)).await;
     let incident = &history[0];
     assert_eq!(incident["state"], "failed", "{incident:#}");
     let reason = incident["reason"].as_str().unwrap();
@@ -486,29 +262,27 @@ async fn failures_are_bounded_and_one_hung_host_does_not_delay_another() {
     let healthy = SshHost::start_on(std::net::Ipv4Addr::new(127, 0, 0, 2)).await;
     // "gone": an inventory host whose port has nothing listening.
     let gone = SshHost::start().await;
-    let enforcing = start_enforcing(
-        &[
+    let enforcing = Enforcing::builder(
+        vec![
             Inventory::of("hung", &hung),
             Inventory::of("healthy", &healthy),
             Inventory::of("gone", &gone),
         ],
         &[&hung, &healthy, &gone],
-        &[],
     )
+    .start()
     .await;
     drop(gone);
     let salve = &enforcing.salve;
-    post_generic(
-        salve,
-        json!({ "alerts": [
+    salve
+        .post_generic(json!({ "alerts": [
             { "labels": { "alertname": "Hang", "instance": "hung:9100" } },
             { "labels": { "alertname": "Echo", "instance": "healthy:9100", "message": "hello" } },
             { "labels": { "alertname": "Echo", "instance": "gone:9100", "message": "hello" } },
-        ]}),
-    )
-    .await;
+        ]}))
+        .await;
 
-    let history = wait_for_final(salve, 3, Duration::from_secs(60)).await;
+    let history = salve.wait_for_final(3, Duration::from_secs(60)).await;
     let hang = by_label(&history, "alertname", "Hang");
     assert_eq!(hang["state"], "failed");
     assert_eq!(events(hang, "step_finished")[0]["outcome"], "timeout");
@@ -555,26 +329,24 @@ async fn failures_are_bounded_and_one_hung_host_does_not_delay_another() {
 async fn one_remediation_at_a_time_per_host_and_hosts_in_parallel() {
     let first = SshHost::start().await;
     let second = SshHost::start_on(std::net::Ipv4Addr::new(127, 0, 0, 2)).await;
-    let enforcing = start_enforcing(
-        &[
+    let enforcing = Enforcing::builder(
+        vec![
             Inventory::of("web1", &first),
             Inventory::of("web2", &second),
         ],
         &[&first, &second],
-        &[],
     )
+    .start()
     .await;
     let salve = &enforcing.salve;
-    post_generic(
-        salve,
-        json!({ "alerts": [
+    salve
+        .post_generic(json!({ "alerts": [
             { "labels": { "alertname": "Slow", "instance": "web1:9100", "n": "1" } },
             { "labels": { "alertname": "Slow", "instance": "web1:9100", "n": "2" } },
             { "labels": { "alertname": "Slow", "instance": "web2:9100", "n": "3" } },
-        ]}),
-    )
-    .await;
-    let history = wait_for_final(salve, 3, Duration::from_secs(60)).await;
+        ]}))
+        .await;
+    let history = salve.wait_for_final(3, Duration::from_secs(60)).await;
     let span = |n: &str| {
         let incident = by_label(&history, "n", n);
         assert_eq!(incident["state"], "succeeded", "{incident:#}");
@@ -600,21 +372,19 @@ async fn one_remediation_at_a_time_per_host_and_hosts_in_parallel() {
 #[tokio::test]
 async fn an_alert_resolved_while_waiting_its_turn_is_not_run() {
     let host = SshHost::start().await;
-    let enforcing = start_enforcing(&[Inventory::of("web1", &host)], &[&host], &[]).await;
+    let enforcing = Enforcing::on(&host).start().await;
     let salve = &enforcing.salve;
     let waiting = json!({ "labels": { "alertname": "Slow", "instance": "web1:9100", "n": "2" }, "startsAt": "2026-11-28T10:00:00Z" });
-    post_generic(
-        salve,
-        json!({ "alerts": [ { "labels": { "alertname": "Slow", "instance": "web1:9100", "n": "1" } }, waiting ] }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "alerts": [ { "labels": { "alertname": "Slow", "instance": "web1:9100", "n": "1" } }, waiting ] }))
+        .await;
     // While n=1 holds the host, n=2 resolves.
     let mut resolved = waiting.clone();
     resolved["status"] = json!("resolved");
     resolved["endsAt"] = json!("2026-11-28T10:00:05Z");
-    post_generic(salve, resolved).await;
+    salve.post_generic(resolved).await;
 
-    let history = wait_for_final(salve, 2, Duration::from_secs(30)).await;
+    let history = salve.wait_for_final(2, Duration::from_secs(30)).await;
     let skipped = by_label(&history, "n", "2");
     assert_eq!(skipped["state"], "resolved_before_run", "{skipped:#}");
     assert!(
@@ -628,22 +398,22 @@ async fn an_alert_resolved_while_waiting_its_turn_is_not_run() {
 async fn shop_api_down_as(user: &str) -> (SshHost, Enforcing) {
     let host = SshHost::start().await;
     let port = free_port();
-    define_unit(&host, "shop-api", &format!("exec health-server {port}")).await;
-    let enforcing = start_enforcing(
-        &[Inventory {
+    host.define_unit("shop-api", &format!("exec health-server {port}"))
+        .await;
+    let enforcing = Enforcing::builder(
+        vec![Inventory {
             name: "web1",
             host: &host,
             user,
         }],
         &[&host],
-        &[],
     )
+    .start()
     .await;
-    post_generic(
-        &enforcing.salve,
-        json!({ "labels": { "alertname": "ServiceDown", "instance": "web1:9100", "service": "shop-api", "health_port": port.to_string() } }),
-    )
-    .await;
+    enforcing
+        .salve
+        .post_generic(service_down_on_web1("shop-api", port))
+        .await;
     (host, enforcing)
 }
 
@@ -651,7 +421,7 @@ async fn shop_api_down_as(user: &str) -> (SshHost, Enforcing) {
 async fn sudo_that_needs_a_password_fails_clearly() {
     let (_host, enforcing) = shop_api_down_as("salvenopw").await;
     let salve = &enforcing.salve;
-    let history = wait_for_final(salve, 1, Duration::from_secs(30)).await;
+    let history = salve.wait_for_final(1, Duration::from_secs(30)).await;
     let incident = &history[0];
     assert_eq!(incident["state"], "failed");
     assert!(
@@ -672,7 +442,7 @@ async fn sudo_that_needs_a_password_fails_clearly() {
 async fn a_sudoers_rule_for_exactly_the_restart_line_is_enough() {
     let (_host, enforcing) = shop_api_down_as(LIMITED_SUDO_USER).await;
     let salve = &enforcing.salve;
-    let history = wait_for_final(salve, 1, Duration::from_secs(60)).await;
+    let history = salve.wait_for_final(1, Duration::from_secs(60)).await;
     let restart = &history[0];
     assert_eq!(restart["state"], "succeeded", "{restart:#}");
     assert_eq!(
@@ -680,12 +450,10 @@ async fn a_sudoers_rule_for_exactly_the_restart_line_is_enough() {
         "sudo -n -- timeout -k 5 65 systemctl restart 'shop-api'"
     );
 
-    post_generic(
-        salve,
-        json!({ "labels": { "alertname": "DiskSpaceLow", "instance": "web1:9100", "mountpoint": "/tmp" } }),
-    )
-    .await;
-    let history = wait_for_final(salve, 2, Duration::from_secs(60)).await;
+    salve
+        .post_generic(json!({ "labels": { "alertname": "DiskSpaceLow", "instance": "web1:9100", "mountpoint": "/tmp" } }))
+        .await;
+    let history = salve.wait_for_final(2, Duration::from_secs(60)).await;
     let cleanup = by_label(&history, "alertname", "DiskSpaceLow");
     assert_eq!(cleanup["state"], "failed", "{cleanup:#}");
     assert!(
@@ -717,22 +485,16 @@ fn enforce_without_known_hosts_refuses_to_start() {
 #[tokio::test]
 async fn serve_dry_run_overrides_an_enforcing_config() {
     let host = SshHost::start().await;
-    let enforcing = start_with(
-        &[Inventory::of("web1", &host)],
-        &[&host],
-        &[],
-        Extras {
-            serve_args: &["--dry-run"],
-            ..Extras::default()
-        },
-    )
-    .await;
+    let enforcing = Enforcing::on(&host)
+        .serve_args(&["--dry-run"])
+        .start()
+        .await;
     let salve = &enforcing.salve;
-    post_generic(
-        salve,
-        json!({ "labels": { "alertname": "Echo", "instance": "web1:9100", "message": "x" } }),
-    )
-    .await;
+    salve
+        .post_generic(
+            json!({ "labels": { "alertname": "Echo", "instance": "web1:9100", "message": "x" } }),
+        )
+        .await;
     let history = wait_for_final_or_dry_run(salve).await;
     assert_eq!(history[0]["state"], "dry_run");
     assert_eq!(host.accepted_logins(), 0, "dry-run connected to the target");
@@ -740,7 +502,7 @@ async fn serve_dry_run_overrides_an_enforcing_config() {
 
 async fn wait_for_final_or_dry_run(salve: &SalveProcess) -> Vec<Value> {
     wait_until(Duration::from_secs(20), "the dry-run plan", || async {
-        let history = history_json(salve).await;
+        let history = salve.history_json().await;
         (history.len() == 1 && history[0]["state"] != "received").then_some(history)
     })
     .await

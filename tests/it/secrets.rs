@@ -14,17 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+use crate::support::{
+    Alertmanager, Channel, SMTP_TEST_USER, SalveConfig, SalveProcess, SmtpOptions, SmtpServer,
+    WebhookCapture, events, fixture, free_port, http_client, toml_path, toml_string, wait_until,
+};
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-
-use crate::bed::{fixture, history_json};
-use crate::remediation_e2e::events;
-use crate::support::{
-    Alertmanager, SMTP_TEST_USER, SalveProcess, SmtpOptions, SmtpServer, WebhookCapture, free_port,
-    http_client, salve_config_template, wait_until,
-};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -134,14 +131,6 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     find(haystack, needle).is_some()
-}
-
-fn toml_string(text: &str) -> String {
-    serde_json::to_string(text).unwrap()
-}
-
-fn toml_path(path: &Path) -> String {
-    toml_string(&path.display().to_string())
 }
 
 /// Every file salve wrote in its directory (log, stdout, SQLite database, WAL, shared
@@ -324,171 +313,267 @@ fn channel_events<'a>(incident: &'a Value, kind: &str, channel: &str) -> Vec<&'a
         .collect()
 }
 
-#[tokio::test]
-async fn secrets_never_reach_logs_cli_api_store_or_escalations() {
-    // Arrange: a fresh value for every credential salve knows, and for those a client
-    // presents that salve must refuse.
-    let bearer_token = fresh_secret("bearer");
-    let basic_password = fresh_secret("basic");
-    let grafana_key = fresh_secret("hmac");
-    let smtp_password = fresh_secret("smtp");
-    let wrong_smtp_password_in_file = fresh_secret("smtp-file");
-    let wrong_smtp_password_in_env = fresh_secret("smtp-env");
-    let tickets_token = fresh_secret("tickets");
-    let tickets_api_key = fresh_secret("tickets-key");
-    let tickets_url_token = fresh_secret("tickets-url");
-    let routing_key = fresh_secret("routing");
-    let unreachable_path_token = fresh_secret("unreachable");
-    let presented_bearer = fresh_secret("wrong-bearer");
-    let presented_basic_password = fresh_secret("wrong-basic");
-    let presented_scheme_token = fresh_secret("wrong-token");
-    let presented_api_bearer = fresh_secret("wrong-api");
-    let presented_grafana_key = fresh_secret("wrong-hmac");
-    let inbound_cookie = fresh_secret("cookie");
-    let inbound_api_key = fresh_secret("inbound-key");
-    let api_token = fresh_secret("api");
+/// Every credential of the leak test: the ones salve knows, and the ones a client presents
+/// that salve must refuse. Each a fresh random value.
+struct Secrets {
+    bearer_token: String,
+    basic_password: String,
+    grafana_key: String,
+    smtp_password: String,
+    wrong_smtp_password_in_file: String,
+    wrong_smtp_password_in_env: String,
+    tickets_token: String,
+    tickets_api_key: String,
+    tickets_url_token: String,
+    routing_key: String,
+    unreachable_path_token: String,
+    presented_bearer: String,
+    presented_basic_password: String,
+    presented_scheme_token: String,
+    presented_api_bearer: String,
+    presented_grafana_key: String,
+    inbound_cookie: String,
+    inbound_api_key: String,
+    api_token: String,
+}
 
-    let mut watch = Watchlist::default();
-    for (what, value) in [
-        ("server.auth.bearer_token", &bearer_token),
-        ("server.auth.basic_password", &basic_password),
-        ("intake.grafana.hmac_secret", &grafana_key),
-        ("server.api token", &api_token),
-        ("oncall-email password", &smtp_password),
-        ("badmail password (file)", &wrong_smtp_password_in_file),
-        ("badmail password (env)", &wrong_smtp_password_in_env),
-        ("tickets Authorization", &tickets_token),
-        ("tickets X-Api-Key", &tickets_api_key),
-        ("tickets url token", &tickets_url_token),
-        ("pager routing key", &routing_key),
-        ("unreachable webhook path token", &unreachable_path_token),
-        ("presented wrong bearer", &presented_bearer),
-        ("presented wrong basic password", &presented_basic_password),
-        (
-            "presented token of an unknown scheme",
-            &presented_scheme_token,
-        ),
-        ("presented wrong API bearer", &presented_api_bearer),
-        ("presented wrong Grafana key", &presented_grafana_key),
-        ("inbound Cookie", &inbound_cookie),
-        ("inbound X-Api-Key", &inbound_api_key),
-    ] {
-        watch.secret(what, value);
-    }
-    // How basic auth and SMTP AUTH PLAIN carry a password.
-    let basic_user = "alertmanager";
-    watch.form(
-        "basic credentials (base64)",
-        base64(format!("{basic_user}:{basic_password}")),
-    );
-    watch.form(
-        "presented basic credentials (base64)",
-        base64(format!("{basic_user}:{presented_basic_password}")),
-    );
-    for (what, password) in [
-        ("oncall-email AUTH PLAIN", &smtp_password),
-        ("badmail AUTH PLAIN (file)", &wrong_smtp_password_in_file),
-        ("badmail AUTH PLAIN (env)", &wrong_smtp_password_in_env),
-    ] {
-        watch.form(what, base64(format!("\0{SMTP_TEST_USER}\0{password}")));
+/// The basic-auth user the leak test's Alertmanager and refused requests present.
+const BASIC_USER: &str = "alertmanager";
+
+impl Secrets {
+    fn fresh() -> Secrets {
+        Secrets {
+            bearer_token: fresh_secret("bearer"),
+            basic_password: fresh_secret("basic"),
+            grafana_key: fresh_secret("hmac"),
+            smtp_password: fresh_secret("smtp"),
+            wrong_smtp_password_in_file: fresh_secret("smtp-file"),
+            wrong_smtp_password_in_env: fresh_secret("smtp-env"),
+            tickets_token: fresh_secret("tickets"),
+            tickets_api_key: fresh_secret("tickets-key"),
+            tickets_url_token: fresh_secret("tickets-url"),
+            routing_key: fresh_secret("routing"),
+            unreachable_path_token: fresh_secret("unreachable"),
+            presented_bearer: fresh_secret("wrong-bearer"),
+            presented_basic_password: fresh_secret("wrong-basic"),
+            presented_scheme_token: fresh_secret("wrong-token"),
+            presented_api_bearer: fresh_secret("wrong-api"),
+            presented_grafana_key: fresh_secret("wrong-hmac"),
+            inbound_cookie: fresh_secret("cookie"),
+            inbound_api_key: fresh_secret("inbound-key"),
+            api_token: fresh_secret("api"),
+        }
     }
 
-    let smtp = SmtpServer::start_with_password(
-        SmtpOptions {
-            starttls: true,
-            auth: true,
-            ..SmtpOptions::default()
-        },
-        &smtp_password,
-    )
-    .await;
-    let tickets = WebhookCapture::start().await;
-    // The ticket system first fails, quoting what it got, as some APIs' errors do.
-    tickets.set_response_status(500);
-    tickets.set_response_body(&format!(
-        "{{\"error\": \"backend down\", \"request\": {{\"authorization\": \"Bearer {tickets_token}\", \
-         \"x-api-key\": \"{tickets_api_key}\", \"url\": \"/tickets?api_key={tickets_url_token}\"}}}}"
-    ));
-    let pager = WebhookCapture::start().await;
-    let files = tempfile::tempdir().unwrap();
-    let password_file = files.path().join("smtp-password");
-    std::fs::write(&password_file, format!("{smtp_password}\n")).unwrap();
-    let routing_key_file = files.path().join("routing-key");
-    std::fs::write(&routing_key_file, &routing_key).unwrap();
-    let recipes = files.path().join("recipes");
-    std::fs::create_dir(&recipes).unwrap();
+    /// Every secret, and the encodings basic auth and SMTP AUTH PLAIN carry a password in.
+    fn watchlist(&self) -> Watchlist {
+        let mut watch = Watchlist::default();
+        for (what, value) in [
+            ("server.auth.bearer_token", &self.bearer_token),
+            ("server.auth.basic_password", &self.basic_password),
+            ("intake.grafana.hmac_secret", &self.grafana_key),
+            ("server.api token", &self.api_token),
+            ("oncall-email password", &self.smtp_password),
+            ("badmail password (file)", &self.wrong_smtp_password_in_file),
+            ("badmail password (env)", &self.wrong_smtp_password_in_env),
+            ("tickets Authorization", &self.tickets_token),
+            ("tickets X-Api-Key", &self.tickets_api_key),
+            ("tickets url token", &self.tickets_url_token),
+            ("pager routing key", &self.routing_key),
+            (
+                "unreachable webhook path token",
+                &self.unreachable_path_token,
+            ),
+            ("presented wrong bearer", &self.presented_bearer),
+            (
+                "presented wrong basic password",
+                &self.presented_basic_password,
+            ),
+            (
+                "presented token of an unknown scheme",
+                &self.presented_scheme_token,
+            ),
+            ("presented wrong API bearer", &self.presented_api_bearer),
+            ("presented wrong Grafana key", &self.presented_grafana_key),
+            ("inbound Cookie", &self.inbound_cookie),
+            ("inbound X-Api-Key", &self.inbound_api_key),
+        ] {
+            watch.secret(what, value);
+        }
+        watch.form(
+            "basic credentials (base64)",
+            base64(format!("{BASIC_USER}:{}", self.basic_password)),
+        );
+        watch.form(
+            "presented basic credentials (base64)",
+            base64(format!("{BASIC_USER}:{}", self.presented_basic_password)),
+        );
+        for (what, password) in [
+            ("oncall-email AUTH PLAIN", &self.smtp_password),
+            (
+                "badmail AUTH PLAIN (file)",
+                &self.wrong_smtp_password_in_file,
+            ),
+            ("badmail AUTH PLAIN (env)", &self.wrong_smtp_password_in_env),
+        ] {
+            watch.form(what, base64(format!("\0{SMTP_TEST_USER}\0{password}")));
+        }
+        watch
+    }
+}
 
-    let email = |name: &str, password: &str| {
-        format!(
-            "[escalation.channels.{name}]\nkind = \"email\"\nsmtp_url = \"smtp://localhost:{}\"\n\
-             tls = \"starttls\"\nusername = \"{SMTP_TEST_USER}\"\n{password}\nca_file = {}\n\
-             from = \"salve <salve@test.invalid>\"\nto = [\"oncall@test.invalid\"]\n",
-            smtp.port(),
-            toml_path(smtp.ca_file()),
+/// What the leak test's salve escalates to, and the files its config points at.
+struct Receivers {
+    smtp: SmtpServer,
+    tickets: WebhookCapture,
+    pager: WebhookCapture,
+    password_file: PathBuf,
+    routing_key_file: PathBuf,
+    recipes: PathBuf,
+    _files: tempfile::TempDir,
+}
+
+impl Receivers {
+    async fn start(secrets: &Secrets) -> Receivers {
+        let smtp = SmtpServer::start_with_password(
+            SmtpOptions {
+                starttls: true,
+                auth: true,
+                ..SmtpOptions::default()
+            },
+            &secrets.smtp_password,
         )
-    };
-    let config = format!(
-        "{template}\n\
-         [server.auth]\nbasic_username = \"{basic_user}\"\nbasic_password = \"{basic_password}\"\n\n\
-         [server.api]\ntokens = [{{ name = \"ops\", token = \"{api_token}\", scope = \"operate\" }}]\n\n\
-         [intake.grafana]\nhmac_secret = \"{grafana_key}\"\n\n\
-         [recipes]\ndir = \"recipes\"\n\n\
-         [escalation]\ndefault = [\"oncall-email\", \"badmail\", \"tickets\", \"pager\", \"unreachable\"]\n\n\
-         {oncall}\n{badmail}\n\
-         [escalation.channels.tickets]\nkind = \"webhook\"\nurl = {tickets_url}\n\
-         headers = {{ X-Api-Key = \"{tickets_api_key}\" }}\n\n\
-         [escalation.channels.pager]\nkind = \"webhook\"\npreset = \"pagerduty\"\nurl = {pager_url}\n\
-         routing_key_file = {routing_key_file}\n\n\
-         [escalation.channels.unreachable]\nkind = \"webhook\"\nurl = {unreachable_url}\ntimeout = \"2s\"\n",
-        template = salve_config_template(),
-        oncall = email(
-            "oncall-email",
-            &format!("password_file = {}", toml_path(&password_file))
-        ),
-        badmail = email(
-            "badmail",
-            &format!("password = \"{wrong_smtp_password_in_file}\"")
-        ),
-        tickets_url = toml_string(&tickets.url(&format!("/tickets?api_key={tickets_url_token}"))),
-        pager_url = toml_string(&pager.url("/v2/enqueue")),
-        routing_key_file = toml_path(&routing_key_file),
-        unreachable_url = toml_string(&format!(
-            "http://127.0.0.1:{}/hooks/{unreachable_path_token}",
-            free_port()
-        )),
-    );
-    let salve = SalveProcess::builder(&config)
-        .recipes_dir(&recipes)
-        // The widest log there is: every crate, every level.
-        .env("RUST_LOG", "trace")
-        .env("SALVE_SERVER__AUTH__BEARER_TOKEN", &bearer_token)
-        .env(
-            "SALVE_ESCALATION__CHANNELS__BADMAIL__PASSWORD",
-            &wrong_smtp_password_in_env,
-        )
-        .env(
-            "SALVE_ESCALATION__CHANNELS__TICKETS__HEADERS__AUTHORIZATION",
-            &format!("Bearer {tickets_token}"),
-        )
-        .start()
         .await;
-    let mut places = Vec::new();
+        let tickets = WebhookCapture::start().await;
+        // The ticket system first fails, quoting what it got, as some APIs' errors do.
+        tickets.set_response_status(500);
+        tickets.set_response_body(&format!(
+            "{{\"error\": \"backend down\", \"request\": {{\"authorization\": \"Bearer {}\", \
+             \"x-api-key\": \"{}\", \"url\": \"/tickets?api_key={}\"}}}}",
+            secrets.tickets_token, secrets.tickets_api_key, secrets.tickets_url_token
+        ));
+        let pager = WebhookCapture::start().await;
+        let files = tempfile::tempdir().unwrap();
+        let password_file = files.path().join("smtp-password");
+        std::fs::write(&password_file, format!("{}\n", secrets.smtp_password)).unwrap();
+        let routing_key_file = files.path().join("routing-key");
+        std::fs::write(&routing_key_file, &secrets.routing_key).unwrap();
+        let recipes = files.path().join("recipes");
+        std::fs::create_dir(&recipes).unwrap();
+        Receivers {
+            smtp,
+            tickets,
+            pager,
+            password_file,
+            routing_key_file,
+            recipes,
+            _files: files,
+        }
+    }
 
-    // Act 1: requests salve must refuse, each presenting a credential of its own.
-    let generic = serde_json::to_vec(&json!({
+    /// Basic auth, an API token and a Grafana key in the file; five channels on the
+    /// default route (two emails, a ticket webhook, PagerDuty, one that cannot connect).
+    fn config(&self, secrets: &Secrets) -> SalveConfig {
+        let email = |password: (&str, String)| {
+            Channel::email(&format!("smtp://localhost:{}", self.smtp.port()))
+                .set("tls", "\"starttls\"")
+                .set("username", &toml_string(SMTP_TEST_USER))
+                .set(password.0, &password.1)
+                .set("ca_file", &toml_path(self.smtp.ca_file()))
+        };
+        SalveConfig::new()
+            .basic_auth(BASIC_USER, &secrets.basic_password)
+            .api_token("ops", &secrets.api_token, "operate")
+            .grafana_setting("hmac_secret", &toml_string(&secrets.grafana_key))
+            .recipes_dir("recipes")
+            .escalation_default(&["oncall-email", "badmail", "tickets", "pager", "unreachable"])
+            .channel(
+                "oncall-email",
+                email(("password_file", toml_path(&self.password_file))),
+            )
+            .channel(
+                "badmail",
+                email((
+                    "password",
+                    toml_string(&secrets.wrong_smtp_password_in_file),
+                )),
+            )
+            .channel(
+                "tickets",
+                Channel::webhook(
+                    &self
+                        .tickets
+                        .url(&format!("/tickets?api_key={}", secrets.tickets_url_token)),
+                )
+                .set(
+                    "headers",
+                    &format!(
+                        "{{ X-Api-Key = {} }}",
+                        toml_string(&secrets.tickets_api_key)
+                    ),
+                ),
+            )
+            .channel(
+                "pager",
+                Channel::webhook(&self.pager.url("/v2/enqueue"))
+                    .set("preset", "\"pagerduty\"")
+                    .set("routing_key_file", &toml_path(&self.routing_key_file)),
+            )
+            .channel(
+                "unreachable",
+                Channel::webhook(&format!(
+                    "http://127.0.0.1:{}/hooks/{}",
+                    free_port(),
+                    secrets.unreachable_path_token
+                ))
+                .set("timeout", "\"2s\""),
+            )
+    }
+
+    /// salve on [`Receivers::config`], the bearer token and two more secrets from the
+    /// environment, logging everything at trace level.
+    async fn start_salve(&self, secrets: &Secrets) -> SalveProcess {
+        self.config(secrets)
+            .salve()
+            .recipes_dir(&self.recipes)
+            // The widest log there is: every crate, every level.
+            .env("RUST_LOG", "trace")
+            .env("SALVE_SERVER__AUTH__BEARER_TOKEN", &secrets.bearer_token)
+            .env(
+                "SALVE_ESCALATION__CHANNELS__BADMAIL__PASSWORD",
+                &secrets.wrong_smtp_password_in_env,
+            )
+            .env(
+                "SALVE_ESCALATION__CHANNELS__TICKETS__HEADERS__AUTHORIZATION",
+                &format!("Bearer {}", secrets.tickets_token),
+            )
+            .start()
+            .await
+    }
+}
+
+/// The generic body the leak test posts.
+fn secrets_generic_body() -> Vec<u8> {
+    serde_json::to_vec(&json!({
         "labels": { "alertname": "SecretsViaGeneric", "instance": "web1:9100" },
         "annotations": { "summary": "posted by a script" }
     }))
-    .unwrap();
+    .unwrap()
+}
+
+/// Act 1: requests salve must refuse, each presenting a credential of its own; their answers.
+async fn post_refused(salve: &SalveProcess, secrets: &Secrets) -> Vec<Place> {
+    let mut places = Vec::new();
+    let generic = secrets_generic_body();
     let grafana = grafana_body("SecretsViaGrafana");
     let wrong_basic = format!(
         "Basic {}",
-        base64(format!("{basic_user}:{presented_basic_password}"))
+        base64(format!("{BASIC_USER}:{}", secrets.presented_basic_password))
     );
-    let wrong_bearer = format!("Bearer {presented_bearer}");
-    let right_bearer = format!("Bearer {bearer_token}");
-    let unknown_scheme = format!("Token {presented_scheme_token}");
-    let wrong_signature = hmac_hex(&presented_grafana_key, &grafana);
+    let wrong_bearer = format!("Bearer {}", secrets.presented_bearer);
+    let right_bearer = format!("Bearer {}", secrets.bearer_token);
+    let unknown_scheme = format!("Token {}", secrets.presented_scheme_token);
+    let wrong_signature = hmac_hex(&secrets.presented_grafana_key, &grafana);
     let refused = [
         (
             "/hooks/generic",
@@ -516,43 +601,58 @@ async fn secrets_never_reach_logs_cli_api_store_or_escalations() {
         (
             "/hooks/grafana",
             &grafana,
-            vec![("cookie", inbound_cookie.as_str())],
+            vec![("cookie", secrets.inbound_cookie.as_str())],
         ),
     ];
     for (path, body, headers) in &refused {
-        let (status, answer) = post_raw(&salve, path, body, headers).await;
+        let (status, answer) = post_raw(salve, path, body, headers).await;
         assert_eq!(status, 401, "{}", answer.text());
         places.push(answer);
     }
     let response = http_client()
         .get(format!("{}/api/v1/incidents", salve.base_url()))
-        .header("authorization", format!("Bearer {presented_api_bearer}"))
+        .header(
+            "authorization",
+            format!("Bearer {}", secrets.presented_api_bearer),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
     places.push(answer_place("GET /api/v1/incidents (wrong bearer)", response).await);
+    places
+}
 
-    // Act 2: accepted webhooks (bearer with other credential-like headers, Grafana signed,
-    // a real Alertmanager with basic auth) and one with a broken body.
-    let cookie = format!("session={inbound_cookie}");
+/// Act 2: accepted webhooks (bearer with other credential-like headers, Grafana signed, a
+/// real Alertmanager with basic auth) and one with a broken body; their answers, and the
+/// Alertmanager (it must outlive its delivery).
+async fn post_accepted(salve: &SalveProcess, secrets: &Secrets) -> (Vec<Place>, Alertmanager) {
+    let mut places = Vec::new();
+    let generic = secrets_generic_body();
+    let grafana = grafana_body("SecretsViaGrafana");
+    let right_bearer = format!("Bearer {}", secrets.bearer_token);
+    let wrong_basic = format!(
+        "Basic {}",
+        base64(format!("{BASIC_USER}:{}", secrets.presented_basic_password))
+    );
+    let cookie = format!("session={}", secrets.inbound_cookie);
     let (status, answer) = post_raw(
-        &salve,
+        salve,
         "/hooks/generic",
         &generic,
         &[
             ("authorization", &right_bearer),
             ("cookie", &cookie),
-            ("x-api-key", &inbound_api_key),
+            ("x-api-key", &secrets.inbound_api_key),
             ("proxy-authorization", &wrong_basic),
         ],
     )
     .await;
     assert_eq!(status, 200, "{}", answer.text());
     places.push(answer);
-    let signature = hmac_hex(&grafana_key, &grafana);
+    let signature = hmac_hex(&secrets.grafana_key, &grafana);
     let (status, answer) = post_raw(
-        &salve,
+        salve,
         "/hooks/grafana",
         &grafana,
         &[
@@ -564,7 +664,7 @@ async fn secrets_never_reach_logs_cli_api_store_or_escalations() {
     assert_eq!(status, 200, "{}", answer.text());
     places.push(answer);
     let (status, answer) = post_raw(
-        &salve,
+        salve,
         "/hooks/generic",
         b"{\"labels\": {\"alertname\": ",
         &[("authorization", &right_bearer)],
@@ -573,7 +673,7 @@ async fn secrets_never_reach_logs_cli_api_store_or_escalations() {
     assert_eq!(status, 400, "{}", answer.text());
     places.push(answer);
     let alertmanager = Alertmanager::builder(&format!("{}/hooks/alertmanager", salve.base_url()))
-        .basic_auth(basic_user, &basic_password)
+        .basic_auth(BASIC_USER, &secrets.basic_password)
         .start()
         .await;
     alertmanager
@@ -585,14 +685,18 @@ async fn secrets_never_reach_logs_cli_api_store_or_escalations() {
             &[("summary", "sent by a real Alertmanager")],
         )
         .await;
+    (places, alertmanager)
+}
 
-    // Act 3: three novel alerts escalate to four channels each. The ticket endpoint fails
-    // first (journaled, retried), then accepts; badmail's login is refused for good.
+/// Act 3: three novel alerts escalate to four channels each. The ticket endpoint fails
+/// first (journaled, retried), then accepts; badmail's login is refused for good. Returns
+/// the settled history.
+async fn settle_escalations(salve: &SalveProcess, tickets: &WebhookCapture) -> Vec<Value> {
     wait_until(
         DEADLINE,
         "a failed ticket escalation per incident",
         || async {
-            let history = history_json(&salve).await;
+            let history = salve.history_json().await;
             let failed = history.iter().all(|incident| {
                 !channel_events(incident, "escalation_failed", "tickets").is_empty()
             });
@@ -602,11 +706,11 @@ async fn secrets_never_reach_logs_cli_api_store_or_escalations() {
     .await;
     tickets.set_response_status(201);
     tickets.set_response_body("");
-    let history = wait_until(
+    wait_until(
         DEADLINE,
         "every escalation delivered or refused",
         || async {
-            let history = history_json(&salve).await;
+            let history = salve.history_json().await;
             let settled = history.iter().all(|incident| {
                 ["oncall-email", "tickets", "pager"]
                     .iter()
@@ -617,16 +721,19 @@ async fn secrets_never_reach_logs_cli_api_store_or_escalations() {
             (history.len() == 3 && settled).then_some(history)
         },
     )
-    .await;
+    .await
+}
 
-    // Assert, first that each path really ran and each capture holds what it should.
+/// Each path really ran: one incident per hook, every refused channel journaled with its
+/// error. Returns the ticket endpoint's journaled (quoted) first failure.
+fn assert_every_path_ran(history: &[Value]) -> String {
     let mut sources: Vec<&str> = history
         .iter()
         .map(|incident| incident["source"].as_str().unwrap())
         .collect();
     sources.sort_unstable();
     assert_eq!(sources, ["alertmanager", "generic", "grafana"]);
-    for incident in &history {
+    for incident in history {
         assert_eq!(incident["state"], "unmatched", "{incident:#}");
         let refused_login = channel_events(incident, "escalation_failed", "badmail");
         assert!(
@@ -646,13 +753,19 @@ async fn secrets_never_reach_logs_cli_api_store_or_escalations() {
         .iter()
         .flat_map(|incident| channel_events(incident, "escalation_failed", "tickets"))
         .collect();
-    let quoted = ticket_failures[0]["error"].as_str().unwrap();
+    let quoted = ticket_failures[0]["error"].as_str().unwrap().to_owned();
     assert!(
         quoted.contains("500") && quoted.contains("backend down"),
         "the ticket endpoint's answer is journaled: {quoted}"
     );
+    quoted
+}
 
-    let mails = smtp.messages();
+/// What the receivers got, each checked to hold what it should, as places; the
+/// channels' own credentials (where they belong) left out.
+fn escalation_places(receivers: &Receivers, secrets: &Secrets, watch: &Watchlist) -> Vec<Place> {
+    let mut places = Vec::new();
+    let mails = receivers.smtp.messages();
     assert_eq!(mails.len(), 3, "one mail per incident through oncall-email");
     for (index, mail) in mails.iter().enumerate() {
         assert!(mail.tls, "mail {index} not over STARTTLS");
@@ -664,19 +777,22 @@ async fn secrets_never_reach_logs_cli_api_store_or_escalations() {
         text.push_str(&mail.body);
         places.push(Place::new(format!("mail {index}"), text));
     }
-    let ticket_requests = tickets.requests();
+    let ticket_requests = receivers.tickets.requests();
     assert!(ticket_requests.len() >= 6, "3 refused + 3 accepted tickets");
-    let tickets_authorization = format!("Bearer {tickets_token}");
+    let tickets_authorization = format!("Bearer {}", secrets.tickets_token);
     for (index, request) in ticket_requests.iter().enumerate() {
         // Where the channel's credentials belong: on the request itself, not in its body.
         assert_eq!(
             request.header("authorization"),
             Some(tickets_authorization.as_str())
         );
-        assert_eq!(request.header("x-api-key"), Some(tickets_api_key.as_str()));
+        assert_eq!(
+            request.header("x-api-key"),
+            Some(secrets.tickets_api_key.as_str())
+        );
         assert_eq!(
             request.path,
-            format!("/tickets?api_key={tickets_url_token}")
+            format!("/tickets?api_key={}", secrets.tickets_url_token)
         );
         places.push(request_place(
             &format!("ticket {index}"),
@@ -690,11 +806,11 @@ async fn secrets_never_reach_logs_cli_api_store_or_escalations() {
         watch.found_in(tickets_authorization.as_bytes()),
         ["tickets Authorization"]
     );
-    let pages = pager.requests();
+    let pages = receivers.pager.requests();
     assert_eq!(pages.len(), 3, "one PagerDuty event per incident");
     for (index, page) in pages.iter().enumerate() {
         let mut body = page.json();
-        assert_eq!(body["routing_key"], routing_key.as_str());
+        assert_eq!(body["routing_key"], secrets.routing_key.as_str());
         body.as_object_mut().unwrap().remove("routing_key");
         places.push(request_place(
             &format!("page {index}"),
@@ -703,10 +819,12 @@ async fn secrets_never_reach_logs_cli_api_store_or_escalations() {
             Some(body),
         ));
     }
+    places
+}
 
-    let api_bearer = format!("Bearer {api_token}");
-    places.extend(cli_and_api_places(&salve, &api_bearer, &history).await);
-    let files = salve_files(&salve);
+/// salve's own files, checked to be there and the log to hold every level and both paths.
+fn checked_salve_files(salve: &SalveProcess) -> Vec<Place> {
+    let files = salve_files(salve);
     let names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
     for expected in ["salve.stderr.log", "salve.stdout.log", "salve.db"] {
         assert!(
@@ -726,7 +844,30 @@ async fn secrets_never_reach_logs_cli_api_store_or_escalations() {
             &log[..log.len().min(4000)]
         );
     }
-    places.extend(files);
+    files
+}
+
+#[tokio::test]
+async fn secrets_never_reach_logs_cli_api_store_or_escalations() {
+    // Arrange: a fresh value for every credential salve knows, and for those a client
+    // presents that salve must refuse.
+    let secrets = Secrets::fresh();
+    let watch = secrets.watchlist();
+    let receivers = Receivers::start(&secrets).await;
+    let salve = receivers.start_salve(&secrets).await;
+
+    // Act: refused requests, accepted ones, and the escalations they cause.
+    let mut places = post_refused(&salve, &secrets).await;
+    let (accepted, _alertmanager) = post_accepted(&salve, &secrets).await;
+    places.extend(accepted);
+    let history = settle_escalations(&salve, &receivers.tickets).await;
+
+    // Assert, first that each path really ran and each capture holds what it should.
+    let quoted = assert_every_path_ran(&history);
+    places.extend(escalation_places(&receivers, &secrets, &watch));
+    let api_bearer = format!("Bearer {}", secrets.api_token);
+    places.extend(cli_and_api_places(&salve, &api_bearer, &history).await);
+    places.extend(checked_salve_files(&salve));
 
     // The watchlist does find a secret where one is (the config salve was given).
     let config_found = watch.found_in(&std::fs::read(salve.config_path()).unwrap());
@@ -791,17 +932,15 @@ async fn refused_credentials_are_not_echoed_in_answers_or_json_logs() {
     let path_of = |name: &str| toml_path(&files.path().join(name));
     let recipes = files.path().join("recipes");
     std::fs::create_dir(&recipes).unwrap();
-    let config = format!(
-        "{}\n[server.auth]\nbearer_token_file = {}\nbasic_username = \"am\"\nbasic_password_file = {}\n\n\
-         [intake.grafana]\nhmac_secret_file = {}\n\n[recipes]\ndir = \"recipes\"\n\n\
-         [server.api]\ntokens = [{{ name = \"ops\", token_file = {}, scope = \"operate\" }}]\n",
-        salve_config_template().replace("[server]\n", "[server]\nlog_format = \"json\"\n"),
-        path_of("bearer-token"),
-        path_of("basic-password"),
-        path_of("grafana-key"),
-        path_of("api-token"),
-    );
-    let salve = SalveProcess::builder(&config)
+    let salve = SalveConfig::new()
+        .server_setting("log_format", "\"json\"")
+        .auth_setting("bearer_token_file", &path_of("bearer-token"))
+        .auth_setting("basic_username", "\"am\"")
+        .auth_setting("basic_password_file", &path_of("basic-password"))
+        .grafana_setting("hmac_secret_file", &path_of("grafana-key"))
+        .recipes_dir("recipes")
+        .api_token_file("ops", &files.path().join("api-token"), "operate")
+        .salve()
         .recipes_dir(&recipes)
         .env("RUST_LOG", "debug")
         .start()
@@ -892,7 +1031,7 @@ async fn refused_credentials_are_not_echoed_in_answers_or_json_logs() {
     assert_eq!(status, 200, "{}", answer.text());
     places.push(answer);
     let history = wait_until(DEADLINE, "the accepted alert planned", || async {
-        let history = history_json(&salve).await;
+        let history = salve.history_json().await;
         (history.len() == 1 && history[0]["state"] != "received").then_some(history)
     })
     .await;
@@ -962,342 +1101,403 @@ fn fresh_numeric_secret() -> String {
     format!("1{:017}", number % 100_000_000_000_000_000)
 }
 
-#[tokio::test]
-async fn config_errors_never_print_the_secret_they_are_about() {
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "from-a-file-0123456789\n").unwrap();
-    let recipes = dir.path().join("recipes");
-    std::fs::create_dir(&recipes).unwrap();
-    let head = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = \"sqlite://{}\"\n\n\
-         [recipes]\ndir = {}\n\n",
-        dir.path().join("salve.db").display(),
-        toml_path(&recipes)
-    );
-    let email = |extra: &str| {
-        format!(
-            "{head}[escalation.channels.mail]\nkind = \"email\"\nsmtp_url = \"smtp://mail.example.com:587\"\n\
-             from = \"salve@example.com\"\nto = [\"oncall@example.com\"]\n{extra}\n"
-        )
-    };
-    let webhook =
-        |extra: &str| format!("{head}[escalation.channels.tickets]\nkind = \"webhook\"\n{extra}\n");
+/// The start every broken config shares: listen, a store and recipes in `dir`; and a file
+/// holding a token, for the "both inline and from a file" cases.
+struct ConfigHead {
+    head: String,
+    store_url: String,
+    token_file: PathBuf,
+}
 
-    let mut cases = Vec::new();
-    cases.push(broken(
-        "a numeric SMTP password",
-        |s| {
-            (
-                email(&format!("username = \"salve\"\npassword = {s}")),
-                vec![],
-            )
-        },
-        "expected a string",
-        fresh_numeric_secret(),
-    ));
-    cases.push(broken(
-        "a numeric bearer token",
-        |s| (format!("{head}[server.auth]\nbearer_token = {s}\n"), vec![]),
-        "expected a string",
-        fresh_numeric_secret(),
-    ));
-    cases.push(broken(
-        "a numeric webhook header value",
-        |s| {
-            (
-                webhook(&format!(
-                    "url = \"https://tickets.example.com/\"\nheaders = {{ X-Api-Key = {s} }}"
-                )),
-                vec![],
-            )
-        },
-        "expected a string",
-        fresh_numeric_secret(),
-    ));
-    cases.push(broken(
-        "an SMTP URL with a password and a bad port",
-        |s| {
-            (
-                email("").replace(
-                    "smtp://mail.example.com:587",
-                    &format!("smtp://salve:{s}@mail.example.com:99999"),
-                ),
-                vec![],
-            )
-        },
-        "smtp_url",
-        fresh_secret("smtp-url"),
-    ));
-    cases.push(broken(
-        "an SMTP URL with a password",
-        |s| {
-            (
-                email("").replace(
-                    "smtp://mail.example.com:587",
-                    &format!("smtp://salve:{s}@mail.example.com:587"),
-                ),
-                vec![],
-            )
-        },
-        "credentials in the URL are not accepted",
-        fresh_secret("smtp-url"),
-    ));
-    cases.push(broken(
-        "a plain-text SMTP channel with a password",
-        |s| {
-            (
-                email(&format!(
-                    "tls = \"none\"\nusername = \"salve\"\npassword = \"{s}\""
-                )),
-                vec![],
-            )
-        },
-        "clear text",
-        fresh_secret("smtp"),
-    ));
-    cases.push(broken(
-        "a webhook URL with a token and a bad port",
-        |s| {
-            (
-                webhook(&format!(
-                    "url = \"https://tickets.example.com:99999/hook?token={s}\""
-                )),
-                vec![],
-            )
-        },
-        "not a valid URL",
-        fresh_secret("url-token"),
-    ));
-    cases.push(broken(
-        "a webhook URL with a token and another scheme",
-        |s| {
-            (
-                webhook(&format!("url = \"ftp://tickets.example.com/{s}\"")),
-                vec![],
-            )
-        },
-        "expected http or https",
-        fresh_secret("url-token"),
-    ));
-    cases.push(broken(
-        "a webhook header value with a line break",
-        |s| {
-            (
-                webhook(&format!(
-                    "url = \"https://tickets.example.com/\"\n\
-                     headers = {{ Authorization = \"Bearer {s}\\r\\nX-Evil: 1\" }}"
-                )),
-                vec![],
-            )
-        },
-        "not a valid header value",
-        fresh_secret("header"),
-    ));
-    cases.push(broken(
-        "a webhook header from the environment with a line break",
-        |s| {
-            (
-                webhook("url = \"https://tickets.example.com/\""),
-                vec![(
-                    "SALVE_ESCALATION__CHANNELS__TICKETS__HEADERS__AUTHORIZATION",
-                    format!("Bearer {s}\nX-Evil: 1"),
-                )],
-            )
-        },
-        "not a valid header value",
-        fresh_secret("env-header"),
-    ));
-    cases.push(broken(
-        "a PagerDuty routing key with a body",
-        |s| {
-            (
-                webhook(&format!(
-                    "preset = \"pagerduty\"\nrouting_key = \"{s}\"\nbody = \"{{}}\""
-                )),
-                vec![],
-            )
-        },
-        "body replaces the preset's body",
-        fresh_secret("routing"),
-    ));
-    cases.push(broken(
-        "a database URL with a password",
-        |s| {
-            (
-                head.replace(
-                    &format!("sqlite://{}", dir.path().join("salve.db").display()),
-                    &format!("postgres://salve:{s}@db.example.com/salve"),
-                ),
-                vec![],
-            )
-        },
-        "store.url",
-        fresh_secret("db"),
-    ));
-    cases.push(broken(
-        "webhook headers written as one string",
-        |s| {
-            (
-                webhook(&format!(
-                    "url = \"https://tickets.example.com/\"\nheaders = \"Authorization: Bearer {s}\""
-                )),
-                vec![],
-            )
-        },
-        "invalid type: string, expected a map",
-        fresh_secret("headers"),
-    ));
-    cases.push(broken(
-        "server.auth written as the token itself",
-        |s| {
-            (
-                head.replace("[server]\n", &format!("[server]\nauth = \"{s}\"\n")),
-                vec![],
-            )
-        },
-        "invalid type: string",
-        fresh_secret("auth"),
-    ));
-    cases.push(broken(
-        "a misspelt secret key",
-        |s| {
-            (
-                format!("{head}[server.auth]\nbearer_tokn = \"{s}\"\n"),
-                vec![],
-            )
-        },
-        "unknown field `bearer_tokn`",
-        fresh_secret("typo"),
-    ));
-    cases.push(broken(
-        "a misspelt secret key in the environment",
-        |s| {
-            (
-                head.clone(),
-                vec![("SALVE_SERVER__AUTH__BEARER_TOKN", s.to_owned())],
-            )
-        },
-        "bearer_tokn",
-        fresh_secret("env-typo"),
-    ));
-    cases.push(broken(
-        "a secret both inline and from a file",
-        |s| {
-            (
-                format!(
-                    "{head}[server.auth]\nbearer_token = \"{s}\"\nbearer_token_file = {}\n",
-                    toml_path(&token_file)
-                ),
-                vec![],
-            )
-        },
-        "both set",
-        fresh_secret("both"),
-    ));
-    cases.push(broken(
-        "a Grafana key both inline and from a file",
-        |s| {
-            (
-                format!(
-                    "{head}[intake.grafana]\nhmac_secret = \"{s}\"\nhmac_secret_file = {}\n",
-                    toml_path(&token_file)
-                ),
-                vec![],
-            )
-        },
-        "both set",
-        fresh_secret("hmac"),
-    ));
-    cases.push(broken(
-        "basic password without a user",
-        |s| {
-            (
-                format!("{head}[server.auth]\nbasic_password = \"{s}\"\n"),
-                vec![],
-            )
-        },
-        "must be set together",
-        fresh_secret("basic"),
-    ));
-    cases.push(broken(
-        "an unterminated secret string",
-        |s| {
-            (
-                format!("{head}[server.auth]\nbasic_password = \"{s}\n"),
-                vec![],
-            )
-        },
-        ":11:",
-        fresh_secret("unterminated"),
-    ));
-    cases.push(broken(
-        "an unquoted secret",
-        |s| (format!("{head}[server.auth]\nbearer_token = {s}\n"), vec![]),
-        ":11:",
-        fresh_secret("unquoted"),
-    ));
-    cases.push(broken(
-        "a secret from the environment and a bad listen address",
-        |s| {
-            (
-                head.replace("127.0.0.1:0", "0.0.0.0"),
-                vec![("SALVE_SERVER__AUTH__BEARER_TOKEN", s.to_owned())],
-            )
-        },
-        "server.listen",
-        fresh_secret("env-bearer"),
-    ));
-
-    let mut failures = String::new();
-    for case in &cases {
-        let secret = &case.secret;
-        let path = dir.path().join("salve.toml");
-        std::fs::write(&path, &case.toml).unwrap();
-        assert!(
-            contains(case.toml.as_bytes(), secret.as_bytes())
-                || case
-                    .env
-                    .iter()
-                    .any(|(_, value)| value.contains(secret.as_str())),
-            "{}: the case does not hold its secret",
-            case.what
+impl ConfigHead {
+    fn new(dir: &Path) -> ConfigHead {
+        let token_file = dir.join("token");
+        std::fs::write(&token_file, "from-a-file-0123456789\n").unwrap();
+        let recipes = dir.join("recipes");
+        std::fs::create_dir(&recipes).unwrap();
+        let store_url = format!("sqlite://{}", dir.join("salve.db").display());
+        let head = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = \"{store_url}\"\n\n\
+             [recipes]\ndir = {}\n\n",
+            toml_path(&recipes)
         );
-        let output = run_salve(dir.path(), &["check", "--config"], &path, &case.env).await;
-        let printed = Place::of_output(case.what, &output).text();
-        if output.status.success() || !printed.contains(case.expect) {
-            writeln!(
-                failures,
-                "- {}: expected a failure mentioning {:?}, got {}:\n{printed}",
-                case.what, case.expect, output.status
-            )
-            .unwrap();
-        }
-        let mut watch = Watchlist::default();
-        watch.secret(case.what, secret);
-        if !watch.found_in(printed.as_bytes()).is_empty() {
-            writeln!(
-                failures,
-                "- {}: the secret is printed:\n{printed}",
-                case.what
-            )
-            .unwrap();
+        ConfigHead {
+            head,
+            store_url,
+            token_file,
         }
     }
 
-    // `serve` gets past the config, secrets loaded, and fails at startup: its port is taken.
+    /// The head and an email channel `mail` with `extra` lines.
+    fn email(&self, extra: &str) -> String {
+        format!(
+            "{}[escalation.channels.mail]\nkind = \"email\"\nsmtp_url = \"smtp://mail.example.com:587\"\n\
+             from = \"salve@example.com\"\nto = [\"oncall@example.com\"]\n{extra}\n",
+            self.head
+        )
+    }
+
+    /// The head and a webhook channel `tickets` with `extra` lines.
+    fn webhook(&self, extra: &str) -> String {
+        format!(
+            "{}[escalation.channels.tickets]\nkind = \"webhook\"\n{extra}\n",
+            self.head
+        )
+    }
+}
+
+/// Secrets TOML reads as another type than the string they must be.
+fn secrets_of_the_wrong_type(config: &ConfigHead) -> Vec<BrokenConfig> {
+    let head = config.head.as_str();
+    let email = |extra: &str| config.email(extra);
+    let webhook = |extra: &str| config.webhook(extra);
+    vec![
+        broken(
+            "a numeric SMTP password",
+            |s| {
+                (
+                    email(&format!("username = \"salve\"\npassword = {s}")),
+                    vec![],
+                )
+            },
+            "expected a string",
+            fresh_numeric_secret(),
+        ),
+        broken(
+            "a numeric bearer token",
+            |s| (format!("{head}[server.auth]\nbearer_token = {s}\n"), vec![]),
+            "expected a string",
+            fresh_numeric_secret(),
+        ),
+        broken(
+            "a numeric webhook header value",
+            |s| {
+                (
+                    webhook(&format!(
+                        "url = \"https://tickets.example.com/\"\nheaders = {{ X-Api-Key = {s} }}"
+                    )),
+                    vec![],
+                )
+            },
+            "expected a string",
+            fresh_numeric_secret(),
+        ),
+    ]
+}
+
+/// Secrets inside URLs that are wrong, or not accepted with credentials.
+fn secrets_in_urls(config: &ConfigHead) -> Vec<BrokenConfig> {
+    let email = |extra: &str| config.email(extra);
+    let webhook = |extra: &str| config.webhook(extra);
+    vec![
+        broken(
+            "an SMTP URL with a password and a bad port",
+            |s| {
+                (
+                    email("").replace(
+                        "smtp://mail.example.com:587",
+                        &format!("smtp://salve:{s}@mail.example.com:99999"),
+                    ),
+                    vec![],
+                )
+            },
+            "smtp_url",
+            fresh_secret("smtp-url"),
+        ),
+        broken(
+            "an SMTP URL with a password",
+            |s| {
+                (
+                    email("").replace(
+                        "smtp://mail.example.com:587",
+                        &format!("smtp://salve:{s}@mail.example.com:587"),
+                    ),
+                    vec![],
+                )
+            },
+            "credentials in the URL are not accepted",
+            fresh_secret("smtp-url"),
+        ),
+        broken(
+            "a plain-text SMTP channel with a password",
+            |s| {
+                (
+                    email(&format!(
+                        "tls = \"none\"\nusername = \"salve\"\npassword = \"{s}\""
+                    )),
+                    vec![],
+                )
+            },
+            "clear text",
+            fresh_secret("smtp"),
+        ),
+        broken(
+            "a webhook URL with a token and a bad port",
+            |s| {
+                (
+                    webhook(&format!(
+                        "url = \"https://tickets.example.com:99999/hook?token={s}\""
+                    )),
+                    vec![],
+                )
+            },
+            "not a valid URL",
+            fresh_secret("url-token"),
+        ),
+        broken(
+            "a webhook URL with a token and another scheme",
+            |s| {
+                (
+                    webhook(&format!("url = \"ftp://tickets.example.com/{s}\"")),
+                    vec![],
+                )
+            },
+            "expected http or https",
+            fresh_secret("url-token"),
+        ),
+    ]
+}
+
+/// Secrets in webhook headers and presets that are wrong.
+fn secrets_in_headers(config: &ConfigHead) -> Vec<BrokenConfig> {
+    let webhook = |extra: &str| config.webhook(extra);
+    vec![
+        broken(
+            "a webhook header value with a line break",
+            |s| {
+                (
+                    webhook(&format!(
+                        "url = \"https://tickets.example.com/\"\n\
+                         headers = {{ Authorization = \"Bearer {s}\\r\\nX-Evil: 1\" }}"
+                    )),
+                    vec![],
+                )
+            },
+            "not a valid header value",
+            fresh_secret("header"),
+        ),
+        broken(
+            "a webhook header from the environment with a line break",
+            |s| {
+                (
+                    webhook("url = \"https://tickets.example.com/\""),
+                    vec![(
+                        "SALVE_ESCALATION__CHANNELS__TICKETS__HEADERS__AUTHORIZATION",
+                        format!("Bearer {s}\nX-Evil: 1"),
+                    )],
+                )
+            },
+            "not a valid header value",
+            fresh_secret("env-header"),
+        ),
+        broken(
+            "a PagerDuty routing key with a body",
+            |s| {
+                (
+                    webhook(&format!(
+                        "preset = \"pagerduty\"\nrouting_key = \"{s}\"\nbody = \"{{}}\""
+                    )),
+                    vec![],
+                )
+            },
+            "body replaces the preset's body",
+            fresh_secret("routing"),
+        ),
+    ]
+}
+
+/// Secrets in a store URL, misshapen or misspelt keys, both inline and from a file, broken TOML, an environment beside a bad setting.
+fn secrets_in_misshapen_settings(config: &ConfigHead) -> Vec<BrokenConfig> {
+    let head = config.head.as_str();
+    let webhook = |extra: &str| config.webhook(extra);
+    let token_file = &config.token_file;
+    vec![
+        broken(
+            "a database URL with a password",
+            |s| {
+                (
+                    head.replace(
+                        &config.store_url,
+                        &format!("postgres://salve:{s}@db.example.com/salve"),
+                    ),
+                    vec![],
+                )
+            },
+            "store.url",
+            fresh_secret("db"),
+        ),
+        broken(
+            "webhook headers written as one string",
+            |s| {
+                (
+                    webhook(&format!(
+                        "url = \"https://tickets.example.com/\"\nheaders = \"Authorization: Bearer {s}\""
+                    )),
+                    vec![],
+                )
+            },
+            "invalid type: string, expected a map",
+            fresh_secret("headers"),
+        ),
+        broken(
+            "server.auth written as the token itself",
+            |s| {
+                (
+                    head.replace("[server]\n", &format!("[server]\nauth = \"{s}\"\n")),
+                    vec![],
+                )
+            },
+            "invalid type: string",
+            fresh_secret("auth"),
+        ),
+        broken(
+            "a misspelt secret key",
+            |s| {
+                (
+                    format!("{head}[server.auth]\nbearer_tokn = \"{s}\"\n"),
+                    vec![],
+                )
+            },
+            "unknown field `bearer_tokn`",
+            fresh_secret("typo"),
+        ),
+        broken(
+            "a misspelt secret key in the environment",
+            |s| {
+                (
+                    head.to_owned(),
+                    vec![("SALVE_SERVER__AUTH__BEARER_TOKN", s.to_owned())],
+                )
+            },
+            "bearer_tokn",
+            fresh_secret("env-typo"),
+        ),
+        broken(
+            "a secret both inline and from a file",
+            |s| {
+                (
+                    format!(
+                        "{head}[server.auth]\nbearer_token = \"{s}\"\nbearer_token_file = {}\n",
+                        toml_path(token_file)
+                    ),
+                    vec![],
+                )
+            },
+            "both set",
+            fresh_secret("both"),
+        ),
+        broken(
+            "a Grafana key both inline and from a file",
+            |s| {
+                (
+                    format!(
+                        "{head}[intake.grafana]\nhmac_secret = \"{s}\"\nhmac_secret_file = {}\n",
+                        toml_path(token_file)
+                    ),
+                    vec![],
+                )
+            },
+            "both set",
+            fresh_secret("hmac"),
+        ),
+        broken(
+            "basic password without a user",
+            |s| {
+                (
+                    format!("{head}[server.auth]\nbasic_password = \"{s}\"\n"),
+                    vec![],
+                )
+            },
+            "must be set together",
+            fresh_secret("basic"),
+        ),
+        broken(
+            "an unterminated secret string",
+            |s| {
+                (
+                    format!("{head}[server.auth]\nbasic_password = \"{s}\n"),
+                    vec![],
+                )
+            },
+            ":11:",
+            fresh_secret("unterminated"),
+        ),
+        broken(
+            "an unquoted secret",
+            |s| (format!("{head}[server.auth]\nbearer_token = {s}\n"), vec![]),
+            ":11:",
+            fresh_secret("unquoted"),
+        ),
+        broken(
+            "a secret from the environment and a bad listen address",
+            |s| {
+                (
+                    head.replace("127.0.0.1:0", "0.0.0.0"),
+                    vec![("SALVE_SERVER__AUTH__BEARER_TOKEN", s.to_owned())],
+                )
+            },
+            "server.listen",
+            fresh_secret("env-bearer"),
+        ),
+    ]
+}
+
+/// Runs `salve check` on `case` in `dir`; what went wrong, if anything: it passed, did not
+/// say what it should, or printed the secret.
+async fn check_broken(dir: &Path, case: &BrokenConfig) -> String {
+    let mut failures = String::new();
+    let secret = &case.secret;
+    let path = dir.join("salve.toml");
+    std::fs::write(&path, &case.toml).unwrap();
+    assert!(
+        contains(case.toml.as_bytes(), secret.as_bytes())
+            || case
+                .env
+                .iter()
+                .any(|(_, value)| value.contains(secret.as_str())),
+        "{}: the case does not hold its secret",
+        case.what
+    );
+    let output = run_salve(dir, &["check", "--config"], &path, &case.env).await;
+    let printed = Place::of_output(case.what, &output).text();
+    if output.status.success() || !printed.contains(case.expect) {
+        writeln!(
+            failures,
+            "- {}: expected a failure mentioning {:?}, got {}:\n{printed}",
+            case.what, case.expect, output.status
+        )
+        .unwrap();
+    }
+    let mut watch = Watchlist::default();
+    watch.secret(case.what, secret);
+    if !watch.found_in(printed.as_bytes()).is_empty() {
+        writeln!(
+            failures,
+            "- {}: the secret is printed:\n{printed}",
+            case.what
+        )
+        .unwrap();
+    }
+    failures
+}
+
+/// `serve` gets past the config, secrets loaded, and fails at startup: its port is taken.
+/// What went wrong, if anything.
+async fn serve_with_secrets_and_a_taken_port(dir: &Path, config: &ConfigHead) -> String {
+    let mut failures = String::new();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let password = fresh_secret("serve-smtp");
     let bearer = fresh_secret("serve-bearer");
-    let toml = email(&format!("username = \"salve\"\npassword = \"{password}\""))
+    let toml = config
+        .email(&format!("username = \"salve\"\npassword = \"{password}\""))
         .replace("127.0.0.1:0", &taken.local_addr().unwrap().to_string());
-    let path = dir.path().join("salve.toml");
+    let path = dir.join("salve.toml");
     std::fs::write(&path, toml).unwrap();
     let env = [
         ("SALVE_SERVER__AUTH__BEARER_TOKEN", bearer.clone()),
         ("RUST_LOG", "trace".to_owned()),
     ];
-    let output = run_salve(dir.path(), &["serve", "--config"], &path, &env).await;
+    let output = run_salve(dir, &["serve", "--config"], &path, &env).await;
     let printed = Place::of_output("serve", &output).text();
     if output.status.success() || !printed.contains("binding") {
         writeln!(
@@ -1313,6 +1513,29 @@ async fn config_errors_never_print_the_secret_they_are_about() {
     if !watch.found_in(printed.as_bytes()).is_empty() {
         writeln!(failures, "- serve: a secret is printed:\n{printed}").unwrap();
     }
+    failures
+}
+
+#[tokio::test]
+async fn config_errors_never_print_the_secret_they_are_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigHead::new(dir.path());
+    let cases = [
+        secrets_of_the_wrong_type(&config),
+        secrets_in_urls(&config),
+        secrets_in_headers(&config),
+        secrets_in_misshapen_settings(&config),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>();
+    assert_eq!(cases.len(), 22, "every case made it into the list");
+
+    let mut failures = String::new();
+    for case in &cases {
+        failures.push_str(&check_broken(dir.path(), case).await);
+    }
+    failures.push_str(&serve_with_secrets_and_a_taken_port(dir.path(), &config).await);
 
     assert!(failures.is_empty(), "{failures}");
 }

@@ -14,11 +14,9 @@ use salve::ssh::{CommandOutput, Executor, SshError, SshSettings};
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::login_shells::start_salve;
-use crate::remediation_e2e::{events, post_generic, wait_for_final};
 use crate::support::{
-    NO_SUDO_USER, SshHost, TARGET_USER, free_port, http_client, short_tempdir, wait_until,
-    write_known_hosts,
+    Enforcing, NO_SUDO_USER, SshHost, TARGET_USER, events, free_port, http_client, master_pids,
+    short_tempdir, wait_until, write_known_hosts,
 };
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
@@ -53,31 +51,6 @@ async fn run_ok(executor: &Executor, target: &PlannedTarget, command: &str) -> C
         .run(target, command, COMMAND_TIMEOUT)
         .await
         .unwrap_or_else(|error| panic!("`{command}` on {}: {error}", target.address))
-}
-
-/// Host-side PIDs of ssh processes whose command line mentions `control_dir`: the control
-/// masters this test's executor started (ssh runs as `ssh -E DIR/.ssh-connectionX/log -S …`).
-pub(crate) fn master_pids(control_dir: &Path) -> Vec<u32> {
-    let needle = control_dir.to_string_lossy().into_owned();
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|byte| *byte == 0)
-            .map(|arg| String::from_utf8_lossy(arg).into_owned())
-            .collect();
-        if args.first().is_some_and(|program| program.ends_with("ssh"))
-            && args.iter().any(|arg| arg.contains(&needle))
-        {
-            pids.push(pid);
-        }
-    }
-    pids
 }
 
 /// Whether `pid` is a live process. A master that exited stays a zombie until the machine's
@@ -304,22 +277,19 @@ to = ["oncall-email"]
 #[tokio::test]
 async fn a_recipe_s_concurrent_checks_share_the_host_s_session_budget() {
     let host = SshHost::start_with_max_sessions(3).await;
-    let (salve, _files) = start_salve(
-        &host,
-        &[("web1", TARGET_USER)],
-        MANY_CHECKS_RECIPE,
+    let enforcing = Enforcing::single_recipe(&host, &[("web1", TARGET_USER)], MANY_CHECKS_RECIPE)
         // A command waits for a session up to the connect timeout: room for the whole queue.
-        "connect_timeout = \"10s\"\nmax_sessions_per_host = 2\n",
-    )
-    .await;
+        .ssh_setting("connect_timeout", "\"10s\"")
+        .ssh_setting("max_sessions_per_host", "2")
+        .start()
+        .await;
+    let salve = &enforcing.salve;
 
-    post_generic(
-        &salve,
-        json!({ "alerts": [{ "labels": { "alertname": "ManyChecks", "instance": "web1:9100" } }] }),
-    )
-    .await;
+    salve
+        .post_generic(json!({ "alerts": [{ "labels": { "alertname": "ManyChecks", "instance": "web1:9100" } }] }))
+        .await;
 
-    let history = wait_for_final(&salve, 1, Duration::from_secs(60)).await;
+    let history = salve.wait_for_final(1, Duration::from_secs(60)).await;
     let incident = &history[0];
     assert_eq!(incident["state"], "succeeded", "{incident:#}");
     assert_eq!(events(incident, "check_poll").len(), 1, "{incident:#}");

@@ -7,30 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{
+    Enforcing, FINAL, Inventory, SalveProcess, SshHost, WebhookCapture, by_label, events, text,
+    wait_until, wait_until_every,
+};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-
-use crate::bed::{history_json, text};
-use crate::remediation_e2e::{
-    Enforcing, Extras, FINAL, Inventory, by_label, events, post_generic, start_with, wait_for_final,
-};
-use crate::support::{SalveProcess, SshHost, WebhookCapture, wait_until, wait_until_every};
-
-/// Escalations go to a real HTTP receiver, so deliveries can be counted.
-fn capture_channels(capture: &WebhookCapture) -> String {
-    format!(
-        "[escalation.channels.oncall-email]\nkind = \"webhook\"\nurl = \"{}\"\n\n\
-         [escalation.channels.tickets]\nkind = \"log\"\n",
-        capture.url("/oncall")
-    )
-}
-
-/// The lines of a file on the target; an absent file has none.
-async fn target_lines(host: &SshHost, path: &str) -> Vec<String> {
-    let output = host.exec(&format!("cat {path} 2>/dev/null || true")).await;
-    text(&output.stdout).lines().map(str::to_owned).collect()
-}
 
 /// salve with one inventory host, web1, and two storm alerts for it: `n=1` holds the
 /// host's lock on the target for `hold` seconds (the recipe's command budget is 3 s),
@@ -38,20 +21,11 @@ async fn target_lines(host: &SshHost, path: &str) -> Vec<String> {
 async fn two_alerts_for_one_host(hold: &str) -> (SshHost, WebhookCapture, Enforcing) {
     let host = SshHost::start().await;
     let capture = WebhookCapture::start().await;
-    let channels = capture_channels(&capture);
-    let enforcing = start_with(
-        &[Inventory::of("web1", &host)],
-        &[&host],
-        &[],
-        Extras {
-            channels: Some(&channels),
-            ..Extras::default()
-        },
-    )
-    .await;
-    post_generic(
-        &enforcing.salve,
-        json!({ "alerts": [
+    let enforcing = Enforcing::on(&host)
+        .config(|config| config.webhook_channel("oncall-email", &capture.url("/oncall")))
+        .start()
+        .await;
+    enforcing.salve.post_generic(json!({ "alerts": [
             { "labels": { "alertname": "StormOnce", "instance": "web1:9100", "n": "1", "hold": hold } },
             { "labels": { "alertname": "StormOnce", "instance": "web1:9100", "n": "2" } },
         ]}),
@@ -75,7 +49,7 @@ async fn a_command_cut_by_kill_9_holds_its_host_until_it_is_surely_over() {
         Duration::from_secs(20),
         "the first command to run on the target",
         || async {
-            let runs = target_lines(&host, "/tmp/storm-runs").await;
+            let runs = host.file_lines("/tmp/storm-runs").await;
             runs.iter().any(|l| l == "once 1 web1").then_some(())
         },
     )
@@ -87,7 +61,7 @@ async fn a_command_cut_by_kill_9_holds_its_host_until_it_is_surely_over() {
         Duration::from_secs(10),
         "the next incident to wait for web1",
         || async {
-            let history = history_json(&enforcing.salve).await;
+            let history = enforcing.salve.history_json().await;
             history
                 .iter()
                 .any(|incident| !events(incident, "host_held").is_empty())
@@ -95,7 +69,7 @@ async fn a_command_cut_by_kill_9_holds_its_host_until_it_is_surely_over() {
         },
     )
     .await;
-    let still_running = target_lines(&host, "/tmp/storm-runs").await;
+    let still_running = host.file_lines("/tmp/storm-runs").await;
     assert_eq!(
         still_running,
         ["once 1 web1"],
@@ -105,11 +79,11 @@ async fn a_command_cut_by_kill_9_holds_its_host_until_it_is_surely_over() {
     enforcing.salve.restart().await;
     let salve = &enforcing.salve;
 
-    let history = wait_for_final(salve, 2, Duration::from_secs(40)).await;
+    let history = salve.wait_for_final(2, Duration::from_secs(40)).await;
     let cut = by_label(&history, "n", "1");
     assert_eq!(cut["state"], "interrupted", "{cut:#}");
     let next = by_label(&history, "n", "2");
-    let overlaps = target_lines(&host, "/tmp/storm-overlaps").await;
+    let overlaps = host.file_lines("/tmp/storm-overlaps").await;
     assert!(
         overlaps.is_empty(),
         "after the restart a remediation started on web1 while the cut one still ran there: {overlaps:?}\n{next:#}"
@@ -120,7 +94,7 @@ async fn a_command_cut_by_kill_9_holds_its_host_until_it_is_surely_over() {
     let held = events(next, "host_held");
     assert_eq!(held.len(), 2, "{next:#}");
     assert!(held.iter().all(|h| h["host"] == "web1"), "{next:#}");
-    let runs = target_lines(&host, "/tmp/storm-runs").await;
+    let runs = host.file_lines("/tmp/storm-runs").await;
     assert_eq!(runs, ["once 1 web1", "once 2 web1"]);
 }
 
@@ -131,7 +105,10 @@ async fn a_command_cut_by_kill_9_holds_its_host_until_it_is_surely_over() {
 async fn a_command_cut_by_its_timeout_holds_its_host_until_it_is_surely_over() {
     // The first command holds the host's lock for 4.5 s, past its 3 s budget.
     let (host, _capture, enforcing) = two_alerts_for_one_host("4.5").await;
-    let history = wait_for_final(&enforcing.salve, 2, Duration::from_secs(60)).await;
+    let history = enforcing
+        .salve
+        .wait_for_final(2, Duration::from_secs(60))
+        .await;
     let cut = by_label(&history, "n", "1");
     assert_eq!(cut["state"], "failed", "{cut:#}");
     assert!(
@@ -142,7 +119,7 @@ async fn a_command_cut_by_its_timeout_holds_its_host_until_it_is_surely_over() {
         "{cut:#}"
     );
     let next = by_label(&history, "n", "2");
-    let overlaps = target_lines(&host, "/tmp/storm-overlaps").await;
+    let overlaps = host.file_lines("/tmp/storm-overlaps").await;
     assert!(
         overlaps.is_empty(),
         "a remediation started on web1 while the timed-out one still ran there: {overlaps:?}\n{next:#}"
@@ -159,7 +136,7 @@ async fn a_command_cut_by_its_timeout_holds_its_host_until_it_is_surely_over() {
         "{next:#}"
     );
     // Both really ran, one after the other.
-    let runs = target_lines(&host, "/tmp/storm-runs").await;
+    let runs = host.file_lines("/tmp/storm-runs").await;
     assert_eq!(runs, ["once 1 web1", "once 2 web1"]);
 }
 
@@ -204,7 +181,7 @@ fn is_slow(n: usize) -> bool {
 async fn post_batch(url: &str, body: &Value) -> bool {
     let sent = crate::support::http_client()
         .post(url)
-        .header(crate::bed::BEARER.0, crate::bed::BEARER.1)
+        .header(crate::support::BEARER.0, crate::support::BEARER.1)
         .json(body)
         .send()
         .await;
@@ -325,20 +302,15 @@ async fn storm_of_1000_alerts_for_100_hosts_survives_kill_9_at_several_points() 
     let started = Instant::now();
     let host = SshHost::start().await;
     let capture = WebhookCapture::start().await;
-    let channels = capture_channels(&capture);
     let names: Vec<String> = (0..HOSTS).map(|i| format!("host{i}")).collect();
     let inventory: Vec<Inventory> = names.iter().map(|n| Inventory::of(n, &host)).collect();
-    let mut enforcing = start_with(
-        &inventory,
-        &[&host],
-        &[],
-        Extras {
-            channels: Some(&channels),
-            extra: "[limits]\nremediations_per_minute = 10000\nper_host_per_minute = 60\nmax_wait = \"60s\"\n",
-            ..Extras::default()
-        },
-    )
-    .await;
+    let mut enforcing = Enforcing::builder(inventory, &[&host])
+        .config(|config| config.webhook_channel("oncall-email", &capture.url("/oncall")))
+        .limit("remediations_per_minute", "10000")
+        .limit("per_host_per_minute", "60")
+        .limit("max_wait", "\"60s\"")
+        .start()
+        .await;
     let starts_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let batches: Vec<Value> = (0..ALERTS / BATCH)
         .map(|b| {
@@ -462,8 +434,8 @@ async fn storm_of_1000_alerts_for_100_hosts_survives_kill_9_at_several_points() 
     )
     .await;
     peaks.push(peak_rss(salve.pid().unwrap()));
-    let runs = target_lines(&host, "/tmp/storm-runs").await;
-    let overlaps = target_lines(&host, "/tmp/storm-overlaps").await;
+    let runs = host.file_lines("/tmp/storm-runs").await;
+    let overlaps = host.file_lines("/tmp/storm-overlaps").await;
 
     let report = assert_storm(&history, &runs, &overlaps, &capture);
     eprintln!(
@@ -486,7 +458,7 @@ async fn full_history(salve: &SalveProcess) -> Vec<Value> {
     let output = salve
         .run_cli(&["history", "--json", "--limit", &(2 * ALERTS).to_string()])
         .await;
-    crate::bed::parse_json_output("history --json", &output)
+    crate::support::parse_json_output("history --json", &output)
 }
 
 /// One remediation run from the journal: (start, end, alert number).

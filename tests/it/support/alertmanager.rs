@@ -85,16 +85,6 @@ impl AlertmanagerBuilder {
         self
     }
 
-    pub fn group_wait(mut self, value: Duration) -> Self {
-        self.group_wait = value;
-        self
-    }
-
-    pub fn group_interval(mut self, value: Duration) -> Self {
-        self.group_interval = value;
-        self
-    }
-
     /// Lower it (e.g. to 2 s) for tests about re-sent notifications and idempotence.
     pub fn repeat_interval(mut self, value: Duration) -> Self {
         self.repeat_interval = value;

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::{Child, ChildStdout, ExitStatus};
+use std::time::{Duration, Instant};
 
 /// A child process that cannot outlive its owner. Starters hold one from the moment of
 /// spawning, so a panic during startup (say, a readiness timeout) still kills the process.
@@ -33,6 +34,38 @@ impl ChildGuard {
         // kill fails only when the process was already reaped; wait is still correct then.
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Waits until the process writes its port to the file `ready`, and returns it. Panics,
+    /// with the tail of its `log`, if it exits first or is not ready within `deadline`.
+    pub(crate) async fn wait_for_ready_port(
+        &mut self,
+        what: &str,
+        ready: &Path,
+        log: &Path,
+        deadline: Duration,
+    ) -> u16 {
+        let started = Instant::now();
+        loop {
+            if let Ok(text) = std::fs::read_to_string(ready) {
+                return text
+                    .trim()
+                    .parse::<u16>()
+                    .unwrap_or_else(|error| panic!("{what} ready file {text:?}: {error}"));
+            }
+            if let Some(status) = self.exited() {
+                panic!(
+                    "{what} exited before it was ready ({status})\n{}",
+                    log_tail(log, 40)
+                );
+            }
+            assert!(
+                started.elapsed() < deadline,
+                "{what} not ready after {deadline:?}\n{}",
+                log_tail(log, 40)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Blocks until the process exits by itself.

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -52,11 +52,11 @@ server.serve_forever()
 /// A running HTTPS endpoint on 127.0.0.1. Dropping it kills the server, then deletes its
 /// directory.
 pub struct HttpsEndpoint {
-    // Field order matters: the process dies before its directory is removed.
-    child: ChildGuard,
+    // Held only to be dropped, in this order: the process dies before its directory goes.
+    _child: ChildGuard,
     port: u16,
     log_path: PathBuf,
-    dir: TempDir,
+    _dir: TempDir,
 }
 
 impl HttpsEndpoint {
@@ -85,32 +85,14 @@ impl HttpsEndpoint {
         let mut child = ChildGuard::new(
             spawned.unwrap_or_else(|error| panic!("spawn {}: {error}", python.display())),
         );
-        let started = Instant::now();
-        let port = loop {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                break text
-                    .trim()
-                    .parse::<u16>()
-                    .expect("HTTPS ready file holds a port");
-            }
-            if let Some(status) = child.exited() {
-                panic!(
-                    "HTTPS server exited before it was ready ({status})\n{}",
-                    log_tail(&log_path, 40)
-                );
-            }
-            assert!(
-                started.elapsed() < READY_DEADLINE,
-                "HTTPS server not ready after {READY_DEADLINE:?}\n{}",
-                log_tail(&log_path, 40)
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let port = child
+            .wait_for_ready_port("HTTPS server", &ready, &log_path, READY_DEADLINE)
+            .await;
         HttpsEndpoint {
-            child,
+            _child: child,
             port,
             log_path,
-            dir,
+            _dir: dir,
         }
     }
 

@@ -1,16 +1,18 @@
 //! Test-bed support: real Alertmanager, salve, sshd and SMTP processes on free loopback ports (each
 //! sshd a private "host" in its own namespaces), polling and HTTP helpers. A missing bed is a
-//! loud panic, never a skipped test.
-
-// Every test module uses a different slice of this support code (and re-exports serve the
-// modules still to come), and the one binary is
-// compiled as a whole, so an item unused today is not dead: silence the lint here only.
-#![allow(dead_code, unused_imports)]
+//! loud panic, never a skipped test. Every `salve.toml` is built by the one typed
+//! [`SalveConfig`]; what a test asks a running salve (post, wait for states, read the journal,
+//! scrape metrics) is a method of [`SalveProcess`]; test files define no helper another file
+//! uses.
 
 mod alertmanager;
 mod child;
+mod config;
+mod enforcing;
+mod escalation;
 mod http;
 mod https_endpoint;
+mod journal;
 mod salve;
 mod smtp;
 mod sshd;
@@ -18,12 +20,21 @@ mod wait;
 mod webhook_capture;
 
 pub use alertmanager::{Alertmanager, AlertmanagerBuilder};
+pub use config::{
+    API_BEARER, API_TOKEN, BEARER, Channel, HostEntry, SalveConfig, TOKEN, fixture,
+    shipped_recipes, toml_path, toml_string,
+};
+pub use enforcing::{Enforcing, Inventory, health_status};
 pub use http::{get_json, http_client, post_json};
 pub use https_endpoint::{HttpsEndpoint, OK_BODY};
-pub use salve::{SalveBuilder, SalveProcess, salve_config_template};
-pub use smtp::{CapturedMail, SMTP_TEST_PASSWORD, SMTP_TEST_USER, SmtpOptions, SmtpServer};
+pub use journal::{
+    FINAL, by_label, event_time, events, metric_value, only, outbox_pending, parse_json_output,
+    salve_cli, service_down_on_web1, text, wait_past_next_retry,
+};
+pub use salve::{SalveBuilder, SalveProcess};
+pub use smtp::{SMTP_TEST_PASSWORD, SMTP_TEST_USER, SmtpOptions, SmtpServer};
 pub use sshd::{
-    LIMITED_SUDO_USER, LOGIN_SHELL_USERS, NO_SUDO_USER, SshHost, TARGET_USER, ensure_bed,
+    LIMITED_SUDO_USER, LOGIN_SHELL_USERS, NO_SUDO_USER, SshHost, TARGET_USER, master_pids,
     short_tempdir, write_known_hosts,
 };
 pub use wait::{wait_until, wait_until_every};

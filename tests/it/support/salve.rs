@@ -19,12 +19,6 @@ const READY_PREFIX: &str = "listening on ";
 const READY_DEADLINE: Duration = Duration::from_secs(20);
 const CLI_DEADLINE: Duration = Duration::from_secs(60);
 
-/// A minimal config: listen on a free port, journal in the process's tempdir (its CWD).
-/// Tests append their own sections (`[[hosts]]`, `[ssh]`, ...) to it.
-pub fn salve_config_template() -> String {
-    "[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = \"sqlite://salve.db\"\n".to_owned()
-}
-
 /// What to start salve with, beyond the config text.
 pub struct SalveBuilder {
     config_toml: String,
@@ -93,15 +87,6 @@ impl SalveProcess {
             extra_env: Vec::new(),
             serve_args: Vec::new(),
         }
-    }
-
-    /// Starts `salve serve --config <tempdir>/salve.toml` and waits until it says it listens.
-    pub async fn start(config_toml: &str, recipes_dir: Option<&Path>) -> SalveProcess {
-        let mut builder = Self::builder(config_toml);
-        if let Some(dir) = recipes_dir {
-            builder = builder.recipes_dir(dir);
-        }
-        builder.start().await
     }
 
     /// e.g. `http://127.0.0.1:40123`; panics if salve is not running (after `kill9`).
@@ -174,15 +159,6 @@ impl SalveProcess {
             async move { exited }
         })
         .await
-    }
-
-    /// Rewrites salve.toml with `edit` and restarts salve on it (same tempdir and journal),
-    /// for a setting the test's config builder does not take.
-    pub async fn restart_with_config(&mut self, edit: impl FnOnce(String) -> String) {
-        let path = self.config_path();
-        let text = std::fs::read_to_string(&path).expect("read salve.toml");
-        std::fs::write(&path, edit(text)).expect("write salve.toml");
-        self.restart().await;
     }
 
     /// Starts salve again in the same tempdir with the same config (so the same journal);

@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 use tempfile::TempDir;
 
-use super::child::{ChildGuard, log_tail};
+use super::child::ChildGuard;
 
 /// The AUTH credentials the server accepts (tests/bed/smtp-server.py).
 pub const SMTP_TEST_USER: &str = "salve-test";
@@ -59,12 +59,12 @@ impl CapturedMail {
 
 /// A running SMTP server. Dropping it kills the process, then deletes its directory.
 pub struct SmtpServer {
-    // Field order matters: the process dies before its directory is removed.
-    child: ChildGuard,
+    // Field order matters: the process dies before its directory is removed. Held only to
+    // be dropped (which kills it).
+    _child: ChildGuard,
     port: u16,
     ca_file: Option<PathBuf>,
     untrusted_ca_file: Option<PathBuf>,
-    log_path: PathBuf,
     dir: TempDir,
 }
 
@@ -123,44 +123,20 @@ impl SmtpServer {
         }));
 
         let ready = dir.path().join("ready");
-        let started = Instant::now();
-        let port = loop {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                break text
-                    .trim()
-                    .parse::<u16>()
-                    .unwrap_or_else(|error| panic!("SMTP ready file {text:?}: {error}"));
-            }
-            if let Some(status) = child.exited() {
-                panic!(
-                    "SMTP server exited before it was ready ({status})\n{}",
-                    log_tail(&log_path, 40)
-                );
-            }
-            if started.elapsed() > READY_DEADLINE {
-                panic!(
-                    "SMTP server not ready after {READY_DEADLINE:?}\n{}",
-                    log_tail(&log_path, 40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let port = child
+            .wait_for_ready_port("SMTP server", &ready, &log_path, READY_DEADLINE)
+            .await;
         SmtpServer {
-            child,
+            _child: child,
             port,
             ca_file,
             untrusted_ca_file,
-            log_path,
             dir,
         }
     }
 
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.pid()
     }
 
     /// The test CA that signed the server's certificate (TLS servers only).
@@ -179,6 +155,19 @@ impl SmtpServer {
     }
 
     /// Every mail accepted so far, oldest first.
+    /// Waits (up to 30 s) until at least `count` mails arrived, and returns them all.
+    pub async fn wait_for_mails(&self, count: usize) -> Vec<CapturedMail> {
+        super::wait_until(
+            Duration::from_secs(30),
+            &format!("{count} mail(s) at the SMTP server"),
+            || {
+                let mails = self.messages();
+                async move { (mails.len() >= count).then_some(mails) }
+            },
+        )
+        .await
+    }
+
     pub fn messages(&self) -> Vec<CapturedMail> {
         let mail_dir = self.dir.path().join("mail");
         let mut paths: Vec<PathBuf> = match std::fs::read_dir(&mail_dir) {
@@ -211,11 +200,6 @@ impl SmtpServer {
         {
             panic!("remove SMTP fail switch: {error}");
         }
-    }
-
-    /// The end of the server's log, for panic messages.
-    pub fn log_tail(&self) -> String {
-        log_tail(&self.log_path, 40)
     }
 }
 

@@ -182,11 +182,6 @@ impl SshHost {
         &self.client_key
     }
 
-    /// Host-side PID of this host's sshd (PID 1 of its namespace).
-    pub fn sshd_pid(&self) -> Option<u32> {
-        self.init_pid
-    }
-
     /// Runs `shell` with `/bin/sh -c` as root inside this host's namespaces (its private
     /// mounts, its processes): for arranging a test (write a unit file, fill a disk) and
     /// asserting on the host (a sentinel file exists or not). Returns the output whatever the
@@ -233,12 +228,6 @@ impl SshHost {
     /// How many SSH logins sshd accepted so far (one per control master).
     pub fn accepted_logins(&self) -> usize {
         self.sshd_log().matches("Accepted publickey for").count()
-    }
-
-    /// The host's directory on the test side (sshd config, keys, log), which lives as long as
-    /// the host. Too deep for control sockets: use `short_tempdir` for those.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 
@@ -524,4 +513,29 @@ fn free_port_on(ip: Ipv4Addr) -> u16 {
     let listener = TcpListener::bind(SocketAddrV4::new(ip, 0))
         .unwrap_or_else(|error| panic!("bind {ip}:0: {error}"));
     listener.local_addr().expect("local_addr").port()
+}
+
+/// Host-side PIDs of ssh processes whose command line mentions `control_dir`: the control
+/// masters this test's executor started (ssh runs as `ssh -E DIR/.ssh-connectionX/log -S …`).
+pub fn master_pids(control_dir: &Path) -> Vec<u32> {
+    let needle = control_dir.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|byte| *byte == 0)
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect();
+        if args.first().is_some_and(|program| program.ends_with("ssh"))
+            && args.iter().any(|arg| arg.contains(&needle))
+        {
+            pids.push(pid);
+        }
+    }
+    pids
 }
