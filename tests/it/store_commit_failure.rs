@@ -11,7 +11,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::bed::{BEARER, config, history_json, shipped_recipes, wait_for_incidents};
+use crate::support::{BEARER, SalveConfig};
 use crate::support::{SalveProcess, post_json};
 
 /// A tmpfs mounted for one test, unmounted when dropped (after whatever holds files on it:
@@ -115,25 +115,19 @@ fn alerts_of(incidents: &[Value]) -> Vec<String> {
 }
 
 async fn wait_until_settled(salve: &SalveProcess, count: usize) {
-    wait_for_incidents(salve, "every incident planned (dry_run)", |all| {
-        all.len() == count && all.iter().all(|incident| incident["state"] == "dry_run")
-    })
-    .await;
+    salve
+        .wait_for_incidents("every incident planned (dry_run)", |all| {
+            all.len() == count && all.iter().all(|incident| incident["state"] == "dry_run")
+        })
+        .await;
 }
 
 #[tokio::test]
 async fn a_failed_store_commit_is_a_503_and_leaves_nothing_in_the_journal() {
     let disk = Tmpfs::mount("8m");
     let journal = disk.path().join("salve.db");
-    let config = config("", "").replace(
-        "url = \"sqlite://salve.db\"",
-        &format!("url = \"sqlite://{}\"", journal.display()),
-    );
-    assert!(config.contains(&journal.display().to_string()), "{config}");
-    let mut salve = SalveProcess::builder(&config)
-        .recipes_dir(&shipped_recipes())
-        .start()
-        .await;
+    let config = SalveConfig::standard().store_url(&format!("sqlite://{}", journal.display()));
+    let mut salve = config.start_with_shipped_recipes().await;
 
     // Accepted before the disk fills.
     assert_eq!(
@@ -169,7 +163,7 @@ async fn a_failed_store_commit_is_a_503_and_leaves_nothing_in_the_journal() {
     wait_until_settled(&salve, 2).await;
 
     salve.restart().await;
-    let history = history_json(&salve).await;
+    let history = salve.history_json().await;
     assert_eq!(
         alerts_of(&history),
         ["web1:9100 nginx", "web1:9100 postgresql"],

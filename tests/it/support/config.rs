@@ -156,6 +156,7 @@ pub struct SalveConfig {
     auth: Vec<(String, String)>,
     api_tokens: Vec<String>,
     recipes_dir: Option<String>,
+    store_url: Option<String>,
     engine: Vec<(String, String)>,
     ssh: Vec<(String, String)>,
     escalation: Vec<(String, String)>,
@@ -178,6 +179,7 @@ impl SalveConfig {
             auth: Vec::new(),
             api_tokens: Vec::new(),
             recipes_dir: None,
+            store_url: None,
             engine: Vec::new(),
             ssh: Vec::new(),
             escalation: Vec::new(),
@@ -252,6 +254,12 @@ impl SalveConfig {
     /// `[recipes] dir`: relative to salve's directory, or absolute.
     pub fn recipes_dir(mut self, dir: impl AsRef<Path>) -> SalveConfig {
         self.recipes_dir = Some(toml_path(dir.as_ref()));
+        self
+    }
+
+    /// `[store] url` (default `sqlite://salve.db` in salve's directory).
+    pub fn store_url(mut self, url: &str) -> SalveConfig {
+        self.store_url = Some(toml_string(url));
         self
     }
 
@@ -366,7 +374,8 @@ impl SalveConfig {
         for (key, value) in &self.server {
             out.push_str(&format!("{key} = {value}\n"));
         }
-        out.push_str("\n[store]\nurl = \"sqlite://salve.db\"\n");
+        let store_url = self.store_url.as_deref().unwrap_or("\"sqlite://salve.db\"");
+        out.push_str(&format!("\n[store]\nurl = {store_url}\n"));
         if !self.api_tokens.is_empty() {
             out.push_str(&format!(
                 "\n[server.api]\ntokens = [\n  {},\n]\n",
