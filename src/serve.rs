@@ -371,3 +371,198 @@ fn build_remediator(
         wake,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    //! salve in-process on port 0: a real listener, real HTTP, the real SQLite store, no
+    //! SSH (dry-run). Stopped by a token instead of a signal.
+
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::incident::State;
+
+    /// A temp dir with an empty recipe dir and `salve.toml` (dry-run, port 0, a store in
+    /// the dir) plus `extra` TOML; the config as `salve serve` would load it.
+    fn config_in(dir: &Path, extra: &str) -> Loaded {
+        std::fs::create_dir(dir.join("recipes")).unwrap();
+        let path = dir.join("salve.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = \"sqlite://{}\"\n\n\
+                 [recipes]\ndir = \"{}\"\n\n[engine]\nmode = \"dry-run\"\n\n{extra}",
+                dir.join("salve.db").display(),
+                dir.join("recipes").display(),
+            ),
+        )
+        .unwrap();
+        crate::config::load_with_env(Some(&path), BTreeMap::new())
+            .unwrap_or_else(|problems| panic!("{problems:?}"))
+    }
+
+    /// Builds the app and runs it on a task until `stop` is cancelled.
+    async fn start(
+        loaded: Loaded,
+        stop: &CancellationToken,
+    ) -> (String, tokio::task::JoinHandle<anyhow::Result<()>>) {
+        let app = App::build(loaded, BuildOptions::default()).await.unwrap();
+        let base_url = format!("http://{}", app.local_addr());
+        assert_ne!(app.local_addr().port(), 0, "port 0 is resolved at build");
+        let running = tokio::spawn(app.run_until(stop.clone().cancelled_owned()));
+        (base_url, running)
+    }
+
+    async fn post_alert(base_url: &str, alertname: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{base_url}/hooks/generic"))
+            .json(&json!({ "labels": { "alertname": alertname } }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Polls until `ready` answers `Some`, for at most `within`.
+    async fn wait_for<T, F: Future<Output = Option<T>>>(
+        within: Duration,
+        what: &str,
+        mut ready: impl FnMut() -> F,
+    ) -> T {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(value) = ready().await {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `GET /api/v1/incidents` (open: no credentials, loopback).
+    async fn incidents(base_url: &str) -> Vec<Value> {
+        reqwest::get(format!("{base_url}/api/v1/incidents"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_app_on_port_0_takes_a_webhook_and_stops_when_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = CancellationToken::new();
+        let (base_url, running) = start(config_in(dir.path(), ""), &stop).await;
+
+        let response = post_alert(&base_url, "NoRecipe").await;
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "{:?}",
+            response.text().await
+        );
+        let stored = wait_for(Duration::from_secs(20), "the incident planned", || {
+            let base_url = base_url.clone();
+            async move {
+                let listed = incidents(&base_url).await;
+                (listed.first()?["state"] == "unmatched").then_some(listed)
+            }
+        })
+        .await;
+        assert_eq!(stored.len(), 1, "{stored:#?}");
+
+        let stopping = Instant::now();
+        stop.cancel();
+        // Nothing runs or is in flight: the stop does not wait out any grace.
+        tokio::time::timeout(Duration::from_secs(20), running)
+            .await
+            .expect("run_until returns once cancelled")
+            .unwrap()
+            .unwrap();
+        assert!(stopping.elapsed() < Duration::from_secs(20));
+        assert!(
+            reqwest::get(format!("{base_url}/healthz")).await.is_err(),
+            "the listener is closed after run_until"
+        );
+        let store = SqliteStore::open(&format!(
+            "sqlite://{}",
+            dir.path().join("salve.db").display()
+        ))
+        .unwrap();
+        let unmatched = store
+            .incidents_in_state(State::Unmatched, 10)
+            .await
+            .unwrap();
+        assert_eq!(unmatched.len(), 1, "{unmatched:#?}");
+    }
+
+    /// A delivery to an escalation webhook that never answers is in flight at the stop: the
+    /// outbox gives it its grace, and meanwhile salve answers, but refuses work.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn while_it_drains_readyz_and_webhooks_answer_503_with_retry_after() {
+        let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = config_in(
+            dir.path(),
+            &format!(
+                "[escalation]\ndefault = [\"stalled\"]\n\n[escalation.channels.stalled]\n\
+                 kind = \"webhook\"\nurl = \"http://{}/\"\ntimeout = \"60s\"\n",
+                stalled.local_addr().unwrap()
+            ),
+        );
+        let stop = CancellationToken::new();
+        let (base_url, running) = start(loaded, &stop).await;
+        let ready = reqwest::get(format!("{base_url}/readyz")).await.unwrap();
+        assert_eq!(ready.status().as_u16(), 200);
+
+        assert_eq!(
+            post_alert(&base_url, "NoRecipe").await.status().as_u16(),
+            200
+        );
+        // Held open, never answered: the escalation's delivery stays in flight.
+        let (_delivery, _) = tokio::time::timeout(Duration::from_secs(20), stalled.accept())
+            .await
+            .expect("the escalation is delivered to the stalled webhook")
+            .unwrap();
+
+        let stopping = Instant::now();
+        stop.cancel();
+        let readyz = wait_for(Duration::from_secs(5), "/readyz 503 while draining", || {
+            let url = format!("{base_url}/readyz");
+            async move {
+                let response = reqwest::get(url).await.ok()?;
+                (response.status().as_u16() == 503).then_some(response)
+            }
+        })
+        .await;
+        assert_eq!(
+            readyz
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap()),
+            Some("5"),
+            "{:?}",
+            readyz.headers()
+        );
+        let body: Value = readyz.json().await.unwrap();
+        assert_eq!(body["status"], "shutting down", "{body:#}");
+        let refused = post_alert(&base_url, "Late").await;
+        assert_eq!(refused.status().as_u16(), 503);
+        assert!(!running.is_finished(), "still draining the delivery");
+
+        // The outbox's grace is 10 s; 40 s leaves room for two loaded cores.
+        tokio::time::timeout(Duration::from_secs(40), running)
+            .await
+            .expect("run_until returns after the outbox's grace")
+            .unwrap()
+            .unwrap();
+        assert!(
+            stopping.elapsed() >= Duration::from_secs(5),
+            "{:?}",
+            stopping.elapsed()
+        );
+    }
+}
