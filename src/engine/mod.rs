@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::incident::{Event, Incident, IncidentId, State, state_for};
 use crate::inventory::Inventory;
@@ -159,10 +160,10 @@ async fn cut_command(
 }
 
 impl Engine {
-    /// Run until `shutdown` turns true. Each plan is recorded in one transaction; running
+    /// Run until `shutdown` is cancelled. Each plan is recorded in one transaction; running
     /// remediations get `shutdown_grace` to finish, then are cut off and stay in their
     /// last journaled state (the next start marks them `interrupted`).
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(
             recipes = self.recipes.len(),
             hosts = self.inventory.hosts().len(),
@@ -174,7 +175,7 @@ impl Engine {
         self.refresh_gauges().await;
         let mut last_gauges = tokio::time::Instant::now();
         loop {
-            if *shutdown.borrow() {
+            if shutdown.is_cancelled() {
                 break;
             }
             let planned = match self.plan_pending().await {
@@ -207,7 +208,7 @@ impl Engine {
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
-                _ = shutdown.changed() => {}
+                _ = shutdown.cancelled() => {}
             }
         }
         // Nothing new starts; queued incidents stay `matched` for the next process.

@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::escalate::{Channels, Digest, Escalation, EscalationReason, SendError};
 use crate::metrics::{EscalationLabels, Metrics};
@@ -241,7 +242,9 @@ impl Shared {
 }
 
 impl Outbox {
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Delivers due escalations until `shutdown` is cancelled; deliveries in flight then
+    /// get `SHUTDOWN_GRACE` to finish.
+    pub async fn run(self, shutdown: CancellationToken) {
         let shared = Arc::new(Shared {
             store: self.store,
             channels: self.channels,
@@ -253,7 +256,7 @@ impl Outbox {
         let slots = Arc::new(Semaphore::new(self.policy.max_concurrent));
         let mut deliveries = JoinSet::new();
         loop {
-            if *shutdown.borrow() {
+            if shutdown.is_cancelled() {
                 break;
             }
             while deliveries.try_join_next().is_some() {}
@@ -277,7 +280,7 @@ impl Outbox {
                 _ = self.wake.notified() => tokio::time::sleep(WAKE_GATHER).await,
                 _ = tokio::time::sleep(sleep) => {}
                 Some(_) = deliveries.join_next(), if !deliveries.is_empty() => {}
-                _ = shutdown.changed() => {}
+                _ = shutdown.cancelled() => {}
             }
         }
         if !deliveries.is_empty()

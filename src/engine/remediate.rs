@@ -45,7 +45,7 @@ pub struct Remediator {
     slots: Semaphore,
     limits: RateLimits,
     /// Set at shutdown: workers finish the incident in hand and take no other.
-    stopping: std::sync::atomic::AtomicBool,
+    stopping: tokio_util::sync::CancellationToken,
     /// Wakes the engine when an incident ends (it may need escalating).
     wake: Arc<tokio::sync::Notify>,
     /// Per-host FIFO queues; a host has a worker task while its queue is non-empty.
@@ -89,7 +89,7 @@ impl Remediator {
             check_timeout: bounds.check_timeout,
             slots: Semaphore::new(bounds.max_parallel),
             limits: bounds.limits,
-            stopping: std::sync::atomic::AtomicBool::new(false),
+            stopping: tokio_util::sync::CancellationToken::new(),
             wake,
             hosts: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
@@ -197,8 +197,7 @@ impl Remediator {
 
     /// Finish what is running, start nothing more.
     pub fn stop_taking_work(&self) {
-        self.stopping
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stopping.cancel();
     }
 
     pub fn executor(&self) -> &Arc<Executor> {
@@ -207,7 +206,7 @@ impl Remediator {
 
     /// Queue every `matched` incident not already queued; returns how many were new.
     pub async fn dispatch(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<usize, StoreError> {
-        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.stopping.is_cancelled() {
             return Ok(0);
         }
         let waiting = self
@@ -245,7 +244,7 @@ impl Remediator {
         loop {
             let next = {
                 let mut hosts = self.hosts.lock().expect("hosts lock");
-                if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                if self.stopping.is_cancelled() {
                     // The rest of the queue stays `matched` in the store: resumable.
                     if let Some(queue) = hosts.remove(&host) {
                         let mut in_flight = self.in_flight.lock().expect("in_flight lock");
@@ -304,7 +303,7 @@ impl Remediator {
                 )
                 .await?;
             tokio::time::sleep(*wait).await;
-            if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            if self.stopping.is_cancelled() {
                 // Not started: it stays `matched` for the next process.
                 return Ok(());
             }

@@ -31,7 +31,9 @@ pub async fn healthz() -> HttpResponse {
 /// Ready when the store answers: the one dependency intake needs to acknowledge.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.is_draining() {
-        return HttpResponse::ServiceUnavailable().json(json!({ "status": "shutting down" }));
+        return HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, super::hooks::RETRY_AFTER_SECONDS))
+            .json(json!({ "status": "shutting down" }));
     }
     match state.store.ping().await {
         Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),

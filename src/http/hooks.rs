@@ -96,11 +96,15 @@ impl Rejection {
             ));
         }
         if let Rejection::Unavailable(_) | Rejection::ShuttingDown = self {
-            response.insert_header((header::RETRY_AFTER, "5"));
+            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS));
         }
         response.json(json!({ "status": "error", "error": self.reason() }))
     }
 }
+
+/// `Retry-After` on a 503 (store unavailable, shutting down), webhooks and `/readyz`
+/// alike: long enough for a restart's drain to get going, short enough not to hold alerts.
+pub(super) const RETRY_AFTER_SECONDS: &str = "5";
 
 async fn receive(
     source: Source,

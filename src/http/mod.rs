@@ -44,13 +44,14 @@ pub struct AppState {
     pub grafana: Option<GrafanaSignature>,
     /// Tells the engine there is new work.
     pub wake: Arc<Notify>,
-    /// Set on SIGTERM: webhooks answer 503 and readiness fails while salve drains.
-    pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// salve's stop signal: once cancelled, webhooks answer 503 and readiness fails while
+    /// salve drains.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
     pub fn is_draining(&self) -> bool {
-        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+        self.shutdown.is_cancelled()
     }
 }
 

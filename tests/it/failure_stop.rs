@@ -91,6 +91,15 @@ async fn sigterm_with_a_short_grace_cuts_a_long_command_and_exits_0() {
         }
     })
     .await;
+    assert_eq!(
+        readyz
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5"),
+        "{:?}",
+        readyz.headers()
+    );
     let body: Value = readyz.json().await.unwrap();
     assert_eq!(body["status"], "shutting down", "{body:#}");
     let refused = http_client()
