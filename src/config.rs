@@ -11,9 +11,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::duration::de_duration;
-use crate::escalate::ChannelSettings;
 use crate::intake::Limits;
 use crate::inventory::{Host, Inventory};
+use crate::notify::ChannelSettings;
 use crate::plan::Mode;
 use crate::secret::{BLANK_SECRET, Secret, secret_from};
 use crate::ssh::SshSettings;
@@ -805,7 +805,7 @@ pub fn load_from_str(
                 format!("escalation.channels.{name}.max_per_minute: must be > 0 (leave it out for no limit)"),
             ));
         }
-        for (key, message) in crate::escalate::channel_problems(channel) {
+        for (key, message) in crate::notify::channel_problems(channel) {
             problems.push(problem(
                 at(&["escalation", "channels", name, key]),
                 format!("escalation.channels.{name}.{key}: {message}"),

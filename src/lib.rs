@@ -7,21 +7,20 @@
 //!
 //! 1. leaves, importing nothing from the crate: `secret`, `duration`, `alert`,
 //!    `terminal`, `tomlspan`
-//! 2. values: `plan`, `inventory`, `intake` (monitor JSON → `Alert`)
-//! 3. `recipe` (shell text in `recipe::shell`, templating, the planner)
-//! 4. `ssh`, then `verify`
-//! 5. `escalate` (the channels, each owning its settings type)
-//! 6. `incident`, `metrics`, `store`
-//! 7. `config` (embeds the settings types of `ssh`, `intake` and `escalate`)
-//! 8. `engine`, `http`
-//! 9. `serve`, `cli`, and the test-only `fuzz_regressions`
+//! 2. values: `plan`, `inventory`, `intake` (monitor JSON → `Alert`), `incident` (the
+//!    incident, its states and the typed journal `Event`)
+//! 3. `recipe` (shell text in `recipe::shell`, templating, the planner), `metrics`,
+//!    `store`
+//! 4. `ssh`, then `verify`; `notify` (the channels, each owning its settings type)
+//! 5. `config` (embeds the settings types of `ssh`, `intake` and `notify`)
+//! 6. `engine`, `http`
+//! 7. `serve`, `cli`, and the test-only `fuzz_regressions`
 
 pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod duration;
 pub mod engine;
-pub mod escalate;
 #[cfg(test)]
 mod fuzz_regressions;
 pub mod http;
@@ -29,6 +28,7 @@ pub mod incident;
 pub mod intake;
 pub mod inventory;
 pub mod metrics;
+pub mod notify;
 pub mod plan;
 pub mod recipe;
 pub mod secret;

@@ -1,5 +1,5 @@
 //! The plan: what salve would do (or did decide) for one alert. Produced by the pure
-//! planner in `recipe::plan`, journaled by the engine, shown by `simulate` and `history`.
+//! planner in `recipe::planner`, journaled by the engine, shown by `simulate` and `history`.
 //! A plan holds only rendered text; it never holds a way to render more.
 
 use std::collections::BTreeMap;

@@ -15,12 +15,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Loaded;
 use crate::engine::{Engine, Escalator, Outbox, Remediator};
-use crate::escalate::Channels;
 use crate::http::{
     self, AppState, GrafanaSignature,
     auth::{ApiAccess, Credentials},
 };
 use crate::metrics::Metrics;
+use crate::notify::Channels;
 use crate::plan::Mode;
 use crate::recipe;
 use crate::store::Store;

@@ -18,12 +18,12 @@ use tokio::task::JoinSet;
 
 use crate::engine::Remediator;
 use crate::engine::remediate::UNBOUNDED_WINDOW;
-use crate::escalate::{
+use crate::incident::{Event, Incident, IncidentId, State};
+use crate::metrics::Metrics;
+use crate::notify::{
     BreakerWindow, CheckReport, Diagnostic, Escalation, EscalationReason, RunSummary, StepReport,
     safe_link, silence_url,
 };
-use crate::incident::{Event, Incident, IncidentId, State};
-use crate::metrics::Metrics;
 use crate::plan::{Plan, PlannedTarget};
 use crate::recipe::shell::remote_line;
 use crate::ssh::SshError;

@@ -17,8 +17,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::escalate::{Channels, Digest, Escalation, EscalationReason, SendError};
 use crate::metrics::{EscalationLabels, Metrics};
+use crate::notify::{Channels, Digest, Escalation, EscalationReason, SendError};
 use crate::store::{OutboxItem, Store, StoreError};
 
 /// Due rows one pass looks at, beyond those being delivered (which it skips, so rows

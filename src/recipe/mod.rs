@@ -8,7 +8,7 @@ pub mod loader;
 pub mod matcher;
 pub mod model;
 mod nested;
-pub mod plan;
+pub mod planner;
 #[cfg(test)]
 mod proptests;
 pub mod shell;
@@ -21,7 +21,7 @@ pub use fixtures::{CaseResult, FixtureReport, run_fixtures};
 pub use loader::{load_dir, load_recipe};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use model::{Breaker, Check, Param, ParamSource, Recipe, Verify};
-pub use plan::PlanContext;
+pub use planner::PlanContext;
 pub use template::{CommandContext, Templates};
 
 /// One problem in a recipe (or fixture) file, with the 1-based line of the offending key or

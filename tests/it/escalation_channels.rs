@@ -10,8 +10,8 @@ use crate::support::{
     WebhookCapture, free_port, toml_path, toml_string,
 };
 use salve::config::load_with_env;
-use salve::escalate::content::sample;
-use salve::escalate::{Channels, Escalation, SendError};
+use salve::notify::content::sample;
+use salve::notify::{Channels, Escalation, SendError};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -430,7 +430,7 @@ async fn escalation_webhook_body_template_renders_json_with_hostile_labels_escap
 
     let body: Value = capture.requests()[0].json();
     // Escaped as in every page: no control character reaches the ticket system.
-    let evil = salve::escalate::content::one_line(&escalation.labels["evil"]);
+    let evil = salve::notify::content::one_line(&escalation.labels["evil"]);
     assert_eq!(
         body["title"],
         "[verify_failed] ServiceDown on web1: verification failed after service-restart"

@@ -194,7 +194,7 @@ pub(crate) fn truncate_chars(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::escalate::content::sample;
+    use crate::notify::content::sample;
 
     #[test]
     fn subject_has_no_line_breaks_and_missing_values_are_empty() {

@@ -493,7 +493,7 @@ pub fn pagerduty_body(routing_key: &str, escalation: &Escalation) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::escalate::content::sample;
+    use crate::notify::content::sample;
 
     fn channel(preset: WebhookPreset) -> WebhookChannel {
         WebhookChannel {
