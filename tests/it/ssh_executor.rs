@@ -521,7 +521,8 @@ async fn a_hung_command_is_cut_at_its_timeout() {
             after: Duration::from_secs(1)
         })
     );
-    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+    // Far below the 30 s the command asked for; generous for a loaded runner.
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
     // The channel is gone but the master is not: the next command runs at once.
     let after = run_ok(&executor, &target(&host), "echo still-here").await;
     assert_eq!(after.stdout, "still-here\n");
