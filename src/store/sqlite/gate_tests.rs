@@ -47,6 +47,20 @@ const LIMIT: BreakerLimit = BreakerLimit {
     window: Duration::from_secs(600),
 };
 
+/// Asks to start incident `id`'s service-restart run on `target`, under `LIMIT`.
+async fn try_run(store: &SqliteStore, id: IncidentId, target: &str) -> Result<RunGate, StoreError> {
+    store
+        .begin_run(
+            id,
+            "service-restart",
+            target,
+            LIMIT,
+            super::tests::remediation_started(),
+            None,
+        )
+        .await
+}
+
 #[tokio::test]
 async fn the_breaker_opens_at_max_runs_holds_across_reopen_and_resets() {
     let dir = tempfile::tempdir().unwrap();
@@ -54,17 +68,7 @@ async fn the_breaker_opens_at_max_runs_holds_across_reopen_and_resets() {
     let store = SqliteStore::open_path(&path).unwrap();
     for n in 0..2 {
         let id = matched(&store, n).await;
-        let gate = store
-            .begin_run(
-                id,
-                "service-restart",
-                "web1",
-                LIMIT,
-                super::tests::remediation_started(),
-                None,
-            )
-            .await
-            .unwrap();
+        let gate = try_run(&store, id, "web1").await.unwrap();
         assert_eq!(gate, RunGate::Started);
         assert_eq!(
             store.incident(id).await.unwrap().unwrap().incident.state,
@@ -74,35 +78,14 @@ async fn the_breaker_opens_at_max_runs_holds_across_reopen_and_resets() {
     // Another target has its own breaker.
     let other = matched(&store, 9).await;
     assert_eq!(
-        store
-            .begin_run(
-                other,
-                "service-restart",
-                "web2",
-                LIMIT,
-                super::tests::remediation_started(),
-                None
-            )
-            .await
-            .unwrap(),
+        try_run(&store, other, "web2").await.unwrap(),
         RunGate::Started
     );
     drop(store);
 
     let store = SqliteStore::open_path(&path).unwrap();
     let third = matched(&store, 2).await;
-    match store
-        .begin_run(
-            third,
-            "service-restart",
-            "web1",
-            LIMIT,
-            super::tests::remediation_started(),
-            None,
-        )
-        .await
-        .unwrap()
-    {
+    match try_run(&store, third, "web1").await.unwrap() {
         RunGate::BreakerOpen { runs } => assert_eq!(runs.len(), 2),
         other => panic!("breaker should be open: {other:?}"),
     }
@@ -144,17 +127,7 @@ async fn the_breaker_opens_at_max_runs_holds_across_reopen_and_resets() {
         "a pair that never ran has nothing to reset"
     );
     assert_eq!(
-        store
-            .begin_run(
-                third,
-                "service-restart",
-                "web1",
-                LIMIT,
-                super::tests::remediation_started(),
-                None
-            )
-            .await
-            .unwrap(),
+        try_run(&store, third, "web1").await.unwrap(),
         RunGate::Started
     );
     assert_eq!(store.remediation_totals().await.unwrap(), (4, 0));
@@ -172,17 +145,7 @@ async fn a_run_does_not_start_for_a_resolved_alert_or_an_incident_no_longer_matc
         ..firing
     };
     assert!(store.ingest(vec![resolved], Utc::now()).await.unwrap()[0].resolved_now);
-    let gate = store
-        .begin_run(
-            id,
-            "service-restart",
-            "web1",
-            LIMIT,
-            super::tests::remediation_started(),
-            None,
-        )
-        .await
-        .unwrap();
+    let gate = try_run(&store, id, "web1").await.unwrap();
     assert_eq!(gate, RunGate::AlertResolved);
     let detail = store.incident(id).await.unwrap().unwrap();
     assert_eq!(detail.incident.state, State::Matched);
@@ -190,29 +153,10 @@ async fn a_run_does_not_start_for_a_resolved_alert_or_an_incident_no_longer_matc
 
     let taken = matched(&store, 2).await;
     assert_eq!(
-        store
-            .begin_run(
-                taken,
-                "service-restart",
-                "web1",
-                LIMIT,
-                super::tests::remediation_started(),
-                None
-            )
-            .await
-            .unwrap(),
+        try_run(&store, taken, "web1").await.unwrap(),
         RunGate::Started
     );
-    let again = store
-        .begin_run(
-            taken,
-            "service-restart",
-            "web1",
-            LIMIT,
-            super::tests::remediation_started(),
-            None,
-        )
-        .await;
+    let again = try_run(&store, taken, "web1").await;
     assert!(
         matches!(
             again,

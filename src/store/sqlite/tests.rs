@@ -56,6 +56,29 @@ async fn ingest_one(store: &SqliteStore, alert: Alert, received_at: &str) -> Ing
     ingested.remove(0)
 }
 
+/// Ingests a firing alert with `fingerprint` (received at 10:00:01) and returns its incident.
+async fn received(store: &SqliteStore, fingerprint: &str) -> IncidentId {
+    ingest_one(store, firing(fingerprint, STARTS), "2026-11-28T10:00:01Z")
+        .await
+        .id
+}
+
+/// A received incident planned in dry-run: `matched`, ready for a transition.
+async fn matched(store: &SqliteStore, fingerprint: &str) -> IncidentId {
+    let id = received(store, fingerprint).await;
+    store
+        .record_plan(id, State::Received, State::Matched, &dry_run_plan())
+        .await
+        .unwrap();
+    id
+}
+
+/// Ingests `alert` at `received_at` and checks that it joined incident `joins`.
+async fn ingest_copy(store: &SqliteStore, alert: Alert, received_at: &str, joins: IncidentId) {
+    let copy = ingest_one(store, alert, received_at).await;
+    assert_eq!((copy.id, copy.created), (joins, false), "{copy:?}");
+}
+
 async fn detail(store: &SqliteStore, id: IncidentId) -> IncidentDetail {
     store.incident(id).await.unwrap().expect("incident exists")
 }
@@ -90,6 +113,32 @@ fn failed(reason: &str) -> Event {
     Event::Failed {
         reason: reason.into(),
     }
+}
+
+/// Moves `id` from `from` to `failed` for `reason`, journaling why.
+async fn fail(
+    store: &SqliteStore,
+    id: IncidentId,
+    from: State,
+    reason: &str,
+) -> Result<(), StoreError> {
+    store
+        .transition(id, from, State::Failed, Some(reason.into()), failed(reason))
+        .await
+}
+
+/// Moves a matched `id` to `remediating`.
+async fn start_remediation(store: &SqliteStore, id: IncidentId) {
+    store
+        .transition(
+            id,
+            State::Matched,
+            State::Remediating,
+            None,
+            remediation_started(),
+        )
+        .await
+        .unwrap();
 }
 
 fn dry_run_plan() -> Plan {
@@ -424,9 +473,7 @@ async fn one_key_twice_in_one_notification_counts_twice() {
 #[tokio::test]
 async fn record_plan_moves_the_state_and_journals_it() {
     let (_dir, store) = temp_store();
-    let id = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z")
-        .await
-        .id;
+    let id = received(&store, "aa").await;
     let plan = dry_run_plan();
     store
         .record_plan(id, State::Received, State::Refused, &plan)
@@ -458,23 +505,8 @@ async fn record_plan_moves_the_state_and_journals_it() {
 #[tokio::test]
 async fn transitions_are_checked_and_events_are_appended_in_order() {
     let (_dir, store) = temp_store();
-    let id = ingest_one(&store, firing("ab", STARTS), "2026-11-28T10:00:01Z")
-        .await
-        .id;
-    store
-        .record_plan(id, State::Received, State::Matched, &dry_run_plan())
-        .await
-        .unwrap();
-    store
-        .transition(
-            id,
-            State::Matched,
-            State::Remediating,
-            None,
-            remediation_started(),
-        )
-        .await
-        .unwrap();
+    let id = matched(&store, "ab").await;
+    start_remediation(&store, id).await;
     store
         .append_event(
             id,
@@ -487,16 +519,7 @@ async fn transitions_are_checked_and_events_are_appended_in_order() {
         .await
         .unwrap();
     // From the wrong state: refused, and nothing is written.
-    let conflict = store
-        .transition(
-            id,
-            State::Matched,
-            State::Failed,
-            Some("x".into()),
-            failed("x"),
-        )
-        .await
-        .unwrap_err();
+    let conflict = fail(&store, id, State::Matched, "x").await.unwrap_err();
     assert!(
         matches!(
             conflict,
@@ -507,14 +530,7 @@ async fn transitions_are_checked_and_events_are_appended_in_order() {
         ),
         "{conflict:?}"
     );
-    store
-        .transition(
-            id,
-            State::Remediating,
-            State::Failed,
-            Some("command 1 exited 1".into()),
-            failed("command 1 exited 1"),
-        )
+    fail(&store, id, State::Remediating, "command 1 exited 1")
         .await
         .unwrap();
 
@@ -543,9 +559,7 @@ async fn transitions_are_checked_and_events_are_appended_in_order() {
 #[tokio::test]
 async fn record_plan_from_the_wrong_state_changes_nothing() {
     let (_dir, store) = temp_store();
-    let id = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z")
-        .await
-        .id;
+    let id = received(&store, "aa").await;
     let before = detail(&store, id).await;
 
     let error = store
@@ -603,6 +617,36 @@ async fn hold_writer(
     (gate_done, release)
 }
 
+/// Sends an ingest of a firing alert `fingerprint` (received at 10:00:02) from its own task.
+fn spawn_ingest(
+    store: &Arc<SqliteStore>,
+    fingerprint: &'static str,
+) -> tokio::task::JoinHandle<Result<Vec<Ingested>, StoreError>> {
+    let store = Arc::clone(store);
+    tokio::spawn(async move {
+        store
+            .ingest(
+                vec![firing(fingerprint, STARTS)],
+                time("2026-11-28T10:00:02Z"),
+            )
+            .await
+    })
+}
+
+/// Sends a dry-run plan of `id`, expected in state `from`, from its own task.
+fn spawn_dry_run_plan(
+    store: &Arc<SqliteStore>,
+    id: IncidentId,
+    from: State,
+) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+    let store = Arc::clone(store);
+    tokio::spawn(async move {
+        store
+            .record_plan(id, from, State::DryRun, &dry_run_plan())
+            .await
+    })
+}
+
 async fn wait_until_queued(store: &SqliteStore, operations: usize) {
     let requests = store.requests.as_ref().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -616,39 +660,14 @@ async fn wait_until_queued(store: &SqliteStore, operations: usize) {
 async fn a_failed_operation_does_not_poison_its_batch() {
     let (_dir, store) = temp_store();
     let store = Arc::new(store);
-    let planned = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z")
-        .await
-        .id;
-    let conflicting = ingest_one(&store, firing("bb", STARTS), "2026-11-28T10:00:01Z")
-        .await
-        .id;
+    let planned = received(&store, "aa").await;
+    let conflicting = received(&store, "bb").await;
     let (gate_done, release) = hold_writer(&store).await;
     let commits_before = store.commits();
 
-    let ingest = tokio::spawn({
-        let store = Arc::clone(&store);
-        async move {
-            store
-                .ingest(vec![firing("cc", STARTS)], time("2026-11-28T10:00:02Z"))
-                .await
-        }
-    });
-    let good_plan = tokio::spawn({
-        let store = Arc::clone(&store);
-        async move {
-            store
-                .record_plan(planned, State::Received, State::DryRun, &dry_run_plan())
-                .await
-        }
-    });
-    let bad_plan = tokio::spawn({
-        let store = Arc::clone(&store);
-        async move {
-            store
-                .record_plan(conflicting, State::Matched, State::DryRun, &dry_run_plan())
-                .await
-        }
-    });
+    let ingest = spawn_ingest(&store, "cc");
+    let good_plan = spawn_dry_run_plan(&store, planned, State::Received);
+    let bad_plan = spawn_dry_run_plan(&store, conflicting, State::Matched);
     wait_until_queued(&store, 3).await;
     release.send(()).unwrap();
 
@@ -674,9 +693,7 @@ async fn an_acknowledged_ingest_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("salve.db");
     let store = SqliteStore::open_path(&path).unwrap();
-    let id = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z")
-        .await
-        .id;
+    let id = received(&store, "aa").await;
     drop(store);
 
     let reopened = SqliteStore::open_path(&path).unwrap();
@@ -904,13 +921,13 @@ async fn one_alert_through_two_routes_is_one_incident() {
     let (_dir, store) = temp_store();
     // Alertmanager first, then the generic hook without a start, then its resolve.
     let fired = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z").await;
-    let copy = ingest_one(
+    ingest_copy(
         &store,
         from(Source::Generic, alert("aa", AlertStatus::Firing, None)),
         "2026-11-28T10:00:02Z",
+        fired.id,
     )
     .await;
-    assert_eq!((copy.id, copy.created), (fired.id, false));
     let resolve = ingest_one(
         &store,
         from(
@@ -933,8 +950,13 @@ async fn one_alert_through_two_routes_is_one_incident() {
         "2026-11-28T11:00:00Z",
     )
     .await;
-    let monitor = ingest_one(&store, firing("bb", STARTS), "2026-11-28T11:00:01Z").await;
-    assert_eq!((monitor.id, monitor.created), (generic.id, false));
+    ingest_copy(
+        &store,
+        firing("bb", STARTS),
+        "2026-11-28T11:00:01Z",
+        generic.id,
+    )
+    .await;
     let again = ingest_one(&store, firing("bb", STARTS), "2026-11-28T11:00:02Z").await;
     assert_eq!(again.id, generic.id);
     let detail = detail(&store, generic.id).await;
@@ -977,8 +999,13 @@ async fn an_alert_firing_again_while_its_incident_waits_is_that_incident_firing(
     .await;
     // A new occurrence (Alertmanager gives it a new start) while the first still waits
     // for its host: no second incident, the waiting one fires again and takes the start.
-    let refired = ingest_one(&store, firing("aa", later), "2026-11-28T10:07:01Z").await;
-    assert_eq!((refired.id, refired.created), (fired.id, false));
+    ingest_copy(
+        &store,
+        firing("aa", later),
+        "2026-11-28T10:07:01Z",
+        fired.id,
+    )
+    .await;
     let again = ingest_one(&store, firing("aa", later), "2026-11-28T10:07:02Z").await;
     assert_eq!(again.id, fired.id);
     let detail = detail(&store, fired.id).await;
@@ -1006,16 +1033,7 @@ async fn an_alert_firing_again_while_its_incident_waits_is_that_incident_firing(
     );
 
     // Once it ran (or ended), firing anew is a new occurrence, a new incident.
-    store
-        .transition(
-            fired.id,
-            State::Matched,
-            State::Remediating,
-            None,
-            remediation_started(),
-        )
-        .await
-        .unwrap();
+    start_remediation(&store, fired.id).await;
     ingest_one(
         &store,
         resolved("aa", later, "2026-11-28T10:08:00Z"),
@@ -1057,13 +1075,13 @@ async fn labels_crafted_to_collide_with_a_fingerprint_are_another_alert() {
     )
     .await;
     assert!(forged.created && forged.id != victim.id);
-    let again = ingest_one(
+    ingest_copy(
         &store,
         colliding(AlertStatus::Resolved),
         "2026-11-28T10:00:03Z",
+        forged.id,
     )
     .await;
-    assert_eq!((again.id, again.created), (forged.id, false));
     // Without a start it does not join the victim's open incident either.
     let mut no_start = colliding(AlertStatus::Resolved);
     no_start.starts_at = None;
@@ -1081,13 +1099,7 @@ async fn labels_crafted_to_collide_with_a_fingerprint_are_another_alert() {
 #[tokio::test]
 async fn resolved_before_run_is_refused_while_the_alert_fires() {
     let (_dir, store) = temp_store();
-    let id = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z")
-        .await
-        .id;
-    store
-        .record_plan(id, State::Received, State::Matched, &dry_run_plan())
-        .await
-        .unwrap();
+    let id = matched(&store, "aa").await;
     let close = || {
         store.transition(
             id,
@@ -1122,9 +1134,7 @@ async fn the_receive_count_saturates_instead_of_failing_the_ingest() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("salve.db");
     let store = SqliteStore::open_path(&path).unwrap();
-    let id = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z")
-        .await
-        .id;
+    let id = received(&store, "aa").await;
     Connection::open(&path)
         .unwrap()
         .execute(
@@ -1232,17 +1242,22 @@ async fn migration_4_keeps_rows_that_shared_a_key_across_sources_readable() {
         .unwrap();
     assert!(!constraints.contains("UNIQUE"), "{constraints}");
     // A copy of the shared key joins the oldest row only.
-    let copy = ingest_one(
+    ingest_copy(
         &store,
         firing("aa", "2026-11-28T10:00:00Z"),
         "2026-11-28T12:00:00Z",
+        IncidentId(1),
     )
     .await;
-    assert_eq!((copy.id, copy.created), (IncidentId(1), false));
     // The generic row stored without a start (start = first seen) is known as assumed:
     // the monitor's start joins it.
-    let monitor = ingest_one(&store, firing("aa", STARTS), "2026-11-28T12:00:01Z").await;
-    assert_eq!((monitor.id, monitor.created), (IncidentId(3), false));
+    ingest_copy(
+        &store,
+        firing("aa", STARTS),
+        "2026-11-28T12:00:01Z",
+        IncidentId(3),
+    )
+    .await;
     let counts: Vec<i64> = store
         .list_incidents(None, 10)
         .await
@@ -1273,34 +1288,15 @@ async fn a_failed_commit_answers_every_operation_of_its_batch_unavailable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("salve.db");
     let store = Arc::new(SqliteStore::open_path(&path).unwrap());
-    let planned = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z")
-        .await
-        .id;
+    let planned = received(&store, "aa").await;
     let (gate_done, release) = hold_writer(&store).await;
     let commits_before = store.commits();
 
     let ingests: Vec<_> = ["bb", "cc"]
         .into_iter()
-        .map(|fingerprint| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                store
-                    .ingest(
-                        vec![firing(fingerprint, STARTS)],
-                        time("2026-11-28T10:00:02Z"),
-                    )
-                    .await
-            })
-        })
+        .map(|fingerprint| spawn_ingest(&store, fingerprint))
         .collect();
-    let plan = tokio::spawn({
-        let store = Arc::clone(&store);
-        async move {
-            store
-                .record_plan(planned, State::Received, State::DryRun, &dry_run_plan())
-                .await
-        }
-    });
+    let plan = spawn_dry_run_plan(&store, planned, State::Received);
     let failing = tokio::spawn({
         let store = Arc::clone(&store);
         async move { write_failing_at_commit(&store).await }
