@@ -63,9 +63,7 @@ async fn try_run(store: &SqliteStore, id: IncidentId, target: &str) -> Result<Ru
 
 #[tokio::test]
 async fn the_breaker_opens_at_max_runs_holds_across_reopen_and_resets() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("salve.db");
-    let store = SqliteStore::open_path(&path).unwrap();
+    let (_dir, path, store) = super::tests::store_in_temp_dir();
     for n in 0..2 {
         let id = matched(&store, n).await;
         let gate = try_run(&store, id, "web1").await.unwrap();
@@ -135,8 +133,7 @@ async fn the_breaker_opens_at_max_runs_holds_across_reopen_and_resets() {
 
 #[tokio::test]
 async fn a_run_does_not_start_for_a_resolved_alert_or_an_incident_no_longer_matched() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_path(&dir.path().join("salve.db")).unwrap();
+    let (_dir, store) = super::tests::temp_store();
     let firing = alert(1);
     let id = matched_alert(&store, firing.clone()).await;
     let resolved = Alert {
@@ -171,9 +168,7 @@ async fn a_run_does_not_start_for_a_resolved_alert_or_an_incident_no_longer_matc
 
 #[tokio::test]
 async fn host_holds_keep_the_later_time_and_drop_when_over() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("salve.db");
-    let store = SqliteStore::open_path(&path).unwrap();
+    let (_dir, path, store) = super::tests::store_in_temp_dir();
     let later = Utc::now() + chrono::Duration::seconds(60);
     let sooner = Utc::now() + chrono::Duration::seconds(30);
     store
@@ -200,8 +195,7 @@ async fn host_holds_keep_the_later_time_and_drop_when_over() {
 
 #[tokio::test]
 async fn escalations_queue_once_retry_and_are_sent() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_path(&dir.path().join("salve.db")).unwrap();
+    let (_dir, store) = super::tests::temp_store();
     let id = store.ingest(vec![alert(1)], Utc::now()).await.unwrap()[0].id;
     store
         .record_plan(

@@ -44,10 +44,17 @@ fn resolved(fingerprint: &str, starts_at: &str, ends_at: &str) -> Alert {
     }
 }
 
-fn temp_store() -> (TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_path(&dir.path().join("salve.db")).unwrap();
+pub(super) fn temp_store() -> (TempDir, SqliteStore) {
+    let (dir, _path, store) = store_in_temp_dir();
     (dir, store)
+}
+
+/// A store in a fresh temporary directory, with the database's path for reopening it.
+pub(super) fn store_in_temp_dir() -> (TempDir, std::path::PathBuf, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("salve.db");
+    let store = SqliteStore::open_path(&path).unwrap();
+    (dir, path, store)
 }
 
 async fn ingest_one(store: &SqliteStore, alert: Alert, received_at: &str) -> Ingested {
@@ -73,10 +80,40 @@ async fn matched(store: &SqliteStore, fingerprint: &str) -> IncidentId {
     id
 }
 
+/// Ingests the resolve of alert "aa" (started at `STARTS`, ended at 10:05:00).
+async fn resolve_aa(store: &SqliteStore, received_at: &str) -> Ingested {
+    ingest_one(
+        store,
+        resolved("aa", STARTS, "2026-11-28T10:05:00Z"),
+        received_at,
+    )
+    .await
+}
+
+/// Ingests `alert` at `received_at` and checks that it opened a new incident.
+async fn ingest_new(store: &SqliteStore, alert: Alert, received_at: &str) -> IncidentId {
+    let new = ingest_one(store, alert, received_at).await;
+    assert!(new.created, "{new:?}");
+    new.id
+}
+
 /// Ingests `alert` at `received_at` and checks that it joined incident `joins`.
 async fn ingest_copy(store: &SqliteStore, alert: Alert, received_at: &str, joins: IncidentId) {
     let copy = ingest_one(store, alert, received_at).await;
     assert_eq!((copy.id, copy.created), (joins, false), "{copy:?}");
+}
+
+/// Up to 10 incidents below `below`, newest first.
+async fn listed(store: &SqliteStore, below: Option<IncidentId>) -> Vec<Incident> {
+    store.list_incidents(below, 10).await.unwrap()
+}
+
+#[track_caller]
+fn assert_unavailable<T: std::fmt::Debug>(result: &Result<T, StoreError>) {
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
 }
 
 async fn detail(store: &SqliteStore, id: IncidentId) -> IncidentDetail {
@@ -214,13 +251,12 @@ fn the_write_connection_fsyncs_every_commit() {
 #[tokio::test]
 async fn a_resent_alert_is_one_incident_with_a_receive_count() {
     let (_dir, store) = temp_store();
-    let first = ingest_one(
+    let first = ingest_new(
         &store,
         firing("10fd2ebfb5d5241b", STARTS),
         "2026-11-28T10:00:01Z",
     )
     .await;
-    assert!(first.created);
     for second in 2..=5 {
         let again = ingest_one(
             &store,
@@ -231,14 +267,14 @@ async fn a_resent_alert_is_one_incident_with_a_receive_count() {
         assert_eq!(
             again,
             Ingested {
-                id: first.id,
+                id: first,
                 created: false,
                 resolved_now: false
             }
         );
     }
 
-    let incidents = store.list_incidents(None, 10).await.unwrap();
+    let incidents = listed(&store, None).await;
     assert_eq!(incidents.len(), 1);
     let incident = &incidents[0];
     assert_eq!(incident.receive_count, 5);
@@ -253,7 +289,7 @@ async fn a_resent_alert_is_one_incident_with_a_receive_count() {
         Some("host1:9100")
     );
     assert_eq!(incident.annotations.len(), 1);
-    let detail = detail(&store, first.id).await;
+    let detail = detail(&store, first).await;
     assert_eq!(event_kinds(&detail), ["received"]);
     assert_eq!(stored(&detail.events[0])["status"], "firing");
     assert_eq!(
@@ -286,7 +322,7 @@ async fn concurrent_copies_create_exactly_one_incident() {
 
     assert_eq!(results.iter().filter(|r| r.created).count(), 1);
     assert!(results.iter().all(|r| r.id == results[0].id));
-    let incidents = store.list_incidents(None, 10).await.unwrap();
+    let incidents = listed(&store, None).await;
     assert_eq!(incidents.len(), 1);
     assert_eq!(incidents[0].receive_count, 50);
 }
@@ -315,7 +351,7 @@ async fn copies_from_two_ha_replicas_are_one_incident() {
     assert_eq!(one.unwrap()[0].id, both[0].id);
     assert_eq!(two.unwrap()[0].id, both[0].id);
 
-    let incidents = store.list_incidents(None, 10).await.unwrap();
+    let incidents = listed(&store, None).await;
     assert_eq!(incidents.len(), 1);
     assert_eq!(incidents[0].receive_count, 4);
 }
@@ -323,30 +359,20 @@ async fn copies_from_two_ha_replicas_are_one_incident() {
 #[tokio::test]
 async fn a_resolve_is_recorded_once() {
     let (_dir, store) = temp_store();
-    let fired = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z").await;
-    let resolve = ingest_one(
-        &store,
-        resolved("aa", STARTS, "2026-11-28T10:05:00Z"),
-        "2026-11-28T10:05:01Z",
-    )
-    .await;
+    let fired = received(&store, "aa").await;
+    let resolve = resolve_aa(&store, "2026-11-28T10:05:01Z").await;
     assert_eq!(
         resolve,
         Ingested {
-            id: fired.id,
+            id: fired,
             created: false,
             resolved_now: true
         }
     );
-    let again = ingest_one(
-        &store,
-        resolved("aa", STARTS, "2026-11-28T10:05:00Z"),
-        "2026-11-28T10:05:02Z",
-    )
-    .await;
+    let again = resolve_aa(&store, "2026-11-28T10:05:02Z").await;
     assert!(!again.resolved_now && !again.created);
 
-    let detail = detail(&store, fired.id).await;
+    let detail = detail(&store, fired).await;
     assert_eq!(detail.incident.alert_status, AlertStatus::Resolved);
     assert_eq!(
         detail.incident.resolved_at,
@@ -361,24 +387,19 @@ async fn a_resolve_is_recorded_once() {
 #[tokio::test]
 async fn firing_again_after_resolve_reopens_the_same_occurrence() {
     let (_dir, store) = temp_store();
-    let fired = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z").await;
-    ingest_one(
-        &store,
-        resolved("aa", STARTS, "2026-11-28T10:05:00Z"),
-        "2026-11-28T10:05:01Z",
-    )
-    .await;
+    let fired = received(&store, "aa").await;
+    resolve_aa(&store, "2026-11-28T10:05:01Z").await;
     let refired = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:06:00Z").await;
     assert_eq!(
         refired,
         Ingested {
-            id: fired.id,
+            id: fired,
             created: false,
             resolved_now: false
         }
     );
 
-    let detail = detail(&store, fired.id).await;
+    let detail = detail(&store, fired).await;
     assert_eq!(detail.incident.alert_status, AlertStatus::Firing);
     assert_eq!(detail.incident.resolved_at, None);
     assert_eq!(detail.incident.ends_at, None);
@@ -388,21 +409,19 @@ async fn firing_again_after_resolve_reopens_the_same_occurrence() {
 #[tokio::test]
 async fn an_alert_without_start_time_joins_the_open_incident() {
     let (_dir, store) = temp_store();
-    let first = ingest_one(
+    let first = ingest_new(
         &store,
         alert("generic-1", AlertStatus::Firing, None),
         "2026-11-28T10:00:00Z",
     )
     .await;
-    assert!(first.created);
-    let joined = ingest_one(
+    ingest_copy(
         &store,
         alert("generic-1", AlertStatus::Firing, None),
         "2026-11-28T10:01:00Z",
+        first,
     )
     .await;
-    assert_eq!(joined.id, first.id);
-    assert!(!joined.created);
     let resolve = ingest_one(
         &store,
         alert("generic-1", AlertStatus::Resolved, None),
@@ -412,7 +431,7 @@ async fn an_alert_without_start_time_joins_the_open_incident() {
     assert_eq!(
         resolve,
         Ingested {
-            id: first.id,
+            id: first,
             created: false,
             resolved_now: true
         }
@@ -420,23 +439,22 @@ async fn an_alert_without_start_time_joins_the_open_incident() {
 
     // Handled (here: planned dry-run) before it fires again: a new occurrence.
     store
-        .record_plan(first.id, State::Received, State::DryRun, &dry_run_plan())
+        .record_plan(first, State::Received, State::DryRun, &dry_run_plan())
         .await
         .unwrap();
-    let next = ingest_one(
+    let next = ingest_new(
         &store,
         alert("generic-1", AlertStatus::Firing, None),
         "2026-11-28T11:00:00Z",
     )
     .await;
-    assert!(next.created);
-    assert_ne!(next.id, first.id);
+    assert_ne!(next, first);
     assert_eq!(
-        detail(&store, next.id).await.incident.starts_at,
+        detail(&store, next).await.incident.starts_at,
         time("2026-11-28T11:00:00Z")
     );
     assert_eq!(
-        detail(&store, first.id).await.incident.starts_at,
+        detail(&store, first).await.incident.starts_at,
         time("2026-11-28T10:00:00Z")
     );
 }
@@ -685,14 +703,12 @@ async fn a_failed_operation_does_not_poison_its_batch() {
         detail(&store, conflicting).await.incident.state,
         State::Received
     );
-    assert_eq!(store.list_incidents(None, 10).await.unwrap().len(), 3);
+    assert_eq!(listed(&store, None).await.len(), 3);
 }
 
 #[tokio::test]
 async fn an_acknowledged_ingest_survives_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("salve.db");
-    let store = SqliteStore::open_path(&path).unwrap();
+    let (_dir, path, store) = store_in_temp_dir();
     let id = received(&store, "aa").await;
     drop(store);
 
@@ -744,15 +760,13 @@ async fn concurrent_ingests_share_commits() {
 
 #[tokio::test]
 async fn reopening_a_migrated_database_is_idempotent() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("salve.db");
-    let store = SqliteStore::open_path(&path).unwrap();
-    ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z").await;
+    let (_dir, path, store) = store_in_temp_dir();
+    received(&store, "aa").await;
     store.close().unwrap();
     SqliteStore::open_path(&path).unwrap().close().unwrap();
 
     let store = SqliteStore::open_path(&path).unwrap();
-    assert_eq!(store.list_incidents(None, 10).await.unwrap().len(), 1);
+    assert_eq!(listed(&store, None).await.len(), 1);
     let conn = Connection::open(&path).unwrap();
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
@@ -794,38 +808,29 @@ async fn a_dead_writer_makes_writes_unavailable_not_hang() {
         .await
         .unwrap();
 
-    let result = store
-        .ingest(vec![firing("aa", STARTS)], time("2026-11-28T10:00:01Z"))
-        .await;
-    assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
-        "{result:?}"
+    assert_unavailable(
+        &store
+            .ingest(vec![firing("aa", STARTS)], time("2026-11-28T10:00:01Z"))
+            .await,
     );
-    assert!(matches!(
-        store.ping().await,
-        Err(StoreError::Unavailable(_))
-    ));
+    assert_unavailable(&store.ping().await);
     // Reads still answer from what was committed.
-    assert!(store.list_incidents(None, 10).await.unwrap().is_empty());
-    assert!(matches!(store.close(), Err(StoreError::Unavailable(_))));
+    assert!(listed(&store, None).await.is_empty());
+    assert_unavailable(&store.close());
 }
 
 #[tokio::test]
 async fn a_locked_database_is_unavailable_and_the_store_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("salve.db");
-    let store = SqliteStore::open_path(&path).unwrap();
+    let (_dir, path, store) = store_in_temp_dir();
     let other_process = Connection::open(&path).unwrap();
     other_process.execute_batch("BEGIN IMMEDIATE").unwrap();
 
-    let result = store
-        .ingest(vec![firing("aa", STARTS)], time("2026-11-28T10:00:01Z"))
-        .await;
-    assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
-        "{result:?}"
+    assert_unavailable(
+        &store
+            .ingest(vec![firing("aa", STARTS)], time("2026-11-28T10:00:01Z"))
+            .await,
     );
-    assert!(store.list_incidents(None, 10).await.unwrap().is_empty());
+    assert!(listed(&store, None).await.is_empty());
 
     other_process.execute_batch("ROLLBACK").unwrap();
     // The monitor's retry goes through: the writer survived the failed batch.
@@ -852,19 +857,11 @@ async fn listings_are_ordered_and_counted() {
         .await
         .unwrap();
 
-    let newest_first: Vec<_> = store
-        .list_incidents(None, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|i| i.id)
-        .collect();
+    let newest_first: Vec<_> = listed(&store, None).await.iter().map(|i| i.id).collect();
     assert_eq!(newest_first, [ids[2], ids[1], ids[0]]);
     assert_eq!(store.list_incidents(None, 1).await.unwrap().len(), 1);
-    let below: Vec<_> = store
-        .list_incidents(Some(ids[2]), 10)
+    let below: Vec<_> = listed(&store, Some(ids[2]))
         .await
-        .unwrap()
         .iter()
         .map(|i| i.id)
         .collect();
@@ -920,12 +917,12 @@ fn from(source: Source, alert: Alert) -> Alert {
 async fn one_alert_through_two_routes_is_one_incident() {
     let (_dir, store) = temp_store();
     // Alertmanager first, then the generic hook without a start, then its resolve.
-    let fired = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z").await;
+    let fired = received(&store, "aa").await;
     ingest_copy(
         &store,
         from(Source::Generic, alert("aa", AlertStatus::Firing, None)),
         "2026-11-28T10:00:02Z",
-        fired.id,
+        fired,
     )
     .await;
     let resolve = ingest_one(
@@ -937,8 +934,8 @@ async fn one_alert_through_two_routes_is_one_incident() {
         "2026-11-28T10:05:01Z",
     )
     .await;
-    assert_eq!((resolve.id, resolve.resolved_now), (fired.id, true));
-    let incident = detail(&store, fired.id).await.incident;
+    assert_eq!((resolve.id, resolve.resolved_now), (fired, true));
+    let incident = detail(&store, fired).await.incident;
     assert_eq!(incident.source, Source::Alertmanager);
     assert_eq!(incident.receive_count, 3);
 
@@ -957,13 +954,18 @@ async fn one_alert_through_two_routes_is_one_incident() {
         generic.id,
     )
     .await;
-    let again = ingest_one(&store, firing("bb", STARTS), "2026-11-28T11:00:02Z").await;
-    assert_eq!(again.id, generic.id);
+    ingest_copy(
+        &store,
+        firing("bb", STARTS),
+        "2026-11-28T11:00:02Z",
+        generic.id,
+    )
+    .await;
     let detail = detail(&store, generic.id).await;
     assert_eq!(detail.incident.starts_at, time(STARTS));
     assert_eq!(detail.incident.receive_count, 3);
     assert_eq!(event_kinds(&detail), ["received", "start_known"]);
-    assert_eq!(store.list_incidents(None, 10).await.unwrap().len(), 2);
+    assert_eq!(listed(&store, None).await.len(), 2);
 }
 
 #[tokio::test]
@@ -972,43 +974,27 @@ async fn another_alerts_fingerprint_is_another_key_only_by_the_fingerprint() {
     // (intake tests), so a forged one never reaches here. Different fingerprints with
     // the same start are different incidents, whatever the source.
     let (_dir, store) = temp_store();
-    let a = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z").await;
-    let b = ingest_one(
+    let a = ingest_new(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z").await;
+    let b = ingest_new(
         &store,
         from(Source::Generic, firing("bb", STARTS)),
         "2026-11-28T10:00:01Z",
     )
     .await;
-    assert!(a.created && b.created && a.id != b.id);
+    assert_ne!(a, b);
 }
 
 #[tokio::test]
 async fn an_alert_firing_again_while_its_incident_waits_is_that_incident_firing() {
     let (_dir, store) = temp_store();
     let later = "2026-11-28T10:07:00Z";
-    let fired = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z").await;
-    store
-        .record_plan(fired.id, State::Received, State::Matched, &dry_run_plan())
-        .await
-        .unwrap();
-    ingest_one(
-        &store,
-        resolved("aa", STARTS, "2026-11-28T10:05:00Z"),
-        "2026-11-28T10:05:01Z",
-    )
-    .await;
+    let fired = matched(&store, "aa").await;
+    resolve_aa(&store, "2026-11-28T10:05:01Z").await;
     // A new occurrence (Alertmanager gives it a new start) while the first still waits
     // for its host: no second incident, the waiting one fires again and takes the start.
-    ingest_copy(
-        &store,
-        firing("aa", later),
-        "2026-11-28T10:07:01Z",
-        fired.id,
-    )
-    .await;
-    let again = ingest_one(&store, firing("aa", later), "2026-11-28T10:07:02Z").await;
-    assert_eq!(again.id, fired.id);
-    let detail = detail(&store, fired.id).await;
+    ingest_copy(&store, firing("aa", later), "2026-11-28T10:07:01Z", fired).await;
+    ingest_copy(&store, firing("aa", later), "2026-11-28T10:07:02Z", fired).await;
+    let detail = detail(&store, fired).await;
     assert_eq!(detail.incident.alert_status, AlertStatus::Firing);
     assert_eq!(detail.incident.state, State::Matched);
     assert_eq!(detail.incident.starts_at, time(later));
@@ -1021,32 +1007,26 @@ async fn an_alert_firing_again_while_its_incident_waits_is_that_incident_firing(
         "2026-11-28T10:00:00.123456789Z"
     );
     // A late copy of an older occurrence does not reopen or move it.
-    ingest_one(
-        &store,
-        resolved("aa", STARTS, "2026-11-28T10:05:00Z"),
-        "2026-11-28T10:07:03Z",
-    )
-    .await;
+    resolve_aa(&store, "2026-11-28T10:07:03Z").await;
     assert_eq!(
-        detail_state(&store, fired.id).await,
+        detail_state(&store, fired).await,
         (State::Matched, AlertStatus::Firing)
     );
 
     // Once it ran (or ended), firing anew is a new occurrence, a new incident.
-    start_remediation(&store, fired.id).await;
+    start_remediation(&store, fired).await;
     ingest_one(
         &store,
         resolved("aa", later, "2026-11-28T10:08:00Z"),
         "2026-11-28T10:08:01Z",
     )
     .await;
-    let next = ingest_one(
+    ingest_new(
         &store,
         firing("aa", "2026-11-28T10:09:00Z"),
         "2026-11-28T10:09:01Z",
     )
     .await;
-    assert!(next.created);
 }
 
 async fn detail_state(store: &SqliteStore, id: IncidentId) -> (State, AlertStatus) {
@@ -1059,7 +1039,7 @@ async fn labels_crafted_to_collide_with_a_fingerprint_are_another_alert() {
     // FNV-1a is not collision resistant: here two label sets share fingerprint "aa"
     // (as crafted labels could) and the start. They are still two alerts.
     let (_dir, store) = temp_store();
-    let victim = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z").await;
+    let victim = received(&store, "aa").await;
     let colliding = |status: AlertStatus| {
         let mut alert = alert("aa", status, Some(STARTS));
         alert
@@ -1074,7 +1054,7 @@ async fn labels_crafted_to_collide_with_a_fingerprint_are_another_alert() {
         "2026-11-28T10:00:02Z",
     )
     .await;
-    assert!(forged.created && forged.id != victim.id);
+    assert!(forged.created && forged.id != victim);
     ingest_copy(
         &store,
         colliding(AlertStatus::Resolved),
@@ -1086,14 +1066,19 @@ async fn labels_crafted_to_collide_with_a_fingerprint_are_another_alert() {
     let mut no_start = colliding(AlertStatus::Resolved);
     no_start.starts_at = None;
     let other = ingest_one(&store, no_start, "2026-11-28T10:00:04Z").await;
-    assert_ne!(other.id, victim.id);
-    let victim = detail(&store, victim.id).await;
+    assert_ne!(other.id, victim);
+    let victim = detail(&store, victim).await;
     assert_eq!(victim.incident.alert_status, AlertStatus::Firing);
     assert_eq!(victim.incident.receive_count, 1);
     assert_eq!(event_kinds(&victim), ["received"]);
     // The victim's own copies still find it.
-    let copy = ingest_one(&store, firing("aa", STARTS), "2026-11-28T10:00:05Z").await;
-    assert_eq!(copy.id, victim.incident.id);
+    ingest_copy(
+        &store,
+        firing("aa", STARTS),
+        "2026-11-28T10:00:05Z",
+        victim.incident.id,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1116,12 +1101,7 @@ async fn resolved_before_run_is_refused_while_the_alert_fires() {
         detail_state(&store, id).await,
         (State::Matched, AlertStatus::Firing)
     );
-    ingest_one(
-        &store,
-        resolved("aa", STARTS, "2026-11-28T10:05:00Z"),
-        "2026-11-28T10:05:01Z",
-    )
-    .await;
+    resolve_aa(&store, "2026-11-28T10:05:01Z").await;
     close().await.unwrap();
     assert_eq!(
         detail_state(&store, id).await,
@@ -1131,9 +1111,7 @@ async fn resolved_before_run_is_refused_while_the_alert_fires() {
 
 #[tokio::test]
 async fn the_receive_count_saturates_instead_of_failing_the_ingest() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("salve.db");
-    let store = SqliteStore::open_path(&path).unwrap();
+    let (_dir, path, store) = store_in_temp_dir();
     let id = received(&store, "aa").await;
     Connection::open(&path)
         .unwrap()
@@ -1143,13 +1121,13 @@ async fn the_receive_count_saturates_instead_of_failing_the_ingest() {
         )
         .unwrap();
     for second in 2..4 {
-        let again = ingest_one(
+        ingest_copy(
             &store,
             firing("aa", STARTS),
             &format!("2026-11-28T10:00:0{second}Z"),
+            id,
         )
         .await;
-        assert_eq!(again.id, id);
     }
     assert_eq!(detail(&store, id).await.incident.receive_count, i64::MAX);
 }
@@ -1219,7 +1197,7 @@ async fn migration_4_keeps_rows_that_shared_a_key_across_sources_readable() {
         .unwrap();
     }
     let store = SqliteStore::open_path(&path).unwrap();
-    assert_eq!(store.list_incidents(None, 10).await.unwrap().len(), 3);
+    assert_eq!(listed(&store, None).await.len(), 3);
     for id in 1..=3 {
         assert_eq!(
             event_kinds(&detail(&store, IncidentId(id)).await),
@@ -1258,10 +1236,8 @@ async fn migration_4_keeps_rows_that_shared_a_key_across_sources_readable() {
         IncidentId(3),
     )
     .await;
-    let counts: Vec<i64> = store
-        .list_incidents(None, 10)
+    let counts: Vec<i64> = listed(&store, None)
         .await
-        .unwrap()
         .iter()
         .map(|i| i.receive_count)
         .collect();
@@ -1313,26 +1289,17 @@ async fn a_failed_commit_answers_every_operation_of_its_batch_unavailable() {
             "{result:?}"
         );
     }
-    let result = plan.await.unwrap();
-    assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
-        "{result:?}"
-    );
-    let result = failing.await.unwrap();
-    assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
-        "{result:?}"
-    );
+    assert_unavailable(&plan.await.unwrap());
+    assert_unavailable(&failing.await.unwrap());
     assert_eq!(store.commits(), commits_before + 1, "only the gate's batch");
 
     // The writer goes on: the next batch commits.
-    let later = ingest_one(&store, firing("dd", STARTS), "2026-11-28T10:00:03Z").await;
-    assert!(later.created);
+    ingest_new(&store, firing("dd", STARTS), "2026-11-28T10:00:03Z").await;
     Arc::into_inner(store).unwrap().close().unwrap();
 
     // After a restart nothing of the failed batch is there; what came before and after is.
     let reopened = SqliteStore::open_path(&path).unwrap();
-    let incidents = reopened.list_incidents(None, 10).await.unwrap();
+    let incidents = listed(&reopened, None).await;
     let fingerprints: Vec<&str> = incidents
         .iter()
         .map(|incident| incident.fingerprint.as_str())
