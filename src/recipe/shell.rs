@@ -127,35 +127,15 @@ const SHELL_WORDS: &[&str] = &[
 /// builtin, reserved word or assignment. A wrapper (`timeout`) can then exec it directly,
 /// without `sh -c`.
 pub fn is_simple_command(command: &str) -> bool {
-    let mut words: Vec<String> = Vec::new();
-    let mut word: Option<String> = None;
-    let mut chars = command.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' => words.extend(word.take()),
-            '\'' => {
-                let word = word.get_or_insert_with(String::new);
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => word.push(c),
-                        None => return false,
-                    }
-                }
-            }
-            '\\' => match chars.next() {
-                Some(c) if c != '\n' => word.get_or_insert_with(String::new).push(c),
-                _ => return false,
-            },
-            // A word starting with `=` is a path lookup in zsh (`=cmd`): only inside a word.
-            '=' if word.is_none() => return false,
-            c if c.is_ascii_alphanumeric() || "_./:=,+@%-".contains(c) => {
-                word.get_or_insert_with(String::new).push(c);
-            }
-            _ => return false,
-        }
-    }
-    words.extend(word);
+    let rules = WordRules {
+        quoted: |_| true,
+        backslash_escapes: true,
+        // A word starting with `=` is a path lookup in zsh (`=cmd`): only inside a word.
+        refused_start: |word_so_far, c| c == '=' && word_so_far.is_none(),
+    };
+    let Some(words) = split_words(command, &rules) else {
+        return false;
+    };
     let Some(program) = words.first() else {
         return false;
     };
@@ -237,6 +217,50 @@ fn is_inert(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_./:=,+@%-".contains(c)
 }
 
+/// What a word of [`split_words`] may hold beyond [`is_inert`] characters: the one place
+/// [`is_simple_command`] (POSIX sh) and [`is_direct_line`] (every login shell) differ.
+struct WordRules {
+    /// Characters allowed between single quotes.
+    quoted: fn(char) -> bool,
+    /// Whether `\c` outside quotes stands for `c` (any character but a newline).
+    backslash_escapes: bool,
+    /// Whether `c` may not come next, given the word so far (`None`: no word started).
+    refused_start: fn(Option<&str>, char) -> bool,
+}
+
+/// The words `line` splits into at spaces, with `'…'` groups and (by `rules`) backslash
+/// escapes resolved; `None` when it holds anything else: an operator, expansion, glob,
+/// newline, unclosed quote, or a character `rules` refuse.
+fn split_words(line: &str, rules: &WordRules) -> Option<Vec<String>> {
+    let mut words: Vec<String> = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' => words.extend(word.take()),
+            '\'' => {
+                let word = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) if (rules.quoted)(c) => word.push(c),
+                        _ => return None,
+                    }
+                }
+            }
+            '\\' if rules.backslash_escapes => match chars.next() {
+                Some(c) if c != '\n' => word.get_or_insert_with(String::new).push(c),
+                _ => return None,
+            },
+            c if (rules.refused_start)(word.as_deref(), c) => return None,
+            c if is_inert(c) => word.get_or_insert_with(String::new).push(c),
+            _ => return None,
+        }
+    }
+    words.extend(word);
+    Some(words)
+}
+
 /// Whether every login shell salve may meet (sh, bash, dash, zsh, ksh93, mksh, fish, tcsh,
 /// csh) parses `line` into the same words as POSIX sh does: words of [`is_inert`] characters
 /// and `'…'` groups of inert characters and spaces, separated by spaces; no word whose value
@@ -249,30 +273,16 @@ pub fn is_direct_line(line: &str) -> bool {
     if line.len() > DIRECT_LINE_MAX_BYTES {
         return false;
     }
-    let mut words: Vec<String> = Vec::new();
-    let mut word: Option<String> = None;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' => words.extend(word.take()),
-            '\'' => {
-                let word = word.get_or_insert_with(String::new);
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) if c == ' ' || is_inert(c) => word.push(c),
-                        _ => return false,
-                    }
-                }
-            }
-            // zsh expands `''=ls` as it does `=ls`: empty quotes do not make a start.
-            '=' | '%' if word.as_deref().is_none_or(str::is_empty) => return false,
-            c if is_inert(c) => word.get_or_insert_with(String::new).push(c),
-            _ => return false,
-        }
-    }
-    words.extend(word);
-    words
+    let rules = WordRules {
+        quoted: |c| c == ' ' || is_inert(c),
+        backslash_escapes: false,
+        // zsh expands `''=ls` as it does `=ls`: empty quotes do not make a start.
+        refused_start: |word_so_far, c| {
+            matches!(c, '=' | '%') && word_so_far.is_none_or(str::is_empty)
+        },
+    };
+    split_words(line, &rules)
+        .unwrap_or_default()
         .first()
         .is_some_and(|program| DIRECT_PROGRAMS.contains(&program.as_str()))
 }
