@@ -9,8 +9,6 @@
 //! `fingerprint`. Only what salve uses is checked; the group-level maps are ignored
 //! because every alert carries its own complete labels.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value};
 
 use super::json::{self, NameRule};
@@ -86,20 +84,15 @@ fn parse_monitor_alert(
         NameRule::NonEmpty,
         limits,
     )?;
-    let annotations = match json::optional(object, "annotations") {
-        None => BTreeMap::new(),
-        Some(value) => json::string_map(value, &field("annotations"), NameRule::NonEmpty, limits)?,
-    };
+    let annotations =
+        json::optional_string_map(object, path, "annotations", NameRule::NonEmpty, limits)?;
     // A zero startsAt (never sent by Alertmanager, possible from Grafana test sends)
     // becomes None rather than a year-1 incident key.
     let starts_at = json::time(
         json::required(object, path, "startsAt")?,
         &field("startsAt"),
     )?;
-    let ends_at = match json::optional(object, "endsAt") {
-        None => None,
-        Some(value) => json::time(value, &field("endsAt"))?,
-    };
+    let ends_at = json::optional_time(object, path, "endsAt")?;
     let generator_url = json::optional_text(object, path, "generatorURL", limits)?;
     // The sender's `fingerprint` is never read: the identity is computed from the labels,
     // so a notification cannot claim another alert's incident. Alertmanager's own always
@@ -125,29 +118,12 @@ fn parse_monitor_alert(
 mod tests {
     use super::*;
     use crate::alert::AlertStatus;
-    use chrono::{DateTime, Utc};
+    use crate::intake::test_support::{fixture, strings, utc};
     use serde_json::json;
 
-    fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
-
-    fn strings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
     /// The exact bytes Alertmanager 0.25 sent, from the capture's `body_raw`.
-    fn captured(fixture: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/tests/fixtures/intake/{fixture}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let capture: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    fn captured(name: &str) -> Vec<u8> {
+        let capture: Value = serde_json::from_slice(&fixture(name)).unwrap();
         capture["body_raw"].as_str().unwrap().as_bytes().to_vec()
     }
 

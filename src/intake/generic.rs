@@ -3,8 +3,6 @@
 //! field, an invalid label name or a missing `alertname` is an error, never ignored.
 //! It must never accept an alert that the Alertmanager route would identify differently.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use super::json::{self, NameRule};
@@ -77,12 +75,8 @@ fn parse_alert(value: &Value, path: &str, limits: &Limits) -> Result<Alert, Inta
             "{labels_path}: must include a non-empty \"alertname\""
         )));
     }
-    let annotations = match json::optional(object, "annotations") {
-        None => BTreeMap::new(),
-        Some(value) => {
-            json::string_map(value, &field("annotations"), NameRule::Prometheus, limits)?
-        }
-    };
+    let annotations =
+        json::optional_string_map(object, path, "annotations", NameRule::Prometheus, limits)?;
     let status = match json::optional(object, "status") {
         None => AlertStatus::Firing,
         Some(value) => json::status(value, &field("status"))?,
@@ -103,14 +97,8 @@ fn parse_alert(value: &Value, path: &str, limits: &Limits) -> Result<Alert, Inta
             )));
         }
     }
-    let starts_at = match json::optional(object, "startsAt") {
-        None => None,
-        Some(value) => json::time(value, &field("startsAt"))?,
-    };
-    let ends_at = match json::optional(object, "endsAt") {
-        None => None,
-        Some(value) => json::time(value, &field("endsAt"))?,
-    };
+    let starts_at = json::optional_time(object, path, "startsAt")?;
+    let ends_at = json::optional_time(object, path, "endsAt")?;
     let generator_url = json::optional_text(object, path, "generatorURL", limits)?;
     Ok(Alert {
         source: Source::Generic,
@@ -128,21 +116,8 @@ fn parse_alert(value: &Value, path: &str, limits: &Limits) -> Result<Alert, Inta
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{DateTime, Utc};
-
-    fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/tests/fixtures/intake/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(path).unwrap()
-    }
+    use crate::intake::test_support::{fixture, utc};
+    use std::collections::BTreeMap;
 
     fn reason(body: &str) -> String {
         parse(body.as_bytes(), &Limits::default())

@@ -129,28 +129,7 @@ pub fn verify_signature(
 mod tests {
     use super::*;
     use crate::alert::{Alert, AlertStatus, Fingerprint};
-    use std::collections::BTreeMap;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/tests/fixtures/intake/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(path).unwrap()
-    }
-
-    fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
-
-    fn strings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::intake::test_support::{fixture, strings, utc};
 
     #[test]
     fn firing_payload_with_zone_offsets_parses_exactly() {

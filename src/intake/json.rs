@@ -242,6 +242,20 @@ pub(super) fn string_map(
     Ok(map)
 }
 
+/// An optional [`string_map`] field: absent is an empty map.
+pub(super) fn optional_string_map(
+    object: &Map<String, Value>,
+    parent: &str,
+    key: &str,
+    rule: NameRule,
+    limits: &Limits,
+) -> Result<BTreeMap<String, String>, IntakeError> {
+    match optional(object, key) {
+        None => Ok(BTreeMap::new()),
+        Some(value) => string_map(value, &child(parent, key), rule, limits),
+    }
+}
+
 pub(super) fn check_value_len(text: &str, path: &str, limits: &Limits) -> Result<(), IntakeError> {
     if text.len() > limits.max_value_bytes {
         return Err(IntakeError::TooLarge(format!(
@@ -265,6 +279,18 @@ pub(super) fn time(value: &Value, path: &str) -> Result<Option<DateTime<Utc>>, I
     })?;
     let utc = parsed.with_timezone(&Utc);
     Ok((utc.year() >= 1970).then_some(utc))
+}
+
+/// An optional [`time`] field: absent (or a zero time) is `None`.
+pub(super) fn optional_time(
+    object: &Map<String, Value>,
+    parent: &str,
+    key: &str,
+) -> Result<Option<DateTime<Utc>>, IntakeError> {
+    match optional(object, key) {
+        None => Ok(None),
+        Some(value) => time(value, &child(parent, key)),
+    }
 }
 
 pub(super) fn status(value: &Value, path: &str) -> Result<AlertStatus, IntakeError> {

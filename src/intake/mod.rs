@@ -10,6 +10,8 @@ pub mod alertmanager;
 pub mod generic;
 pub mod grafana;
 mod json;
+#[cfg(test)]
+mod test_support;
 
 /// Untrusted text quoted for an error message: escaped, and bounded whatever its length.
 pub(crate) use json::quote;
@@ -149,11 +151,7 @@ fn detect(document: &Value) -> Source {
 mod tests {
     use super::*;
     use crate::alert::AlertStatus;
-    use std::path::Path;
-
-    fn fixtures_dir() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/intake")
-    }
+    use crate::intake::test_support::fixtures_dir;
 
     /// What detect_and_parse must make of each sample: the source of every alert and their
     /// count, or the kind of error. Every file in the directory must be listed, so a new
