@@ -169,33 +169,31 @@ mod tests {
         parse(body, &Limits::default()).unwrap_err().to_string()
     }
 
-    #[test]
-    fn captured_firing_notification_parses_exactly() {
-        let notification = parse(
-            &captured("alertmanager-0.25-firing.json"),
-            &Limits::default(),
-        );
+    /// The capture `name` parses into exactly one alert, `expected`.
+    #[track_caller]
+    fn check_capture(name: &str, expected: Alert) {
+        let notification = parse(&captured(name), &Limits::default());
         let expected = Notification {
-            alerts: vec![disk_full(AlertStatus::Firing, None)],
+            alerts: vec![expected],
             truncated_alerts: 0,
         };
         assert_eq!(notification.unwrap(), expected);
     }
 
     #[test]
-    fn captured_resolved_notification_parses_exactly() {
-        let notification = parse(
-            &captured("alertmanager-0.25-resolved.json"),
-            &Limits::default(),
+    fn captured_firing_notification_parses_exactly() {
+        check_capture(
+            "alertmanager-0.25-firing.json",
+            disk_full(AlertStatus::Firing, None),
         );
-        let expected = Notification {
-            alerts: vec![disk_full(
-                AlertStatus::Resolved,
-                Some("2026-11-28T01:28:42.866Z"),
-            )],
-            truncated_alerts: 0,
-        };
-        assert_eq!(notification.unwrap(), expected);
+    }
+
+    #[test]
+    fn captured_resolved_notification_parses_exactly() {
+        check_capture(
+            "alertmanager-0.25-resolved.json",
+            disk_full(AlertStatus::Resolved, Some("2026-11-28T01:28:42.866Z")),
+        );
     }
 
     #[test]
