@@ -341,24 +341,17 @@ mod tests {
 
     use super::*;
     use crate::recipe::loader::load_dir;
+    use crate::recipe::test_support::{SERVICE_RESTART, inventory_of};
 
-    const RECIPE: &str = r#"name = "svc"
-match = ['alertname="Down"']
-target = "{{ labels.instance | host }}"
-mode = "enforce"
+    /// The base recipe, in enforce mode.
+    fn recipe() -> String {
+        SERVICE_RESTART.replace("target = ", "mode = \"enforce\"\ntarget = ")
+    }
 
-[params.service]
-from = "labels.service"
-pattern = '[a-z]+'
-
-[remediate]
-run = ["systemctl restart {{ service }}"]
-"#;
-
-    /// A recipe dir with RECIPE and a `tests/` dir with the given fixture files.
+    /// A recipe dir with `recipe()` and a `tests/` dir with the given fixture files.
     fn setup(fixtures: &[(&str, &str)]) -> (tempfile::TempDir, RecipeSet) {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("svc.toml"), RECIPE).unwrap();
+        std::fs::write(dir.path().join("svc.toml"), recipe()).unwrap();
         std::fs::create_dir(dir.path().join("tests")).unwrap();
         for (name, text) in fixtures {
             std::fs::write(dir.path().join("tests").join(name), text).unwrap();
@@ -369,13 +362,7 @@ run = ["systemctl restart {{ service }}"]
 
     fn run(fixtures: &[(&str, &str)]) -> Result<FixtureReport, Vec<Problem>> {
         let (dir, set) = setup(fixtures);
-        let inventory = Inventory::new(vec![Host {
-            name: "callers-host".into(),
-            address: None,
-            port: 22,
-            user: None,
-            labels: BTreeMap::new(),
-        }]);
+        let inventory = inventory_of("callers-host", BTreeMap::new());
         let route = vec!["default-route".to_owned()];
         let ctx = PlanContext {
             inventory: &inventory,
@@ -391,7 +378,7 @@ name = "web1"
 
 [[case]]
 name = "restart"
-alert = { labels = { alertname = "Down", instance = "web1:9100", service = "nginx" } }
+alert = { labels = { alertname = "ServiceDown", instance = "web1:9100", service = "nginx" } }
 [case.expect]
 outcome = "planned"
 recipe = "svc"
@@ -451,12 +438,12 @@ escalate = ["default-route"]
         let fixture = r#"
 [[case]]
 name = "caller inventory"
-alert = { labels = { alertname = "Down", instance = "callers-host", service = "x" } }
+alert = { labels = { alertname = "ServiceDown", instance = "callers-host", service = "x" } }
 expect = { outcome = "planned", target = "callers-host", mode = "dry-run" }
 
 [[case]]
 name = "fixture hosts are not there"
-alert = { labels = { alertname = "Down", instance = "web1", service = "x" } }
+alert = { labels = { alertname = "ServiceDown", instance = "web1", service = "x" } }
 expect = { outcome = "refused", reason_contains = 'target "web1" is not in the inventory' }
 "#;
         let report = run(&[("a.toml", fixture)]).unwrap();

@@ -882,6 +882,7 @@ fn display_path(path: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recipe::test_support::SERVICE_RESTART;
 
     fn channels() -> BTreeSet<String> {
         ["oncall-email", "tickets"]
@@ -925,17 +926,7 @@ mod tests {
         }
     }
 
-    const GOOD: &str = r#"name = "svc"
-match = ['alertname="ServiceDown"']
-target = "{{ labels.instance | host }}"
-
-[params.service]
-from = "labels.service"
-pattern = '[a-z]+'
-
-[remediate]
-run = ["systemctl restart {{ service }}"]
-"#;
+    const GOOD: &str = SERVICE_RESTART;
 
     #[test]
     fn a_good_recipe_loads_with_defaults() {

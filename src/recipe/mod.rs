@@ -13,6 +13,8 @@ pub mod planner;
 mod proptests;
 pub mod shell;
 pub mod template;
+#[cfg(test)]
+mod test_support;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -160,6 +162,7 @@ mod tests {
     use crate::inventory::Inventory;
     use crate::plan::Mode;
     use crate::recipe::shell::is_simple_command;
+    use crate::recipe::test_support::{inventory_of, or_panic};
 
     fn shipped_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes")
@@ -170,16 +173,7 @@ mod tests {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        load_dir(&shipped_dir(), &channels).unwrap_or_else(|problems| {
-            panic!(
-                "{}",
-                problems
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        })
+        or_panic(load_dir(&shipped_dir(), &channels))
     }
 
     #[test]
@@ -205,17 +199,7 @@ mod tests {
             global_mode: Mode::DryRun,
             default_escalation: &[],
         };
-        let report =
-            run_fixtures(&shipped_dir().join("tests"), &set, &ctx).unwrap_or_else(|problems| {
-                panic!(
-                    "{}",
-                    problems
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                )
-            });
+        let report = or_panic(run_fixtures(&shipped_dir().join("tests"), &set, &ctx));
         assert!(report.is_success(), "{report}");
         assert!(report.cases.len() >= 8, "{report}");
     }
@@ -225,13 +209,7 @@ mod tests {
     #[test]
     fn the_shipped_remediation_commands_are_simple() {
         let set = shipped();
-        let inventory = Inventory::new(vec![crate::inventory::Host {
-            name: "web1".into(),
-            address: None,
-            port: 22,
-            user: None,
-            labels: [("services".to_owned(), "nginx".into())].into(),
-        }]);
+        let inventory = inventory_of("web1", [("services".to_owned(), "nginx".into())].into());
         let ctx = PlanContext {
             inventory: &inventory,
             global_mode: Mode::Enforce,
@@ -256,17 +234,8 @@ mod tests {
 
     #[test]
     fn host_labels_that_a_recipe_always_refuses_are_warnings() {
-        let inventory = Inventory::new(vec![crate::inventory::Host {
-            name: "web1".into(),
-            address: None,
-            port: 22,
-            user: None,
-            labels: [(
-                "services".to_owned(),
-                "nginx, poweroff.target, sshd, bad name".into(),
-            )]
-            .into(),
-        }]);
+        let services = "nginx, poweroff.target, sshd, bad name";
+        let inventory = inventory_of("web1", [("services".to_owned(), services.into())].into());
         let warnings: Vec<String> = shipped()
             .inventory_warnings(&inventory)
             .into_iter()

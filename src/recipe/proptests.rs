@@ -14,9 +14,9 @@ use super::loader::load_recipe;
 use super::matcher::{MatchOp, Matcher};
 use super::shell::{is_simple_command, remote_line, shell_quote};
 use super::template::Templates;
+use super::test_support::inventory_of;
 use super::{PlanContext, RecipeSet};
 use crate::alert::Alert;
-use crate::inventory::{Host, Inventory};
 use crate::plan::{Mode, PlanOutcome};
 
 /// Few cases and no regression files: the suite must stay fast, and a failure prints its
@@ -234,13 +234,7 @@ proptest! {
     #[test]
     fn the_planner_renders_a_param_as_exactly_one_quoted_word(value in shell_value()) {
         let recipes = printf_recipes();
-        let inventory = Inventory::new(vec![Host {
-            name: "web1".into(),
-            address: None,
-            port: 22,
-            user: None,
-            labels: BTreeMap::new(),
-        }]);
+        let inventory = inventory_of("web1", BTreeMap::new());
         let ctx = PlanContext {
             inventory: &inventory,
             global_mode: Mode::DryRun,
@@ -520,17 +514,8 @@ proptest! {
         if list_value_too {
             listed.push(value.clone());
         }
-        let inventory = Inventory::new(vec![Host {
-            name: "web1".into(),
-            address: None,
-            port: 22,
-            user: None,
-            labels: [(
-                "services".to_owned(),
-                crate::inventory::LabelValue::List(listed.clone()),
-            )]
-            .into(),
-        }]);
+        let services = crate::inventory::LabelValue::List(listed.clone());
+        let inventory = inventory_of("web1", [("services".to_owned(), services)].into());
         let ctx = PlanContext {
             inventory: &inventory,
             global_mode: Mode::Enforce,
