@@ -312,10 +312,24 @@ struct Wrapper {
     operands: usize,
 }
 
-const WRAPPERS: &[Wrapper] = &[
+/// One row of `WRAPPERS`: its name, its leading operands, its options with a value.
+const fn wrapper(
+    name: &'static str,
+    operands: usize,
+    with_argument: &'static [&'static str],
+) -> Wrapper {
     Wrapper {
-        name: "sudo",
-        with_argument: &[
+        name,
+        with_argument,
+        operands,
+    }
+}
+
+const WRAPPERS: &[Wrapper] = &[
+    wrapper(
+        "sudo",
+        0,
+        &[
             "-u",
             "-g",
             "-h",
@@ -339,78 +353,34 @@ const WRAPPERS: &[Wrapper] = &[
             "--other-user",
             "--chroot",
         ],
-        operands: 0,
-    },
-    Wrapper {
-        name: "doas",
-        with_argument: &["-u", "-C"],
-        operands: 0,
-    },
-    Wrapper {
-        name: "env",
-        with_argument: &["-u", "-C", "--unset", "--chdir"],
-        operands: 0,
-    },
-    Wrapper {
-        name: "timeout",
-        with_argument: &["-k", "-s", "--kill-after", "--signal"],
-        operands: 1,
-    },
-    Wrapper {
-        name: "nice",
-        with_argument: &["-n", "--adjustment"],
-        operands: 0,
-    },
-    Wrapper {
-        name: "nohup",
-        with_argument: &[],
-        operands: 0,
-    },
-    Wrapper {
-        name: "setsid",
-        with_argument: &[],
-        operands: 0,
-    },
-    Wrapper {
-        name: "stdbuf",
-        with_argument: &["-i", "-o", "-e"],
-        operands: 0,
-    },
-    Wrapper {
-        name: "ionice",
-        with_argument: &["-c", "-n", "--class", "--classdata"],
-        operands: 0,
-    },
-    Wrapper {
-        name: "chrt",
-        with_argument: &["-T", "-P", "-D"],
-        operands: 1,
-    },
-    Wrapper {
-        name: "taskset",
-        with_argument: &[],
-        operands: 1,
-    },
-    Wrapper {
-        name: "chroot",
-        with_argument: &["--userspec", "--groups"],
-        operands: 1,
-    },
-    Wrapper {
-        name: "unshare",
-        with_argument: &[
+    ),
+    wrapper("doas", 0, &["-u", "-C"]),
+    wrapper("env", 0, &["-u", "-C", "--unset", "--chdir"]),
+    wrapper("timeout", 1, &["-k", "-s", "--kill-after", "--signal"]),
+    wrapper("nice", 0, &["-n", "--adjustment"]),
+    wrapper("nohup", 0, &[]),
+    wrapper("setsid", 0, &[]),
+    wrapper("stdbuf", 0, &["-i", "-o", "-e"]),
+    wrapper("ionice", 0, &["-c", "-n", "--class", "--classdata"]),
+    wrapper("chrt", 1, &["-T", "-P", "-D"]),
+    wrapper("taskset", 1, &[]),
+    wrapper("chroot", 1, &["--userspec", "--groups"]),
+    wrapper(
+        "unshare",
+        0,
+        &[
             "-S", "-G", "-R", "-w", "--setuid", "--setgid", "--root", "--wd",
         ],
-        operands: 0,
-    },
-    Wrapper {
-        name: "nsenter",
-        with_argument: &["-t", "-S", "-G", "--target", "--setuid", "--setgid"],
-        operands: 0,
-    },
-    Wrapper {
-        name: "systemd-run",
-        with_argument: &[
+    ),
+    wrapper(
+        "nsenter",
+        0,
+        &["-t", "-S", "-G", "--target", "--setuid", "--setgid"],
+    ),
+    wrapper(
+        "systemd-run",
+        0,
+        &[
             "-p",
             "-E",
             "-u",
@@ -427,16 +397,16 @@ const WRAPPERS: &[Wrapper] = &[
             "--gid",
             "--working-directory",
         ],
-        operands: 0,
-    },
-    Wrapper {
-        name: "runuser",
-        with_argument: &["-u", "-g", "-G", "--user", "--group", "--supp-group"],
-        operands: 0,
-    },
-    Wrapper {
-        name: "xargs",
-        with_argument: &[
+    ),
+    wrapper(
+        "runuser",
+        0,
+        &["-u", "-g", "-G", "--user", "--group", "--supp-group"],
+    ),
+    wrapper(
+        "xargs",
+        0,
+        &[
             "-a",
             "-d",
             "-E",
@@ -453,53 +423,20 @@ const WRAPPERS: &[Wrapper] = &[
             "--max-chars",
             "--process-slot-var",
         ],
-        operands: 0,
-    },
-    Wrapper {
-        name: "exec",
-        with_argument: &["-a"],
-        operands: 0,
-    },
-    Wrapper {
-        name: "command",
-        with_argument: &[],
-        operands: 0,
-    },
-    Wrapper {
-        name: "builtin",
-        with_argument: &[],
-        operands: 0,
-    },
-    Wrapper {
-        name: "time",
-        with_argument: &["-f", "-o", "--format", "--output"],
-        operands: 0,
-    },
-    Wrapper {
-        name: "flock",
-        with_argument: &["-w", "-E", "--timeout", "--conflict-exit-code"],
-        operands: 1,
-    },
-    Wrapper {
-        name: "watch",
-        with_argument: &["-n", "-d", "--interval", "--differences"],
-        operands: 0,
-    },
-    Wrapper {
-        name: "busybox",
-        with_argument: &[],
-        operands: 0,
-    },
-    Wrapper {
-        name: "strace",
-        with_argument: &["-e", "-o", "-p", "-s", "-u"],
-        operands: 0,
-    },
-    Wrapper {
-        name: "setpriv",
-        with_argument: &["--reuid", "--regid", "--groups"],
-        operands: 0,
-    },
+    ),
+    wrapper("exec", 0, &["-a"]),
+    wrapper("command", 0, &[]),
+    wrapper("builtin", 0, &[]),
+    wrapper("time", 0, &["-f", "-o", "--format", "--output"]),
+    wrapper(
+        "flock",
+        1,
+        &["-w", "-E", "--timeout", "--conflict-exit-code"],
+    ),
+    wrapper("watch", 0, &["-n", "-d", "--interval", "--differences"]),
+    wrapper("busybox", 0, &[]),
+    wrapper("strace", 0, &["-e", "-o", "-p", "-s", "-u"]),
+    wrapper("setpriv", 0, &["--reuid", "--regid", "--groups"]),
 ];
 
 /// Reserved words that may start a command before the real command word.
