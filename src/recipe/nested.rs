@@ -12,7 +12,7 @@ use super::template::template_text_with_placeholders;
 pub(super) const PLACEHOLDER: char = '\u{E000}';
 
 /// One shell word (quotes removed) and whether a placeholder is part of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Word {
     text: String,
     placeholder: bool,
@@ -99,10 +99,7 @@ fn lex(text: &str) -> (Vec<Token>, Vec<String>) {
     let mut expect_heredoc_word: Option<bool> = None;
     let mut i = 0;
     let push_char = |word: &mut Option<Word>, c: char| {
-        let word = word.get_or_insert_with(|| Word {
-            text: String::new(),
-            placeholder: false,
-        });
+        let word = word.get_or_insert_default();
         if c == PLACEHOLDER {
             word.placeholder = true;
         }
@@ -131,10 +128,7 @@ fn lex(text: &str) -> (Vec<Token>, Vec<String>) {
                 continue;
             }
             '\'' => {
-                word.get_or_insert_with(|| Word {
-                    text: String::new(),
-                    placeholder: false,
-                });
+                word.get_or_insert_default();
                 i += 1;
                 while i < chars.len() && chars[i] != '\'' {
                     push_char(&mut word, chars[i]);
@@ -142,10 +136,7 @@ fn lex(text: &str) -> (Vec<Token>, Vec<String>) {
                 }
             }
             '"' => {
-                word.get_or_insert_with(|| Word {
-                    text: String::new(),
-                    placeholder: false,
-                });
+                word.get_or_insert_default();
                 i += 1;
                 while i < chars.len() && chars[i] != '"' {
                     if chars[i] == '\\' && i + 1 < chars.len() {
@@ -220,10 +211,7 @@ fn lex(text: &str) -> (Vec<Token>, Vec<String>) {
             }
             '$' if chars.get(i + 1) == Some(&'\'') => {
                 i += 2;
-                word.get_or_insert_with(|| Word {
-                    text: String::new(),
-                    placeholder: false,
-                });
+                word.get_or_insert_default();
                 while i < chars.len() && chars[i] != '\'' {
                     if chars[i] == '\\' {
                         i += 1;
