@@ -323,6 +323,11 @@ fn exit_text(exit_status: Option<i32>) -> String {
     }
 }
 
+/// A time as the reports show it: UTC to the second.
+fn report_time(at: DateTime<Utc>) -> impl std::fmt::Display {
+    at.format("%Y-%m-%d %H:%M:%S UTC")
+}
+
 /// The plain-text report: what happened and why first, then where and with which recipe,
 /// the breaker window, each step with its output, each check, the diagnostics, the alert's
 /// labels and annotations, and the links. Every alert-supplied value is either on one
@@ -342,7 +347,7 @@ pub fn render_text(escalation: &Escalation) -> String {
         out,
         "State: {}. Escalated at {}.",
         one_line(&e.state),
-        e.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+        report_time(e.created_at)
     );
 
     out.push_str("\nWHY\n");
@@ -406,7 +411,7 @@ pub fn render_text(escalation: &Escalation) -> String {
                 out,
                 "  #{:<6} {}  {}",
                 run.incident_id,
-                run.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                report_time(run.started_at),
                 one_line(&run.state)
             );
         }
@@ -643,7 +648,7 @@ pub fn render_digest_text(digest: &Digest) -> String {
         out,
         "Digest #{} at {}. Each incident's full report: `salve history` or /api/v1/incidents/ID.",
         digest.digest_id,
-        digest.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+        report_time(digest.created_at)
     );
     push_counts(&mut out, "BY ALERTNAME", &digest.by_alertname);
     push_counts(&mut out, "BY HOST", &digest.by_host);
