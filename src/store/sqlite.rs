@@ -281,6 +281,22 @@ fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
+/// Up to `limit` incidents with an id below `before` (all when `None`), newest first: one
+/// page of a listing.
+fn incidents_below(
+    conn: &Connection,
+    before: Option<IncidentId>,
+    limit: usize,
+) -> rusqlite::Result<Vec<Incident>> {
+    select_incidents(
+        conn,
+        &format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
+        ),
+        params![before.map_or(i64::MAX, |id| id.0), sql_limit(limit)],
+    )
+}
+
 fn select_incidents(
     conn: &Connection,
     sql: &str,
@@ -548,18 +564,8 @@ impl Store for SqliteStore {
         before: Option<IncidentId>,
         limit: usize,
     ) -> Result<Vec<Incident>, StoreError> {
-        let before = before.map_or(i64::MAX, |id| id.0);
-        self.read(move |conn| {
-            select_incidents(
-                conn,
-                &format!(
-                    "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id < ?1 \
-                     ORDER BY id DESC LIMIT ?2"
-                ),
-                params![before, sql_limit(limit)],
-            )
-        })
-        .await
+        self.read(move |conn| incidents_below(conn, before, limit))
+            .await
     }
 
     async fn incident_details(
@@ -567,17 +573,9 @@ impl Store for SqliteStore {
         before: Option<IncidentId>,
         limit: usize,
     ) -> Result<Vec<IncidentDetail>, StoreError> {
-        let before = before.map_or(i64::MAX, |id| id.0);
         self.read(move |conn| {
             let snapshot = conn.unchecked_transaction()?;
-            let incidents = select_incidents(
-                &snapshot,
-                &format!(
-                    "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id < ?1 \
-                     ORDER BY id DESC LIMIT ?2"
-                ),
-                params![before, sql_limit(limit)],
-            )?;
+            let incidents = incidents_below(&snapshot, before, limit)?;
             let (Some(newest), Some(oldest)) = (incidents.first(), incidents.last()) else {
                 return Ok(Vec::new());
             };
