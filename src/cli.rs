@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::alert::Source;
-use crate::config::{self, Loaded, LogFormat};
+use crate::config::{self, Config, LogFormat};
 use crate::incident::{Incident, state_for};
 use crate::intake;
 use crate::plan::Plan;
@@ -146,7 +146,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { dry_run } => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            runtime.block_on(crate::serve::run(loaded, dry_run))?;
+            let options = crate::serve::BuildOptions {
+                force_dry_run: dry_run,
+            };
+            runtime.block_on(crate::serve::run(loaded, options))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => check(&loaded),
@@ -154,16 +157,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             alert,
             source,
             json,
-        } => simulate(&loaded, &alert, source.as_deref(), json),
+        } => simulate(&loaded, &alert, source.as_deref(), Output::of(json)),
         Command::Test { dir } => test(&loaded, dir),
         Command::History {
             limit,
             json,
             before,
             id,
-        } => history(&loaded, limit, json, before, id),
+        } => history(&loaded, limit, Output::of(json), before, id),
         Command::Breaker { action } => breaker(&loaded, action),
-        Command::Gaps { limit, json } => gaps(&loaded, limit, json),
+        Command::Gaps { limit, json } => gaps(&loaded, limit, Output::of(json)),
+    }
+}
+
+/// How a read-only command prints: text for a person, or JSON for a program (`--json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Text,
+    Json,
+}
+
+impl Output {
+    fn of(json_flag: bool) -> Output {
+        if json_flag {
+            Output::Json
+        } else {
+            Output::Text
+        }
     }
 }
 
@@ -206,7 +226,7 @@ fn human_log_fields() -> impl for<'writer> tracing_subscriber::fmt::FormatFields
 }
 
 fn load_recipes(
-    loaded: &Loaded,
+    loaded: &Config,
     dir: &Path,
 ) -> anyhow::Result<Result<recipe::RecipeSet, ExitCode>> {
     match recipe::load_dir(dir, &loaded.channel_names()) {
@@ -220,7 +240,7 @@ fn load_recipes(
     }
 }
 
-fn check(loaded: &Loaded) -> anyhow::Result<ExitCode> {
+fn check(loaded: &Config) -> anyhow::Result<ExitCode> {
     let dir = &loaded.settings.recipes.dir;
     let recipes = match load_recipes(loaded, dir)? {
         Ok(recipes) => recipes,
@@ -264,10 +284,10 @@ fn check(loaded: &Loaded) -> anyhow::Result<ExitCode> {
 }
 
 fn simulate(
-    loaded: &Loaded,
+    loaded: &Config,
     path: &Path,
     source: Option<&str>,
-    json: bool,
+    output: Output,
 ) -> anyhow::Result<ExitCode> {
     let recipes = match load_recipes(loaded, &loaded.settings.recipes.dir)? {
         Ok(recipes) => recipes,
@@ -295,7 +315,7 @@ fn simulate(
         })
         .collect();
     let mut out = std::io::stdout().lock();
-    if json {
+    if output == Output::Json {
         let value: Vec<_> = results
             .iter()
             .map(|(alert, plan)| serde_json::json!({ "alert": alert, "state": state_for(plan), "plan": plan }))
@@ -380,7 +400,7 @@ fn write_plan(out: &mut impl Write, alertname: &str, plan: &Plan) -> std::io::Re
     Ok(())
 }
 
-fn test(loaded: &Loaded, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn test(loaded: &Config, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let dir = dir.unwrap_or_else(|| loaded.settings.recipes.dir.clone());
     let recipes = match load_recipes(loaded, &dir)? {
         Ok(recipes) => recipes,
@@ -411,7 +431,7 @@ fn test(loaded: &Loaded, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 
 /// Open the configured store and run `work` on it in a small runtime.
 fn with_store<T>(
-    loaded: &Loaded,
+    loaded: &Config,
     work: impl AsyncFnOnce(&SqliteStore) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let url = &loaded.settings.store.url;
@@ -423,7 +443,7 @@ fn with_store<T>(
     runtime.block_on(work(&store))
 }
 
-fn breaker(loaded: &Loaded, action: BreakerAction) -> anyhow::Result<ExitCode> {
+fn breaker(loaded: &Config, action: BreakerAction) -> anyhow::Result<ExitCode> {
     with_store(loaded, async |store| {
         let mut out = std::io::stdout().lock();
         match action {
@@ -481,11 +501,11 @@ fn breaker(loaded: &Loaded, action: BreakerAction) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn gaps(loaded: &Loaded, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
+fn gaps(loaded: &Config, limit: usize, output: Output) -> anyhow::Result<ExitCode> {
     with_store(loaded, async |store| {
         let gaps = store.gaps(limit).await?;
         let mut out = std::io::stdout().lock();
-        if json {
+        if output == Output::Json {
             crate::terminal::write_json(&mut out, &gaps)?;
             writeln!(out)?;
         } else if gaps.is_empty() {
@@ -536,9 +556,9 @@ fn cli_user() -> String {
 const HISTORY_PAGE: usize = 16;
 
 fn history(
-    loaded: &Loaded,
+    loaded: &Config,
     limit: usize,
-    json: bool,
+    output: Output,
     before: Option<i64>,
     id: Option<i64>,
 ) -> anyhow::Result<ExitCode> {
@@ -548,7 +568,7 @@ fn history(
                 anyhow::bail!("no incident {id}");
             };
             let mut out = std::io::stdout().lock();
-            if json {
+            if output == Output::Json {
                 crate::terminal::write_json(&mut out, &detail)?;
                 writeln!(out)?;
             } else {
@@ -558,7 +578,7 @@ fn history(
         }
         let before = before.map(crate::incident::IncidentId);
         let mut out = std::io::stdout().lock();
-        if json {
+        if output == Output::Json {
             // A JSON array written page by page: memory holds one page, not the journal.
             write!(out, "[")?;
             let (mut written, mut cursor) = (0, before);

@@ -407,9 +407,9 @@ impl fmt::Display for ConfigProblem {
     }
 }
 
-/// Settings with their secrets resolved, ready to run on.
+/// The configuration salve runs on: the settings with their secrets resolved.
 #[derive(Debug, Clone)]
-pub struct Loaded {
+pub struct Config {
     pub settings: Settings,
     /// `salve.toml`'s path, or `<embedded default>`.
     pub origin: String,
@@ -419,7 +419,7 @@ pub struct Loaded {
     pub api_tokens: Vec<ApiToken>,
 }
 
-impl Loaded {
+impl Config {
     pub fn inventory(&self) -> Inventory {
         Inventory::new(self.settings.hosts.clone())
     }
@@ -452,7 +452,7 @@ pub fn resolve_path(explicit: Option<&Path>) -> Option<PathBuf> {
 }
 
 /// Load settings from `path` (or the embedded default) plus the process environment.
-pub fn load(path: Option<&Path>) -> Result<Loaded, Vec<ConfigProblem>> {
+pub fn load(path: Option<&Path>) -> Result<Config, Vec<ConfigProblem>> {
     let env: BTreeMap<String, String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("SALVE_"))
         .collect();
@@ -463,7 +463,7 @@ pub fn load(path: Option<&Path>) -> Result<Loaded, Vec<ConfigProblem>> {
 pub fn load_with_env(
     path: Option<&Path>,
     env: BTreeMap<String, String>,
-) -> Result<Loaded, Vec<ConfigProblem>> {
+) -> Result<Config, Vec<ConfigProblem>> {
     match path {
         Some(path) => {
             let origin = path.display().to_string();
@@ -481,13 +481,13 @@ pub fn load_with_env(
 }
 
 /// `load_with_env` on settings text already in memory; `origin` names it in problems
-/// (`origin:line: message`) and in [`Loaded::origin`]. Still reads the `*_file` secrets
+/// (`origin:line: message`) and in [`Config::origin`]. Still reads the `*_file` secrets
 /// and checks `ssh.known_hosts` exists, as the file would.
 pub fn load_from_str(
     origin: &str,
     text: &str,
     env: BTreeMap<String, String>,
-) -> Result<Loaded, Vec<ConfigProblem>> {
+) -> Result<Config, Vec<ConfigProblem>> {
     let origin = origin.to_owned();
     let problem = |line: Option<usize>, message: String| ConfigProblem {
         file: origin.clone(),
@@ -822,7 +822,7 @@ pub fn load_from_str(
     if !problems.is_empty() {
         return Err(problems);
     }
-    Ok(Loaded {
+    Ok(Config {
         settings,
         origin,
         bearer_token,
@@ -863,7 +863,7 @@ fn first_blank_string(text: &str) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Loaded, Vec<ConfigProblem>> {
+    fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config, Vec<ConfigProblem>> {
         let env = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

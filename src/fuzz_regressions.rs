@@ -10,7 +10,7 @@ use crate::alert::Source;
 use crate::config;
 use crate::intake::grafana::verify_signature;
 use crate::intake::{self, IntakeError, Limits, Notification};
-use crate::recipe::{Templates, load_recipe};
+use crate::recipe::{RecipeTemplates, load_recipe};
 
 /// The `grafana_signature` target's decoder and check, the very file the fuzz target runs.
 #[path = "../fuzz/src/grafana_signature.rs"]
@@ -88,7 +88,7 @@ fn intake_fuzz_inputs_parse_or_are_refused_with_a_reason() {
 #[test]
 fn recipe_fuzz_inputs_load_or_are_refused_with_located_problems() {
     let channels: BTreeSet<String> = ["oncall-email", "tickets"].map(str::to_owned).into();
-    let templates = Templates::new();
+    let templates = RecipeTemplates::new();
     for (path, bytes) in inputs("recipe_load") {
         let Ok(text) = String::from_utf8(bytes) else {
             continue;

@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Loaded;
+use crate::config::Config;
 use crate::engine::{Engine, Escalator, Outbox, Remediator};
 use crate::http::{
     self, AppState, GrafanaSignature,
@@ -28,8 +28,8 @@ use crate::store::sqlite::SqliteStore;
 use crate::verify::Verifier;
 
 /// `salve serve`: builds the app, then runs it until SIGTERM or SIGINT.
-pub async fn run(loaded: Loaded, force_dry_run: bool) -> anyhow::Result<()> {
-    let app = App::build(loaded, BuildOptions { force_dry_run }).await?;
+pub async fn run(loaded: Config, options: BuildOptions) -> anyhow::Result<()> {
+    let app = App::build(loaded, options).await?;
     // Before the ready line: a SIGTERM sent as soon as it is read must find the handler
     // (otherwise the default action kills salve without its graceful stop).
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -76,7 +76,7 @@ impl App {
     /// Does everything that can fail at start: loads the recipes, opens the store, binds
     /// `[server] listen` (port 0 allowed: see `local_addr`), sets up SSH in enforce mode,
     /// and recovers the incidents the last run left mid-remediation.
-    pub async fn build(loaded: Loaded, options: BuildOptions) -> anyhow::Result<App> {
+    pub async fn build(loaded: Config, options: BuildOptions) -> anyhow::Result<App> {
         let settings = &loaded.settings;
         let recipes = match recipe::load_dir(&settings.recipes.dir, &loaded.channel_names()) {
             Ok(recipes) => recipes,
@@ -279,7 +279,7 @@ impl App {
 
 /// The SSH executor for enforce mode. The config check already made sure a known_hosts
 /// file exists: without one nothing could be connected to strictly.
-fn build_executor(loaded: &Loaded) -> anyhow::Result<crate::ssh::Executor> {
+fn build_executor(loaded: &Config) -> anyhow::Result<crate::ssh::Executor> {
     let ssh = &loaded.settings.ssh;
     let control_dir = match &ssh.control_dir {
         Some(dir) => dir.clone(),
@@ -350,7 +350,7 @@ fn current_uid() -> u32 {
 }
 
 fn build_remediator(
-    loaded: &Loaded,
+    loaded: &Config,
     executor: Arc<crate::ssh::Executor>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
@@ -387,7 +387,7 @@ mod tests {
 
     /// A temp dir with an empty recipe dir and `salve.toml` (dry-run, port 0, a store in
     /// the dir) plus `extra` TOML; the config as `salve serve` would load it.
-    fn config_in(dir: &Path, extra: &str) -> Loaded {
+    fn config_in(dir: &Path, extra: &str) -> Config {
         std::fs::create_dir(dir.join("recipes")).unwrap();
         let path = dir.join("salve.toml");
         std::fs::write(
@@ -406,7 +406,7 @@ mod tests {
 
     /// Builds the app and runs it on a task until `stop` is cancelled.
     async fn start(
-        loaded: Loaded,
+        loaded: Config,
         stop: &CancellationToken,
     ) -> (String, tokio::task::JoinHandle<anyhow::Result<()>>) {
         let app = App::build(loaded, BuildOptions::default()).await.unwrap();

@@ -170,12 +170,12 @@ impl Pacing {
 
     /// A message started at `at` was not accepted: it does not count (a refused page
     /// reached no human, so its retry is not a flood).
-    fn forget(&mut self, key: &(String, EscalationReason), digest: bool, at: Instant) {
+    fn forget(&mut self, key: &(String, EscalationReason), message: Message, at: Instant) {
         if let Some(window) = self.keys.get_mut(key) {
             if let Some(position) = window.sent.iter().position(|&sent| sent == at) {
                 window.sent.remove(position);
             }
-            if digest && window.last_digest == Some(at) {
+            if message == Message::Digest && window.last_digest == Some(at) {
                 window.last_digest = None;
             }
         }
@@ -186,10 +186,10 @@ impl Pacing {
         }
     }
 
-    fn record(&mut self, key: &(String, EscalationReason), digest: bool, now: Instant) {
+    fn record(&mut self, key: &(String, EscalationReason), message: Message, now: Instant) {
         let window = self.keys.entry(key.clone()).or_default();
         window.sent.push_back(now);
-        if digest {
+        if message == Message::Digest {
             window.last_digest = Some(now);
         }
         self.channels
@@ -197,6 +197,13 @@ impl Pacing {
             .or_default()
             .push_back(now);
     }
+}
+
+/// What one delivery sent: one incident's page, or a digest of several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Message {
+    Single,
+    Digest,
 }
 
 pub struct Outbox {
@@ -351,7 +358,7 @@ async fn pass(
                         shared.release_channel_slot(&key.0);
                         return Ok(next);
                     };
-                    pacing.record(&key, false, now);
+                    pacing.record(&key, Message::Single, now);
                     shared
                         .in_flight
                         .lock()
@@ -364,7 +371,7 @@ async fn pass(
                             Ok(true) => {}
                             Ok(false) => shared.pacing.lock().expect("pacing lock").forget(
                                 &(item.channel.clone(), item.reason),
-                                false,
+                                Message::Single,
                                 now,
                             ),
                             Err(e) => {
@@ -385,7 +392,7 @@ async fn pass(
                     shared.release_channel_slot(&key.0);
                     return Ok(next);
                 };
-                pacing.record(&key, true, now);
+                pacing.record(&key, Message::Digest, now);
                 let batch: Vec<OutboxItem> = items.drain(..n).collect();
                 {
                     let mut in_flight = shared.in_flight.lock().expect("in_flight lock");
@@ -399,7 +406,7 @@ async fn pass(
                             .pacing
                             .lock()
                             .expect("pacing lock")
-                            .forget(&key, true, now),
+                            .forget(&key, Message::Digest, now),
                         Err(e) => {
                             tracing::warn!(channel = %key.0, error = %e, "escalation digest outcome not recorded; it is tried again");
                         }
@@ -563,11 +570,11 @@ mod tests {
         // Three at once: singles.
         assert_eq!(pacing.plan(&novel, 3, &policy, start), Plan::Singles(3));
         for _ in 0..3 {
-            pacing.record(&novel, false, start);
+            pacing.record(&novel, Message::Single, start);
         }
         // Three more would make six in the window: one digest of them, now.
         assert_eq!(pacing.plan(&novel, 3, &policy, start), Plan::Digest(3));
-        pacing.record(&novel, true, start);
+        pacing.record(&novel, Message::Digest, start);
         // Later in the window, whatever comes waits for the window's end...
         let later = start + Duration::from_secs(10);
         pacing.prune(later, policy.digest_window);
@@ -588,11 +595,11 @@ mod tests {
         let failed = key("tickets", "novel");
         let mut pacing = Pacing::default();
         for _ in 0..5 {
-            pacing.record(&failed, false, start);
+            pacing.record(&failed, Message::Single, start);
         }
         assert_eq!(pacing.plan(&failed, 1, &policy, start), Plan::Digest(1));
         for _ in 0..5 {
-            pacing.forget(&failed, false, start);
+            pacing.forget(&failed, Message::Single, start);
         }
         assert_eq!(pacing.plan(&failed, 5, &policy, start), Plan::Singles(5));
         // A thousand at once: one digest straight away, capped.
@@ -611,8 +618,8 @@ mod tests {
         let start = Instant::now();
         let failed = key("pager", "failed");
         assert_eq!(pacing.plan(&failed, 4, &policy, start), Plan::Singles(2));
-        pacing.record(&failed, false, start);
-        pacing.record(&failed, false, start);
+        pacing.record(&failed, Message::Single, start);
+        pacing.record(&failed, Message::Single, start);
         assert_eq!(
             pacing.plan(&key("pager", "novel"), 1, &policy, start),
             Plan::WaitUntil(start + MINUTE)

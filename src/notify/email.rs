@@ -15,7 +15,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
 use super::content::{Digest, Escalation, render_digest_text, render_text};
-use super::template::{Templates, truncate_chars};
+use super::template::{PageTemplates, truncate_chars};
 use super::{SendError, redact};
 use crate::duration::de_duration;
 use crate::secret::{Secret, secret_from};
@@ -212,7 +212,7 @@ pub(crate) fn problems(channel: &EmailChannel) -> Vec<(&'static str, String)> {
             problems.push(("to", format!("{to:?} is not an email address: {error}")));
         }
     }
-    if let Err(error) = Templates::check_syntax(&channel.subject) {
+    if let Err(error) = PageTemplates::check_syntax(&channel.subject) {
         problems.push(("subject", error));
     }
     if channel.timeout.is_zero() {
@@ -331,7 +331,7 @@ impl EmailSender {
 
     pub(crate) async fn send(
         &self,
-        templates: &Templates,
+        templates: &PageTemplates,
         escalation: &Escalation,
     ) -> Result<(), SendError> {
         let subject = templates

@@ -22,7 +22,7 @@ pub use content::{
 pub use email::{EmailChannel, SmtpTls};
 pub use webhook::{WebhookChannel, WebhookPreset};
 
-use template::Templates;
+use template::PageTemplates;
 
 impl ChannelSettings {
     /// The channel's `max_per_minute`: messages (single or digest) it may be sent in any
@@ -105,7 +105,7 @@ enum Channel {
 pub struct Channels {
     channels: BTreeMap<String, Channel>,
     http: reqwest::Client,
-    templates: Templates,
+    templates: PageTemplates,
 }
 
 impl std::fmt::Debug for Channels {
@@ -156,7 +156,7 @@ impl Channels {
         Ok(Channels {
             channels,
             http,
-            templates: Templates::new(),
+            templates: PageTemplates::new(),
         })
     }
 

@@ -1,4 +1,4 @@
-//! Templates over an `Escalation`: one-line text (email subjects) and JSON bodies
+//! Page templates over an `Escalation`: one-line text (email subjects) and JSON bodies
 //! (webhooks). Pure. A JSON body template never splices raw alert text: every `{{ … }}`
 //! value is written as JSON (strings quoted and escaped), so a label value cannot add keys
 //! or break the document, whatever it contains.
@@ -78,19 +78,19 @@ fn base_environment() -> Environment<'static> {
 }
 
 /// The two environments, built once per channel set.
-pub(crate) struct Templates {
+pub(crate) struct PageTemplates {
     text: Environment<'static>,
     json: Environment<'static>,
 }
 
-impl Templates {
-    pub(crate) fn new() -> Templates {
+impl PageTemplates {
+    pub(crate) fn new() -> PageTemplates {
         let mut text = base_environment();
         text.set_formatter(text_formatter);
         let mut json = base_environment();
         json.set_formatter(json_formatter);
         json.add_filter("tojson", tojson_filter);
-        Templates { text, json }
+        PageTemplates { text, json }
     }
 
     /// A syntax check (at config load), with minijinja's message.
@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn subject_has_no_line_breaks_and_missing_values_are_empty() {
-        let templates = Templates::new();
+        let templates = PageTemplates::new();
         let mut e = sample();
         e.alertname = Some("Disk\r\nBcc: x@example.com".into());
         e.target = None;
@@ -219,7 +219,7 @@ mod tests {
 
     #[test]
     fn json_body_escapes_every_value_and_tojson_is_not_doubled() {
-        let templates = Templates::new();
+        let templates = PageTemplates::new();
         let mut e = sample();
         e.labels
             .insert("evil".into(), "\", \"routing_key\": \"x\n}".into());
@@ -241,10 +241,10 @@ mod tests {
 
     #[test]
     fn quoted_values_in_a_body_are_reported_as_not_json() {
-        let error = Templates::new()
+        let error = PageTemplates::new()
             .render_json(r#"{"title": "Disk on {{ target.name }}"}"#, &sample())
             .unwrap_err();
         assert!(error.contains("did not produce JSON"), "{error}");
-        assert!(Templates::check_syntax("{{ oops").is_err());
+        assert!(PageTemplates::check_syntax("{{ oops").is_err());
     }
 }

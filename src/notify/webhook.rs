@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::content::{Digest, Escalation, render_digest_text, render_text};
-use super::template::{Templates, truncate_chars};
+use super::template::{PageTemplates, truncate_chars};
 use super::{SendError, redact};
 use crate::duration::de_duration;
 use crate::secret::{Secret, secret_from};
@@ -151,8 +151,8 @@ pub(crate) fn problems(channel: &WebhookChannel) -> Vec<(&'static str, String)> 
                 ));
             }
             if let Some(body) = &channel.body {
-                let templates = Templates::new();
-                if let Err(error) = Templates::check_syntax(body) {
+                let templates = PageTemplates::new();
+                if let Err(error) = PageTemplates::check_syntax(body) {
                     problems.push(("body", error));
                 } else if let Err(error) = templates.render_json(body, &super::content::sample()) {
                     // Rendered against a sample so a template that cannot produce JSON
@@ -285,7 +285,7 @@ impl WebhookSender {
     pub(crate) async fn send(
         &self,
         client: &reqwest::Client,
-        templates: &Templates,
+        templates: &PageTemplates,
         escalation: &Escalation,
     ) -> Result<(), SendError> {
         let body = match &self.body {
@@ -309,7 +309,7 @@ impl WebhookSender {
     pub(crate) async fn send_digest(
         &self,
         client: &reqwest::Client,
-        templates: &Templates,
+        templates: &PageTemplates,
         digest: &Digest,
     ) -> Result<(), SendError> {
         let body = match &self.body {

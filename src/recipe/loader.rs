@@ -19,7 +19,7 @@ use super::model::{
     Breaker, Check, CheckFile, Param, ParamFile, ParamSource, Recipe, RecipeFile, RemediateFile,
     Verify, VerifyFile,
 };
-use super::template::{TemplateKind, Templates};
+use super::template::{RecipeTemplates, TemplateKind};
 use super::{Problem, RecipeSet};
 
 const DEFAULT_REMEDIATE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -97,7 +97,7 @@ pub fn load_dir(dir: &Path, channels: &BTreeSet<String>) -> Result<RecipeSet, Ve
     }
     files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
 
-    let templates = Templates::new();
+    let templates = RecipeTemplates::new();
     let mut recipes: Vec<Recipe> = Vec::new();
     let mut first_file_of_name: BTreeMap<String, PathBuf> = BTreeMap::new();
     for file in files {
@@ -147,7 +147,7 @@ pub fn load_recipe(
     file: &Path,
     text: &str,
     channels: &BTreeSet<String>,
-    templates: &Templates,
+    templates: &RecipeTemplates,
 ) -> Result<Recipe, Vec<Problem>> {
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
     if !syntax_errors.is_empty() {
@@ -275,7 +275,7 @@ struct Validator<'a> {
     file: &'a Path,
     text: &'a str,
     channels: &'a BTreeSet<String>,
-    templates: &'a Templates,
+    templates: &'a RecipeTemplates,
     problems: Vec<Problem>,
     warnings: Vec<Problem>,
 }

@@ -24,7 +24,7 @@ pub use loader::{load_dir, load_recipe};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use model::{Breaker, Check, Param, ParamSource, Recipe, Verify};
 pub use planner::PlanContext;
-pub use template::{CommandContext, Templates};
+pub use template::{CommandContext, RecipeTemplates};
 
 /// One problem in a recipe (or fixture) file, with the 1-based line of the offending key or
 /// value. Displays as `file:line: message`; line 0 means the whole file or directory (it
@@ -62,7 +62,7 @@ impl std::error::Error for Problem {}
 #[derive(Debug, Default)]
 pub struct RecipeSet {
     recipes: Vec<Recipe>,
-    templates: Templates,
+    templates: RecipeTemplates,
 }
 
 impl RecipeSet {
@@ -71,7 +71,7 @@ impl RecipeSet {
     pub fn new(recipes: Vec<Recipe>) -> RecipeSet {
         RecipeSet {
             recipes,
-            templates: Templates::new(),
+            templates: RecipeTemplates::new(),
         }
     }
 

@@ -376,14 +376,14 @@ mod tests {
     use crate::alert::{AlertStatus, Fingerprint, Source};
     use crate::inventory::Host;
     use crate::recipe::loader::load_recipe;
-    use crate::recipe::template::Templates;
+    use crate::recipe::template::RecipeTemplates;
 
     fn recipe(file: &str, text: &str) -> Recipe {
         let channels: BTreeSet<String> = ["oncall-email", "tickets"]
             .into_iter()
             .map(str::to_owned)
             .collect();
-        load_recipe(Path::new(file), text, &channels, &Templates::new())
+        load_recipe(Path::new(file), text, &channels, &RecipeTemplates::new())
             .unwrap_or_else(|p| panic!("{p:#?}"))
     }
 

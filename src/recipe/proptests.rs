@@ -13,7 +13,7 @@ use proptest::test_runner::Config as ProptestConfig;
 use super::loader::load_recipe;
 use super::matcher::{MatchOp, Matcher};
 use super::shell::{is_simple_command, remote_line, shell_quote};
-use super::template::Templates;
+use super::template::RecipeTemplates;
 use super::test_support::inventory_of;
 use super::{PlanContext, RecipeSet};
 use crate::alert::Alert;
@@ -195,7 +195,7 @@ fn printf_recipes() -> RecipeSet {
         Path::new("printf.toml"),
         PRINTF_RECIPE,
         &BTreeSet::new(),
-        &Templates::new(),
+        &RecipeTemplates::new(),
     )
     .unwrap_or_else(|problems| panic!("{problems:#?}"));
     RecipeSet::new(vec![recipe])
@@ -561,6 +561,6 @@ proptest! {
         let _ = super::template::url_authority(&format!("http://{source}"));
         let _ = super::template::url_port(&format!("http://{source}"));
         let params: BTreeSet<String> = ["x".to_owned()].into();
-        let _ = Templates::new().check(super::template::TemplateKind::Command, &source, &params);
+        let _ = RecipeTemplates::new().check(super::template::TemplateKind::Command, &source, &params);
     }
 }

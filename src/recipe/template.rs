@@ -172,21 +172,21 @@ impl Object for AnyKey {
 /// The minijinja environments for the three template kinds, built once per recipe set.
 /// They differ only in their formatter (the function that writes each `{{ … }}` value);
 /// raw template text is recipe text, trusted, and written as is.
-pub struct Templates {
+pub struct RecipeTemplates {
     target: Environment<'static>,
     command: Environment<'static>,
     url: Environment<'static>,
 }
 
-impl fmt::Debug for Templates {
+impl fmt::Debug for RecipeTemplates {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Templates")
+        f.write_str("RecipeTemplates")
     }
 }
 
-impl Default for Templates {
+impl Default for RecipeTemplates {
     fn default() -> Self {
-        Templates::new()
+        RecipeTemplates::new()
     }
 }
 
@@ -239,15 +239,15 @@ fn url_formatter(
 /// a recipe template is self-contained, so these are refused at load time.
 const FORBIDDEN_TAGS: [&str; 4] = ["include", "extends", "import", "from"];
 
-impl Templates {
-    pub fn new() -> Templates {
+impl RecipeTemplates {
+    pub fn new() -> RecipeTemplates {
         let mut target = base_environment();
         target.add_filter("host", host_filter);
         let mut command = base_environment();
         command.set_formatter(shell_word_formatter);
         let mut url = base_environment();
         url.set_formatter(url_formatter);
-        Templates {
+        RecipeTemplates {
             target,
             command,
             url,
@@ -834,7 +834,7 @@ mod tests {
     }
 
     fn check_command(template: &str, service: &str, expected: &str) {
-        let rendered = Templates::new()
+        let rendered = RecipeTemplates::new()
             .render_command(template, &context(service))
             .unwrap();
         assert_eq!(
@@ -892,7 +892,7 @@ mod tests {
 
     #[test]
     fn nul_values_fail_to_render() {
-        let error = Templates::new()
+        let error = RecipeTemplates::new()
             .render_command("echo {{ service }}", &context("a\0b"))
             .unwrap_err();
         assert!(error.to_string().contains("NUL"), "{error}");
@@ -900,7 +900,7 @@ mod tests {
 
     #[test]
     fn url_values_are_percent_encoded_and_the_target_is_a_host() {
-        let templates = Templates::new();
+        let templates = RecipeTemplates::new();
         let url = templates
             .render_url(
                 "http://{{ target }}:8080/x/{{ service }}",
@@ -926,7 +926,7 @@ mod tests {
 
     #[test]
     fn host_labels_are_values_like_any_other() {
-        let templates = Templates::new();
+        let templates = RecipeTemplates::new();
         let context = context("a");
         assert_eq!(
             templates
@@ -980,7 +980,7 @@ mod tests {
 
     #[test]
     fn target_templates_see_labels_and_the_host_filter() {
-        let templates = Templates::new();
+        let templates = RecipeTemplates::new();
         let labels = [("instance".to_owned(), "web1:9100".to_owned())]
             .into_iter()
             .collect();
@@ -997,7 +997,7 @@ mod tests {
 
     fn check_problems(kind: TemplateKind, source: &str, expected: &[&str]) {
         let params: BTreeSet<String> = ["service".to_owned()].into_iter().collect();
-        let problems = Templates::new().check(kind, source, &params);
+        let problems = RecipeTemplates::new().check(kind, source, &params);
         assert_eq!(
             problems.len(),
             expected.len(),
