@@ -390,11 +390,12 @@ impl Store for SqliteStore {
         limit: BreakerLimit,
         started: Event,
         first_step: Option<Event>,
+        now: DateTime<Utc>,
     ) -> Result<RunGate, StoreError> {
         let (recipe, target) = (recipe.to_owned(), target.to_owned());
         self.write_with(move |conn| {
             let events = (&started, first_step.as_ref());
-            guard::begin_run(conn, id, &recipe, &target, limit, events, Utc::now())
+            guard::begin_run(conn, id, &recipe, &target, limit, events, now)
         })
         .await
     }
@@ -1976,6 +1977,7 @@ mod guard_tests {
                     LIMIT,
                     super::tests::remediation_started(),
                     None,
+                    Utc::now(),
                 )
                 .await
                 .unwrap();
@@ -1995,7 +1997,8 @@ mod guard_tests {
                     "web2",
                     LIMIT,
                     super::tests::remediation_started(),
-                    None
+                    None,
+                    Utc::now(),
                 )
                 .await
                 .unwrap(),
@@ -2013,6 +2016,7 @@ mod guard_tests {
                 LIMIT,
                 super::tests::remediation_started(),
                 None,
+                Utc::now(),
             )
             .await
             .unwrap()
@@ -2065,7 +2069,8 @@ mod guard_tests {
                     "web1",
                     LIMIT,
                     super::tests::remediation_started(),
-                    None
+                    None,
+                    Utc::now(),
                 )
                 .await
                 .unwrap(),
@@ -2094,6 +2099,7 @@ mod guard_tests {
                 LIMIT,
                 super::tests::remediation_started(),
                 None,
+                Utc::now(),
             )
             .await
             .unwrap();
@@ -2111,7 +2117,8 @@ mod guard_tests {
                     "web1",
                     LIMIT,
                     super::tests::remediation_started(),
-                    None
+                    None,
+                    Utc::now(),
                 )
                 .await
                 .unwrap(),
@@ -2125,6 +2132,7 @@ mod guard_tests {
                 LIMIT,
                 super::tests::remediation_started(),
                 None,
+                Utc::now(),
             )
             .await;
         assert!(
