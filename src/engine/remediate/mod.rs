@@ -32,6 +32,8 @@ mod gates;
 mod holds;
 mod rate;
 mod steps;
+#[cfg(test)]
+mod tests;
 mod verification;
 
 pub use clock::Clock;
