@@ -609,6 +609,54 @@ impl Executor {
     }
 }
 
+/// What the engine needs of a command channel: run one POSIX line on a target, and how long
+/// a run may take before it sends anything. `Executor` is the real one (over SSH); the
+/// engine's in-process tests script their own. Remediation steps, command checks and
+/// `attach` diagnostics all go through it.
+#[async_trait::async_trait]
+pub trait CommandRunner: Send + Sync {
+    /// Runs `line` on `target`, bounded by `timeout` once it is sent (`Executor::run`).
+    async fn run(
+        &self,
+        target: &PlannedTarget,
+        line: &str,
+        timeout: Duration,
+    ) -> Result<CommandOutput, SshError>;
+
+    /// The longest `run` takes before it sends a command (`Executor::connect_bound`).
+    fn connect_bound(&self) -> Duration;
+
+    /// Closes idle connections (`Executor::close_idle`); nothing by default.
+    async fn close_idle(&self) {}
+
+    /// Closes every connection for good (`Executor::shutdown`); nothing by default.
+    async fn shutdown(&self) {}
+}
+
+#[async_trait::async_trait]
+impl CommandRunner for Executor {
+    async fn run(
+        &self,
+        target: &PlannedTarget,
+        line: &str,
+        timeout: Duration,
+    ) -> Result<CommandOutput, SshError> {
+        Executor::run(self, target, line, timeout).await
+    }
+
+    fn connect_bound(&self) -> Duration {
+        Executor::connect_bound(self)
+    }
+
+    async fn close_idle(&self) {
+        Executor::close_idle(self).await
+    }
+
+    async fn shutdown(&self) {
+        Executor::shutdown(self).await
+    }
+}
+
 /// The result of `execute` when it does not produce output.
 #[derive(Debug)]
 enum ExecuteFailure {

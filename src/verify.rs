@@ -2,16 +2,21 @@
 //! stdout against a threshold) and an HTTP GET from salve. One call runs one check once
 //! and always returns a result; polling until a deadline is the engine's job.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::plan::{PlannedCheck, PlannedTarget};
-use crate::ssh::{Executor, SshError};
+use crate::recipe::shell::{RunAs, remote_line};
+use crate::ssh::{CommandRunner, SshError};
 
 /// How much of an HTTP body a check reads (for `body_contains`) and records.
 const HTTP_BODY_LIMIT: usize = 64 * 1024;
 /// How much of a check's output the journal keeps per poll (the full bounded output of
 /// remediation steps is kept; checks repeat, so keep their record short).
 const CHECK_OUTPUT_LIMIT: usize = 1024;
+/// Checks run as the SSH user, never through sudo.
+const CHECKS_RUN_AS: RunAs = RunAs::User;
 
 /// One check's result in one poll: a journal type (`check_poll` events).
 pub use crate::incident::event::CheckResult;
@@ -39,11 +44,12 @@ impl Verifier {
         })
     }
 
-    /// Run `check` once. `command_timeout` bounds a command check (HTTP checks carry
-    /// their own timeout); the caller bounds both by what is left of `within`.
+    /// Run `check` once, a command check through `runner`. `command_timeout` bounds a
+    /// command check (HTTP checks carry their own timeout); the caller bounds both by what
+    /// is left of `within`.
     pub async fn run(
         &self,
-        executor: &Executor,
+        runner: &dyn CommandRunner,
         target: &PlannedTarget,
         check: &PlannedCheck,
         command_timeout: Duration,
@@ -55,8 +61,8 @@ impl Verifier {
                 below,
                 above,
             } => {
-                let line = crate::recipe::shell::remote_line(command, false, command_timeout);
-                let outcome = executor.run(target, &line, command_timeout).await;
+                let line = remote_line(command, CHECKS_RUN_AS, command_timeout);
+                let outcome = runner.run(target, &line, command_timeout).await;
                 command_result(command, *below, *above, outcome)
             }
             PlannedCheck::Http {

@@ -25,7 +25,7 @@ use crate::notify::{
     safe_link, silence_url,
 };
 use crate::plan::{Plan, PlannedTarget};
-use crate::recipe::shell::remote_line;
+use crate::recipe::shell::{RunAs, remote_line};
 use crate::ssh::SshError;
 use crate::store::{DiagnosticsClaim, IncidentDetail, Store, StoreError};
 
@@ -290,7 +290,7 @@ impl Escalator {
         command: &str,
         sudo: bool,
     ) -> Diagnostic {
-        let line = remote_line(command, sudo, self.diagnostic_timeout);
+        let line = remote_line(command, RunAs::sudo_if(sudo), self.diagnostic_timeout);
         let (started, started_at) = (Instant::now(), Utc::now());
         let outcome = remediator
             .executor()

@@ -1,6 +1,6 @@
 //! The engine: the only writer of incident state transitions. It takes journaled
 //! incidents and moves them forward: planning (match → params → target → plan), then for
-//! enforced plans remediation and verification (`remediate.rs`). It never parses
+//! enforced plans remediation and verification (`remediate/`). It never parses
 //! webhooks and never answers HTTP.
 
 use std::sync::Arc;

@@ -12,7 +12,7 @@ use proptest::test_runner::Config as ProptestConfig;
 
 use super::loader::load_recipe;
 use super::matcher::{MatchOp, Matcher};
-use super::shell::{is_simple_command, remote_line, shell_quote};
+use super::shell::{RunAs, is_simple_command, remote_line, shell_quote};
 use super::template::RecipeTemplates;
 use super::test_support::inventory_of;
 use super::{PlanContext, RecipeSet};
@@ -424,7 +424,7 @@ proptest! {
     fn a_simple_remote_line_passes_a_quoted_value_through_bash_unchanged(value in shell_value()) {
         let command = format!("/usr/bin/printf %s {}", shell_quote(&value).expect("no NUL"));
         prop_assert!(is_simple_command(&command), "{:?}", command);
-        let line = remote_line(&command, false, std::time::Duration::from_secs(10));
+        let line = remote_line(&command, RunAs::User, std::time::Duration::from_secs(10));
         prop_assert!(!line.contains("sh -c"), "{:?}", line);
         prop_assert_eq!(run_shell("/bin/bash", &line), value.into_bytes());
     }
@@ -458,7 +458,7 @@ proptest! {
         sudo in any::<bool>(),
     ) {
         prop_assert_eq!(is_simple_command(&command), simple, "{:?}", command);
-        let line = remote_line(&command, sudo, std::time::Duration::from_secs(10));
+        let line = remote_line(&command, RunAs::sudo_if(sudo), std::time::Duration::from_secs(10));
         let mut expected: Vec<Vec<u8>> = ["timeout", "-k", "5", "15"]
             .map(|word| word.as_bytes().to_vec())
             .into();

@@ -158,6 +158,20 @@ pub fn remote_lifetime(timeout: Duration) -> Duration {
     Duration::from_secs(timeout.as_secs().max(1)) + REMOTE_BACKSTOP + REMOTE_KILL_AFTER
 }
 
+/// Whom a remote line runs as: the SSH user, or root through `sudo -n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunAs {
+    User,
+    Sudo,
+}
+
+impl RunAs {
+    /// A recipe's `sudo = true|false`.
+    pub fn sudo_if(sudo: bool) -> RunAs {
+        if sudo { RunAs::Sudo } else { RunAs::User }
+    }
+}
+
 /// The POSIX line the target runs for `command`. Closing an SSH channel does not kill a
 /// process that has no terminal, so the target's coreutils `timeout` is a backstop: it
 /// sends TERM shortly after salve stopped waiting, and KILL 5 s later. With `sudo`, the
@@ -167,7 +181,7 @@ pub fn remote_lifetime(timeout: Duration) -> Duration {
 /// `sh` splits it into exactly the words `sh -c` would, and the target saves an exec.
 /// Anything else is one quoted word for `sh -c`, so its own quoting holds. The line is POSIX
 /// shell text; [`for_login_shell`] says how it reaches the target whatever its login shell.
-pub fn remote_line(command: &str, sudo: bool, timeout: Duration) -> String {
+pub fn remote_line(command: &str, run_as: RunAs, timeout: Duration) -> String {
     let seconds = timeout.as_secs().max(1) + REMOTE_BACKSTOP.as_secs();
     let kill_after = REMOTE_KILL_AFTER.as_secs();
     let bounded = if is_simple_command(command) {
@@ -180,7 +194,7 @@ pub fn remote_line(command: &str, sudo: bool, timeout: Duration) -> String {
         };
         format!("timeout -k {kill_after} {seconds} sh -c {quoted}")
     };
-    if sudo {
+    if run_as == RunAs::Sudo {
         format!("sudo -n -- {bounded}")
     } else {
         bounded
@@ -329,17 +343,21 @@ mod tests {
     #[test]
     fn remote_lines_quote_the_command_as_one_word_under_a_backstop() {
         assert_eq!(
-            remote_line("systemctl restart 'nginx'", true, Duration::from_secs(60)),
+            remote_line(
+                "systemctl restart 'nginx'",
+                RunAs::Sudo,
+                Duration::from_secs(60)
+            ),
             "sudo -n -- timeout -k 5 65 systemctl restart 'nginx'"
         );
         assert_eq!(
-            remote_line(r"echo 'it'\''s'", true, Duration::from_secs(60)),
+            remote_line(r"echo 'it'\''s'", RunAs::Sudo, Duration::from_secs(60)),
             r"sudo -n -- timeout -k 5 65 sh -c 'echo '\''it'\''\'\'''\''s'\'''"
         );
         assert_eq!(
             remote_line(
                 "df --output=pcent / | tail -n 1",
-                false,
+                RunAs::User,
                 Duration::from_millis(1500)
             ),
             "timeout -k 5 6 sh -c 'df --output=pcent / | tail -n 1'"
@@ -557,7 +575,7 @@ mod tests {
     fn every_login_shell_passes_hostile_values_as_data_on_both_paths() {
         for value in HOSTILE {
             let command = format!("/usr/bin/printf x%s/ {}", shell_quote(value).unwrap());
-            let line = remote_line(&command, false, Duration::from_secs(10));
+            let line = remote_line(&command, RunAs::User, Duration::from_secs(10));
             let invocation = for_login_shell(&line).unwrap();
             let expected = format!("x{value}/").into_bytes();
             for shell in LOGIN_SHELLS {
@@ -613,7 +631,7 @@ mod tests {
         #[test]
         fn a_remote_line_means_the_same_to_every_login_shell(pieces in prop::collection::vec(direct_piece(), 0..10)) {
             let command = format!("/usr/bin/printf x%s/ {}", pieces.concat());
-            let line = remote_line(&command, false, Duration::from_secs(10));
+            let line = remote_line(&command, RunAs::User, Duration::from_secs(10));
             let invocation = for_login_shell(&line).unwrap();
             prop_assert_eq!(invocation.stdin.is_none(), is_direct_line(&line), "{:?}", line);
             let dir = tempfile::tempdir().unwrap();

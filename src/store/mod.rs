@@ -193,7 +193,9 @@ pub trait Store: Send + Sync + 'static {
     /// `started` (`remediation_started`) — and `first_step` after it, in the same
     /// transaction, so the first command's `step_started` costs no commit of its own;
     /// otherwise change nothing. An incident whose alert has resolved is not started
-    /// (`AlertResolved`); one no longer `matched` is a `StateConflict`.
+    /// (`AlertResolved`); one no longer `matched` is a `StateConflict`. `now` is the
+    /// caller's clock: the window ends there and the run is recorded at it.
+    #[allow(clippy::too_many_arguments)]
     async fn begin_run(
         &self,
         id: IncidentId,
@@ -202,6 +204,7 @@ pub trait Store: Send + Sync + 'static {
         limit: BreakerLimit,
         started: Event,
         first_step: Option<Event>,
+        now: DateTime<Utc>,
     ) -> Result<RunGate, StoreError>;
 
     /// Records that nothing may start on `host` before `until` (keeps a later `until`

@@ -406,11 +406,12 @@ impl Store for SqliteStore {
         limit: BreakerLimit,
         started: Event,
         first_step: Option<Event>,
+        now: DateTime<Utc>,
     ) -> Result<RunGate, StoreError> {
         let (recipe, target) = (recipe.to_owned(), target.to_owned());
         self.write_with(move |conn| {
             let events = (&started, first_step.as_ref());
-            breaker::begin_run(conn, id, &recipe, &target, limit, events, Utc::now())
+            breaker::begin_run(conn, id, &recipe, &target, limit, events, now)
         })
         .await
     }

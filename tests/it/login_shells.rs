@@ -15,8 +15,8 @@ use crate::support::{
 };
 use futures_util::future::join_all;
 use salve::plan::PlannedTarget;
-use salve::recipe::shell::remote_line;
 use salve::recipe::shell::shell_quote;
+use salve::recipe::shell::{RunAs, remote_line};
 use salve::ssh::{Executor, SshSettings};
 use serde_json::{Value, json};
 
@@ -99,7 +99,7 @@ async fn every_login_shell_gets_hostile_values_as_data_through_the_executor() {
                 "/usr/local/bin/record-argv /tmp/x {}",
                 shell_quote(value).unwrap()
             ),
-            true,
+            RunAs::Sudo,
             TIMEOUT,
         );
         assert!(
@@ -124,11 +124,11 @@ async fn every_login_shell_gets_hostile_values_as_data_through_the_executor() {
                 let record =
                     |kind: &str| format!("/usr/local/bin/record-argv {} {quoted} end", argv(kind));
                 let lines = [
-                    remote_line(&record("plain"), false, TIMEOUT),
-                    remote_line(&record("sudo"), true, TIMEOUT),
+                    remote_line(&record("plain"), RunAs::User, TIMEOUT),
+                    remote_line(&record("sudo"), RunAs::Sudo, TIMEOUT),
                     remote_line(
                         &format!("printf '%s' {quoted} > {}", argv("sh")),
-                        false,
+                        RunAs::User,
                         TIMEOUT,
                     ),
                 ];

@@ -57,6 +57,7 @@ async fn try_run(store: &SqliteStore, id: IncidentId, target: &str) -> Result<Ru
             LIMIT,
             super::tests::remediation_started(),
             None,
+            Utc::now(),
         )
         .await
 }
