@@ -181,7 +181,6 @@ impl App {
             remediator.clone(),
             settings.escalation.default.clone(),
             settings.ssh.command_timeout,
-            metrics.clone(),
             outbox_wake.clone(),
         ));
         let channels = Channels::new(&settings.escalation.channels)

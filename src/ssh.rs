@@ -886,7 +886,7 @@ fn describe_connect_error(error: &openssh::Error) -> String {
 }
 
 /// An error with its sources, `outer: inner: innermost`.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::plan::{PlannedCheck, PlannedTarget};
 use crate::recipe::shell::{RunAs, remote_line};
-use crate::ssh::{CommandRunner, SshError};
+use crate::ssh::{CommandRunner, SshError, error_chain};
 
 /// How much of an HTTP body a check reads (for `body_contains`) and records.
 const HTTP_BODY_LIMIT: usize = 64 * 1024;
@@ -204,17 +204,6 @@ async fn read_bounded(mut response: reqwest::Response, timeout: Duration) -> Str
     };
     let _ = tokio::time::timeout(timeout, read).await;
     String::from_utf8_lossy(&body).into_owned()
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn clip(text: &str) -> String {

@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::Value;
@@ -19,14 +19,12 @@ use tokio::task::JoinSet;
 use crate::engine::Remediator;
 use crate::engine::remediate::UNBOUNDED_WINDOW;
 use crate::incident::{Event, Incident, IncidentId, State};
-use crate::metrics::Metrics;
 use crate::notify::{
     BreakerWindow, CheckReport, Diagnostic, Escalation, EscalationReason, RunSummary, StepReport,
     safe_link, silence_url,
 };
 use crate::plan::{Plan, PlannedTarget};
 use crate::recipe::shell::{RunAs, remote_line};
-use crate::ssh::SshError;
 use crate::store::{DiagnosticsClaim, IncidentDetail, Store, StoreError};
 
 /// How many incidents one pass takes: a flood (1,000 unmatched alerts in one
@@ -42,7 +40,6 @@ pub struct Escalator {
     remediator: Option<Arc<Remediator>>,
     default_route: Vec<String>,
     diagnostic_timeout: Duration,
-    metrics: Arc<Metrics>,
     /// Incidents being escalated now, so a pass never takes one twice.
     in_progress: Mutex<HashSet<IncidentId>>,
     /// Tells the outbox there is something to deliver.
@@ -57,7 +54,6 @@ impl Escalator {
         remediator: Option<Arc<Remediator>>,
         default_route: Vec<String>,
         diagnostic_timeout: Duration,
-        metrics: Arc<Metrics>,
         outbox_wake: Arc<Notify>,
     ) -> Escalator {
         Escalator {
@@ -65,7 +61,6 @@ impl Escalator {
             remediator,
             default_route,
             diagnostic_timeout,
-            metrics,
             in_progress: Mutex::new(HashSet::new()),
             outbox_wake,
             slots: Arc::new(tokio::sync::Semaphore::new(ESCALATE_PARALLEL)),
@@ -291,25 +286,11 @@ impl Escalator {
         sudo: bool,
     ) -> Diagnostic {
         let line = remote_line(command, RunAs::sudo_if(sudo), self.diagnostic_timeout);
-        let (started, started_at) = (Instant::now(), Utc::now());
-        let outcome = remediator
-            .executor()
-            .run(target, &line, self.diagnostic_timeout)
+        let (outcome, held) = remediator
+            .run_holding_if_cut(target, &line, self.diagnostic_timeout)
             .await;
-        self.metrics
-            .ssh_command_duration
-            .observe(started.elapsed().as_secs_f64());
-        if matches!(
-            outcome,
-            Err(SshError::Timeout { .. } | SshError::Session(_))
-        ) {
-            // It may go on running on the target: no remediation starts beside it.
-            if let Err(e) = remediator
-                .hold_after_cut(&target.name, started_at, self.diagnostic_timeout)
-                .await
-            {
-                tracing::error!(host = %target.name, error = %e, "cannot record the hold after a cut diagnostic");
-            }
+        if let Err(e) = held {
+            tracing::error!(host = %target.name, error = %e, "cannot record the hold after a cut diagnostic");
         }
         match outcome {
             Ok(output) => {

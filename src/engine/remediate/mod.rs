@@ -18,11 +18,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::engine::CutCommand;
 use crate::incident::{Event, Incident, IncidentId, State};
 use crate::metrics::Metrics;
-use crate::ssh::CommandRunner;
+use crate::plan::PlannedTarget;
+use crate::ssh::{CommandOutput, CommandRunner, SshError};
 use crate::store::{Store, StoreError};
 use crate::verify::Verifier;
 
@@ -198,16 +200,29 @@ impl Remediator {
         lock.lock_owned().await
     }
 
-    /// After a command that is not a remediation (diagnostics) was cut by its timeout:
-    /// hold `host` until the target's backstop has surely ended it, as for a remediation.
-    pub async fn hold_after_cut(
+    /// Runs one line on `target` through the runner and times it. A command salve stopped
+    /// waiting for (timeout, lost session) may go on until the target's backstop ends it,
+    /// so its host is held until then; the second result says whether that hold was
+    /// recorded. The one way a remediation step or a diagnostic reaches a host.
+    pub async fn run_holding_if_cut(
         &self,
-        host: &str,
-        started_at: DateTime<Utc>,
+        target: &PlannedTarget,
+        line: &str,
         timeout: Duration,
-    ) -> Result<(), StoreError> {
-        let until = self.surely_over(started_at, timeout);
-        self.hold(host, until, HELD_AFTER_CUT).await
+    ) -> (Result<CommandOutput, SshError>, Result<(), StoreError>) {
+        let (started, started_at) = (Instant::now(), self.clock.now_utc());
+        let outcome = self.runner.run(target, line, timeout).await;
+        self.metrics
+            .ssh_command_duration
+            .observe(started.elapsed().as_secs_f64());
+        let held = match outcome {
+            Err(SshError::Timeout { .. } | SshError::Session(_)) => {
+                let until = self.surely_over(started_at, timeout);
+                self.hold(&target.name, until, HELD_AFTER_CUT).await
+            }
+            _ => Ok(()),
+        };
+        (outcome, held)
     }
 
     /// How long `host` is still held, and why, if it is.

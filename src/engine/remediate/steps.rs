@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::incident::Event;
 use crate::incident::event::{CommandRecord, StepEnd};
 use crate::plan::PlannedTarget;
@@ -14,7 +12,6 @@ use crate::store::StoreError;
 
 use super::Remediator;
 use super::gates::RunPlan;
-use super::holds::HELD_AFTER_CUT;
 
 /// Why a run stopped early, for the incident's reason.
 pub(super) struct StepFailure(pub(super) String);
@@ -33,23 +30,10 @@ impl Remediator {
                     .append_event(id, step_started(index, command, executed))
                     .await?;
             }
-            let (started, started_at) = (Instant::now(), self.clock.now_utc());
-            let outcome = self
-                .runner
-                .run(target, executed, plan.command_timeout)
+            let (outcome, held) = self
+                .run_holding_if_cut(target, executed, plan.command_timeout)
                 .await;
-            self.metrics
-                .ssh_command_duration
-                .observe(started.elapsed().as_secs_f64());
-            if matches!(
-                outcome,
-                Err(SshError::Timeout { .. } | SshError::Session(_))
-            ) {
-                // salve stopped waiting, but the command may go on until the target's
-                // backstop ends it: nothing else starts on this host before then.
-                let until = self.surely_over(started_at, plan.command_timeout);
-                self.hold(&target.name, until, HELD_AFTER_CUT).await?;
-            }
+            held?;
             let (end, failure) =
                 step_end(index + 1, command, target, plan.command_timeout, &outcome);
             let finished = Event::StepFinished {

@@ -21,24 +21,16 @@ impl Remediator {
     /// `succeeded` at once for a recipe without checks.
     pub(super) async fn verify(&self, run: &RunPlan) -> Result<(), StoreError> {
         let (id, recipe) = (run.id, run.plan.recipe.as_deref());
-        let Some(verify) = &run.plan.verify else {
-            self.store
-                .transition(
-                    id,
-                    State::Remediating,
-                    State::Verifying,
-                    None,
-                    Event::VerifyStarted {
-                        checks: 0,
-                        window: None,
-                    },
-                )
-                .await?;
-            let ending = Event::Succeeded {
-                results: None,
-                reason: "commands succeeded; the recipe defines no checks".into(),
-            };
-            return self.finish(id, State::Verifying, recipe, ending).await;
+        let started_event = Event::VerifyStarted {
+            checks: run
+                .plan
+                .verify
+                .as_ref()
+                .map_or(0, |verify| verify.checks.len()),
+            window: run.plan.verify.as_ref().map(|verify| VerifyWindow {
+                within: verify.within,
+                interval: verify.interval,
+            }),
         };
         self.store
             .transition(
@@ -46,15 +38,16 @@ impl Remediator {
                 State::Remediating,
                 State::Verifying,
                 None,
-                Event::VerifyStarted {
-                    checks: verify.checks.len(),
-                    window: Some(VerifyWindow {
-                        within: verify.within,
-                        interval: verify.interval,
-                    }),
-                },
+                started_event,
             )
             .await?;
+        let Some(verify) = &run.plan.verify else {
+            let ending = Event::Succeeded {
+                results: None,
+                reason: "commands succeeded; the recipe defines no checks".into(),
+            };
+            return self.finish(id, State::Verifying, recipe, ending).await;
+        };
         let started = Instant::now();
         let deadline = started + verify.within;
         let mut poll = 0u32;
