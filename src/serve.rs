@@ -172,7 +172,8 @@ impl App {
                     metrics.clone(),
                     wake.clone(),
                 )
-                .map(Arc::new)
+                // Stops taking work the moment salve starts draining.
+                .map(|remediator| Arc::new(remediator.stopping_with(shutdown.child_token())))
             })
             .transpose()?;
         let outbox_wake = Arc::new(Notify::new());

@@ -136,6 +136,15 @@ impl Remediator {
         Remediator { clock, ..self }
     }
 
+    /// The same remediator, taking no new work once `stop` is cancelled (a child of the
+    /// process's one shutdown token); `stop_taking_work` cancels it too.
+    pub fn stopping_with(self, stop: tokio_util::sync::CancellationToken) -> Remediator {
+        Remediator {
+            stopping: stop,
+            ..self
+        }
+    }
+
     fn state(&self) -> MutexGuard<'_, RemediatorState> {
         self.state.lock().expect("remediator state lock")
     }
