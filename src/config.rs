@@ -483,54 +483,149 @@ pub fn load_with_env(
 /// `load_with_env` on settings text already in memory; `origin` names it in problems
 /// (`origin:line: message`) and in [`Config::origin`]. Still reads the `*_file` secrets
 /// and checks `ssh.known_hosts` exists, as the file would.
+///
+/// Two phases: [`parse_layered`] stops at the first problem (nothing after it could be
+/// trusted); the semantic checks then run section by section, in file order, and report
+/// every problem they find.
 pub fn load_from_str(
     origin: &str,
     text: &str,
     env: BTreeMap<String, String>,
 ) -> Result<Config, Vec<ConfigProblem>> {
-    let origin = origin.to_owned();
-    let problem = |line: Option<usize>, message: String| ConfigProblem {
-        file: origin.clone(),
-        line,
-        message,
-    };
+    let settings = parse_layered(origin, text, env)?;
 
-    // First pass on the file alone: toml's own errors carry a position, the config
-    // crate's do not, so a typo is reported as file:line.
-    if let Err(e) = toml::from_str::<Settings>(text) {
-        let line = if e.message().trim() == BLANK_SECRET {
-            // Inside a `kind`-tagged channel serde buffers the values and the span is
-            // lost; the blank string itself is easy to find.
-            first_blank_string(text)
-        } else {
-            None
+    let mut problems = Problems::new(origin, text);
+    let credentials = server_problems(&settings.server, &mut problems);
+    let api_tokens = api_tokens(&settings.server.api, &credentials, &mut problems);
+    let grafana_secret = grafana_secret(&settings.intake.grafana, &mut problems);
+    intake_problems(&settings.intake.limits, &mut problems);
+    limit_problems(&settings.limits, &mut problems);
+    engine_problems(&settings.engine, &settings.ssh, &mut problems);
+    store_problems(&settings.store, &mut problems);
+    escalation_problems(&settings.escalation, &mut problems);
+    host_problems(&settings.hosts, &mut problems);
+
+    if !problems.list.is_empty() {
+        return Err(problems.list);
+    }
+    Ok(Config {
+        settings,
+        origin: origin.to_owned(),
+        bearer_token: credentials.bearer_token,
+        basic: credentials.basic,
+        grafana_secret,
+        api_tokens,
+    })
+}
+
+/// The semantic problems found so far in one settings text, each located by its key
+/// path (`[section, key]`) in that text.
+struct Problems<'a> {
+    origin: &'a str,
+    text: &'a str,
+    list: Vec<ConfigProblem>,
+}
+
+impl<'a> Problems<'a> {
+    fn new(origin: &'a str, text: &'a str) -> Problems<'a> {
+        Problems {
+            origin,
+            text,
+            list: Vec::new(),
         }
-        .or_else(|| {
-            e.span()
-                .map(|span| tomlspan::line_of_offset(text, span.start))
-        });
-        return Err(vec![problem(
-            line,
-            without_quoted_values(e.message().trim()),
-        )]);
     }
 
-    // An override set to nothing is a mistake (`VAR=$(cat missing-file)`, `VAR=" "`), and
-    // for a secret it would read as "configured": name the variable, never its value.
-    let blank: Vec<ConfigProblem> = env
-        .iter()
+    /// A problem at `path`, blamed on the line where the file sets it (none when only the
+    /// environment or a default does).
+    fn at(&mut self, path: &[&str], message: impl Into<String>) {
+        self.list.push(ConfigProblem {
+            file: self.origin.to_owned(),
+            line: tomlspan::line_of_path(self.text, path),
+            message: message.into(),
+        });
+    }
+
+    /// `section.key must be > 0` for each key whose value is zero.
+    fn unless_positive(&mut self, section: &str, keys: &[(&str, bool)]) {
+        for &(key, zero) in keys {
+            if zero {
+                self.at(&[section, key], format!("{section}.{key} must be > 0"));
+            }
+        }
+    }
+
+    /// The secret given inline or in `{key}_file`, or `None` (with the problem noted at
+    /// `blame`) when it cannot be read.
+    fn secret(
+        &mut self,
+        name: &str,
+        inline: Option<Secret>,
+        file: Option<&Path>,
+        blame: &[&str],
+    ) -> Option<Secret> {
+        secret_from(name, inline, file).unwrap_or_else(|message| {
+            self.at(blame, message);
+            None
+        })
+    }
+}
+
+/// The first phase: the file alone (for toml's positions), then the environment's
+/// overrides, then both layered through the `config` crate into [`Settings`]. Stops at
+/// the first problem.
+fn parse_layered(
+    origin: &str,
+    text: &str,
+    env: BTreeMap<String, String>,
+) -> Result<Settings, Vec<ConfigProblem>> {
+    file_alone(origin, text).map_err(|problem| vec![problem])?;
+    let blank = blank_overrides(&env);
+    if !blank.is_empty() {
+        return Err(blank);
+    }
+    layered(text, env).map_err(|problem| vec![problem])
+}
+
+/// The file parsed on its own: toml's own errors carry a position, the config crate's
+/// do not, so a typo is reported as file:line.
+fn file_alone(origin: &str, text: &str) -> Result<(), ConfigProblem> {
+    let Err(e) = toml::from_str::<Settings>(text) else {
+        return Ok(());
+    };
+    let line = if e.message().trim() == BLANK_SECRET {
+        // Inside a `kind`-tagged channel serde buffers the values and the span is
+        // lost; the blank string itself is easy to find.
+        first_blank_string(text)
+    } else {
+        None
+    }
+    .or_else(|| {
+        e.span()
+            .map(|span| tomlspan::line_of_offset(text, span.start))
+    });
+    Err(ConfigProblem {
+        file: origin.to_owned(),
+        line,
+        message: without_quoted_values(e.message().trim()),
+    })
+}
+
+/// An override set to nothing is a mistake (`VAR=$(cat missing-file)`, `VAR=" "`), and
+/// for a secret it would read as "configured": name the variable, never its value.
+fn blank_overrides(env: &BTreeMap<String, String>) -> Vec<ConfigProblem> {
+    env.iter()
         .filter(|(_, value)| value.trim().is_empty())
         .map(|(name, _)| ConfigProblem {
             file: "environment".into(),
             line: None,
             message: format!("{name} is set but empty or whitespace-only"),
         })
-        .collect();
-    if !blank.is_empty() {
-        return Err(blank);
-    }
+        .collect()
+}
 
-    let layered = config::Config::builder()
+/// The file with the `SALVE_SECTION__KEY` overrides on top.
+fn layered(text: &str, env: BTreeMap<String, String>) -> Result<Settings, ConfigProblem> {
+    config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .add_source(
             config::Environment::with_prefix("SALVE")
@@ -543,103 +638,96 @@ pub fn load_from_str(
                 .source(Some(env.into_iter().collect())),
         )
         .build()
-        .and_then(|c| c.try_deserialize::<Settings>());
-    let settings = match layered {
-        Ok(settings) => settings,
-        Err(e) => {
-            return Err(vec![ConfigProblem {
-                file: "environment (SALVE_*)".into(),
-                line: None,
-                message: without_quoted_values(&e.to_string()),
-            }]);
-        }
-    };
+        .and_then(|c| c.try_deserialize::<Settings>())
+        .map_err(|e| ConfigProblem {
+            file: "environment (SALVE_*)".into(),
+            line: None,
+            message: without_quoted_values(&e.to_string()),
+        })
+}
 
-    let mut problems = Vec::new();
-    let at = |path: &[&str]| tomlspan::line_of_path(text, path);
+/// The webhook's credentials, as far as they could be read.
+struct WebhookCredentials {
+    bearer_token: Option<Secret>,
+    basic: Option<(String, Secret)>,
+}
 
-    if settings.server.body_limit_bytes == 0 {
-        problems.push(problem(
-            at(&["server", "body_limit_bytes"]),
-            "server.body_limit_bytes must be > 0".into(),
-        ));
-    }
-    let auth = &settings.server.auth;
-    let bearer_token = secret_from(
+/// `[server]`: sizes, the webhook's credentials, and no unauthenticated public listener.
+fn server_problems(server: &ServerSettings, problems: &mut Problems) -> WebhookCredentials {
+    problems.unless_positive(
+        "server",
+        &[("body_limit_bytes", server.body_limit_bytes == 0)],
+    );
+    let auth = &server.auth;
+    let bearer_token = problems.secret(
         "server.auth.bearer_token",
         auth.bearer_token.clone(),
         auth.bearer_token_file.as_deref(),
-    )
-    .unwrap_or_else(|message| {
-        problems.push(problem(
-            at(&["server", "auth", "bearer_token_file"]),
-            message,
-        ));
-        None
-    });
-    let basic_password = secret_from(
+        &["server", "auth", "bearer_token_file"],
+    );
+    let basic_password = problems.secret(
         "server.auth.basic_password",
         auth.basic_password.clone(),
         auth.basic_password_file.as_deref(),
-    )
-    .unwrap_or_else(|message| {
-        problems.push(problem(
-            at(&["server", "auth", "basic_password_file"]),
-            message,
-        ));
-        None
-    });
+        &["server", "auth", "basic_password_file"],
+    );
     let basic = match (&auth.basic_username, basic_password) {
         (Some(user), Some(password)) => Some((user.clone(), password)),
         (None, None) => None,
         _ => {
-            problems.push(problem(
-                at(&["server", "auth"]),
-                "server.auth: basic_username and basic_password must be set together".into(),
-            ));
+            problems.at(
+                &["server", "auth"],
+                "server.auth: basic_username and basic_password must be set together",
+            );
             None
         }
     };
-    let addr = settings.server.listen;
+    let addr = server.listen;
     if bearer_token.is_none()
         && basic.is_none()
         && !addr.ip().is_loopback()
-        && !settings.server.allow_unauthenticated
+        && !server.allow_unauthenticated
     {
-        problems.push(problem(
-            at(&["server", "listen"]),
+        problems.at(
+            &["server", "listen"],
             format!(
                 "server.listen {addr} is not loopback and no webhook credentials are set: \
                      configure server.auth, or set server.allow_unauthenticated = true"
             ),
-        ));
+        );
     }
-    for (key, zero) in [
-        ("body_timeout", settings.server.body_timeout.is_zero()),
-        ("max_connections", settings.server.max_connections == 0),
-    ] {
-        if zero {
-            problems.push(problem(
-                at(&["server", key]),
-                format!("server.{key} must be > 0"),
-            ));
-        }
+    problems.unless_positive(
+        "server",
+        &[
+            ("body_timeout", server.body_timeout.is_zero()),
+            ("max_connections", server.max_connections == 0),
+        ],
+    );
+    WebhookCredentials {
+        bearer_token,
+        basic,
     }
+}
+
+/// `[server.api]`: each token named once, readable, and distinct from the others and
+/// from the webhook's credentials. Only the good ones are returned.
+fn api_tokens(
+    api: &ApiSettings,
+    webhook: &WebhookCredentials,
+    problems: &mut Problems,
+) -> Vec<ApiToken> {
     let mut api_tokens: Vec<ApiToken> = Vec::new();
-    for (index, entry) in settings.server.api.tokens.iter().enumerate() {
+    for (index, entry) in api.tokens.iter().enumerate() {
         let index_text = index.to_string();
-        let at_entry = |key: &str| at(&["server", "api", "tokens", &index_text, key]);
+        let entry_key = |key| ["server", "api", "tokens", index_text.as_str(), key];
         let label = format!("server.api.tokens[{index}]");
         if entry.name.trim().is_empty() {
-            problems.push(problem(at_entry("name"), format!("{label}.name is empty")));
-        } else if settings.server.api.tokens[..index]
-            .iter()
-            .any(|t| t.name == entry.name)
-        {
-            problems.push(problem(
-                at_entry("name"),
+            problems.at(&entry_key("name"), format!("{label}.name is empty"));
+        } else if api.tokens[..index].iter().any(|t| t.name == entry.name) {
+            problems.at(
+                &entry_key("name"),
                 format!("{label}: duplicate token name {:?}", entry.name),
-            ));
+            );
         }
         match secret_from(
             &format!("{label}.token"),
@@ -649,19 +737,22 @@ pub fn load_from_str(
             Ok(Some(token)) => {
                 let same = |other: &Secret| other.expose() == token.expose();
                 if api_tokens.iter().any(|t| same(&t.token)) {
-                    problems.push(problem(
-                        at_entry("name"),
+                    problems.at(
+                        &entry_key("name"),
                         format!("{label}: the same token as another API token"),
-                    ));
-                } else if bearer_token.as_ref().is_some_and(same)
-                    || basic.as_ref().is_some_and(|(_, password)| same(password))
+                    );
+                } else if webhook.bearer_token.as_ref().is_some_and(same)
+                    || webhook
+                        .basic
+                        .as_ref()
+                        .is_some_and(|(_, password)| same(password))
                 {
-                    problems.push(problem(
-                        at_entry("name"),
+                    problems.at(
+                        &entry_key("name"),
                         format!(
                             "{label}: the same secret as the webhook credential; the API needs its own"
                         ),
-                    ));
+                    );
                 } else {
                     api_tokens.push(ApiToken {
                         name: entry.name.clone(),
@@ -670,166 +761,169 @@ pub fn load_from_str(
                     });
                 }
             }
-            Ok(None) => problems.push(problem(
-                at_entry("name"),
+            Ok(None) => problems.at(
+                &entry_key("name"),
                 format!("{label}: set token_file (or token)"),
-            )),
-            Err(message) => problems.push(problem(at_entry("token_file"), message)),
+            ),
+            Err(message) => problems.at(&entry_key("token_file"), message),
         }
     }
-    let grafana = &settings.intake.grafana;
-    let grafana_secret = secret_from(
+    api_tokens
+}
+
+/// `[intake.grafana]`: the HMAC key, inline or from a file.
+fn grafana_secret(grafana: &GrafanaSettings, problems: &mut Problems) -> Option<Secret> {
+    problems.secret(
         "intake.grafana.hmac_secret",
         grafana.hmac_secret.clone(),
         grafana.hmac_secret_file.as_deref(),
+        &["intake", "grafana"],
     )
-    .unwrap_or_else(|message| {
-        problems.push(problem(at(&["intake", "grafana"]), message));
-        None
-    });
-    let intake = &settings.intake.limits;
-    for (key, value) in [
-        ("max_alerts", intake.max_alerts),
-        ("max_labels", intake.max_labels),
-        ("max_name_bytes", intake.max_name_bytes),
-        ("max_value_bytes", intake.max_value_bytes),
-    ] {
-        if value == 0 {
-            problems.push(problem(
-                at(&["intake", key]),
-                format!("intake.{key} must be > 0"),
-            ));
-        }
-    }
-    for (key, value) in [
-        (
-            "remediations_per_minute",
-            settings.limits.remediations_per_minute,
-        ),
-        ("per_host_per_minute", settings.limits.per_host_per_minute),
-    ] {
-        if value == 0 {
-            problems.push(problem(
-                at(&["limits", key]),
-                format!("limits.{key} must be > 0"),
-            ));
-        }
-    }
-    if settings.engine.max_parallel == 0 {
-        problems.push(problem(
-            at(&["engine", "max_parallel"]),
-            "engine.max_parallel must be > 0".into(),
-        ));
-    }
-    let ssh = &settings.ssh;
+}
+
+/// `[intake]`: every bound on a notification's size is positive.
+fn intake_problems(limits: &Limits, problems: &mut Problems) {
+    problems.unless_positive(
+        "intake",
+        &[
+            ("max_alerts", limits.max_alerts == 0),
+            ("max_labels", limits.max_labels == 0),
+            ("max_name_bytes", limits.max_name_bytes == 0),
+            ("max_value_bytes", limits.max_value_bytes == 0),
+        ],
+    );
+}
+
+/// `[limits]`: both rates are positive.
+fn limit_problems(limits: &LimitSettings, problems: &mut Problems) {
+    problems.unless_positive(
+        "limits",
+        &[
+            (
+                "remediations_per_minute",
+                limits.remediations_per_minute == 0,
+            ),
+            ("per_host_per_minute", limits.per_host_per_minute == 0),
+        ],
+    );
+}
+
+/// `[engine]` and `[ssh]`: enforce mode has the host keys it needs.
+fn engine_problems(engine: &EngineSettings, ssh: &SshSettings, problems: &mut Problems) {
+    problems.unless_positive("engine", &[("max_parallel", engine.max_parallel == 0)]);
     for (key, message) in ssh.problems() {
-        problems.push(problem(at(&["ssh", key]), message));
+        problems.at(&["ssh", key], message);
     }
     // Strict host key checking needs the keys: refuse to enforce without them rather
     // than discover it at 3 a.m. on the first incident.
-    if settings.engine.mode == Mode::Enforce {
+    if engine.mode == Mode::Enforce {
         match &ssh.known_hosts {
-            None => problems.push(problem(
-                at(&["engine", "mode"]),
-                "engine.mode = \"enforce\" needs ssh.known_hosts (salve never trusts a host key on first use)".into(),
-            )),
-            Some(path) if !path.is_file() => problems.push(problem(
-                at(&["ssh", "known_hosts"]),
+            None => problems.at(
+                &["engine", "mode"],
+                "engine.mode = \"enforce\" needs ssh.known_hosts (salve never trusts a host key on first use)",
+            ),
+            Some(path) if !path.is_file() => problems.at(
+                &["ssh", "known_hosts"],
                 format!("ssh.known_hosts {}: no such file", path.display()),
-            )),
+            ),
             Some(_) => {}
         }
     }
-    if !settings.store.url.starts_with("sqlite://") {
-        problems.push(problem(
-            at(&["store", "url"]),
+}
+
+/// `[store]`: a URL this build can open.
+fn store_problems(store: &StoreSettings, problems: &mut Problems) {
+    if !store.url.starts_with("sqlite://") {
+        problems.at(
+            &["store", "url"],
             // Only the scheme: a database URL may carry a password.
-            match settings.store.url.split_once("://") {
+            match store.url.split_once("://") {
                 Some((scheme, _)) => format!(
                     "store.url: scheme {scheme:?} is not supported by this build (only sqlite://PATH)"
                 ),
                 None => "store.url: expected sqlite://PATH".into(),
             },
-        ));
+        );
     }
-    for name in &settings.escalation.default {
-        if !settings.escalation.channels.contains_key(name) {
-            problems.push(problem(
-                at(&["escalation", "default"]),
-                format!("escalation.default names unknown channel {name:?}"),
-            ));
-        }
-    }
-    if settings.escalation.max_concurrent_deliveries == 0 {
-        problems.push(problem(
-            at(&["escalation", "max_concurrent_deliveries"]),
-            "escalation.max_concurrent_deliveries: must be > 0".into(),
-        ));
-    }
-    if settings.escalation.digest_window.is_zero() {
-        problems.push(problem(
-            at(&["escalation", "digest_window"]),
-            "escalation.digest_window: must be > 0".into(),
-        ));
-    }
-    for (name, channel) in &settings.escalation.channels {
-        // Read here (not only when the channel is built) so an empty file is a located
-        // config error for `salve check` too.
-        let secret_file = match channel {
-            ChannelSettings::Email(email) => email
-                .password_file
-                .as_deref()
-                .map(|file| ("password", email.password.clone(), file)),
-            ChannelSettings::Webhook(webhook) => webhook
-                .routing_key_file
-                .as_deref()
-                .map(|file| ("routing_key", webhook.routing_key.clone(), file)),
-            ChannelSettings::Log { .. } => None,
-        };
-        if let Some((key, inline, file)) = secret_file
-            && let Err(message) = secret_from(
-                &format!("escalation.channels.{name}.{key}"),
-                inline,
-                Some(file),
-            )
-        {
-            let file_key = format!("{key}_file");
-            problems.push(problem(
-                at(&["escalation", "channels", name, &file_key]),
-                message,
-            ));
-        }
-        if channel.max_per_minute() == Some(0) {
-            problems.push(problem(
-                at(&["escalation", "channels", name, "max_per_minute"]),
-                format!("escalation.channels.{name}.max_per_minute: must be > 0 (leave it out for no limit)"),
-            ));
-        }
-        for (key, message) in crate::notify::channel_problems(channel) {
-            problems.push(problem(
-                at(&["escalation", "channels", name, key]),
-                format!("escalation.channels.{name}.{key}: {message}"),
-            ));
-        }
-    }
-    for (index, message) in Inventory::new(settings.hosts.clone()).problems() {
-        problems.push(problem(
-            at(&["hosts", &index.to_string()]),
-            format!("hosts[{index}]: {message}"),
-        ));
-    }
+}
 
-    if !problems.is_empty() {
-        return Err(problems);
+/// `[escalation]`: the default route names channels that exist, the pacing is
+/// positive, and each channel is one that can be built.
+fn escalation_problems(escalation: &EscalationSettings, problems: &mut Problems) {
+    for name in &escalation.default {
+        if !escalation.channels.contains_key(name) {
+            problems.at(
+                &["escalation", "default"],
+                format!("escalation.default names unknown channel {name:?}"),
+            );
+        }
     }
-    Ok(Config {
-        settings,
-        origin,
-        bearer_token,
-        basic,
-        grafana_secret,
-        api_tokens,
-    })
+    if escalation.max_concurrent_deliveries == 0 {
+        problems.at(
+            &["escalation", "max_concurrent_deliveries"],
+            "escalation.max_concurrent_deliveries: must be > 0",
+        );
+    }
+    if escalation.digest_window.is_zero() {
+        problems.at(
+            &["escalation", "digest_window"],
+            "escalation.digest_window: must be > 0",
+        );
+    }
+    for (name, channel) in &escalation.channels {
+        channel_problems(name, channel, problems);
+    }
+}
+
+/// `[escalation.channels.NAME]`: its secret file readable and not blank, its rate
+/// positive, and whatever its kind checks without the network.
+fn channel_problems(name: &str, channel: &ChannelSettings, problems: &mut Problems) {
+    // Read here (not only when the channel is built) so an empty file is a located
+    // config error for `salve check` too.
+    let secret_file = match channel {
+        ChannelSettings::Email(email) => email
+            .password_file
+            .as_deref()
+            .map(|file| ("password", email.password.clone(), file)),
+        ChannelSettings::Webhook(webhook) => webhook
+            .routing_key_file
+            .as_deref()
+            .map(|file| ("routing_key", webhook.routing_key.clone(), file)),
+        ChannelSettings::Log { .. } => None,
+    };
+    if let Some((key, inline, file)) = secret_file {
+        let file_key = format!("{key}_file");
+        problems.secret(
+            &format!("escalation.channels.{name}.{key}"),
+            inline,
+            Some(file),
+            &["escalation", "channels", name, &file_key],
+        );
+    }
+    if channel.max_per_minute() == Some(0) {
+        problems.at(
+            &["escalation", "channels", name, "max_per_minute"],
+            format!(
+                "escalation.channels.{name}.max_per_minute: must be > 0 (leave it out for no limit)"
+            ),
+        );
+    }
+    for (key, message) in crate::notify::channel_problems(channel) {
+        problems.at(
+            &["escalation", "channels", name, key],
+            format!("escalation.channels.{name}.{key}: {message}"),
+        );
+    }
+}
+
+/// `[[hosts]]`: the inventory's own checks, located by entry.
+fn host_problems(hosts: &[Host], problems: &mut Problems) {
+    for (index, message) in Inventory::new(hosts.to_vec()).problems() {
+        problems.at(
+            &["hosts", &index.to_string()],
+            format!("hosts[{index}]: {message}"),
+        );
+    }
 }
 
 /// The line of the first empty or whitespace-only string value in `text`.
