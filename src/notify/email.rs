@@ -181,17 +181,8 @@ pub(crate) fn problems(channel: &EmailChannel) -> Vec<(&'static str, String)> {
         (None, true) => problems.push(("username", "a password is set but no username".into())),
         _ => {}
     }
-    if channel.password.is_some() && channel.password_file.is_some() {
-        problems.push((
-            "password_file",
-            "password and password_file are both set; choose one".into(),
-        ));
-    }
-    if let Some(path) = &channel.password_file
-        && !path.is_file()
-    {
-        problems.push(("password_file", format!("{}: no such file", path.display())));
-    }
+    // password and password_file (both set, unreadable, blank) are checked once, where the
+    // config reads the secret (`config::channel_problems`).
     // Not a secret: read it now, so `salve check` and startup refuse a CA that TLS would.
     if let Some(path) = &channel.ca_file
         && let Err(message) = ca_certificate(path)

@@ -176,20 +176,8 @@ pub(crate) fn problems(channel: &WebhookChannel) -> Vec<(&'static str, String)> 
             }
         }
     }
-    if channel.routing_key.is_some() && channel.routing_key_file.is_some() {
-        problems.push((
-            "routing_key_file",
-            "routing_key and routing_key_file are both set; choose one".into(),
-        ));
-    }
-    if let Some(path) = &channel.routing_key_file
-        && !path.is_file()
-    {
-        problems.push((
-            "routing_key_file",
-            format!("{}: no such file", path.display()),
-        ));
-    }
+    // routing_key and routing_key_file (both set, unreadable, blank) are checked once, where
+    // the config reads the secret (`config::channel_problems`).
     if channel.timeout.is_zero() {
         problems.push(("timeout", "must be > 0".into()));
     }
