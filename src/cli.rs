@@ -15,8 +15,8 @@ use crate::incident::{Incident, state_for};
 use crate::intake;
 use crate::plan::Plan;
 use crate::recipe::{self, PlanContext};
-use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
+use crate::store::{BreakerResetOutcome, Store};
 // Every piece of journal or alert text printed as text goes through this.
 use crate::terminal::escape_controls as safe;
 
@@ -65,7 +65,8 @@ pub enum Command {
         /// Recipe directory; default: the config's recipes.dir.
         dir: Option<PathBuf>,
     },
-    /// Circuit breakers: runs per (recipe, target) in each recipe's window.
+    /// Circuit breakers: runs per (recipe, breaker key) in each recipe's window; the key is
+    /// the target's inventory name unless the recipe sets `[breaker] key`.
     Breaker {
         #[command(subcommand)]
         action: BreakerAction,
@@ -100,17 +101,19 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum BreakerAction {
-    /// Every (recipe, target) with runs in its window; OPEN ones stop remediation.
+    /// Every (recipe, key) with runs in its window; OPEN ones stop remediation.
     List {
         #[arg(long)]
         json: bool,
     },
-    /// Forget the runs of RECIPE on TARGET so far: the next incident runs again.
+    /// Forget the runs of RECIPE under KEY so far: the next incident runs again. Exits
+    /// non-zero when that breaker never counted a run.
     Reset {
         /// Recipe name, e.g. service-restart.
         recipe: String,
-        /// Inventory host name, e.g. web1.
-        target: String,
+        /// The breaker key as `breaker list` shows it: the inventory host name (e.g. web1)
+        /// unless the recipe sets `[breaker] key` (e.g. web1/nginx).
+        key: String,
     },
 }
 
@@ -388,9 +391,10 @@ fn write_plan(out: &mut impl Write, alertname: &str, plan: &Plan) -> std::io::Re
     if let Some(breaker) = &plan.breaker {
         writeln!(
             out,
-            "  breaker:  {} runs in {}",
+            "  breaker:  {} runs in {}, key {}",
             breaker.max_runs,
-            humantime::format_duration(breaker.window)
+            humantime::format_duration(breaker.window),
+            safe(plan.breaker_key().unwrap_or_default())
         )?;
     }
     writeln!(out, "  escalate: {}", safe(&plan.escalate.join(", ")))?;
@@ -457,15 +461,17 @@ fn breaker(loaded: &Config, action: BreakerAction) -> anyhow::Result<ExitCode> {
                 } else {
                     writeln!(
                         out,
-                        "{:<6}  {:<24}  {:<16}  {:>9}  {:>8}  last run",
-                        "state", "recipe", "target", "runs/max", "window"
+                        "{:<6}  {:<24}  {:<24}  {:<16}  {:>9}  {:>8}  last run",
+                        "state", "recipe", "key", "target", "runs/max", "window"
                     )?;
                     for b in breakers {
                         writeln!(
                             out,
-                            "{:<6}  {:<24}  {:<16}  {:>9}  {:>8}  {}",
+                            "{:<6}  {:<24}  {:<24}  {:<16}  {:>9}  {:>8}  {}",
                             if b.open { "OPEN" } else { "closed" },
                             truncate(&b.recipe, 24),
+                            // The whole key: it is what `breaker reset` takes.
+                            safe(&b.key),
                             truncate(&b.target, 16),
                             format!(
                                 "{}/{}",
@@ -483,16 +489,23 @@ fn breaker(loaded: &Config, action: BreakerAction) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            BreakerAction::Reset { recipe, target } => {
+            BreakerAction::Reset { recipe, key } => {
                 let by = cli_user();
-                let Some(reset) = store.reset_breaker(&recipe, &target, &by).await? else {
-                    anyhow::bail!(
-                        "no incident ever ran or was stopped by {recipe} on {target}: nothing to reset"
-                    );
+                let outcome = store.reset_breaker(&recipe, &key, &by).await?;
+                let (recipe, key) = (safe(&recipe), safe(&key));
+                let reset = match outcome {
+                    BreakerResetOutcome::Reset(reset) => reset,
+                    BreakerResetOutcome::UnknownRecipe => anyhow::bail!(
+                        "no breaker of recipe {recipe}: it never ran (is the name right?); nothing to reset"
+                    ),
+                    BreakerResetOutcome::UnknownKey { known_keys } => anyhow::bail!(
+                        "recipe {recipe} never ran under breaker key {key:?}; nothing to reset (keys it ran under: {})",
+                        safe(&known_keys.join(", "))
+                    ),
                 };
                 writeln!(
                     out,
-                    "breaker reset: {recipe} on {target} ({} run(s) forgotten, journaled on incident {} by {by}); the next incident runs",
+                    "breaker reset: {recipe} key {key} ({} run(s) forgotten, journaled on incident {} by {by}); the next incident runs",
                     reset.runs_forgotten, reset.incident.0
                 )?;
             }

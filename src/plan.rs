@@ -116,6 +116,10 @@ pub struct PlannedBreaker {
     pub max_runs: u32,
     #[serde(with = "humantime_serde_compat")]
     pub window: Duration,
+    /// What runs are counted by, with the recipe: the rendered `[breaker] key`, or the
+    /// target's inventory name. Empty in plans stored before keys existed (the target).
+    #[serde(default)]
+    pub key: String,
 }
 
 /// Everything salve decided for one alert. Commands are complete shell lines in which
@@ -149,6 +153,15 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The key the breaker counts this plan's runs by (with the recipe): the planned
+    /// `[breaker] key`, else the target's inventory name; `None` without a target.
+    pub fn breaker_key(&self) -> Option<&str> {
+        match &self.breaker {
+            Some(breaker) if !breaker.key.is_empty() => Some(&breaker.key),
+            _ => self.target.as_ref().map(|target| target.name.as_str()),
+        }
+    }
+
     /// A plan that acts on nothing (unmatched or refused).
     pub fn inert(
         outcome: PlanOutcome,

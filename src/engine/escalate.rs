@@ -143,14 +143,16 @@ impl Escalator {
             ),
             (_, None) => format!("{reason}: {}", alertname.as_deref().unwrap_or("alert")),
         };
-        let breaker = match (plan.and_then(|p| p.breaker.as_ref()), &recipe, &target) {
-            (Some(breaker), Some(recipe), Some(target)) => {
+        let breaker_key = plan.and_then(Plan::breaker_key);
+        let breaker = match (plan.and_then(|p| p.breaker.as_ref()), &recipe, breaker_key) {
+            (Some(breaker), Some(recipe), Some(key)) => {
                 let runs = self
                     .store
-                    .runs_in_window(recipe, &target.name, breaker.window)
+                    .runs_in_window(recipe, key, breaker.window)
                     .await
                     .unwrap_or_default();
                 Some(BreakerWindow {
+                    key: key.to_owned(),
                     max_runs: breaker.max_runs,
                     window: humantime::format_duration(breaker.window).to_string(),
                     runs: runs

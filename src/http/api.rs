@@ -13,6 +13,7 @@ use super::auth::ApiDenied;
 use super::hooks::{Rejection, check_content_type, read_body_within};
 use crate::config::ApiScope;
 use crate::incident::IncidentId;
+use crate::store::BreakerResetOutcome;
 
 /// `limit` beyond this is cut to it.
 pub const MAX_PAGE: usize = 500;
@@ -152,12 +153,16 @@ pub async fn get_incident(
 #[serde(deny_unknown_fields)]
 pub struct BreakerReset {
     recipe: String,
-    target: String,
+    /// The breaker key (`salve breaker list`); `target` is accepted for it, as before
+    /// breaker keys, when the key is the target's name.
+    #[serde(alias = "target")]
+    key: String,
 }
 
-/// `POST /api/v1/breakers/reset` with `{"recipe": …, "target": …}`: the next incident for
-/// that pair runs again. Needs an `operate` token; journals `breaker_reset` with the
-/// token's name (`by`) on the pair's newest incident. 404 when that breaker never ran.
+/// `POST /api/v1/breakers/reset` with `{"recipe": …, "key": …}`: the next incident for
+/// that breaker runs again. Needs an `operate` token; journals `breaker_reset` with the
+/// token's name (`by`) on the key's newest incident. 404 when that breaker never ran
+/// (naming, for a recipe that did run, some keys it ran under).
 pub async fn reset_breaker(
     req: HttpRequest,
     body: web::Payload,
@@ -174,7 +179,7 @@ pub async fn reset_breaker(
     let reset: BreakerReset = match body.and_then(|bytes| {
         serde_json::from_slice(&bytes).map_err(|e| {
             Rejection::BadRequest(format!(
-                "expected {{\"recipe\": \"…\", \"target\": \"…\"}}: {e}"
+                "expected {{\"recipe\": \"…\", \"key\": \"…\"}}: {e}"
             ))
         })
     }) {
@@ -183,24 +188,31 @@ pub async fn reset_breaker(
     };
     match state
         .store
-        .reset_breaker(&reset.recipe, &reset.target, &by)
+        .reset_breaker(&reset.recipe, &reset.key, &by)
         .await
     {
-        Ok(Some(done)) => {
-            tracing::info!(recipe = %reset.recipe, target = %reset.target, by = %by, incident = done.incident.0, "breaker reset through the API");
+        Ok(BreakerResetOutcome::Reset(done)) => {
+            tracing::info!(recipe = %reset.recipe, key = %reset.key, by = %by, incident = done.incident.0, "breaker reset through the API");
             HttpResponse::Ok().json(json!({
                 "status": "ok",
                 "recipe": reset.recipe,
-                "target": reset.target,
+                "key": reset.key,
                 "by": by,
                 "runs_forgotten": done.runs_forgotten,
                 "journaled_on": done.incident.0,
             }))
         }
-        Ok(None) => HttpResponse::NotFound().json(json!({
+        Ok(BreakerResetOutcome::UnknownRecipe) => HttpResponse::NotFound().json(json!({
             "status": "error",
-            "error": "no incident ever ran or was stopped by this recipe on this target: nothing to reset",
+            "error": "no breaker of this recipe: it never ran; nothing to reset",
         })),
+        Ok(BreakerResetOutcome::UnknownKey { known_keys }) => {
+            HttpResponse::NotFound().json(json!({
+                "status": "error",
+                "error": "this recipe never ran under this breaker key; nothing to reset",
+                "known_keys": known_keys,
+            }))
+        }
         Err(e) => HttpResponse::ServiceUnavailable()
             .json(json!({ "status": "error", "error": e.to_string() })),
     }

@@ -101,10 +101,13 @@ pub enum Event {
         results: Vec<CheckResult>,
         reason: String,
     },
-    /// Final, not run: the runs the breaker counted.
+    /// Final, not run: the runs the breaker counted, under which key (absent in rows
+    /// written before breaker keys: the target).
     BreakerOpen {
         runs: Vec<RunRecord>,
         reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     /// Final, not run: no rate-limit token within `limits.max_wait`.
     RateLimited { reason: String },
@@ -137,10 +140,14 @@ pub enum Event {
         #[serde(flatten)]
         digest: Option<InDigest>,
     },
-    /// Someone (`by`: an API token's name, `cli:USER`) forgot the pair's runs.
+    /// Someone (`by`: an API token's name, `cli:USER`) forgot the runs of (recipe, key);
+    /// `target` is that of the incident it is journaled on. `key` is absent in rows written
+    /// before breaker keys (then it was the target).
     BreakerReset {
         recipe: String,
         target: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
         by: String,
         runs_forgotten: usize,
     },
@@ -586,6 +593,7 @@ mod tests {
                     state: State::Succeeded,
                 }],
                 reason: reason(),
+                key: Some("web1/nginx".into()),
             },
             Event::RateLimited { reason: reason() },
             Event::ResolvedBeforeRun { reason: reason() },
@@ -630,6 +638,7 @@ mod tests {
             Event::BreakerReset {
                 recipe: "service-restart".into(),
                 target: "web1".into(),
+                key: Some("web1/nginx".into()),
                 by: "cli:root".into(),
                 runs_forgotten: 3,
             },
@@ -782,6 +791,10 @@ mod tests {
             (
                 "breaker_reset",
                 r#"{"by":"cli:root","recipe":"service-restart","runs_forgotten":2,"target":"web1"}"#,
+            ),
+            (
+                "breaker_reset",
+                r#"{"by":"ops","key":"web1/nginx","recipe":"service-restart","runs_forgotten":1,"target":"web1"}"#,
             ),
         ];
         let mut kinds = Vec::new();

@@ -24,9 +24,13 @@ pub struct RunSummary {
     pub state: String,
 }
 
-/// The circuit breaker's view of this recipe on this target.
+/// The circuit breaker's view of this recipe for this breaker key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BreakerWindow {
+    /// What the runs are counted by, with the recipe (`[breaker] key`, or the target's
+    /// name). Empty in escalations queued before breaker keys.
+    #[serde(default)]
+    pub key: String,
     pub max_runs: u32,
     /// The window as humantime text, e.g. `1h`.
     pub window: String,
@@ -180,6 +184,7 @@ impl Escalation {
         opt_line(&mut e.diagnostics_omitted);
         if let Some(breaker) = &mut e.breaker {
             line(&mut breaker.window);
+            line(&mut breaker.key);
         }
         e.generator_url = e.generator_url.as_deref().and_then(safe_link);
         e.silence_url = e.silence_url.as_deref().and_then(safe_link);
@@ -396,9 +401,14 @@ pub fn render_text(escalation: &Escalation) -> String {
     );
 
     if let Some(breaker) = &e.breaker {
+        let key = if breaker.key.is_empty() {
+            String::new()
+        } else {
+            format!(", key {}", one_line(&breaker.key))
+        };
         let _ = writeln!(
             out,
-            "\nRUNS IN THE BREAKER WINDOW ({} of at most {} in {})",
+            "\nRUNS IN THE BREAKER WINDOW ({} of at most {} in {}{key})",
             breaker.runs.len(),
             breaker.max_runs,
             one_line(&breaker.window)
@@ -703,6 +713,7 @@ pub fn sample() -> Escalation {
             user: Some("salve".into()),
         }),
         breaker: Some(BreakerWindow {
+            key: "web1/nginx".into(),
             max_runs: 3,
             window: "1h".into(),
             runs: Vec::new(),
@@ -779,7 +790,7 @@ mod tests {
             "\nWHY\n",
             "\nWHAT\n",
             "Target:   web1 (10.0.0.11:22, user salve)",
-            "\nRUNS IN THE BREAKER WINDOW (1 of at most 3 in 1h)\n",
+            "\nRUNS IN THE BREAKER WINDOW (1 of at most 3 in 1h, key web1/nginx)\n",
             "  #40 ",
             "\nSTEPS\n",
             "1. $ systemctl restart 'nginx'",

@@ -365,15 +365,34 @@ impl Validator<'_> {
         let verify = shape
             .verify
             .map(|verify| self.verify(verify, &declared, &params));
-        let breaker = shape.breaker.map(|breaker| Breaker {
-            max_runs: breaker.max_runs,
-            window: self.duration(
-                &["breaker", "window"],
-                Some(&breaker.window),
-                Duration::from_secs(600),
-            ),
+        let breaker = shape.breaker.map(|breaker| {
+            match breaker.key.as_deref() {
+                Some("") => self.report(
+                    &["breaker", "key"],
+                    "breaker.key is empty (leave it out to count runs per target)",
+                ),
+                Some(key) => self.template(
+                    &["breaker", "key"],
+                    TemplateKind::BreakerKey,
+                    key,
+                    &declared,
+                ),
+                None => {}
+            }
+            Breaker {
+                max_runs: breaker.max_runs,
+                window: self.duration(
+                    &["breaker", "window"],
+                    Some(&breaker.window),
+                    Duration::from_secs(600),
+                ),
+                key: breaker.key,
+            }
         });
-        if breaker.is_some_and(|breaker| breaker.max_runs == 0) {
+        if breaker
+            .as_ref()
+            .is_some_and(|breaker| breaker.max_runs == 0)
+        {
             self.report(
                 &["breaker", "max_runs"],
                 "breaker.max_runs must be at least 1",
@@ -1055,6 +1074,33 @@ attach = ["journalctl -u {{ service }}"]
                 ),
             ],
         );
+    }
+
+    #[test]
+    fn a_breaker_key_names_only_params_and_the_target() {
+        let with_key = |key: &str| {
+            format!("{GOOD}\n[breaker]\nmax_runs = 1\nwindow = \"1m\"\nkey = {key:?}\n")
+        };
+        for good in [
+            "{{ service }}",
+            "{{ target_name }}/{{ service }}",
+            "{{ target }}",
+        ] {
+            check(&with_key(good), &[]);
+        }
+        check(
+            &with_key("{{ labels.service }}"),
+            &[(15, "breaker.key: template uses `labels`: raw alert text")],
+        );
+        check(
+            &with_key("{{ servce }}"),
+            &[(15, "breaker.key: template uses unknown variable `servce`")],
+        );
+        check(
+            &with_key("{{ service | hots }}"),
+            &[(15, "breaker.key: template does not render: unknown filter")],
+        );
+        check(&with_key(""), &[(15, "breaker.key is empty")]);
     }
 
     #[test]

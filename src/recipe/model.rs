@@ -93,6 +93,7 @@ pub(crate) struct CheckFile {
 pub(crate) struct BreakerFile {
     pub max_runs: u32,
     pub window: String,
+    pub key: Option<String>,
 }
 
 /// `[escalate]`.
@@ -192,10 +193,14 @@ pub struct Verify {
     pub checks: Vec<Check>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Breaker {
     pub max_runs: u32,
     pub window: Duration,
+    /// `[breaker] key`: a template over the declared params, `target` and `target_name`
+    /// whose rendered text is what runs are counted by (with the recipe). `None`: the
+    /// target's inventory name, so each host has its own breaker.
+    pub key: Option<String>,
 }
 
 /// One validated recipe. Template fields hold template source that already parsed and names

@@ -13,6 +13,8 @@ use super::template::CommandContext;
 
 /// Longest alert value quoted back in a reason; alert text is untrusted and may be huge.
 const MAX_QUOTED_VALUE: usize = 100;
+/// Longest rendered `[breaker] key`.
+const MAX_BREAKER_KEY: usize = 200;
 
 /// What the planner needs besides the alert and the recipes.
 #[derive(Debug, Clone, Copy)]
@@ -160,6 +162,11 @@ impl RecipeSet {
             }
         };
 
+        let breaker = match self.plan_breaker(winner, &context) {
+            Ok(breaker) => breaker,
+            Err(reason) => return refuse(reason),
+        };
+
         let mode = if winner.mode == Mode::Enforce && ctx.global_mode == Mode::Enforce {
             Mode::Enforce
         } else {
@@ -177,13 +184,47 @@ impl RecipeSet {
             commands,
             command_timeout: winner.timeout,
             verify,
-            breaker: winner.breaker.map(|breaker| PlannedBreaker {
-                max_runs: breaker.max_runs,
-                window: breaker.window,
-            }),
+            breaker,
             escalate,
             attach,
         }
+    }
+
+    /// The recipe's breaker with its key rendered (the target's inventory name without
+    /// `[breaker] key`). A key that renders empty, too long or with control characters is
+    /// refused: it names a breaker in the CLI, the API and pages.
+    fn plan_breaker(
+        &self,
+        recipe: &Recipe,
+        context: &CommandContext,
+    ) -> Result<Option<PlannedBreaker>, String> {
+        let Some(breaker) = &recipe.breaker else {
+            return Ok(None);
+        };
+        let key = match &breaker.key {
+            None => context.target_name.clone(),
+            Some(source) => {
+                let key = self
+                    .templates
+                    .render_breaker_key(source, context)
+                    .map_err(|error| format!("breaker.key: template failed: {error}"))?;
+                if key.trim().is_empty() {
+                    return Err("breaker.key rendered empty".to_owned());
+                }
+                if key.chars().count() > MAX_BREAKER_KEY || key.chars().any(char::is_control) {
+                    return Err(format!(
+                        "breaker.key {} is longer than {MAX_BREAKER_KEY} characters or has control characters",
+                        quoted(&key)
+                    ));
+                }
+                key
+            }
+        };
+        Ok(Some(PlannedBreaker {
+            max_runs: breaker.max_runs,
+            window: breaker.window,
+            key,
+        }))
     }
 
     fn render_check(
@@ -526,8 +567,10 @@ window = "5m"
             plan.breaker,
             Some(PlannedBreaker {
                 max_runs: 2,
-                window: Duration::from_secs(300)
-            })
+                window: Duration::from_secs(300),
+                key: "web1".into(),
+            }),
+            "without [breaker] key, the target's inventory name"
         );
         assert_eq!(
             plan.escalate,
@@ -538,6 +581,38 @@ window = "5m"
             plan.params.get("service").map(String::as_str),
             Some("nginx")
         );
+    }
+
+    #[test]
+    fn the_breaker_key_renders_params_and_target_as_plain_text() {
+        let keyed = |key: &str| {
+            simple("a", "alertname=Down", "").replace(
+                "window = \"5m\"\n",
+                &format!("window = \"5m\"\nkey = {key:?}\n"),
+            )
+        };
+        for (key, note, expected) in [
+            ("{{ service }}", "n", Ok("nginx")),
+            ("{{ target_name }}/{{ service }}", "n", Ok("web1/nginx")),
+            ("{{ target }}:{{ note }}", "it's x", Ok("10.0.0.5:it's x")),
+            ("{{ note }}", " ", Err("breaker.key rendered empty")),
+            ("{{ note }}", "a\nb", Err("control characters")),
+        ] {
+            let set = RecipeSet::new(vec![recipe("a.toml", &keyed(key))]);
+            let mut alert = down("nginx");
+            alert.annotations.insert("note".into(), note.into());
+            let plan = plan_with(&set, &alert, Mode::Enforce);
+            match expected {
+                Ok(expected) => {
+                    assert_eq!(plan.outcome, PlanOutcome::Planned, "{key}: {plan:?}");
+                    assert_eq!(plan.breaker.unwrap().key, expected, "{key}");
+                }
+                Err(reason) => {
+                    assert_eq!(plan.outcome, PlanOutcome::Refused, "{key}");
+                    assert!(plan.reason.unwrap().contains(reason), "{key}");
+                }
+            }
+        }
     }
 
     #[test]

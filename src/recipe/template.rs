@@ -74,6 +74,9 @@ pub enum TemplateKind {
     /// HTTP check URLs: same variables as commands; every emitted value is percent-encoded,
     /// except `target`/`target_name` (inventory data, trusted), which are emitted as hosts.
     Url,
+    /// `[breaker] key`: params, `target`, `target_name`; plain text that is only ever
+    /// compared and shown (escaped), never part of a command.
+    BreakerKey,
 }
 
 impl TemplateKind {
@@ -88,6 +91,11 @@ impl TemplateKind {
                 .iter()
                 .cloned()
                 .chain(["target", "target_name", "host_labels"].map(str::to_owned))
+                .collect(),
+            TemplateKind::BreakerKey => params
+                .iter()
+                .cloned()
+                .chain(["target", "target_name"].map(str::to_owned))
                 .collect(),
         }
     }
@@ -176,6 +184,7 @@ pub struct RecipeTemplates {
     target: Environment<'static>,
     command: Environment<'static>,
     url: Environment<'static>,
+    breaker_key: Environment<'static>,
 }
 
 impl fmt::Debug for RecipeTemplates {
@@ -251,6 +260,7 @@ impl RecipeTemplates {
             target,
             command,
             url,
+            breaker_key: base_environment(),
         }
     }
 
@@ -259,6 +269,7 @@ impl RecipeTemplates {
             TemplateKind::Target => &self.target,
             TemplateKind::Command => &self.command,
             TemplateKind::Url => &self.url,
+            TemplateKind::BreakerKey => &self.breaker_key,
         }
     }
 
@@ -283,7 +294,7 @@ impl RecipeTemplates {
             let known = allowed.iter().cloned().collect::<Vec<_>>().join(", ");
             if kind != TemplateKind::Target && (name == "labels" || name == "annotations") {
                 problems.push(format!(
-                    "template uses `{name}`: raw alert text may not reach a command or URL; \
+                    "template uses `{name}`: raw alert text may not reach a command, URL or breaker key; \
                      declare a [params.NAME] with a pattern and use that (known: {known})"
                 ));
             } else {
@@ -335,7 +346,7 @@ impl RecipeTemplates {
                     .collect::<BTreeMap<String, Value>>(),
                 )
             }
-            TemplateKind::Command | TemplateKind::Url => {
+            TemplateKind::Command | TemplateKind::Url | TemplateKind::BreakerKey => {
                 let mut values: BTreeMap<String, Value> = params
                     .iter()
                     .map(|name| (name.clone(), Value::from(PROBE_VALUE)))
@@ -393,6 +404,20 @@ impl RecipeTemplates {
             Value::from(context.target_name.clone()),
         );
         self.render(TemplateKind::Command, source, values)
+    }
+
+    /// Renders a `[breaker] key` as plain text (params as validated, the target's address
+    /// and inventory name).
+    pub fn render_breaker_key(
+        &self,
+        source: &str,
+        context: &CommandContext,
+    ) -> Result<String, RenderError> {
+        let values = context.values(
+            Value::from(context.target.clone()),
+            Value::from(context.target_name.clone()),
+        );
+        self.render(TemplateKind::BreakerKey, source, values)
     }
 
     /// Renders an HTTP check URL: params percent-encoded, the target emitted as a host.

@@ -75,6 +75,18 @@ pub struct BreakerReset {
     pub runs_forgotten: usize,
 }
 
+/// What `reset_breaker` did: reset, or why there was nothing to reset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BreakerResetOutcome {
+    Reset(BreakerReset),
+    /// No run of the recipe was ever recorded (no such recipe, or it never ran).
+    UnknownRecipe,
+    /// The recipe ran, but never under that key; `known_keys` are some it ran under.
+    UnknownKey {
+        known_keys: Vec<String>,
+    },
+}
+
 /// A recipe's breaker setting, as planned.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BreakerLimit {
@@ -83,10 +95,13 @@ pub struct BreakerLimit {
     pub window: std::time::Duration,
 }
 
-/// One (recipe, target) breaker, for `salve breaker list` and the metric.
+/// One (recipe, breaker key) breaker, for `salve breaker list` and the metric.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BreakerStatus {
     pub recipe: String,
+    /// The recipe's rendered `[breaker] key`, or the target's name without one.
+    pub key: String,
+    /// The target of the newest run.
     pub target: String,
     pub runs_in_window: i64,
     pub max_runs: Option<u32>,
@@ -188,7 +203,7 @@ pub trait Store: Send + Sync + 'static {
     async fn append_event(&self, id: IncidentId, event: Event) -> Result<(), StoreError>;
 
     /// Start a remediation if the breaker allows, atomically: count the runs of
-    /// (recipe, target) since `window` ago (or the last reset, if later); below
+    /// (recipe, key) since `window` ago (or the last reset, if later); below
     /// `max_runs`, record this run, move `id` from `matched` to `remediating` and journal
     /// `started` (`remediation_started`) — and `first_step` after it, in the same
     /// transaction, so the first command's `step_started` costs no commit of its own;
@@ -201,6 +216,7 @@ pub trait Store: Send + Sync + 'static {
         id: IncidentId,
         recipe: &str,
         target: &str,
+        key: &str,
         limit: BreakerLimit,
         started: Event,
         first_step: Option<Event>,
@@ -219,27 +235,27 @@ pub trait Store: Send + Sync + 'static {
     /// The holds not yet over, by host.
     async fn host_holds(&self) -> Result<Vec<HostHold>, StoreError>;
 
-    /// Runs of (recipe, target) counted in the window now (after any reset), oldest first.
+    /// Runs of (recipe, breaker key) counted in the window now (after any reset), oldest first.
     async fn runs_in_window(
         &self,
         recipe: &str,
-        target: &str,
+        key: &str,
         window: std::time::Duration,
     ) -> Result<Vec<RunRecord>, StoreError>;
 
-    /// Every (recipe, target) with a run in its window, open or not.
+    /// Every (recipe, breaker key) with a run in its window, open or not.
     async fn breakers(&self) -> Result<Vec<BreakerStatus>, StoreError>;
 
-    /// Forget the runs of (recipe, target) so far: the next incident runs. `by` (an API
-    /// token's name, `cli:USER`) is journaled as a `breaker_reset` event on the pair's
-    /// newest incident, in the same transaction. `None` (nothing written) when no incident
-    /// ever ran or was stopped by that breaker.
+    /// Forget the runs of (recipe, breaker key) so far: the next incident runs. `by` (an
+    /// API token's name, `cli:USER`) is journaled as a `breaker_reset` event on the key's
+    /// newest incident, in the same transaction. Nothing is written when no incident ever
+    /// ran or was stopped by that breaker (`UnknownRecipe` / `UnknownKey`).
     async fn reset_breaker(
         &self,
         recipe: &str,
-        target: &str,
+        key: &str,
         by: &str,
-    ) -> Result<Option<BreakerReset>, StoreError>;
+    ) -> Result<BreakerResetOutcome, StoreError>;
 
     /// Incidents in an escalating state whose escalation is not queued yet.
     async fn incidents_to_escalate(&self, limit: usize) -> Result<Vec<Incident>, StoreError>;

@@ -17,8 +17,8 @@ use crate::alert::Alert;
 use crate::incident::{EscalationReason, Event, Incident, IncidentId, State};
 use crate::plan::Plan;
 use crate::store::{
-    BreakerLimit, BreakerReset, BreakerStatus, DiagnosticsClaim, Gap, HostHold, IncidentDetail,
-    Ingested, OutboxItem, RunGate, RunRecord, Store, StoreError,
+    BreakerLimit, BreakerResetOutcome, BreakerStatus, DiagnosticsClaim, Gap, HostHold,
+    IncidentDetail, Ingested, OutboxItem, RunGate, RunRecord, Store, StoreError,
 };
 
 mod breaker;
@@ -403,15 +403,17 @@ impl Store for SqliteStore {
         id: IncidentId,
         recipe: &str,
         target: &str,
+        key: &str,
         limit: BreakerLimit,
         started: Event,
         first_step: Option<Event>,
         now: DateTime<Utc>,
     ) -> Result<RunGate, StoreError> {
-        let (recipe, target) = (recipe.to_owned(), target.to_owned());
+        let (recipe, target, key) = (recipe.to_owned(), target.to_owned(), key.to_owned());
         self.write_with(move |conn| {
             let events = (&started, first_step.as_ref());
-            breaker::begin_run(conn, id, &recipe, &target, limit, events, now)
+            let breaker = (recipe.as_str(), target.as_str(), key.as_str());
+            breaker::begin_run(conn, id, breaker, limit, events, now)
         })
         .await
     }
@@ -419,11 +421,11 @@ impl Store for SqliteStore {
     async fn runs_in_window(
         &self,
         recipe: &str,
-        target: &str,
+        key: &str,
         window: Duration,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        let (recipe, target) = (recipe.to_owned(), target.to_owned());
-        self.read(move |conn| breaker::runs_in_window(conn, &recipe, &target, window, Utc::now()))
+        let (recipe, key) = (recipe.to_owned(), key.to_owned());
+        self.read(move |conn| breaker::runs_in_window(conn, &recipe, &key, window, Utc::now()))
             .await
     }
 
@@ -449,11 +451,11 @@ impl Store for SqliteStore {
     async fn reset_breaker(
         &self,
         recipe: &str,
-        target: &str,
+        key: &str,
         by: &str,
-    ) -> Result<Option<BreakerReset>, StoreError> {
-        let (recipe, target, by) = (recipe.to_owned(), target.to_owned(), by.to_owned());
-        self.write_with(move |conn| breaker::reset_breaker(conn, &recipe, &target, &by, Utc::now()))
+    ) -> Result<BreakerResetOutcome, StoreError> {
+        let (recipe, key, by) = (recipe.to_owned(), key.to_owned(), by.to_owned());
+        self.write_with(move |conn| breaker::reset_breaker(conn, &recipe, &key, &by, Utc::now()))
             .await
     }
 

@@ -51,6 +51,12 @@ impl RunPlan {
         self.plan.recipe.as_deref().unwrap_or_default()
     }
 
+    /// The key the breaker counts this run by, with the recipe (the target's name unless
+    /// the recipe sets `[breaker] key`).
+    fn breaker_key(&self) -> &str {
+        self.plan.breaker_key().unwrap_or(&self.target.name)
+    }
+
     fn breaker_limit(&self) -> BreakerLimit {
         BreakerLimit {
             max_runs: self.plan.breaker.as_ref().map(|b| b.max_runs),
@@ -197,7 +203,7 @@ impl Remediator {
         })
     }
 
-    /// Breaker: the store counts the window's runs of (recipe, target) and, below
+    /// Breaker: the store counts the window's runs of (recipe, breaker key) and, below
     /// `max_runs`, records this run and moves the incident to `remediating` with its first
     /// `step_started`, in one transaction; at `max_runs`, `breaker_open`. The store also
     /// refuses to start a resolved alert; closing it `resolved_before_run` is refused in
@@ -211,6 +217,7 @@ impl Remediator {
                     run.id,
                     run.recipe(),
                     &run.target.name,
+                    run.breaker_key(),
                     limit,
                     Event::RemediationStarted {
                         target: run.target.clone(),
@@ -236,13 +243,15 @@ impl Remediator {
             match gate {
                 RunGate::Started => return Ok(()),
                 RunGate::BreakerOpen { runs } => {
+                    let key = run.breaker_key();
                     let reason = format!(
-                        "circuit breaker open: {} already ran {} time(s) on {} in the last {} (max_runs {}); not run",
+                        "circuit breaker open: {} already ran {} time(s) for breaker key {:?} in the last {} (max_runs {}); not run on {}",
                         run.recipe(),
                         runs.len(),
-                        run.target.name,
+                        key,
                         humantime::format_duration(limit.window),
-                        limit.max_runs.unwrap_or_default()
+                        limit.max_runs.unwrap_or_default(),
+                        run.target.name,
                     );
                     self.metrics
                         .breaker_open
@@ -250,7 +259,11 @@ impl Remediator {
                             recipe: run.recipe().to_owned(),
                         })
                         .set(1);
-                    return Err(Refusal::NotRun(Event::BreakerOpen { runs, reason }));
+                    return Err(Refusal::NotRun(Event::BreakerOpen {
+                        runs,
+                        reason,
+                        key: Some(key.to_owned()),
+                    }));
                 }
                 RunGate::AlertResolved => {
                     match self

@@ -273,6 +273,7 @@ async fn the_breaker_opens_at_max_runs_and_lets_runs_again_once_they_left_the_wi
         breaker: Some(PlannedBreaker {
             max_runs: 3,
             window: Duration::from_secs(600),
+            key: String::new(),
         }),
         ..plan("web1", &["restart-it"])
     };
@@ -317,6 +318,59 @@ async fn the_breaker_opens_at_max_runs_and_lets_runs_again_once_they_left_the_wi
     bed.run_matched().await;
     assert_eq!(bed.state(sixth).await, State::BreakerOpen);
     assert_eq!(bed.runner.arrivals("restart-it").len(), 4);
+}
+
+/// Two units on one host under one recipe whose breaker key is the unit: the one that
+/// keeps failing verification opens its own breaker, the other still restarts.
+#[tokio::test(start_paused = true)]
+async fn a_flapping_unit_opens_only_its_own_breaker_key() {
+    let mut bed = Bed::new(
+        vec![
+            ("restart flappy", exits(0)),
+            ("restart steady", exits(0)),
+            ("is-up flappy", exits(1)),
+            ("is-up steady", exits(0)),
+        ],
+        generous_limits(),
+    );
+    let unit = |name: &str| Plan {
+        verify: Some(PlannedVerify {
+            within: Duration::from_secs(10),
+            interval: Duration::from_secs(5),
+            checks: vec![PlannedCheck::Command {
+                command: format!("is-up {name}"),
+                below: None,
+                above: None,
+            }],
+        }),
+        breaker: Some(PlannedBreaker {
+            max_runs: 2,
+            window: Duration::from_secs(600),
+            key: format!("web1/{name}"),
+        }),
+        ..plan("web1", &[&format!("restart {name}")])
+    };
+    for _ in 0..2 {
+        let id = bed.matched(&unit("flappy")).await;
+        bed.run_matched().await;
+        assert_eq!(bed.state(id).await, State::VerifyFailed);
+    }
+    let third = bed.matched(&unit("flappy")).await;
+    bed.run_matched().await;
+    assert_eq!(bed.state(third).await, State::BreakerOpen);
+    let detail = bed.detail(third).await;
+    assert!(detail.events.iter().any(|e| matches!(
+        &e.event,
+        Event::BreakerOpen { key: Some(key), runs, .. } if key == "web1/flappy" && runs.len() == 2
+    )));
+    let reason = detail.incident.reason.unwrap();
+    assert!(reason.contains("breaker key \"web1/flappy\""), "{reason}");
+
+    let steady = bed.matched(&unit("steady")).await;
+    bed.run_matched().await;
+    assert_eq!(bed.state(steady).await, State::Succeeded);
+    assert_eq!(bed.runner.arrivals("restart flappy").len(), 2);
+    assert_eq!(bed.runner.arrivals("restart steady").len(), 1);
 }
 
 #[tokio::test(start_paused = true)]

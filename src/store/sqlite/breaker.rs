@@ -1,5 +1,6 @@
 //! SQL for the breaker: the run log (a run starts only through `begin_run`, which checks
-//! the breaker in the same transaction), its window and resets, and its status. Each
+//! the breaker in the same transaction), its window and resets, and its status. A breaker
+//! is one (recipe, breaker key); the key is the target's name unless the recipe sets one. Each
 //! function runs inside the writer's batch transaction or on a read connection; none
 //! decides policy.
 
@@ -11,20 +12,24 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::rows::{state_from_text, time_column, time_text};
 use super::writer::{expect_state, journal, unavailable};
 use crate::incident::{Event, IncidentId, State};
-use crate::store::{BreakerLimit, BreakerReset, BreakerStatus, RunGate, RunRecord, StoreError};
+use crate::store::{
+    BreakerLimit, BreakerReset, BreakerResetOutcome, BreakerStatus, RunGate, RunRecord, StoreError,
+};
 
 fn window_start(
     conn: &Connection,
     recipe: &str,
-    target: &str,
+    key: &str,
     now: DateTime<Utc>,
     window: Duration,
 ) -> rusqlite::Result<String> {
     let since =
         time_text(now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX));
     let reset: Option<String> = conn
-        .prepare_cached("SELECT reset_at FROM breaker_resets WHERE recipe = ?1 AND target = ?2")?
-        .query_row(params![recipe, target], |row| row.get(0))
+        .prepare_cached(
+            "SELECT reset_at FROM breaker_resets WHERE recipe = ?1 AND breaker_key = ?2",
+        )?
+        .query_row(params![recipe, key], |row| row.get(0))
         .optional()?;
     // Fixed-width UTC text: the later of the two is the larger string.
     Ok(match reset {
@@ -36,16 +41,16 @@ fn window_start(
 pub(super) fn runs_since(
     conn: &Connection,
     recipe: &str,
-    target: &str,
+    key: &str,
     since: &str,
 ) -> rusqlite::Result<Vec<RunRecord>> {
     conn.prepare_cached(
         "SELECT runs.incident_id, runs.started_at, incidents.state
          FROM runs JOIN incidents ON incidents.id = runs.incident_id
-         WHERE runs.recipe = ?1 AND runs.target = ?2 AND runs.started_at > ?3
+         WHERE runs.recipe = ?1 AND runs.breaker_key = ?2 AND runs.started_at > ?3
          ORDER BY runs.started_at, runs.id",
     )?
-    .query_map(params![recipe, target, since], |row| {
+    .query_map(params![recipe, key, since], |row| {
         let state: String = row.get(2)?;
         Ok(RunRecord {
             incident_id: IncidentId(row.get(0)?),
@@ -59,19 +64,18 @@ pub(super) fn runs_since(
 pub(super) fn runs_in_window(
     conn: &Connection,
     recipe: &str,
-    target: &str,
+    key: &str,
     window: Duration,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Vec<RunRecord>> {
-    let since = window_start(conn, recipe, target, now, window)?;
-    runs_since(conn, recipe, target, &since)
+    let since = window_start(conn, recipe, key, now, window)?;
+    runs_since(conn, recipe, key, &since)
 }
 
 pub(super) fn begin_run(
     conn: &Connection,
     id: IncidentId,
-    recipe: &str,
-    target: &str,
+    (recipe, target, key): (&str, &str, &str),
     limit: BreakerLimit,
     (started, first_step): (&Event, Option<&Event>),
     now: DateTime<Utc>,
@@ -80,7 +84,7 @@ pub(super) fn begin_run(
     if alert_resolved(conn, id).map_err(unavailable)? {
         return Ok(RunGate::AlertResolved);
     }
-    let runs = runs_in_window(conn, recipe, target, limit.window, now).map_err(unavailable)?;
+    let runs = runs_in_window(conn, recipe, key, limit.window, now).map_err(unavailable)?;
     if let Some(max_runs) = limit.max_runs
         && runs.len() >= max_runs as usize
     {
@@ -89,13 +93,15 @@ pub(super) fn begin_run(
     let at = time_text(now);
     let write = || -> rusqlite::Result<()> {
         conn.prepare_cached(
-            "INSERT INTO runs (incident_id, recipe, target, started_at, max_runs, window_seconds)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO runs (incident_id, recipe, target, breaker_key, started_at, max_runs,
+                               window_seconds)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
         .execute(params![
             id.0,
             recipe,
             target,
+            key,
             at,
             limit.max_runs,
             limit.window.as_secs() as i64
@@ -117,50 +123,70 @@ fn alert_resolved(conn: &Connection, id: IncidentId) -> rusqlite::Result<bool> {
         .query_row(params![id.0], |row| row.get(0))
 }
 
+/// At most this many of a recipe's keys are named when a reset names an unknown one.
+const KNOWN_KEYS_SHOWN: i64 = 20;
+
 pub(super) fn reset_breaker(
     conn: &Connection,
     recipe: &str,
-    target: &str,
+    key: &str,
     by: &str,
     now: DateTime<Utc>,
-) -> Result<Option<BreakerReset>, StoreError> {
-    let write = || -> rusqlite::Result<Option<BreakerReset>> {
-        // The incident the reset is recorded on: the pair's newest run or breaker_open.
-        let newest: Option<i64> = conn
+) -> Result<BreakerResetOutcome, StoreError> {
+    let write = || -> rusqlite::Result<BreakerResetOutcome> {
+        // The incident the reset is recorded on: the key's newest run or breaker_open.
+        let newest: Option<(i64, Option<String>)> = conn
             .prepare_cached(
-                "SELECT MAX(id) FROM (
-                   SELECT incident_id AS id FROM runs WHERE recipe = ?1 AND target = ?2
+                "SELECT id, target FROM (
+                   SELECT incident_id AS id, target FROM runs
+                     WHERE recipe = ?1 AND breaker_key = ?2
                    UNION ALL
-                   SELECT id FROM incidents WHERE state = 'breaker_open'
+                   SELECT id, json_extract(plan, '$.target.name') FROM incidents
+                     WHERE state = 'breaker_open'
                      AND json_extract(plan, '$.recipe') = ?1
-                     AND json_extract(plan, '$.target.name') = ?2)",
+                     AND COALESCE(NULLIF(json_extract(plan, '$.breaker.key'), ''),
+                                  json_extract(plan, '$.target.name')) = ?2)
+                 ORDER BY id DESC LIMIT 1",
             )?
-            .query_row(params![recipe, target], |row| row.get(0))?;
-        let Some(newest) = newest else {
-            return Ok(None);
+            .query_row(params![recipe, key], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        let Some((newest, target)) = newest else {
+            let known_keys = conn
+                .prepare_cached(
+                    "SELECT DISTINCT breaker_key FROM runs WHERE recipe = ?1
+                     ORDER BY breaker_key LIMIT ?2",
+                )?
+                .query_map(params![recipe, KNOWN_KEYS_SHOWN], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            return Ok(if known_keys.is_empty() {
+                BreakerResetOutcome::UnknownRecipe
+            } else {
+                BreakerResetOutcome::UnknownKey { known_keys }
+            });
         };
         let last_reset: String = conn
             .prepare_cached(
                 "SELECT COALESCE(MAX(reset_at), '') FROM breaker_resets
-                 WHERE recipe = ?1 AND target = ?2",
+                 WHERE recipe = ?1 AND breaker_key = ?2",
             )?
-            .query_row(params![recipe, target], |row| row.get(0))?;
-        let runs_forgotten = runs_since(conn, recipe, target, &last_reset)?.len();
+            .query_row(params![recipe, key], |row| row.get(0))?;
+        let runs_forgotten = runs_since(conn, recipe, key, &last_reset)?.len();
         let at = time_text(now);
         conn.prepare_cached(
-            "INSERT INTO breaker_resets (recipe, target, reset_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (recipe, target) DO UPDATE SET reset_at = excluded.reset_at",
+            "INSERT INTO breaker_resets (recipe, breaker_key, reset_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (recipe, breaker_key) DO UPDATE SET reset_at = excluded.reset_at",
         )?
-        .execute(params![recipe, target, at])?;
+        .execute(params![recipe, key, at])?;
         let incident = IncidentId(newest);
         let event = Event::BreakerReset {
             recipe: recipe.to_owned(),
-            target: target.to_owned(),
+            target: target.unwrap_or_default(),
+            key: Some(key.to_owned()),
             by: by.to_owned(),
             runs_forgotten,
         };
         journal(conn, incident, &at, &event)?;
-        Ok(Some(BreakerReset {
+        Ok(BreakerResetOutcome::Reset(BreakerReset {
             incident,
             runs_forgotten,
         }))
@@ -172,12 +198,13 @@ pub(super) fn breakers(
     conn: &Connection,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Vec<BreakerStatus>> {
-    // The newest run of each pair carries the recipe's current max_runs and window.
-    let latest: Vec<(String, String, Option<u32>, i64, String)> = conn
+    // The newest run of each breaker carries the recipe's current max_runs and window.
+    #[allow(clippy::type_complexity)]
+    let latest: Vec<(String, String, String, Option<u32>, i64, String)> = conn
         .prepare_cached(
-            "SELECT recipe, target, max_runs, window_seconds, started_at FROM runs
-             WHERE id IN (SELECT MAX(id) FROM runs GROUP BY recipe, target)
-             ORDER BY recipe, target",
+            "SELECT recipe, breaker_key, target, max_runs, window_seconds, started_at FROM runs
+             WHERE id IN (SELECT MAX(id) FROM runs GROUP BY recipe, breaker_key)
+             ORDER BY recipe, breaker_key",
         )?
         .query_map([], |row| {
             Ok((
@@ -186,21 +213,22 @@ pub(super) fn breakers(
                 row.get(2)?,
                 row.get(3)?,
                 row.get(4)?,
+                row.get(5)?,
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
     let mut statuses = Vec::new();
-    for (recipe, target, max_runs, window_seconds, last_run) in latest {
+    for (recipe, key, target, max_runs, window_seconds, last_run) in latest {
         let window = Duration::from_secs(window_seconds.max(0) as u64);
-        let runs = runs_in_window(conn, &recipe, &target, window, now)?;
+        let runs = runs_in_window(conn, &recipe, &key, window, now)?;
         if runs.is_empty() {
             continue;
         }
         let reset_at: Option<String> = conn
             .prepare_cached(
-                "SELECT reset_at FROM breaker_resets WHERE recipe = ?1 AND target = ?2",
+                "SELECT reset_at FROM breaker_resets WHERE recipe = ?1 AND breaker_key = ?2",
             )?
-            .query_row(params![recipe, target], |row| row.get(0))
+            .query_row(params![recipe, key], |row| row.get(0))
             .optional()?;
         statuses.push(BreakerStatus {
             open: max_runs.is_some_and(|max| runs.len() >= max as usize),
@@ -209,13 +237,14 @@ pub(super) fn breakers(
             window_seconds,
             last_run: last_run.parse().map_err(|e| {
                 rusqlite::Error::FromSqlConversionFailure(
-                    4,
+                    5,
                     rusqlite::types::Type::Text,
                     Box::new(e),
                 )
             })?,
             reset_at: reset_at.and_then(|text| text.parse().ok()),
             recipe,
+            key,
             target,
         });
     }

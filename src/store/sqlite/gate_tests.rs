@@ -47,13 +47,25 @@ const LIMIT: BreakerLimit = BreakerLimit {
     window: Duration::from_secs(600),
 };
 
-/// Asks to start incident `id`'s service-restart run on `target`, under `LIMIT`.
+/// Asks to start incident `id`'s service-restart run on `target`, under `LIMIT`, with the
+/// target as its breaker key (a recipe without `[breaker] key`).
 async fn try_run(store: &SqliteStore, id: IncidentId, target: &str) -> Result<RunGate, StoreError> {
+    try_run_keyed(store, id, target, target).await
+}
+
+/// As [`try_run`], counted under breaker `key`.
+async fn try_run_keyed(
+    store: &SqliteStore,
+    id: IncidentId,
+    target: &str,
+    key: &str,
+) -> Result<RunGate, StoreError> {
     store
         .begin_run(
             id,
             "service-restart",
             target,
+            key,
             LIMIT,
             super::tests::remediation_started(),
             None,
@@ -97,11 +109,13 @@ async fn the_breaker_opens_at_max_runs_holds_across_reopen_and_resets() {
     assert!(web1.open && web1.runs_in_window == 2, "{web1:?}");
     assert!(!breakers.iter().find(|b| b.target == "web2").unwrap().open);
 
-    let reset = store
+    let BreakerResetOutcome::Reset(reset) = store
         .reset_breaker("service-restart", "web1", "ops")
         .await
         .unwrap()
-        .expect("web1 has runs to forget");
+    else {
+        panic!("web1 has runs to forget");
+    };
     assert_eq!(reset.runs_forgotten, 2);
     let journal = store
         .incident(reset.incident)
@@ -122,14 +136,102 @@ async fn the_breaker_opens_at_max_runs_holds_across_reopen_and_resets() {
             .reset_breaker("service-restart", "nowhere", "ops")
             .await
             .unwrap(),
-        None,
-        "a pair that never ran has nothing to reset"
+        BreakerResetOutcome::UnknownKey {
+            known_keys: vec!["web1".into(), "web2".into()]
+        },
+        "a key that never ran has nothing to reset"
+    );
+    assert_eq!(
+        store
+            .reset_breaker("no-such-recipe", "web1", "ops")
+            .await
+            .unwrap(),
+        BreakerResetOutcome::UnknownRecipe,
+        "a recipe that never ran has nothing to reset"
     );
     assert_eq!(
         try_run(&store, third, "web1").await.unwrap(),
         RunGate::Started
     );
     assert_eq!(store.remediation_totals().await.unwrap(), (4, 0));
+}
+
+#[tokio::test]
+async fn each_breaker_key_of_one_target_has_its_own_breaker() {
+    let (_dir, store) = super::tests::temp_store();
+    for n in 0..2 {
+        let id = matched(&store, n).await;
+        let gate = try_run_keyed(&store, id, "web1", "web1/flappy").await;
+        assert_eq!(gate.unwrap(), RunGate::Started);
+    }
+    let flappy = matched(&store, 2).await;
+    assert!(matches!(
+        try_run_keyed(&store, flappy, "web1", "web1/flappy")
+            .await
+            .unwrap(),
+        RunGate::BreakerOpen { .. }
+    ));
+    // The same host, another key: not blocked.
+    let steady = matched(&store, 3).await;
+    assert_eq!(
+        try_run_keyed(&store, steady, "web1", "web1/steady")
+            .await
+            .unwrap(),
+        RunGate::Started
+    );
+    let breakers = store.breakers().await.unwrap();
+    let listed: Vec<(&str, &str, bool)> = breakers
+        .iter()
+        .map(|b| (b.key.as_str(), b.target.as_str(), b.open))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("web1/flappy", "web1", true),
+            ("web1/steady", "web1", false)
+        ]
+    );
+    assert_eq!(
+        store
+            .runs_in_window("service-restart", "web1/flappy", LIMIT.window)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // A reset names the key and forgets only its runs.
+    let BreakerResetOutcome::Reset(reset) = store
+        .reset_breaker("service-restart", "web1/flappy", "ops")
+        .await
+        .unwrap()
+    else {
+        panic!("web1/flappy has runs to forget");
+    };
+    assert_eq!(reset.runs_forgotten, 2);
+    let journaled = store
+        .incident(reset.incident)
+        .await
+        .unwrap()
+        .unwrap()
+        .events;
+    assert!(journaled.iter().any(|e| matches!(
+        &e.event,
+        Event::BreakerReset { key: Some(key), target, .. } if key == "web1/flappy" && target == "web1"
+    )));
+    assert_eq!(
+        store
+            .runs_in_window("service-restart", "web1/steady", LIMIT.window)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        try_run_keyed(&store, flappy, "web1", "web1/flappy")
+            .await
+            .unwrap(),
+        RunGate::Started
+    );
 }
 
 #[tokio::test]

@@ -1244,6 +1244,63 @@ async fn migration_4_keeps_rows_that_shared_a_key_across_sources_readable() {
     assert_eq!(counts.iter().sum::<i64>(), 5, "{counts:?}");
 }
 
+#[tokio::test]
+async fn migration_6_counts_old_runs_and_resets_under_their_target_as_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("salve.db");
+    {
+        // A version-5 store: two runs of r on web1 (the second after a reset) and a
+        // breaker_open incident, all counted per target.
+        let conn = Connection::open(&path).unwrap();
+        for step in &schema::MIGRATIONS[..5] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        for id in 1..=3 {
+            conn.execute(
+                "INSERT INTO incidents (id, source, fingerprint, starts_at, alert_status,
+                     labels, annotations, state, plan, first_seen, last_seen, receive_count)
+                 VALUES (?1, 'generic', 'aa', ?2, 'firing', '{}', '{}', ?3, ?4, ?2, ?2, 1)",
+                params![
+                    id,
+                    format!("2026-11-28T10:00:0{id}.000000000Z"),
+                    if id == 3 { "breaker_open" } else { "succeeded" },
+                    r#"{"recipe":"r","target":{"name":"web1"},"breaker":{"max_runs":1,"window":"1h"}}"#,
+                ],
+            )
+            .unwrap();
+        }
+        let now = Utc::now();
+        let at = |seconds: i64| rows::time_text(now - chrono::Duration::seconds(seconds));
+        conn.execute(
+            "INSERT INTO runs (incident_id, recipe, target, started_at, max_runs, window_seconds)
+             VALUES (1, 'r', 'web1', ?1, 1, 3600), (2, 'r', 'web1', ?2, 1, 3600)",
+            params![at(30), at(10)],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO breaker_resets (recipe, target, reset_at) VALUES ('r', 'web1', ?1)",
+            params![at(20)],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open_path(&path).unwrap();
+    let window = Duration::from_secs(3600);
+    // The reset still hides the first run; the second counts under key web1.
+    let runs = store.runs_in_window("r", "web1", window).await.unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].incident_id, IncidentId(2));
+    let breakers = store.breakers().await.unwrap();
+    assert_eq!(breakers.len(), 1);
+    assert_eq!((breakers[0].key.as_str(), breakers[0].open), ("web1", true));
+    // A reset by the old pair's target finds the breaker_open incident (no key in its plan).
+    let outcome = store.reset_breaker("r", "web1", "ops").await.unwrap();
+    assert!(
+        matches!(outcome, crate::store::BreakerResetOutcome::Reset(reset) if reset.incident == IncidentId(3) && reset.runs_forgotten == 1),
+        "{outcome:?}"
+    );
+}
+
 /// A write that succeeds inside its savepoint but makes its batch's COMMIT fail: a
 /// foreign-key violation SQLite only checks at commit (`defer_foreign_keys`).
 async fn write_failing_at_commit(store: &SqliteStore) -> Result<(), StoreError> {
