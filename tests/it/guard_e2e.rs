@@ -116,7 +116,7 @@ async fn breaker_opens_after_max_runs_survives_restart_and_resets() {
     );
 
     let reset = salve
-        .run_cli(&["breaker", "reset", "service-restart", "web1"])
+        .run_cli(&["breaker", "reset", "service-restart", "web1/shop-api"])
         .await;
     assert!(reset.status.success(), "{}", text(&reset.stderr));
     salve.post_generic(service_down("shop-api", port, 5)).await;
