@@ -53,7 +53,8 @@ pub enum State {
     Failed,
     /// Commands ran but the checks did not all pass before `within` expired.
     VerifyFailed,
-    /// Not run: the recipe already ran `max_runs` times on this target in its window.
+    /// Not run: the recipe already ran `max_runs` times for its breaker key (by default
+    /// the target) in its window.
     BreakerOpen,
     /// Not run: the remediation rate limit stayed exhausted past `limits.max_wait`.
     RateLimited,
@@ -130,7 +131,8 @@ pub enum EscalationReason {
     Novel,
     /// A recipe matched but the alert could not be acted on safely.
     Refused,
-    /// The same fix ran too often on this target: the circuit breaker stopped it.
+    /// The same fix ran too often for its breaker key (by default the target): the
+    /// circuit breaker stopped it.
     BreakerOpen,
     /// Remediations were over their rate limit for too long.
     RateLimited,
@@ -175,7 +177,7 @@ impl EscalationReason {
             EscalationReason::Novel => "no recipe handles this alert",
             EscalationReason::Refused => "salve refused to act on this alert",
             EscalationReason::BreakerOpen => {
-                "the circuit breaker is open: this fix ran too often on this target"
+                "the circuit breaker is open: this fix ran too often for this breaker key"
             }
             EscalationReason::RateLimited => "remediations were rate limited for too long",
             EscalationReason::Interrupted => "salve was interrupted during the remediation",

@@ -138,7 +138,7 @@ impl Metrics {
         let breaker_open = Family::<RecipeLabel, Gauge>::default();
         registry.register(
             "breaker_open",
-            "Open circuit breakers (targets whose recipe hit max_runs in its window), by recipe",
+            "Open circuit breakers (breaker keys whose recipe hit max_runs in its window), by recipe",
             breaker_open.clone(),
         );
         // Pre-create the closed label sets so every series exists from the first scrape.
