@@ -144,7 +144,7 @@ pub struct ApiTokenSettings {
     pub token: Option<Secret>,
     /// File holding the token (a trailing newline is ignored).
     pub token_file: Option<PathBuf>,
-    /// `read`: GET incidents. `operate`: also POST /api/v1/breakers/reset.
+    /// `read`: GET incidents and breakers. `operate`: also POST /api/v1/breakers/reset.
     pub scope: ApiScope,
 }
 

@@ -149,6 +149,19 @@ pub async fn get_incident(
     }
 }
 
+/// `GET /api/v1/breakers`: every (recipe, breaker key) with runs in its window, open or
+/// not — what `salve breaker list --json` prints. Needs a `read` token.
+pub async fn list_breakers(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(denied) = authorized(&req, &state, ApiScope::Read) {
+        return refusal(denied, ApiScope::Read);
+    }
+    match state.store.breakers().await {
+        Ok(breakers) => HttpResponse::Ok().json(breakers),
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .json(json!({ "status": "error", "error": e.to_string() })),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerReset {

@@ -114,6 +114,7 @@ pub fn server(
             .route("/metrics", web::get().to(api::metrics))
             .route("/api/v1/incidents", web::get().to(api::list_incidents))
             .route("/api/v1/incidents/{id}", web::get().to(api::get_incident))
+            .route("/api/v1/breakers", web::get().to(api::list_breakers))
             .route("/api/v1/breakers/reset", web::post().to(api::reset_breaker))
     })
     .workers(workers)

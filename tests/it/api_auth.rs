@@ -80,6 +80,7 @@ async fn the_webhook_credential_cannot_read_incidents_or_reset_breakers() {
     let incidents = format!("{base}/api/v1/incidents");
     let incident = format!("{base}/api/v1/incidents/{id}");
     let reset = format!("{base}/api/v1/breakers/reset");
+    let breakers = format!("{base}/api/v1/breakers");
     let reset_body = || Some(json!({ "recipe": "service-restart", "target": "web1" }));
     let (get, post) = (reqwest::Method::GET, reqwest::Method::POST);
 
@@ -87,6 +88,7 @@ async fn the_webhook_credential_cannot_read_incidents_or_reset_breakers() {
     for (method, url, body) in [
         (get.clone(), &incidents, None),
         (get.clone(), &incident, None),
+        (get.clone(), &breakers, None),
         (post.clone(), &reset, reset_body()),
     ] {
         let (status, answer) = call(method.clone(), url, Some(BEARER.1), body).await;
@@ -113,6 +115,8 @@ async fn the_webhook_credential_cannot_read_incidents_or_reset_breakers() {
     let (status, answer) = call(get.clone(), &incident, Some(&bearer(READ_TOKEN)), None).await;
     assert_eq!(status, 200, "{answer}");
     assert!(answer["events"].as_array().is_some_and(|e| !e.is_empty()));
+    let (status, answer) = call(get.clone(), &breakers, Some(&bearer(READ_TOKEN)), None).await;
+    assert_eq!((status, answer), (200, json!([])), "nothing ran yet");
     let (status, answer) = call(
         post.clone(),
         &reset,

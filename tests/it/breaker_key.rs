@@ -126,6 +126,16 @@ async fn one_flapping_unit_does_not_block_restarts_of_another_on_the_same_host()
             ("web1/shop-api", "web1", false)
         ]
     );
+    let by_api: Vec<Value> = http_client()
+        .get(format!("{}/api/v1/breakers", salve.base_url()))
+        .header("authorization", "Bearer ops-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_api, listed, "the API lists what the CLI lists");
     let table = text(&salve.run_cli(&["breaker", "list"]).await.stdout);
     assert!(
         table
