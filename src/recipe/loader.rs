@@ -330,17 +330,13 @@ impl Validator<'_> {
             );
         }
 
-        let mut matchers = Vec::new();
         let matcher_texts = shape.matchers.unwrap_or_default();
-        if matcher_texts.is_empty() {
-            self.report(&["match"], "recipe has no matchers: `match` needs at least one (e.g. ['alertname=\"ServiceDown\"'])");
+        let annotation_texts = shape.match_annotations.unwrap_or_default();
+        if matcher_texts.is_empty() && annotation_texts.is_empty() {
+            self.report(&["match"], "recipe has no matchers: `match` (or `match_annotations`) needs at least one (e.g. ['alertname=\"ServiceDown\"'])");
         }
-        for (index, text) in matcher_texts.iter().enumerate() {
-            match Matcher::parse(text) {
-                Ok(matcher) => matchers.push(matcher),
-                Err(error) => self.report(&["match", &index.to_string()], error.to_string()),
-            }
-        }
+        let matchers = self.matchers("match", &matcher_texts);
+        let annotation_matchers = self.matchers("match_annotations", &annotation_texts);
 
         let param_files = shape.params.unwrap_or_default();
         let declared: BTreeSet<String> = param_files.keys().cloned().collect();
@@ -408,6 +404,7 @@ impl Validator<'_> {
             description: shape.description,
             file: self.file.to_owned(),
             matchers,
+            annotation_matchers,
             target,
             mode: shape.mode.unwrap_or(Mode::DryRun),
             priority: shape.priority.unwrap_or(0),
@@ -422,6 +419,19 @@ impl Validator<'_> {
             attach: escalate.attach,
             warnings: self.warnings,
         })
+    }
+
+    /// Parses the matchers of `key` (`match` or `match_annotations`), reporting each bad
+    /// one at its line.
+    fn matchers(&mut self, key: &str, texts: &[String]) -> Vec<Matcher> {
+        let mut matchers = Vec::new();
+        for (index, text) in texts.iter().enumerate() {
+            match Matcher::parse(text) {
+                Ok(matcher) => matchers.push(matcher),
+                Err(error) => self.report(&[key, &index.to_string()], error.to_string()),
+            }
+        }
+        matchers
     }
 
     fn param(&mut self, name: &str, file: ParamFile) -> Option<Param> {
@@ -1055,6 +1065,24 @@ attach = ["journalctl -u {{ service }}"]
                 ),
             ],
         );
+    }
+
+    #[test]
+    fn annotation_matchers_are_checked_like_label_matchers() {
+        let text = GOOD.replace(
+            "match = ['alertname=\"ServiceDown\"']",
+            "match = ['alertname=\"ServiceDown\"']\nmatch_annotations = [\n  'summary=~\"disk.*\"',\n  'a-b=\"x\"',\n  'x=~\"(\"',\n]",
+        );
+        check(&text, &[(5, "bad matcher"), (6, "invalid regex")]);
+        let only = GOOD.replace(
+            "match = ['alertname=\"ServiceDown\"']",
+            "match_annotations = ['summary=\"x\"']",
+        );
+        let (_dir, result) = load(&[("r.toml", &only)]);
+        let set = result.unwrap();
+        let recipe = set.get("svc").unwrap();
+        assert!(recipe.matchers.is_empty());
+        assert_eq!(recipe.annotation_matchers[0].to_string(), "summary=\"x\"");
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub(crate) struct RecipeFile {
     pub description: Option<String>,
     #[serde(rename = "match")]
     pub matchers: Option<Vec<String>>,
+    /// Matchers on the alert's annotations, same syntax as `match`.
+    pub match_annotations: Option<Vec<String>>,
     pub target: Option<String>,
     pub mode: Option<Mode>,
     pub priority: Option<i64>,
@@ -207,6 +209,9 @@ pub struct Recipe {
     /// The file it was loaded from (ties between equal priorities go by file name).
     pub file: PathBuf,
     pub matchers: Vec<Matcher>,
+    /// `match_annotations`: the same matchers, read against the alert's annotations
+    /// (Grafana and many rule files put the telling text there).
+    pub annotation_matchers: Vec<Matcher>,
     pub target: String,
     /// What the recipe asks for; the plan enforces only if the global mode agrees.
     pub mode: Mode,
@@ -228,8 +233,17 @@ pub struct Recipe {
 }
 
 impl Recipe {
-    /// Whether every matcher matches (AND); a recipe always has at least one.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    /// Whether every matcher matches (AND): `match` against the labels and
+    /// `match_annotations` against the annotations. A recipe always has at least one.
+    pub fn matches(
+        &self,
+        labels: &BTreeMap<String, String>,
+        annotations: &BTreeMap<String, String>,
+    ) -> bool {
         self.matchers.iter().all(|matcher| matcher.matches(labels))
+            && self
+                .annotation_matchers
+                .iter()
+                .all(|matcher| matcher.matches(annotations))
     }
 }

@@ -55,7 +55,7 @@ impl RecipeSet {
         let candidates: Vec<&Recipe> = self
             .recipes
             .iter()
-            .filter(|recipe| recipe.matches(&alert.labels))
+            .filter(|recipe| recipe.matches(&alert.labels, &alert.annotations))
             .collect();
         // `max_by_key` returns the last maximum; iterate in reverse file order so ties go to
         // the first file name.
@@ -832,6 +832,80 @@ run = ["systemctl restart {{{{ service }}}}", "logger {{{{ host_labels.role }}}}
         ] {
             assert!(check_url_port(bad).is_err(), "{bad}");
         }
+    }
+
+    /// `match_annotations` uses the matcher syntax and semantics of `match` on the
+    /// annotations: regexes anchored, a missing annotation is the empty string, and every
+    /// matcher of both lists must hold.
+    #[test]
+    fn annotations_match_like_labels_anchored_and_together_with_labels() {
+        let text = simple(
+            "a",
+            "alertname=Down",
+            r#"match_annotations = ['summary=~"disk (full|nearly full)"', 'runbook!="skip"']"#,
+        );
+        let set = RecipeSet::new(vec![recipe("a.toml", &text)]);
+        let with = |labels: &[(&str, &str)], annotations: &[(&str, &str)]| {
+            let base = [("instance", "web1:9100"), ("service", "nginx")];
+            let labels: Vec<(&str, &str)> = base.iter().chain(labels).copied().collect();
+            plan_with(&set, &alert(&labels, annotations), Mode::DryRun).outcome
+        };
+        let down = [("alertname", "Down")];
+        for (annotations, expected) in [
+            (&[("summary", "disk full")][..], PlanOutcome::Planned),
+            (&[("summary", "disk nearly full")], PlanOutcome::Planned),
+            // Anchored: a prefix, a suffix or an embedded match is no match.
+            (
+                &[("summary", "disk full; rm -rf /")],
+                PlanOutcome::Unmatched,
+            ),
+            (&[("summary", "the disk full")], PlanOutcome::Unmatched),
+            (&[("summary", "disk full\n")], PlanOutcome::Unmatched),
+            (&[("summary", "disk full\nx")], PlanOutcome::Unmatched),
+            (&[("summary", "disk ful")], PlanOutcome::Unmatched),
+            // Alternation grouped before anchoring.
+            (&[("summary", "disk full|x")], PlanOutcome::Unmatched),
+            (
+                &[("summary", "disk full"), ("runbook", "skip")],
+                PlanOutcome::Unmatched,
+            ),
+            (
+                &[("summary", "disk full"), ("runbook", "skip ")],
+                PlanOutcome::Planned,
+            ),
+            // The annotation is missing: the empty string, which the regex does not match.
+            (&[], PlanOutcome::Unmatched),
+        ] {
+            assert_eq!(with(&down, annotations), expected, "{annotations:?}");
+        }
+        // A label of the same name does not stand in for the annotation, nor the reverse.
+        assert_eq!(
+            with(&[("alertname", "Down"), ("summary", "disk full")], &[]),
+            PlanOutcome::Unmatched
+        );
+        assert_eq!(
+            with(&[], &[("summary", "disk full"), ("alertname", "Down")]),
+            PlanOutcome::Unmatched
+        );
+    }
+
+    #[test]
+    fn a_recipe_may_match_on_annotations_alone() {
+        let text = simple("a", "x=y", "").replace(
+            "match = ['x=y']",
+            r#"match_annotations = ['summary="disk full"']"#,
+        );
+        let set = RecipeSet::new(vec![recipe("a.toml", &text)]);
+        let plan = plan_with(
+            &set,
+            &alert(
+                &[("instance", "web1:9100"), ("service", "nginx")],
+                &[("summary", "disk full")],
+            ),
+            Mode::DryRun,
+        );
+        assert_eq!(plan.outcome, PlanOutcome::Planned, "{plan:?}");
+        assert_eq!(plan.recipe.as_deref(), Some("a"));
     }
 
     #[test]
