@@ -357,7 +357,24 @@ impl Validator<'_> {
             self.template(&["target"], TemplateKind::Target, &target, &declared);
         }
 
+        let notify_only = shape.remediate.is_none();
         let (run, timeout) = self.remediate(shape.remediate, &declared);
+        if notify_only {
+            // Nothing runs, so nothing to verify, count or re-run: a key that cannot take
+            // effect is a mistake the operator should hear about.
+            for (present, key) in [
+                (shape.verify.is_some(), "verify"),
+                (shape.breaker.is_some(), "breaker"),
+                (shape.idempotent.is_some(), "idempotent"),
+            ] {
+                if present {
+                    self.report(
+                        &[key],
+                        format!("`{key}` has no effect in a notify-only recipe (one without [remediate])"),
+                    );
+                }
+            }
+        }
         let verify = shape
             .verify
             .map(|verify| self.verify(verify, &declared, &params));
@@ -402,6 +419,7 @@ impl Validator<'_> {
         Ok(Recipe {
             name,
             description: shape.description,
+            runbook: shape.runbook,
             file: self.file.to_owned(),
             matchers,
             annotation_matchers,
@@ -602,11 +620,8 @@ impl Validator<'_> {
         remediate: Option<RemediateFile>,
         declared: &BTreeSet<String>,
     ) -> (Vec<String>, Duration) {
+        // No [remediate] at all: a notify-only recipe. An empty `run` stays a mistake.
         let Some(remediate) = remediate else {
-            self.report(
-                &["remediate"],
-                "missing required table [remediate] with `run = [...]`",
-            );
             return (Vec::new(), DEFAULT_REMEDIATE_TIMEOUT);
         };
         if remediate.run.is_empty() {
@@ -1086,15 +1101,34 @@ attach = ["journalctl -u {{ service }}"]
     }
 
     #[test]
+    fn a_recipe_without_remediate_is_notify_only_and_takes_no_run_keys() {
+        let notify = GOOD.replace(
+            "[remediate]\nrun = [\"systemctl restart {{ service }}\"]\n",
+            "",
+        );
+        let (_dir, result) = load(&[("r.toml", &notify)]);
+        let set = result.unwrap();
+        let recipe = set.get("svc").unwrap();
+        assert!(recipe.is_notify_only() && recipe.run.is_empty());
+        let (_dir, result) = load(&[("r.toml", GOOD)]);
+        assert!(!result.unwrap().get("svc").unwrap().is_notify_only());
+        check(
+            &format!(
+                "idempotent = true\n{notify}\n[verify]\nwithin = \"5s\"\ninterval = \"1s\"\nchecks = [{{ command = \"true\" }}]\n\n[breaker]\nmax_runs = 1\nwindow = \"1m\"\n"
+            ),
+            &[
+                (1, "`idempotent` has no effect in a notify-only recipe"),
+                (11, "`verify` has no effect"),
+                (16, "`breaker` has no effect"),
+            ],
+        );
+    }
+
+    #[test]
     fn missing_required_parts_are_reported() {
         check(
             "description = \"x\"\n",
-            &[
-                (1, "`name`"),
-                (1, "no matchers"),
-                (1, "`target`"),
-                (1, "[remediate]"),
-            ],
+            &[(1, "`name`"), (1, "no matchers"), (1, "`target`")],
         );
         check(
             &GOOD.replace("run = [\"systemctl restart {{ service }}\"]", "run = []"),

@@ -24,6 +24,8 @@ use super::matcher::Matcher;
 pub(crate) struct RecipeFile {
     pub name: Option<String>,
     pub description: Option<String>,
+    /// What a human should do, shown on the page (notify-only recipes above all).
+    pub runbook: Option<String>,
     #[serde(rename = "match")]
     pub matchers: Option<Vec<String>>,
     /// Matchers on the alert's annotations, same syntax as `match`.
@@ -206,6 +208,8 @@ pub struct Breaker {
 pub struct Recipe {
     pub name: String,
     pub description: Option<String>,
+    /// Free text for the human who is paged (steps, a link); never rendered as a template.
+    pub runbook: Option<String>,
     /// The file it was loaded from (ties between equal priorities go by file name).
     pub file: PathBuf,
     pub matchers: Vec<Matcher>,
@@ -220,6 +224,7 @@ pub struct Recipe {
     pub idempotent: bool,
     /// Declared params, by name.
     pub params: BTreeMap<String, Param>,
+    /// The remediation commands; empty for a notify-only recipe (no `[remediate]`).
     pub run: Vec<String>,
     pub timeout: Duration,
     pub verify: Option<Verify>,
@@ -233,6 +238,12 @@ pub struct Recipe {
 }
 
 impl Recipe {
+    /// A recipe without `[remediate]`: a known failure that is not automated. Its alerts
+    /// become `notified` incidents that page with the recipe's diagnostics and runbook.
+    pub fn is_notify_only(&self) -> bool {
+        self.run.is_empty()
+    }
+
     /// Whether every matcher matches (AND): `match` against the labels and
     /// `match_annotations` against the annotations. A recipe always has at least one.
     pub fn matches(

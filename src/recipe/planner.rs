@@ -165,10 +165,28 @@ impl RecipeSet {
         } else {
             Mode::DryRun
         };
+        let also_matched =
+            (!others.is_empty()).then(|| format!("also matched: {}", others.join(", ")));
+        // A notify-only recipe pages in every mode: there is nothing for dry-run to hold back.
+        let (outcome, reason) = if winner.is_notify_only() {
+            let notify = format!(
+                "recipe {} is notify-only: a known failure that a human fixes",
+                winner.name
+            );
+            (
+                PlanOutcome::NotifyOnly,
+                Some(match also_matched {
+                    Some(others) => format!("{notify}; {others}"),
+                    None => notify,
+                }),
+            )
+        } else {
+            (PlanOutcome::Planned, also_matched)
+        };
         Plan {
-            outcome: PlanOutcome::Planned,
+            outcome,
             recipe: Some(winner.name.clone()),
-            reason: (!others.is_empty()).then(|| format!("also matched: {}", others.join(", "))),
+            reason,
             mode,
             target: Some(host.planned_target()),
             params,
@@ -183,6 +201,8 @@ impl RecipeSet {
             }),
             escalate,
             attach,
+            description: winner.description.clone(),
+            runbook: winner.runbook.clone(),
         }
     }
 
@@ -906,6 +926,64 @@ run = ["systemctl restart {{{{ service }}}}", "logger {{{{ host_labels.role }}}}
         );
         assert_eq!(plan.outcome, PlanOutcome::Planned, "{plan:?}");
         assert_eq!(plan.recipe.as_deref(), Some("a"));
+    }
+
+    const NOTIFY_ONLY: &str = r#"name = "disk-report"
+description = "The data disk fills up: nothing safe to delete automatically"
+runbook = "1. Look at the du report.\n2. Ask the owner."
+match = ['alertname=Down']
+target = "{{ labels.instance | host }}"
+sudo = true
+
+[params.service]
+from = "labels.service"
+pattern = '[a-z]+'
+
+[escalate]
+to = ["tickets"]
+attach = ["journalctl -u {{ service }} -n 20"]
+"#;
+
+    #[test]
+    fn a_notify_only_recipe_plans_diagnostics_and_a_page_in_any_mode() {
+        let set = RecipeSet::new(vec![
+            recipe("a.toml", &simple("a", "alertname=Down", "")),
+            recipe("b.toml", &NOTIFY_ONLY.replace("sudo", "priority = 1\nsudo")),
+        ]);
+        for global in [Mode::Enforce, Mode::DryRun] {
+            let plan = plan_with(&set, &down("nginx"), global);
+            assert_eq!(plan.outcome, PlanOutcome::NotifyOnly, "{plan:?}");
+            assert_eq!(
+                crate::incident::state_for(&plan),
+                crate::incident::State::Notified
+            );
+            assert_eq!(plan.recipe.as_deref(), Some("disk-report"));
+            assert_eq!(
+                plan.reason.as_deref(),
+                Some(
+                    "recipe disk-report is notify-only: a known failure that a human fixes; also matched: a"
+                )
+            );
+            assert!(plan.commands.is_empty() && plan.verify.is_none() && plan.breaker.is_none());
+            assert_eq!(plan.attach, ["journalctl -u 'nginx' -n 20"]);
+            assert_eq!(plan.target.as_ref().unwrap().name, "web1");
+            assert_eq!(plan.escalate, ["tickets"]);
+            assert!(
+                plan.description
+                    .as_deref()
+                    .unwrap()
+                    .starts_with("The data disk")
+            );
+            assert_eq!(
+                plan.runbook.as_deref(),
+                Some("1. Look at the du report.\n2. Ask the owner.")
+            );
+        }
+        // Its params are checked like any recipe's: alert text reaches diagnostics only
+        // as a validated, quoted word.
+        let plan = plan_with(&set, &down("nginx; reboot"), Mode::Enforce);
+        assert_eq!(plan.outcome, PlanOutcome::Refused, "{plan:?}");
+        assert!(plan.attach.is_empty());
     }
 
     #[test]
