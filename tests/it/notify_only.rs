@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::{
-    Enforcing, SalveConfig, SalveProcess, SshHost, TARGET_USER, WebhookCapture, events,
+    Enforcing, SalveConfig, SalveProcess, SshHost, TARGET_USER, WebhookCapture, events, wait_until,
 };
 
 /// A notify-only recipe: diagnostics that read a file only the real host has, a runbook,
@@ -209,4 +209,57 @@ async fn a_recipe_matched_on_annotations_runs_on_the_host() {
     assert_eq!(matched["state"], "succeeded", "{matched:#}");
     assert_eq!(matched["plan"]["recipe"], "rotate-on-summary");
     host.exec_ok("test -e /tmp/salve-annotation-matched").await;
+}
+
+#[tokio::test]
+async fn a_burst_of_notify_only_alerts_runs_the_diagnostics_once_per_target() {
+    let host = SshHost::start().await;
+    host.exec_ok(&format!(
+        "mkdir -p /tmp/salve-notify-only && echo 'report' > /tmp/salve-notify-only/logs.report && chown -R {TARGET_USER} /tmp/salve-notify-only"
+    ))
+    .await;
+    let capture = WebhookCapture::start().await;
+    let enforcing = Enforcing::single_recipe(&host, &[("web1", TARGET_USER)], DISK_REPORT)
+        .config(|config| config.webhook_channel("tickets", &capture.url("/tickets")))
+        .start()
+        .await;
+    let salve = &enforcing.salve;
+
+    let alert = |n: &str| json!({ "labels": { "alertname": "DataDiskFull", "instance": "web1:9100", "volume": "logs", "n": n } });
+    salve
+        .post_generic(json!({ "alerts": [alert("1"), alert("2")] }))
+        .await;
+    let history = salve.wait_for_final(2, Duration::from_secs(60)).await;
+    assert!(
+        history.iter().all(|i| i["state"] == "notified"),
+        "{history:#?}"
+    );
+    // Both escalations are delivered (the journal says so for each), then the capture holds
+    // exactly their two pages.
+    wait_until(Duration::from_secs(30), "both pages delivered", || async {
+        let history = salve.history_json().await;
+        history
+            .iter()
+            .all(|i| !events(i, "escalation_sent").is_empty())
+            .then_some(())
+    })
+    .await;
+    let pages: Vec<serde_json::Value> = capture.requests().iter().map(|r| r.json()).collect();
+    assert_eq!(pages.len(), 2, "each known incident is paged");
+    let with_report = pages
+        .iter()
+        .filter(|p| p["diagnostics"][0]["output"] == "report\n")
+        .count();
+    assert_eq!(with_report, 1, "{pages:#?}");
+    let omitted = pages
+        .iter()
+        .find(|p| p["diagnostics"] == json!([]))
+        .expect("the other page");
+    assert!(
+        omitted["diagnostics_omitted"]
+            .as_str()
+            .unwrap()
+            .starts_with("last collected at"),
+        "{omitted:#}"
+    );
 }
