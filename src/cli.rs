@@ -271,12 +271,18 @@ fn check(loaded: &Config) -> anyhow::Result<ExitCode> {
             ),
         }
     }
+    let notify_only = recipes.iter().filter(|r| r.is_notify_only()).count();
     println!(
-        "ok: config {}, {} host(s), {} recipe(s) in {}{}",
+        "ok: config {}, {} host(s), {} recipe(s) in {}{}{}",
         loaded.origin,
         loaded.settings.hosts.len(),
         recipes.len(),
         dir.display(),
+        if notify_only == 0 {
+            String::new()
+        } else {
+            format!(" ({notify_only} notify-only)")
+        },
         if warnings == 0 {
             String::new()
         } else {
@@ -346,12 +352,20 @@ fn write_plan(out: &mut impl Write, alertname: &str, plan: &Plan) -> std::io::Re
         plan.outcome.as_str()
     )?;
     if let Some(recipe) = &plan.recipe {
-        writeln!(
-            out,
-            "  recipe:   {} (mode {})",
-            safe(recipe),
-            plan.mode.as_str()
-        )?;
+        if plan.outcome == crate::plan::PlanOutcome::NotifyOnly {
+            writeln!(
+                out,
+                "  recipe:   {} (notify-only: pages with its diagnostics, runs no fix)",
+                safe(recipe)
+            )?;
+        } else {
+            writeln!(
+                out,
+                "  recipe:   {} (mode {})",
+                safe(recipe),
+                plan.mode.as_str()
+            )?;
+        }
     }
     if let Some(reason) = &plan.reason {
         writeln!(out, "  reason:   {}", safe(reason))?;
@@ -400,6 +414,9 @@ fn write_plan(out: &mut impl Write, alertname: &str, plan: &Plan) -> std::io::Re
     writeln!(out, "  escalate: {}", safe(&plan.escalate.join(", ")))?;
     for attach in &plan.attach {
         writeln!(out, "  attach:   {}", safe(attach))?;
+    }
+    if let Some(runbook) = &plan.runbook {
+        writeln!(out, "  runbook:  {}", safe(runbook))?;
     }
     Ok(())
 }

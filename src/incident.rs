@@ -61,10 +61,13 @@ pub enum State {
     /// salve stopped (crash, kill) while this incident's remediation was running; a
     /// command may have half-run, so it is escalated rather than re-run.
     Interrupted,
+    /// A notify-only recipe matched: nothing was run but its diagnostics, and a human is
+    /// paged with them (reason `known`), in enforce and dry-run alike.
+    Notified,
 }
 
 impl State {
-    pub const ALL: [State; 14] = [
+    pub const ALL: [State; 15] = [
         State::Received,
         State::Matched,
         State::Unmatched,
@@ -79,6 +82,7 @@ impl State {
         State::BreakerOpen,
         State::RateLimited,
         State::Interrupted,
+        State::Notified,
     ];
 
     /// States in which a human is paged (with the escalation reason).
@@ -91,6 +95,7 @@ impl State {
             State::BreakerOpen => Some(EscalationReason::BreakerOpen),
             State::RateLimited => Some(EscalationReason::RateLimited),
             State::Interrupted => Some(EscalationReason::Interrupted),
+            State::Notified => Some(EscalationReason::Known),
             _ => None,
         }
     }
@@ -111,6 +116,7 @@ impl State {
             State::BreakerOpen => "breaker_open",
             State::RateLimited => "rate_limited",
             State::Interrupted => "interrupted",
+            State::Notified => "notified",
         }
     }
 
@@ -138,10 +144,13 @@ pub enum EscalationReason {
     RateLimited,
     /// salve stopped in the middle of a remediation; it is not re-run blindly.
     Interrupted,
+    /// A notify-only recipe knows this failure; a human fixes it (the page names the
+    /// recipe and carries its diagnostics and runbook).
+    Known,
 }
 
 impl EscalationReason {
-    pub const ALL: [EscalationReason; 7] = [
+    pub const ALL: [EscalationReason; 8] = [
         EscalationReason::Failed,
         EscalationReason::VerifyFailed,
         EscalationReason::Novel,
@@ -149,6 +158,7 @@ impl EscalationReason {
         EscalationReason::BreakerOpen,
         EscalationReason::RateLimited,
         EscalationReason::Interrupted,
+        EscalationReason::Known,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -160,6 +170,7 @@ impl EscalationReason {
             EscalationReason::BreakerOpen => "breaker_open",
             EscalationReason::RateLimited => "rate_limited",
             EscalationReason::Interrupted => "interrupted",
+            EscalationReason::Known => "known",
         }
     }
 
@@ -181,6 +192,9 @@ impl EscalationReason {
             }
             EscalationReason::RateLimited => "remediations were rate limited for too long",
             EscalationReason::Interrupted => "salve was interrupted during the remediation",
+            EscalationReason::Known => {
+                "a known failure that its recipe leaves to a human (notify-only)"
+            }
         }
     }
 }
@@ -202,6 +216,7 @@ pub fn state_for(plan: &Plan) -> State {
     match (plan.outcome, plan.mode) {
         (PlanOutcome::Unmatched, _) => State::Unmatched,
         (PlanOutcome::Refused, _) => State::Refused,
+        (PlanOutcome::NotifyOnly, _) => State::Notified,
         (PlanOutcome::Planned, Mode::DryRun) => State::DryRun,
         (PlanOutcome::Planned, Mode::Enforce) => State::Matched,
     }
@@ -309,6 +324,7 @@ mod tests {
                 (State::BreakerOpen, "breaker_open"),
                 (State::RateLimited, "rate_limited"),
                 (State::Interrupted, "interrupted"),
+                (State::Notified, "known"),
             ]
         );
         for reason in EscalationReason::ALL {

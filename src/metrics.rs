@@ -155,6 +155,7 @@ impl Metrics {
             State::Unmatched,
             State::Refused,
             State::DryRun,
+            State::Notified,
         ] {
             incidents
                 .get_or_create(&OutcomeLabel {

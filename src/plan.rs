@@ -18,6 +18,9 @@ pub enum PlanOutcome {
     /// A recipe matched but the alert cannot be acted on safely (param failed its
     /// pattern, target outside the inventory, ...). Never executed.
     Refused,
+    /// A notify-only recipe (no `[remediate]`) matched and checked out: nothing is run
+    /// but its `attach` diagnostics, and a human is paged with them and its runbook.
+    NotifyOnly,
 }
 
 impl PlanOutcome {
@@ -26,6 +29,7 @@ impl PlanOutcome {
             PlanOutcome::Planned => "planned",
             PlanOutcome::Unmatched => "unmatched",
             PlanOutcome::Refused => "refused",
+            PlanOutcome::NotifyOnly => "notify_only",
         }
     }
 }
@@ -150,6 +154,11 @@ pub struct Plan {
     pub escalate: Vec<String>,
     /// Diagnostic commands to run for the human at escalation time.
     pub attach: Vec<String>,
+    /// The recipe's `description` and `runbook`, carried to the page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook: Option<String>,
 }
 
 impl Plan {
@@ -184,6 +193,8 @@ impl Plan {
             breaker: None,
             escalate,
             attach: Vec::new(),
+            description: None,
+            runbook: None,
         }
     }
 }

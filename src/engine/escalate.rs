@@ -1,5 +1,5 @@
 //! The escalation stage: every incident in an escalating state (failed, verify_failed,
-//! unmatched, refused, breaker_open, rate_limited, interrupted) without a queued escalation gets the
+//! unmatched, refused, breaker_open, rate_limited, interrupted, notified) without a queued escalation gets the
 //! report a human needs — what happened and why, each step with its output, each check's
 //! last result, the breaker's runs, diagnostics run now over SSH — written to the store's
 //! outbox once per channel. Delivery is `outbox.rs`'s job; nothing here sends.
@@ -30,6 +30,8 @@ use crate::store::{DiagnosticsClaim, IncidentDetail, Store, StoreError};
 /// How many incidents one pass takes: a flood (1,000 unmatched alerts in one
 /// notification) is taken in one pass, so a real page behind it is not a dozen passes away.
 const ESCALATE_BATCH: usize = 2048;
+/// A notify-only recipe's diagnostics run at most once per this window per target.
+const NOTIFIED_DIAGNOSTICS_WINDOW: Duration = Duration::from_secs(60);
 /// Escalations being prepared at once (each reads the journal, maybe runs diagnostics).
 const ESCALATE_PARALLEL: usize = 64;
 
@@ -174,6 +176,7 @@ impl Escalator {
                 | State::BreakerOpen
                 | State::RateLimited
                 | State::Interrupted
+                | State::Notified
         );
         let (diagnostics, diagnostics_omitted) = match (plan, &target, &self.remediator) {
             (Some(plan), Some(target), Some(remediator))
@@ -183,6 +186,15 @@ impl Escalator {
                     Ok(diagnostics) => (diagnostics, None),
                     Err(omitted) => (Vec::new(), Some(omitted)),
                 }
+            }
+            // In dry-run salve connects nowhere, diagnostics included; the page says so.
+            (Some(plan), Some(_), None)
+                if incident.state == State::Notified && !plan.attach.is_empty() =>
+            {
+                (
+                    Vec::new(),
+                    Some("salve runs in dry-run: nothing is run on any host".to_owned()),
+                )
             }
             _ => (Vec::new(), None),
         };
@@ -212,6 +224,8 @@ impl Escalator {
                 .and_then(safe_link)
                 .map(|url| silence_url(&url, &incident.labels)),
             created_at: Utc::now(),
+            recipe_description: plan.and_then(|p| p.description.clone()),
+            runbook: plan.and_then(|p| p.runbook.clone()),
         }
     }
 
@@ -230,10 +244,13 @@ impl Escalator {
             incident.state,
             State::Failed | State::VerifyFailed | State::Interrupted
         );
-        let window = plan
-            .breaker
-            .as_ref()
-            .map_or(UNBOUNDED_WINDOW, |breaker| breaker.window);
+        // A notify-only recipe has no breaker; its diagnostics are bounded per target by a
+        // short window of their own, so a flood of one alert runs them once, not per copy.
+        let window = match (&plan.breaker, incident.state) {
+            (Some(breaker), _) => breaker.window,
+            (None, State::Notified) => NOTIFIED_DIAGNOSTICS_WINDOW,
+            (None, _) => UNBOUNDED_WINDOW,
+        };
         let recipe = plan.recipe.as_deref().unwrap_or_default();
         // Claimed before waiting for the host, so a flood of not-run incidents for one
         // target has one waiter, not hundreds.

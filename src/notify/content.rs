@@ -124,6 +124,12 @@ pub struct Escalation {
     /// recently for the same recipe and target, the host busy or held, …).
     #[serde(default)]
     pub diagnostics_omitted: Option<String>,
+    /// The recipe's `description` (operator text).
+    #[serde(default)]
+    pub recipe_description: Option<String>,
+    /// The recipe's `runbook`: what the human should do (operator text).
+    #[serde(default)]
+    pub runbook: Option<String>,
 }
 
 impl Escalation {
@@ -182,6 +188,8 @@ impl Escalation {
             opt_line(&mut diagnostic.error);
         }
         opt_line(&mut e.diagnostics_omitted);
+        e.recipe_description = e.recipe_description.as_deref().map(block_text);
+        e.runbook = e.runbook.as_deref().map(block_text);
         if let Some(breaker) = &mut e.breaker {
             line(&mut breaker.window);
             line(&mut breaker.key);
@@ -399,6 +407,15 @@ pub fn render_text(escalation: &Escalation) -> String {
             .as_deref()
             .unwrap_or("(none)")
     );
+
+    if let Some(description) = &e.recipe_description {
+        out.push_str("  About:\n");
+        push_block(&mut out, "    ", description);
+    }
+    if let Some(runbook) = &e.runbook {
+        out.push_str("\nRUNBOOK\n");
+        push_block(&mut out, "  ", runbook);
+    }
 
     if let Some(breaker) = &e.breaker {
         let key = if breaker.key.is_empty() {
@@ -737,6 +754,8 @@ pub fn sample() -> Escalation {
         }],
         diagnostics: Vec::new(),
         diagnostics_omitted: None,
+        recipe_description: None,
+        runbook: None,
         generator_url: Some("http://prometheus:9090/graph?g0.expr=up%3D%3D0".into()),
         created_at: DateTime::parse_from_rfc3339("2026-11-28T03:00:00Z")
             .expect("valid timestamp")
@@ -813,6 +832,35 @@ mod tests {
                 .unwrap_or_else(|| panic!("{needle:?} not found after byte {from} in:\n{text}"));
             from += found + needle.len();
         }
+    }
+
+    #[test]
+    fn a_known_failure_shows_the_recipe_description_and_runbook() {
+        let mut e = sample();
+        e.reason = EscalationReason::Known;
+        e.recipe_description = Some("Disk fills up\nLINKS".into());
+        e.runbook = Some("1. Read the du report.\n2. Page the owner.\u{1b}[2J".into());
+        let text = render_text(&e);
+        assert!(
+            text.contains("(known): a known failure that its recipe leaves to a human"),
+            "{text}"
+        );
+        let about = text
+            .find("  About:\n    | Disk fills up\n    | LINKS\n")
+            .expect(&text);
+        let runbook = text
+            .find("\nRUNBOOK\n  | 1. Read the du report.\n  | 2. Page the owner.\\u{1b}[2J\n")
+            .expect(&text);
+        assert!(
+            about < runbook && runbook < text.find("\nLABELS\n").unwrap(),
+            "{text}"
+        );
+        assert_eq!(text.matches("\nLINKS\n").count(), 1, "{text}");
+        let shown = e.for_humans();
+        assert_eq!(
+            shown.runbook.as_deref(),
+            Some("1. Read the du report.\n2. Page the owner.\\u{1b}[2J")
+        );
     }
 
     #[test]

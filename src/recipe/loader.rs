@@ -330,17 +330,13 @@ impl Validator<'_> {
             );
         }
 
-        let mut matchers = Vec::new();
         let matcher_texts = shape.matchers.unwrap_or_default();
-        if matcher_texts.is_empty() {
-            self.report(&["match"], "recipe has no matchers: `match` needs at least one (e.g. ['alertname=\"ServiceDown\"'])");
+        let annotation_texts = shape.match_annotations.unwrap_or_default();
+        if matcher_texts.is_empty() && annotation_texts.is_empty() {
+            self.report(&["match"], "recipe has no matchers: `match` (or `match_annotations`) needs at least one (e.g. ['alertname=\"ServiceDown\"'])");
         }
-        for (index, text) in matcher_texts.iter().enumerate() {
-            match Matcher::parse(text) {
-                Ok(matcher) => matchers.push(matcher),
-                Err(error) => self.report(&["match", &index.to_string()], error.to_string()),
-            }
-        }
+        let matchers = self.matchers("match", &matcher_texts);
+        let annotation_matchers = self.matchers("match_annotations", &annotation_texts);
 
         let param_files = shape.params.unwrap_or_default();
         let declared: BTreeSet<String> = param_files.keys().cloned().collect();
@@ -361,7 +357,24 @@ impl Validator<'_> {
             self.template(&["target"], TemplateKind::Target, &target, &declared);
         }
 
+        let notify_only = shape.remediate.is_none();
         let (run, timeout) = self.remediate(shape.remediate, &declared);
+        if notify_only {
+            // Nothing runs, so nothing to verify, count or re-run: a key that cannot take
+            // effect is a mistake the operator should hear about.
+            for (present, key) in [
+                (shape.verify.is_some(), "verify"),
+                (shape.breaker.is_some(), "breaker"),
+                (shape.idempotent.is_some(), "idempotent"),
+            ] {
+                if present {
+                    self.report(
+                        &[key],
+                        format!("`{key}` has no effect in a notify-only recipe (one without [remediate])"),
+                    );
+                }
+            }
+        }
         let verify = shape
             .verify
             .map(|verify| self.verify(verify, &declared, &params));
@@ -425,8 +438,10 @@ impl Validator<'_> {
         Ok(Recipe {
             name,
             description: shape.description,
+            runbook: shape.runbook,
             file: self.file.to_owned(),
             matchers,
+            annotation_matchers,
             target,
             mode: shape.mode.unwrap_or(Mode::DryRun),
             priority: shape.priority.unwrap_or(0),
@@ -441,6 +456,19 @@ impl Validator<'_> {
             attach: escalate.attach,
             warnings: self.warnings,
         })
+    }
+
+    /// Parses the matchers of `key` (`match` or `match_annotations`), reporting each bad
+    /// one at its line.
+    fn matchers(&mut self, key: &str, texts: &[String]) -> Vec<Matcher> {
+        let mut matchers = Vec::new();
+        for (index, text) in texts.iter().enumerate() {
+            match Matcher::parse(text) {
+                Ok(matcher) => matchers.push(matcher),
+                Err(error) => self.report(&[key, &index.to_string()], error.to_string()),
+            }
+        }
+        matchers
     }
 
     fn param(&mut self, name: &str, file: ParamFile) -> Option<Param> {
@@ -611,11 +639,8 @@ impl Validator<'_> {
         remediate: Option<RemediateFile>,
         declared: &BTreeSet<String>,
     ) -> (Vec<String>, Duration) {
+        // No [remediate] at all: a notify-only recipe. An empty `run` stays a mistake.
         let Some(remediate) = remediate else {
-            self.report(
-                &["remediate"],
-                "missing required table [remediate] with `run = [...]`",
-            );
             return (Vec::new(), DEFAULT_REMEDIATE_TIMEOUT);
         };
         if remediate.run.is_empty() {
@@ -1104,15 +1129,52 @@ attach = ["journalctl -u {{ service }}"]
     }
 
     #[test]
+    fn annotation_matchers_are_checked_like_label_matchers() {
+        let text = GOOD.replace(
+            "match = ['alertname=\"ServiceDown\"']",
+            "match = ['alertname=\"ServiceDown\"']\nmatch_annotations = [\n  'summary=~\"disk.*\"',\n  'a-b=\"x\"',\n  'x=~\"(\"',\n]",
+        );
+        check(&text, &[(5, "bad matcher"), (6, "invalid regex")]);
+        let only = GOOD.replace(
+            "match = ['alertname=\"ServiceDown\"']",
+            "match_annotations = ['summary=\"x\"']",
+        );
+        let (_dir, result) = load(&[("r.toml", &only)]);
+        let set = result.unwrap();
+        let recipe = set.get("svc").unwrap();
+        assert!(recipe.matchers.is_empty());
+        assert_eq!(recipe.annotation_matchers[0].to_string(), "summary=\"x\"");
+    }
+
+    #[test]
+    fn a_recipe_without_remediate_is_notify_only_and_takes_no_run_keys() {
+        let notify = GOOD.replace(
+            "[remediate]\nrun = [\"systemctl restart {{ service }}\"]\n",
+            "",
+        );
+        let (_dir, result) = load(&[("r.toml", &notify)]);
+        let set = result.unwrap();
+        let recipe = set.get("svc").unwrap();
+        assert!(recipe.is_notify_only() && recipe.run.is_empty());
+        let (_dir, result) = load(&[("r.toml", GOOD)]);
+        assert!(!result.unwrap().get("svc").unwrap().is_notify_only());
+        check(
+            &format!(
+                "idempotent = true\n{notify}\n[verify]\nwithin = \"5s\"\ninterval = \"1s\"\nchecks = [{{ command = \"true\" }}]\n\n[breaker]\nmax_runs = 1\nwindow = \"1m\"\n"
+            ),
+            &[
+                (1, "`idempotent` has no effect in a notify-only recipe"),
+                (11, "`verify` has no effect"),
+                (16, "`breaker` has no effect"),
+            ],
+        );
+    }
+
+    #[test]
     fn missing_required_parts_are_reported() {
         check(
             "description = \"x\"\n",
-            &[
-                (1, "`name`"),
-                (1, "no matchers"),
-                (1, "`target`"),
-                (1, "[remediate]"),
-            ],
+            &[(1, "`name`"), (1, "no matchers"), (1, "`target`")],
         );
         check(
             &GOOD.replace("run = [\"systemctl restart {{ service }}\"]", "run = []"),

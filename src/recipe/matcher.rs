@@ -1,6 +1,7 @@
 //! Alertmanager label matchers (`name="v"`, `name!="v"`, `name=~"re"`, `name!~"re"`) with
 //! Alertmanager's parsing and matching semantics. Pure: strings in, booleans out; a matcher
-//! never looks at anything but the alert's labels.
+//! never looks at anything but the one map it is given (the alert's labels, or its
+//! annotations for a recipe's `match_annotations`).
 
 use std::collections::BTreeMap;
 use std::fmt;

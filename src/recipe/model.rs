@@ -24,8 +24,12 @@ use super::matcher::Matcher;
 pub(crate) struct RecipeFile {
     pub name: Option<String>,
     pub description: Option<String>,
+    /// What a human should do, shown on the page (notify-only recipes above all).
+    pub runbook: Option<String>,
     #[serde(rename = "match")]
     pub matchers: Option<Vec<String>>,
+    /// Matchers on the alert's annotations, same syntax as `match`.
+    pub match_annotations: Option<Vec<String>>,
     pub target: Option<String>,
     pub mode: Option<Mode>,
     pub priority: Option<i64>,
@@ -209,9 +213,14 @@ pub struct Breaker {
 pub struct Recipe {
     pub name: String,
     pub description: Option<String>,
+    /// Free text for the human who is paged (steps, a link); never rendered as a template.
+    pub runbook: Option<String>,
     /// The file it was loaded from (ties between equal priorities go by file name).
     pub file: PathBuf,
     pub matchers: Vec<Matcher>,
+    /// `match_annotations`: the same matchers, read against the alert's annotations
+    /// (Grafana and many rule files put the telling text there).
+    pub annotation_matchers: Vec<Matcher>,
     pub target: String,
     /// What the recipe asks for; the plan enforces only if the global mode agrees.
     pub mode: Mode,
@@ -220,6 +229,7 @@ pub struct Recipe {
     pub idempotent: bool,
     /// Declared params, by name.
     pub params: BTreeMap<String, Param>,
+    /// The remediation commands; empty for a notify-only recipe (no `[remediate]`).
     pub run: Vec<String>,
     pub timeout: Duration,
     pub verify: Option<Verify>,
@@ -233,8 +243,23 @@ pub struct Recipe {
 }
 
 impl Recipe {
-    /// Whether every matcher matches (AND); a recipe always has at least one.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    /// A recipe without `[remediate]`: a known failure that is not automated. Its alerts
+    /// become `notified` incidents that page with the recipe's diagnostics and runbook.
+    pub fn is_notify_only(&self) -> bool {
+        self.run.is_empty()
+    }
+
+    /// Whether every matcher matches (AND): `match` against the labels and
+    /// `match_annotations` against the annotations. A recipe always has at least one.
+    pub fn matches(
+        &self,
+        labels: &BTreeMap<String, String>,
+        annotations: &BTreeMap<String, String>,
+    ) -> bool {
         self.matchers.iter().all(|matcher| matcher.matches(labels))
+            && self
+                .annotation_matchers
+                .iter()
+                .all(|matcher| matcher.matches(annotations))
     }
 }

@@ -57,7 +57,7 @@ impl RecipeSet {
         let candidates: Vec<&Recipe> = self
             .recipes
             .iter()
-            .filter(|recipe| recipe.matches(&alert.labels))
+            .filter(|recipe| recipe.matches(&alert.labels, &alert.annotations))
             .collect();
         // `max_by_key` returns the last maximum; iterate in reverse file order so ties go to
         // the first file name.
@@ -172,10 +172,28 @@ impl RecipeSet {
         } else {
             Mode::DryRun
         };
+        let also_matched =
+            (!others.is_empty()).then(|| format!("also matched: {}", others.join(", ")));
+        // A notify-only recipe pages in every mode: there is nothing for dry-run to hold back.
+        let (outcome, reason) = if winner.is_notify_only() {
+            let notify = format!(
+                "recipe {} is notify-only: a known failure that a human fixes",
+                winner.name
+            );
+            (
+                PlanOutcome::NotifyOnly,
+                Some(match also_matched {
+                    Some(others) => format!("{notify}; {others}"),
+                    None => notify,
+                }),
+            )
+        } else {
+            (PlanOutcome::Planned, also_matched)
+        };
         Plan {
-            outcome: PlanOutcome::Planned,
+            outcome,
             recipe: Some(winner.name.clone()),
-            reason: (!others.is_empty()).then(|| format!("also matched: {}", others.join(", "))),
+            reason,
             mode,
             target: Some(host.planned_target()),
             params,
@@ -187,6 +205,8 @@ impl RecipeSet {
             breaker,
             escalate,
             attach,
+            description: winner.description.clone(),
+            runbook: winner.runbook.clone(),
         }
     }
 
@@ -907,6 +927,138 @@ run = ["systemctl restart {{{{ service }}}}", "logger {{{{ host_labels.role }}}}
         ] {
             assert!(check_url_port(bad).is_err(), "{bad}");
         }
+    }
+
+    /// `match_annotations` uses the matcher syntax and semantics of `match` on the
+    /// annotations: regexes anchored, a missing annotation is the empty string, and every
+    /// matcher of both lists must hold.
+    #[test]
+    fn annotations_match_like_labels_anchored_and_together_with_labels() {
+        let text = simple(
+            "a",
+            "alertname=Down",
+            r#"match_annotations = ['summary=~"disk (full|nearly full)"', 'runbook!="skip"']"#,
+        );
+        let set = RecipeSet::new(vec![recipe("a.toml", &text)]);
+        let with = |labels: &[(&str, &str)], annotations: &[(&str, &str)]| {
+            let base = [("instance", "web1:9100"), ("service", "nginx")];
+            let labels: Vec<(&str, &str)> = base.iter().chain(labels).copied().collect();
+            plan_with(&set, &alert(&labels, annotations), Mode::DryRun).outcome
+        };
+        let down = [("alertname", "Down")];
+        for (annotations, expected) in [
+            (&[("summary", "disk full")][..], PlanOutcome::Planned),
+            (&[("summary", "disk nearly full")], PlanOutcome::Planned),
+            // Anchored: a prefix, a suffix or an embedded match is no match.
+            (
+                &[("summary", "disk full; rm -rf /")],
+                PlanOutcome::Unmatched,
+            ),
+            (&[("summary", "the disk full")], PlanOutcome::Unmatched),
+            (&[("summary", "disk full\n")], PlanOutcome::Unmatched),
+            (&[("summary", "disk full\nx")], PlanOutcome::Unmatched),
+            (&[("summary", "disk ful")], PlanOutcome::Unmatched),
+            // Alternation grouped before anchoring.
+            (&[("summary", "disk full|x")], PlanOutcome::Unmatched),
+            (
+                &[("summary", "disk full"), ("runbook", "skip")],
+                PlanOutcome::Unmatched,
+            ),
+            (
+                &[("summary", "disk full"), ("runbook", "skip ")],
+                PlanOutcome::Planned,
+            ),
+            // The annotation is missing: the empty string, which the regex does not match.
+            (&[], PlanOutcome::Unmatched),
+        ] {
+            assert_eq!(with(&down, annotations), expected, "{annotations:?}");
+        }
+        // A label of the same name does not stand in for the annotation, nor the reverse.
+        assert_eq!(
+            with(&[("alertname", "Down"), ("summary", "disk full")], &[]),
+            PlanOutcome::Unmatched
+        );
+        assert_eq!(
+            with(&[], &[("summary", "disk full"), ("alertname", "Down")]),
+            PlanOutcome::Unmatched
+        );
+    }
+
+    #[test]
+    fn a_recipe_may_match_on_annotations_alone() {
+        let text = simple("a", "x=y", "").replace(
+            "match = ['x=y']",
+            r#"match_annotations = ['summary="disk full"']"#,
+        );
+        let set = RecipeSet::new(vec![recipe("a.toml", &text)]);
+        let plan = plan_with(
+            &set,
+            &alert(
+                &[("instance", "web1:9100"), ("service", "nginx")],
+                &[("summary", "disk full")],
+            ),
+            Mode::DryRun,
+        );
+        assert_eq!(plan.outcome, PlanOutcome::Planned, "{plan:?}");
+        assert_eq!(plan.recipe.as_deref(), Some("a"));
+    }
+
+    const NOTIFY_ONLY: &str = r#"name = "disk-report"
+description = "The data disk fills up: nothing safe to delete automatically"
+runbook = "1. Look at the du report.\n2. Ask the owner."
+match = ['alertname=Down']
+target = "{{ labels.instance | host }}"
+sudo = true
+
+[params.service]
+from = "labels.service"
+pattern = '[a-z]+'
+
+[escalate]
+to = ["tickets"]
+attach = ["journalctl -u {{ service }} -n 20"]
+"#;
+
+    #[test]
+    fn a_notify_only_recipe_plans_diagnostics_and_a_page_in_any_mode() {
+        let set = RecipeSet::new(vec![
+            recipe("a.toml", &simple("a", "alertname=Down", "")),
+            recipe("b.toml", &NOTIFY_ONLY.replace("sudo", "priority = 1\nsudo")),
+        ]);
+        for global in [Mode::Enforce, Mode::DryRun] {
+            let plan = plan_with(&set, &down("nginx"), global);
+            assert_eq!(plan.outcome, PlanOutcome::NotifyOnly, "{plan:?}");
+            assert_eq!(
+                crate::incident::state_for(&plan),
+                crate::incident::State::Notified
+            );
+            assert_eq!(plan.recipe.as_deref(), Some("disk-report"));
+            assert_eq!(
+                plan.reason.as_deref(),
+                Some(
+                    "recipe disk-report is notify-only: a known failure that a human fixes; also matched: a"
+                )
+            );
+            assert!(plan.commands.is_empty() && plan.verify.is_none() && plan.breaker.is_none());
+            assert_eq!(plan.attach, ["journalctl -u 'nginx' -n 20"]);
+            assert_eq!(plan.target.as_ref().unwrap().name, "web1");
+            assert_eq!(plan.escalate, ["tickets"]);
+            assert!(
+                plan.description
+                    .as_deref()
+                    .unwrap()
+                    .starts_with("The data disk")
+            );
+            assert_eq!(
+                plan.runbook.as_deref(),
+                Some("1. Look at the du report.\n2. Ask the owner.")
+            );
+        }
+        // Its params are checked like any recipe's: alert text reaches diagnostics only
+        // as a validated, quoted word.
+        let plan = plan_with(&set, &down("nginx; reboot"), Mode::Enforce);
+        assert_eq!(plan.outcome, PlanOutcome::Refused, "{plan:?}");
+        assert!(plan.attach.is_empty());
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod http_abuse;
 mod intake_bounds;
 mod intake_http;
 mod login_shells;
+mod notify_only;
 mod planning_outcomes;
 mod quoting;
 mod readable_output;

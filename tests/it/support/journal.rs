@@ -13,7 +13,8 @@ use super::config::{API_BEARER, BEARER};
 use super::{SalveProcess, http_client, post_json, wait_until};
 
 /// The states an incident ends in.
-pub const FINAL: [&str; 9] = [
+pub const FINAL: [&str; 10] = [
+    "notified",
     "succeeded",
     "failed",
     "verify_failed",
