@@ -257,6 +257,17 @@ fn check(loaded: &Config) -> anyhow::Result<ExitCode> {
             None => eprintln!("{}: warning: {message}", loaded.origin),
         }
     }
+    let (route_problems, route_warnings) = config::route_findings(loaded, &config_text);
+    for warning in &route_warnings {
+        warnings += 1;
+        match warning.line {
+            Some(line) => eprintln!("{}:{line}: warning: {}", warning.file, warning.message),
+            None => eprintln!("{}: warning: {}", warning.file, warning.message),
+        }
+    }
+    for problem in &route_problems {
+        eprintln!("{problem}");
+    }
     for warning in recipes.warnings() {
         warnings += 1;
         match warning.line {
@@ -267,6 +278,9 @@ fn check(loaded: &Config) -> anyhow::Result<ExitCode> {
                 warning.message
             ),
         }
+    }
+    if !route_problems.is_empty() {
+        return Ok(ExitCode::FAILURE);
     }
     println!(
         "ok: config {}, {} host(s), {} recipe(s) in {}{}",
@@ -301,15 +315,16 @@ fn simulate(
     };
     let notification = parsed.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let inventory = loaded.inventory();
-    let context = PlanContext {
-        inventory: &inventory,
-        global_mode: loaded.settings.engine.mode,
-        default_escalation: &loaded.settings.escalation.default,
-    };
+    let routes = loaded.settings.escalation.routes();
     let results: Vec<(crate::alert::Alert, Plan)> = notification
         .alerts
         .into_iter()
         .map(|alert| {
+            let context = PlanContext {
+                inventory: &inventory,
+                global_mode: loaded.settings.engine.mode,
+                default_escalation: routes.channels_for(&alert.labels),
+            };
             let plan = recipes.plan(&alert, &context);
             (alert, plan)
         })
