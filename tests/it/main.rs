@@ -11,6 +11,7 @@ mod dedup;
 mod escalation_abuse;
 mod escalation_channels;
 mod escalation_e2e;
+mod escalation_routes;
 mod failure_limits;
 mod failure_stop;
 mod guard_e2e;
