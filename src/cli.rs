@@ -427,7 +427,9 @@ fn test(loaded: &Config, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         global_mode: loaded.settings.engine.mode,
         default_escalation: &loaded.settings.escalation.default,
     };
-    let report = match recipe::run_fixtures(&dir.join("tests"), &recipes, &context) {
+    let routes = loaded.settings.escalation.routes();
+    let report = match recipe::run_fixtures_routed(&dir.join("tests"), &recipes, &context, &routes)
+    {
         Ok(report) => report,
         Err(problems) => {
             for problem in &problems {

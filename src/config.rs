@@ -904,7 +904,9 @@ fn route_problems(escalation: &EscalationSettings, problems: &mut Problems) {
         if route.to.is_empty() {
             problems.at(
                 &key("to"),
-                format!("escalation.routes[{index}].to is empty: its escalations would reach no channel"),
+                format!(
+                    "escalation.routes[{index}].to is empty: its escalations would reach no channel"
+                ),
             );
         }
         for name in &route.to {

@@ -21,7 +21,7 @@ mod test_support;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use fixtures::{CaseResult, FixtureReport, run_fixtures};
+pub use fixtures::{CaseResult, FixtureReport, run_fixtures, run_fixtures_routed};
 pub use loader::{load_dir, load_recipe};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use model::{Breaker, Check, Param, ParamSource, Recipe, Verify};

@@ -144,7 +144,10 @@ mod tests {
 
     fn route(matchers: &[&str], to: &[&str]) -> Route {
         Route {
-            matchers: matchers.iter().map(|m| Matcher::parse(m).unwrap()).collect(),
+            matchers: matchers
+                .iter()
+                .map(|m| Matcher::parse(m).unwrap())
+                .collect(),
             to: to.iter().map(|c| (*c).to_owned()).collect(),
         }
     }
@@ -174,7 +177,10 @@ mod tests {
             assert_eq!(routes.channels_for(&labels(pairs)), expected, "{pairs:?}");
         };
         check(&[("severity", "critical"), ("team", "db")], &["pager"]);
-        check(&[("severity", "warning"), ("team", "infra")], &["dba", "tickets"]);
+        check(
+            &[("severity", "warning"), ("team", "infra")],
+            &["dba", "tickets"],
+        );
         check(&[("severity", "warning"), ("team", "web")], &["tickets"]);
         check(&[("severity", "info")], &["oncall"]);
         check(&[], &["oncall"]);
@@ -185,7 +191,11 @@ mod tests {
     #[test]
     fn no_default_and_no_route_gives_no_channel() {
         let routes = Routes::new(vec![route(&[r#"severity="critical""#], &["pager"])], vec![]);
-        assert!(routes.channels_for(&labels(&[("severity", "warning")])).is_empty());
+        assert!(
+            routes
+                .channels_for(&labels(&[("severity", "warning")]))
+                .is_empty()
+        );
     }
 
     #[test]

@@ -89,15 +89,17 @@ async fn route_matrix_pages_critical_tickets_warning_and_defaults_the_rest() {
         .iter()
         .find(|i| i["labels"]["alertname"] == "Chatter")
         .unwrap();
-    assert_eq!(chatter["plan"]["escalate"], json!(["oncall"]), "{chatter:#}");
+    assert_eq!(
+        chatter["plan"]["escalate"],
+        json!(["oncall"]),
+        "{chatter:#}"
+    );
 }
 
 /// `salve check` in a fresh directory holding `config` (with the shipped recipes).
 fn check(config: SalveConfig) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
-    config
-        .recipes_dir(shipped_recipes())
-        .write_to(dir.path());
+    config.recipes_dir(shipped_recipes()).write_to(dir.path());
     let output = salve_cli(dir.path(), &["check"]);
     (
         output.status.success(),
@@ -129,9 +131,8 @@ fn check_fails_when_an_escalation_could_reach_no_channel() {
     assert!(ok, "{output}");
 
     // So do routes that together match every label set.
-    let (ok, output) = check(
-        without_default().escalation_route(&[r#"severity!="critical""#], &["tickets"]),
-    );
+    let (ok, output) =
+        check(without_default().escalation_route(&[r#"severity!="critical""#], &["tickets"]));
     assert!(ok, "{output}");
 }
 
@@ -156,7 +157,9 @@ fn check_warns_for_a_log_only_route_in_enforce_mode() {
     let known_hosts = dir.path().join("known_hosts");
     std::fs::write(&known_hosts, "").unwrap();
     let enforcing = |config: SalveConfig| config.enforce().known_hosts(&known_hosts);
-    let (ok, output) = check(enforcing(without_default().escalation_default(&["tickets"])));
+    let (ok, output) = check(enforcing(
+        without_default().escalation_default(&["tickets"]),
+    ));
     assert!(ok, "a warning does not fail the check:\n{output}");
     for warning in [
         "warning: escalation.default sends only to log channels in enforce mode",
@@ -169,4 +172,32 @@ fn check_warns_for_a_log_only_route_in_enforce_mode() {
     // In dry-run, nothing is run, so a log-only route is no warning.
     let (ok, output) = check(without_default().escalation_default(&["tickets"]));
     assert!(ok && !output.contains("log channels"), "{output}");
+}
+
+#[test]
+fn simulate_shows_the_channels_the_routes_choose() {
+    let dir = tempfile::tempdir().unwrap();
+    without_default()
+        .escalation_default(&["tickets"])
+        .recipes_dir(shipped_recipes())
+        .write_to(dir.path());
+    let alert = dir.path().join("alert.json");
+    std::fs::write(
+        &alert,
+        json!({ "alerts": [
+            { "labels": { "alertname": "Novel", "severity": "critical" } },
+            { "labels": { "alertname": "Novel", "severity": "warning" } },
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let output = salve_cli(
+        dir.path(),
+        &["simulate", "--source", "generic", "--json", "alert.json"],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let escalate = |index: usize| result["alerts"][index]["plan"]["escalate"].clone();
+    assert_eq!(escalate(0), json!(["oncall-email"]), "{result:#}");
+    assert_eq!(escalate(1), json!(["tickets"]), "{result:#}");
 }

@@ -313,7 +313,9 @@ impl SalveConfig {
                 routes.pop();
                 routes.push_str(&format!(", {entry}]"));
             }
-            None => self.escalation.push(("routes".to_owned(), format!("[{entry}]"))),
+            None => self
+                .escalation
+                .push(("routes".to_owned(), format!("[{entry}]"))),
         }
         self
     }
