@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod loader;
 pub mod matcher;
 pub mod model;
+mod near_miss;
 mod nested;
 pub mod planner;
 #[cfg(test)]

@@ -69,12 +69,22 @@ impl RecipeSet {
                 .alertname()
                 .map(quoted)
                 .unwrap_or_else(|| "(none)".to_owned());
-            return Plan::inert(
+            let near_misses = self.near_misses(&alert.labels);
+            let nearest: Vec<String> = near_misses.iter().map(ToString::to_string).collect();
+            let mut plan = Plan::inert(
                 PlanOutcome::Unmatched,
                 None,
-                format!("no recipe matched alertname={alertname}"),
+                match nearest.is_empty() {
+                    true => format!("no recipe matched alertname={alertname}"),
+                    false => format!(
+                        "no recipe matched alertname={alertname}; nearest: {}",
+                        nearest.join(", ")
+                    ),
+                },
                 ctx.default_escalation.to_vec(),
             );
+            plan.near_misses = near_misses;
+            return plan;
         };
         let others: Vec<&str> = candidates
             .iter()
@@ -183,6 +193,7 @@ impl RecipeSet {
             }),
             escalate,
             attach,
+            near_misses: Vec::new(),
         }
     }
 

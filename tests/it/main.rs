@@ -30,3 +30,4 @@ mod ssh_executor;
 mod store_commit_failure;
 mod storm;
 mod testbed_smoke;
+mod unmatched_why;
