@@ -1397,6 +1397,33 @@ mod tests {
     }
 
     #[test]
+    fn escalation_routes_need_matchers_and_known_channels_with_lines() {
+        let text = "[escalation]\ndefault = [\"log\"]\n\n\
+                    [[escalation.routes]]\nmatch = []\nto = [\"log\"]\n\n\
+                    [[escalation.routes]]\nmatch = ['severity=\"critical\"']\nto = [\"pagr\"]\n\n\
+                    [[escalation.routes]]\nmatch = ['team=~\"db\"']\nto = []\n\n\
+                    [escalation.channels.log]\nkind = \"log\"\n";
+        let text = messages(load_text(text, &[]).unwrap_err());
+        assert_eq!(
+            text,
+            [
+                "salve.toml:5: escalation.routes[0].match is empty: a route for every alert is escalation.default",
+                "salve.toml:10: escalation.routes[1].to names unknown channel \"pagr\"",
+                "salve.toml:14: escalation.routes[2].to is empty: its escalations would reach no channel",
+            ],
+        );
+        let bad = load_text(
+            "[[escalation.routes]]\nmatch = ['severity==\"x\"']\nto = []\n",
+            &[],
+        );
+        let text = messages(bad.unwrap_err());
+        assert!(
+            text[0].starts_with("salve.toml:2: ") && text[0].contains("bad matcher"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
     fn label_keys_keep_their_case() {
         let loaded = load_text(
             "[[hosts]]\nname = \"web1\"\nlabels = { Team = \"Core\" }\n",
