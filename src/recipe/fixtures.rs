@@ -406,6 +406,43 @@ escalate = ["default-route"]
 "#;
 
     #[test]
+    fn cases_are_routed_by_their_labels_as_serve_routes_them() {
+        let (dir, set) = setup(&[(
+            "a.toml",
+            r#"
+[[hosts]]
+name = "web1"
+
+[[case]]
+name = "critical restart"
+alert = { labels = { alertname = "ServiceDown", instance = "web1:9100", service = "nginx", severity = "critical" } }
+[case.expect]
+escalate = ["pager"]
+
+[[case]]
+name = "novel"
+alert = { labels = { alertname = "Novel" } }
+[case.expect]
+outcome = "unmatched"
+escalate = ["default-route"]
+"#,
+        )]);
+        let inventory = inventory_of("callers-host", BTreeMap::new());
+        let ctx = PlanContext {
+            inventory: &inventory,
+            global_mode: Mode::Enforce,
+            default_escalation: &[],
+        };
+        let critical = crate::recipe::Route {
+            matchers: vec![crate::recipe::Matcher::parse(r#"severity="critical""#).unwrap()],
+            to: vec!["pager".to_owned()],
+        };
+        let routes = Routes::new(vec![critical], vec!["default-route".to_owned()]);
+        let report = run_fixtures_routed(&dir.path().join("tests"), &set, &ctx, &routes).unwrap();
+        assert_eq!((report.passed(), report.failed()), (2, 0), "{report}");
+    }
+
+    #[test]
     fn passing_cases_pass() {
         let report = run(&[("a.toml", PASSING)]).unwrap();
         assert_eq!((report.passed(), report.failed()), (1, 0), "{report}");
