@@ -21,7 +21,8 @@ pub struct PlanContext<'a> {
     pub inventory: &'a Inventory,
     /// The global switch: a plan enforces only when this AND the recipe say `enforce`.
     pub global_mode: Mode,
-    /// Channels for unmatched alerts and for recipes without `escalate.to`.
+    /// Channels for unmatched alerts and for recipes without `escalate.to`: what
+    /// `[[escalation.routes]]` give this alert's labels (`recipe::Routes::channels_for`).
     pub default_escalation: &'a [String],
 }
 
@@ -74,12 +75,13 @@ impl RecipeSet {
             let mut plan = Plan::inert(
                 PlanOutcome::Unmatched,
                 None,
-                match nearest.is_empty() {
-                    true => format!("no recipe matched alertname={alertname}"),
-                    false => format!(
+                if nearest.is_empty() {
+                    format!("no recipe matched alertname={alertname}")
+                } else {
+                    format!(
                         "no recipe matched alertname={alertname}; nearest: {}",
                         nearest.join(", ")
-                    ),
+                    )
                 },
                 ctx.default_escalation.to_vec(),
             );
