@@ -260,6 +260,17 @@ fn check(loaded: &Config) -> anyhow::Result<ExitCode> {
             None => eprintln!("{}: warning: {message}", loaded.origin),
         }
     }
+    let (route_problems, route_warnings) = config::route_findings(loaded, &config_text);
+    for warning in &route_warnings {
+        warnings += 1;
+        match warning.line {
+            Some(line) => eprintln!("{}:{line}: warning: {}", warning.file, warning.message),
+            None => eprintln!("{}: warning: {}", warning.file, warning.message),
+        }
+    }
+    for problem in &route_problems {
+        eprintln!("{problem}");
+    }
     for warning in recipes.warnings() {
         warnings += 1;
         match warning.line {
@@ -270,6 +281,9 @@ fn check(loaded: &Config) -> anyhow::Result<ExitCode> {
                 warning.message
             ),
         }
+    }
+    if !route_problems.is_empty() {
+        return Ok(ExitCode::FAILURE);
     }
     let notify_only = recipes.iter().filter(|r| r.is_notify_only()).count();
     println!(
@@ -310,15 +324,16 @@ fn simulate(
     };
     let notification = parsed.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let inventory = loaded.inventory();
-    let context = PlanContext {
-        inventory: &inventory,
-        global_mode: loaded.settings.engine.mode,
-        default_escalation: &loaded.settings.escalation.default,
-    };
+    let routes = loaded.settings.escalation.routes();
     let results: Vec<(crate::alert::Alert, Plan)> = notification
         .alerts
         .into_iter()
         .map(|alert| {
+            let context = PlanContext {
+                inventory: &inventory,
+                global_mode: loaded.settings.engine.mode,
+                default_escalation: routes.channels_for(&alert.labels),
+            };
             let plan = recipes.plan(&alert, &context);
             (alert, plan)
         })
@@ -433,7 +448,9 @@ fn test(loaded: &Config, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         global_mode: loaded.settings.engine.mode,
         default_escalation: &loaded.settings.escalation.default,
     };
-    let report = match recipe::run_fixtures(&dir.join("tests"), &recipes, &context) {
+    let routes = loaded.settings.escalation.routes();
+    let report = match recipe::run_fixtures_routed(&dir.join("tests"), &recipes, &context, &routes)
+    {
         Ok(report) => report,
         Err(problems) => {
             for problem in &problems {

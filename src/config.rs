@@ -363,8 +363,13 @@ impl Default for LimitSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EscalationSettings {
-    /// Route for alerts no recipe handles (unmatched) or that were refused.
+    /// Channels for an escalation no route matches: novel, refused, and any other whose
+    /// recipe has no `escalate.to`.
     pub default: Vec<String>,
+    /// `[[escalation.routes]]`: `match` (Alertmanager matchers on the alert's labels) and
+    /// `to` (channels). For an escalation its recipe does not route itself, the first route
+    /// whose matchers all match wins; `default` is last.
+    pub routes: Vec<crate::recipe::Route>,
     pub channels: BTreeMap<String, ChannelSettings>,
     /// Floods become digests: a channel gets at most this many separate messages per
     /// `digest_window` for one escalation reason; more escalations for that (channel,
@@ -378,10 +383,18 @@ pub struct EscalationSettings {
     pub max_concurrent_deliveries: usize,
 }
 
+impl EscalationSettings {
+    /// The routes, then the default, as the engine chooses channels.
+    pub fn routes(&self) -> crate::recipe::Routes {
+        crate::recipe::Routes::new(self.routes.clone(), self.default.clone())
+    }
+}
+
 impl Default for EscalationSettings {
     fn default() -> EscalationSettings {
         EscalationSettings {
             default: Vec::new(),
+            routes: Vec::new(),
             channels: BTreeMap::new(),
             digest_after: 5,
             digest_window: Duration::from_secs(60),
@@ -858,6 +871,7 @@ fn escalation_problems(escalation: &EscalationSettings, problems: &mut Problems)
             );
         }
     }
+    route_problems(escalation, problems);
     if escalation.max_concurrent_deliveries == 0 {
         problems.at(
             &["escalation", "max_concurrent_deliveries"],
@@ -873,6 +887,83 @@ fn escalation_problems(escalation: &EscalationSettings, problems: &mut Problems)
     for (name, channel) in &escalation.channels {
         channel_problems(name, channel, problems);
     }
+}
+
+/// `[[escalation.routes]]`: each has matchers (one without would shadow every route after
+/// it and the default) and names channels that exist.
+fn route_problems(escalation: &EscalationSettings, problems: &mut Problems) {
+    for (index, route) in escalation.routes.iter().enumerate() {
+        let index_text = index.to_string();
+        let key = |key| ["escalation", "routes", index_text.as_str(), key];
+        if route.matchers.is_empty() {
+            problems.at(
+                &key("match"),
+                format!("escalation.routes[{index}].match is empty: a route for every alert is escalation.default"),
+            );
+        }
+        if route.to.is_empty() {
+            problems.at(
+                &key("to"),
+                format!(
+                    "escalation.routes[{index}].to is empty: its escalations would reach no channel"
+                ),
+            );
+        }
+        for name in &route.to {
+            if !escalation.channels.contains_key(name) {
+                problems.at(
+                    &key("to"),
+                    format!("escalation.routes[{index}].to names unknown channel {name:?}"),
+                );
+            }
+        }
+    }
+}
+
+/// What `salve check` adds about routes to what loading checked, as (problems, warnings):
+/// an escalation that could reach no channel (no default and a label set no route
+/// matches) is a problem; in enforce mode, a route (or the default) whose channels are all
+/// `log` is a warning — a failed fix it escalates pages nobody. `text` is the settings
+/// file's text, for lines.
+pub fn route_findings(config: &Config, text: &str) -> (Vec<ConfigProblem>, Vec<ConfigProblem>) {
+    let escalation = &config.settings.escalation;
+    let mut problems = Problems::new(&config.origin, text);
+    if let Some(labels) = escalation.routes().unrouted_example() {
+        problems.at(
+            &["escalation", "default"],
+            format!(
+                "escalation: an escalation could reach no channel: an alert with labels {} matches no route and escalation.default is empty",
+                crate::recipe::route::labels_text(&labels)
+            ),
+        );
+    }
+    let mut warnings = Problems::new(&config.origin, text);
+    if config.settings.engine.mode == Mode::Enforce {
+        let log_only = |channels: &[String]| {
+            !channels.is_empty()
+                && channels.iter().all(|name| {
+                    matches!(
+                        escalation.channels.get(name),
+                        Some(ChannelSettings::Log { .. })
+                    )
+                })
+        };
+        if log_only(&escalation.default) {
+            warnings.at(
+                &["escalation", "default"],
+                "escalation.default sends only to log channels in enforce mode: nobody is paged",
+            );
+        }
+        for (index, route) in escalation.routes.iter().enumerate() {
+            if log_only(&route.to) {
+                warnings.at(
+                    &["escalation", "routes", &index.to_string(), "to"],
+                    format!("escalation.routes[{index}] sends only to log channels in enforce mode: nobody is paged"),
+                );
+            }
+        }
+    }
+    (problems.list, warnings.list)
 }
 
 /// `[escalation.channels.NAME]`: its secret file readable and not blank, its rate
@@ -1301,6 +1392,33 @@ mod tests {
         );
         assert!(
             text[1].starts_with("salve.toml:7: hosts[1]: duplicate host name"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn escalation_routes_need_matchers_and_known_channels_with_lines() {
+        let text = "[escalation]\ndefault = [\"log\"]\n\n\
+                    [[escalation.routes]]\nmatch = []\nto = [\"log\"]\n\n\
+                    [[escalation.routes]]\nmatch = ['severity=\"critical\"']\nto = [\"pagr\"]\n\n\
+                    [[escalation.routes]]\nmatch = ['team=~\"db\"']\nto = []\n\n\
+                    [escalation.channels.log]\nkind = \"log\"\n";
+        let text = messages(load_text(text, &[]).unwrap_err());
+        assert_eq!(
+            text,
+            [
+                "salve.toml:5: escalation.routes[0].match is empty: a route for every alert is escalation.default",
+                "salve.toml:10: escalation.routes[1].to names unknown channel \"pagr\"",
+                "salve.toml:14: escalation.routes[2].to is empty: its escalations would reach no channel",
+            ],
+        );
+        let bad = load_text(
+            "[[escalation.routes]]\nmatch = ['severity==\"x\"']\nto = []\n",
+            &[],
+        );
+        let text = messages(bad.unwrap_err());
+        assert!(
+            text[0].starts_with("salve.toml:2: ") && text[0].contains("bad matcher"),
             "{text:?}"
         );
     }

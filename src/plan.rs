@@ -126,6 +126,41 @@ pub struct PlannedBreaker {
     pub key: String,
 }
 
+/// A recipe that almost matched an unmatched alert: how many of its matchers held, and
+/// the first that did not, against the alert's value (`None`: no such label).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NearMiss {
+    pub recipe: String,
+    pub matched: usize,
+    pub matchers: usize,
+    /// The matcher as written canonically (`severity="critical"`).
+    pub failed: String,
+    pub got: Option<String>,
+}
+
+impl std::fmt::Display for NearMiss {
+    /// `svc (1 of 2 matchers; severity="critical" vs got "warning")`; the alert's value is
+    /// escaped and cut to 100 characters (it is untrusted text).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({} of {} matchers; {} vs ",
+            self.recipe, self.matched, self.matchers, self.failed
+        )?;
+        match &self.got {
+            Some(value) if value.chars().count() > 100 => {
+                let head: String = value.chars().take(100).collect();
+                write!(f, "got {head:?}…)")
+            }
+            Some(value) => write!(f, "got {value:?})"),
+            None => {
+                let label = self.failed.split(['=', '!']).next().unwrap_or_default();
+                write!(f, "no label {label})")
+            }
+        }
+    }
+}
+
 /// Everything salve decided for one alert. Commands are complete shell lines in which
 /// every value that came from the alert is exactly one single-quoted word.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +194,9 @@ pub struct Plan {
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runbook: Option<String>,
+    /// For `unmatched`: the recipes that came closest and the first matcher each failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub near_misses: Vec<NearMiss>,
 }
 
 impl Plan {
@@ -195,6 +233,7 @@ impl Plan {
             attach: Vec::new(),
             description: None,
             runbook: None,
+            near_misses: Vec::new(),
         }
     }
 }

@@ -177,10 +177,11 @@ impl App {
             })
             .transpose()?;
         let outbox_wake = Arc::new(Notify::new());
+        let escalation_routes = Arc::new(settings.escalation.routes());
         let escalator = Arc::new(Escalator::new(
             store.clone(),
             remediator.clone(),
-            settings.escalation.default.clone(),
+            escalation_routes.clone(),
             settings.ssh.command_timeout,
             outbox_wake.clone(),
         ));
@@ -217,7 +218,7 @@ impl App {
             recipes: Arc::new(recipes),
             inventory: loaded.inventory(),
             mode,
-            default_escalation: settings.escalation.default.clone(),
+            escalation_routes,
             metrics,
             wake,
             remediator,

@@ -24,6 +24,7 @@ use crate::notify::{
     safe_link, silence_url,
 };
 use crate::plan::{Plan, PlannedTarget};
+use crate::recipe::Routes;
 use crate::recipe::shell::{RunAs, remote_line};
 use crate::store::{DiagnosticsClaim, IncidentDetail, Store, StoreError};
 
@@ -40,7 +41,9 @@ pub struct Escalator {
     /// Runs the recipe's `attach` diagnostics (its executor and host turns); `None` in
     /// dry-run (nothing is run then).
     remediator: Option<Arc<Remediator>>,
-    default_route: Vec<String>,
+    /// Channels for an incident whose plan names none (routes by its labels, then the
+    /// default); the planner already routed every plan it made.
+    routes: Arc<Routes>,
     diagnostic_timeout: Duration,
     /// Incidents being escalated now, so a pass never takes one twice.
     in_progress: Mutex<HashSet<IncidentId>>,
@@ -54,14 +57,14 @@ impl Escalator {
     pub fn new(
         store: Arc<dyn Store>,
         remediator: Option<Arc<Remediator>>,
-        default_route: Vec<String>,
+        routes: Arc<Routes>,
         diagnostic_timeout: Duration,
         outbox_wake: Arc<Notify>,
     ) -> Escalator {
         Escalator {
             store,
             remediator,
-            default_route,
+            routes,
             diagnostic_timeout,
             in_progress: Mutex::new(HashSet::new()),
             outbox_wake,
@@ -111,10 +114,10 @@ impl Escalator {
         let plan = detail.incident.plan.as_ref();
         let channels = match plan.map(|p| p.escalate.clone()).filter(|c| !c.is_empty()) {
             Some(channels) => channels,
-            None => self.default_route.clone(),
+            None => self.routes.channels_for(&incident.labels).to_vec(),
         };
         if channels.is_empty() {
-            tracing::warn!(incident = %incident.id, reason = %reason, "no escalation route: neither the recipe nor escalation.default names a channel");
+            tracing::warn!(incident = %incident.id, reason = %reason, "no escalation route: neither the recipe, nor a route, nor escalation.default names a channel");
         }
         let payload = serde_json::to_value(&escalation).unwrap_or(Value::Null);
         self.store

@@ -16,7 +16,7 @@ use crate::incident::{Event, Incident, IncidentId, State, state_for};
 use crate::inventory::Inventory;
 use crate::metrics::Metrics;
 use crate::plan::Mode;
-use crate::recipe::{PlanContext, RecipeSet};
+use crate::recipe::{PlanContext, RecipeSet, Routes};
 use crate::store::{Store, StoreError};
 
 pub mod escalate;
@@ -45,7 +45,9 @@ pub struct Engine {
     pub recipes: Arc<RecipeSet>,
     pub inventory: Inventory,
     pub mode: Mode,
-    pub default_escalation: Vec<String>,
+    /// `[[escalation.routes]]` and the default: the channels a plan gets when its recipe
+    /// does not route itself (chosen at planning, from the alert's labels).
+    pub escalation_routes: Arc<Routes>,
     pub metrics: Arc<Metrics>,
     /// Notified by intake after a commit that created incidents.
     pub wake: Arc<Notify>,
@@ -266,14 +268,14 @@ impl Engine {
             .store
             .incidents_in_state(State::Received, PLAN_BATCH)
             .await?;
-        let context = PlanContext {
-            inventory: &self.inventory,
-            global_mode: self.mode,
-            default_escalation: &self.default_escalation,
-        };
         let planned: Vec<_> = batch
             .iter()
             .map(|incident| {
+                let context = PlanContext {
+                    inventory: &self.inventory,
+                    global_mode: self.mode,
+                    default_escalation: self.escalation_routes.channels_for(&incident.labels),
+                };
                 let plan = self.recipes.plan(&incident.to_alert(), &context);
                 (incident, state_for(&plan), plan)
             })

@@ -12,7 +12,7 @@ use crate::inventory::{Host, Inventory};
 use crate::plan::{Mode, Plan, PlanOutcome, PlannedCheck};
 use crate::tomlspan;
 
-use super::{PlanContext, Problem, RecipeSet};
+use super::{PlanContext, Problem, RecipeSet, Routes};
 
 /// One `recipes/tests/*.toml` file.
 #[derive(Debug, Deserialize)]
@@ -133,6 +133,18 @@ pub fn run_fixtures(
     recipes: &RecipeSet,
     default_ctx: &PlanContext,
 ) -> Result<FixtureReport, Vec<Problem>> {
+    let routes = Routes::new(Vec::new(), default_ctx.default_escalation.to_vec());
+    run_fixtures_routed(dir, recipes, default_ctx, &routes)
+}
+
+/// [`run_fixtures`] with `[[escalation.routes]]`: each case's default escalation is what
+/// `routes` give its labels, as `serve` plans it (`default_ctx.default_escalation` unused).
+pub fn run_fixtures_routed(
+    dir: &Path,
+    recipes: &RecipeSet,
+    default_ctx: &PlanContext,
+    routes: &Routes,
+) -> Result<FixtureReport, Vec<Problem>> {
     let entries = std::fs::read_dir(dir).map_err(|error| {
         vec![Problem::new(
             dir,
@@ -151,7 +163,7 @@ pub fn run_fixtures(
     let mut report = FixtureReport::default();
     for file in files {
         match std::fs::read_to_string(&file) {
-            Ok(text) => match run_fixture_file(&file, &text, recipes, default_ctx) {
+            Ok(text) => match run_fixture_file(&file, &text, recipes, default_ctx, routes) {
                 Ok(mut cases) => report.cases.append(&mut cases),
                 Err(mut file_problems) => problems.append(&mut file_problems),
             },
@@ -174,6 +186,7 @@ fn run_fixture_file(
     text: &str,
     recipes: &RecipeSet,
     default_ctx: &PlanContext,
+    routes: &Routes,
 ) -> Result<Vec<CaseResult>, Vec<Problem>> {
     let fixture: FixtureFile = toml::from_str(text).map_err(|error| {
         let line = tomlspan::line_of_offset(text, error.span().map(|span| span.start).unwrap_or(0));
@@ -228,6 +241,10 @@ fn run_fixture_file(
                 ends_at: None,
                 generator_url: None,
                 external_url: None,
+            };
+            let ctx = PlanContext {
+                default_escalation: routes.channels_for(&alert.labels),
+                ..ctx
             };
             let plan = recipes.plan(&alert, &ctx);
             CaseResult {
@@ -387,6 +404,43 @@ mode = "dry-run"
 commands = ["systemctl restart 'nginx'"]
 escalate = ["default-route"]
 "#;
+
+    #[test]
+    fn cases_are_routed_by_their_labels_as_serve_routes_them() {
+        let (dir, set) = setup(&[(
+            "a.toml",
+            r#"
+[[hosts]]
+name = "web1"
+
+[[case]]
+name = "critical restart"
+alert = { labels = { alertname = "ServiceDown", instance = "web1:9100", service = "nginx", severity = "critical" } }
+[case.expect]
+escalate = ["pager"]
+
+[[case]]
+name = "novel"
+alert = { labels = { alertname = "Novel" } }
+[case.expect]
+outcome = "unmatched"
+escalate = ["default-route"]
+"#,
+        )]);
+        let inventory = inventory_of("callers-host", BTreeMap::new());
+        let ctx = PlanContext {
+            inventory: &inventory,
+            global_mode: Mode::Enforce,
+            default_escalation: &[],
+        };
+        let critical = crate::recipe::Route {
+            matchers: vec![crate::recipe::Matcher::parse(r#"severity="critical""#).unwrap()],
+            to: vec!["pager".to_owned()],
+        };
+        let routes = Routes::new(vec![critical], vec!["default-route".to_owned()]);
+        let report = run_fixtures_routed(&dir.path().join("tests"), &set, &ctx, &routes).unwrap();
+        assert_eq!((report.passed(), report.failed()), (2, 0), "{report}");
+    }
 
     #[test]
     fn passing_cases_pass() {

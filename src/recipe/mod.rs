@@ -1,16 +1,19 @@
 //! Recipes: the operator-written, bounded remediations. Loading and validation (`loader`),
 //! Alertmanager matchers (`matcher`), templating (`template`), shell quoting and remote lines
-//! (`shell`), the pure planner (`plan`) and `salve test` fixtures (`fixtures`). Nothing here
-//! runs a command, opens a connection or lets raw alert text into a shell line.
+//! (`shell`), the pure planner (`plan`), `salve test` fixtures (`fixtures`), and escalation
+//! routes by the same matchers (`route`). Nothing here runs a command, opens a connection
+//! or lets raw alert text into a shell line.
 
 pub mod fixtures;
 pub mod loader;
 pub mod matcher;
 pub mod model;
+mod near_miss;
 mod nested;
 pub mod planner;
 #[cfg(test)]
 mod proptests;
+pub mod route;
 pub mod shell;
 pub mod template;
 #[cfg(test)]
@@ -19,11 +22,12 @@ mod test_support;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use fixtures::{CaseResult, FixtureReport, run_fixtures};
+pub use fixtures::{CaseResult, FixtureReport, run_fixtures, run_fixtures_routed};
 pub use loader::{load_dir, load_recipe};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use model::{Breaker, Check, Param, ParamSource, Recipe, Verify};
 pub use planner::PlanContext;
+pub use route::{Route, Routes};
 pub use template::{CommandContext, RecipeTemplates};
 
 /// One problem in a recipe (or fixture) file, with the 1-based line of the offending key or

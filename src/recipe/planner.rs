@@ -23,7 +23,8 @@ pub struct PlanContext<'a> {
     pub inventory: &'a Inventory,
     /// The global switch: a plan enforces only when this AND the recipe say `enforce`.
     pub global_mode: Mode,
-    /// Channels for unmatched alerts and for recipes without `escalate.to`.
+    /// Channels for unmatched alerts and for recipes without `escalate.to`: what
+    /// `[[escalation.routes]]` give this alert's labels (`recipe::Routes::channels_for`).
     pub default_escalation: &'a [String],
 }
 
@@ -71,12 +72,23 @@ impl RecipeSet {
                 .alertname()
                 .map(quoted)
                 .unwrap_or_else(|| "(none)".to_owned());
-            return Plan::inert(
+            let near_misses = self.near_misses(&alert.labels);
+            let nearest: Vec<String> = near_misses.iter().map(ToString::to_string).collect();
+            let mut plan = Plan::inert(
                 PlanOutcome::Unmatched,
                 None,
-                format!("no recipe matched alertname={alertname}"),
+                if nearest.is_empty() {
+                    format!("no recipe matched alertname={alertname}")
+                } else {
+                    format!(
+                        "no recipe matched alertname={alertname}; nearest: {}",
+                        nearest.join(", ")
+                    )
+                },
                 ctx.default_escalation.to_vec(),
             );
+            plan.near_misses = near_misses;
+            return plan;
         };
         let others: Vec<&str> = candidates
             .iter()
@@ -207,6 +219,7 @@ impl RecipeSet {
             attach,
             description: winner.description.clone(),
             runbook: winner.runbook.clone(),
+            near_misses: Vec::new(),
         }
     }
 

@@ -300,6 +300,26 @@ impl SalveConfig {
         self.escalation_setting("default", &format!("[{}]", list.join(", ")))
     }
 
+    /// One more `[[escalation.routes]]` entry, after those added before: `matchers` as
+    /// written in the file (`severity="critical"`), then the channels.
+    pub fn escalation_route(mut self, matchers: &[&str], channels: &[&str]) -> SalveConfig {
+        let list = |items: &[&str]| {
+            let quoted: Vec<String> = items.iter().map(|item| toml_string(item)).collect();
+            format!("[{}]", quoted.join(", "))
+        };
+        let entry = format!("{{ match = {}, to = {} }}", list(matchers), list(channels));
+        match self.escalation.iter_mut().find(|(key, _)| key == "routes") {
+            Some((_, routes)) => {
+                routes.pop();
+                routes.push_str(&format!(", {entry}]"));
+            }
+            None => self
+                .escalation
+                .push(("routes".to_owned(), format!("[{entry}]"))),
+        }
+        self
+    }
+
     /// Any other `[escalation]` key (e.g. `digest_after`), `value` already TOML.
     pub fn escalation_setting(mut self, key: &str, value: &str) -> SalveConfig {
         self.escalation.push((key.to_owned(), value.to_owned()));
