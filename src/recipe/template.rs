@@ -399,11 +399,7 @@ impl RecipeTemplates {
         source: &str,
         context: &CommandContext,
     ) -> Result<String, RenderError> {
-        let values = context.values(
-            Value::from(context.target.clone()),
-            Value::from(context.target_name.clone()),
-        );
-        self.render(TemplateKind::Command, source, values)
+        self.render_with_target(TemplateKind::Command, source, context)
     }
 
     /// Renders a `[breaker] key` as plain text (params as validated, the target's address
@@ -413,11 +409,21 @@ impl RecipeTemplates {
         source: &str,
         context: &CommandContext,
     ) -> Result<String, RenderError> {
+        self.render_with_target(TemplateKind::BreakerKey, source, context)
+    }
+
+    /// Renders `source` as `kind` over the params and the resolved target.
+    fn render_with_target(
+        &self,
+        kind: TemplateKind,
+        source: &str,
+        context: &CommandContext,
+    ) -> Result<String, RenderError> {
         let values = context.values(
             Value::from(context.target.clone()),
             Value::from(context.target_name.clone()),
         );
-        self.render(TemplateKind::BreakerKey, source, values)
+        self.render(kind, source, values)
     }
 
     /// Renders an HTTP check URL: params percent-encoded, the target emitted as a host.

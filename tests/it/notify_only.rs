@@ -30,15 +30,12 @@ to = ["tickets"]
 attach = ["cat /tmp/salve-notify-only/{{ volume }}.report"]
 "#;
 
-fn data_disk_full() -> serde_json::Value {
-    json!({ "labels": { "alertname": "DataDiskFull", "instance": "web1:9100", "volume": "uploads" } })
-}
-
-#[tokio::test]
-async fn a_notify_only_recipe_pages_once_with_diagnostics_from_the_host_and_runs_nothing_else() {
+/// A host whose `VOLUME.report` holds `report` (what the diagnostics `cat`), a ticket capture,
+/// and salve enforcing `DISK_REPORT` on it with `tickets` posting into the capture.
+async fn start_with_report(volume: &str, report: &str) -> (SshHost, WebhookCapture, Enforcing) {
     let host = SshHost::start().await;
     host.exec_ok(&format!(
-        "mkdir -p /tmp/salve-notify-only && echo '9.1G /srv/uploads/tenant-42' > /tmp/salve-notify-only/uploads.report && chown -R {TARGET_USER} /tmp/salve-notify-only"
+        "mkdir -p /tmp/salve-notify-only && echo '{report}' > /tmp/salve-notify-only/{volume}.report && chown -R {TARGET_USER} /tmp/salve-notify-only"
     ))
     .await;
     let capture = WebhookCapture::start().await;
@@ -46,6 +43,17 @@ async fn a_notify_only_recipe_pages_once_with_diagnostics_from_the_host_and_runs
         .config(|config| config.webhook_channel("tickets", &capture.url("/tickets")))
         .start()
         .await;
+    (host, capture, enforcing)
+}
+
+fn data_disk_full() -> serde_json::Value {
+    json!({ "labels": { "alertname": "DataDiskFull", "instance": "web1:9100", "volume": "uploads" } })
+}
+
+#[tokio::test]
+async fn a_notify_only_recipe_pages_once_with_diagnostics_from_the_host_and_runs_nothing_else() {
+    let (_host, capture, enforcing) =
+        start_with_report("uploads", "9.1G /srv/uploads/tenant-42").await;
     let salve = &enforcing.salve;
 
     salve.post_generic(data_disk_full()).await;
@@ -213,16 +221,7 @@ async fn a_recipe_matched_on_annotations_runs_on_the_host() {
 
 #[tokio::test]
 async fn a_burst_of_notify_only_alerts_runs_the_diagnostics_once_per_target() {
-    let host = SshHost::start().await;
-    host.exec_ok(&format!(
-        "mkdir -p /tmp/salve-notify-only && echo 'report' > /tmp/salve-notify-only/logs.report && chown -R {TARGET_USER} /tmp/salve-notify-only"
-    ))
-    .await;
-    let capture = WebhookCapture::start().await;
-    let enforcing = Enforcing::single_recipe(&host, &[("web1", TARGET_USER)], DISK_REPORT)
-        .config(|config| config.webhook_channel("tickets", &capture.url("/tickets")))
-        .start()
-        .await;
+    let (_host, capture, enforcing) = start_with_report("logs", "report").await;
     let salve = &enforcing.salve;
 
     let alert = |n: &str| json!({ "labels": { "alertname": "DataDiskFull", "instance": "web1:9100", "volume": "logs", "n": n } });
