@@ -624,12 +624,21 @@ window = "5m"
                 &format!("window = \"5m\"\nkey = {key:?}\n"),
             )
         };
+        let at_most = "k".repeat(MAX_BREAKER_KEY);
+        let too_long = "k".repeat(MAX_BREAKER_KEY + 1);
         for (key, note, expected) in [
             ("{{ service }}", "n", Ok("nginx")),
             ("{{ target_name }}/{{ service }}", "n", Ok("web1/nginx")),
             ("{{ target }}:{{ note }}", "it's x", Ok("10.0.0.5:it's x")),
+            ("{{ note }}", at_most.as_str(), Ok(at_most.as_str())),
             ("{{ note }}", " ", Err("breaker.key rendered empty")),
             ("{{ note }}", "a\nb", Err("control characters")),
+            ("{{ note }}", "a\u{1b}[2Jb", Err("control characters")),
+            (
+                "{{ note }}",
+                too_long.as_str(),
+                Err("longer than 200 characters"),
+            ),
         ] {
             let set = RecipeSet::new(vec![recipe("a.toml", &keyed(key))]);
             let mut alert = down("nginx");
