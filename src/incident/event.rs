@@ -151,6 +151,18 @@ pub enum Event {
         by: String,
         runs_forgotten: usize,
     },
+    /// A page of this incident will be followed up on `channel` ("resolved"): `cause` is
+    /// `resolved` (its alert resolved) or `succeeded` (incident `by` of the same alert
+    /// was fixed and verified).
+    FollowUpQueued {
+        channel: String,
+        cause: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<IncidentId>,
+    },
+    /// `channel` accepted the follow-up (PagerDuty `resolve`, webhook `resolved`, a
+    /// threaded mail). `attempt` counts from 1.
+    FollowUpSent { channel: String, attempt: i64 },
     /// A stored row that is no event this version knows (another version's kind, a
     /// detail that does not parse): shown as it is stored, never dropped and never a
     /// failed read. Only reading makes it; salve never writes one.
@@ -642,6 +654,20 @@ mod tests {
                 by: "cli:root".into(),
                 runs_forgotten: 3,
             },
+            Event::FollowUpQueued {
+                channel: "pager".into(),
+                cause: "resolved".into(),
+                by: None,
+            },
+            Event::FollowUpQueued {
+                channel: "pager".into(),
+                cause: "succeeded".into(),
+                by: Some(IncidentId(9)),
+            },
+            Event::FollowUpSent {
+                channel: "pager".into(),
+                attempt: 1,
+            },
         ]
     }
 
@@ -659,7 +685,7 @@ mod tests {
             }
         }
         // Every variant but `Unreadable` (which is never written) has a sample.
-        assert_eq!(kinds.len(), 23, "{kinds:?}");
+        assert_eq!(kinds.len(), 25, "{kinds:?}");
     }
 
     /// Rows exactly as salve wrote them before this type existed (the `json!` of each

@@ -15,6 +15,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
 use super::content::{Digest, Escalation, render_digest_text, render_text};
+use super::followup::{FollowUp, render_follow_up_text};
 use super::template::{PageTemplates, truncate_chars};
 use super::{SendError, redact};
 use crate::duration::de_duration;
@@ -236,6 +237,8 @@ pub(crate) struct EmailSender {
     to: Vec<Mailbox>,
     subject: String,
     timeout: Duration,
+    /// The channel's name as it may appear in a Message-ID (see `page_message_id`).
+    thread_tag: String,
     /// The password as sent (plain, and in AUTH PLAIN/LOGIN's base64): a server reply
     /// that quotes it back is redacted before it reaches the log or the journal.
     credentials: Vec<String>,
@@ -316,8 +319,75 @@ impl EmailSender {
                 .collect::<Result<_, _>>()?,
             subject: channel.subject.clone(),
             timeout: channel.timeout,
+            thread_tag: "email".to_owned(),
             credentials,
         })
+    }
+
+    /// Names the channel, so its pages' Message-IDs differ from another email channel's.
+    pub(crate) fn named(mut self, channel: &str) -> EmailSender {
+        let tag: String = channel
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        if !tag.is_empty() {
+            self.thread_tag = tag;
+        }
+        self
+    }
+
+    /// The Message-ID of the page for `escalation` on this channel, the same in every
+    /// process (no random part, nothing kept): its follow-up threads under it after a
+    /// restart. `<salve-incident-ID.REASON.CHANNEL@DOMAIN-OF-FROM>`.
+    pub(crate) fn page_message_id(&self, escalation: &Escalation) -> String {
+        format!(
+            "<salve-incident-{}.{}.{}@{}>",
+            escalation.incident_id,
+            escalation.reason.as_str(),
+            self.thread_tag,
+            self.from.email.domain()
+        )
+    }
+
+    /// The page's subject (its template over the page, or the summary when it fails).
+    fn page_subject(&self, templates: &PageTemplates, escalation: &Escalation) -> String {
+        templates
+            .render_line(&self.subject, escalation)
+            .unwrap_or_else(|error| {
+                // A broken subject must not stop the page: fall back to the summary.
+                tracing::warn!(incident_id = escalation.incident_id, %error, "email subject template failed; using the summary");
+                format!("[salve] {}", escalation.summary_line())
+            })
+    }
+
+    /// A short "Resolved: <the page's subject>" mail in the page's thread (`In-Reply-To`
+    /// and `References` name the page's Message-ID).
+    pub(crate) async fn send_follow_up(
+        &self,
+        templates: &PageTemplates,
+        follow_up: &FollowUp,
+    ) -> Result<(), SendError> {
+        let page = &follow_up.page;
+        let subject = truncate_chars(
+            &format!("Resolved: {}", self.page_subject(templates, page)),
+            250,
+        );
+        let message = self.message(
+            subject,
+            render_follow_up_text(follow_up),
+            &[
+                ("X-Salve-Incident", page.incident_id.to_string()),
+                ("X-Salve-Reason", "resolved".to_owned()),
+            ],
+            Thread::ReplyTo(self.page_message_id(page)),
+        )?;
+        self.deliver(message).await
     }
 
     pub(crate) async fn send(
@@ -325,20 +395,15 @@ impl EmailSender {
         templates: &PageTemplates,
         escalation: &Escalation,
     ) -> Result<(), SendError> {
-        let subject = templates
-            .render_line(&self.subject, escalation)
-            .unwrap_or_else(|error| {
-                // A broken subject must not stop the page: fall back to the summary.
-                tracing::warn!(incident_id = escalation.incident_id, %error, "email subject template failed; using the summary");
-                format!("[salve] {}", escalation.summary_line())
-            });
+        let subject = self.page_subject(templates, escalation);
         let message = self.message(
             subject,
             render_text(escalation),
-            [
+            &[
                 ("X-Salve-Incident", escalation.incident_id.to_string()),
                 ("X-Salve-Reason", escalation.reason.as_str().to_owned()),
             ],
+            Thread::Page(self.page_message_id(escalation)),
         )?;
         self.deliver(message).await
     }
@@ -349,10 +414,11 @@ impl EmailSender {
         let message = self.message(
             subject,
             render_digest_text(digest),
-            [
+            &[
                 ("X-Salve-Digest", digest.digest_id.to_string()),
                 ("X-Salve-Reason", digest.reason.as_str().to_owned()),
             ],
+            Thread::None,
         )?;
         self.deliver(message).await
     }
@@ -379,25 +445,40 @@ impl EmailSender {
         &self,
         subject: String,
         body: String,
-        headers: [(&'static str, String); 2],
+        headers: &[(&'static str, String)],
+        thread: Thread,
     ) -> Result<Message, SendError> {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(subject)
             .user_agent(concat!("salve/", env!("CARGO_PKG_VERSION")).to_owned())
             .header(ContentType::TEXT_PLAIN);
+        match thread {
+            Thread::Page(id) => builder = builder.message_id(Some(id)),
+            Thread::ReplyTo(id) => builder = builder.in_reply_to(id.clone()).references(id),
+            // lettre makes a Message-ID of its own.
+            Thread::None => {}
+        }
         for to in &self.to {
             builder = builder.to(to.clone());
         }
         for (name, value) in headers {
             let name = HeaderName::new_from_ascii_str(name);
-            builder = builder.raw_header(HeaderValue::new(name, value));
+            builder = builder.raw_header(HeaderValue::new(name, value.clone()));
         }
         builder.body(body).map_err(|error| SendError {
             message: format!("cannot build the mail: {error}"),
             retryable: false,
         })
     }
+}
+
+/// Where a mail sits in a thread: a page (its stable Message-ID), a reply to one (a
+/// follow-up), or neither (a digest).
+enum Thread {
+    Page(String),
+    ReplyTo(String),
+    None,
 }
 
 /// Retryable: the server or the network may recover (4xx, refused, timeout, broken

@@ -6,6 +6,7 @@
 
 pub mod content;
 pub mod email;
+pub mod followup;
 mod template;
 pub mod webhook;
 
@@ -20,6 +21,7 @@ pub use content::{
     silence_url,
 };
 pub use email::{EmailChannel, SmtpTls};
+pub use followup::FollowUp;
 pub use webhook::{WebhookChannel, WebhookPreset};
 
 use template::PageTemplates;
@@ -145,7 +147,7 @@ impl Channels {
             let channel = match channel_settings {
                 ChannelSettings::Log { .. } => Channel::Log,
                 ChannelSettings::Email(channel) => Channel::Email(Box::new(
-                    email::EmailSender::build(channel).map_err(failed)?,
+                    email::EmailSender::build(channel).map_err(failed)?.named(name),
                 )),
                 ChannelSettings::Webhook(channel) => Channel::Webhook(Box::new(
                     webhook::WebhookSender::build(channel).map_err(failed)?,
@@ -191,6 +193,43 @@ impl Channels {
             }
             Channel::Email(sender) => sender.send(&self.templates, escalation).await,
             Channel::Webhook(sender) => sender.send(&self.http, &self.templates, escalation).await,
+        }
+    }
+
+    /// Whether `channel` sends follow-ups ("resolved" after a page): every channel but
+    /// an unknown one and a webhook with a `body` template and no `body_resolved`.
+    pub fn follows_up(&self, channel: &str) -> bool {
+        match self.channels.get(channel) {
+            Some(Channel::Log | Channel::Email(_)) => true,
+            Some(Channel::Webhook(sender)) => sender.follows_up(),
+            None => false,
+        }
+    }
+
+    /// Delivers the follow-up of a page once through `channel`; `Ok` as for `send`. What
+    /// is sent is `FollowUp::for_humans`.
+    pub async fn send_follow_up(
+        &self,
+        channel: &str,
+        follow_up: &FollowUp,
+    ) -> Result<(), SendError> {
+        let follow_up = &follow_up.for_humans();
+        match self.channel(channel)? {
+            Channel::Log => {
+                tracing::info!(
+                    channel,
+                    incident_id = follow_up.page.incident_id,
+                    summary = %follow_up.summary_line(),
+                    "follow-up (log channel)"
+                );
+                Ok(())
+            }
+            Channel::Email(sender) => sender.send_follow_up(&self.templates, follow_up).await,
+            Channel::Webhook(sender) => {
+                sender
+                    .send_follow_up(&self.http, &self.templates, follow_up)
+                    .await
+            }
         }
     }
 

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::content::{Digest, Escalation, render_digest_text, render_text};
+use super::followup::{FollowUp, generic_resolved_body, pagerduty_resolve_body};
 use super::template::{PageTemplates, truncate_chars};
 use super::{SendError, redact};
 use crate::duration::de_duration;
@@ -62,6 +63,12 @@ pub struct WebhookChannel {
     /// and escaped), so write `"title": {{ summary }}`, not `"title": "{{ summary }}"`;
     /// `{{ x | tojson }}` is the same, said explicitly. Salve checks the result is JSON.
     pub body: Option<String>,
+    /// `generic` only: the body of the follow-up sent when a paged incident is over (its
+    /// alert resolved, or a later incident of the alert was fixed), a template like `body`
+    /// over the page's fields plus `event = "resolved"`, `resolved_at`, `fixed_by`,
+    /// `resolution` and `text`. Without it the generic preset sends those fields as JSON;
+    /// a channel with a `body` but no `body_resolved` sends no follow-up.
+    pub body_resolved: Option<String>,
     /// `pagerduty` only: the integration's routing key. Prefer `routing_key_file` or
     /// `SALVE_ESCALATION__CHANNELS__<NAME>__ROUTING_KEY`.
     pub routing_key: Option<Secret>,
@@ -160,6 +167,14 @@ pub(crate) fn problems(channel: &WebhookChannel) -> Vec<(&'static str, String)> 
                     problems.push(("body", error));
                 }
             }
+            if let Some(body) = &channel.body_resolved {
+                let sample = generic_resolved_body(&super::followup::sample());
+                if let Err(error) = PageTemplates::check_syntax(body) {
+                    problems.push(("body_resolved", error));
+                } else if let Err(error) = PageTemplates::new().render_json_over(body, sample) {
+                    problems.push(("body_resolved", error));
+                }
+            }
         }
         WebhookPreset::Pagerduty => {
             if !has_key {
@@ -172,6 +187,12 @@ pub(crate) fn problems(channel: &WebhookChannel) -> Vec<(&'static str, String)> 
                 problems.push((
                     "body",
                     "body replaces the preset's body: use preset = \"generic\" with a body".into(),
+                ));
+            }
+            if channel.body_resolved.is_some() {
+                problems.push((
+                    "body_resolved",
+                    "PagerDuty is sent a `resolve` for the page's dedup_key: use preset = \"generic\" for a body_resolved".into(),
                 ));
             }
         }
@@ -195,6 +216,8 @@ pub(crate) struct WebhookSender {
     url: reqwest::Url,
     headers: HeaderMap,
     body: Body,
+    /// `body_resolved`, for a follow-up of the generic preset.
+    body_resolved: Option<String>,
     timeout: Duration,
     /// What this channel sends that may be a credential: an error answer that quotes the
     /// request back must not carry any of it into the log or journal (`redact`).
@@ -265,6 +288,7 @@ impl WebhookSender {
             url,
             headers,
             body,
+            body_resolved: channel.body_resolved.clone(),
             timeout: channel.timeout,
             credentials,
         })
@@ -287,6 +311,41 @@ impl WebhookSender {
                     })?
             }
             Body::Pagerduty { routing_key } => pagerduty_body(routing_key.expose(), escalation),
+        };
+        self.post(client, &body).await
+    }
+
+    /// Whether this channel sends follow-ups: not a generic body template without
+    /// `body_resolved` (salve cannot guess what the receiver expects).
+    pub(crate) fn follows_up(&self) -> bool {
+        !matches!(self.body, Body::Template(_)) || self.body_resolved.is_some()
+    }
+
+    /// One POST following up a page: PagerDuty a `resolve` of its `dedup_key`, the
+    /// generic preset the `resolved` event (or `body_resolved`).
+    pub(crate) async fn send_follow_up(
+        &self,
+        client: &reqwest::Client,
+        templates: &PageTemplates,
+        follow_up: &FollowUp,
+    ) -> Result<(), SendError> {
+        let body = match (&self.body, &self.body_resolved) {
+            (Body::Pagerduty { routing_key }, _) => {
+                pagerduty_resolve_body(routing_key.expose(), follow_up)
+            }
+            (_, Some(source)) => templates
+                .render_json_over(source, generic_resolved_body(follow_up))
+                .map_err(|error| SendError {
+                    message: format!("webhook body_resolved: {error}"),
+                    retryable: false,
+                })?,
+            (Body::Generic, None) => generic_resolved_body(follow_up),
+            (Body::Template(_), None) => {
+                return Err(SendError {
+                    message: "a webhook with a body template and no body_resolved sends no follow-up".into(),
+                    retryable: false,
+                });
+            }
         };
         self.post(client, &body).await
     }
@@ -385,13 +444,46 @@ fn describe_reqwest(error: reqwest::Error) -> String {
     message
 }
 
-/// The generic preset: the escalation's fields plus `text`, the plain-text report.
+/// The generic preset: the escalation's fields plus `event = "triggered"` (its follow-up
+/// says `resolved`) and `text`, the plain-text report.
 pub fn generic_body(escalation: &Escalation) -> Value {
     let mut body = serde_json::to_value(escalation).expect("an escalation always serialises");
     if let Value::Object(fields) = &mut body {
+        fields.insert("event".into(), Value::String("triggered".into()));
         fields.insert("text".into(), Value::String(render_text(escalation)));
     }
     body
+}
+
+/// The `dedup_key` of an incident's PagerDuty alert: its trigger and its `resolve`.
+pub fn incident_dedup_key(incident_id: i64) -> String {
+    format!("salve-incident-{incident_id}")
+}
+
+/// PagerDuty's `payload.source`: where the problem is — the target host, else the
+/// alert's `instance` label, else `salve`.
+pub fn pagerduty_source(escalation: &Escalation) -> String {
+    escalation
+        .target
+        .as_ref()
+        .map(|target| target.name.clone())
+        .or_else(|| escalation.labels.get("instance").cloned())
+        .filter(|source| !source.trim().is_empty())
+        .unwrap_or_else(|| "salve".to_owned())
+}
+
+/// PagerDuty's `payload.summary`: `<reason>: <the alert's summary annotation>` when it
+/// has one, else the escalation's summary.
+pub fn pagerduty_summary(escalation: &Escalation) -> String {
+    let summary = match escalation.annotations.get("summary") {
+        Some(annotation) if !annotation.trim().is_empty() => format!(
+            "{}: {}",
+            escalation.reason.as_str(),
+            super::content::one_line(annotation.trim())
+        ),
+        _ => escalation.summary_line(),
+    };
+    truncate_chars(&summary, PAGERDUTY_SUMMARY_CHARS)
 }
 
 /// The generic preset for a digest: its fields plus `digest: true`, `summary` and `text`.
@@ -439,15 +531,9 @@ pub fn pagerduty_severity(label: Option<&str>) -> &'static str {
 /// same incident (another reason, a retry) updates PagerDuty's alert instead of opening
 /// a second one.
 pub fn pagerduty_body(routing_key: &str, escalation: &Escalation) -> Value {
-    let source = escalation
-        .target
-        .as_ref()
-        .map(|target| target.name.clone())
-        .or_else(|| escalation.alertname.clone())
-        .unwrap_or_else(|| "salve".to_owned());
     let mut payload = json!({
-        "summary": truncate_chars(&escalation.summary_line(), PAGERDUTY_SUMMARY_CHARS),
-        "source": source,
+        "summary": pagerduty_summary(escalation),
+        "source": pagerduty_source(escalation),
         "severity": pagerduty_severity(escalation.severity.as_deref()),
         "timestamp": escalation.created_at.to_rfc3339(),
         "custom_details": generic_body(escalation),
@@ -471,7 +557,7 @@ pub fn pagerduty_body(routing_key: &str, escalation: &Escalation) -> Value {
     json!({
         "routing_key": routing_key,
         "event_action": "trigger",
-        "dedup_key": format!("salve-incident-{}", escalation.incident_id),
+        "dedup_key": incident_dedup_key(escalation.incident_id),
         "payload": payload,
         "links": links,
         "client": "salve",
@@ -489,6 +575,7 @@ mod tests {
             preset,
             headers: BTreeMap::new(),
             body: None,
+            body_resolved: None,
             routing_key: None,
             routing_key_file: None,
             timeout: default_timeout(),
@@ -500,6 +587,7 @@ mod tests {
     fn pagerduty_body_has_the_events_api_v2_fields() {
         let mut e = sample();
         e.summary = "x".repeat(2000);
+        e.annotations.clear();
         let body = pagerduty_body("R0UTING", &e);
         assert_eq!(body["routing_key"], "R0UTING");
         assert_eq!(body["event_action"], "trigger");
@@ -513,6 +601,25 @@ mod tests {
         assert_eq!(summary.chars().count(), PAGERDUTY_SUMMARY_CHARS);
         assert_eq!(body["links"][0]["text"], "Alert source");
         assert_eq!(body["client"], "salve");
+    }
+
+    #[test]
+    fn pagerduty_pages_say_where_and_use_the_summary_annotation() {
+        let with_annotation = pagerduty_body("R", &sample());
+        assert_eq!(
+            with_annotation["payload"]["summary"],
+            "verify_failed: nginx is down on web1"
+        );
+        assert_eq!(with_annotation["payload"]["source"], "web1");
+        // No target (novel): the alert's instance, never the alertname.
+        let mut novel = sample();
+        novel.target = None;
+        novel.annotations.clear();
+        let body = pagerduty_body("R", &novel);
+        assert_eq!(body["payload"]["source"], "web1:9100");
+        assert_eq!(body["payload"]["summary"], novel.summary_line());
+        novel.labels.remove("instance");
+        assert_eq!(pagerduty_body("R", &novel)["payload"]["source"], "salve");
     }
 
     #[test]

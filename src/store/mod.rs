@@ -123,6 +123,41 @@ pub struct OutboxItem {
     pub attempts: i64,
 }
 
+/// Why a page is followed up ("resolved"): its alert resolved, or a later incident of the
+/// same alert (its id) was fixed and verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUpCause {
+    Resolved,
+    Succeeded(IncidentId),
+}
+
+/// A sent page whose incident is over (see `FollowUpCause`), not yet looked at for a
+/// follow-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowUpCandidate {
+    /// The page's outbox row.
+    pub page_id: i64,
+    pub incident_id: IncidentId,
+    pub channel: String,
+    /// The page as queued (an `Escalation`).
+    pub payload: serde_json::Value,
+    pub cause: FollowUpCause,
+    /// The page went out in a digest (no thread or dedup key of its own to close).
+    pub digested: bool,
+}
+
+/// A queued follow-up to one channel, with the page it follows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowUpItem {
+    pub id: i64,
+    pub incident_id: IncidentId,
+    pub channel: String,
+    pub page: serde_json::Value,
+    pub cause: FollowUpCause,
+    /// Failed attempts so far.
+    pub attempts: i64,
+}
+
 /// Whether an incident may run the recipe's `attach` diagnostics now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DiagnosticsClaim {
@@ -346,4 +381,33 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap round trip proving the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Sent pages not yet looked at for a follow-up whose incident's alert resolved or
+    /// whose alert (same fingerprint and labels) a later incident fixed, oldest first.
+    async fn follow_up_candidates(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<FollowUpCandidate>, StoreError>;
+
+    /// For each candidate, queue its follow-up (`true`; once per incident and channel,
+    /// journaled `follow_up_queued`) or record that it gets none, atomically.
+    async fn decide_follow_ups(
+        &self,
+        decisions: Vec<(FollowUpCandidate, bool)>,
+    ) -> Result<(), StoreError>;
+
+    /// Pending follow-ups whose next attempt is due, oldest first.
+    async fn due_follow_ups(&self, limit: usize) -> Result<Vec<FollowUpItem>, StoreError>;
+
+    /// The channel accepted the follow-up: mark it sent and journal `follow_up_sent`.
+    async fn follow_up_sent(&self, item: &FollowUpItem) -> Result<(), StoreError>;
+
+    /// The channel refused or failed: count the attempt, keep the error, try again at
+    /// `next_attempt_at`.
+    async fn follow_up_failed(
+        &self,
+        item: &FollowUpItem,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 }

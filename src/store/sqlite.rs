@@ -20,9 +20,11 @@ use crate::store::{
     BreakerLimit, BreakerResetOutcome, BreakerStatus, DiagnosticsClaim, Gap, HostHold,
     IncidentDetail, Ingested, OutboxItem, RunGate, RunRecord, Store, StoreError,
 };
+use crate::store::{FollowUpCandidate, FollowUpItem};
 
 mod breaker;
 mod escalation;
+mod followups;
 mod holds;
 mod outbox;
 mod reports;
@@ -654,6 +656,44 @@ impl Store for SqliteStore {
         // depends on the writer.
         self.write(writer::Ping).await?;
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+            .await
+    }
+
+    async fn follow_up_candidates(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<FollowUpCandidate>, StoreError> {
+        self.read(move |conn| followups::candidates(conn, sql_limit(limit)))
+            .await
+    }
+
+    async fn decide_follow_ups(
+        &self,
+        decisions: Vec<(FollowUpCandidate, bool)>,
+    ) -> Result<(), StoreError> {
+        self.write_with(move |conn| followups::decide(conn, &decisions, Utc::now()))
+            .await
+    }
+
+    async fn due_follow_ups(&self, limit: usize) -> Result<Vec<FollowUpItem>, StoreError> {
+        self.read(move |conn| followups::due(conn, Utc::now(), sql_limit(limit)))
+            .await
+    }
+
+    async fn follow_up_sent(&self, item: &FollowUpItem) -> Result<(), StoreError> {
+        let item = item.clone();
+        self.write_with(move |conn| followups::sent(conn, &item, Utc::now()))
+            .await
+    }
+
+    async fn follow_up_failed(
+        &self,
+        item: &FollowUpItem,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (item, error) = (item.clone(), error.to_owned());
+        self.write_with(move |conn| followups::failed(conn, &item, &error, next_attempt_at))
             .await
     }
 }
