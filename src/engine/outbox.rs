@@ -18,8 +18,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{EscalationLabels, Metrics};
-use crate::notify::{Channels, Digest, Escalation, EscalationReason, SendError};
-use crate::store::{OutboxItem, Store, StoreError};
+use crate::notify::{Channels, Digest, Escalation, EscalationReason, FollowUp, SendError};
+use crate::recipe::Routes;
+use crate::store::{
+    FollowUpCandidate, FollowUpCause, FollowUpItem, OutboxItem, Store, StoreError,
+};
 
 /// Due rows one pass looks at, beyond those being delivered (which it skips, so rows
 /// in flight never hide a new page).
@@ -53,6 +56,8 @@ pub struct DeliveryPolicy {
     pub max_concurrent: usize,
     /// Channel name → messages it may get per minute.
     pub max_per_minute: BTreeMap<String, u32>,
+    /// `[[escalation.routes]]`, for their `resolve` flag: whether a page is followed up.
+    pub routes: Routes,
 }
 
 impl Default for DeliveryPolicy {
@@ -62,6 +67,7 @@ impl Default for DeliveryPolicy {
             digest_window: MINUTE,
             max_concurrent: 8,
             max_per_minute: BTreeMap::new(),
+            routes: Routes::default(),
         }
     }
 }
@@ -77,6 +83,7 @@ impl DeliveryPolicy {
                 .iter()
                 .filter_map(|(name, channel)| Some((name.clone(), channel.max_per_minute()?)))
                 .collect(),
+            routes: settings.routes(),
         }
     }
 }
@@ -226,6 +233,8 @@ struct Shared {
     per_channel: Mutex<HashMap<String, usize>>,
     /// What each (channel, reason) and channel was sent lately.
     pacing: Mutex<Pacing>,
+    /// Follow-up rows being delivered now (ids of the `followups` table).
+    follow_ups_in_flight: Mutex<HashSet<i64>>,
 }
 
 impl Shared {
@@ -259,6 +268,7 @@ impl Outbox {
             in_flight: Mutex::new(HashSet::new()),
             per_channel: Mutex::new(HashMap::new()),
             pacing: Mutex::new(Pacing::default()),
+            follow_ups_in_flight: Mutex::new(HashSet::new()),
         });
         let slots = Arc::new(Semaphore::new(self.policy.max_concurrent));
         let mut deliveries = JoinSet::new();
@@ -274,6 +284,9 @@ impl Outbox {
                     None
                 }
             };
+            if let Err(e) = follow_up_pass(&shared, &self.policy, &slots, &mut deliveries).await {
+                tracing::warn!(error = %e, "follow-up pass failed; retrying");
+            }
             if let Ok(pending) = shared.store.outbox_pending().await {
                 shared.metrics.outbox_pending.set(pending);
             }
@@ -424,6 +437,116 @@ async fn pass(
         }
     }
     Ok(next)
+}
+
+/// Follow-ups ("resolved" after a page): decides for each sent page whose incident is over
+/// whether it gets one — not when its route says `resolve = false`, its channel cannot
+/// (a webhook body template without `body_resolved`), or it went out in a digest (a
+/// digest has no thread or dedup key of one incident to close) — then starts the due
+/// deliveries while slots are free. Follow-ups are not paced: there is at most one per
+/// single page sent, and single pages are.
+async fn follow_up_pass(
+    shared: &Arc<Shared>,
+    policy: &DeliveryPolicy,
+    slots: &Arc<Semaphore>,
+    deliveries: &mut JoinSet<()>,
+) -> Result<(), StoreError> {
+    let candidates = shared.store.follow_up_candidates(DUE_SCAN).await?;
+    if !candidates.is_empty() {
+        let decisions = candidates
+            .into_iter()
+            .map(|candidate| {
+                let wanted = wants_follow_up(&shared.channels, &policy.routes, &candidate);
+                (candidate, wanted)
+            })
+            .collect();
+        shared.store.decide_follow_ups(decisions).await?;
+    }
+    // As in `pass`: what was in flight before the read is skipped too, so a delivery that
+    // finished during the read is never started again.
+    let before_read: HashSet<i64> = shared
+        .follow_ups_in_flight
+        .lock()
+        .expect("follow-ups lock")
+        .clone();
+    let due = shared
+        .store
+        .due_follow_ups(DUE_SCAN + before_read.len())
+        .await?;
+    for item in due {
+        {
+            let mut in_flight = shared.follow_ups_in_flight.lock().expect("follow-ups lock");
+            if before_read.contains(&item.id) || in_flight.contains(&item.id) {
+                continue;
+            }
+            let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
+                return Ok(());
+            };
+            in_flight.insert(item.id);
+            let shared = Arc::clone(shared);
+            deliveries.spawn(async move {
+                if let Err(e) = deliver_follow_up(&shared, &item).await {
+                    tracing::warn!(incident = %item.incident_id, error = %e, "follow-up outcome not recorded; it is tried again");
+                }
+                shared
+                    .follow_ups_in_flight
+                    .lock()
+                    .expect("follow-ups lock")
+                    .remove(&item.id);
+                drop(permit);
+            });
+        }
+    }
+    Ok(())
+}
+
+fn wants_follow_up(channels: &Channels, routes: &Routes, candidate: &FollowUpCandidate) -> bool {
+    let labels = candidate
+        .payload
+        .get("labels")
+        .cloned()
+        .and_then(|labels| serde_json::from_value(labels).ok())
+        .unwrap_or_default();
+    !candidate.digested && channels.follows_up(&candidate.channel) && routes.follows_up(&labels)
+}
+
+async fn deliver_follow_up(shared: &Shared, item: &FollowUpItem) -> Result<(), StoreError> {
+    let outcome = match serde_json::from_value::<Escalation>(item.page.clone()) {
+        Ok(page) => {
+            let follow_up = FollowUp {
+                page,
+                fixed_by: match item.cause {
+                    FollowUpCause::Resolved => None,
+                    FollowUpCause::Succeeded(by) => Some(by.0),
+                },
+                at: Utc::now(),
+            };
+            shared
+                .channels
+                .send_follow_up(&item.channel, &follow_up)
+                .await
+        }
+        Err(e) => Err(SendError {
+            message: format!("stored page unreadable: {e}"),
+            retryable: false,
+        }),
+    };
+    match outcome {
+        Ok(()) => {
+            shared.store.follow_up_sent(item).await?;
+            tracing::info!(incident = %item.incident_id, channel = %item.channel, "follow-up delivered");
+        }
+        Err(e) => {
+            let wait = backoff(item.attempts);
+            log_failure(&item.channel, &e, wait, 1);
+            let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            shared
+                .store
+                .follow_up_failed(item, &e.message, next)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 fn read_payload(item: &OutboxItem) -> Result<Escalation, SendError> {

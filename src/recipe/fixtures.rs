@@ -436,6 +436,7 @@ escalate = ["default-route"]
         let critical = crate::recipe::Route {
             matchers: vec![crate::recipe::Matcher::parse(r#"severity="critical""#).unwrap()],
             to: vec!["pager".to_owned()],
+            resolve: true,
         };
         let routes = Routes::new(vec![critical], vec!["default-route".to_owned()]);
         let report = run_fixtures_routed(&dir.path().join("tests"), &set, &ctx, &routes).unwrap();

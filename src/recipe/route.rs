@@ -24,6 +24,14 @@ pub struct Route {
     pub matchers: Vec<Matcher>,
     /// Channel names, in order.
     pub to: Vec<String>,
+    /// `false`: pages of alerts this route matches get no follow-up ("resolved") when
+    /// their incident is over. Default `true`.
+    #[serde(default = "follow_up_by_default")]
+    pub resolve: bool,
+}
+
+fn follow_up_by_default() -> bool {
+    true
 }
 
 fn de_matchers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Matcher>, D::Error> {
@@ -58,6 +66,17 @@ impl Routes {
             .iter()
             .find(|route| route.matches(labels))
             .map_or(self.default.as_slice(), |route| route.to.as_slice())
+    }
+
+    /// Whether pages of an alert with `labels` are followed up when their incident is
+    /// over: the first matching route's `resolve`, else yes (the default route). Decided
+    /// by the alert's labels, so a recipe that names its own channels follows the route
+    /// its alert matches.
+    pub fn follows_up(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.routes
+            .iter()
+            .find(|route| route.matches(labels))
+            .is_none_or(|route| route.resolve)
     }
 
     /// With no default: a label set that no route matches, so its escalation (a novel
@@ -149,6 +168,7 @@ mod tests {
                 .map(|m| Matcher::parse(m).unwrap())
                 .collect(),
             to: to.iter().map(|c| (*c).to_owned()).collect(),
+            resolve: true,
         }
     }
 
@@ -168,6 +188,21 @@ mod tests {
             ],
             vec!["oncall".to_owned()],
         )
+    }
+
+    #[test]
+    fn follow_ups_follow_the_first_matching_route() {
+        let mut quiet = route(&[r#"severity="warning""#], &["tickets"]);
+        quiet.resolve = false;
+        let routes = Routes::new(
+            vec![route(&[r#"team="db""#], &["dba"]), quiet],
+            vec!["oncall".to_owned()],
+        );
+        assert!(!routes.follows_up(&labels(&[("severity", "warning")])));
+        // The first match wins, as for channels.
+        assert!(routes.follows_up(&labels(&[("severity", "warning"), ("team", "db")])));
+        // The default follows up.
+        assert!(routes.follows_up(&labels(&[("severity", "critical")])));
     }
 
     #[test]
