@@ -372,9 +372,10 @@ async fn escalation_webhook_pagerduty_preset_posts_an_events_api_v2_trigger() {
     assert_eq!(body["routing_key"], "R0UTINGKEY0123456789abcdef012345");
     assert_eq!(body["event_action"], "trigger");
     assert_eq!(body["dedup_key"], "salve-incident-7");
+    // The alert's summary annotation when it has one.
     assert_eq!(
         body["payload"]["summary"],
-        "ServiceDown on web1: verification failed after service-restart"
+        "verify_failed: nginx is down on web1"
     );
     assert_eq!(body["payload"]["source"], "web1");
     assert_eq!(body["payload"]["severity"], "critical");
