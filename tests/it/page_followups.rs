@@ -52,13 +52,13 @@ fn posts_to<'a>(requests: &'a [CapturedRequest], path: &str) -> Vec<Value> {
         .collect()
 }
 
-/// `pager` (PagerDuty preset), `tickets` (generic webhook), `mail` (plain SMTP), all by
-/// default, dry-run with the shipped recipes.
+/// `pager` (PagerDuty preset), `tickets` (generic webhook), `oncall-email` (plain SMTP),
+/// all by default, dry-run with the shipped recipes.
 async fn paging_everywhere(capture: &WebhookCapture, smtp: &SmtpServer) -> SalveProcess {
     SalveConfig::new()
         .bearer_token(TOKEN)
         .recipes_dir("recipes")
-        .escalation_default(&["pager", "tickets", "mail"])
+        .escalation_default(&["pager", "tickets", "oncall-email"])
         .channel(
             "pager",
             Channel::webhook(&capture.url("/pager"))
@@ -66,7 +66,7 @@ async fn paging_everywhere(capture: &WebhookCapture, smtp: &SmtpServer) -> Salve
                 .set("routing_key", &format!("\"{ROUTING_KEY}\"")),
         )
         .channel("tickets", Channel::webhook(&capture.url("/tickets")))
-        .channel("mail", Channel::plain_email_to(smtp))
+        .channel("oncall-email", Channel::plain_email_to(smtp))
         .salve()
         .recipes_dir(&shipped_recipes())
         .start()
@@ -247,6 +247,7 @@ async fn a_route_with_resolve_false_sends_no_follow_up() {
         )
         .escalation_default(&["tickets"])
         .channel("tickets", Channel::webhook(&capture.url("/tickets")))
+        .channel("oncall-email", Channel::log())
         .salve()
         .recipes_dir(&shipped_recipes())
         .start()
