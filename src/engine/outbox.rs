@@ -20,9 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::{EscalationLabels, Metrics};
 use crate::notify::{Channels, Digest, Escalation, EscalationReason, FollowUp, SendError};
 use crate::recipe::Routes;
-use crate::store::{
-    FollowUpCandidate, FollowUpCause, FollowUpItem, OutboxItem, Store, StoreError,
-};
+use crate::store::{FollowUpCandidate, FollowUpCause, FollowUpItem, OutboxItem, Store, StoreError};
 
 /// Due rows one pass looks at, beyond those being delivered (which it skips, so rows
 /// in flight never hide a new page).

@@ -40,9 +40,9 @@ impl FollowUp {
     pub fn resolution(&self) -> String {
         match self.fixed_by {
             None => "The alert resolved.".to_owned(),
-            Some(id) => format!(
-                "Incident #{id} for the same alert was remediated and verified by salve."
-            ),
+            Some(id) => {
+                format!("Incident #{id} for the same alert was remediated and verified by salve.")
+            }
         }
     }
 }

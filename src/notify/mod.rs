@@ -147,7 +147,9 @@ impl Channels {
             let channel = match channel_settings {
                 ChannelSettings::Log { .. } => Channel::Log,
                 ChannelSettings::Email(channel) => Channel::Email(Box::new(
-                    email::EmailSender::build(channel).map_err(failed)?.named(name),
+                    email::EmailSender::build(channel)
+                        .map_err(failed)?
+                        .named(name),
                 )),
                 ChannelSettings::Webhook(channel) => Channel::Webhook(Box::new(
                     webhook::WebhookSender::build(channel).map_err(failed)?,

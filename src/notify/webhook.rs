@@ -342,7 +342,9 @@ impl WebhookSender {
             (Body::Generic, None) => generic_resolved_body(follow_up),
             (Body::Template(_), None) => {
                 return Err(SendError {
-                    message: "a webhook with a body template and no body_resolved sends no follow-up".into(),
+                    message:
+                        "a webhook with a body template and no body_resolved sends no follow-up"
+                            .into(),
                     retryable: false,
                 });
             }

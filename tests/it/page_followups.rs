@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use crate::support::{
     CapturedRequest, Channel, Enforcing, SalveConfig, SalveProcess, SmtpOptions, SmtpServer,
-    SshHost, TOKEN, WebhookCapture, events, free_port, only, service_down_on_web1,
-    shipped_recipes, wait_until,
+    SshHost, TOKEN, WebhookCapture, events, free_port, only, service_down_on_web1, shipped_recipes,
+    wait_until,
 };
 
 const ROUTING_KEY: &str = "R0UTINGKEY0123456789abcdef012345";
@@ -44,7 +44,7 @@ async fn wait_for_follow_ups(salve: &SalveProcess, alertname: &str, count: usize
     .await
 }
 
-fn posts_to<'a>(requests: &'a [CapturedRequest], path: &str) -> Vec<Value> {
+fn posts_to(requests: &[CapturedRequest], path: &str) -> Vec<Value> {
     requests
         .iter()
         .filter(|request| request.path == path)
@@ -126,7 +126,9 @@ async fn a_resolved_alert_closes_its_page_on_pagerduty_webhook_and_email_once_ea
     assert_eq!(tickets[1]["resolution"], "The alert resolved.");
     // Email: a short "Resolved:" mail in the page's thread.
     let mails = smtp.wait_for_mails(2).await;
-    let page_id = page_mail.header("Message-ID").expect("the page's Message-ID");
+    let page_id = page_mail
+        .header("Message-ID")
+        .expect("the page's Message-ID");
     assert!(page_id.starts_with("<salve-incident-"), "{page_id}");
     let reply = &mails[1];
     assert_eq!(reply.subject, format!("Resolved: {}", page_mail.subject));
@@ -145,16 +147,24 @@ async fn a_resolved_alert_closes_its_page_on_pagerduty_webhook_and_email_once_ea
         .await;
     salve.wait_until_delivered().await;
     salve
-        .post_generic(json!({ "alerts": [novel("FanStopped", "resolved"), novel("DiskOnFire", "resolved")] }))
+        .post_generic(
+            json!({ "alerts": [novel("FanStopped", "resolved"), novel("DiskOnFire", "resolved")] }),
+        )
         .await;
     let history = wait_for_follow_ups(&salve, "FanStopped", 3).await;
     let incident = only(&history, "DiskOnFire");
-    assert_eq!(events(incident, "follow_up_queued").len(), 3, "{incident:#}");
+    assert_eq!(
+        events(incident, "follow_up_queued").len(),
+        3,
+        "{incident:#}"
+    );
     assert_eq!(events(incident, "follow_up_sent").len(), 3, "{incident:#}");
     let resolves = |requests: &[CapturedRequest]| {
         posts_to(requests, "/pager")
             .into_iter()
-            .filter(|body| body["event_action"] == "resolve" && body["dedup_key"] == trigger["dedup_key"])
+            .filter(|body| {
+                body["event_action"] == "resolve" && body["dedup_key"] == trigger["dedup_key"]
+            })
             .count()
     };
     assert_eq!(resolves(&capture.requests()), 1);
@@ -208,11 +218,19 @@ async fn a_later_fix_of_the_same_alert_closes_the_page_of_the_failed_one() {
     let history = salve.wait_for_final(2, Duration::from_secs(60)).await;
     let fixed = history.iter().find(|i| i["id"] != failed_id).unwrap();
     assert_eq!(fixed["state"], "succeeded", "{fixed:#}");
-    let history = wait_until(Duration::from_secs(60), "the failed page followed up", || async {
-        let history = salve.history_json().await;
-        let failed = history.iter().find(|i| i["id"] == failed_id).cloned().unwrap();
-        (!events(&failed, "follow_up_sent").is_empty()).then_some(history)
-    })
+    let history = wait_until(
+        Duration::from_secs(60),
+        "the failed page followed up",
+        || async {
+            let history = salve.history_json().await;
+            let failed = history
+                .iter()
+                .find(|i| i["id"] == failed_id)
+                .cloned()
+                .unwrap();
+            (!events(&failed, "follow_up_sent").is_empty()).then_some(history)
+        },
+    )
     .await;
     let failed = history.iter().find(|i| i["id"] == failed_id).unwrap();
     assert_eq!(
@@ -268,7 +286,10 @@ async fn a_route_with_resolve_false_sends_no_follow_up() {
     // The default route's follow-up is sent; the opted-out one was decided in the same pass.
     let history = wait_for_follow_ups(&salve, "DiskOnFire", 1).await;
     let chatter = only(&history, "Chatter");
-    assert!(events(chatter, "follow_up_queued").is_empty(), "{chatter:#}");
+    assert!(
+        events(chatter, "follow_up_queued").is_empty(),
+        "{chatter:#}"
+    );
     let resolved: Vec<Value> = posts_to(&capture.requests(), "/tickets")
         .into_iter()
         .filter(|body| body["event"] == "resolved")
