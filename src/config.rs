@@ -923,8 +923,9 @@ fn route_problems(escalation: &EscalationSettings, problems: &mut Problems) {
 /// What `salve check` adds about routes to what loading checked, as (problems, warnings):
 /// an escalation that could reach no channel (no default and a label set no route
 /// matches) is a problem; in enforce mode, a route (or the default) whose channels are all
-/// `log` is a warning — a failed fix it escalates pages nobody. `text` is the settings
-/// file's text, for lines.
+/// `log` is a warning — a failed fix it escalates pages nobody — and so is, in any mode, a
+/// webhook `body` without `body_resolved` (its pages are never followed up). `text` is the
+/// settings file's text, for lines.
 pub fn route_findings(config: &Config, text: &str) -> (Vec<ConfigProblem>, Vec<ConfigProblem>) {
     let escalation = &config.settings.escalation;
     let mut problems = Problems::new(&config.origin, text);
@@ -938,6 +939,17 @@ pub fn route_findings(config: &Config, text: &str) -> (Vec<ConfigProblem>, Vec<C
         );
     }
     let mut warnings = Problems::new(&config.origin, text);
+    for (name, channel) in &escalation.channels {
+        if let ChannelSettings::Webhook(webhook) = channel
+            && webhook.body.is_some()
+            && webhook.body_resolved.is_none()
+        {
+            warnings.at(
+                &["escalation", "channels", name, "body"],
+                format!("escalation.channels.{name} has a body but no body_resolved: its pages get no follow-up when their incident is over"),
+            );
+        }
+    }
     if config.settings.engine.mode == Mode::Enforce {
         let log_only = |channels: &[String]| {
             !channels.is_empty()

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use crate::support::{
     CapturedRequest, Channel, Enforcing, SalveConfig, SalveProcess, SmtpOptions, SmtpServer,
-    SshHost, TOKEN, WebhookCapture, events, free_port, only, service_down_on_web1, shipped_recipes,
-    wait_until,
+    SshHost, TOKEN, WebhookCapture, events, free_port, only, salve_cli, service_down_on_web1,
+    shipped_recipes, text, wait_until,
 };
 
 const ROUTING_KEY: &str = "R0UTINGKEY0123456789abcdef012345";
@@ -296,4 +296,29 @@ async fn a_route_with_resolve_false_sends_no_follow_up() {
         .collect();
     assert_eq!(resolved.len(), 1, "{resolved:#?}");
     assert_eq!(resolved[0]["labels"]["alertname"], "DiskOnFire");
+}
+
+#[test]
+fn check_warns_for_a_webhook_body_without_body_resolved() {
+    let check = |tickets: Channel| {
+        let dir = tempfile::tempdir().unwrap();
+        SalveConfig::new()
+            .escalation_default(&["tickets"])
+            .channel("oncall-email", Channel::log())
+            .channel("tickets", tickets)
+            .recipes_dir(shipped_recipes())
+            .write_to(dir.path());
+        let output = salve_cli(dir.path(), &["check"]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        text(&output.stderr)
+    };
+    let with_body = Channel::webhook("https://tickets.example/api")
+        .set("body", r#"'{"title": {{ summary }}}'"#);
+    let output = check(with_body.clone());
+    assert!(
+        output.contains("warning: escalation.channels.tickets has a body but no body_resolved"),
+        "{output}"
+    );
+    let output = check(with_body.set("body_resolved", r#"'{"close": {{ incident_id }}}'"#));
+    assert!(!output.contains("body_resolved"), "{output}");
 }
