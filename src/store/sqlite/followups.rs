@@ -189,3 +189,117 @@ pub(super) fn failed(
     .map(drop)
     .map_err(unavailable)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::super::tests::temp_store;
+    use crate::alert::{Alert, AlertStatus, Fingerprint, Source};
+    use crate::incident::{EscalationReason, Event};
+    use crate::store::{FollowUpCause, Store};
+
+    fn alert(status: AlertStatus) -> Alert {
+        Alert {
+            source: Source::Generic,
+            fingerprint: Fingerprint::parse("00000000000000aa").unwrap(),
+            status,
+            labels: BTreeMap::from([("alertname".to_owned(), "DiskFull".to_owned())]),
+            annotations: BTreeMap::new(),
+            starts_at: Some("2026-11-28T10:00:00Z".parse().unwrap()),
+            ends_at: None,
+            generator_url: None,
+            external_url: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sent_page_is_followed_up_once_after_its_alert_resolved_never_a_digested_one() {
+        let (_dir, store) = temp_store();
+        let now = chrono::Utc::now();
+        let id = store
+            .ingest(vec![alert(AlertStatus::Firing)], now)
+            .await
+            .unwrap()[0]
+            .id;
+        let channels = ["pager".to_owned(), "mail".to_owned()];
+        store
+            .enqueue_escalation(id, EscalationReason::Novel, &channels, &json!({ "x": 1 }))
+            .await
+            .unwrap();
+        let pages = store.due_escalations(10).await.unwrap();
+        let (pager, mail) = (&pages[0], &pages[1]);
+        assert_eq!(
+            (pager.channel.as_str(), mail.channel.as_str()),
+            ("pager", "mail")
+        );
+
+        // Resolved while the pages wait: nothing yet, a follow-up goes after its page.
+        store
+            .ingest(vec![alert(AlertStatus::Resolved)], now)
+            .await
+            .unwrap();
+        assert!(store.follow_up_candidates(10).await.unwrap().is_empty());
+        store.escalation_sent(pager).await.unwrap();
+        let digest = store.new_digest("mail", "novel", 1).await.unwrap();
+        store
+            .digest_sent(digest, std::slice::from_ref(mail))
+            .await
+            .unwrap();
+
+        let candidates = store.follow_up_candidates(10).await.unwrap();
+        let found: Vec<(&str, bool, FollowUpCause)> = candidates
+            .iter()
+            .map(|c| (c.channel.as_str(), c.digested, c.cause))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("pager", false, FollowUpCause::Resolved),
+                ("mail", true, FollowUpCause::Resolved)
+            ]
+        );
+        let decisions: Vec<_> = candidates
+            .into_iter()
+            .map(|c| {
+                let wanted = !c.digested;
+                (c, wanted)
+            })
+            .collect();
+        store.decide_follow_ups(decisions.clone()).await.unwrap();
+        // Decided once: not a candidate again, and the same decisions again change nothing.
+        assert!(store.follow_up_candidates(10).await.unwrap().is_empty());
+        store.decide_follow_ups(decisions).await.unwrap();
+        let due = store.due_follow_ups(10).await.unwrap();
+        assert_eq!(due.len(), 1, "{due:?}");
+        assert_eq!(
+            (due[0].channel.as_str(), due[0].page.clone()),
+            ("pager", json!({ "x": 1 }))
+        );
+
+        store.follow_up_sent(&due[0]).await.unwrap();
+        assert!(store.due_follow_ups(10).await.unwrap().is_empty());
+        let journal = store.incident(id).await.unwrap().unwrap().events;
+        let follow_ups: Vec<&Event> = journal
+            .iter()
+            .map(|entry| &entry.event)
+            .filter(|e| matches!(e, Event::FollowUpQueued { .. } | Event::FollowUpSent { .. }))
+            .collect();
+        assert_eq!(
+            follow_ups,
+            [
+                &Event::FollowUpQueued {
+                    channel: "pager".into(),
+                    cause: "resolved".into(),
+                    by: None
+                },
+                &Event::FollowUpSent {
+                    channel: "pager".into(),
+                    attempt: 1
+                }
+            ]
+        );
+    }
+}
