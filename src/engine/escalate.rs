@@ -51,6 +51,8 @@ pub struct Escalator {
     outbox_wake: Arc<Notify>,
     /// Bounds the escalations prepared at once (first come, first served).
     slots: Arc<tokio::sync::Semaphore>,
+    /// Signs the approve/deny links of an `approval` page; `None` without `[approval]`.
+    approval_links: Option<Arc<crate::approval::LinkSigner>>,
 }
 
 impl Escalator {
@@ -69,6 +71,15 @@ impl Escalator {
             in_progress: Mutex::new(HashSet::new()),
             outbox_wake,
             slots: Arc::new(tokio::sync::Semaphore::new(ESCALATE_PARALLEL)),
+            approval_links: None,
+        }
+    }
+
+    /// The same escalator, putting approve/deny links signed by `links` on approval pages.
+    pub fn with_approval_links(self, links: Option<Arc<crate::approval::LinkSigner>>) -> Escalator {
+        Escalator {
+            approval_links: links,
+            ..self
         }
     }
 
@@ -110,7 +121,10 @@ impl Escalator {
         let Some(detail) = self.store.incident(incident.id).await? else {
             return Ok(());
         };
-        let escalation = self.report(&detail, reason).await;
+        let mut escalation = self.report(&detail, reason).await;
+        if reason == EscalationReason::Approval {
+            self.approval_links(&mut escalation, incident.id).await?;
+        }
         let plan = detail.incident.plan.as_ref();
         let channels = match plan.map(|p| p.escalate.clone()).filter(|c| !c.is_empty()) {
             Some(channels) => channels,
@@ -125,6 +139,32 @@ impl Escalator {
             .await?;
         tracing::info!(incident = %incident.id, reason = %reason, channels = ?channels, "escalation queued");
         self.outbox_wake.notify_one();
+        Ok(())
+    }
+
+    /// The approve and deny links of the incident's open approval request, signed.
+    async fn approval_links(
+        &self,
+        escalation: &mut Escalation,
+        id: IncidentId,
+    ) -> Result<(), StoreError> {
+        let (Some(signer), Some(request)) =
+            (&self.approval_links, self.store.approval(id).await?)
+        else {
+            return Ok(());
+        };
+        let link = |action| {
+            signer.link(&crate::approval::LinkClaim {
+                incident: id,
+                action,
+                expires_at: request.expires_at,
+                plan_digest: request.plan_digest.clone(),
+                nonce: request.nonce.clone(),
+            })
+        };
+        escalation.approve_url = Some(link(crate::approval::LinkAction::Approve));
+        escalation.deny_url = Some(link(crate::approval::LinkAction::Deny));
+        escalation.approval_expires_at = Some(request.expires_at);
         Ok(())
     }
 
@@ -229,6 +269,9 @@ impl Escalator {
             created_at: Utc::now(),
             recipe_description: plan.and_then(|p| p.description.clone()),
             runbook: plan.and_then(|p| p.runbook.clone()),
+            approve_url: None,
+            deny_url: None,
+            approval_expires_at: None,
         }
     }
 

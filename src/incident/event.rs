@@ -151,6 +151,31 @@ pub enum Event {
         by: String,
         runs_forgotten: usize,
     },
+    /// An approve-mode plan now waits for a human, until `expires_at`; links and
+    /// approvals are for the plan with this digest only (`Plan::digest`).
+    ApprovalRequested {
+        plan_digest: String,
+        #[serde(with = "journal_time")]
+        expires_at: DateTime<Utc>,
+    },
+    /// `by` (an API token's name, `cli:USER`, or `link`) approved the plan with
+    /// `plan_digest`, whose `commands` are these; it goes through the gates again.
+    Approved {
+        by: String,
+        plan_digest: String,
+        commands: Vec<String>,
+    },
+    /// `by` denied the plan with `plan_digest`, saying `reason`; nothing runs.
+    Denied {
+        by: String,
+        reason: String,
+        plan_digest: String,
+    },
+    /// No one decided before `expires_at`; nothing runs.
+    ApprovalExpired {
+        #[serde(with = "journal_time")]
+        expires_at: DateTime<Utc>,
+    },
     /// A stored row that is no event this version knows (another version's kind, a
     /// detail that does not parse): shown as it is stored, never dropped and never a
     /// failed read. Only reading makes it; salve never writes one.
@@ -642,6 +667,21 @@ mod tests {
                 by: "cli:root".into(),
                 runs_forgotten: 3,
             },
+            Event::ApprovalRequested {
+                plan_digest: "ab".repeat(32),
+                expires_at: at,
+            },
+            Event::Approved {
+                by: "link".into(),
+                plan_digest: "ab".repeat(32),
+                commands: vec!["systemctl restart 'nginx'".into()],
+            },
+            Event::Denied {
+                by: "ops".into(),
+                reason: "not during the release".into(),
+                plan_digest: "ab".repeat(32),
+            },
+            Event::ApprovalExpired { expires_at: at },
         ]
     }
 
@@ -659,7 +699,7 @@ mod tests {
             }
         }
         // Every variant but `Unreadable` (which is never written) has a sample.
-        assert_eq!(kinds.len(), 23, "{kinds:?}");
+        assert_eq!(kinds.len(), 27, "{kinds:?}");
     }
 
     /// Rows exactly as salve wrote them before this type existed (the `json!` of each
@@ -796,6 +836,22 @@ mod tests {
                 "breaker_reset",
                 r#"{"by":"ops","key":"web1/nginx","recipe":"service-restart","runs_forgotten":1,"target":"web1"}"#,
             ),
+            (
+                "approval_requested",
+                r#"{"expires_at":"2026-11-28T10:15:00.000000000Z","plan_digest":"ab12"}"#,
+            ),
+            (
+                "approved",
+                r#"{"by":"link","commands":["systemctl restart 'nginx'"],"plan_digest":"ab12"}"#,
+            ),
+            (
+                "denied",
+                r#"{"by":"cli:root","plan_digest":"ab12","reason":"not now"}"#,
+            ),
+            (
+                "approval_expired",
+                r#"{"expires_at":"2026-11-28T10:15:00.000000000Z"}"#,
+            ),
         ];
         let mut kinds = Vec::new();
         for (kind, detail) in rows {
@@ -813,7 +869,7 @@ mod tests {
                 kinds.push(*kind);
             }
         }
-        assert_eq!(kinds.len(), 23, "every kind salve writes has a row here");
+        assert_eq!(kinds.len(), 27, "every kind salve writes has a row here");
 
         // And into the right variant, with its values typed.
         let finished = Event::from_row("step_finished", rows[10].1);
