@@ -472,12 +472,13 @@ impl Config {
         self.settings.escalation.channels.keys().cloned().collect()
     }
 
-    /// What signs approve/deny links: `None` without `[approval] key`.
-    pub fn approval_links(&self) -> Option<crate::approval::LinkSigner> {
+    /// What signs approve/deny links: `None` without `[approval] key`. Without
+    /// `base_url` the links point at `listening` (the address salve bound).
+    pub fn approval_links(&self, listening: SocketAddr) -> Option<crate::approval::LinkSigner> {
         let key = self.approval_key.clone()?;
         let base = match &self.settings.approval.base_url {
             Some(base) => base.clone(),
-            None => format!("http://{}", self.settings.server.listen),
+            None => format!("http://{listening}"),
         };
         Some(crate::approval::LinkSigner::new(key, &base))
     }

@@ -357,6 +357,9 @@ mod tests {
                 (State::RateLimited, "rate_limited"),
                 (State::Interrupted, "interrupted"),
                 (State::Notified, "known"),
+                (State::AwaitingApproval, "approval"),
+                (State::Denied, "denied"),
+                (State::ApprovalExpired, "approval_expired"),
             ]
         );
         for reason in EscalationReason::ALL {

@@ -109,7 +109,6 @@ impl App {
                 approve_mode.join(", ")
             );
         }
-        let approval_links = loaded.approval_links().map(Arc::new);
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&settings.store.url)
                 .with_context(|| format!("opening store {}", settings.store.url))?,
@@ -126,6 +125,7 @@ impl App {
         let listener = TcpListener::bind(settings.server.listen)
             .with_context(|| format!("binding {}", settings.server.listen))?;
         let address = listener.local_addr()?;
+        let approval_links = loaded.approval_links(address).map(Arc::new);
         if !loaded.auth_configured() {
             tracing::warn!(%address, "no webhook credentials configured: anyone who can reach this address can post alerts");
         }

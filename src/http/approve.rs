@@ -11,6 +11,7 @@ use chrono::Utc;
 
 use super::AppState;
 use crate::approval::{LinkAction, LinkClaim, LinkError};
+use crate::incident::State;
 use crate::store::{ApprovalDecision, ApprovalOutcome, ApprovalRefusal, LinkProof};
 
 /// Who decided, in the journal, for a decision by link.
@@ -86,6 +87,12 @@ async fn confirm_page(token: &str, action: LinkAction, state: &AppState) -> Http
     };
     if plan.digest() != claim.plan_digest {
         return refused(&ApprovalRefusal::PlanChanged);
+    }
+    if incident.state != State::AwaitingApproval {
+        return refused(&ApprovalRefusal::NotAwaiting {
+            id: claim.incident,
+            state: incident.state,
+        });
     }
     let mut body = String::new();
     let _ = write!(

@@ -119,12 +119,17 @@ pub(super) fn decide_approval(
     if let Some(ApprovalRequest {
         decision: Some(decided),
         decided_by,
+        expires_at,
         ..
     }) = &request
     {
-        return refuse(ApprovalRefusal::AlreadyDecided {
-            decision: decided.clone(),
-            by: decided_by.clone().unwrap_or_default(),
+        return refuse(match decided.as_str() {
+            "resolved" => ApprovalRefusal::AlertResolved,
+            "expired" => ApprovalRefusal::Expired(*expires_at),
+            _ => ApprovalRefusal::AlreadyDecided {
+                decision: decided.clone(),
+                by: decided_by.clone().unwrap_or_default(),
+            },
         });
     }
     let state = State::parse(&state).unwrap_or(State::Received);
