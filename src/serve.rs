@@ -191,14 +191,16 @@ impl App {
             .transpose()?;
         let outbox_wake = Arc::new(Notify::new());
         let escalation_routes = Arc::new(settings.escalation.routes());
-        let escalator = Arc::new(Escalator::new(
-            store.clone(),
-            remediator.clone(),
-            escalation_routes.clone(),
-            settings.ssh.command_timeout,
-            outbox_wake.clone(),
-        )
-        .with_approval_links(approval_links));
+        let escalator = Arc::new(
+            Escalator::new(
+                store.clone(),
+                remediator.clone(),
+                escalation_routes.clone(),
+                settings.ssh.command_timeout,
+                outbox_wake.clone(),
+            )
+            .with_approval_links(approval_links),
+        );
         let channels = Channels::new(&settings.escalation.channels)
             .map_err(|e| anyhow::anyhow!("escalation channels: {e}"))?;
         let outbox = Outbox {

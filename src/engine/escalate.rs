@@ -148,8 +148,7 @@ impl Escalator {
         escalation: &mut Escalation,
         id: IncidentId,
     ) -> Result<(), StoreError> {
-        let (Some(signer), Some(request)) =
-            (&self.approval_links, self.store.approval(id).await?)
+        let (Some(signer), Some(request)) = (&self.approval_links, self.store.approval(id).await?)
         else {
             return Ok(());
         };

@@ -45,17 +45,20 @@ pub async fn deny_post(
 }
 
 /// The token's claim, or the page saying why it is not accepted.
-fn claim_of(token: &str, action: LinkAction, state: &AppState) -> Result<LinkClaim, HttpResponse> {
+fn claim_of(
+    token: &str,
+    action: LinkAction,
+    state: &AppState,
+) -> Result<LinkClaim, Box<HttpResponse>> {
     let Some(signer) = &state.approval_links else {
-        return Err(page(
+        return Err(Box::new(page(
             StatusCode::NOT_FOUND,
             "No approvals here",
             "<p>This salve has no [approval] key: it issues no approval links.</p>",
-        ));
+        )));
     };
-    signer
-        .verify(token, action, Utc::now())
-        .map_err(|error| match error {
+    signer.verify(token, action, Utc::now()).map_err(|error| {
+        Box::new(match error {
             LinkError::Expired(_) => page(
                 StatusCode::GONE,
                 "Link expired",
@@ -67,18 +70,23 @@ fn claim_of(token: &str, action: LinkAction, state: &AppState) -> Result<LinkCla
                 &format!("<p>{}. Nothing was done.</p>", escape(&error.to_string())),
             ),
         })
+    })
 }
 
 /// GET: what the link would do, and a button that does it. Changes nothing.
 async fn confirm_page(token: &str, action: LinkAction, state: &AppState) -> HttpResponse {
     let claim = match claim_of(token, action, state) {
         Ok(claim) => claim,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let incident = match state.store.incident(claim.incident).await {
         Ok(Some(detail)) => detail.incident,
         Ok(None) => {
-            return page(StatusCode::NOT_FOUND, "No such incident", "<p>Nothing was done.</p>");
+            return page(
+                StatusCode::NOT_FOUND,
+                "No such incident",
+                "<p>Nothing was done.</p>",
+            );
         }
         Err(e) => return unavailable(&e.to_string()),
     };
@@ -138,7 +146,7 @@ async fn act(token: &str, decision: ApprovalDecision, state: &AppState) -> HttpR
     };
     let claim = match claim_of(token, action, state) {
         Ok(claim) => claim,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let proof = LinkProof {
         plan_digest: claim.plan_digest.clone(),
@@ -197,7 +205,10 @@ fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
         .insert_header(("Cache-Control", "no-store"))
         .insert_header(("Referrer-Policy", "no-referrer"))
         .insert_header(("X-Frame-Options", "DENY"))
-        .insert_header(("Content-Security-Policy", "default-src 'none'; form-action 'self'"))
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'none'; form-action 'self'",
+        ))
         .body(format!(
             "<!doctype html><html><head><meta charset=\"utf-8\"><title>salve: {0}</title></head>\
              <body><h1>{0}</h1>{1}</body></html>\n",

@@ -119,8 +119,14 @@ pub fn server(
             .route("/api/v1/incidents/{id}", web::get().to(api::get_incident))
             .route("/api/v1/breakers", web::get().to(api::list_breakers))
             .route("/api/v1/breakers/reset", web::post().to(api::reset_breaker))
-            .route("/api/v1/incidents/{id}/approve", web::post().to(api::approve_incident))
-            .route("/api/v1/incidents/{id}/deny", web::post().to(api::deny_incident))
+            .route(
+                "/api/v1/incidents/{id}/approve",
+                web::post().to(api::approve_incident),
+            )
+            .route(
+                "/api/v1/incidents/{id}/deny",
+                web::post().to(api::deny_incident),
+            )
             .route("/approve/{token}", web::get().to(approve::approve_page))
             .route("/approve/{token}", web::post().to(approve::approve_post))
             .route("/deny/{token}", web::get().to(approve::deny_page))

@@ -430,7 +430,11 @@ pub fn render_text(escalation: &Escalation) -> String {
     if let (Some(approve), Some(deny)) = (&e.approve_url, &e.deny_url) {
         out.push_str("\nAPPROVAL\n");
         if let Some(until) = e.approval_expires_at {
-            let _ = writeln!(out, "  The plan waits for a decision until {}.", report_time(until));
+            let _ = writeln!(
+                out,
+                "  The plan waits for a decision until {}.",
+                report_time(until)
+            );
         }
         let _ = writeln!(out, "  Approve: {approve}");
         let _ = writeln!(out, "  Deny:    {deny}");

@@ -17,9 +17,9 @@ use crate::alert::Alert;
 use crate::incident::{EscalationReason, Event, Incident, IncidentId, State};
 use crate::plan::Plan;
 use crate::store::{
-    ApprovalDecision, ApprovalOutcome, ApprovalRequest, LinkProof,
-    BreakerLimit, BreakerResetOutcome, BreakerStatus, DiagnosticsClaim, Gap, HostHold,
-    IncidentDetail, Ingested, OutboxItem, RunGate, RunRecord, Store, StoreError,
+    ApprovalDecision, ApprovalOutcome, ApprovalRequest, BreakerLimit, BreakerResetOutcome,
+    BreakerStatus, DiagnosticsClaim, Gap, HostHold, IncidentDetail, Ingested, LinkProof,
+    OutboxItem, RunGate, RunRecord, Store, StoreError,
 };
 
 mod approvals;

@@ -66,12 +66,20 @@ async fn wait_for_state(salve: &SalveProcess, id: i64, state: &str) -> Value {
 
 /// The newest incident once it waits for approval.
 async fn wait_for_awaiting(salve: &SalveProcess, count: usize) -> Value {
-    wait_until(Duration::from_secs(60), "an incident awaiting approval", || async {
-        let history = salve.history_json().await;
-        (history.len() == count)
-            .then(|| history.into_iter().find(|i| i["state"] == "awaiting_approval"))
-            .flatten()
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "an incident awaiting approval",
+        || async {
+            let history = salve.history_json().await;
+            (history.len() == count)
+                .then(|| {
+                    history
+                        .into_iter()
+                        .find(|i| i["state"] == "awaiting_approval")
+                })
+                .flatten()
+        },
+    )
     .await
 }
 
@@ -141,7 +149,10 @@ async fn a_link_shows_a_confirm_page_on_get_and_only_its_post_runs_the_plan_once
     assert_eq!(requested.len(), 1, "{waiting:#}");
     let digest = requested[0]["plan_digest"].as_str().unwrap().to_owned();
     let page = approval_page(&capture, id).await;
-    let approve = page["approve_url"].as_str().expect("approve_url").to_owned();
+    let approve = page["approve_url"]
+        .as_str()
+        .expect("approve_url")
+        .to_owned();
     let deny = page["deny_url"].as_str().expect("deny_url").to_owned();
     assert!(
         approve.starts_with(&format!("{}/approve/", salve.base_url())),
@@ -153,13 +164,20 @@ async fn a_link_shows_a_confirm_page_on_get_and_only_its_post_runs_the_plan_once
         let (status, html) = get(url).await;
         assert_eq!(status, 200, "{html}");
         assert!(html.contains("<form method=\"post\">"), "{html}");
-        assert!(html.contains("systemctl restart &#39;shop-api&#39;"), "{html}");
+        assert!(
+            html.contains("systemctl restart &#39;shop-api&#39;"),
+            "{html}"
+        );
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let still = wait_for_state(salve, id, "awaiting_approval").await;
     assert!(events(&still, "step_started").is_empty(), "{still:#}");
     assert!(events(&still, "approved").is_empty(), "{still:#}");
-    assert_eq!(health_status(port).await, None, "nothing ran: shop-api is down");
+    assert_eq!(
+        health_status(port).await,
+        None,
+        "nothing ran: shop-api is down"
+    );
 
     // A tampered link is refused.
     let tampered = approve.replacen(&format!("/approve/{id}."), "/approve/999999.", 1);
@@ -204,12 +222,19 @@ async fn the_cli_and_the_api_approve_and_deny_and_a_denial_pages_once() {
     let output = salve.run_cli(&["approve", &first.to_string()]).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
     let done = wait_for_state(salve, first, "succeeded").await;
-    let by = events(&done, "approved")[0]["by"].as_str().unwrap().to_owned();
+    let by = events(&done, "approved")[0]["by"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(by.starts_with("cli"), "{by}");
     // Twice is refused.
     let again = salve.run_cli(&["approve", &first.to_string()]).await;
     assert!(!again.status.success());
-    assert!(text(&again.stderr).contains("already decided"), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("already decided"),
+        "{}",
+        text(&again.stderr)
+    );
 
     // By the API, with the token's name in the journal.
     post_down(salve, port, 2).await;
@@ -222,18 +247,16 @@ async fn the_cli_and_the_api_approve_and_deny_and_a_denial_pages_once() {
     // Denied by the API: nothing runs, one `denied` page.
     post_down(salve, port, 3).await;
     let third = wait_for_awaiting(salve, 3).await["id"].as_i64().unwrap();
-    let (status, answer) = api_decide(
-        salve,
-        third,
-        "deny",
-        json!({ "reason": "release freeze" }),
-    )
-    .await;
+    let (status, answer) =
+        api_decide(salve, third, "deny", json!({ "reason": "release freeze" })).await;
     assert_eq!(status, 200, "{answer}");
     let denied = wait_for_state(salve, third, "denied").await;
     assert!(events(&denied, "step_started").is_empty(), "{denied:#}");
     let event = events(&denied, "denied")[0];
-    assert_eq!((event["by"].as_str(), event["reason"].as_str()), (Some("ops"), Some("release freeze")));
+    assert_eq!(
+        (event["by"].as_str(), event["reason"].as_str()),
+        (Some("ops"), Some("release freeze"))
+    );
 
     // Denied by the CLI.
     post_down(salve, port, 4).await;

@@ -29,8 +29,7 @@ impl Remediator {
             return Ok(());
         }
         let expires_at = self.clock.now_utc()
-            + chrono::Duration::from_std(self.approval_timeout)
-                .unwrap_or(chrono::Duration::MAX);
+            + chrono::Duration::from_std(self.approval_timeout).unwrap_or(chrono::Duration::MAX);
         let nonce = crate::approval::new_nonce();
         match self
             .store

@@ -136,9 +136,8 @@ pub(super) fn decide_approval(
     let Some(request) = request.filter(|_| state == State::AwaitingApproval) else {
         return refuse(ApprovalRefusal::NotAwaiting { id, state });
     };
-    let link_is_stale = link.is_some_and(|link| {
-        link.nonce != request.nonce || link.plan_digest != request.plan_digest
-    });
+    let link_is_stale = link
+        .is_some_and(|link| link.nonce != request.nonce || link.plan_digest != request.plan_digest);
     if link_is_stale || digest.as_deref() != Some(request.plan_digest.as_str()) {
         return refuse(ApprovalRefusal::PlanChanged);
     }
@@ -236,8 +235,7 @@ pub(super) fn expire_approvals(
             .collect::<rusqlite::Result<_>>()?;
         for (id, expires_at, resolved) in &due {
             if *resolved {
-                let reason =
-                    "the alert resolved while its plan awaited approval; nothing was run";
+                let reason = "the alert resolved while its plan awaited approval; nothing was run";
                 decide(conn, *id, "resolved", "salve", &at)?;
                 // `escalated_at` stays: the approval page was sent, and nothing more is.
                 conn.prepare_cached("UPDATE incidents SET state = ?2, reason = ?3 WHERE id = ?1")?
