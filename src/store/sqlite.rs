@@ -33,6 +33,8 @@ mod schema;
 mod writer;
 
 #[cfg(test)]
+mod approval_tests;
+#[cfg(test)]
 mod gate_tests;
 #[cfg(test)]
 mod tests;

@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Enforcing, SalveProcess, SshHost, WebhookCapture, events, free_port, health_status,
-    http_client, service_down_on_web1, text, wait_until,
+    Enforcing, SalveConfig, SalveProcess, SshHost, WebhookCapture, events, free_port,
+    health_status, http_client, salve_cli, service_down_on_web1, shipped_recipes, text, wait_until,
 };
 
 const OPS_TOKEN: &str = "ops-approval-token";
@@ -282,15 +282,20 @@ async fn the_cli_and_the_api_approve_and_deny_and_a_denial_pages_once() {
 }
 
 #[tokio::test]
-async fn an_unanswered_plan_expires_and_pages_once() {
+async fn an_unanswered_plan_expires_across_a_restart_and_pages_once() {
     let host = SshHost::start().await;
     let port = free_port();
     let capture = WebhookCapture::start().await;
-    let enforcing = start(&host, &capture, "2s").await;
-    let salve = &enforcing.salve;
+    let mut enforcing = start(&host, &capture, "6s").await;
 
-    post_down(salve, port, 1).await;
-    let id = wait_for_awaiting(salve, 1).await["id"].as_i64().unwrap();
+    post_down(&enforcing.salve, port, 1).await;
+    let id = wait_for_awaiting(&enforcing.salve, 1).await["id"]
+        .as_i64()
+        .unwrap();
+    approval_page(&capture, id).await;
+    // The expiry time is in the store: a new process ends the request on time.
+    enforcing.salve.restart().await;
+    let salve = &enforcing.salve;
     let expired = wait_for_state(salve, id, "approval_expired").await;
     assert_eq!(events(&expired, "approval_expired").len(), 1, "{expired:#}");
     assert!(events(&expired, "step_started").is_empty(), "{expired:#}");
@@ -299,11 +304,14 @@ async fn an_unanswered_plan_expires_and_pages_once() {
     })
     .await;
 
-    // Its link no longer works (the link itself expired), nor does the CLI.
-    let approve = approval_page(&capture, id).await["approve_url"]
+    // Its link no longer works (the link itself expired), nor does the CLI. (The link
+    // names the port of the first process.)
+    let link = approval_page(&capture, id).await["approve_url"]
         .as_str()
         .unwrap()
         .to_owned();
+    let path = &link[link.find("/approve/").unwrap()..];
+    let approve = format!("{}{path}", salve.base_url());
     let (status, html) = post_form(&approve, "").await;
     assert!(status == 410 || status == 409, "{status} {html}");
     let output = salve.run_cli(&["approve", &id.to_string()]).await;
@@ -342,4 +350,28 @@ async fn a_link_for_a_plan_whose_alert_resolved_is_refused() {
     let after = wait_for_state(salve, id, "resolved_before_run").await;
     assert!(events(&after, "approved").is_empty(), "{after:#}");
     assert!(events(&after, "step_started").is_empty(), "{after:#}");
+}
+
+#[test]
+fn check_fails_when_a_recipe_says_approve_and_no_key_signs_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipes = dir.path().join("recipes");
+    std::fs::create_dir(&recipes).unwrap();
+    let restart = std::fs::read_to_string(shipped_recipes().join("service-restart.toml"))
+        .unwrap()
+        .replace("mode = \"enforce\"", "mode = \"approve\"");
+    std::fs::write(recipes.join("service-restart.toml"), restart).unwrap();
+    let config = SalveConfig::standard().recipes_dir(&recipes);
+
+    config.write_to(dir.path());
+    let output = salve_cli(dir.path(), &["check"]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("[approval] key_file"), "{stderr}");
+
+    config
+        .approval_setting("key", "\"approval-test-key\"")
+        .write_to(dir.path());
+    let output = salve_cli(dir.path(), &["check"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
 }
