@@ -28,6 +28,8 @@ impl fmt::Display for IncidentId {
 /// `received → matched | unmatched | refused | dry_run`, then for matched (enforce)
 /// incidents `→ remediating → verifying → succeeded | failed | verify_failed`, or
 /// `matched → resolved_before_run`. Escalation states come with the escalation stage.
+/// An approve-mode plan goes `matched → awaiting_approval`, then back to `matched` when
+/// approved, or `denied` / `approval_expired` / `resolved_before_run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {

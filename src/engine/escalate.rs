@@ -1,5 +1,6 @@
 //! The escalation stage: every incident in an escalating state (failed, verify_failed,
-//! unmatched, refused, breaker_open, rate_limited, interrupted, notified) without a queued escalation gets the
+//! unmatched, refused, breaker_open, rate_limited, interrupted, notified, awaiting_approval
+//! — with its signed approve/deny links —, denied, approval_expired) without a queued escalation gets the
 //! report a human needs — what happened and why, each step with its output, each check's
 //! last result, the breaker's runs, diagnostics run now over SSH — written to the store's
 //! outbox once per channel. Delivery is `outbox.rs`'s job; nothing here sends.
