@@ -861,6 +861,24 @@ mod tests {
     }
 
     #[test]
+    fn an_approval_page_shows_its_links_and_only_http_ones() {
+        let mut e = sample();
+        e.reason = EscalationReason::Approval;
+        e.approve_url = Some("https://salve.example/approve/1.approve.9.ab.cd.ef".into());
+        e.deny_url = Some("https://salve.example/deny/1.deny.9.ab.cd.ef".into());
+        let text = render_text(&e.for_humans());
+        assert!(
+            text.contains("\nAPPROVAL\n")
+                && text.contains("  Approve: https://salve.example/approve/1.approve.9.ab.cd.ef\n")
+                && text.contains("  Deny:    https://salve.example/deny/1.deny.9.ab.cd.ef\n"),
+            "{text}"
+        );
+        e.approve_url = Some("javascript:alert(1)".into());
+        assert_eq!(e.for_humans().approve_url, None);
+        assert!(!render_text(&sample()).contains("APPROVAL"));
+    }
+
+    #[test]
     fn a_known_failure_shows_the_recipe_description_and_runbook() {
         let mut e = sample();
         e.reason = EscalationReason::Known;
