@@ -16,7 +16,7 @@ use crate::intake;
 use crate::plan::Plan;
 use crate::recipe::{self, PlanContext};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{BreakerResetOutcome, Store};
+use crate::store::{ApprovalDecision, ApprovalOutcome, BreakerResetOutcome, Store};
 // Every piece of journal or alert text printed as text goes through this.
 use crate::terminal::escape_controls as safe;
 
@@ -79,6 +79,20 @@ pub enum Command {
         limit: usize,
         #[arg(long)]
         json: bool,
+    },
+    /// Approve the plan of an incident awaiting approval (a recipe with
+    /// `mode = "approve"`): it goes through the usual gates (breaker, rate limit, host
+    /// order) and runs. Journaled as approved by cli:USER.
+    Approve {
+        /// The incident id (`salve history`).
+        id: i64,
+    },
+    /// Deny the plan of an incident awaiting approval: nothing runs, it is escalated once.
+    Deny {
+        id: i64,
+        /// Why, for the journal and the page.
+        #[arg(long)]
+        reason: String,
     },
     /// Show journaled incidents, newest first.
     History {
@@ -170,6 +184,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => history(&loaded, limit, Output::of(json), before, id),
         Command::Breaker { action } => breaker(&loaded, action),
         Command::Gaps { limit, json } => gaps(&loaded, limit, Output::of(json)),
+        Command::Approve { id } => decide(&loaded, id, ApprovalDecision::Approve),
+        Command::Deny { id, reason } => decide(&loaded, id, ApprovalDecision::Deny { reason }),
     }
 }
 
@@ -282,7 +298,26 @@ fn check(loaded: &Config) -> anyhow::Result<ExitCode> {
             ),
         }
     }
-    if !route_problems.is_empty() {
+    let approve_mode: Vec<&str> = recipes
+        .iter()
+        .filter(|r| r.approval)
+        .map(|r| r.name.as_str())
+        .collect();
+    let approval_unsigned = !approve_mode.is_empty() && loaded.approval_key.is_none();
+    if approval_unsigned {
+        eprintln!(
+            "{}: recipe(s) {} say mode = \"approve\" but [approval] key_file (or key) is not set: no approve link could be signed",
+            loaded.origin,
+            approve_mode.join(", ")
+        );
+    } else if !approve_mode.is_empty() && loaded.settings.approval.base_url.is_none() {
+        warnings += 1;
+        eprintln!(
+            "{}: warning: [approval] base_url is not set: approve links point at http://{}",
+            loaded.origin, loaded.settings.server.listen
+        );
+    }
+    if !route_problems.is_empty() || approval_unsigned {
         return Ok(ExitCode::FAILURE);
     }
     let notify_only = recipes.iter().filter(|r| r.is_notify_only()).count();
@@ -545,6 +580,33 @@ fn breaker(loaded: &Config, action: BreakerAction) -> anyhow::Result<ExitCode> {
             }
         }
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `salve approve ID` / `salve deny ID --reason`: decides in the store directly, as
+/// cli:USER; a running `serve` picks the incident up on its next pass.
+fn decide(loaded: &Config, id: i64, decision: ApprovalDecision) -> anyhow::Result<ExitCode> {
+    with_store(loaded, async |store| {
+        let by = cli_user();
+        let word = match decision {
+            ApprovalDecision::Approve => "approved",
+            ApprovalDecision::Deny { .. } => "denied",
+        };
+        match store
+            .decide_approval(crate::incident::IncidentId(id), decision, &by, None)
+            .await?
+        {
+            ApprovalOutcome::Decided { plan_digest } => {
+                let mut out = std::io::stdout().lock();
+                writeln!(
+                    out,
+                    "incident {id} {word} by {by} (plan {})",
+                    &plan_digest[..plan_digest.len().min(12)]
+                )?;
+                Ok(ExitCode::SUCCESS)
+            }
+            ApprovalOutcome::Refused(why) => anyhow::bail!("{}", safe(&why.to_string())),
+        }
     })
 }
 

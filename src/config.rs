@@ -50,8 +50,37 @@ pub struct Settings {
     pub escalation: EscalationSettings,
     pub ssh: SshSettings,
     pub limits: LimitSettings,
+    /// Approve/deny links for recipes with `mode = "approve"`.
+    pub approval: ApprovalSettings,
     /// The inventory: the only hosts salve may ever touch.
     pub hosts: Vec<Host>,
+}
+
+/// `[approval]`: how the plans of `mode = "approve"` recipes wait for a human.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApprovalSettings {
+    /// The HMAC-SHA256 key that signs approve/deny links; prefer `key_file`. Required
+    /// (`salve check` fails without it) when any recipe says `mode = "approve"`.
+    pub key: Option<Secret>,
+    pub key_file: Option<PathBuf>,
+    /// How long a plan waits for a decision; then it is `approval_expired` and escalated.
+    #[serde(deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// salve's URL as the people paged reach it (`https://salve.example`): links are
+    /// `BASE/approve/TOKEN`. Without it, `http://` + `server.listen`.
+    pub base_url: Option<String>,
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        ApprovalSettings {
+            key: None,
+            key_file: None,
+            timeout: Duration::from_secs(15 * 60),
+            base_url: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -430,6 +459,8 @@ pub struct Config {
     pub basic: Option<(String, Secret)>,
     pub grafana_secret: Option<Secret>,
     pub api_tokens: Vec<ApiToken>,
+    /// `[approval] key`, resolved (inline or from its file).
+    pub approval_key: Option<Secret>,
 }
 
 impl Config {
@@ -439,6 +470,17 @@ impl Config {
 
     pub fn channel_names(&self) -> BTreeSet<String> {
         self.settings.escalation.channels.keys().cloned().collect()
+    }
+
+    /// What signs approve/deny links: `None` without `[approval] key`. Without
+    /// `base_url` the links point at `listening` (the address salve bound).
+    pub fn approval_links(&self, listening: SocketAddr) -> Option<crate::approval::LinkSigner> {
+        let key = self.approval_key.clone()?;
+        let base = match &self.settings.approval.base_url {
+            Some(base) => base.clone(),
+            None => format!("http://{listening}"),
+        };
+        Some(crate::approval::LinkSigner::new(key, &base))
     }
 
     pub fn auth_configured(&self) -> bool {
@@ -517,6 +559,7 @@ pub fn load_from_str(
     store_problems(&settings.store, &mut problems);
     escalation_problems(&settings.escalation, &mut problems);
     host_problems(&settings.hosts, &mut problems);
+    let approval_key = approval_problems(&settings.approval, &mut problems);
 
     if !problems.list.is_empty() {
         return Err(problems.list);
@@ -528,6 +571,7 @@ pub fn load_from_str(
         basic: credentials.basic,
         grafana_secret,
         api_tokens,
+        approval_key,
     })
 }
 
@@ -657,6 +701,26 @@ fn layered(text: &str, env: BTreeMap<String, String>) -> Result<Settings, Config
             line: None,
             message: without_quoted_values(&e.to_string()),
         })
+}
+
+/// `[approval]`: the link key (inline or from its file), a timeout above zero, and an
+/// `http(s)://` base URL.
+fn approval_problems(approval: &ApprovalSettings, problems: &mut Problems) -> Option<Secret> {
+    problems.unless_positive("approval", &[("timeout", approval.timeout.is_zero())]);
+    if let Some(base) = &approval.base_url
+        && !(base.starts_with("https://") || base.starts_with("http://"))
+    {
+        problems.at(
+            &["approval", "base_url"],
+            "approval.base_url must start with https:// or http://",
+        );
+    }
+    problems.secret(
+        "approval.key",
+        approval.key.clone(),
+        approval.key_file.as_deref(),
+        &["approval", "key_file"],
+    )
 }
 
 /// The webhook's credentials, as far as they could be read.

@@ -28,6 +28,8 @@ impl fmt::Display for IncidentId {
 /// `received → matched | unmatched | refused | dry_run`, then for matched (enforce)
 /// incidents `→ remediating → verifying → succeeded | failed | verify_failed`, or
 /// `matched → resolved_before_run`. Escalation states come with the escalation stage.
+/// An approve-mode plan goes `matched → awaiting_approval`, then back to `matched` when
+/// approved, or `denied` / `approval_expired` / `resolved_before_run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -64,10 +66,16 @@ pub enum State {
     /// A notify-only recipe matched: nothing was run but its diagnostics, and a human is
     /// paged with them (reason `known`), in enforce and dry-run alike.
     Notified,
+    /// An approve-mode recipe's plan waits for a human's approve or deny (link, CLI, API).
+    AwaitingApproval,
+    /// A human denied the plan: nothing was run.
+    Denied,
+    /// No one approved the plan within `approval.timeout`: nothing was run.
+    ApprovalExpired,
 }
 
 impl State {
-    pub const ALL: [State; 15] = [
+    pub const ALL: [State; 18] = [
         State::Received,
         State::Matched,
         State::Unmatched,
@@ -83,6 +91,9 @@ impl State {
         State::RateLimited,
         State::Interrupted,
         State::Notified,
+        State::AwaitingApproval,
+        State::Denied,
+        State::ApprovalExpired,
     ];
 
     /// States in which a human is paged (with the escalation reason).
@@ -96,6 +107,9 @@ impl State {
             State::RateLimited => Some(EscalationReason::RateLimited),
             State::Interrupted => Some(EscalationReason::Interrupted),
             State::Notified => Some(EscalationReason::Known),
+            State::AwaitingApproval => Some(EscalationReason::Approval),
+            State::Denied => Some(EscalationReason::Denied),
+            State::ApprovalExpired => Some(EscalationReason::ApprovalExpired),
             _ => None,
         }
     }
@@ -117,6 +131,9 @@ impl State {
             State::RateLimited => "rate_limited",
             State::Interrupted => "interrupted",
             State::Notified => "notified",
+            State::AwaitingApproval => "awaiting_approval",
+            State::Denied => "denied",
+            State::ApprovalExpired => "approval_expired",
         }
     }
 
@@ -147,10 +164,16 @@ pub enum EscalationReason {
     /// A notify-only recipe knows this failure; a human fixes it (the page names the
     /// recipe and carries its diagnostics and runbook).
     Known,
+    /// An approve-mode recipe's plan waits for a human: the page carries approve/deny links.
+    Approval,
+    /// A human denied the plan; nothing was run.
+    Denied,
+    /// No one approved the plan in time; nothing was run.
+    ApprovalExpired,
 }
 
 impl EscalationReason {
-    pub const ALL: [EscalationReason; 8] = [
+    pub const ALL: [EscalationReason; 11] = [
         EscalationReason::Failed,
         EscalationReason::VerifyFailed,
         EscalationReason::Novel,
@@ -159,6 +182,9 @@ impl EscalationReason {
         EscalationReason::RateLimited,
         EscalationReason::Interrupted,
         EscalationReason::Known,
+        EscalationReason::Approval,
+        EscalationReason::Denied,
+        EscalationReason::ApprovalExpired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -171,6 +197,9 @@ impl EscalationReason {
             EscalationReason::RateLimited => "rate_limited",
             EscalationReason::Interrupted => "interrupted",
             EscalationReason::Known => "known",
+            EscalationReason::Approval => "approval",
+            EscalationReason::Denied => "denied",
+            EscalationReason::ApprovalExpired => "approval_expired",
         }
     }
 
@@ -194,6 +223,11 @@ impl EscalationReason {
             EscalationReason::Interrupted => "salve was interrupted during the remediation",
             EscalationReason::Known => {
                 "a known failure that its recipe leaves to a human (notify-only)"
+            }
+            EscalationReason::Approval => "its recipe runs only after a human approves the plan",
+            EscalationReason::Denied => "a human denied the plan; nothing was run",
+            EscalationReason::ApprovalExpired => {
+                "no one approved the plan in time; nothing was run"
             }
         }
     }
@@ -325,6 +359,9 @@ mod tests {
                 (State::RateLimited, "rate_limited"),
                 (State::Interrupted, "interrupted"),
                 (State::Notified, "known"),
+                (State::AwaitingApproval, "approval"),
+                (State::Denied, "denied"),
+                (State::ApprovalExpired, "approval_expired"),
             ]
         );
         for reason in EscalationReason::ALL {

@@ -8,7 +8,8 @@
 //! 1. leaves, importing nothing from the crate: `secret`, `duration`, `alert`,
 //!    `terminal`, `tomlspan`
 //! 2. values: `plan`, `inventory`, `intake` (monitor JSON → `Alert`), `incident` (the
-//!    incident, its states and the typed journal `Event`)
+//!    incident, its states and the typed journal `Event`), `approval` (signed approve/deny
+//!    links)
 //! 3. `recipe` (shell text in `recipe::shell`, templating, the planner), `metrics`,
 //!    `store`
 //! 4. `ssh`, then `verify`; `notify` (the channels, each owning its settings type)
@@ -17,6 +18,7 @@
 //! 7. `serve`, `cli`, and the test-only `fuzz_regressions`
 
 pub mod alert;
+pub mod approval;
 pub mod cli;
 pub mod config;
 pub mod duration;

@@ -197,9 +197,21 @@ pub struct Plan {
     /// For `unmatched`: the recipes that came closest and the first matcher each failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub near_misses: Vec<NearMiss>,
+    /// The recipe says `mode = "approve"` (and salve enforces): the plan runs only after a
+    /// human approves it (link, CLI or API).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approval: bool,
 }
 
 impl Plan {
+    /// What an approval is for: hex SHA-256 of the plan's JSON (fields in declaration
+    /// order, maps sorted), so a plan that changed in any way has another digest.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        let json = serde_json::to_vec(self).expect("a plan always serialises");
+        hex::encode(sha2::Sha256::digest(&json))
+    }
+
     /// The key the breaker counts this plan's runs by (with the recipe): the planned
     /// `[breaker] key`, else the target's inventory name; `None` without a target.
     pub fn breaker_key(&self) -> Option<&str> {
@@ -234,6 +246,7 @@ impl Plan {
             description: None,
             runbook: None,
             near_misses: Vec::new(),
+            approval: false,
         }
     }
 }

@@ -98,6 +98,17 @@ impl App {
         for (index, label, message) in recipes.inventory_warnings(&loaded.inventory()) {
             tracing::warn!(host = index, label = %label, "{message}");
         }
+        let approve_mode: Vec<&str> = recipes
+            .iter()
+            .filter(|r| r.approval)
+            .map(|r| r.name.as_str())
+            .collect();
+        if !approve_mode.is_empty() && loaded.approval_key.is_none() {
+            bail!(
+                "recipe(s) {} say mode = \"approve\" but [approval] key_file (or key) is not set",
+                approve_mode.join(", ")
+            );
+        }
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&settings.store.url)
                 .with_context(|| format!("opening store {}", settings.store.url))?,
@@ -114,6 +125,7 @@ impl App {
         let listener = TcpListener::bind(settings.server.listen)
             .with_context(|| format!("binding {}", settings.server.listen))?;
         let address = listener.local_addr()?;
+        let approval_links = loaded.approval_links(address).map(Arc::new);
         if !loaded.auth_configured() {
             tracing::warn!(%address, "no webhook credentials configured: anyone who can reach this address can post alerts");
         }
@@ -151,6 +163,7 @@ impl App {
                 }),
             wake: wake.clone(),
             shutdown: shutdown.clone(),
+            approval_links: approval_links.clone(),
         };
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -178,13 +191,16 @@ impl App {
             .transpose()?;
         let outbox_wake = Arc::new(Notify::new());
         let escalation_routes = Arc::new(settings.escalation.routes());
-        let escalator = Arc::new(Escalator::new(
-            store.clone(),
-            remediator.clone(),
-            escalation_routes.clone(),
-            settings.ssh.command_timeout,
-            outbox_wake.clone(),
-        ));
+        let escalator = Arc::new(
+            Escalator::new(
+                store.clone(),
+                remediator.clone(),
+                escalation_routes.clone(),
+                settings.ssh.command_timeout,
+                outbox_wake.clone(),
+            )
+            .with_approval_links(approval_links),
+        );
         let channels = Channels::new(&settings.escalation.channels)
             .map_err(|e| anyhow::anyhow!("escalation channels: {e}"))?;
         let outbox = Outbox {
@@ -370,7 +386,8 @@ fn build_remediator(
         },
         metrics,
         wake,
-    ))
+    )
+    .with_approval_timeout(settings.approval.timeout))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The escalation stage: every incident in an escalating state (failed, verify_failed,
-//! unmatched, refused, breaker_open, rate_limited, interrupted, notified) without a queued escalation gets the
+//! unmatched, refused, breaker_open, rate_limited, interrupted, notified, awaiting_approval
+//! — with its signed approve/deny links —, denied, approval_expired) without a queued escalation gets the
 //! report a human needs — what happened and why, each step with its output, each check's
 //! last result, the breaker's runs, diagnostics run now over SSH — written to the store's
 //! outbox once per channel. Delivery is `outbox.rs`'s job; nothing here sends.
@@ -51,6 +52,8 @@ pub struct Escalator {
     outbox_wake: Arc<Notify>,
     /// Bounds the escalations prepared at once (first come, first served).
     slots: Arc<tokio::sync::Semaphore>,
+    /// Signs the approve/deny links of an `approval` page; `None` without `[approval]`.
+    approval_links: Option<Arc<crate::approval::LinkSigner>>,
 }
 
 impl Escalator {
@@ -69,6 +72,15 @@ impl Escalator {
             in_progress: Mutex::new(HashSet::new()),
             outbox_wake,
             slots: Arc::new(tokio::sync::Semaphore::new(ESCALATE_PARALLEL)),
+            approval_links: None,
+        }
+    }
+
+    /// The same escalator, putting approve/deny links signed by `links` on approval pages.
+    pub fn with_approval_links(self, links: Option<Arc<crate::approval::LinkSigner>>) -> Escalator {
+        Escalator {
+            approval_links: links,
+            ..self
         }
     }
 
@@ -110,7 +122,10 @@ impl Escalator {
         let Some(detail) = self.store.incident(incident.id).await? else {
             return Ok(());
         };
-        let escalation = self.report(&detail, reason).await;
+        let mut escalation = self.report(&detail, reason).await;
+        if reason == EscalationReason::Approval {
+            self.approval_links(&mut escalation, incident.id).await?;
+        }
         let plan = detail.incident.plan.as_ref();
         let channels = match plan.map(|p| p.escalate.clone()).filter(|c| !c.is_empty()) {
             Some(channels) => channels,
@@ -125,6 +140,31 @@ impl Escalator {
             .await?;
         tracing::info!(incident = %incident.id, reason = %reason, channels = ?channels, "escalation queued");
         self.outbox_wake.notify_one();
+        Ok(())
+    }
+
+    /// The approve and deny links of the incident's open approval request, signed.
+    async fn approval_links(
+        &self,
+        escalation: &mut Escalation,
+        id: IncidentId,
+    ) -> Result<(), StoreError> {
+        let (Some(signer), Some(request)) = (&self.approval_links, self.store.approval(id).await?)
+        else {
+            return Ok(());
+        };
+        let link = |action| {
+            signer.link(&crate::approval::LinkClaim {
+                incident: id,
+                action,
+                expires_at: request.expires_at,
+                plan_digest: request.plan_digest.clone(),
+                nonce: request.nonce.clone(),
+            })
+        };
+        escalation.approve_url = Some(link(crate::approval::LinkAction::Approve));
+        escalation.deny_url = Some(link(crate::approval::LinkAction::Deny));
+        escalation.approval_expires_at = Some(request.expires_at);
         Ok(())
     }
 
@@ -229,6 +269,9 @@ impl Escalator {
             created_at: Utc::now(),
             recipe_description: plan.and_then(|p| p.description.clone()),
             runbook: plan.and_then(|p| p.runbook.clone()),
+            approve_url: None,
+            deny_url: None,
+            approval_expires_at: None,
         }
     }
 

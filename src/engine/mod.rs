@@ -196,6 +196,9 @@ impl Engine {
                     last_sweep = tokio::time::Instant::now();
                 }
             }
+            if let Err(e) = remediate::expire_due(self.store.as_ref()).await {
+                tracing::warn!(error = %e, "approval expiry pass failed; retrying");
+            }
             if let Err(e) = self.escalator.queue_pending(&mut tasks).await {
                 tracing::warn!(error = %e, "escalation pass failed; retrying");
             }

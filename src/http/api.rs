@@ -13,7 +13,7 @@ use super::auth::ApiDenied;
 use super::hooks::{Rejection, check_content_type, read_body_within};
 use crate::config::ApiScope;
 use crate::incident::IncidentId;
-use crate::store::BreakerResetOutcome;
+use crate::store::{ApprovalDecision, ApprovalOutcome, ApprovalRefusal, BreakerResetOutcome};
 
 /// `limit` beyond this is cut to it.
 pub const MAX_PAGE: usize = 500;
@@ -225,6 +225,100 @@ pub async fn reset_breaker(
                 "error": "this recipe never ran under this breaker key; nothing to reset",
                 "known_keys": known_keys,
             }))
+        }
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .json(json!({ "status": "error", "error": e.to_string() })),
+    }
+}
+
+/// `{"reason": …}` for a deny; at most this many bytes.
+const MAX_DECISION_BODY: usize = 4 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenyBody {
+    reason: String,
+}
+
+/// `POST /api/v1/incidents/{id}/approve`: approve the plan of an incident awaiting
+/// approval; it goes through the usual gates and runs. Needs an `operate` token; journals
+/// `approved` with the token's name. 409 (nothing done) when it is not awaiting approval,
+/// was decided, expired, its alert resolved or its plan changed.
+pub async fn approve_incident(
+    req: HttpRequest,
+    path: web::Path<i64>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let by = match authorized(&req, &state, ApiScope::Operate) {
+        Ok(by) => by,
+        Err(denied) => return refusal(denied, ApiScope::Operate),
+    };
+    decide_incident(&state, path.into_inner(), ApprovalDecision::Approve, &by).await
+}
+
+/// `POST /api/v1/incidents/{id}/deny` with `{"reason": …}`: deny the plan; nothing runs
+/// and the incident is escalated once. As `approve_incident` otherwise.
+pub async fn deny_incident(
+    req: HttpRequest,
+    path: web::Path<i64>,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let by = match authorized(&req, &state, ApiScope::Operate) {
+        Ok(by) => by,
+        Err(denied) => return refusal(denied, ApiScope::Operate),
+    };
+    let body = match check_content_type(req.headers()) {
+        Ok(()) => {
+            read_body_within(req.headers(), body, MAX_DECISION_BODY, state.body_timeout).await
+        }
+        Err(rejection) => Err(rejection),
+    };
+    let deny: DenyBody = match body.and_then(|bytes| {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Rejection::BadRequest(format!("expected {{\"reason\": \"…\"}}: {e}")))
+    }) {
+        Ok(deny) => deny,
+        Err(rejection) => return rejection.response(),
+    };
+    let decision = ApprovalDecision::Deny {
+        reason: deny.reason,
+    };
+    decide_incident(&state, path.into_inner(), decision, &by).await
+}
+
+async fn decide_incident(
+    state: &AppState,
+    id: i64,
+    decision: ApprovalDecision,
+    by: &str,
+) -> HttpResponse {
+    let word = match decision {
+        ApprovalDecision::Approve => "approved",
+        ApprovalDecision::Deny { .. } => "denied",
+    };
+    match state
+        .store
+        .decide_approval(IncidentId(id), decision, by, None)
+        .await
+    {
+        Ok(ApprovalOutcome::Decided { plan_digest }) => {
+            tracing::info!(incident = id, by = %by, decision = word, "approval decided through the API");
+            state.wake.notify_one();
+            HttpResponse::Ok().json(json!({
+                "status": "ok",
+                "incident": id,
+                "decision": word,
+                "by": by,
+                "plan_digest": plan_digest,
+            }))
+        }
+        Ok(ApprovalOutcome::Refused(why)) => {
+            let body = json!({ "status": "error", "error": why.to_string() });
+            match why {
+                ApprovalRefusal::NotFound(_) => HttpResponse::NotFound().json(body),
+                _ => HttpResponse::Conflict().json(body),
+            }
         }
         Err(e) => HttpResponse::ServiceUnavailable()
             .json(json!({ "status": "error", "error": e.to_string() })),

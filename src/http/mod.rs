@@ -16,6 +16,7 @@ use crate::secret::Secret;
 use crate::store::Store;
 
 pub mod api;
+pub mod approve;
 pub mod auth;
 pub mod hooks;
 
@@ -44,6 +45,8 @@ pub struct AppState {
     pub grafana: Option<GrafanaSignature>,
     /// Tells the engine there is new work.
     pub wake: Arc<Notify>,
+    /// Checks approve/deny links; `None` without `[approval] key` (the link routes 404).
+    pub approval_links: Option<Arc<crate::approval::LinkSigner>>,
     /// salve's stop signal: once cancelled, webhooks answer 503 and readiness fails while
     /// salve drains.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -116,6 +119,18 @@ pub fn server(
             .route("/api/v1/incidents/{id}", web::get().to(api::get_incident))
             .route("/api/v1/breakers", web::get().to(api::list_breakers))
             .route("/api/v1/breakers/reset", web::post().to(api::reset_breaker))
+            .route(
+                "/api/v1/incidents/{id}/approve",
+                web::post().to(api::approve_incident),
+            )
+            .route(
+                "/api/v1/incidents/{id}/deny",
+                web::post().to(api::deny_incident),
+            )
+            .route("/approve/{token}", web::get().to(approve::approve_page))
+            .route("/approve/{token}", web::post().to(approve::approve_post))
+            .route("/deny/{token}", web::get().to(approve::deny_page))
+            .route("/deny/{token}", web::post().to(approve::deny_post))
     })
     .workers(workers)
     .max_connections(per_worker)

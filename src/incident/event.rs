@@ -163,6 +163,31 @@ pub enum Event {
     /// `channel` accepted the follow-up (PagerDuty `resolve`, webhook `resolved`, a
     /// threaded mail). `attempt` counts from 1.
     FollowUpSent { channel: String, attempt: i64 },
+    /// An approve-mode plan now waits for a human, until `expires_at`; links and
+    /// approvals are for the plan with this digest only (`Plan::digest`).
+    ApprovalRequested {
+        plan_digest: String,
+        #[serde(with = "journal_time")]
+        expires_at: DateTime<Utc>,
+    },
+    /// `by` (an API token's name, `cli:USER`, or `link`) approved the plan with
+    /// `plan_digest`, whose `commands` are these; it goes through the gates again.
+    Approved {
+        by: String,
+        plan_digest: String,
+        commands: Vec<String>,
+    },
+    /// `by` denied the plan with `plan_digest`, saying `reason`; nothing runs.
+    Denied {
+        by: String,
+        reason: String,
+        plan_digest: String,
+    },
+    /// No one decided before `expires_at`; nothing runs.
+    ApprovalExpired {
+        #[serde(with = "journal_time")]
+        expires_at: DateTime<Utc>,
+    },
     /// A stored row that is no event this version knows (another version's kind, a
     /// detail that does not parse): shown as it is stored, never dropped and never a
     /// failed read. Only reading makes it; salve never writes one.
@@ -668,6 +693,21 @@ mod tests {
                 channel: "pager".into(),
                 attempt: 1,
             },
+            Event::ApprovalRequested {
+                plan_digest: "ab".repeat(32),
+                expires_at: at,
+            },
+            Event::Approved {
+                by: "link".into(),
+                plan_digest: "ab".repeat(32),
+                commands: vec!["systemctl restart 'nginx'".into()],
+            },
+            Event::Denied {
+                by: "ops".into(),
+                reason: "not during the release".into(),
+                plan_digest: "ab".repeat(32),
+            },
+            Event::ApprovalExpired { expires_at: at },
         ]
     }
 
@@ -685,7 +725,7 @@ mod tests {
             }
         }
         // Every variant but `Unreadable` (which is never written) has a sample.
-        assert_eq!(kinds.len(), 25, "{kinds:?}");
+        assert_eq!(kinds.len(), 29, "{kinds:?}");
     }
 
     /// Rows exactly as salve wrote them before this type existed (the `json!` of each
@@ -822,6 +862,27 @@ mod tests {
                 "breaker_reset",
                 r#"{"by":"ops","key":"web1/nginx","recipe":"service-restart","runs_forgotten":1,"target":"web1"}"#,
             ),
+            (
+                "approval_requested",
+                r#"{"expires_at":"2026-11-28T10:15:00.000000000Z","plan_digest":"ab12"}"#,
+            ),
+            (
+                "approved",
+                r#"{"by":"link","commands":["systemctl restart 'nginx'"],"plan_digest":"ab12"}"#,
+            ),
+            (
+                "denied",
+                r#"{"by":"cli:root","plan_digest":"ab12","reason":"not now"}"#,
+            ),
+            (
+                "approval_expired",
+                r#"{"expires_at":"2026-11-28T10:15:00.000000000Z"}"#,
+            ),
+            (
+                "follow_up_queued",
+                r#"{"by":9,"cause":"succeeded","channel":"pager"}"#,
+            ),
+            ("follow_up_sent", r#"{"attempt":1,"channel":"pager"}"#),
         ];
         let mut kinds = Vec::new();
         for (kind, detail) in rows {
@@ -839,7 +900,7 @@ mod tests {
                 kinds.push(*kind);
             }
         }
-        assert_eq!(kinds.len(), 23, "every kind salve writes has a row here");
+        assert_eq!(kinds.len(), 29, "every kind salve writes has a row here");
 
         // And into the right variant, with its values typed.
         let finished = Event::from_row("step_finished", rows[10].1);

@@ -130,6 +130,14 @@ pub struct Escalation {
     /// The recipe's `runbook`: what the human should do (operator text).
     #[serde(default)]
     pub runbook: Option<String>,
+    /// For an `approval` page: the signed links to approve or deny the plan (each opens a
+    /// confirm page; only its button acts), valid until `approval_expires_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approve_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_expires_at: Option<DateTime<Utc>>,
 }
 
 impl Escalation {
@@ -196,6 +204,8 @@ impl Escalation {
         }
         e.generator_url = e.generator_url.as_deref().and_then(safe_link);
         e.silence_url = e.silence_url.as_deref().and_then(safe_link);
+        e.approve_url = e.approve_url.as_deref().and_then(safe_link);
+        e.deny_url = e.deny_url.as_deref().and_then(safe_link);
         e
     }
 }
@@ -415,6 +425,19 @@ pub fn render_text(escalation: &Escalation) -> String {
     if let Some(runbook) = &e.runbook {
         out.push_str("\nRUNBOOK\n");
         push_block(&mut out, "  ", runbook);
+    }
+
+    if let (Some(approve), Some(deny)) = (&e.approve_url, &e.deny_url) {
+        out.push_str("\nAPPROVAL\n");
+        if let Some(until) = e.approval_expires_at {
+            let _ = writeln!(
+                out,
+                "  The plan waits for a decision until {}.",
+                report_time(until)
+            );
+        }
+        let _ = writeln!(out, "  Approve: {approve}");
+        let _ = writeln!(out, "  Deny:    {deny}");
     }
 
     if let Some(breaker) = &e.breaker {
@@ -756,6 +779,9 @@ pub fn sample() -> Escalation {
         diagnostics_omitted: None,
         recipe_description: None,
         runbook: None,
+        approve_url: None,
+        deny_url: None,
+        approval_expires_at: None,
         generator_url: Some("http://prometheus:9090/graph?g0.expr=up%3D%3D0".into()),
         created_at: DateTime::parse_from_rfc3339("2026-11-28T03:00:00Z")
             .expect("valid timestamp")
@@ -832,6 +858,24 @@ mod tests {
                 .unwrap_or_else(|| panic!("{needle:?} not found after byte {from} in:\n{text}"));
             from += found + needle.len();
         }
+    }
+
+    #[test]
+    fn an_approval_page_shows_its_links_and_only_http_ones() {
+        let mut e = sample();
+        e.reason = EscalationReason::Approval;
+        e.approve_url = Some("https://salve.example/approve/1.approve.9.ab.cd.ef".into());
+        e.deny_url = Some("https://salve.example/deny/1.deny.9.ab.cd.ef".into());
+        let text = render_text(&e.for_humans());
+        assert!(
+            text.contains("\nAPPROVAL\n")
+                && text.contains("  Approve: https://salve.example/approve/1.approve.9.ab.cd.ef\n")
+                && text.contains("  Deny:    https://salve.example/deny/1.deny.9.ab.cd.ef\n"),
+            "{text}"
+        );
+        e.approve_url = Some("javascript:alert(1)".into());
+        assert_eq!(e.for_humans().approve_url, None);
+        assert!(!render_text(&sample()).contains("APPROVAL"));
     }
 
     #[test]

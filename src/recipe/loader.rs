@@ -16,8 +16,8 @@ use crate::tomlspan;
 
 use super::matcher::Matcher;
 use super::model::{
-    Breaker, Check, CheckFile, Param, ParamFile, ParamSource, Recipe, RecipeFile, RemediateFile,
-    Verify, VerifyFile,
+    Breaker, Check, CheckFile, Param, ParamFile, ParamSource, Recipe, RecipeFile, RecipeMode,
+    RemediateFile, Verify, VerifyFile,
 };
 use super::template::{RecipeTemplates, TemplateKind};
 use super::{Problem, RecipeSet};
@@ -443,7 +443,11 @@ impl Validator<'_> {
             matchers,
             annotation_matchers,
             target,
-            mode: shape.mode.unwrap_or(Mode::DryRun),
+            mode: match shape.mode {
+                Some(RecipeMode::Enforce | RecipeMode::Approve) => Mode::Enforce,
+                Some(RecipeMode::DryRun) | None => Mode::DryRun,
+            },
+            approval: shape.mode == Some(RecipeMode::Approve),
             priority: shape.priority.unwrap_or(0),
             sudo: shape.sudo.unwrap_or(false),
             idempotent: shape.idempotent.unwrap_or(false),

@@ -31,7 +31,7 @@ pub(crate) struct RecipeFile {
     /// Matchers on the alert's annotations, same syntax as `match`.
     pub match_annotations: Option<Vec<String>>,
     pub target: Option<String>,
-    pub mode: Option<Mode>,
+    pub mode: Option<RecipeMode>,
     pub priority: Option<i64>,
     pub sudo: Option<bool>,
     pub idempotent: Option<bool>,
@@ -40,6 +40,16 @@ pub(crate) struct RecipeFile {
     pub verify: Option<VerifyFile>,
     pub breaker: Option<BreakerFile>,
     pub escalate: Option<EscalateFile>,
+}
+
+/// A recipe's `mode`: `dry-run` (the default), `enforce`, or `approve` (enforce, but each
+/// plan waits for a human's approval first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RecipeMode {
+    Enforce,
+    DryRun,
+    Approve,
 }
 
 /// `[params.NAME]`.
@@ -224,6 +234,8 @@ pub struct Recipe {
     pub target: String,
     /// What the recipe asks for; the plan enforces only if the global mode agrees.
     pub mode: Mode,
+    /// `mode = "approve"`: enforce, after a human approved each plan (`mode` is `Enforce`).
+    pub approval: bool,
     pub priority: i64,
     pub sudo: bool,
     pub idempotent: bool,

@@ -220,6 +220,8 @@ impl RecipeSet {
             description: winner.description.clone(),
             runbook: winner.runbook.clone(),
             near_misses: Vec::new(),
+            // Dry-run never waits for approval: it runs nothing anyway.
+            approval: winner.approval && mode == Mode::Enforce && !winner.is_notify_only(),
         }
     }
 

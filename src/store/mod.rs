@@ -182,6 +182,62 @@ pub struct Gap {
     pub last_reason: Option<String>,
 }
 
+/// An approval request of an approve-mode plan, as the store holds it (`approvals`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApprovalRequest {
+    pub incident: IncidentId,
+    /// `Plan::digest` of the plan waiting; links and decisions are for this plan only.
+    pub plan_digest: String,
+    /// Carried by the request's links; a new request (a new plan) has a new one.
+    pub nonce: String,
+    pub requested_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// `approved`, `denied`, `expired` or `resolved`; `None` while it waits.
+    pub decision: Option<String>,
+    pub decided_by: Option<String>,
+}
+
+/// An operator's answer to an approval request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApprovalDecision {
+    Approve,
+    Deny { reason: String },
+}
+
+/// What a link proves about the request it was issued for (CLI and API have none: they
+/// decide on the plan the incident holds now).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkProof {
+    pub plan_digest: String,
+    pub nonce: String,
+}
+
+/// What `decide_approval` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApprovalOutcome {
+    /// Recorded: approved (the incident is `matched` again) or denied (`denied`).
+    Decided { plan_digest: String },
+    /// Nothing was written, for this reason.
+    Refused(ApprovalRefusal),
+}
+
+/// Why a decision was not taken. Each is said to the human who tried (page, CLI, API).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApprovalRefusal {
+    #[error("incident {0} does not exist")]
+    NotFound(IncidentId),
+    #[error("incident {id} is {state}, not awaiting approval")]
+    NotAwaiting { id: IncidentId, state: State },
+    #[error("this approval request was already decided: {decision} by {by}")]
+    AlreadyDecided { decision: String, by: String },
+    #[error("this approval request expired at {0}")]
+    Expired(DateTime<Utc>),
+    #[error("the plan changed since this link was sent (a new plan waits; use its link)")]
+    PlanChanged,
+    #[error("the alert resolved: the plan is no longer needed")]
+    AlertResolved,
+}
+
 /// An incident with its journal, for history and the API.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct IncidentDetail {
@@ -291,6 +347,37 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         by: &str,
     ) -> Result<BreakerResetOutcome, StoreError>;
+
+    /// Put `matched` incident `id` in `awaiting_approval` for the plan with `plan_digest`,
+    /// until `expires_at`, replacing any earlier request (its links stop working), and
+    /// journal `approval_requested`, atomically.
+    async fn request_approval(
+        &self,
+        id: IncidentId,
+        plan_digest: &str,
+        nonce: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// The approval request of `id`, decided or not.
+    async fn approval(&self, id: IncidentId) -> Result<Option<ApprovalRequest>, StoreError>;
+
+    /// Decide `id`'s approval request as `by`, atomically, only if the incident is still
+    /// `awaiting_approval`, the request is undecided and not expired, the alert has not
+    /// resolved, and the plan is still the one requested (and, with a `link`, the one the
+    /// link was issued for, under the same request). Approved: back to `matched` (the
+    /// gates run again); denied: `denied`, to be escalated once.
+    async fn decide_approval(
+        &self,
+        id: IncidentId,
+        decision: ApprovalDecision,
+        by: &str,
+        link: Option<LinkProof>,
+    ) -> Result<ApprovalOutcome, StoreError>;
+
+    /// Ends the undecided requests past their time at `now` (`approval_expired`) and those
+    /// whose alert resolved (`resolved_before_run`); returns the incidents ended.
+    async fn expire_approvals(&self, now: DateTime<Utc>) -> Result<Vec<IncidentId>, StoreError>;
 
     /// Incidents in an escalating state whose escalation is not queued yet.
     async fn incidents_to_escalate(&self, limit: usize) -> Result<Vec<Incident>, StoreError>;

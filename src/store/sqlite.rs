@@ -17,11 +17,13 @@ use crate::alert::Alert;
 use crate::incident::{EscalationReason, Event, Incident, IncidentId, State};
 use crate::plan::Plan;
 use crate::store::{
-    BreakerLimit, BreakerResetOutcome, BreakerStatus, DiagnosticsClaim, Gap, HostHold,
-    IncidentDetail, Ingested, OutboxItem, RunGate, RunRecord, Store, StoreError,
+    ApprovalDecision, ApprovalOutcome, ApprovalRequest, BreakerLimit, BreakerResetOutcome,
+    BreakerStatus, DiagnosticsClaim, Gap, HostHold, IncidentDetail, Ingested, LinkProof,
+    OutboxItem, RunGate, RunRecord, Store, StoreError,
 };
 use crate::store::{FollowUpCandidate, FollowUpItem};
 
+mod approvals;
 mod breaker;
 mod escalation;
 mod followups;
@@ -32,6 +34,8 @@ mod rows;
 mod schema;
 mod writer;
 
+#[cfg(test)]
+mod approval_tests;
 #[cfg(test)]
 mod gate_tests;
 #[cfg(test)]
@@ -458,6 +462,47 @@ impl Store for SqliteStore {
     ) -> Result<BreakerResetOutcome, StoreError> {
         let (recipe, key, by) = (recipe.to_owned(), key.to_owned(), by.to_owned());
         self.write_with(move |conn| breaker::reset_breaker(conn, &recipe, &key, &by, Utc::now()))
+            .await
+    }
+
+    async fn request_approval(
+        &self,
+        id: IncidentId,
+        plan_digest: &str,
+        nonce: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (plan_digest, nonce) = (plan_digest.to_owned(), nonce.to_owned());
+        self.write_with(move |conn| {
+            approvals::request_approval(conn, id, &plan_digest, &nonce, expires_at, Utc::now())
+        })
+        .await
+    }
+
+    async fn approval(&self, id: IncidentId) -> Result<Option<ApprovalRequest>, StoreError> {
+        self.read(move |conn| approvals::approval(conn, id)).await
+    }
+
+    async fn decide_approval(
+        &self,
+        id: IncidentId,
+        decision: ApprovalDecision,
+        by: &str,
+        link: Option<LinkProof>,
+    ) -> Result<ApprovalOutcome, StoreError> {
+        let by = by.to_owned();
+        self.write_with(move |conn| {
+            approvals::decide_approval(conn, id, &decision, &by, link.as_ref(), Utc::now())
+        })
+        .await
+    }
+
+    async fn expire_approvals(&self, now: DateTime<Utc>) -> Result<Vec<IncidentId>, StoreError> {
+        // Read first: the engine asks every pass, and a write would cost a commit each time.
+        if !self.read(move |conn| approvals::any_due(conn, now)).await? {
+            return Ok(Vec::new());
+        }
+        self.write_with(move |conn| approvals::expire_approvals(conn, now))
             .await
     }
 

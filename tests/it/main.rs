@@ -5,6 +5,7 @@ mod support;
 
 mod alertmanager_e2e;
 mod api_auth;
+mod approval;
 mod breaker_key;
 mod cli_check;
 mod crash;

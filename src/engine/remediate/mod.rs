@@ -28,6 +28,7 @@ use crate::ssh::{CommandOutput, CommandRunner, SshError};
 use crate::store::{Store, StoreError};
 use crate::verify::Verifier;
 
+mod approval;
 mod clock;
 mod gates;
 mod holds;
@@ -37,6 +38,7 @@ mod steps;
 mod tests;
 mod verification;
 
+pub use approval::{DEFAULT_APPROVAL_TIMEOUT, expire_due};
 pub use clock::Clock;
 pub use rate::RateLimits;
 
@@ -69,6 +71,8 @@ pub struct Remediator {
     metrics: Arc<Metrics>,
     /// Wall-clock time for what the store records (hold ends, breaker windows).
     clock: Clock,
+    /// How long an approve-mode plan waits for a decision (`[approval] timeout`).
+    approval_timeout: Duration,
 }
 
 /// What the remediator keeps in memory between incidents.
@@ -128,6 +132,15 @@ impl Remediator {
             state: Mutex::new(RemediatorState::default()),
             metrics,
             clock: Clock::system(),
+            approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
+        }
+    }
+
+    /// The same remediator, letting approve-mode plans wait `timeout` for a decision.
+    pub fn with_approval_timeout(self, timeout: Duration) -> Remediator {
+        Remediator {
+            approval_timeout: timeout,
+            ..self
         }
     }
 
@@ -344,6 +357,7 @@ impl Remediator {
         let run = self.alert_gate(incident, read).await?;
         // Pause and approval gates go here (issue 12): before the rate limit, so a paused
         // or unapproved incident takes no token.
+        self.approval_gate(&run).await?;
         self.rate_limit_gate(&run).await?;
         let turn = self.slot_gate(&run).await?;
         self.breaker_gate(&run).await?;

@@ -361,6 +361,11 @@ impl SalveConfig {
         self.table_setting("intake.grafana", key, value)
     }
 
+    /// One `[approval]` key (link key, timeout, base_url), `value` already TOML.
+    pub fn approval_setting(self, key: &str, value: &str) -> SalveConfig {
+        self.table_setting("approval", key, value)
+    }
+
     fn table_setting(mut self, table: &str, key: &str, value: &str) -> SalveConfig {
         let entry = (key.to_owned(), value.to_owned());
         match self.tables.iter_mut().find(|(name, _)| name == table) {
