@@ -151,6 +151,17 @@ pub enum Event {
         by: String,
         runs_forgotten: usize,
     },
+    /// A silence in Alertmanager (`createdBy` salve) for the life of the fix, lapsing by
+    /// itself at `ends_at` if salve never expires it.
+    Silenced {
+        silence_id: String,
+        #[serde(with = "journal_time")]
+        ends_at: DateTime<Utc>,
+    },
+    /// The fix's silence expired: the incident ended, or a restart found it orphaned.
+    SilenceExpired { silence_id: String },
+    /// A silence could not be made or expired; the fix went on regardless.
+    SilenceFailed { reason: String },
     /// A stored row that is no event this version knows (another version's kind, a
     /// detail that does not parse): shown as it is stored, never dropped and never a
     /// failed read. Only reading makes it; salve never writes one.
@@ -642,6 +653,16 @@ mod tests {
                 by: "cli:root".into(),
                 runs_forgotten: 3,
             },
+            Event::Silenced {
+                silence_id: "5d1c2a0e-7b8f-4c8e-9a51-0f3e4b2d6c11".into(),
+                ends_at: at,
+            },
+            Event::SilenceExpired {
+                silence_id: "5d1c2a0e-7b8f-4c8e-9a51-0f3e4b2d6c11".into(),
+            },
+            Event::SilenceFailed {
+                reason: "no Alertmanager answered: 127.0.0.1:9093: cannot connect".into(),
+            },
         ]
     }
 
@@ -659,7 +680,7 @@ mod tests {
             }
         }
         // Every variant but `Unreadable` (which is never written) has a sample.
-        assert_eq!(kinds.len(), 23, "{kinds:?}");
+        assert_eq!(kinds.len(), 26, "{kinds:?}");
     }
 
     /// Rows exactly as salve wrote them before this type existed (the `json!` of each
@@ -796,6 +817,18 @@ mod tests {
                 "breaker_reset",
                 r#"{"by":"ops","key":"web1/nginx","recipe":"service-restart","runs_forgotten":1,"target":"web1"}"#,
             ),
+            (
+                "silenced",
+                r#"{"ends_at":"2026-11-28T10:07:05.000000000Z","silence_id":"5d1c2a0e-7b8f-4c8e-9a51-0f3e4b2d6c11"}"#,
+            ),
+            (
+                "silence_expired",
+                r#"{"silence_id":"5d1c2a0e-7b8f-4c8e-9a51-0f3e4b2d6c11"}"#,
+            ),
+            (
+                "silence_failed",
+                r#"{"reason":"Alertmanager answered 400: bad matcher"}"#,
+            ),
         ];
         let mut kinds = Vec::new();
         for (kind, detail) in rows {
@@ -813,7 +846,7 @@ mod tests {
                 kinds.push(*kind);
             }
         }
-        assert_eq!(kinds.len(), 23, "every kind salve writes has a row here");
+        assert_eq!(kinds.len(), 26, "every kind salve writes has a row here");
 
         // And into the right variant, with its values typed.
         let finished = Event::from_row("step_finished", rows[10].1);

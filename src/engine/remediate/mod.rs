@@ -32,6 +32,7 @@ mod clock;
 mod gates;
 mod holds;
 mod rate;
+mod silence;
 mod steps;
 #[cfg(test)]
 mod tests;
@@ -39,6 +40,7 @@ mod verification;
 
 pub use clock::Clock;
 pub use rate::RateLimits;
+pub use silence::expire_orphan_silences;
 
 use gates::{Admission, Admitted, Refusal};
 use holds::{HELD_AFTER_CRASH, HELD_AFTER_CUT, HostHolds, surely_over};
@@ -69,6 +71,8 @@ pub struct Remediator {
     metrics: Arc<Metrics>,
     /// Wall-clock time for what the store records (hold ends, breaker windows).
     clock: Clock,
+    /// Alertmanager silences for the life of each fix (`silence.rs`), when configured.
+    silences: Option<silence::FixSilences>,
 }
 
 /// What the remediator keeps in memory between incidents.
@@ -128,6 +132,7 @@ impl Remediator {
             state: Mutex::new(RemediatorState::default()),
             metrics,
             clock: Clock::system(),
+            silences: None,
         }
     }
 
@@ -355,6 +360,7 @@ impl Remediator {
         // The host turn and the slot are held until the last check.
         let Admitted { run, turn: _turn } = admitted;
         tracing::info!(incident = %run.id, recipe = run.plan.recipe.as_deref().unwrap_or(""), target = %run.target.name, "remediation started");
+        self.silence_fix(&run).await;
         if let Err(steps::StepFailure(reason)) = self.run_steps(&run).await? {
             return self
                 .finish(
@@ -389,6 +395,7 @@ impl Remediator {
         self.store
             .transition(id, from, to, Some(reason.clone()), ending)
             .await?;
+        self.end_silence(id).await;
         self.metrics.incident_outcome(to);
         if let Some(recipe) = recipe {
             self.metrics.remediation(recipe, to);
