@@ -1,0 +1,287 @@
+//! A silence for the life of the fix, against a real Alertmanager: while salve runs a fix
+//! over real sshd, the alert is silenced (on both replicas of a gossiping pair, and
+//! suppressed in their alert lists); when the fix ends the silence is expired; after a
+//! failed fix the alert's normal ("human") receiver is notified, never during the fix; and
+//! a silence left by a salve killed mid-fix is expired at the next start, while silences
+//! salve did not make stay.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{
+    Alertmanager, Enforcing, SalveProcess, SshHost, TARGET_USER, TOKEN, WebhookCapture, events,
+    free_port, only, toml_string, wait_until,
+};
+
+/// A fix that takes `{{ seconds }}`s over SSH, then exits with `{{ code }}`; no checks.
+const SLOW_FIX: &str = r#"name = "slow-fix"
+match = ['alertname="SlowFix"']
+target = "{{ labels.instance | host }}"
+mode = "enforce"
+
+[params.seconds]
+from = "labels.seconds"
+pattern = '[0-9]{1,2}'
+
+[params.code]
+from = "labels.code"
+pattern = '[01]'
+
+[remediate]
+run = ["sleep {{ seconds }}; exit {{ code }}"]
+timeout = "60s"
+"#;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn slow_fix(seconds: &'static str, code: &'static str) -> [(&'static str, &'static str); 4] {
+    [
+        ("alertname", "SlowFix"),
+        ("instance", "web1:9100"),
+        ("seconds", seconds),
+        ("code", code),
+    ]
+}
+
+fn labels_json(labels: &[(&str, &str)]) -> Value {
+    labels
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), Value::from(*value)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// salve enforcing `SLOW_FIX` on `host`, silencing through `alertmanagers`, listening on
+/// `port` when given (so an Alertmanager started before it can send to it).
+async fn start_salve(host: &SshHost, port: Option<u16>, alertmanagers: &[&Alertmanager]) -> Enforcing {
+    let urls: Vec<String> = alertmanagers.iter().map(|am| toml_string(&am.url())).collect();
+    let mut builder = Enforcing::single_recipe(host, &[("web1", TARGET_USER)], SLOW_FIX).config(
+        |config| {
+            config
+                .alertmanager_setting("urls", &format!("[{}]", urls.join(", ")))
+                .alertmanager_setting("margin", "\"1m\"")
+                .alertmanager_setting("external_url", "\"https://salve.example\"")
+        },
+    );
+    if let Some(port) = port {
+        builder = builder.env("SALVE_SERVER__LISTEN", &format!("127.0.0.1:{port}"));
+    }
+    builder.start().await
+}
+
+/// The id of the silence salve journaled for its (only) incident, once it has.
+async fn silenced(salve: &SalveProcess) -> (Value, String) {
+    wait_until(DEADLINE, "salve to journal its silence", || async {
+        let history = salve.history_json().await;
+        let incident = history.first()?.clone();
+        if let Some(failed) = events(&incident, "silence_failed").first() {
+            panic!("salve could not silence: {failed}\n{}", salve.stderr_tail());
+        }
+        let id = events(&incident, "silenced")
+            .first()?
+            .get("silence_id")?
+            .as_str()?
+            .to_owned();
+        Some((incident, id))
+    })
+    .await
+}
+
+/// Polls `alertmanager` until its silence `id` is in `state`; returns it.
+async fn silence_in_state(alertmanager: &Alertmanager, id: &str, state: &str) -> Value {
+    wait_until(
+        DEADLINE,
+        &format!("silence {id} {state} on {}", alertmanager.url()),
+        || async {
+            alertmanager
+                .silence(id)
+                .await
+                .filter(|silence| silence["status"]["state"] == state)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn during_the_fix_the_alert_is_silenced_on_both_replicas_and_the_silence_expires_after() {
+    let host = SshHost::start().await;
+    let port = free_port();
+    let (first, second) =
+        Alertmanager::builder(&format!("http://127.0.0.1:{port}/hooks/alertmanager"))
+            .bearer_token(TOKEN)
+            .start_pair()
+            .await;
+    let enforcing = start_salve(&host, Some(port), &[&first, &second]).await;
+    let salve = &enforcing.salve;
+    let labels = slow_fix("8", "0");
+
+    // Like Prometheus, the alert goes to both replicas.
+    first.post_alert(&labels, &[]).await;
+    second.post_alert(&labels, &[]).await;
+    let (incident, id) = silenced(salve).await;
+    let incident_id = incident["id"].as_i64().unwrap();
+
+    // The silence gossips: both replicas show it active and the alert suppressed by it.
+    for replica in [&first, &second] {
+        let silence = silence_in_state(replica, &id, "active").await;
+        assert_eq!(silence["createdBy"], "salve");
+        assert_eq!(
+            silence["comment"],
+            format!(
+                "salve incident {incident_id}: slow-fix on web1 https://salve.example/api/v1/incidents/{incident_id}"
+            )
+        );
+        let mut matchers: Vec<(String, String)> = silence["matchers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                assert_eq!((&m["isRegex"], &m["isEqual"]), (&json!(false), &json!(true)));
+                (
+                    m["name"].as_str().unwrap().to_owned(),
+                    m["value"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        matchers.sort();
+        let mut expected: Vec<(String, String)> = labels
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        expected.sort();
+        assert_eq!(matchers, expected);
+        wait_until(DEADLINE, "the alert suppressed by the silence", || async {
+            replica.alerts().await.into_iter().find(|alert| {
+                alert["labels"] == labels_json(&labels)
+                    && alert["status"]["state"] == "suppressed"
+                    && alert["status"]["silencedBy"]
+                        .as_array()
+                        .is_some_and(|by| by.iter().any(|s| s == id.as_str()))
+            })
+        })
+        .await;
+    }
+    // Seen active while the fix still ran: it was silenced during the fix.
+    let history = salve.history_json().await;
+    assert_eq!(
+        only(&history, "SlowFix")["state"],
+        "remediating",
+        "the fix ended before the silence was seen on both replicas"
+    );
+
+    let history = salve.wait_for_final(1, DEADLINE).await;
+    let incident = only(&history, "SlowFix");
+    assert_eq!(incident["state"], "succeeded", "{incident:#}");
+    for replica in [&first, &second] {
+        silence_in_state(replica, &id, "expired").await;
+    }
+    let history = salve.history_json().await;
+    let incident = only(&history, "SlowFix");
+    assert_eq!(events(incident, "silence_expired"), [&json!({ "silence_id": id })]);
+    assert!(events(incident, "silence_failed").is_empty(), "{incident:#}");
+    // `endsAt`: the step's timeout (60s) and the margin (1m) after the start.
+    let ends_at: chrono::DateTime<chrono::Utc> = events(incident, "silenced")[0]["ends_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let started = crate::support::event_time(incident, "remediation_started");
+    let lasts = (ends_at - started).num_seconds();
+    assert!((110..=130).contains(&lasts), "silence lasts {lasts}s");
+}
+
+#[tokio::test]
+async fn after_a_failed_fix_the_alert_reaches_its_normal_receiver_and_not_before() {
+    let host = SshHost::start().await;
+    let human = WebhookCapture::start().await;
+    let port = free_port();
+    // The human route waits 4 s before its first notification: by then salve has the alert
+    // silenced, so only the end of a failed fix lets it through.
+    let human_group_wait = Duration::from_secs(4);
+    let alertmanager =
+        Alertmanager::builder(&format!("http://127.0.0.1:{port}/hooks/alertmanager"))
+            .bearer_token(TOKEN)
+            .also_notify(&human.url("/human"), human_group_wait)
+            .start()
+            .await;
+    let enforcing = start_salve(&host, Some(port), &[&alertmanager]).await;
+    let salve = &enforcing.salve;
+    let labels = slow_fix("12", "1");
+
+    let posted = Instant::now();
+    alertmanager.post_alert(&labels, &[]).await;
+    let (_, id) = silenced(salve).await;
+    silence_in_state(&alertmanager, &id, "active").await;
+
+    // Past the human route's group_wait (plus a margin for a loaded runner), the fix still
+    // running: the human was not notified.
+    let quiet_until = human_group_wait + Duration::from_secs(3);
+    tokio::time::sleep(quiet_until.saturating_sub(posted.elapsed())).await;
+    let history = salve.history_json().await;
+    assert_eq!(
+        only(&history, "SlowFix")["state"],
+        "remediating",
+        "the fix ended before the human route's first flush: the test proves nothing"
+    );
+    assert!(
+        human.requests().is_empty(),
+        "the human was notified during the fix: {:?}",
+        human.requests().iter().map(|r| r.json()).collect::<Vec<_>>()
+    );
+
+    let history = salve.wait_for_final(1, DEADLINE).await;
+    assert_eq!(only(&history, "SlowFix")["state"], "failed");
+    silence_in_state(&alertmanager, &id, "expired").await;
+    let notified = wait_until(DEADLINE, "the human receiver notified", || async {
+        human.requests().into_iter().find(|request| request.path == "/human")
+    })
+    .await
+    .json();
+    assert_eq!(notified["status"], "firing", "{notified:#}");
+    assert_eq!(notified["alerts"][0]["labels"], labels_json(&labels));
+    let history = salve.history_json().await;
+    assert_eq!(
+        events(only(&history, "SlowFix"), "silence_expired"),
+        [&json!({ "silence_id": id })]
+    );
+}
+
+#[tokio::test]
+async fn a_silence_left_by_a_salve_killed_mid_fix_is_expired_at_the_next_start() {
+    let host = SshHost::start().await;
+    let nobody = WebhookCapture::start().await;
+    let alertmanager = Alertmanager::builder(&nobody.url("/unused")).start().await;
+    let mut enforcing = start_salve(&host, None, &[&alertmanager]).await;
+    let labels = slow_fix("30", "0");
+    // Silences salve did not make, or that name no incident of this store: never touched.
+    let by_human = alertmanager
+        .create_silence(&labels, "alice", "salve incident 1: looks like salve's")
+        .await;
+    let other_salve = alertmanager
+        .create_silence(&labels, "salve", "salve incident 999: slow-fix on web9")
+        .await;
+    let unshaped = alertmanager
+        .create_silence(&labels, "salve", "made by hand")
+        .await;
+
+    enforcing
+        .salve
+        .post_generic(json!({ "labels": labels_json(&labels) }))
+        .await;
+    let (_, id) = silenced(&enforcing.salve).await;
+    enforcing.salve.kill9();
+    // Nothing expired it: salve died mid-fix.
+    silence_in_state(&alertmanager, &id, "active").await;
+
+    enforcing.salve.restart().await;
+    silence_in_state(&alertmanager, &id, "expired").await;
+    let history = enforcing.salve.history_json().await;
+    let incident = only(&history, "SlowFix");
+    assert_eq!(incident["state"], "interrupted", "{incident:#}");
+    assert_eq!(events(incident, "silence_expired"), [&json!({ "silence_id": id })]);
+    for other in [by_human, other_salve, unshaped] {
+        let silence = alertmanager.silence(&other).await.unwrap();
+        assert_eq!(silence["status"]["state"], "active", "{silence:#}");
+    }
+}
