@@ -1020,7 +1020,10 @@ fn alertmanager_problems(
     problems: &mut Problems,
 ) -> Option<crate::silence::Credentials> {
     for (key, message) in crate::silence::settings_problems(settings) {
-        problems.at(&["alertmanager", key], format!("alertmanager.{key}: {message}"));
+        problems.at(
+            &["alertmanager", key],
+            format!("alertmanager.{key}: {message}"),
+        );
     }
     let bearer = problems.secret(
         "alertmanager.bearer_token",

@@ -89,7 +89,11 @@ pub fn settings_problems(settings: &AlertmanagerSettings) -> Vec<(&'static str, 
         problems.push(("url", "set url or urls, not both".to_owned()));
     }
     for replica in settings.replicas() {
-        let key = if settings.url.is_some() { "url" } else { "urls" };
+        let key = if settings.url.is_some() {
+            "url"
+        } else {
+            "urls"
+        };
         if let Err(message) = base_url(replica) {
             problems.push((key, message));
         }
@@ -531,7 +535,10 @@ mod tests {
             &["url"],
         );
         check(|s| s.username = Some("ops".into()), &["username"]);
-        check(|s| s.external_url = Some("javascript:x".into()), &["external_url"]);
+        check(
+            |s| s.external_url = Some("javascript:x".into()),
+            &["external_url"],
+        );
         check(|s| s.timeout = Duration::ZERO, &["timeout"]);
     }
 }

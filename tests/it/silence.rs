@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Alertmanager, Enforcing, SalveProcess, SshHost, TARGET_USER, TOKEN, WebhookCapture, events,
-    free_port, only, toml_string, wait_until,
+    Alertmanager, Enforcing, SalveConfig, SalveProcess, SshHost, TARGET_USER, TOKEN,
+    WebhookCapture, events, free_port, only, salve_cli, shipped_recipes, text, toml_string,
+    wait_until,
 };
 
 /// A fix that takes `{{ seconds }}`s over SSH, then exits with `{{ code }}`; no checks.
@@ -54,16 +55,22 @@ fn labels_json(labels: &[(&str, &str)]) -> Value {
 
 /// salve enforcing `SLOW_FIX` on `host`, silencing through `alertmanagers`, listening on
 /// `port` when given (so an Alertmanager started before it can send to it).
-async fn start_salve(host: &SshHost, port: Option<u16>, alertmanagers: &[&Alertmanager]) -> Enforcing {
-    let urls: Vec<String> = alertmanagers.iter().map(|am| toml_string(&am.url())).collect();
-    let mut builder = Enforcing::single_recipe(host, &[("web1", TARGET_USER)], SLOW_FIX).config(
-        |config| {
+async fn start_salve(
+    host: &SshHost,
+    port: Option<u16>,
+    alertmanagers: &[&Alertmanager],
+) -> Enforcing {
+    let urls: Vec<String> = alertmanagers
+        .iter()
+        .map(|am| toml_string(&am.url()))
+        .collect();
+    let mut builder =
+        Enforcing::single_recipe(host, &[("web1", TARGET_USER)], SLOW_FIX).config(|config| {
             config
                 .alertmanager_setting("urls", &format!("[{}]", urls.join(", ")))
                 .alertmanager_setting("margin", "\"1m\"")
                 .alertmanager_setting("external_url", "\"https://salve.example\"")
-        },
-    );
+        });
     if let Some(port) = port {
         builder = builder.env("SALVE_SERVER__LISTEN", &format!("127.0.0.1:{port}"));
     }
@@ -137,7 +144,10 @@ async fn during_the_fix_the_alert_is_silenced_on_both_replicas_and_the_silence_e
             .unwrap()
             .iter()
             .map(|m| {
-                assert_eq!((&m["isRegex"], &m["isEqual"]), (&json!(false), &json!(true)));
+                assert_eq!(
+                    (&m["isRegex"], &m["isEqual"]),
+                    (&json!(false), &json!(true))
+                );
                 (
                     m["name"].as_str().unwrap().to_owned(),
                     m["value"].as_str().unwrap().to_owned(),
@@ -178,8 +188,14 @@ async fn during_the_fix_the_alert_is_silenced_on_both_replicas_and_the_silence_e
     }
     let history = salve.history_json().await;
     let incident = only(&history, "SlowFix");
-    assert_eq!(events(incident, "silence_expired"), [&json!({ "silence_id": id })]);
-    assert!(events(incident, "silence_failed").is_empty(), "{incident:#}");
+    assert_eq!(
+        events(incident, "silence_expired"),
+        [&json!({ "silence_id": id })]
+    );
+    assert!(
+        events(incident, "silence_failed").is_empty(),
+        "{incident:#}"
+    );
     // `endsAt`: the step's timeout (60s) and the margin (1m) after the start.
     let ends_at: chrono::DateTime<chrono::Utc> = events(incident, "silenced")[0]["ends_at"]
         .as_str()
@@ -227,14 +243,21 @@ async fn after_a_failed_fix_the_alert_reaches_its_normal_receiver_and_not_before
     assert!(
         human.requests().is_empty(),
         "the human was notified during the fix: {:?}",
-        human.requests().iter().map(|r| r.json()).collect::<Vec<_>>()
+        human
+            .requests()
+            .iter()
+            .map(|r| r.json())
+            .collect::<Vec<_>>()
     );
 
     let history = salve.wait_for_final(1, DEADLINE).await;
     assert_eq!(only(&history, "SlowFix")["state"], "failed");
     silence_in_state(&alertmanager, &id, "expired").await;
     let notified = wait_until(DEADLINE, "the human receiver notified", || async {
-        human.requests().into_iter().find(|request| request.path == "/human")
+        human
+            .requests()
+            .into_iter()
+            .find(|request| request.path == "/human")
     })
     .await
     .json();
@@ -279,9 +302,52 @@ async fn a_silence_left_by_a_salve_killed_mid_fix_is_expired_at_the_next_start()
     let history = enforcing.salve.history_json().await;
     let incident = only(&history, "SlowFix");
     assert_eq!(incident["state"], "interrupted", "{incident:#}");
-    assert_eq!(events(incident, "silence_expired"), [&json!({ "silence_id": id })]);
+    assert_eq!(
+        events(incident, "silence_expired"),
+        [&json!({ "silence_id": id })]
+    );
     for other in [by_human, other_salve, unshaped] {
         let silence = alertmanager.silence(&other).await.unwrap();
         assert_eq!(silence["status"]["state"], "active", "{silence:#}");
     }
+}
+
+/// `salve check` refuses an `[alertmanager]` URL it could not use (or that would print a
+/// credential), naming the key and its line; a good one checks clean.
+#[test]
+fn check_refuses_an_unusable_alertmanager_url_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = SalveConfig::standard().recipes_dir(shipped_recipes());
+    for (url, complaint) in [
+        ("ftp://127.0.0.1:9093", "only http and https"),
+        (
+            "http://ops:hunter2@127.0.0.1:9093",
+            "credentials in the URL",
+        ),
+        ("127.0.0.1:9093", "alertmanager.url"),
+    ] {
+        base.clone()
+            .alertmanager_setting("url", &toml_string(url))
+            .write_to(dir.path());
+        let output = salve_cli(dir.path(), &["check"]);
+        let stderr = text(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "check passed url {url}:\n{stderr}"
+        );
+        let line = stderr
+            .lines()
+            .find(|line| line.contains("alertmanager.url"))
+            .unwrap_or_else(|| panic!("no alertmanager.url problem for {url}:\n{stderr}"));
+        assert!(line.contains(complaint), "{line}");
+        assert!(line.contains("salve.toml:"), "no file:line: {line}");
+        assert!(
+            !stderr.contains("hunter2"),
+            "the password was printed:\n{stderr}"
+        );
+    }
+    base.alertmanager_setting("url", "\"http://127.0.0.1:9093\"")
+        .write_to(dir.path());
+    let output = salve_cli(dir.path(), &["check"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
 }

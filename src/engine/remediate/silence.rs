@@ -53,7 +53,8 @@ impl Remediator {
         let longest = plan.command_timeout * u32::try_from(plan.commands.len()).unwrap_or(u32::MAX)
             + plan.verify.as_ref().map(|v| v.within).unwrap_or_default()
             + silences.silencer.margin();
-        let ends_at = Utc::now() + chrono::Duration::from_std(longest).unwrap_or(chrono::TimeDelta::MAX);
+        let ends_at =
+            Utc::now() + chrono::Duration::from_std(longest).unwrap_or(chrono::TimeDelta::MAX);
         let comment = silences
             .silencer
             .comment(run.id, run.recipe(), &run.target.name);
