@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::Utc;
 
@@ -16,6 +17,9 @@ use crate::store::Store;
 
 use super::Remediator;
 use super::gates::RunPlan;
+
+/// No silence lasts longer, whatever a recipe's timeouts add up to.
+const LONGEST_SILENCE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The silencer and the silences of the fixes running in this process, by incident.
 pub(super) struct FixSilences {
@@ -50,11 +54,14 @@ impl Remediator {
             }
         };
         let plan = &run.plan;
-        let longest = plan.command_timeout * u32::try_from(plan.commands.len()).unwrap_or(u32::MAX)
-            + plan.verify.as_ref().map(|v| v.within).unwrap_or_default()
-            + silences.silencer.margin();
-        let ends_at =
-            Utc::now() + chrono::Duration::from_std(longest).unwrap_or(chrono::TimeDelta::MAX);
+        let longest = plan
+            .command_timeout
+            .saturating_mul(u32::try_from(plan.commands.len()).unwrap_or(u32::MAX))
+            .saturating_add(plan.verify.as_ref().map(|v| v.within).unwrap_or_default())
+            .saturating_add(silences.silencer.margin())
+            .min(LONGEST_SILENCE);
+        let ends_at = Utc::now()
+            + chrono::Duration::from_std(longest).expect("a week fits in a chrono duration");
         let comment = silences
             .silencer
             .comment(run.id, run.recipe(), &run.target.name);
