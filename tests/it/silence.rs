@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Alertmanager, Enforcing, SalveConfig, SalveProcess, SshHost, TARGET_USER, TOKEN,
-    WebhookCapture, events, free_port, only, salve_cli, shipped_recipes, text, toml_string,
-    wait_until,
+    WebhookCapture, events, free_port, only, salve_cli, shipped_recipes, text, toml_path,
+    toml_string, wait_until,
 };
 
 /// A fix that takes `{{ seconds }}`s over SSH, then exits with `{{ code }}`; no checks.
@@ -60,16 +60,28 @@ async fn start_salve(
     port: Option<u16>,
     alertmanagers: &[&Alertmanager],
 ) -> Enforcing {
-    let urls: Vec<String> = alertmanagers
-        .iter()
-        .map(|am| toml_string(&am.url()))
-        .collect();
+    let urls: Vec<String> = alertmanagers.iter().map(|am| am.url()).collect();
+    start_salve_with(host, port, &urls, &[]).await
+}
+
+/// `start_salve` with Alertmanager base `urls` and more `[alertmanager]` settings.
+async fn start_salve_with(
+    host: &SshHost,
+    port: Option<u16>,
+    urls: &[String],
+    settings: &[(&str, String)],
+) -> Enforcing {
+    let urls: Vec<String> = urls.iter().map(|url| toml_string(url)).collect();
     let mut builder =
-        Enforcing::single_recipe(host, &[("web1", TARGET_USER)], SLOW_FIX).config(|config| {
-            config
+        Enforcing::single_recipe(host, &[("web1", TARGET_USER)], SLOW_FIX).config(|mut config| {
+            config = config
                 .alertmanager_setting("urls", &format!("[{}]", urls.join(", ")))
                 .alertmanager_setting("margin", "\"1m\"")
-                .alertmanager_setting("external_url", "\"https://salve.example\"")
+                .alertmanager_setting("external_url", "\"https://salve.example\"");
+            for (key, value) in settings {
+                config = config.alertmanager_setting(key, value);
+            }
+            config
         });
     if let Some(port) = port {
         builder = builder.env("SALVE_SERVER__LISTEN", &format!("127.0.0.1:{port}"));
@@ -310,6 +322,104 @@ async fn a_silence_left_by_a_salve_killed_mid_fix_is_expired_at_the_next_start()
         let silence = alertmanager.silence(&other).await.unwrap();
         assert_eq!(silence["status"]["state"], "active", "{silence:#}");
     }
+}
+
+/// The credential goes with every request, to the first replica that answers (the first
+/// URL is a closed port), under the base URL's path; it never reaches salve's log.
+#[tokio::test]
+async fn requests_carry_the_credential_to_the_first_replica_that_answers() {
+    const SECRET: &str = "am-token-3f9c1e";
+    let host = SshHost::start().await;
+    // A stand-in Alertmanager that records what salve sends and answers every request
+    // with a silence id (the startup listing then reads as malformed: logged, harmless).
+    let stand_in = WebhookCapture::start().await;
+    stand_in.set_response_body(r#"{"silenceID":"stand-in-silence"}"#);
+    let files = tempfile::tempdir().unwrap();
+    let token_file = files.path().join("am-token");
+    std::fs::write(&token_file, format!("{SECRET}\n")).unwrap();
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let enforcing = start_salve_with(
+        &host,
+        None,
+        &[closed, stand_in.url("/am")],
+        &[("bearer_token_file", toml_path(&token_file))],
+    )
+    .await;
+    let salve = &enforcing.salve;
+    let labels = slow_fix("1", "0");
+
+    salve
+        .post_generic(json!({ "labels": labels_json(&labels) }))
+        .await;
+    let history = salve.wait_for_final(1, DEADLINE).await;
+    assert_eq!(only(&history, "SlowFix")["state"], "succeeded");
+    let requests = wait_until(DEADLINE, "the silence created and expired", || async {
+        let requests = stand_in.requests();
+        requests
+            .iter()
+            .any(|request| request.method == "DELETE")
+            .then_some(requests)
+    })
+    .await;
+    let calls: Vec<(String, String)> = requests
+        .iter()
+        .map(|request| (request.method.clone(), request.path.clone()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("GET".to_owned(), "/am/api/v2/silences".to_owned()),
+            ("POST".to_owned(), "/am/api/v2/silences".to_owned()),
+            (
+                "DELETE".to_owned(),
+                "/am/api/v2/silence/stand-in-silence".to_owned()
+            ),
+        ]
+    );
+    for request in &requests {
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("Bearer {SECRET}").as_str())
+        );
+    }
+    let created = requests[1].json();
+    assert_eq!(created["createdBy"], "salve");
+    assert_eq!(created["matchers"].as_array().unwrap().len(), labels.len());
+    let history = salve.history_json().await;
+    assert_eq!(
+        events(only(&history, "SlowFix"), "silence_expired"),
+        [&json!({ "silence_id": "stand-in-silence" })]
+    );
+    let log = std::fs::read_to_string(salve.dir().join("salve.stderr.log")).unwrap();
+    assert!(!log.contains(SECRET), "the token is in salve's log");
+}
+
+/// No Alertmanager answers: the fix runs anyway, and the journal says why it was not
+/// silenced.
+#[tokio::test]
+async fn an_unreachable_alertmanager_does_not_stop_the_fix() {
+    let host = SshHost::start().await;
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let enforcing = start_salve_with(&host, None, &[closed], &[]).await;
+    let salve = &enforcing.salve;
+
+    salve
+        .post_generic(json!({ "labels": labels_json(&slow_fix("0", "0")) }))
+        .await;
+    let history = salve.wait_for_final(1, DEADLINE).await;
+    let incident = only(&history, "SlowFix");
+    assert_eq!(incident["state"], "succeeded", "{incident:#}");
+    let failed = events(incident, "silence_failed");
+    assert_eq!(failed.len(), 1, "{incident:#}");
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("silencing the alert: no Alertmanager answered: 127.0.0.1:"),
+        "{}",
+        failed[0]
+    );
+    assert!(events(incident, "silenced").is_empty());
 }
 
 /// `salve check` refuses an `[alertmanager]` URL it could not use (or that would print a
