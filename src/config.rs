@@ -52,6 +52,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// Approve/deny links for recipes with `mode = "approve"`.
     pub approval: ApprovalSettings,
+    /// `[alertmanager]`: silence an alert while salve fixes it (optional).
+    pub alertmanager: crate::silence::AlertmanagerSettings,
     /// The inventory: the only hosts salve may ever touch.
     pub hosts: Vec<Host>,
 }
@@ -461,6 +463,8 @@ pub struct Config {
     pub api_tokens: Vec<ApiToken>,
     /// `[approval] key`, resolved (inline or from its file).
     pub approval_key: Option<Secret>,
+    /// `[alertmanager]`'s credentials, read.
+    pub alertmanager_credentials: Option<crate::silence::Credentials>,
 }
 
 impl Config {
@@ -560,6 +564,7 @@ pub fn load_from_str(
     escalation_problems(&settings.escalation, &mut problems);
     host_problems(&settings.hosts, &mut problems);
     let approval_key = approval_problems(&settings.approval, &mut problems);
+    let alertmanager_credentials = alertmanager_problems(&settings.alertmanager, &mut problems);
 
     if !problems.list.is_empty() {
         return Err(problems.list);
@@ -572,6 +577,7 @@ pub fn load_from_str(
         grafana_secret,
         api_tokens,
         approval_key,
+        alertmanager_credentials,
     })
 }
 
@@ -1080,6 +1086,39 @@ fn channel_problems(name: &str, channel: &ChannelSettings, problems: &mut Proble
             &["escalation", "channels", name, key],
             format!("escalation.channels.{name}.{key}: {message}"),
         );
+    }
+}
+
+/// `[alertmanager]`: its URLs and settings (`silence::settings_problems`), and its
+/// credentials read.
+fn alertmanager_problems(
+    settings: &crate::silence::AlertmanagerSettings,
+    problems: &mut Problems,
+) -> Option<crate::silence::Credentials> {
+    for (key, message) in crate::silence::settings_problems(settings) {
+        problems.at(
+            &["alertmanager", key],
+            format!("alertmanager.{key}: {message}"),
+        );
+    }
+    let bearer = problems.secret(
+        "alertmanager.bearer_token",
+        settings.bearer_token.clone(),
+        settings.bearer_token_file.as_deref(),
+        &["alertmanager", "bearer_token_file"],
+    );
+    let password = problems.secret(
+        "alertmanager.password",
+        settings.password.clone(),
+        settings.password_file.as_deref(),
+        &["alertmanager", "password_file"],
+    );
+    match (bearer, settings.username.clone(), password) {
+        (Some(token), None, None) => Some(crate::silence::Credentials::Bearer(token)),
+        (None, Some(username), Some(password)) => {
+            Some(crate::silence::Credentials::Basic { username, password })
+        }
+        _ => None,
     }
 }
 

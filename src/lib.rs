@@ -12,8 +12,9 @@
 //!    links)
 //! 3. `recipe` (shell text in `recipe::shell`, templating, the planner), `metrics`,
 //!    `store`
-//! 4. `ssh`, then `verify`; `notify` (the channels, each owning its settings type)
-//! 5. `config` (embeds the settings types of `ssh`, `intake` and `notify`)
+//! 4. `ssh`, then `verify`; `notify` (the channels, each owning its settings type);
+//!    `silence` (Alertmanager silences for the life of a fix)
+//! 5. `config` (embeds the settings types of `ssh`, `intake`, `notify` and `silence`)
 //! 6. `engine`, `http`
 //! 7. `serve`, `cli`, and the test-only `fuzz_regressions`
 
@@ -35,6 +36,7 @@ pub mod plan;
 pub mod recipe;
 pub mod secret;
 pub mod serve;
+pub mod silence;
 pub mod ssh;
 pub mod store;
 pub mod terminal;

@@ -175,6 +175,12 @@ impl App {
             Mode::DryRun => None,
             Mode::Enforce => Some(Arc::new(build_executor(&loaded)?)),
         };
+        let silencer = crate::silence::Silencer::new(
+            &settings.alertmanager,
+            loaded.alertmanager_credentials.clone(),
+        )
+        .context("setting up the Alertmanager client")?
+        .map(Arc::new);
         let remediator = executor
             .as_ref()
             .map(|executor| {
@@ -185,6 +191,10 @@ impl App {
                     metrics.clone(),
                     wake.clone(),
                 )
+                .map(|remediator| match &silencer {
+                    Some(silencer) => remediator.with_silences(silencer.clone()),
+                    None => remediator,
+                })
                 // Stops taking work the moment salve starts draining.
                 .map(|remediator| Arc::new(remediator.stopping_with(shutdown.child_token())))
             })
@@ -227,6 +237,10 @@ impl App {
                 .restore_holds(&recovered.cut_commands)
                 .await
                 .context("restoring host holds")?;
+        }
+        // After recovery: silences of fixes the last process left behind end now.
+        if let Some(silencer) = &silencer {
+            crate::engine::remediate::expire_orphan_silences(store.as_ref(), silencer).await;
         }
 
         let engine = Engine {

@@ -188,6 +188,17 @@ pub enum Event {
         #[serde(with = "journal_time")]
         expires_at: DateTime<Utc>,
     },
+    /// A silence in Alertmanager (`createdBy` salve) for the life of the fix, lapsing by
+    /// itself at `ends_at` if salve never expires it.
+    Silenced {
+        silence_id: String,
+        #[serde(with = "journal_time")]
+        ends_at: DateTime<Utc>,
+    },
+    /// The fix's silence expired: the incident ended, or a restart found it orphaned.
+    SilenceExpired { silence_id: String },
+    /// A silence could not be made or expired; the fix went on regardless.
+    SilenceFailed { reason: String },
     /// A stored row that is no event this version knows (another version's kind, a
     /// detail that does not parse): shown as it is stored, never dropped and never a
     /// failed read. Only reading makes it; salve never writes one.
@@ -708,6 +719,16 @@ mod tests {
                 plan_digest: "ab".repeat(32),
             },
             Event::ApprovalExpired { expires_at: at },
+            Event::Silenced {
+                silence_id: "5d1c2a0e-7b8f-4c8e-9a51-0f3e4b2d6c11".into(),
+                ends_at: at,
+            },
+            Event::SilenceExpired {
+                silence_id: "5d1c2a0e-7b8f-4c8e-9a51-0f3e4b2d6c11".into(),
+            },
+            Event::SilenceFailed {
+                reason: "no Alertmanager answered: 127.0.0.1:9093: cannot connect".into(),
+            },
         ]
     }
 
@@ -725,7 +746,7 @@ mod tests {
             }
         }
         // Every variant but `Unreadable` (which is never written) has a sample.
-        assert_eq!(kinds.len(), 29, "{kinds:?}");
+        assert_eq!(kinds.len(), 32, "{kinds:?}");
     }
 
     /// Rows exactly as salve wrote them before this type existed (the `json!` of each
@@ -883,6 +904,18 @@ mod tests {
                 r#"{"by":9,"cause":"succeeded","channel":"pager"}"#,
             ),
             ("follow_up_sent", r#"{"attempt":1,"channel":"pager"}"#),
+            (
+                "silenced",
+                r#"{"ends_at":"2026-11-28T10:07:05.000000000Z","silence_id":"5d1c2a0e-7b8f-4c8e-9a51-0f3e4b2d6c11"}"#,
+            ),
+            (
+                "silence_expired",
+                r#"{"silence_id":"5d1c2a0e-7b8f-4c8e-9a51-0f3e4b2d6c11"}"#,
+            ),
+            (
+                "silence_failed",
+                r#"{"reason":"Alertmanager answered 400: bad matcher"}"#,
+            ),
         ];
         let mut kinds = Vec::new();
         for (kind, detail) in rows {
@@ -900,7 +933,7 @@ mod tests {
                 kinds.push(*kind);
             }
         }
-        assert_eq!(kinds.len(), 29, "every kind salve writes has a row here");
+        assert_eq!(kinds.len(), 32, "every kind salve writes has a row here");
 
         // And into the right variant, with its values typed.
         let finished = Event::from_row("step_finished", rows[10].1);

@@ -30,6 +30,7 @@ mod readable_output;
 mod recipe_safety;
 mod remediation_e2e;
 mod secrets;
+mod silence;
 mod ssh_executor;
 mod store_commit_failure;
 mod storm;

@@ -33,6 +33,7 @@ mod clock;
 mod gates;
 mod holds;
 mod rate;
+mod silence;
 mod steps;
 #[cfg(test)]
 mod tests;
@@ -41,6 +42,7 @@ mod verification;
 pub use approval::{DEFAULT_APPROVAL_TIMEOUT, expire_due};
 pub use clock::Clock;
 pub use rate::RateLimits;
+pub use silence::expire_orphan_silences;
 
 use gates::{Admission, Admitted, Refusal};
 use holds::{HELD_AFTER_CRASH, HELD_AFTER_CUT, HostHolds, surely_over};
@@ -71,6 +73,8 @@ pub struct Remediator {
     metrics: Arc<Metrics>,
     /// Wall-clock time for what the store records (hold ends, breaker windows).
     clock: Clock,
+    /// Alertmanager silences for the life of each fix (`silence.rs`), when configured.
+    silences: Option<silence::FixSilences>,
     /// How long an approve-mode plan waits for a decision (`[approval] timeout`).
     approval_timeout: Duration,
 }
@@ -132,6 +136,7 @@ impl Remediator {
             state: Mutex::new(RemediatorState::default()),
             metrics,
             clock: Clock::system(),
+            silences: None,
             approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
         }
     }
@@ -369,6 +374,7 @@ impl Remediator {
         // The host turn and the slot are held until the last check.
         let Admitted { run, turn: _turn } = admitted;
         tracing::info!(incident = %run.id, recipe = run.plan.recipe.as_deref().unwrap_or(""), target = %run.target.name, "remediation started");
+        self.silence_fix(&run).await;
         if let Err(steps::StepFailure(reason)) = self.run_steps(&run).await? {
             return self
                 .finish(
@@ -403,6 +409,7 @@ impl Remediator {
         self.store
             .transition(id, from, to, Some(reason.clone()), ending)
             .await?;
+        self.end_silence(id).await;
         self.metrics.incident_outcome(to);
         if let Some(recipe) = recipe {
             self.metrics.remediation(recipe, to);

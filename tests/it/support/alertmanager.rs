@@ -70,9 +70,18 @@ pub struct AlertmanagerBuilder {
     group_interval: Duration,
     repeat_interval: Duration,
     cluster: Option<ClusterOptions>,
+    /// A second receiver every alert also goes to (`continue: true`), with its own group_wait.
+    also_notify: Option<(String, Duration)>,
 }
 
 impl AlertmanagerBuilder {
+    /// Every alert also goes to `webhook_url` (a "human" receiver, the alert's normal
+    /// route), first after `group_wait` there, then every `group_interval` like the first.
+    pub fn also_notify(mut self, webhook_url: &str, group_wait: Duration) -> Self {
+        self.also_notify = Some((webhook_url.to_owned(), group_wait));
+        self
+    }
+
     /// Webhook calls carry `Authorization: Bearer TOKEN` (Alertmanager's `http_config.authorization`).
     pub fn bearer_token(mut self, token: &str) -> Self {
         self.bearer_token = Some(token.to_owned());
@@ -202,8 +211,21 @@ impl AlertmanagerBuilder {
             ),
             (None, None) => String::new(),
         };
+        let (routes, also) = match &self.also_notify {
+            Some((url, group_wait)) => (
+                format!(
+                    "  routes:\n    - receiver: salve\n      continue: true\n    - receiver: also\n      group_wait: {}\n",
+                    go_duration(*group_wait)
+                ),
+                format!(
+                    "  - name: also\n    webhook_configs:\n      - url: {}\n        send_resolved: true\n",
+                    quote(url)
+                ),
+            ),
+            None => (String::new(), String::new()),
+        };
         format!(
-            "route:\n  receiver: salve\n  group_by: ['alertname', 'instance']\n  group_wait: {}\n  group_interval: {}\n  repeat_interval: {}\nreceivers:\n  - name: salve\n    webhook_configs:\n      - url: {}\n        send_resolved: true\n{}",
+            "route:\n  receiver: salve\n  group_by: ['alertname', 'instance']\n  group_wait: {}\n  group_interval: {}\n  repeat_interval: {}\n{routes}receivers:\n  - name: salve\n    webhook_configs:\n      - url: {}\n        send_resolved: true\n{}{also}",
             go_duration(self.group_wait),
             go_duration(self.group_interval),
             go_duration(self.repeat_interval),
@@ -234,6 +256,7 @@ impl Alertmanager {
             group_interval: Duration::from_secs(1),
             repeat_interval: Duration::from_secs(3600),
             cluster: None,
+            also_notify: None,
         }
     }
 
@@ -364,6 +387,52 @@ impl Alertmanager {
             Value::Array(alerts) => alerts,
             other => panic!("GET /api/v2/alerts: expected a list, got {other}"),
         }
+    }
+
+    /// `GET /api/v2/silences`: every silence this replica knows (gossiped ones included).
+    pub async fn silences(&self) -> Vec<Value> {
+        match super::get_json(&format!("{}/api/v2/silences", self.url())).await {
+            Value::Array(silences) => silences,
+            other => panic!("GET /api/v2/silences: expected a list, got {other}"),
+        }
+    }
+
+    /// The silence `id` as this replica lists it, if it knows it.
+    pub async fn silence(&self, id: &str) -> Option<Value> {
+        self.silences().await.into_iter().find(|s| s["id"] == id)
+    }
+
+    /// Creates a silence as a human would (`created_by`, `comment`) on these labels for an
+    /// hour; returns its id.
+    pub async fn create_silence(
+        &self,
+        labels: &[(&str, &str)],
+        created_by: &str,
+        comment: &str,
+    ) -> String {
+        let matchers: Vec<Value> = labels
+            .iter()
+            .map(|(name, value)| json!({ "name": name, "value": value, "isRegex": false, "isEqual": true }))
+            .collect();
+        let now = Utc::now();
+        let body = json!({
+            "matchers": matchers,
+            "startsAt": now.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "endsAt": (now + chrono::Duration::hours(1)).to_rfc3339_opts(SecondsFormat::Millis, true),
+            "createdBy": created_by,
+            "comment": comment,
+        });
+        let url = format!("{}/api/v2/silences", self.url());
+        let response = http_client()
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("POST {url}: {error}"));
+        let status = response.status();
+        let answer: Value = response.json().await.expect("silence answer is JSON");
+        assert!(status.is_success(), "POST {url}: {status}: {answer}");
+        answer["silenceID"].as_str().expect("silenceID").to_owned()
     }
 
     /// The end of Alertmanager's log, to put in a panic message.

@@ -356,6 +356,11 @@ impl SalveConfig {
         self.table_setting("intake", key, value)
     }
 
+    /// One `[alertmanager]` key (silences for the life of a fix), `value` already TOML.
+    pub fn alertmanager_setting(self, key: &str, value: &str) -> SalveConfig {
+        self.table_setting("alertmanager", key, value)
+    }
+
     /// One `[intake.grafana]` key (the HMAC secret), `value` already TOML.
     pub fn grafana_setting(self, key: &str, value: &str) -> SalveConfig {
         self.table_setting("intake.grafana", key, value)

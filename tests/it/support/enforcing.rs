@@ -70,6 +70,7 @@ impl Enforcing {
             only_recipe: None,
             host_services: Some("shop-api,broken-api"),
             serve_args: Vec::new(),
+            env: Vec::new(),
             config: SalveConfig::new()
                 .bearer_token(TOKEN)
                 .recipes_dir("recipes")
@@ -90,6 +91,7 @@ pub struct EnforcingBuilder<'a> {
     only_recipe: Option<String>,
     host_services: Option<&'static str>,
     serve_args: Vec<String>,
+    env: Vec<(String, String)>,
     config: SalveConfig,
 }
 
@@ -127,6 +129,13 @@ impl EnforcingBuilder<'_> {
     /// Arguments for `salve serve`.
     pub fn serve_args(mut self, args: &[&str]) -> Self {
         self.serve_args = args.iter().map(|a| (*a).to_owned()).collect();
+        self
+    }
+
+    /// One variable in salve's environment, e.g. `SALVE_SERVER__LISTEN` for a port chosen
+    /// before salve starts (an Alertmanager that sends to it must know it first).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -175,11 +184,13 @@ impl EnforcingBuilder<'_> {
             });
         }
         let serve_args: Vec<&str> = self.serve_args.iter().map(String::as_str).collect();
-        let salve = SalveProcess::builder(&config.build())
+        let mut salve = SalveProcess::builder(&config.build())
             .recipes_dir(&recipes)
-            .serve_args(&serve_args)
-            .start()
-            .await;
+            .serve_args(&serve_args);
+        for (key, value) in &self.env {
+            salve = salve.env(key, value);
+        }
+        let salve = salve.start().await;
         Enforcing {
             salve,
             known_hosts,
