@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer};
 use crate::duration::de_duration;
 use crate::intake::Limits;
 use crate::inventory::{Host, Inventory};
+use crate::maintenance::{MaintenanceSettings, MaintenanceWindow};
 use crate::notify::ChannelSettings;
 use crate::plan::Mode;
 use crate::secret::{BLANK_SECRET, Secret, secret_from};
@@ -52,6 +53,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// The inventory: the only hosts salve may ever touch.
     pub hosts: Vec<Host>,
+    /// `[[maintenance]]`: scheduled windows in which matching remediations are paused.
+    pub maintenance: Vec<MaintenanceSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -314,6 +317,22 @@ pub struct EngineSettings {
     /// marked `interrupted` (or re-run, if idempotent) at the next start.
     #[serde(deserialize_with = "de_duration")]
     pub shutdown_grace: Duration,
+    /// `error_budget = { max_failures = 5, window = "15m" }`: when that many remediations
+    /// fail or fail verification fleet-wide within `window`, salve pauses every
+    /// remediation, pages once (`escalation.default`) with the list, and stays paused
+    /// until a human runs `salve resume`. Absent: no budget.
+    pub error_budget: Option<ErrorBudget>,
+}
+
+/// The fleet error budget (`[engine] error_budget`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBudget {
+    /// Failed or verify-failed remediations, all hosts and recipes together, that pause
+    /// everything.
+    pub max_failures: u32,
+    #[serde(deserialize_with = "de_duration")]
+    pub window: Duration,
 }
 
 fn de_mode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Mode, D::Error> {
@@ -332,6 +351,7 @@ impl Default for EngineSettings {
             mode: Mode::DryRun,
             max_parallel: 16,
             shutdown_grace: Duration::from_secs(30),
+            error_budget: None,
         }
     }
 }
@@ -430,6 +450,8 @@ pub struct Config {
     pub basic: Option<(String, Secret)>,
     pub grafana_secret: Option<Secret>,
     pub api_tokens: Vec<ApiToken>,
+    /// `[[maintenance]]`, validated.
+    pub maintenance: Vec<MaintenanceWindow>,
 }
 
 impl Config {
@@ -517,6 +539,7 @@ pub fn load_from_str(
     store_problems(&settings.store, &mut problems);
     escalation_problems(&settings.escalation, &mut problems);
     host_problems(&settings.hosts, &mut problems);
+    let maintenance = maintenance_problems(&settings, &mut problems);
 
     if !problems.list.is_empty() {
         return Err(problems.list);
@@ -528,6 +551,7 @@ pub fn load_from_str(
         basic: credentials.basic,
         grafana_secret,
         api_tokens,
+        maintenance,
     })
 }
 
@@ -1005,6 +1029,48 @@ fn channel_problems(name: &str, channel: &ChannelSettings, problems: &mut Proble
             format!("escalation.channels.{name}.{key}: {message}"),
         );
     }
+}
+
+/// `[[maintenance]]` windows (each problem at its key) and `[engine] error_budget`.
+fn maintenance_problems(settings: &Settings, problems: &mut Problems) -> Vec<MaintenanceWindow> {
+    if let Some(budget) = &settings.engine.error_budget {
+        if budget.max_failures == 0 {
+            problems.at(
+                &["engine", "error_budget", "max_failures"],
+                "engine.error_budget.max_failures must be > 0",
+            );
+        }
+        if budget.window.is_zero() {
+            problems.at(
+                &["engine", "error_budget", "window"],
+                "engine.error_budget.window must be > 0",
+            );
+        }
+    }
+    let mut windows = Vec::new();
+    for (index, window) in settings.maintenance.iter().enumerate() {
+        let index_text = index.to_string();
+        match window.window() {
+            Ok(window) => {
+                if windows.iter().any(|w: &MaintenanceWindow| w.name == window.name) {
+                    problems.at(
+                        &["maintenance", &index_text, "name"],
+                        format!("maintenance[{index}]: a second window named {:?}", window.name),
+                    );
+                }
+                windows.push(window);
+            }
+            Err(found) => {
+                for (key, message) in found {
+                    problems.at(
+                        &["maintenance", &index_text, key],
+                        format!("maintenance[{index}]: {message}"),
+                    );
+                }
+            }
+        }
+    }
+    windows
 }
 
 /// `[[hosts]]`: the inventory's own checks, located by entry.

@@ -64,10 +64,13 @@ pub enum State {
     /// A notify-only recipe matched: nothing was run but its diagnostics, and a human is
     /// paged with them (reason `known`), in enforce and dry-run alike.
     Notified,
+    /// Not run: a pause or a maintenance window covers its recipe and host (journaled
+    /// `paused`); escalated (reason `paused`) unless the pause is silent.
+    Paused,
 }
 
 impl State {
-    pub const ALL: [State; 15] = [
+    pub const ALL: [State; 16] = [
         State::Received,
         State::Matched,
         State::Unmatched,
@@ -83,6 +86,7 @@ impl State {
         State::RateLimited,
         State::Interrupted,
         State::Notified,
+        State::Paused,
     ];
 
     /// States in which a human is paged (with the escalation reason).
@@ -96,6 +100,7 @@ impl State {
             State::RateLimited => Some(EscalationReason::RateLimited),
             State::Interrupted => Some(EscalationReason::Interrupted),
             State::Notified => Some(EscalationReason::Known),
+            State::Paused => Some(EscalationReason::Paused),
             _ => None,
         }
     }
@@ -117,6 +122,7 @@ impl State {
             State::RateLimited => "rate_limited",
             State::Interrupted => "interrupted",
             State::Notified => "notified",
+            State::Paused => "paused",
         }
     }
 
@@ -147,10 +153,15 @@ pub enum EscalationReason {
     /// A notify-only recipe knows this failure; a human fixes it (the page names the
     /// recipe and carries its diagnostics and runbook).
     Known,
+    /// A pause or a maintenance window kept salve from running the fix.
+    Paused,
+    /// Too many remediations failed fleet-wide: salve paused every remediation until a
+    /// human resumes it (one page listing the failures).
+    ErrorBudget,
 }
 
 impl EscalationReason {
-    pub const ALL: [EscalationReason; 8] = [
+    pub const ALL: [EscalationReason; 10] = [
         EscalationReason::Failed,
         EscalationReason::VerifyFailed,
         EscalationReason::Novel,
@@ -159,6 +170,8 @@ impl EscalationReason {
         EscalationReason::RateLimited,
         EscalationReason::Interrupted,
         EscalationReason::Known,
+        EscalationReason::Paused,
+        EscalationReason::ErrorBudget,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -171,6 +184,8 @@ impl EscalationReason {
             EscalationReason::RateLimited => "rate_limited",
             EscalationReason::Interrupted => "interrupted",
             EscalationReason::Known => "known",
+            EscalationReason::Paused => "paused",
+            EscalationReason::ErrorBudget => "error_budget",
         }
     }
 
@@ -194,6 +209,12 @@ impl EscalationReason {
             EscalationReason::Interrupted => "salve was interrupted during the remediation",
             EscalationReason::Known => {
                 "a known failure that its recipe leaves to a human (notify-only)"
+            }
+            EscalationReason::Paused => {
+                "remediation is paused for this host or recipe: nothing was run"
+            }
+            EscalationReason::ErrorBudget => {
+                "too many remediations failed: salve paused all remediation until a human resumes it"
             }
         }
     }
@@ -325,6 +346,7 @@ mod tests {
                 (State::RateLimited, "rate_limited"),
                 (State::Interrupted, "interrupted"),
                 (State::Notified, "known"),
+                (State::Paused, "paused"),
             ]
         );
         for reason in EscalationReason::ALL {

@@ -370,7 +370,12 @@ fn build_remediator(
         },
         metrics,
         wake,
-    ))
+    )
+    .with_pauses(crate::engine::remediate::PauseSettings {
+        windows: loaded.maintenance.clone(),
+        error_budget: settings.engine.error_budget,
+        budget_channels: settings.escalation.default.clone(),
+    }))
 }
 
 #[cfg(test)]

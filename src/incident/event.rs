@@ -151,6 +151,24 @@ pub enum Event {
         by: String,
         runs_forgotten: usize,
     },
+    /// Final, not run: a pause (`pause` is `#ID`) or a maintenance window (`maintenance
+    /// NAME`) covers its recipe and host; `by` made the pause (the window's name for a
+    /// window). `silent`: journaled, not escalated.
+    Paused {
+        pause: String,
+        by: String,
+        silent: bool,
+        reason: String,
+    },
+    /// This failure spent the fleet error budget: pause `pause` stops every remediation
+    /// until a human resumes it; the one page (to `channels`) lists `failures`.
+    ErrorBudgetTripped {
+        pause: i64,
+        failures: Vec<IncidentId>,
+        max_failures: u32,
+        window: String,
+        channels: Vec<String>,
+    },
     /// A stored row that is no event this version knows (another version's kind, a
     /// detail that does not parse): shown as it is stored, never dropped and never a
     /// failed read. Only reading makes it; salve never writes one.
@@ -641,6 +659,18 @@ mod tests {
                 key: Some("web1/nginx".into()),
                 by: "cli:root".into(),
                 runs_forgotten: 3,
+            },            Event::Paused {
+                pause: "#3".into(),
+                by: "cli:root".into(),
+                silent: false,
+                reason: reason(),
+            },
+            Event::ErrorBudgetTripped {
+                pause: 4,
+                failures: vec![IncidentId(1), IncidentId(2)],
+                max_failures: 2,
+                window: "15m".into(),
+                channels: vec!["pager".into()],
             },
         ]
     }
@@ -659,7 +689,7 @@ mod tests {
             }
         }
         // Every variant but `Unreadable` (which is never written) has a sample.
-        assert_eq!(kinds.len(), 23, "{kinds:?}");
+        assert_eq!(kinds.len(), 25, "{kinds:?}");
     }
 
     /// Rows exactly as salve wrote them before this type existed (the `json!` of each
@@ -796,6 +826,14 @@ mod tests {
                 "breaker_reset",
                 r#"{"by":"ops","key":"web1/nginx","recipe":"service-restart","runs_forgotten":1,"target":"web1"}"#,
             ),
+            (
+                "paused",
+                r##"{"by":"cli:root","pause":"#3","reason":"paused by #3 (cli:root: deploy); not run","silent":false}"##,
+            ),
+            (
+                "error_budget_tripped",
+                r#"{"channels":["pager"],"failures":[1,2],"max_failures":2,"pause":4,"window":"15m"}"#,
+            ),
         ];
         let mut kinds = Vec::new();
         for (kind, detail) in rows {
@@ -813,7 +851,7 @@ mod tests {
                 kinds.push(*kind);
             }
         }
-        assert_eq!(kinds.len(), 23, "every kind salve writes has a row here");
+        assert_eq!(kinds.len(), 25, "every kind salve writes has a row here");
 
         // And into the right variant, with its values typed.
         let finished = Event::from_row("step_finished", rows[10].1);

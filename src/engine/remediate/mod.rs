@@ -31,6 +31,7 @@ use crate::verify::Verifier;
 mod clock;
 mod gates;
 mod holds;
+mod pause;
 mod rate;
 mod steps;
 #[cfg(test)]
@@ -38,6 +39,7 @@ mod tests;
 mod verification;
 
 pub use clock::Clock;
+pub use pause::PauseSettings;
 pub use rate::RateLimits;
 
 use gates::{Admission, Admitted, Refusal};
@@ -69,6 +71,8 @@ pub struct Remediator {
     metrics: Arc<Metrics>,
     /// Wall-clock time for what the store records (hold ends, breaker windows).
     clock: Clock,
+    /// Maintenance windows and the fleet error budget (`pause.rs`).
+    pauses: PauseSettings,
 }
 
 /// What the remediator keeps in memory between incidents.
@@ -128,6 +132,7 @@ impl Remediator {
             state: Mutex::new(RemediatorState::default()),
             metrics,
             clock: Clock::system(),
+            pauses: PauseSettings::default(),
         }
     }
 
@@ -344,6 +349,7 @@ impl Remediator {
         let run = self.alert_gate(incident, read).await?;
         // Pause and approval gates go here (issue 12): before the rate limit, so a paused
         // or unapproved incident takes no token.
+        self.pause_gate(&run).await?;
         self.rate_limit_gate(&run).await?;
         let turn = self.slot_gate(&run).await?;
         self.breaker_gate(&run).await?;
@@ -384,6 +390,7 @@ impl Remediator {
             Event::BreakerOpen { reason, .. } => (State::BreakerOpen, reason.clone()),
             Event::RateLimited { reason } => (State::RateLimited, reason.clone()),
             Event::ResolvedBeforeRun { reason } => (State::ResolvedBeforeRun, reason.clone()),
+            Event::Paused { reason, .. } => (State::Paused, reason.clone()),
             other => unreachable!("finish is given a final event, not {other:?}"),
         };
         self.store
@@ -401,6 +408,9 @@ impl Remediator {
                 .set(successes as f64 / attempts as f64);
         }
         tracing::info!(incident = %id, state = to.as_str(), reason = %reason, "remediation finished");
+        if matches!(to, State::Failed | State::VerifyFailed) {
+            self.spend_error_budget(id).await;
+        }
         self.wake.notify_one();
         Ok(())
     }

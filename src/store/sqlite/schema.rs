@@ -15,6 +15,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_escalation_digests.sql"),
     include_str!("../migrations/0005_alert_key.sql"),
     include_str!("../migrations/0006_breaker_key.sql"),
+    include_str!("../migrations/0007_pauses.sql"),
 ];
 
 /// The schema version this binary writes and understands.
