@@ -151,6 +151,10 @@ impl App {
                 }),
             wake: wake.clone(),
             shutdown: shutdown.clone(),
+            pauses: Arc::new(http::api::pauses::PauseContext {
+                windows: loaded.maintenance.clone(),
+                hosts: settings.hosts.iter().map(|host| host.name.clone()).collect(),
+            }),
         };
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())

@@ -47,6 +47,8 @@ pub struct AppState {
     /// salve's stop signal: once cancelled, webhooks answer 503 and readiness fails while
     /// salve drains.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Maintenance windows and inventory names, for the pauses API.
+    pub pauses: Arc<api::pauses::PauseContext>,
 }
 
 impl AppState {
@@ -116,6 +118,12 @@ pub fn server(
             .route("/api/v1/incidents/{id}", web::get().to(api::get_incident))
             .route("/api/v1/breakers", web::get().to(api::list_breakers))
             .route("/api/v1/breakers/reset", web::post().to(api::reset_breaker))
+            .route("/api/v1/pauses", web::get().to(api::pauses::list_pauses))
+            .route("/api/v1/pauses", web::post().to(api::pauses::create_pause))
+            .route(
+                "/api/v1/pauses/{id}/resume",
+                web::post().to(api::pauses::resume_pause),
+            )
     })
     .workers(workers)
     .max_connections(per_worker)
