@@ -22,6 +22,7 @@ mod intake_bounds;
 mod intake_http;
 mod login_shells;
 mod notify_only;
+mod pause;
 mod planning_outcomes;
 mod quoting;
 mod readable_output;
