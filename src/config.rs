@@ -1052,10 +1052,16 @@ fn maintenance_problems(settings: &Settings, problems: &mut Problems) -> Vec<Mai
         let index_text = index.to_string();
         match window.window() {
             Ok(window) => {
-                if windows.iter().any(|w: &MaintenanceWindow| w.name == window.name) {
+                if windows
+                    .iter()
+                    .any(|w: &MaintenanceWindow| w.name == window.name)
+                {
                     problems.at(
                         &["maintenance", &index_text, "name"],
-                        format!("maintenance[{index}]: a second window named {:?}", window.name),
+                        format!(
+                            "maintenance[{index}]: a second window named {:?}",
+                            window.name
+                        ),
                     );
                 }
                 windows.push(window);

@@ -205,7 +205,10 @@ impl MaintenanceSettings {
         };
         let (from, to, zone) = (from?, to?, zone?);
         if from == to {
-            problems.push(("to", "from and to are the same time: the window would be empty".into()));
+            problems.push((
+                "to",
+                "from and to are the same time: the window would be empty".into(),
+            ));
             return None;
         }
         (!days.is_empty()).then_some(Schedule::Weekly {
@@ -312,7 +315,10 @@ impl MaintenanceWindow {
                 zone,
             } => format!(
                 "{} {}–{} {}",
-                days.iter().map(|d| day_name(*d)).collect::<Vec<_>>().join(","),
+                days.iter()
+                    .map(|d| day_name(*d))
+                    .collect::<Vec<_>>()
+                    .join(","),
                 from.format("%H:%M"),
                 to.format("%H:%M"),
                 zone.name()
@@ -333,7 +339,9 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn weekly(days: &[&str], from: &str, to: &str, zone: &str) -> MaintenanceWindow {
@@ -513,7 +521,12 @@ mod tests {
         let window = MaintenanceWindow {
             hosts: vec!["db*".into()],
             recipes: vec![],
-            ..weekly(&["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "00:00", "23:59", "UTC")
+            ..weekly(
+                &["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                "00:00",
+                "23:59",
+                "UTC",
+            )
         };
         let noon = at("2026-12-05T12:00:00Z");
         assert!(window.covers("any-recipe", "db1", noon));

@@ -153,7 +153,11 @@ impl App {
             shutdown: shutdown.clone(),
             pauses: Arc::new(http::api::pauses::PauseContext {
                 windows: loaded.maintenance.clone(),
-                hosts: settings.hosts.iter().map(|host| host.name.clone()).collect(),
+                hosts: settings
+                    .hosts
+                    .iter()
+                    .map(|host| host.name.clone())
+                    .collect(),
             }),
         };
         let workers = std::thread::available_parallelism()

@@ -167,7 +167,12 @@ pub(super) fn resume(loaded: &Config, id: Option<i64>, all: bool) -> anyhow::Res
             }
         }
         for pause in resumed {
-            writeln!(out, "resumed pause #{}: {} (by {by})", pause.id, scope(&pause))?;
+            writeln!(
+                out,
+                "resumed pause #{}: {} (by {by})",
+                pause.id,
+                scope(&pause)
+            )?;
         }
         Ok(ExitCode::SUCCESS)
     })

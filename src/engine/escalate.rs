@@ -117,12 +117,10 @@ impl Escalator {
             None => self.routes.channels_for(&incident.labels).to_vec(),
         };
         // A silent pause journals the incident and pages no one (queued to no channel).
-        let silent = detail.events.iter().any(|entry| {
-            matches!(
-                entry.event,
-                Event::Paused { silent: true, .. }
-            )
-        });
+        let silent = detail
+            .events
+            .iter()
+            .any(|entry| matches!(entry.event, Event::Paused { silent: true, .. }));
         let channels = if silent { Vec::new() } else { channels };
         if channels.is_empty() && !silent {
             tracing::warn!(incident = %incident.id, reason = %reason, "no escalation route: neither the recipe, nor a route, nor escalation.default names a channel");

@@ -659,7 +659,8 @@ mod tests {
                 key: Some("web1/nginx".into()),
                 by: "cli:root".into(),
                 runs_forgotten: 3,
-            },            Event::Paused {
+            },
+            Event::Paused {
                 pause: "#3".into(),
                 by: "cli:root".into(),
                 silent: false,

@@ -663,7 +663,8 @@ impl Store for SqliteStore {
     }
 
     async fn active_pauses(&self, now: DateTime<Utc>) -> Result<Vec<Pause>, StoreError> {
-        self.read(move |conn| pauses::active_pauses(conn, now)).await
+        self.read(move |conn| pauses::active_pauses(conn, now))
+            .await
     }
 
     async fn error_budget(

@@ -49,7 +49,10 @@ struct Bed {
 
 /// web1 and web2 on one real sshd, the probe recipe (markers under a directory of this
 /// test's own), pages of the default route into a capture, an `operate` and a `read` token.
-async fn start(test: &str, extra: impl FnOnce(crate::support::SalveConfig) -> crate::support::SalveConfig) -> Bed {
+async fn start(
+    test: &str,
+    extra: impl FnOnce(crate::support::SalveConfig) -> crate::support::SalveConfig,
+) -> Bed {
     let host = SshHost::start().await;
     let marker = format!("/tmp/salve-pause-{test}");
     host.exec_ok(&format!("rm -rf {marker}")).await;
@@ -164,7 +167,10 @@ fn assert_paused(incident: &Value, pause: &str) {
     assert_eq!(paused.len(), 1, "{incident:#}");
     assert_eq!(paused[0]["pause"], pause, "{incident:#}");
     assert!(events(incident, "step_started").is_empty(), "{incident:#}");
-    assert!(events(incident, "remediation_started").is_empty(), "{incident:#}");
+    assert!(
+        events(incident, "remediation_started").is_empty(),
+        "{incident:#}"
+    );
 }
 
 #[tokio::test]
@@ -180,14 +186,30 @@ async fn a_cli_pause_of_one_host_stops_only_its_remediations_and_survives_a_rest
     assert!(!ok && stderr.contains("not in the inventory"), "{stderr}");
 
     let (ok, stdout, stderr) = bed
-        .cli(&["pause", "--host", "web1", "--for", "2h", "--reason", "disk swap"])
+        .cli(&[
+            "pause",
+            "--host",
+            "web1",
+            "--for",
+            "2h",
+            "--reason",
+            "disk swap",
+        ])
         .await;
     assert!(ok, "{stderr}");
-    assert!(stdout.starts_with("pause #1: recipe * on host web1 paused until "), "{stdout}");
+    assert!(
+        stdout.starts_with("pause #1: recipe * on host web1 paused until "),
+        "{stdout}"
+    );
 
     let paused = bed.probe("web1", 1, "ok").await;
     assert_paused(&paused, "#1");
-    assert!(events(&paused, "paused")[0]["by"].as_str().unwrap().starts_with("cli:"));
+    assert!(
+        events(&paused, "paused")[0]["by"]
+            .as_str()
+            .unwrap()
+            .starts_with("cli:")
+    );
     assert!(!bed.ran("web1", 1).await, "nothing ran on the paused host");
     let other = bed.probe("web2", 2, "ok").await;
     assert_eq!(other["state"], "succeeded", "{other:#}");
@@ -199,7 +221,10 @@ async fn a_cli_pause_of_one_host_stops_only_its_remediations_and_survives_a_rest
     })
     .await;
     assert_eq!(page["incident_id"], paused["id"], "{page:#}");
-    assert!(page["why"].as_str().unwrap().contains("disk swap"), "{page:#}");
+    assert!(
+        page["why"].as_str().unwrap().contains("disk swap"),
+        "{page:#}"
+    );
 
     // In the store: a new process sees it, and `pause list` says who paused what.
     bed.enforcing.salve.restart().await;
@@ -208,13 +233,21 @@ async fn a_cli_pause_of_one_host_stops_only_its_remediations_and_survives_a_rest
     assert_eq!(pauses.len(), 1, "{listed:#}");
     assert_eq!(pauses[0]["host"], "web1");
     assert_eq!(pauses[0]["recipe"], Value::Null);
-    assert!(pauses[0]["created_by"].as_str().unwrap().starts_with("cli:"));
+    assert!(
+        pauses[0]["created_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("cli:")
+    );
     assert_paused(&bed.probe("web1", 3, "ok").await, "#1");
     assert!(!bed.ran("web1", 3).await);
 
     // Resumed: the host runs again, and the list is empty.
     let (ok, stdout, stderr) = bed.cli(&["resume", "1"]).await;
-    assert!(ok && stdout.contains("resumed pause #1"), "{stdout}{stderr}");
+    assert!(
+        ok && stdout.contains("resumed pause #1"),
+        "{stdout}{stderr}"
+    );
     let (ok, _, stderr) = bed.cli(&["resume", "1"]).await;
     assert!(!ok && stderr.contains("no active pause #1"), "{stderr}");
     assert_eq!(bed.pause_list().await["pauses"], json!([]));
@@ -227,10 +260,17 @@ async fn an_api_pause_needs_operate_stops_the_host_and_a_silent_one_pages_no_one
     let bed = start("api", |config| config).await;
     let body = json!({ "host": "web1", "for": "1h", "reason": "kernel update", "silent": true });
 
-    let (status, _) = bed.api("POST", "/api/v1/pauses", READ, Some(body.clone())).await;
+    let (status, _) = bed
+        .api("POST", "/api/v1/pauses", READ, Some(body.clone()))
+        .await;
     assert_eq!(status, 403, "a read token cannot pause");
     let (status, answer) = bed
-        .api("POST", "/api/v1/pauses", OPERATE, Some(json!({ "host": "web1", "reason": "x" })))
+        .api(
+            "POST",
+            "/api/v1/pauses",
+            OPERATE,
+            Some(json!({ "host": "web1", "reason": "x" })),
+        )
         .await;
     assert_eq!(status, 400, "{answer:#}");
     let (status, pause) = bed.api("POST", "/api/v1/pauses", OPERATE, Some(body)).await;
@@ -254,7 +294,9 @@ async fn an_api_pause_needs_operate_stops_the_host_and_a_silent_one_pages_no_one
     let queued = wait_until(Duration::from_secs(30), "the silent escalation", || async {
         let history = salve.history_json().await;
         let incident = history.iter().find(|i| i["id"] == paused["id"])?.clone();
-        events(&incident, "escalation_queued").first().map(|e| (*e).clone())
+        events(&incident, "escalation_queued")
+            .first()
+            .map(|e| (*e).clone())
     })
     .await;
     assert_eq!(queued["channels"], json!([]), "{queued:#}");
@@ -278,7 +320,10 @@ async fn a_weekly_maintenance_window_open_now_in_its_zone_pauses_its_hosts() {
     // now whatever the time of day (it may cross midnight: it belongs to its opening day).
     let zone: chrono_tz::Tz = "Asia/Kolkata".parse().unwrap();
     let now = Utc::now().with_timezone(&zone);
-    let (opens, closes) = (now - chrono::Duration::hours(1), now + chrono::Duration::hours(1));
+    let (opens, closes) = (
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::hours(1),
+    );
     let day = format!("[\"{}\"]", opens.weekday().to_string().to_lowercase());
     let (from, to) = (
         format!("\"{}\"", opens.format("%H:%M")),
@@ -305,7 +350,10 @@ async fn a_weekly_maintenance_window_open_now_in_its_zone_pauses_its_hosts() {
 
     let listed = bed.pause_list().await;
     assert_eq!(listed["pauses"], json!([]));
-    assert_eq!(listed["maintenance"][0]["name"], "web1-patching", "{listed:#}");
+    assert_eq!(
+        listed["maintenance"][0]["name"], "web1-patching",
+        "{listed:#}"
+    );
     assert!(
         listed["maintenance"][0]["schedule"]
             .as_str()
@@ -318,13 +366,12 @@ async fn a_weekly_maintenance_window_open_now_in_its_zone_pauses_its_hosts() {
     let broken = config.replace("timezone = \"Asia/Kolkata\"\n", "");
     std::fs::write(bed.salve().config_path(), &broken).unwrap();
     let (ok, _, stderr) = bed.cli(&["check"]).await;
-    let line = 1 + broken
-        .lines()
-        .position(|l| l == "[[maintenance]]")
-        .unwrap();
+    let line = 1 + broken.lines().position(|l| l == "[[maintenance]]").unwrap();
     assert!(!ok, "{stderr}");
     assert!(
-        stderr.contains(&format!("salve.toml:{line}: maintenance[0]: timezone is missing")),
+        stderr.contains(&format!(
+            "salve.toml:{line}: maintenance[0]: timezone is missing"
+        )),
         "{stderr}"
     );
 }
@@ -362,9 +409,16 @@ async fn the_error_budget_pauses_everything_after_n_failures_and_pages_once() {
     }
     salve.wait_until_delivered().await;
     assert_eq!(bed.pages("error_budget").len(), 1, "the budget pages once");
-    assert_eq!(bed.pages("paused").len(), 2, "each paused incident escalates");
+    assert_eq!(
+        bed.pages("paused").len(),
+        2,
+        "each paused incident escalates"
+    );
     let metrics = salve.metrics().await;
-    assert!(metrics.contains("salve_error_budget_tripped 1"), "{metrics}");
+    assert!(
+        metrics.contains("salve_error_budget_tripped 1"),
+        "{metrics}"
+    );
 
     // A human resumes: runs go on, and the spent failures do not trip it again.
     let (ok, stdout, stderr) = bed.cli(&["resume", "--all"]).await;

@@ -41,8 +41,12 @@ impl Remediator {
         let now = self.clock.now_utc();
         let (recipe, host) = (run.recipe(), run.target.name.as_str());
         let active = self.store.active_pauses(now).await?;
-        let budget_paused = active.iter().any(|pause| pause.created_by == ERROR_BUDGET_BY);
-        self.metrics.error_budget_tripped.set(i64::from(budget_paused));
+        let budget_paused = active
+            .iter()
+            .any(|pause| pause.created_by == ERROR_BUDGET_BY);
+        self.metrics
+            .error_budget_tripped
+            .set(i64::from(budget_paused));
         if let Some(pause) = active.iter().find(|pause| pause.covers(recipe, host)) {
             let until = pause.until.map_or_else(
                 || "until resumed".to_owned(),

@@ -87,7 +87,9 @@ impl PauseRequest {
         }
         let blank = |name: &Option<String>| name.as_deref().is_some_and(|n| n.trim().is_empty());
         if blank(&self.recipe) || blank(&self.host) {
-            return Err("an empty recipe or host name pauses nothing; leave it out to pause all".into());
+            return Err(
+                "an empty recipe or host name pauses nothing; leave it out to pause all".into(),
+            );
         }
         if let Some(host) = &self.host
             && !context.hosts.iter().any(|known| known == host)
@@ -99,12 +101,14 @@ impl PauseRequest {
                 return Err("give either a duration (--for) or --until-resumed, not both".into());
             }
             (None, false) => {
-                return Err("say how long: --for 2h (or --until-resumed for a pause a human ends)".into());
+                return Err(
+                    "say how long: --for 2h (or --until-resumed for a pause a human ends)".into(),
+                );
             }
             (None, true) => None,
             (Some(text), false) => {
-                let length: Duration = crate::duration::parse(text)
-                    .map_err(|e| format!("--for {text:?}: {e}"))?;
+                let length: Duration =
+                    crate::duration::parse(text).map_err(|e| format!("--for {text:?}: {e}"))?;
                 if length.is_zero() {
                     return Err("--for must be longer than 0".into());
                 }

@@ -34,7 +34,11 @@ fn pause_from_row(row: &Row<'_>) -> rusqlite::Result<Pause> {
     })
 }
 
-fn insert_pause(conn: &Connection, pause: &NewPause, now: DateTime<Utc>) -> rusqlite::Result<Pause> {
+fn insert_pause(
+    conn: &Connection,
+    pause: &NewPause,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Pause> {
     conn.prepare_cached(
         "INSERT INTO pauses (recipe, host, reason, silent, created_by, created_at, until)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -75,8 +79,10 @@ pub(super) fn resume_pauses(
             .collect();
         let mut resumed = Vec::with_capacity(chosen.len());
         for mut pause in chosen {
-            conn.prepare_cached("UPDATE pauses SET resumed_at = ?2, resumed_by = ?3 WHERE id = ?1")?
-                .execute(params![pause.id, at, by])?;
+            conn.prepare_cached(
+                "UPDATE pauses SET resumed_at = ?2, resumed_by = ?3 WHERE id = ?1",
+            )?
+            .execute(params![pause.id, at, by])?;
             pause.resumed_at = Some(now);
             pause.resumed_by = Some(by.to_owned());
             resumed.push(pause);
