@@ -201,3 +201,122 @@ pub(super) fn trip_error_budget(
     };
     write().map_err(unavailable)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::{DateTime, Duration, Utc};
+
+    use super::super::tests::temp_store;
+    use crate::alert::{Alert, AlertStatus, Fingerprint, Source};
+    use crate::store::{BudgetState, BudgetTrip, NewPause, Store};
+
+    fn pause(host: Option<&str>, by: &str, until: Option<DateTime<Utc>>) -> NewPause {
+        NewPause {
+            recipe: None,
+            host: host.map(str::to_owned),
+            reason: "disk swap".into(),
+            silent: false,
+            created_by: by.into(),
+            until,
+        }
+    }
+
+    async fn active_ids(store: &dyn Store, at: DateTime<Utc>) -> Vec<i64> {
+        let active = store.active_pauses(at).await.unwrap();
+        active.into_iter().map(|pause| pause.id).collect()
+    }
+
+    #[tokio::test]
+    async fn a_pause_is_active_until_its_end_or_until_resumed_and_keeps_who() {
+        let (_dir, store) = temp_store();
+        let now = Utc::now();
+        let timed = store
+            .create_pause(pause(
+                Some("web1"),
+                "cli:root",
+                Some(now + Duration::hours(1)),
+            ))
+            .await
+            .unwrap();
+        let open = store.create_pause(pause(None, "ops", None)).await.unwrap();
+        assert_eq!(active_ids(&store, now).await, [timed.id, open.id]);
+        assert_eq!(
+            active_ids(&store, now + Duration::hours(2)).await,
+            [open.id]
+        );
+
+        let resumed = store.resume_pauses(Some(open.id), "lead").await.unwrap();
+        assert_eq!(resumed.len(), 1);
+        assert_eq!(resumed[0].resumed_by.as_deref(), Some("lead"));
+        assert_eq!(resumed[0].created_by, "ops");
+        assert!(
+            store
+                .resume_pauses(Some(open.id), "lead")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(active_ids(&store, Utc::now()).await, [timed.id]);
+        assert_eq!(store.resume_pauses(None, "lead").await.unwrap().len(), 1);
+        assert!(active_ids(&store, Utc::now()).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_error_budget_trips_once_even_when_two_writers_race_and_a_resume_rearms_it() {
+        let (_dir, store) = temp_store();
+        let alert = Alert {
+            source: Source::Generic,
+            fingerprint: Fingerprint::parse("0123456789abcdef").unwrap(),
+            status: AlertStatus::Firing,
+            labels: BTreeMap::from([("alertname".to_owned(), "DiskFull".to_owned())]),
+            annotations: BTreeMap::new(),
+            starts_at: Some(Utc::now()),
+            ends_at: None,
+            generator_url: None,
+            external_url: None,
+        };
+        let id = store.ingest(vec![alert], Utc::now()).await.unwrap()[0].id;
+        let trip = BudgetTrip {
+            incident: id,
+            reason: "error budget spent".into(),
+            failures: vec![id],
+            max_failures: 1,
+            window: "15m".into(),
+            channels: vec!["pager".into()],
+            payload: serde_json::json!({}),
+        };
+        let now = Utc::now();
+        let (first, second) = tokio::join!(
+            store.trip_error_budget(trip.clone(), now),
+            store.trip_error_budget(trip.clone(), now)
+        );
+        let tripped: Vec<_> = [first.unwrap(), second.unwrap()]
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(tripped.len(), 1, "{tripped:?}");
+        assert_eq!(tripped[0].created_by, "error-budget");
+        assert_eq!(tripped[0].until, None);
+        assert_eq!(store.outbox_pending().await.unwrap(), 1, "one page");
+        let window = std::time::Duration::from_secs(900);
+        assert!(matches!(
+            store.error_budget(window, Utc::now()).await.unwrap(),
+            BudgetState::Tripped(_)
+        ));
+
+        store.resume_pauses(None, "lead").await.unwrap();
+        assert_eq!(
+            store.error_budget(window, Utc::now()).await.unwrap(),
+            BudgetState::Counting(Vec::new())
+        );
+        assert!(
+            store
+                .trip_error_budget(trip, Utc::now())
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+}
