@@ -93,19 +93,19 @@ impl Bed {
                 "n": n.to_string(), "outcome": outcome,
             } }] }))
             .await;
-        let salve = self.salve();
+        let (salve, n) = (self.salve(), n.to_string());
         let history = wait_until(Duration::from_secs(60), "every probe ended", || async {
             let history = salve.history_json().await;
             let done = history
                 .iter()
                 .all(|i| DONE.contains(&i["state"].as_str().unwrap_or("")));
-            let mine = history.iter().any(|i| i["labels"]["n"] == n.to_string());
+            let mine = history.iter().any(|i| i["labels"]["n"] == n.as_str());
             (done && mine).then_some(history)
         })
         .await;
         history
             .into_iter()
-            .find(|i| i["labels"]["n"] == n.to_string())
+            .find(|i| i["labels"]["n"] == n.as_str())
             .unwrap()
     }
 
