@@ -17,10 +17,11 @@ use crate::plan::Plan;
 use crate::recipe::{self, PlanContext};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{BreakerResetOutcome, Store};
-mod pause;
 
 // Every piece of journal or alert text printed as text goes through this.
 use crate::terminal::escape_controls as safe;
+
+mod pause;
 
 #[derive(Debug, Parser)]
 #[command(
