@@ -5,9 +5,9 @@
 //! it starts and after it ends.
 //!
 //! `remediate` reads as the state machine: the gates (`gates.rs`: host hold, alert
-//! resolved, pause (`pause.rs`), rate limit, slot, breaker) each admit the incident or say why not, then the
-//! steps run (`steps.rs`), then the checks are polled (`verification.rs`), then `finish`
-//! records the final state. Time comes from tokio's clock and `Clock` (`clock.rs`),
+//! resolved, pause (`pause.rs`), rate limit, slot, breaker) each admit the incident or
+//! say why not, then the steps run (`steps.rs`), then the checks are polled
+//! (`verification.rs`), then `finish` records the final state. Time comes from tokio's clock and `Clock` (`clock.rs`),
 //! commands go through a `CommandRunner`, so the whole machine runs in-process in tests
 //! (`tests.rs`).
 
