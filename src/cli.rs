@@ -17,8 +17,11 @@ use crate::plan::Plan;
 use crate::recipe::{self, PlanContext};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{ApprovalDecision, ApprovalOutcome, BreakerResetOutcome, Store};
+
 // Every piece of journal or alert text printed as text goes through this.
 use crate::terminal::escape_controls as safe;
+
+mod pause;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -111,6 +114,25 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         id: Option<i64>,
     },
+    /// Pause remediation: `salve pause [--recipe R] [--host H] --for 2h --reason TEXT`.
+    /// Matching incidents are journaled `paused`, not run, and escalated unless
+    /// --silent. `salve pause list` shows what is paused.
+    #[command(args_conflicts_with_subcommands = true)]
+    Pause {
+        #[command(subcommand)]
+        action: Option<pause::PauseAction>,
+        #[command(flatten)]
+        args: pause::PauseArgs,
+    },
+    /// End a pause now (`salve pause list` shows ids); --all ends every active pause,
+    /// the error budget's included.
+    Resume {
+        /// The pause's id.
+        #[arg(required_unless_present = "all")]
+        id: Option<i64>,
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +208,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gaps { limit, json } => gaps(&loaded, limit, Output::of(json)),
         Command::Approve { id } => decide(&loaded, id, ApprovalDecision::Approve),
         Command::Deny { id, reason } => decide(&loaded, id, ApprovalDecision::Deny { reason }),
+        Command::Pause { action, args } => pause::pause(&loaded, action, args),
+        Command::Resume { id, all } => pause::resume(&loaded, id, all),
     }
 }
 

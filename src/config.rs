@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer};
 use crate::duration::de_duration;
 use crate::intake::Limits;
 use crate::inventory::{Host, Inventory};
+use crate::maintenance::{MaintenanceSettings, MaintenanceWindow};
 use crate::notify::ChannelSettings;
 use crate::plan::Mode;
 use crate::secret::{BLANK_SECRET, Secret, secret_from};
@@ -56,6 +57,8 @@ pub struct Settings {
     pub alertmanager: crate::silence::AlertmanagerSettings,
     /// The inventory: the only hosts salve may ever touch.
     pub hosts: Vec<Host>,
+    /// `[[maintenance]]`: scheduled windows in which matching remediations are paused.
+    pub maintenance: Vec<MaintenanceSettings>,
 }
 
 /// `[approval]`: how the plans of `mode = "approve"` recipes wait for a human.
@@ -345,6 +348,22 @@ pub struct EngineSettings {
     /// marked `interrupted` (or re-run, if idempotent) at the next start.
     #[serde(deserialize_with = "de_duration")]
     pub shutdown_grace: Duration,
+    /// `error_budget = { max_failures = 5, window = "15m" }`: when that many remediations
+    /// fail or fail verification fleet-wide within `window`, salve pauses every
+    /// remediation, pages once (`escalation.default`) with the list, and stays paused
+    /// until a human runs `salve resume`. Absent: no budget.
+    pub error_budget: Option<ErrorBudget>,
+}
+
+/// The fleet error budget (`[engine] error_budget`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBudget {
+    /// Failed or verify-failed remediations, all hosts and recipes together, that pause
+    /// everything.
+    pub max_failures: u32,
+    #[serde(deserialize_with = "de_duration")]
+    pub window: Duration,
 }
 
 fn de_mode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Mode, D::Error> {
@@ -363,6 +382,7 @@ impl Default for EngineSettings {
             mode: Mode::DryRun,
             max_parallel: 16,
             shutdown_grace: Duration::from_secs(30),
+            error_budget: None,
         }
     }
 }
@@ -465,6 +485,8 @@ pub struct Config {
     pub approval_key: Option<Secret>,
     /// `[alertmanager]`'s credentials, read.
     pub alertmanager_credentials: Option<crate::silence::Credentials>,
+    /// `[[maintenance]]`, validated.
+    pub maintenance: Vec<MaintenanceWindow>,
 }
 
 impl Config {
@@ -565,6 +587,7 @@ pub fn load_from_str(
     host_problems(&settings.hosts, &mut problems);
     let approval_key = approval_problems(&settings.approval, &mut problems);
     let alertmanager_credentials = alertmanager_problems(&settings.alertmanager, &mut problems);
+    let maintenance = maintenance_problems(&settings, &mut problems);
 
     if !problems.list.is_empty() {
         return Err(problems.list);
@@ -578,6 +601,7 @@ pub fn load_from_str(
         api_tokens,
         approval_key,
         alertmanager_credentials,
+        maintenance,
     })
 }
 
@@ -1120,6 +1144,54 @@ fn alertmanager_problems(
         }
         _ => None,
     }
+}
+
+/// `[[maintenance]]` windows (each problem at its key) and `[engine] error_budget`.
+fn maintenance_problems(settings: &Settings, problems: &mut Problems) -> Vec<MaintenanceWindow> {
+    if let Some(budget) = &settings.engine.error_budget {
+        if budget.max_failures == 0 {
+            problems.at(
+                &["engine", "error_budget", "max_failures"],
+                "engine.error_budget.max_failures must be > 0",
+            );
+        }
+        if budget.window.is_zero() {
+            problems.at(
+                &["engine", "error_budget", "window"],
+                "engine.error_budget.window must be > 0",
+            );
+        }
+    }
+    let mut windows = Vec::new();
+    for (index, window) in settings.maintenance.iter().enumerate() {
+        let index_text = index.to_string();
+        match window.window() {
+            Ok(window) => {
+                if windows
+                    .iter()
+                    .any(|w: &MaintenanceWindow| w.name == window.name)
+                {
+                    problems.at(
+                        &["maintenance", &index_text, "name"],
+                        format!(
+                            "maintenance[{index}]: a second window named {:?}",
+                            window.name
+                        ),
+                    );
+                }
+                windows.push(window);
+            }
+            Err(found) => {
+                for (key, message) in found {
+                    problems.at(
+                        &["maintenance", &index_text, key],
+                        format!("maintenance[{index}]: {message}"),
+                    );
+                }
+            }
+        }
+    }
+    windows
 }
 
 /// `[[hosts]]`: the inventory's own checks, located by entry.

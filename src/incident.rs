@@ -72,10 +72,13 @@ pub enum State {
     Denied,
     /// No one approved the plan within `approval.timeout`: nothing was run.
     ApprovalExpired,
+    /// Not run: a pause or a maintenance window covers its recipe and host (journaled
+    /// `paused`); escalated (reason `paused`) unless the pause is silent.
+    Paused,
 }
 
 impl State {
-    pub const ALL: [State; 18] = [
+    pub const ALL: [State; 19] = [
         State::Received,
         State::Matched,
         State::Unmatched,
@@ -94,6 +97,7 @@ impl State {
         State::AwaitingApproval,
         State::Denied,
         State::ApprovalExpired,
+        State::Paused,
     ];
 
     /// States in which a human is paged (with the escalation reason).
@@ -110,6 +114,7 @@ impl State {
             State::AwaitingApproval => Some(EscalationReason::Approval),
             State::Denied => Some(EscalationReason::Denied),
             State::ApprovalExpired => Some(EscalationReason::ApprovalExpired),
+            State::Paused => Some(EscalationReason::Paused),
             _ => None,
         }
     }
@@ -134,6 +139,7 @@ impl State {
             State::AwaitingApproval => "awaiting_approval",
             State::Denied => "denied",
             State::ApprovalExpired => "approval_expired",
+            State::Paused => "paused",
         }
     }
 
@@ -170,10 +176,15 @@ pub enum EscalationReason {
     Denied,
     /// No one approved the plan in time; nothing was run.
     ApprovalExpired,
+    /// A pause or a maintenance window kept salve from running the fix.
+    Paused,
+    /// Too many remediations failed fleet-wide: salve paused every remediation until a
+    /// human resumes it (one page listing the failures).
+    ErrorBudget,
 }
 
 impl EscalationReason {
-    pub const ALL: [EscalationReason; 11] = [
+    pub const ALL: [EscalationReason; 13] = [
         EscalationReason::Failed,
         EscalationReason::VerifyFailed,
         EscalationReason::Novel,
@@ -185,6 +196,8 @@ impl EscalationReason {
         EscalationReason::Approval,
         EscalationReason::Denied,
         EscalationReason::ApprovalExpired,
+        EscalationReason::Paused,
+        EscalationReason::ErrorBudget,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -200,6 +213,8 @@ impl EscalationReason {
             EscalationReason::Approval => "approval",
             EscalationReason::Denied => "denied",
             EscalationReason::ApprovalExpired => "approval_expired",
+            EscalationReason::Paused => "paused",
+            EscalationReason::ErrorBudget => "error_budget",
         }
     }
 
@@ -228,6 +243,12 @@ impl EscalationReason {
             EscalationReason::Denied => "a human denied the plan; nothing was run",
             EscalationReason::ApprovalExpired => {
                 "no one approved the plan in time; nothing was run"
+            }
+            EscalationReason::Paused => {
+                "remediation is paused for this host or recipe: nothing was run"
+            }
+            EscalationReason::ErrorBudget => {
+                "too many remediations failed: salve paused all remediation until a human resumes it"
             }
         }
     }
@@ -362,6 +383,7 @@ mod tests {
                 (State::AwaitingApproval, "approval"),
                 (State::Denied, "denied"),
                 (State::ApprovalExpired, "approval_expired"),
+                (State::Paused, "paused"),
             ]
         );
         for reason in EscalationReason::ALL {

@@ -6,7 +6,7 @@
 //! (`scripts/check-deps` fails on one):
 //!
 //! 1. leaves, importing nothing from the crate: `secret`, `duration`, `alert`,
-//!    `terminal`, `tomlspan`
+//!    `terminal`, `tomlspan`, `maintenance` (window math)
 //! 2. values: `plan`, `inventory`, `intake` (monitor JSON → `Alert`), `incident` (the
 //!    incident, its states and the typed journal `Event`), `approval` (signed approve/deny
 //!    links)
@@ -30,6 +30,7 @@ pub mod http;
 pub mod incident;
 pub mod intake;
 pub mod inventory;
+pub mod maintenance;
 pub mod metrics;
 pub mod notify;
 pub mod plan;

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub outbox_pending: Gauge,
     pub ssh_command_duration: Histogram,
     pub breaker_open: Family<RecipeLabel, Gauge>,
+    /// 1 while the fleet error budget's pause is active (as last seen by the pause gate).
+    pub error_budget_tripped: Gauge,
 }
 
 impl Metrics {
@@ -141,6 +143,12 @@ impl Metrics {
             "Open circuit breakers (breaker keys whose recipe hit max_runs in its window), by recipe",
             breaker_open.clone(),
         );
+        let error_budget_tripped = Gauge::default();
+        registry.register(
+            "error_budget_tripped",
+            "1 while the fleet error budget has paused every remediation (until salve resume)",
+            error_budget_tripped.clone(),
+        );
         // Pre-create the closed label sets so every series exists from the first scrape.
         for source in Source::ALL {
             let label = SourceLabel {
@@ -177,6 +185,7 @@ impl Metrics {
             outbox_pending,
             ssh_command_duration,
             breaker_open,
+            error_budget_tripped,
         })
     }
 

@@ -164,6 +164,14 @@ impl App {
             wake: wake.clone(),
             shutdown: shutdown.clone(),
             approval_links: approval_links.clone(),
+            pauses: Arc::new(http::api::pauses::PauseContext {
+                windows: loaded.maintenance.clone(),
+                hosts: settings
+                    .hosts
+                    .iter()
+                    .map(|host| host.name.clone())
+                    .collect(),
+            }),
         };
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -401,7 +409,12 @@ fn build_remediator(
         metrics,
         wake,
     )
-    .with_approval_timeout(settings.approval.timeout))
+    .with_approval_timeout(settings.approval.timeout)
+    .with_pauses(crate::engine::remediate::PauseSettings {
+        windows: loaded.maintenance.clone(),
+        error_budget: settings.engine.error_budget,
+        budget_channels: settings.escalation.default.clone(),
+    }))
 }
 
 #[cfg(test)]

@@ -131,7 +131,13 @@ impl Escalator {
             Some(channels) => channels,
             None => self.routes.channels_for(&incident.labels).to_vec(),
         };
-        if channels.is_empty() {
+        // A silent pause journals the incident and pages no one (queued to no channel).
+        let silent = detail
+            .events
+            .iter()
+            .any(|entry| matches!(entry.event, Event::Paused { silent: true, .. }));
+        let channels = if silent { Vec::new() } else { channels };
+        if channels.is_empty() && !silent {
             tracing::warn!(incident = %incident.id, reason = %reason, "no escalation route: neither the recipe, nor a route, nor escalation.default names a channel");
         }
         let payload = serde_json::to_value(&escalation).unwrap_or(Value::Null);

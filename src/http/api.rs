@@ -15,6 +15,8 @@ use crate::config::ApiScope;
 use crate::incident::IncidentId;
 use crate::store::{ApprovalDecision, ApprovalOutcome, ApprovalRefusal, BreakerResetOutcome};
 
+pub mod pauses;
+
 /// `limit` beyond this is cut to it.
 pub const MAX_PAGE: usize = 500;
 const DEFAULT_PAGE: usize = 100;

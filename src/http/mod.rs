@@ -50,6 +50,8 @@ pub struct AppState {
     /// salve's stop signal: once cancelled, webhooks answer 503 and readiness fails while
     /// salve drains.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Maintenance windows and inventory names, for the pauses API.
+    pub pauses: Arc<api::pauses::PauseContext>,
 }
 
 impl AppState {
@@ -131,6 +133,12 @@ pub fn server(
             .route("/approve/{token}", web::post().to(approve::approve_post))
             .route("/deny/{token}", web::get().to(approve::deny_page))
             .route("/deny/{token}", web::post().to(approve::deny_post))
+            .route("/api/v1/pauses", web::get().to(api::pauses::list_pauses))
+            .route("/api/v1/pauses", web::post().to(api::pauses::create_pause))
+            .route(
+                "/api/v1/pauses/{id}/resume",
+                web::post().to(api::pauses::resume_pause),
+            )
     })
     .workers(workers)
     .max_connections(per_worker)

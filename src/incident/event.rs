@@ -199,6 +199,24 @@ pub enum Event {
     SilenceExpired { silence_id: String },
     /// A silence could not be made or expired; the fix went on regardless.
     SilenceFailed { reason: String },
+    /// Final, not run: a pause (`pause` is `#ID`) or a maintenance window (`maintenance
+    /// NAME`) covers its recipe and host; `by` made the pause (the window's name for a
+    /// window). `silent`: journaled, not escalated.
+    Paused {
+        pause: String,
+        by: String,
+        silent: bool,
+        reason: String,
+    },
+    /// This failure spent the fleet error budget: pause `pause` stops every remediation
+    /// until a human resumes it; the one page (to `channels`) lists `failures`.
+    ErrorBudgetTripped {
+        pause: i64,
+        failures: Vec<IncidentId>,
+        max_failures: u32,
+        window: String,
+        channels: Vec<String>,
+    },
     /// A stored row that is no event this version knows (another version's kind, a
     /// detail that does not parse): shown as it is stored, never dropped and never a
     /// failed read. Only reading makes it; salve never writes one.
@@ -729,6 +747,19 @@ mod tests {
             Event::SilenceFailed {
                 reason: "no Alertmanager answered: 127.0.0.1:9093: cannot connect".into(),
             },
+            Event::Paused {
+                pause: "#3".into(),
+                by: "cli:root".into(),
+                silent: false,
+                reason: reason(),
+            },
+            Event::ErrorBudgetTripped {
+                pause: 4,
+                failures: vec![IncidentId(1), IncidentId(2)],
+                max_failures: 2,
+                window: "15m".into(),
+                channels: vec!["pager".into()],
+            },
         ]
     }
 
@@ -746,7 +777,7 @@ mod tests {
             }
         }
         // Every variant but `Unreadable` (which is never written) has a sample.
-        assert_eq!(kinds.len(), 32, "{kinds:?}");
+        assert_eq!(kinds.len(), 34, "{kinds:?}");
     }
 
     /// Rows exactly as salve wrote them before this type existed (the `json!` of each
@@ -916,6 +947,14 @@ mod tests {
                 "silence_failed",
                 r#"{"reason":"Alertmanager answered 400: bad matcher"}"#,
             ),
+            (
+                "paused",
+                r##"{"by":"cli:root","pause":"#3","reason":"paused by #3 (cli:root: deploy); not run","silent":false}"##,
+            ),
+            (
+                "error_budget_tripped",
+                r#"{"channels":["pager"],"failures":[1,2],"max_failures":2,"pause":4,"window":"15m"}"#,
+            ),
         ];
         let mut kinds = Vec::new();
         for (kind, detail) in rows {
@@ -933,7 +972,7 @@ mod tests {
                 kinds.push(*kind);
             }
         }
-        assert_eq!(kinds.len(), 32, "every kind salve writes has a row here");
+        assert_eq!(kinds.len(), 34, "every kind salve writes has a row here");
 
         // And into the right variant, with its values typed.
         let finished = Event::from_row("step_finished", rows[10].1);

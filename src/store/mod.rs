@@ -246,6 +246,84 @@ pub struct IncidentDetail {
     pub events: Vec<JournalEntry>,
 }
 
+/// Who the fleet error budget's own pause is `created_by`.
+pub const ERROR_BUDGET_BY: &str = "error-budget";
+
+/// An operator's pause (or the error budget's), as stored: active while not resumed and
+/// `until` is absent (until a human resumes it) or later than now.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Pause {
+    pub id: i64,
+    /// `None`: every recipe.
+    pub recipe: Option<String>,
+    /// `None`: every host.
+    pub host: Option<String>,
+    pub reason: String,
+    /// Paused incidents are journaled but not escalated.
+    pub silent: bool,
+    /// An API token's name, `cli:USER`, or `error-budget`.
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub until: Option<DateTime<Utc>>,
+    pub resumed_at: Option<DateTime<Utc>>,
+    pub resumed_by: Option<String>,
+}
+
+impl Pause {
+    /// This pause stops `recipe` on `host` (exact names; an absent one is any).
+    pub fn covers(&self, recipe: &str, host: &str) -> bool {
+        self.recipe.as_deref().is_none_or(|r| r == recipe)
+            && self.host.as_deref().is_none_or(|h| h == host)
+    }
+}
+
+/// A pause to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPause {
+    pub recipe: Option<String>,
+    pub host: Option<String>,
+    pub reason: String,
+    pub silent: bool,
+    pub created_by: String,
+    /// `None`: until a human resumes it.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// One run the fleet error budget counts: it failed or failed verification.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BudgetFailure {
+    pub incident_id: IncidentId,
+    pub state: State,
+    pub at: DateTime<Utc>,
+    pub alertname: Option<String>,
+    pub target: Option<String>,
+}
+
+/// Where the fleet error budget stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BudgetState {
+    /// Its pause is active: nothing to count until a human resumes it.
+    Tripped(Pause),
+    /// The failures in the window, after the last resume of its pause (oldest first).
+    Counting(Vec<BudgetFailure>),
+}
+
+/// The error budget trips: pause everything and page once, journaled on `incident`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetTrip {
+    /// The run whose failure spent the budget.
+    pub incident: IncidentId,
+    /// The pause's reason.
+    pub reason: String,
+    pub failures: Vec<IncidentId>,
+    /// The budget as configured, for the journal.
+    pub max_failures: u32,
+    pub window: String,
+    /// The page goes to these channels, once (reason `error_budget`).
+    pub channels: Vec<String>,
+    pub payload: serde_json::Value,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Journal the alerts of one notification; returns only once they are durable.
@@ -465,6 +543,34 @@ pub trait Store: Send + Sync + 'static {
 
     /// Number of incidents per state (for metrics at startup and `/readyz`).
     async fn count_by_state(&self) -> Result<Vec<(State, i64)>, StoreError>;
+
+    /// Record a pause; it is active at once for every process on this store.
+    async fn create_pause(&self, pause: NewPause) -> Result<Pause, StoreError>;
+
+    /// Resume the active pause `id` (every active pause when `None`), recording `by` and
+    /// when; returns those resumed (none: no such active pause).
+    async fn resume_pauses(&self, id: Option<i64>, by: &str) -> Result<Vec<Pause>, StoreError>;
+
+    /// The pauses active at `now`, oldest first.
+    async fn active_pauses(&self, now: DateTime<Utc>) -> Result<Vec<Pause>, StoreError>;
+
+    /// The fleet error budget at `now`: tripped (its pause active), or the `failed` and
+    /// `verify_failed` finals of the last `window` since its pause was last resumed.
+    async fn error_budget(
+        &self,
+        window: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<BudgetState, StoreError>;
+
+    /// Trip the error budget, atomically: unless its pause is already active, record an
+    /// open-ended pause of everything by `error-budget`, queue the page on each channel
+    /// (reason `error_budget`, on `trip.incident`, leaving that incident's own escalation
+    /// alone) and journal `error_budget_tripped` there. `None` when it had tripped already.
+    async fn trip_error_budget(
+        &self,
+        trip: BudgetTrip,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Pause>, StoreError>;
 
     /// Cheap round trip proving the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

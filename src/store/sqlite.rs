@@ -18,8 +18,8 @@ use crate::incident::{EscalationReason, Event, Incident, IncidentId, State};
 use crate::plan::Plan;
 use crate::store::{
     ApprovalDecision, ApprovalOutcome, ApprovalRequest, BreakerLimit, BreakerResetOutcome,
-    BreakerStatus, DiagnosticsClaim, Gap, HostHold, IncidentDetail, Ingested, LinkProof,
-    OutboxItem, RunGate, RunRecord, Store, StoreError,
+    BreakerStatus, BudgetState, BudgetTrip, DiagnosticsClaim, Gap, HostHold, IncidentDetail,
+    Ingested, LinkProof, NewPause, OutboxItem, Pause, RunGate, RunRecord, Store, StoreError,
 };
 use crate::store::{FollowUpCandidate, FollowUpItem};
 
@@ -29,6 +29,7 @@ mod escalation;
 mod followups;
 mod holds;
 mod outbox;
+mod pauses;
 mod reports;
 mod rows;
 mod schema;
@@ -694,6 +695,40 @@ impl Store for SqliteStore {
             .collect()
         })
         .await
+    }
+
+    async fn create_pause(&self, pause: NewPause) -> Result<Pause, StoreError> {
+        self.write_with(move |conn| pauses::create_pause(conn, &pause, Utc::now()))
+            .await
+    }
+
+    async fn resume_pauses(&self, id: Option<i64>, by: &str) -> Result<Vec<Pause>, StoreError> {
+        let by = by.to_owned();
+        self.write_with(move |conn| pauses::resume_pauses(conn, id, &by, Utc::now()))
+            .await
+    }
+
+    async fn active_pauses(&self, now: DateTime<Utc>) -> Result<Vec<Pause>, StoreError> {
+        self.read(move |conn| pauses::active_pauses(conn, now))
+            .await
+    }
+
+    async fn error_budget(
+        &self,
+        window: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<BudgetState, StoreError> {
+        self.read(move |conn| pauses::error_budget(conn, window, now))
+            .await
+    }
+
+    async fn trip_error_budget(
+        &self,
+        trip: BudgetTrip,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Pause>, StoreError> {
+        self.write_with(move |conn| pauses::trip_error_budget(conn, &trip, now))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

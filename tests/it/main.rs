@@ -24,6 +24,7 @@ mod intake_http;
 mod login_shells;
 mod notify_only;
 mod page_followups;
+mod pause;
 mod planning_outcomes;
 mod quoting;
 mod readable_output;

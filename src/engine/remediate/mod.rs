@@ -5,9 +5,9 @@
 //! it starts and after it ends.
 //!
 //! `remediate` reads as the state machine: the gates (`gates.rs`: host hold, alert
-//! resolved, rate limit, slot, breaker) each admit the incident or say why not, then the
-//! steps run (`steps.rs`), then the checks are polled (`verification.rs`), then `finish`
-//! records the final state. Time comes from tokio's clock and `Clock` (`clock.rs`),
+//! resolved, pause (`pause.rs`), rate limit, slot, breaker) each admit the incident or
+//! say why not, then the steps run (`steps.rs`), then the checks are polled
+//! (`verification.rs`), then `finish` records the final state. Time comes from tokio's clock and `Clock` (`clock.rs`),
 //! commands go through a `CommandRunner`, so the whole machine runs in-process in tests
 //! (`tests.rs`).
 
@@ -32,6 +32,7 @@ mod approval;
 mod clock;
 mod gates;
 mod holds;
+mod pause;
 mod rate;
 mod silence;
 mod steps;
@@ -41,6 +42,7 @@ mod verification;
 
 pub use approval::{DEFAULT_APPROVAL_TIMEOUT, expire_due};
 pub use clock::Clock;
+pub use pause::PauseSettings;
 pub use rate::RateLimits;
 pub use silence::expire_orphan_silences;
 
@@ -77,6 +79,8 @@ pub struct Remediator {
     silences: Option<silence::FixSilences>,
     /// How long an approve-mode plan waits for a decision (`[approval] timeout`).
     approval_timeout: Duration,
+    /// Maintenance windows and the fleet error budget (`pause.rs`).
+    pauses: PauseSettings,
 }
 
 /// What the remediator keeps in memory between incidents.
@@ -136,6 +140,7 @@ impl Remediator {
             state: Mutex::new(RemediatorState::default()),
             metrics,
             clock: Clock::system(),
+            pauses: PauseSettings::default(),
             silences: None,
             approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
         }
@@ -362,6 +367,7 @@ impl Remediator {
         let run = self.alert_gate(incident, read).await?;
         // Pause and approval gates go here (issue 12): before the rate limit, so a paused
         // or unapproved incident takes no token.
+        self.pause_gate(&run).await?;
         self.approval_gate(&run).await?;
         self.rate_limit_gate(&run).await?;
         let turn = self.slot_gate(&run).await?;
@@ -404,6 +410,7 @@ impl Remediator {
             Event::BreakerOpen { reason, .. } => (State::BreakerOpen, reason.clone()),
             Event::RateLimited { reason } => (State::RateLimited, reason.clone()),
             Event::ResolvedBeforeRun { reason } => (State::ResolvedBeforeRun, reason.clone()),
+            Event::Paused { reason, .. } => (State::Paused, reason.clone()),
             other => unreachable!("finish is given a final event, not {other:?}"),
         };
         self.store
@@ -422,6 +429,9 @@ impl Remediator {
                 .set(successes as f64 / attempts as f64);
         }
         tracing::info!(incident = %id, state = to.as_str(), reason = %reason, "remediation finished");
+        if matches!(to, State::Failed | State::VerifyFailed) {
+            self.spend_error_budget(id).await;
+        }
         self.wake.notify_one();
         Ok(())
     }

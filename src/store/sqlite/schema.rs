@@ -15,6 +15,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_escalation_digests.sql"),
     include_str!("../migrations/0005_alert_key.sql"),
     include_str!("../migrations/0006_breaker_key.sql"),
+    include_str!("../migrations/0007_pauses.sql"),
     include_str!("../migrations/0008_approvals.sql"),
     include_str!("../migrations/0010_followups.sql"),
 ];

@@ -371,6 +371,17 @@ impl SalveConfig {
         self.table_setting("approval", key, value)
     }
 
+    /// One more `[[maintenance]]` window, its keys (`value`s already TOML) as written.
+    pub fn maintenance_window(mut self, keys: &[(&str, &str)]) -> SalveConfig {
+        let keys = keys
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        // `table` writes `[NAME]`: this name makes it `[[maintenance]]`, one per call.
+        self.tables.push(("[maintenance]".to_owned(), keys));
+        self
+    }
+
     fn table_setting(mut self, table: &str, key: &str, value: &str) -> SalveConfig {
         let entry = (key.to_owned(), value.to_owned());
         match self.tables.iter_mut().find(|(name, _)| name == table) {

@@ -13,8 +13,11 @@ use super::config::{API_BEARER, BEARER};
 use super::{SalveProcess, http_client, post_json, wait_until};
 
 /// The states an incident ends in.
-pub const FINAL: [&str; 10] = [
+pub const FINAL: [&str; 13] = [
     "notified",
+    "paused",
+    "denied",
+    "approval_expired",
     "succeeded",
     "failed",
     "verify_failed",

@@ -1,0 +1,213 @@
+//! The pauses API: list what is paused now (store pauses and open maintenance windows),
+//! pause (`operate`), resume (`operate`). Every change is recorded in the store with the
+//! token's name; the remediator's pause gate reads the same rows. Also the checks and the
+//! listing `salve pause` shares, so the CLI and the API accept and show the same things.
+
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::super::AppState;
+use super::super::hooks::{Rejection, check_content_type, read_body_within};
+use super::{authorized, refusal};
+use crate::config::ApiScope;
+use crate::maintenance::{MaintenanceWindow, WindowView};
+use crate::store::{NewPause, Pause, Store, StoreError};
+
+/// A pause request needs no more.
+const MAX_PAUSE_BODY: usize = 8 * 1024;
+
+/// What pausing is checked against and listed with, beyond the store.
+#[derive(Debug, Clone, Default)]
+pub struct PauseContext {
+    /// `[[maintenance]]`, validated.
+    pub windows: Vec<MaintenanceWindow>,
+    /// Inventory names: a pause may only name a host salve knows.
+    pub hosts: Vec<String>,
+}
+
+/// What is paused now: `salve pause list --json` and `GET /api/v1/pauses`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PauseListing {
+    pub pauses: Vec<Pause>,
+    /// Maintenance windows open now.
+    pub maintenance: Vec<WindowView>,
+}
+
+/// The active pauses and the windows open at `now`.
+pub async fn listing(
+    store: &dyn Store,
+    context: &PauseContext,
+    now: DateTime<Utc>,
+) -> Result<PauseListing, StoreError> {
+    Ok(PauseListing {
+        pauses: store.active_pauses(now).await?,
+        maintenance: context
+            .windows
+            .iter()
+            .filter(|window| window.is_open(now))
+            .map(MaintenanceWindow::view)
+            .collect(),
+    })
+}
+
+/// A pause as asked for, by the CLI's flags or the API's body.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRequest {
+    pub recipe: Option<String>,
+    pub host: Option<String>,
+    /// How long, e.g. `2h`. Required unless `until_resumed`.
+    #[serde(rename = "for")]
+    pub for_: Option<String>,
+    /// Open-ended: until a human resumes it.
+    #[serde(default)]
+    pub until_resumed: bool,
+    pub reason: String,
+    /// Journal paused incidents, page no one.
+    #[serde(default)]
+    pub silent: bool,
+}
+
+impl PauseRequest {
+    /// The pause to record, or why not: a reason is required, the host must be in the
+    /// inventory, and exactly one of `for` and `until_resumed` is given.
+    pub fn to_new_pause(
+        &self,
+        context: &PauseContext,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<NewPause, String> {
+        let reason = self.reason.trim();
+        if reason.is_empty() {
+            return Err("a pause needs a reason (--reason / \"reason\")".into());
+        }
+        let blank = |name: &Option<String>| name.as_deref().is_some_and(|n| n.trim().is_empty());
+        if blank(&self.recipe) || blank(&self.host) {
+            return Err(
+                "an empty recipe or host name pauses nothing; leave it out to pause all".into(),
+            );
+        }
+        if let Some(host) = &self.host
+            && !context.hosts.iter().any(|known| known == host)
+        {
+            return Err(format!("host {host:?} is not in the inventory"));
+        }
+        let until = match (&self.for_, self.until_resumed) {
+            (Some(_), true) => {
+                return Err("give either a duration (--for) or --until-resumed, not both".into());
+            }
+            (None, false) => {
+                return Err(
+                    "say how long: --for 2h (or --until-resumed for a pause a human ends)".into(),
+                );
+            }
+            (None, true) => None,
+            (Some(text), false) => {
+                let length: Duration =
+                    crate::duration::parse(text).map_err(|e| format!("--for {text:?}: {e}"))?;
+                if length.is_zero() {
+                    return Err("--for must be longer than 0".into());
+                }
+                let length = chrono::Duration::from_std(length)
+                    .map_err(|_| format!("--for {text:?} is too long"))?;
+                Some(now + length)
+            }
+        };
+        Ok(NewPause {
+            recipe: self.recipe.clone(),
+            host: self.host.clone(),
+            reason: reason.to_owned(),
+            silent: self.silent,
+            created_by: by.to_owned(),
+            until,
+        })
+    }
+}
+
+fn unavailable(e: StoreError) -> HttpResponse {
+    HttpResponse::ServiceUnavailable().json(json!({ "status": "error", "error": e.to_string() }))
+}
+
+/// `GET /api/v1/pauses`: the active pauses and the maintenance windows open now — what
+/// `salve pause list --json` prints. Needs a `read` token.
+pub async fn list_pauses(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(denied) = authorized(&req, &state, ApiScope::Read) {
+        return refusal(denied, ApiScope::Read);
+    }
+    match listing(state.store.as_ref(), &state.pauses, Utc::now()).await {
+        Ok(listing) => HttpResponse::Ok().json(listing),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /api/v1/pauses` with `{"host": …, "recipe": …, "for": "2h", "reason": …}`
+/// (`until_resumed`, `silent` optional): 201 with the pause. Needs an `operate` token,
+/// whose name the pause records (`created_by`).
+pub async fn create_pause(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let by = match authorized(&req, &state, ApiScope::Operate) {
+        Ok(by) => by,
+        Err(denied) => return refusal(denied, ApiScope::Operate),
+    };
+    let body = match check_content_type(req.headers()) {
+        Ok(()) => read_body_within(req.headers(), body, MAX_PAUSE_BODY, state.body_timeout).await,
+        Err(rejection) => Err(rejection),
+    };
+    let request: PauseRequest = match body.and_then(|bytes| {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Rejection::BadRequest(format!(
+                "expected {{\"host\": \"…\", \"recipe\": \"…\", \"for\": \"2h\", \"reason\": \"…\"}}: {e}"
+            ))
+        })
+    }) {
+        Ok(request) => request,
+        Err(rejection) => return rejection.response(),
+    };
+    let pause = match request.to_new_pause(&state.pauses, &by, Utc::now()) {
+        Ok(pause) => pause,
+        Err(message) => {
+            return HttpResponse::BadRequest().json(json!({ "status": "error", "error": message }));
+        }
+    };
+    match state.store.create_pause(pause).await {
+        Ok(pause) => {
+            tracing::warn!(pause = pause.id, recipe = ?pause.recipe, host = ?pause.host, by = %by, "paused through the API");
+            HttpResponse::Created().json(pause)
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /api/v1/pauses/{id}/resume`: ends an active pause now, recording the token's
+/// name (`resumed_by`). 404 when no active pause has that id. Needs an `operate` token.
+pub async fn resume_pause(
+    req: HttpRequest,
+    path: web::Path<i64>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let by = match authorized(&req, &state, ApiScope::Operate) {
+        Ok(by) => by,
+        Err(denied) => return refusal(denied, ApiScope::Operate),
+    };
+    let id = path.into_inner();
+    match state.store.resume_pauses(Some(id), &by).await {
+        Ok(resumed) => match resumed.into_iter().next() {
+            Some(pause) => {
+                tracing::warn!(pause = pause.id, by = %by, "pause resumed through the API");
+                HttpResponse::Ok().json(pause)
+            }
+            None => HttpResponse::NotFound().json(json!({
+                "status": "error",
+                "error": "no active pause has this id (salve pause list)",
+            })),
+        },
+        Err(e) => unavailable(e),
+    }
+}
