@@ -54,6 +54,9 @@ pub async fn listing(
     })
 }
 
+/// A pause's reason is read on pages and terminals: a sentence, not a document.
+const MAX_REASON_CHARS: usize = 500;
+
 /// A pause as asked for, by the CLI's flags or the API's body.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +88,11 @@ impl PauseRequest {
         if reason.is_empty() {
             return Err("a pause needs a reason (--reason / \"reason\")".into());
         }
+        if reason.chars().count() > MAX_REASON_CHARS {
+            return Err(format!(
+                "a pause's reason is at most {MAX_REASON_CHARS} characters"
+            ));
+        }
         let blank = |name: &Option<String>| name.as_deref().is_some_and(|n| n.trim().is_empty());
         if blank(&self.recipe) || blank(&self.host) {
             return Err(
@@ -112,9 +120,9 @@ impl PauseRequest {
                 if length.is_zero() {
                     return Err("--for must be longer than 0".into());
                 }
-                let length = chrono::Duration::from_std(length)
-                    .map_err(|_| format!("--for {text:?} is too long"))?;
-                Some(now + length)
+                let too_long = || format!("--for {text:?} is too long");
+                let length = chrono::Duration::from_std(length).map_err(|_| too_long())?;
+                Some(now.checked_add_signed(length).ok_or_else(too_long)?)
             }
         };
         Ok(NewPause {
@@ -209,5 +217,45 @@ pub async fn resume_pause(
             })),
         },
         Err(e) => unavailable(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> PauseContext {
+        PauseContext {
+            windows: Vec::new(),
+            hosts: vec!["web1".into()],
+        }
+    }
+
+    fn request(for_: &str, reason: &str) -> PauseRequest {
+        PauseRequest {
+            for_: Some(for_.into()),
+            reason: reason.into(),
+            ..PauseRequest::default()
+        }
+    }
+
+    #[test]
+    fn a_pause_too_long_to_represent_is_refused_not_a_panic() {
+        let now = Utc::now();
+        let asked = request("1000000000000h", "far");
+        let refused = asked.to_new_pause(&context(), "ops", now).unwrap_err();
+        assert!(refused.contains("too long"), "{refused}");
+        let fine = request("2h", "deploy").to_new_pause(&context(), "ops", now);
+        assert_eq!(fine.unwrap().until, Some(now + chrono::Duration::hours(2)));
+    }
+
+    #[test]
+    fn a_reason_is_a_sentence_not_a_document() {
+        let now = Utc::now();
+        let long = "x".repeat(MAX_REASON_CHARS + 1);
+        let refused = request("1h", &long).to_new_pause(&context(), "ops", now);
+        assert!(refused.unwrap_err().contains("at most 500"));
+        let longest = "x".repeat(MAX_REASON_CHARS);
+        assert!(request("1h", &longest).to_new_pause(&context(), "ops", now).is_ok());
     }
 }
