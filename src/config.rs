@@ -735,8 +735,17 @@ fn layered(text: &str, env: BTreeMap<String, String>) -> Result<Settings, Config
 
 /// `[approval]`: the link key (inline or from its file), a timeout above zero, and an
 /// `http(s)://` base URL.
+/// How long an approve-mode plan may wait at most: beyond a week its plan is stale.
+const MAX_APPROVAL_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
 fn approval_problems(approval: &ApprovalSettings, problems: &mut Problems) -> Option<Secret> {
     problems.unless_positive("approval", &[("timeout", approval.timeout.is_zero())]);
+    if approval.timeout > MAX_APPROVAL_TIMEOUT {
+        problems.at(
+            &["approval", "timeout"],
+            "approval.timeout is at most 7d: a plan waiting longer is stale (page a human instead)",
+        );
+    }
     if let Some(base) = &approval.base_url
         && !(base.starts_with("https://") || base.starts_with("http://"))
     {
@@ -1272,6 +1281,17 @@ mod tests {
         assert_eq!(loaded.settings.engine.mode, Mode::DryRun);
         assert!(!loaded.auth_configured());
         assert_eq!(loaded.origin, EMBEDDED_NAME);
+    }
+
+    #[test]
+    fn an_approval_timeout_past_a_week_is_located() {
+        let problems = load_text("[approval]\nkey = \"k\"\ntimeout = \"8d\"\n", &[]).unwrap_err();
+        let text = messages(problems).join("\n");
+        assert!(
+            text.starts_with("salve.toml:3: approval.timeout is at most 7d"),
+            "{text}"
+        );
+        assert!(load_text("[approval]\nkey = \"k\"\ntimeout = \"7d\"\n", &[]).is_ok());
     }
 
     #[test]

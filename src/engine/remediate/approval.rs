@@ -28,8 +28,11 @@ impl Remediator {
         {
             return Ok(());
         }
-        let expires_at = self.clock.now_utc()
-            + chrono::Duration::from_std(self.approval_timeout).unwrap_or(chrono::Duration::MAX);
+        // Saturating: a timeout past chrono's range waits "forever", it does not panic.
+        let expires_at = chrono::Duration::from_std(self.approval_timeout)
+            .ok()
+            .and_then(|timeout| self.clock.now_utc().checked_add_signed(timeout))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
         let nonce = crate::approval::new_nonce();
         match self
             .store

@@ -256,6 +256,10 @@ mod tests {
         let refused = request("1h", &long).to_new_pause(&context(), "ops", now);
         assert!(refused.unwrap_err().contains("at most 500"));
         let longest = "x".repeat(MAX_REASON_CHARS);
-        assert!(request("1h", &longest).to_new_pause(&context(), "ops", now).is_ok());
+        assert!(
+            request("1h", &longest)
+                .to_new_pause(&context(), "ops", now)
+                .is_ok()
+        );
     }
 }

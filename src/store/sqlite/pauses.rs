@@ -117,7 +117,11 @@ pub(super) fn error_budget(
     if let Some(pause) = budget_pause(conn, now)? {
         return Ok(BudgetState::Tripped(pause));
     }
-    let window_start = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    // Saturating: a window past chrono's range counts every failure, it does not panic.
+    let window_start = chrono::Duration::from_std(window)
+        .ok()
+        .and_then(|window| now.checked_sub_signed(window))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     // Failures before a human resumed the budget's last pause were paid for already.
     let last_resume: Option<String> = conn
         .prepare_cached("SELECT MAX(resumed_at) FROM pauses WHERE created_by = ?1")?
