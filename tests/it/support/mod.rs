@@ -18,6 +18,7 @@ mod smtp;
 mod sshd;
 mod wait;
 mod webhook_capture;
+pub mod webdriver;
 
 pub use alertmanager::{Alertmanager, AlertmanagerBuilder};
 pub use config::{
