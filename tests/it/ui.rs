@@ -304,7 +304,8 @@ async fn every_ui_post_needs_the_sessions_csrf_token_and_read_sessions_cannot_ac
             .bearer_token(crate::support::TOKEN)
             .recipes_dir("recipes")
             .escalation_default(&["oncall-email"])
-            .channel("oncall-email", Channel::log()),
+            .channel("oncall-email", Channel::log())
+            .channel("tickets", Channel::log()),
     )
     .start_with_shipped_recipes()
     .await;

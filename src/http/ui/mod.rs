@@ -882,7 +882,15 @@ async fn gaps(
             let rows: Vec<_> = gaps
                 .into_iter()
                 .map(|g| {
+                    let link = format!(
+                        "/ui/incidents?alertname={}",
+                        percent_encoding::utf8_percent_encode(
+                            &g.alertname,
+                            percent_encoding::NON_ALPHANUMERIC
+                        )
+                    );
                     context! {
+                        link => link,
                         alertname => g.alertname, incidents => g.incidents,
                         unmatched => g.unmatched, escalated => g.escalated,
                         last_seen => when(g.last_seen), last_reason => g.last_reason,

@@ -44,6 +44,18 @@ mod tests {
     use super::*;
     use minijinja::context;
 
+    /// Every template renders with an empty context (a filter or test missing from
+    /// minijinja's features fails only at render time).
+    #[test]
+    fn every_template_renders() {
+        for (name, _) in TEMPLATES {
+            let page = render(name, context! {}).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert!(!page.is_empty(), "{name}");
+        }
+        let gaps = context! { gaps => vec![context! { alertname => "A", link => "/ui/x" }] };
+        render("gaps.html", gaps).unwrap();
+    }
+
     #[test]
     fn templates_compile_and_escape_alert_values() {
         let html = render(
