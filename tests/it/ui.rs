@@ -430,3 +430,64 @@ async fn every_ui_post_needs_the_sessions_csrf_token_and_read_sessions_cannot_ac
     assert_eq!(answer.status().as_u16(), 303);
     assert_eq!(answer.headers()[LOCATION], "/ui/login");
 }
+
+/// The loopback default (no credential of any kind): the UI follows the API's rule — open
+/// to requests addressed to a loopback name, 421 for any other `Host` — and still needs
+/// the session's CSRF token on every POST.
+#[tokio::test]
+async fn without_credentials_the_ui_is_open_on_loopback_names_only() {
+    let salve = SalveConfig::new()
+        .recipes_dir("recipes")
+        .escalation_default(&["oncall-email"])
+        .channel("oncall-email", Channel::log())
+        .channel("tickets", Channel::log())
+        .start_with_shipped_recipes()
+        .await;
+    let base = salve.base_url();
+    let client = client();
+    for path in ["/ui/login", "/ui/incidents"] {
+        let answer = client
+            .get(format!("{base}{path}"))
+            .header(reqwest::header::HOST, "evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 421, "{path}");
+    }
+    let page = client.get(format!("{base}/ui/login")).send().await.unwrap();
+    let (login_cookie, _) = set_cookie(&page, "salve_ui_login");
+    let page = page.text().await.unwrap();
+    assert!(!page.contains("name=\"token\""), "no token to ask: {page}");
+    let answer = client
+        .post(format!("{base}/ui/login"))
+        .header(COOKIE, &login_cookie)
+        .form_fields(&[("csrf", &csrf_of(&page))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 303);
+    let (session, _) = set_cookie(&answer, "salve_ui_session");
+    let page = client
+        .get(format!("{base}/ui/pauses"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("anonymous (loopback"), "{page}");
+    let pause = |csrf: &str| {
+        client
+            .post(format!("{base}/ui/pauses"))
+            .header(COOKIE, &session)
+            .form_fields(&[("csrf", csrf), ("for", "1h"), ("reason", "open default")])
+            .send()
+    };
+    assert_eq!(pause("").await.unwrap().status().as_u16(), 403);
+    assert_eq!(pause(&csrf_of(&page)).await.unwrap().status().as_u16(), 303);
+    let listed = salve.run_cli(&["pause", "list", "--json"]).await;
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let by = listed["pauses"][0]["created_by"].as_str().unwrap_or_default();
+    assert!(by.starts_with("anonymous (loopback"), "{listed:#}");
+}
