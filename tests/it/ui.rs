@@ -82,8 +82,14 @@ async fn an_on_call_logs_in_filters_opens_an_incident_and_resets_a_breaker_in_ch
     let rows = browser.find_all("#incidents tbody tr").await;
     assert_eq!(rows.len(), 1, "{}", browser.text("#incidents").await);
     let row = rows[0].text().await;
-    assert!(row.contains("breaker_open") && row.contains("Echo"), "{row}");
-    assert!(row.contains("echo-message") && row.contains("web1"), "{row}");
+    assert!(
+        row.contains("breaker_open") && row.contains("Echo"),
+        "{row}"
+    );
+    assert!(
+        row.contains("echo-message") && row.contains("web1"),
+        "{row}"
+    );
     browser.screenshot("03-incidents-filtered").await;
 
     // Open it: the timeline says why it did not run.
@@ -111,7 +117,10 @@ async fn an_on_call_logs_in_filters_opens_an_incident_and_resets_a_breaker_in_ch
     // Breakers: reset the open one; the page that follows is its incident's journal.
     browser.goto(&format!("{base}/ui/breakers")).await;
     let breakers = browser.find("#breakers").await.text().await;
-    assert!(breakers.contains("echo-message") && breakers.contains("open"), "{breakers}");
+    assert!(
+        breakers.contains("echo-message") && breakers.contains("open"),
+        "{breakers}"
+    );
     browser.screenshot("06-breakers").await;
     browser.find("#breakers button.reset").await.click().await;
     browser.find("#timeline").await;
@@ -125,7 +134,10 @@ async fn an_on_call_logs_in_filters_opens_an_incident_and_resets_a_breaker_in_ch
     );
     let timeline = browser.text("#timeline").await;
     assert!(timeline.contains("breaker_reset"), "{timeline}");
-    assert!(timeline.contains("ops"), "the reset names who did it: {timeline}");
+    assert!(
+        timeline.contains("ops"),
+        "the reset names who did it: {timeline}"
+    );
     browser.screenshot("07-breaker-reset-journaled").await;
 
     // The `<script>` label is shown as text and never ran.
@@ -375,7 +387,11 @@ async fn every_ui_post_needs_the_sessions_csrf_token_and_read_sessions_cannot_ac
     }
     let listed = salve.run_cli(&["pause", "list", "--json"]).await;
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
-    assert_eq!(listed["pauses"], json!([]), "a CSRF-less POST paused: {listed:#}");
+    assert_eq!(
+        listed["pauses"],
+        json!([]),
+        "a CSRF-less POST paused: {listed:#}"
+    );
     // With the token it works, as `ops`.
     let answer = pause(Some(&ops_csrf)).await.unwrap();
     assert_eq!(answer.status().as_u16(), 303);
@@ -394,7 +410,10 @@ async fn every_ui_post_needs_the_sessions_csrf_token_and_read_sessions_cannot_ac
         .text()
         .await
         .unwrap();
-    assert!(page.contains("csrf test") && !page.contains("Resume"), "{page}");
+    assert!(
+        page.contains("csrf test") && !page.contains("Resume"),
+        "{page}"
+    );
     let id = listed["pauses"][0]["id"].to_string();
     let answer = client
         .post(format!("{base}/ui/pauses/{id}/resume"))
@@ -426,7 +445,11 @@ async fn every_ui_post_needs_the_sessions_csrf_token_and_read_sessions_cannot_ac
     assert_eq!(listed["pauses"], json!([]), "{listed:#}");
 
     // No session: every page sends to the login page.
-    let answer = client.get(format!("{base}/ui/incidents")).send().await.unwrap();
+    let answer = client
+        .get(format!("{base}/ui/incidents"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status().as_u16(), 303);
     assert_eq!(answer.headers()[LOCATION], "/ui/login");
 }
@@ -488,6 +511,8 @@ async fn without_credentials_the_ui_is_open_on_loopback_names_only() {
     assert_eq!(pause(&csrf_of(&page)).await.unwrap().status().as_u16(), 303);
     let listed = salve.run_cli(&["pause", "list", "--json"]).await;
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
-    let by = listed["pauses"][0]["created_by"].as_str().unwrap_or_default();
+    let by = listed["pauses"][0]["created_by"]
+        .as_str()
+        .unwrap_or_default();
     assert!(by.starts_with("anonymous (loopback"), "{listed:#}");
 }

@@ -132,10 +132,10 @@ fn secure(req: &HttpRequest) -> bool {
 }
 
 /// The caller's session, or the answer to give instead (to the login page).
-fn session_of(req: &HttpRequest, sessions: &Sessions) -> Result<Session, HttpResponse> {
+fn session_of(req: &HttpRequest, sessions: &Sessions) -> Result<Session, Box<HttpResponse>> {
     cookie_value(req, SESSION_COOKIE)
         .and_then(|id| sessions.get(&id, Utc::now()))
-        .ok_or_else(|| see_other("/ui/login"))
+        .ok_or_else(|| Box::new(see_other("/ui/login")))
 }
 
 /// A POST's form fields, percent-decoded (`application/x-www-form-urlencoded`).
@@ -163,19 +163,19 @@ fn acting_session(
     sessions: &Sessions,
     fields: &BTreeMap<String, String>,
     needed: ApiScope,
-) -> Result<Session, HttpResponse> {
+) -> Result<Session, Box<HttpResponse>> {
     let session = session_of(req, sessions)?;
     let presented = fields.get("csrf").map(String::as_str).unwrap_or_default();
     if !session::same_secret(presented, &session.csrf) {
-        return Err(message(
+        return Err(Box::new(message(
             StatusCode::FORBIDDEN,
             Some(&session),
             "Refused",
             "This form carried no valid CSRF token. Reload the page and try again.",
-        ));
+        )));
     }
     if session.scope < needed {
-        return Err(message(
+        return Err(Box::new(message(
             StatusCode::FORBIDDEN,
             Some(&session),
             "Refused",
@@ -185,7 +185,7 @@ fn acting_session(
                 session.scope.as_str(),
                 needed.as_str()
             ),
-        ));
+        )));
     }
     Ok(session)
 }
@@ -200,7 +200,7 @@ fn text_field(fields: &BTreeMap<String, String>, name: &str) -> Option<String> {
 async fn home(req: HttpRequest, sessions: web::Data<Sessions>) -> HttpResponse {
     match session_of(&req, &sessions) {
         Ok(_) => see_other("/ui/incidents"),
-        Err(to_login) => to_login,
+        Err(to_login) => *to_login,
     }
 }
 
@@ -274,7 +274,11 @@ async fn login(
         let bearer = format!("Bearer {token}");
         match state.api.authorize(Some(&bearer), ApiScope::Read) {
             Ok(name) => {
-                let scope = if state.api.authorize(Some(&bearer), ApiScope::Operate).is_ok() {
+                let scope = if state
+                    .api
+                    .authorize(Some(&bearer), ApiScope::Operate)
+                    .is_ok()
+                {
                     ApiScope::Operate
                 } else {
                     ApiScope::Read
@@ -322,7 +326,7 @@ async fn login(
 async fn logout(req: HttpRequest, body: web::Bytes, sessions: web::Data<Sessions>) -> HttpResponse {
     let fields = form(&body);
     if let Err(refused) = acting_session(&req, &sessions, &fields, ApiScope::Read) {
-        return refused;
+        return *refused;
     }
     if let Some(id) = cookie_value(&req, SESSION_COOKIE) {
         sessions.remove(&id);
@@ -430,7 +434,7 @@ async fn incidents(
 ) -> HttpResponse {
     let session = match session_of(&req, &sessions) {
         Ok(session) => session,
-        Err(to_login) => return to_login,
+        Err(to_login) => return *to_login,
     };
     let states: Vec<&str> = State::ALL.iter().map(|s| s.as_str()).collect();
     let filter = match query.filter(Utc::now()) {
@@ -502,7 +506,7 @@ async fn incident(
 ) -> HttpResponse {
     let session = match session_of(&req, &sessions) {
         Ok(session) => session,
-        Err(to_login) => return to_login,
+        Err(to_login) => return *to_login,
     };
     let id = IncidentId(path.into_inner());
     let detail = match state.store.incident(id).await {
@@ -587,7 +591,7 @@ async fn breakers(
 ) -> HttpResponse {
     let session = match session_of(&req, &sessions) {
         Ok(session) => session,
-        Err(to_login) => return to_login,
+        Err(to_login) => return *to_login,
     };
     match state.store.breakers().await {
         Ok(breakers) => {
@@ -624,7 +628,7 @@ async fn reset_breaker(
     let fields = form(&body);
     let session = match acting_session(&req, &sessions, &fields, ApiScope::Operate) {
         Ok(session) => session,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let (Some(recipe), Some(key)) = (text_field(&fields, "recipe"), text_field(&fields, "key"))
     else {
@@ -640,14 +644,12 @@ async fn reset_breaker(
             tracing::info!(recipe = %recipe, key = %key, by = %session.by, incident = done.incident.0, "breaker reset through the web UI");
             see_other(&format!("/ui/incidents/{}#journal-end", done.incident.0))
         }
-        Ok(BreakerResetOutcome::UnknownRecipe | BreakerResetOutcome::UnknownKey { .. }) => {
-            message(
-                StatusCode::NOT_FOUND,
-                Some(&session),
-                "No such breaker",
-                "This recipe never ran under this breaker key; nothing to reset.",
-            )
-        }
+        Ok(BreakerResetOutcome::UnknownRecipe | BreakerResetOutcome::UnknownKey { .. }) => message(
+            StatusCode::NOT_FOUND,
+            Some(&session),
+            "No such breaker",
+            "This recipe never ran under this breaker key; nothing to reset.",
+        ),
         Err(e) => store_down(&session, e),
     }
 }
@@ -659,7 +661,7 @@ async fn pauses(
 ) -> HttpResponse {
     let session = match session_of(&req, &sessions) {
         Ok(session) => session,
-        Err(to_login) => return to_login,
+        Err(to_login) => return *to_login,
     };
     pauses_page(&state, &session, StatusCode::OK, None).await
 }
@@ -710,7 +712,7 @@ async fn create_pause(
     let fields = form(&body);
     let session = match acting_session(&req, &sessions, &fields, ApiScope::Operate) {
         Ok(session) => session,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let until_resumed = fields.contains_key("until_resumed");
     let request = PauseRequest {
@@ -746,7 +748,7 @@ async fn resume_pause(
     let fields = form(&body);
     let session = match acting_session(&req, &sessions, &fields, ApiScope::Operate) {
         Ok(session) => session,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let id = path.into_inner();
     match state.store.resume_pauses(Some(id), &session.by).await {
@@ -771,7 +773,7 @@ async fn approvals(
 ) -> HttpResponse {
     let session = match session_of(&req, &sessions) {
         Ok(session) => session,
-        Err(to_login) => return to_login,
+        Err(to_login) => return *to_login,
     };
     let filter = IncidentFilter {
         state: Some(State::AwaitingApproval),
@@ -838,7 +840,7 @@ async fn decide(
     let fields = form(&body);
     let session = match acting_session(&req, &sessions, &fields, ApiScope::Operate) {
         Ok(session) => session,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let decision = if denied {
         let reason = text_field(&fields, "reason")
@@ -875,7 +877,7 @@ async fn gaps(
 ) -> HttpResponse {
     let session = match session_of(&req, &sessions) {
         Ok(session) => session,
-        Err(to_login) => return to_login,
+        Err(to_login) => return *to_login,
     };
     match state.store.gaps(GAPS).await {
         Ok(gaps) => {

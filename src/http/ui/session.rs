@@ -113,9 +113,8 @@ pub fn same_secret(presented: &str, expected: &str) -> bool {
 /// came over https (directly or as a proxy's `X-Forwarded-Proto`/`Forwarded` says: adding
 /// `Secure` only narrows where the browser sends it). `max_age` 0 deletes it.
 pub fn cookie(name: &str, value: &str, max_age_seconds: i64, secure: bool) -> String {
-    let mut cookie = format!(
-        "{name}={value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age_seconds}"
-    );
+    let mut cookie =
+        format!("{name}={value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age_seconds}");
     if secure {
         cookie.push_str("; Secure");
     }
@@ -139,7 +138,9 @@ mod tests {
         assert_eq!(session.csrf.len(), 64);
         assert!(sessions.get(&id, now + SESSION_LIFETIME).is_none());
         assert!(sessions.get(&id, now).is_none(), "expired ones are dropped");
-        let id = sessions.create("viewer".into(), ApiScope::Read, now).unwrap();
+        let id = sessions
+            .create("viewer".into(), ApiScope::Read, now)
+            .unwrap();
         assert!(!sessions.get(&id, now).unwrap().may_operate());
         sessions.remove(&id);
         assert!(sessions.get(&id, now).is_none());
@@ -149,7 +150,10 @@ mod tests {
     fn csrf_comparison() {
         assert!(same_secret("abc", "abc"));
         assert!(!same_secret("abd", "abc"));
-        assert!(!same_secret("", ""), "an empty expected token matches nothing");
+        assert!(
+            !same_secret("", ""),
+            "an empty expected token matches nothing"
+        );
     }
 
     #[test]

@@ -10,13 +10,34 @@ pub const STYLESHEET: &str = include_str!("../../../templates/ui/salve.css");
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../../templates/ui/base.html")),
-    ("login.html", include_str!("../../../templates/ui/login.html")),
-    ("message.html", include_str!("../../../templates/ui/message.html")),
-    ("incidents.html", include_str!("../../../templates/ui/incidents.html")),
-    ("incident.html", include_str!("../../../templates/ui/incident.html")),
-    ("breakers.html", include_str!("../../../templates/ui/breakers.html")),
-    ("pauses.html", include_str!("../../../templates/ui/pauses.html")),
-    ("approvals.html", include_str!("../../../templates/ui/approvals.html")),
+    (
+        "login.html",
+        include_str!("../../../templates/ui/login.html"),
+    ),
+    (
+        "message.html",
+        include_str!("../../../templates/ui/message.html"),
+    ),
+    (
+        "incidents.html",
+        include_str!("../../../templates/ui/incidents.html"),
+    ),
+    (
+        "incident.html",
+        include_str!("../../../templates/ui/incident.html"),
+    ),
+    (
+        "breakers.html",
+        include_str!("../../../templates/ui/breakers.html"),
+    ),
+    (
+        "pauses.html",
+        include_str!("../../../templates/ui/pauses.html"),
+    ),
+    (
+        "approvals.html",
+        include_str!("../../../templates/ui/approvals.html"),
+    ),
     ("gaps.html", include_str!("../../../templates/ui/gaps.html")),
 ];
 
@@ -63,7 +84,10 @@ mod tests {
             context! { title => "<script>x</script>", text => "a & b" },
         )
         .unwrap();
-        assert!(html.contains("&lt;script&gt;x&lt;&#x2f;script&gt;"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;x&lt;&#x2f;script&gt;"),
+            "{html}"
+        );
         assert!(html.contains("a &amp; b"));
         assert!(!html.contains("<script>"));
     }

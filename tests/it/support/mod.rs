@@ -17,8 +17,8 @@ mod salve;
 mod smtp;
 mod sshd;
 mod wait;
-mod webhook_capture;
 pub mod webdriver;
+mod webhook_capture;
 
 pub use alertmanager::{Alertmanager, AlertmanagerBuilder};
 pub use config::{

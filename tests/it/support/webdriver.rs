@@ -136,7 +136,9 @@ impl Browser {
     }
 
     pub async fn current_url(&self) -> String {
-        let url = self.command(reqwest::Method::GET, "/url", Value::Null).await;
+        let url = self
+            .command(reqwest::Method::GET, "/url", Value::Null)
+            .await;
         url.as_str().unwrap_or_default().to_owned()
     }
 
