@@ -18,6 +18,24 @@ const OPERATE_TOKEN: &str = "ui-ops-3a9d5c7e1f2b4068";
 /// A label value that would run if the page did not escape it.
 const SCRIPT_LABEL: &str = "<script>window.salveXss = 1</script>";
 
+/// The pages the main browser test photographs, in order.
+const SCREENSHOTS: [&str; 14] = [
+    "01-login",
+    "02-incidents",
+    "03-incidents-filtered",
+    "04-incident",
+    "05-incident-commands",
+    "06-breakers",
+    "07-breaker-reset-journaled",
+    "08-incident-script-label",
+    "09-pauses",
+    "10-pauses-resumed",
+    "11-approvals",
+    "12-gaps",
+    "13-incidents-phone",
+    "14-incident-phone",
+];
+
 fn ui_tokens(config: SalveConfig) -> SalveConfig {
     config
         .api_token("viewer", READ_TOKEN, "read")
@@ -55,7 +73,10 @@ async fn an_on_call_logs_in_filters_opens_an_incident_and_resets_a_breaker_in_ch
     let open_id = id_of(&|i| i["labels"]["message"] == "second");
     let script_id = id_of(&|i| i["labels"]["alertname"] == "NoRecipeForThis");
     let base = salve.base_url();
-    let _ = std::fs::remove_dir_all(screenshot_dir());
+    // This test's own screenshots must be new (other tests write theirs beside them).
+    for name in SCREENSHOTS {
+        let _ = std::fs::remove_file(screenshot_dir().join(format!("{name}.png")));
+    }
 
     let browser = Browser::start(1280, 1000).await;
     // Not logged in: the login page.
@@ -209,19 +230,7 @@ async fn an_on_call_logs_in_filters_opens_an_incident_and_resets_a_breaker_in_ch
     browser.find("#token").await;
     drop(browser);
 
-    for name in [
-        "01-login",
-        "02-incidents",
-        "03-incidents-filtered",
-        "04-incident",
-        "06-breakers",
-        "07-breaker-reset-journaled",
-        "08-incident-script-label",
-        "09-pauses",
-        "11-approvals",
-        "12-gaps",
-        "13-incidents-phone",
-    ] {
+    for name in SCREENSHOTS {
         let path = screenshot_dir().join(format!("{name}.png"));
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(bytes.starts_with(b"\x89PNG"), "{}", path.display());
@@ -444,6 +453,47 @@ async fn every_ui_post_needs_the_sessions_csrf_token_and_read_sessions_cannot_ac
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed["pauses"], json!([]), "{listed:#}");
 
+    // Paging: 51 alerts make a full page of 50 and a link to the one older incident.
+    let alerts: Vec<Value> = (0..51)
+        .map(|n| json!({ "labels": { "alertname": format!("Paged{n:02}"), "instance": "web1:9100" } }))
+        .collect();
+    salve.post_generic(json!({ "alerts": alerts })).await;
+    let page = |url: String| {
+        let client = &client;
+        let viewer = &viewer;
+        async move {
+            client
+                .get(url)
+                .header(COOKIE, viewer)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let first = page(format!("{base}/ui/incidents")).await;
+    assert_eq!(first.matches("<td data-label=\"#\">").count(), 50);
+    assert!(first.contains("Paged50") && !first.contains("Paged00"));
+    let marker = "<a href=\"";
+    let next = first
+        .split(marker)
+        .find(|rest| rest.contains("rel=\"next\""))
+        .and_then(|rest| rest.split('"').next())
+        .expect("a next link")
+        // As a browser reads the attribute: minijinja escapes `/` and `&`.
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&");
+    let older = page(format!("{base}{next}")).await;
+    assert_eq!(older.matches("<td data-label=\"#\">").count(), 1, "{older}");
+    assert!(older.contains("Paged00"));
+    // And the filter: one alertname, or none in the future.
+    let one = page(format!("{base}/ui/incidents?alertname=Paged07")).await;
+    assert_eq!(one.matches("<td data-label=\"#\">").count(), 1);
+    let none = page(format!("{base}/ui/incidents?since=2999-01-01T00:00:00Z")).await;
+    assert!(none.contains("No incident matches"), "{none}");
+
     // No session: every page sends to the login page.
     let answer = client
         .get(format!("{base}/ui/incidents"))
@@ -515,4 +565,105 @@ async fn without_credentials_the_ui_is_open_on_loopback_names_only() {
         .as_str()
         .unwrap_or_default();
     assert!(by.starts_with("anonymous (loopback"), "{listed:#}");
+}
+
+/// Approvals waiting, in Chromium: the shipped service-restart recipe in approve mode; one
+/// plan approved and one denied (with a reason) from the approvals page, each journaled
+/// with the token's name.
+#[tokio::test]
+async fn an_on_call_approves_and_denies_waiting_plans_in_chromium() {
+    let host = SshHost::start().await;
+    let enforcing = Enforcing::on(&host)
+        .patch_recipe(
+            "service-restart.toml",
+            "mode = \"enforce\"",
+            "mode = \"approve\"",
+        )
+        .config(|config| {
+            ui_tokens(config)
+                .approval_setting("key", "\"ui-approval-test-key\"")
+                .approval_setting("timeout", "\"1h\"")
+        })
+        .start()
+        .await;
+    let salve = &enforcing.salve;
+    let port = crate::support::free_port();
+    salve
+        .post_generic(json!({ "alerts": [
+            crate::support::service_down_on_web1("shop-api", port),
+            crate::support::service_down_on_web1("broken-api", port),
+        ] }))
+        .await;
+    let waiting = crate::support::wait_until(
+        Duration::from_secs(60),
+        "two plans awaiting approval",
+        || async {
+            let history = salve.history_json().await;
+            let ids: Vec<i64> = history
+                .iter()
+                .filter(|i| i["state"] == "awaiting_approval")
+                .filter_map(|i| i["id"].as_i64())
+                .collect();
+            (ids.len() == 2).then_some(ids)
+        },
+    )
+    .await;
+    let base = salve.base_url();
+
+    let browser = Browser::start(1280, 1000).await;
+    browser.goto(&format!("{base}/ui/login")).await;
+    browser.find("#token").await.type_text(OPERATE_TOKEN).await;
+    browser.find("#login").await.click().await;
+    browser.find("#incidents").await;
+    browser.goto(&format!("{base}/ui/approvals")).await;
+    for id in &waiting {
+        browser.find(&format!("#a-{id}")).await;
+    }
+    let page = browser.text("main").await;
+    assert!(page.contains("service-restart"), "{page}");
+    browser.screenshot("15-approvals-waiting").await;
+
+    let (approve_id, deny_id) = (waiting[0], waiting[1]);
+    browser
+        .find(&format!(
+            "form[action='/ui/incidents/{approve_id}/approve'] button"
+        ))
+        .await
+        .click()
+        .await;
+    browser.find("#timeline").await;
+    let timeline = browser.text("#timeline").await;
+    assert!(
+        timeline.contains("approved") && timeline.contains("ops"),
+        "{timeline}"
+    );
+    browser.screenshot("16-approved").await;
+
+    browser.goto(&format!("{base}/ui/approvals")).await;
+    browser
+        .find(&format!("#r-{deny_id}"))
+        .await
+        .type_text("not during the sale")
+        .await;
+    browser
+        .find(&format!(
+            "form[action='/ui/incidents/{deny_id}/deny'] button"
+        ))
+        .await
+        .click()
+        .await;
+    browser.find("#timeline").await;
+    let timeline = browser.text("#timeline").await;
+    assert!(
+        timeline.contains("denied") && timeline.contains("not during the sale"),
+        "{timeline}"
+    );
+    browser.screenshot("17-denied").await;
+    drop(browser);
+
+    let history = salve.history_json().await;
+    let denied = history.iter().find(|i| i["id"] == deny_id).unwrap();
+    assert_ne!(denied["state"], "awaiting_approval", "{denied:#}");
+    let approved = history.iter().find(|i| i["id"] == approve_id).unwrap();
+    assert_ne!(approved["state"], "awaiting_approval", "{approved:#}");
 }
