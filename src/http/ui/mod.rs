@@ -156,6 +156,22 @@ fn form(body: &[u8]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A form is a few short fields: a token, a reason, names.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// A POST's form, read within `server.body_timeout` and `MAX_FORM_BYTES` (as the API reads
+/// its bodies), or the refusal.
+async fn read_form(
+    req: &HttpRequest,
+    body: web::Payload,
+    state: &AppState,
+) -> Result<BTreeMap<String, String>, HttpResponse> {
+    super::hooks::read_body_within(req.headers(), body, MAX_FORM_BYTES, state.body_timeout)
+        .await
+        .map(|bytes| form(&bytes))
+        .map_err(|rejection| rejection.response())
+}
+
 /// The session of a POST whose form carries its CSRF token, and that may `needed`; else
 /// 403 (or the login page without a session).
 fn acting_session(
@@ -252,11 +268,14 @@ fn login_form(
 /// the API may.
 async fn login(
     req: HttpRequest,
-    body: web::Bytes,
+    body: web::Payload,
     state: web::Data<AppState>,
     sessions: web::Data<Sessions>,
 ) -> HttpResponse {
-    let fields = form(&body);
+    let fields = match read_form(&req, body, &state).await {
+        Ok(fields) => fields,
+        Err(rejected) => return rejected,
+    };
     let expected = cookie_value(&req, LOGIN_COOKIE).unwrap_or_default();
     let presented = fields.get("csrf").map(String::as_str).unwrap_or_default();
     if !session::same_secret(presented, &expected) {
@@ -323,8 +342,16 @@ async fn login(
     response
 }
 
-async fn logout(req: HttpRequest, body: web::Bytes, sessions: web::Data<Sessions>) -> HttpResponse {
-    let fields = form(&body);
+async fn logout(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+    sessions: web::Data<Sessions>,
+) -> HttpResponse {
+    let fields = match read_form(&req, body, &state).await {
+        Ok(fields) => fields,
+        Err(rejected) => return rejected,
+    };
     if let Err(refused) = acting_session(&req, &sessions, &fields, ApiScope::Read) {
         return *refused;
     }
@@ -621,11 +648,14 @@ async fn breakers(
 /// shows the incident whose journal records the reset.
 async fn reset_breaker(
     req: HttpRequest,
-    body: web::Bytes,
+    body: web::Payload,
     state: web::Data<AppState>,
     sessions: web::Data<Sessions>,
 ) -> HttpResponse {
-    let fields = form(&body);
+    let fields = match read_form(&req, body, &state).await {
+        Ok(fields) => fields,
+        Err(rejected) => return rejected,
+    };
     let session = match acting_session(&req, &sessions, &fields, ApiScope::Operate) {
         Ok(session) => session,
         Err(refused) => return *refused,
@@ -705,11 +735,14 @@ async fn pauses_page(
 /// same checks as `POST /api/v1/pauses`.
 async fn create_pause(
     req: HttpRequest,
-    body: web::Bytes,
+    body: web::Payload,
     state: web::Data<AppState>,
     sessions: web::Data<Sessions>,
 ) -> HttpResponse {
-    let fields = form(&body);
+    let fields = match read_form(&req, body, &state).await {
+        Ok(fields) => fields,
+        Err(rejected) => return rejected,
+    };
     let session = match acting_session(&req, &sessions, &fields, ApiScope::Operate) {
         Ok(session) => session,
         Err(refused) => return *refused,
@@ -741,11 +774,14 @@ async fn create_pause(
 async fn resume_pause(
     req: HttpRequest,
     path: web::Path<i64>,
-    body: web::Bytes,
+    body: web::Payload,
     state: web::Data<AppState>,
     sessions: web::Data<Sessions>,
 ) -> HttpResponse {
-    let fields = form(&body);
+    let fields = match read_form(&req, body, &state).await {
+        Ok(fields) => fields,
+        Err(rejected) => return rejected,
+    };
     let session = match acting_session(&req, &sessions, &fields, ApiScope::Operate) {
         Ok(session) => session,
         Err(refused) => return *refused,
@@ -810,7 +846,7 @@ async fn approvals(
 async fn approve(
     req: HttpRequest,
     path: web::Path<i64>,
-    body: web::Bytes,
+    body: web::Payload,
     state: web::Data<AppState>,
     sessions: web::Data<Sessions>,
 ) -> HttpResponse {
@@ -820,7 +856,7 @@ async fn approve(
 async fn deny(
     req: HttpRequest,
     path: web::Path<i64>,
-    body: web::Bytes,
+    body: web::Payload,
     state: web::Data<AppState>,
     sessions: web::Data<Sessions>,
 ) -> HttpResponse {
@@ -832,12 +868,15 @@ async fn deny(
 async fn decide(
     req: HttpRequest,
     id: i64,
-    body: web::Bytes,
+    body: web::Payload,
     state: web::Data<AppState>,
     sessions: web::Data<Sessions>,
     denied: bool,
 ) -> HttpResponse {
-    let fields = form(&body);
+    let fields = match read_form(&req, body, &state).await {
+        Ok(fields) => fields,
+        Err(rejected) => return rejected,
+    };
     let session = match acting_session(&req, &sessions, &fields, ApiScope::Operate) {
         Ok(session) => session,
         Err(refused) => return *refused,
