@@ -25,6 +25,7 @@ readonly PACKAGES=(
   fish
   tcsh
   ksh
+  chromium chromium-driver
 )
 
 # Run a command as root: directly when we are root, else through sudo (CI images differ).

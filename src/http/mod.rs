@@ -19,6 +19,7 @@ pub mod api;
 pub mod approve;
 pub mod auth;
 pub mod hooks;
+pub mod ui;
 
 /// Grafana signature settings, with the secret resolved (inline or from its file).
 #[derive(Clone)]
@@ -107,9 +108,12 @@ pub fn server(
     let workers = workers.clamp(1, max_connections.max(1));
     let per_worker = (max_connections / workers).max(1);
     let state = web::Data::new(state);
+    let ui_sessions = web::Data::new(ui::session::Sessions::default());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(ui_sessions.clone())
+            .configure(ui::routes)
             .wrap(from_fn(loopback_host_guard))
             .route("/hooks/alertmanager", web::post().to(hooks::alertmanager))
             .route("/hooks/grafana", web::post().to(hooks::grafana))

@@ -246,6 +246,21 @@ pub struct IncidentDetail {
     pub events: Vec<JournalEntry>,
 }
 
+/// Which incidents a listing shows: each set field must match (the web UI's filters).
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    pub state: Option<State>,
+    pub alertname: Option<String>,
+    /// The plan's target name.
+    pub host: Option<String>,
+    /// The plan's recipe.
+    pub recipe: Option<String>,
+    /// First seen at or after this.
+    pub since: Option<DateTime<Utc>>,
+    /// Cursor: only ids below this one.
+    pub before: Option<IncidentId>,
+}
+
 /// Who the fleet error budget's own pause is `created_by`.
 pub const ERROR_BUDGET_BY: &str = "error-budget";
 
@@ -528,6 +543,14 @@ pub trait Store: Send + Sync + 'static {
     async fn list_incidents(
         &self,
         before: Option<IncidentId>,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError>;
+
+    /// Incidents matching every set field of `filter`, newest first, at most `limit`.
+    /// One query; no journals.
+    async fn incidents_matching(
+        &self,
+        filter: &IncidentFilter,
         limit: usize,
     ) -> Result<Vec<Incident>, StoreError>;
 

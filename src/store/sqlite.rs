@@ -26,6 +26,7 @@ use crate::store::{FollowUpCandidate, FollowUpItem};
 mod approvals;
 mod breaker;
 mod escalation;
+mod filter;
 mod followups;
 mod holds;
 mod outbox;
@@ -631,6 +632,16 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Incident>, StoreError> {
         self.read(move |conn| incidents_below(conn, before, limit))
+            .await
+    }
+
+    async fn incidents_matching(
+        &self,
+        filter: &crate::store::IncidentFilter,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| filter::incidents_matching(conn, &filter, limit))
             .await
     }
 

@@ -36,4 +36,5 @@ mod ssh_executor;
 mod store_commit_failure;
 mod storm;
 mod testbed_smoke;
+mod ui;
 mod unmatched_why;

@@ -17,6 +17,7 @@ mod salve;
 mod smtp;
 mod sshd;
 mod wait;
+pub mod webdriver;
 mod webhook_capture;
 
 pub use alertmanager::{Alertmanager, AlertmanagerBuilder};
