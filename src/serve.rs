@@ -217,7 +217,8 @@ impl App {
                 settings.ssh.command_timeout,
                 outbox_wake.clone(),
             )
-            .with_approval_links(approval_links),
+            .with_approval_links(approval_links)
+            .with_metrics(metrics.clone()),
         );
         let channels = Channels::new(&settings.escalation.channels)
             .map_err(|e| anyhow::anyhow!("escalation channels: {e}"))?;
@@ -231,6 +232,14 @@ impl App {
         let recovered = crate::engine::recover_interrupted(store.as_ref(), mode)
             .await
             .context("recovering incidents the last run left mid-remediation")?;
+        Metrics::saturating_inc_by(
+            &metrics
+                .incidents
+                .get_or_create(&crate::metrics::OutcomeLabel {
+                    outcome: crate::incident::State::Interrupted.as_str(),
+                }),
+            recovered.interrupted as u64,
+        );
         if recovered.resumed + recovered.interrupted > 0 {
             tracing::warn!(
                 resumed = recovered.resumed,

@@ -12,6 +12,7 @@ set -euo pipefail
 # (tests/it/login_shells.rs; `ksh` brings ksh93).
 readonly PACKAGES=(
   prometheus-alertmanager
+  prometheus
   openssh-server
   openssh-client
   sudo
