@@ -49,6 +49,12 @@ pub struct RecipeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabel {
+    /// Channel names come from the config: a bounded set.
+    pub channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
     pub commit: &'static str,
@@ -152,6 +158,8 @@ pub struct Metrics {
     pub error_budget_tripped: Gauge,
     /// From salve receiving an alert to the first command of its remediation being sent.
     pub alert_to_first_command: Histogram,
+    /// Deliveries a channel did not accept (each attempt, a digest once), by channel.
+    pub escalation_delivery_failures: Family<ChannelLabel, Counter>,
 }
 
 impl Metrics {
@@ -243,6 +251,12 @@ impl Metrics {
             "From salve receiving an alert to the first command of its remediation being sent",
             alert_to_first_command.clone(),
         );
+        let escalation_delivery_failures = Family::<ChannelLabel, Counter>::default();
+        registry.register(
+            "escalation_delivery_failures",
+            "Escalation deliveries a channel did not accept (each attempt; a digest counts once), by channel",
+            escalation_delivery_failures.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         registry.register(
             "build_info",
@@ -287,6 +301,7 @@ impl Metrics {
             breaker_open,
             error_budget_tripped,
             alert_to_first_command,
+            escalation_delivery_failures,
         })
     }
 

@@ -222,6 +222,15 @@ impl App {
         );
         let channels = Channels::new(&settings.escalation.channels)
             .map_err(|e| anyhow::anyhow!("escalation channels: {e}"))?;
+        for channel in settings.escalation.channels.keys() {
+            let label = crate::metrics::ChannelLabel {
+                channel: channel.clone(),
+            };
+            metrics
+                .escalation_delivery_failures
+                .get_or_create(&label)
+                .inc_by(0);
+        }
         let outbox = Outbox {
             store: store.clone(),
             channels: Arc::new(channels),
