@@ -80,6 +80,17 @@ pub const FINAL_OUTCOMES: [State; 14] = [
     State::ApprovalExpired,
 ];
 
+/// The outcomes `salve_remediations_total` counts a recipe's remediations under.
+pub const REMEDIATION_OUTCOMES: [State; 7] = [
+    State::Succeeded,
+    State::Failed,
+    State::VerifyFailed,
+    State::BreakerOpen,
+    State::RateLimited,
+    State::ResolvedBeforeRun,
+    State::Paused,
+];
+
 /// The commit salve was built from, when the build knew it.
 pub const GIT_COMMIT: &str = match option_env!("SALVE_GIT_COMMIT") {
     Some(commit) => commit,
@@ -277,6 +288,11 @@ impl Metrics {
             alerts_received.get_or_create(&label).inc_by(0);
             alert_duplicates.get_or_create(&label).inc_by(0);
             alerts_resolved.get_or_create(&label).inc_by(0);
+            // The accepted answer's series, so the first request moves a rate.
+            let _ = webhook_duration.get_or_create(&RequestLabels {
+                source: source.as_str(),
+                code: 200,
+            });
         }
         for state in FINAL_OUTCOMES {
             incidents
@@ -303,6 +319,17 @@ impl Metrics {
             alert_to_first_command,
             escalation_delivery_failures,
         })
+    }
+
+    /// Creates `recipe`'s remediation series at 0 (those it has not yet), so a rate sees
+    /// its first remediation.
+    pub fn remediation_series(&self, recipe: &str) {
+        for outcome in REMEDIATION_OUTCOMES {
+            let _ = self.remediations.get_or_create(&RemediationLabels {
+                recipe: recipe.to_owned(),
+                outcome: outcome.as_str(),
+            });
+        }
     }
 
     pub fn remediation(&self, recipe: &str, outcome: State) {

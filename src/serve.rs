@@ -222,6 +222,7 @@ impl App {
         );
         let channels = Channels::new(&settings.escalation.channels)
             .map_err(|e| anyhow::anyhow!("escalation channels: {e}"))?;
+        // Every channel's series from the first scrape, so a rate sees its first page.
         for channel in settings.escalation.channels.keys() {
             let label = crate::metrics::ChannelLabel {
                 channel: channel.clone(),
@@ -230,6 +231,13 @@ impl App {
                 .escalation_delivery_failures
                 .get_or_create(&label)
                 .inc_by(0);
+            for reason in crate::incident::EscalationReason::ALL {
+                let label = crate::metrics::EscalationLabels {
+                    channel: channel.clone(),
+                    reason: reason.as_str().to_owned(),
+                };
+                metrics.escalations.get_or_create(&label).inc_by(0);
+            }
         }
         let outbox = Outbox {
             store: store.clone(),

@@ -257,6 +257,7 @@ impl Engine {
             }
             for recipe in self.recipes.names() {
                 open.entry(recipe).or_default();
+                self.metrics.remediation_series(recipe);
             }
             for (recipe, count) in open {
                 self.metrics

@@ -153,13 +153,20 @@ async fn metrics_speak_text_004_when_asked_and_count_each_incident_once_by_final
     // the build, and a text promtool's own parser accepts.
     let (content_type, fresh) = scrape(salve, TEXT_004_ACCEPT).await;
     assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
-    assert!(!fresh.contains("# EOF") && !fresh.contains("# UNIT"), "{fresh}");
+    assert!(
+        !fresh.contains("# EOF") && !fresh.contains("# UNIT"),
+        "{fresh}"
+    );
     assert!(
         fresh.contains("# TYPE salve_incidents_total counter\n"),
         "{fresh}"
     );
     for outcome in OUTCOMES {
-        assert_eq!(outcome_count(&fresh, outcome), Some(0.0), "{outcome}\n{fresh}");
+        assert_eq!(
+            outcome_count(&fresh, outcome),
+            Some(0.0),
+            "{outcome}\n{fresh}"
+        );
     }
     assert_eq!(incidents_counted(&fresh), 0.0, "{fresh}");
     let build = format!(
@@ -184,8 +191,7 @@ async fn metrics_speak_text_004_when_asked_and_count_each_incident_once_by_final
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run promtool check metrics");
-    std::io::Write::write_all(&mut promtool_check.stdin.take().unwrap(), fresh.as_bytes())
-        .unwrap();
+    std::io::Write::write_all(&mut promtool_check.stdin.take().unwrap(), fresh.as_bytes()).unwrap();
     let linted = promtool_check.wait_with_output().unwrap();
     assert!(
         linted.status.success(),
@@ -209,7 +215,10 @@ async fn metrics_speak_text_004_when_asked_and_count_each_incident_once_by_final
         .post_generic(json!({ "alerts": [{ "labels": { "alertname": "MixinNovel" } }] }))
         .await;
     let history = salve.wait_for_final(2, Duration::from_secs(90)).await;
-    assert!(history.iter().any(|i| i["state"] == "succeeded"), "{history:#?}");
+    assert!(
+        history.iter().any(|i| i["state"] == "succeeded"),
+        "{history:#?}"
+    );
     assert_eq!(health_status(port).await, Some(200));
     salve.wait_until_delivered().await;
 
@@ -252,15 +261,19 @@ async fn a_denial_from_the_cli_and_an_expired_approval_are_each_counted_once() {
         alert["startsAt"] = json!(format!("2026-11-28T10:00:{second:02}Z"));
         salve.post_generic(json!({ "alerts": [alert] })).await;
     }
-    let waiting = wait_until(Duration::from_secs(60), "two plans awaiting approval", || async {
-        let history = salve.history_json().await;
-        let ids: Vec<i64> = history
-            .iter()
-            .filter(|i| i["state"] == "awaiting_approval")
-            .map(|i| i["id"].as_i64().unwrap())
-            .collect();
-        (ids.len() == 2).then_some(ids)
-    })
+    let waiting = wait_until(
+        Duration::from_secs(60),
+        "two plans awaiting approval",
+        || async {
+            let history = salve.history_json().await;
+            let ids: Vec<i64> = history
+                .iter()
+                .filter(|i| i["state"] == "awaiting_approval")
+                .map(|i| i["id"].as_i64().unwrap())
+                .collect();
+            (ids.len() == 2).then_some(ids)
+        },
+    )
     .await;
     // `salve deny` decides in the store, from another process than the one counting.
     let denied = salve
@@ -269,7 +282,10 @@ async fn a_denial_from_the_cli_and_an_expired_approval_are_each_counted_once() {
     assert!(denied.status.success(), "{}", text(&denied.stderr));
 
     let history = salve.wait_for_final(2, Duration::from_secs(90)).await;
-    let states: Vec<&str> = history.iter().map(|i| i["state"].as_str().unwrap()).collect();
+    let states: Vec<&str> = history
+        .iter()
+        .map(|i| i["state"].as_str().unwrap())
+        .collect();
     assert!(
         states.contains(&"denied") && states.contains(&"approval_expired"),
         "{states:?}"
@@ -281,7 +297,11 @@ async fn a_denial_from_the_cli_and_an_expired_approval_are_each_counted_once() {
     })
     .await;
     assert_eq!(outcome_count(&scraped, "denied"), Some(1.0), "{scraped}");
-    assert_eq!(outcome_count(&scraped, "approval_expired"), Some(1.0), "{scraped}");
+    assert_eq!(
+        outcome_count(&scraped, "approval_expired"),
+        Some(1.0),
+        "{scraped}"
+    );
     // A few engine passes later, still once each.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (_, later) = scrape(salve, TEXT_004_ACCEPT).await;
@@ -329,30 +349,41 @@ async fn prometheus_scrapes_salve_in_text_004_and_every_dashboard_query_returns_
         .trim_end_matches('/')
         .to_owned();
     let proxy = Text004Proxy::to(&upstream).await;
-    let prometheus = Prometheus::scraping(proxy.address(), &[&mixin_dir().join("alerts.yml")]).await;
-    wait_until(Duration::from_secs(60), "Prometheus scraping salve", || async {
-        let data = prometheus.query("up{job=\"salve\"} == 1").await;
-        (!data["result"].as_array().unwrap().is_empty()).then_some(())
-    })
+    let prometheus =
+        Prometheus::scraping(proxy.address(), &[&mixin_dir().join("alerts.yml")]).await;
+    wait_until(
+        Duration::from_secs(60),
+        "Prometheus scraping salve",
+        || async {
+            let data = prometheus.query("up{job=\"salve\"} == 1").await;
+            (!data["result"].as_array().unwrap().is_empty()).then_some(())
+        },
+    )
     .await;
 
     // Traffic while Prometheus watches, so rates and histograms move: a duplicate, a
     // remediation over real sshd, a novel alert that is escalated.
     let down = service_down_on_web1("shop-api", port);
-    salve.post_generic(json!({ "alerts": [down.clone()] })).await;
+    salve
+        .post_generic(json!({ "alerts": [down.clone()] }))
+        .await;
     salve.post_generic(json!({ "alerts": [down] })).await;
     salve
         .post_generic(json!({ "alerts": [{ "labels": { "alertname": "MixinNovel" } }] }))
         .await;
     salve.wait_for_final(2, Duration::from_secs(90)).await;
     salve.wait_until_delivered().await;
-    wait_until(Duration::from_secs(60), "Prometheus has the escalation", || async {
-        let data = prometheus
-            .query("sum(increase(salve_escalations_total{job=\"salve\"}[1m])) > 0")
-            .await;
-        (!data["result"].as_array().unwrap().is_empty()).then_some(())
-    })
-    .await;
+    // Counters move a moment after the journal: wait until Prometheus scraped them.
+    for moved in [
+        "sum(increase(salve_escalations_total{job=\"salve\"}[1m])) > 0",
+        "sum(salve_incidents_total{job=\"salve\", outcome=\"succeeded\"}) > 0",
+    ] {
+        wait_until(Duration::from_secs(60), moved, || async {
+            let data = prometheus.query(moved).await;
+            (!data["result"].as_array().unwrap().is_empty()).then_some(())
+        })
+        .await;
+    }
 
     let expressions = dashboard_expressions();
     assert!(expressions.len() >= 10, "{expressions:#?}");
@@ -368,26 +399,34 @@ async fn prometheus_scrapes_salve_in_text_004_and_every_dashboard_query_returns_
                 .and_then(|v| v.parse::<f64>().ok())
                 .is_some_and(|v| !v.is_nan())
         });
-        let expected_missing = NOT_EXPORTED_YET.iter().any(|metric| promql.contains(metric));
+        let expected_missing = NOT_EXPORTED_YET
+            .iter()
+            .any(|metric| promql.contains(metric));
         match (has_number, expected_missing) {
             (true, _) => {}
             (false, true) => assert!(result.is_empty(), "{title}: {promql} → {data}"),
             (false, false) => empty.push(format!("{title}: {promql} → {data}")),
         }
     }
-    assert!(
-        empty.is_empty(),
-        "dashboard queries without data:\n{}\nProxied scrapes: {:?}",
-        empty.join("\n"),
-        proxy.scrapes().last()
-    );
+    if !empty.is_empty() {
+        let counted = prometheus
+            .query("salve_incidents_total{job=\"salve\"}[1m]")
+            .await;
+        panic!(
+            "dashboard queries without data:\n{}\nlast proxied scrape: {:?}\nincidents counted: {counted}",
+            empty.join("\n"),
+            proxy.scrapes().last()
+        );
+    }
 
     // Prometheus asked for OpenMetrics, the proxy for 0.0.4, and salve answered 0.0.4.
     let scrapes = proxy.scrapes();
     assert!(!scrapes.is_empty());
     for scrape in &scrapes {
         assert!(
-            scrape.scraper_accept.starts_with("application/openmetrics-text"),
+            scrape
+                .scraper_accept
+                .starts_with("application/openmetrics-text"),
             "{scrape:?}"
         );
         assert_eq!(
@@ -397,10 +436,7 @@ async fn prometheus_scrapes_salve_in_text_004_and_every_dashboard_query_returns_
     }
     // Prometheus read the counters as counters from the 0.0.4 text.
     let metadata = http_client()
-        .get(prometheus.url(
-            "/api/v1/metadata",
-            &[("metric", "salve_incidents_total")],
-        ))
+        .get(prometheus.url("/api/v1/metadata", &[("metric", "salve_incidents_total")]))
         .send()
         .await
         .unwrap()

@@ -129,7 +129,8 @@ impl Prometheus {
             .expect("query Prometheus");
         let answer: Value = response.json().await.expect("Prometheus answers JSON");
         assert_eq!(
-            answer["status"], "success",
+            answer["status"],
+            "success",
             "query {promql}: {answer:#}\n{}",
             self.log_tail()
         );
@@ -224,7 +225,11 @@ async fn proxy_connection(
         let mut scraper_accept = String::new();
         let mut request = String::new();
         for line in head.split("\r\n").filter(|line| !line.is_empty()) {
-            let name = line.split(':').next().unwrap_or_default().to_ascii_lowercase();
+            let name = line
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             match name.as_str() {
                 "accept" => scraper_accept = line["accept:".len()..].trim().to_owned(),
                 "connection" => {}
