@@ -217,10 +217,28 @@ impl App {
                 settings.ssh.command_timeout,
                 outbox_wake.clone(),
             )
-            .with_approval_links(approval_links),
+            .with_approval_links(approval_links)
+            .with_metrics(metrics.clone()),
         );
         let channels = Channels::new(&settings.escalation.channels)
             .map_err(|e| anyhow::anyhow!("escalation channels: {e}"))?;
+        // Every channel's series from the first scrape, so a rate sees its first page.
+        for channel in settings.escalation.channels.keys() {
+            let label = crate::metrics::ChannelLabel {
+                channel: channel.clone(),
+            };
+            metrics
+                .escalation_delivery_failures
+                .get_or_create(&label)
+                .inc_by(0);
+            for reason in crate::incident::EscalationReason::ALL {
+                let label = crate::metrics::EscalationLabels {
+                    channel: channel.clone(),
+                    reason: reason.as_str().to_owned(),
+                };
+                metrics.escalations.get_or_create(&label).inc_by(0);
+            }
+        }
         let outbox = Outbox {
             store: store.clone(),
             channels: Arc::new(channels),
@@ -231,6 +249,14 @@ impl App {
         let recovered = crate::engine::recover_interrupted(store.as_ref(), mode)
             .await
             .context("recovering incidents the last run left mid-remediation")?;
+        Metrics::saturating_inc_by(
+            &metrics
+                .incidents
+                .get_or_create(&crate::metrics::OutcomeLabel {
+                    outcome: crate::incident::State::Interrupted.as_str(),
+                }),
+            recovered.interrupted as u64,
+        );
         if recovered.resumed + recovered.interrupted > 0 {
             tracing::warn!(
                 resumed = recovered.resumed,

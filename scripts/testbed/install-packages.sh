@@ -9,9 +9,11 @@ set -euo pipefail
 # tests/it/support/sshd.rs) with sudo on the target for recipes that need root, and the SMTP
 # capture server for later test suites; wrk for scripts/bench's intake load; the login
 # shells of the target users that prove a command means the same whatever the user's shell
-# (tests/it/login_shells.rs; `ksh` brings ksh93).
+# (tests/it/login_shells.rs; `ksh` brings ksh93); Prometheus and promtool for the mixin's
+# tests (tests/it/mixin.rs).
 readonly PACKAGES=(
   prometheus-alertmanager
+  prometheus
   openssh-server
   openssh-client
   sudo

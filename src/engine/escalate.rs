@@ -54,6 +54,9 @@ pub struct Escalator {
     slots: Arc<tokio::sync::Semaphore>,
     /// Signs the approve/deny links of an `approval` page; `None` without `[approval]`.
     approval_links: Option<Arc<crate::approval::LinkSigner>>,
+    /// Counts `denied` outcomes when they are paged: a deny is decided in the store, by
+    /// this process (link, API) or another (`salve deny`), and every one is paged once.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Escalator {
@@ -73,6 +76,15 @@ impl Escalator {
             outbox_wake,
             slots: Arc::new(tokio::sync::Semaphore::new(ESCALATE_PARALLEL)),
             approval_links: None,
+            metrics: None,
+        }
+    }
+
+    /// The same escalator, counting the `denied` outcomes it pages in `metrics`.
+    pub fn with_metrics(self, metrics: Arc<crate::metrics::Metrics>) -> Escalator {
+        Escalator {
+            metrics: Some(metrics),
+            ..self
         }
     }
 
@@ -145,6 +157,11 @@ impl Escalator {
             .enqueue_escalation(incident.id, reason, &channels, &payload)
             .await?;
         tracing::info!(incident = %incident.id, reason = %reason, channels = ?channels, "escalation queued");
+        if let Some(metrics) = &self.metrics
+            && incident.state == State::Denied
+        {
+            metrics.incident_outcome(State::Denied);
+        }
         self.outbox_wake.notify_one();
         Ok(())
     }

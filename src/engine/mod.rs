@@ -196,8 +196,9 @@ impl Engine {
                     last_sweep = tokio::time::Instant::now();
                 }
             }
-            if let Err(e) = remediate::expire_due(self.store.as_ref()).await {
-                tracing::warn!(error = %e, "approval expiry pass failed; retrying");
+            match remediate::expire_due(self.store.as_ref()).await {
+                Ok(ended) => self.count_outcomes(&ended).await,
+                Err(e) => tracing::warn!(error = %e, "approval expiry pass failed; retrying"),
             }
             if let Err(e) = self.escalator.queue_pending(&mut tasks).await {
                 tracing::warn!(error = %e, "escalation pass failed; retrying");
@@ -237,6 +238,16 @@ impl Engine {
         tracing::info!("engine stopped");
     }
 
+    /// Counts the final outcomes of `ended` (as the store now has them): for incidents a
+    /// store-side pass ended, outside the planner and the remediator.
+    async fn count_outcomes(&self, ended: &[crate::incident::IncidentId]) {
+        for id in ended {
+            if let Ok(Some(detail)) = self.store.incident(*id).await {
+                self.metrics.incident_outcome(detail.incident.state);
+            }
+        }
+    }
+
     /// Store-derived gauges: open breakers by recipe, the all-time success ratio.
     async fn refresh_gauges(&self) {
         if let Ok(breakers) = self.store.breakers().await {
@@ -246,6 +257,7 @@ impl Engine {
             }
             for recipe in self.recipes.names() {
                 open.entry(recipe).or_default();
+                self.metrics.remediation_series(recipe);
             }
             for (recipe, count) in open {
                 self.metrics

@@ -537,6 +537,7 @@ async fn deliver_follow_up(shared: &Shared, item: &FollowUpItem) -> Result<(), S
         Err(e) => {
             let wait = backoff(item.attempts);
             log_failure(&item.channel, &e, wait, 1);
+            count_failed(shared, &item.channel);
             let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
             shared
                 .store
@@ -571,6 +572,7 @@ async fn deliver_one(shared: &Shared, item: &OutboxItem) -> Result<bool, StoreEr
         Err(e) => {
             let wait = backoff(item.attempts);
             log_failure(&item.channel, &e, wait, 1);
+            count_failed(shared, &item.channel);
             let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
             shared
                 .store
@@ -634,6 +636,7 @@ async fn deliver_digest(
                 .unwrap_or_default();
             let wait = backoff(attempts);
             log_failure(channel, &e, wait, readable.len());
+            count_failed(shared, channel);
             let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
             shared
                 .store
@@ -653,6 +656,16 @@ fn count_sent(shared: &Shared, channel: &str, reason: EscalationReason, n: u64) 
             reason: reason.as_str().to_owned(),
         })
         .inc_by(n);
+}
+
+fn count_failed(shared: &Shared, channel: &str) {
+    shared
+        .metrics
+        .escalation_delivery_failures
+        .get_or_create(&crate::metrics::ChannelLabel {
+            channel: channel.to_owned(),
+        })
+        .inc();
 }
 
 fn log_failure(channel: &str, e: &SendError, wait: Duration, incidents: usize) {

@@ -45,10 +45,17 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// OpenMetrics when the scraper prefers it, else the Prometheus text format 0.0.4.
+pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = crate::metrics::Format::negotiate(accept);
     HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(state.metrics.encode())
+        .content_type(format.content_type())
+        .insert_header((header::VARY, "Accept"))
+        .body(state.metrics.encode_as(format))
 }
 
 /// The caller's name when it may do `needed`, else why not.

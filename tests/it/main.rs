@@ -22,6 +22,7 @@ mod http_abuse;
 mod intake_bounds;
 mod intake_http;
 mod login_shells;
+mod mixin;
 mod notify_only;
 mod page_followups;
 mod pause;

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::incident::IncidentId;
 use crate::store::{Store, StoreError};
 
 use super::Remediator;
@@ -51,10 +52,10 @@ impl Remediator {
 
 /// Ends approval requests past their time (`approval_expired`) or whose alert resolved
 /// (`resolved_before_run`). The times are in the store, so a restart loses none.
-pub async fn expire_due(store: &dyn Store) -> Result<usize, StoreError> {
+pub async fn expire_due(store: &dyn Store) -> Result<Vec<IncidentId>, StoreError> {
     let ended = store.expire_approvals(chrono::Utc::now()).await?;
     for id in &ended {
         tracing::info!(incident = %id, "approval request ended without a decision");
     }
-    Ok(ended.len())
+    Ok(ended)
 }

@@ -43,6 +43,8 @@ pub(super) struct RunPlan {
     pub(super) target: PlannedTarget,
     /// The exact lines sent, each rendered once: journaled before it runs, then run.
     pub(super) executed: Vec<String>,
+    /// When salve first received the alert (for `salve_alert_to_first_command_seconds`).
+    pub(super) first_seen: chrono::DateTime<chrono::Utc>,
 }
 
 impl RunPlan {
@@ -134,6 +136,7 @@ impl Remediator {
         if current.state != State::Matched {
             return Err(Refusal::Over);
         }
+        let first_seen = current.first_seen;
         let (Some(target), Some(plan)) = (
             current.plan.as_ref().and_then(|plan| plan.target.clone()),
             current.plan,
@@ -160,6 +163,7 @@ impl Remediator {
             plan,
             target,
             executed,
+            first_seen,
         })
     }
 

@@ -29,6 +29,11 @@ impl Remediator {
                 self.store
                     .append_event(id, step_started(index, command, executed))
                     .await?;
+            } else {
+                let waited = self.clock.now_utc() - run.first_seen;
+                self.metrics
+                    .alert_to_first_command
+                    .observe(waited.to_std().unwrap_or_default().as_secs_f64());
             }
             let (outcome, held) = self
                 .run_holding_if_cut(target, executed, plan.command_timeout)

@@ -13,6 +13,7 @@ mod escalation;
 mod http;
 mod https_endpoint;
 mod journal;
+mod prometheus;
 mod salve;
 mod smtp;
 mod sshd;
@@ -32,6 +33,7 @@ pub use journal::{
     FINAL, by_label, event_time, events, metric_value, only, outbox_pending, parse_json_output,
     salve_cli, service_down_on_web1, text, wait_past_next_retry,
 };
+pub use prometheus::{Prometheus, TEXT_004_ACCEPT, Text004Proxy, promtool};
 pub use salve::{SalveBuilder, SalveProcess};
 pub use smtp::{SMTP_TEST_PASSWORD, SMTP_TEST_USER, SmtpOptions, SmtpServer};
 pub use sshd::{
