@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod notify;
 pub mod plan;
 pub mod recipe;
+pub mod reload;
 pub mod secret;
 pub mod serve;
 pub mod silence;

@@ -64,6 +64,9 @@ pub struct Metrics {
     pub breaker_open: Family<RecipeLabel, Gauge>,
     /// 1 while the fleet error budget's pause is active (as last seen by the pause gate).
     pub error_budget_tripped: Gauge,
+    /// 1 when the last config load (the start, or a reload) succeeded, else 0.
+    pub config_last_reload_successful: Gauge,
+    pub config_last_reload_success_timestamp: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Metrics {
@@ -149,6 +152,19 @@ impl Metrics {
             "1 while the fleet error budget has paused every remediation (until salve resume)",
             error_budget_tripped.clone(),
         );
+        let config_last_reload_successful = Gauge::default();
+        registry.register(
+            "config_last_reload_successful",
+            "1 when the last config load (start, SIGHUP or POST /-/reload) succeeded, 0 when it was refused",
+            config_last_reload_successful.clone(),
+        );
+        let config_last_reload_success_timestamp =
+            Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load",
+            config_last_reload_success_timestamp.clone(),
+        );
         // Pre-create the closed label sets so every series exists from the first scrape.
         for source in Source::ALL {
             let label = SourceLabel {
@@ -186,7 +202,21 @@ impl Metrics {
             ssh_command_duration,
             breaker_open,
             error_budget_tripped,
+            config_last_reload_successful,
+            config_last_reload_success_timestamp,
         })
+    }
+
+    /// A config load (start or reload) ended: `successful` or refused.
+    pub fn config_reloaded(&self, successful: bool) {
+        self.config_last_reload_successful
+            .set(i64::from(successful));
+        if successful {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |since| since.as_secs_f64());
+            self.config_last_reload_success_timestamp.set(now);
+        }
     }
 
     pub fn remediation(&self, recipe: &str, outcome: State) {
