@@ -29,6 +29,7 @@ mod planning_outcomes;
 mod quoting;
 mod readable_output;
 mod recipe_safety;
+mod reload;
 mod remediation_e2e;
 mod secrets;
 mod silence;
