@@ -272,8 +272,13 @@ fn load_recipes(
     loaded: &Config,
     dir: &Path,
 ) -> anyhow::Result<Result<recipe::RecipeSet, ExitCode>> {
-    match recipe::load_dir(dir, &loaded.channel_names()) {
-        Ok(recipes) => Ok(Ok(recipes)),
+    match crate::reload::load_recipes(dir, &loaded.channel_names()) {
+        Ok((recipes, no_recipes)) => {
+            if let Some(warning) = no_recipes {
+                eprintln!("{}: warning: {warning}", loaded.origin);
+            }
+            Ok(Ok(recipes))
+        }
         Err(problems) => {
             for problem in &problems {
                 eprintln!("{problem}");
@@ -526,6 +531,20 @@ fn test(loaded: &Config, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Commands that only read the journal never create one (opening creates it): a wrong
+/// `store.url` or working directory must not answer "no incidents" from a new empty file.
+fn journal_must_exist(loaded: &Config) -> anyhow::Result<()> {
+    let path = crate::store::sqlite::path_of_url(&loaded.settings.store.url)?;
+    if !path.exists() {
+        anyhow::bail!(
+            "no journal at {} (store.url in {}; `salve serve` creates it)",
+            path.display(),
+            loaded.origin
+        );
+    }
+    Ok(())
+}
+
 /// Open the configured store and run `work` on it in a small runtime.
 fn with_store<T>(
     loaded: &Config,
@@ -541,6 +560,7 @@ fn with_store<T>(
 }
 
 fn breaker(loaded: &Config, action: BreakerAction) -> anyhow::Result<ExitCode> {
+    journal_must_exist(loaded)?;
     with_store(loaded, async |store| {
         let mut out = std::io::stdout().lock();
         match action {
@@ -635,6 +655,7 @@ fn decide(loaded: &Config, id: i64, decision: ApprovalDecision) -> anyhow::Resul
 }
 
 fn gaps(loaded: &Config, limit: usize, output: Output) -> anyhow::Result<ExitCode> {
+    journal_must_exist(loaded)?;
     with_store(loaded, async |store| {
         let gaps = store.gaps(limit).await?;
         let mut out = std::io::stdout().lock();
@@ -695,6 +716,7 @@ fn history(
     before: Option<i64>,
     id: Option<i64>,
 ) -> anyhow::Result<ExitCode> {
+    journal_must_exist(loaded)?;
     with_store(loaded, async |store| {
         if let Some(id) = id {
             let Some(detail) = store.incident(crate::incident::IncidentId(id)).await? else {

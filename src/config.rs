@@ -549,7 +549,7 @@ pub fn load_with_env(
         Some(path) => {
             let origin = path.display().to_string();
             match std::fs::read_to_string(path) {
-                Ok(text) => load_from_str(&origin, &text, env),
+                Ok(text) => load_from_str_in(&origin, &text, env, path.parent()),
                 Err(e) => Err(vec![ConfigProblem {
                     file: origin,
                     line: None,
@@ -573,7 +573,23 @@ pub fn load_from_str(
     text: &str,
     env: BTreeMap<String, String>,
 ) -> Result<Config, Vec<ConfigProblem>> {
-    let settings = parse_layered(origin, text, env)?;
+    load_from_str_in(origin, text, env, None)
+}
+
+/// `load_from_str` for a file in directory `base`: its relative paths (`store.url`,
+/// `recipes.dir`, every `*_file`, `ssh.known_hosts`, `ssh.control_dir`) are taken relative
+/// to `base`, not to the working directory. `None` (the embedded default, text in memory)
+/// leaves them relative to the working directory.
+pub fn load_from_str_in(
+    origin: &str,
+    text: &str,
+    env: BTreeMap<String, String>,
+    base: Option<&Path>,
+) -> Result<Config, Vec<ConfigProblem>> {
+    let mut settings = parse_layered(origin, text, env)?;
+    if let Some(base) = base.filter(|base| !base.as_os_str().is_empty()) {
+        crate::config_paths::resolve_relative(&mut settings, base);
+    }
 
     let mut problems = Problems::new(origin, text);
     let credentials = server_problems(&settings.server, &mut problems);

@@ -22,6 +22,7 @@ pub mod alert;
 pub mod approval;
 pub mod cli;
 pub mod config;
+pub mod config_paths;
 pub mod duration;
 pub mod engine;
 #[cfg(test)]

@@ -188,8 +188,12 @@ impl Reloader {
         // Channels are not reloaded: recipes and routes may only name running ones.
         let channels: std::collections::BTreeSet<String> =
             running.escalation.channels.keys().cloned().collect();
-        let recipes = match recipe::load_dir(&loaded.settings.recipes.dir, &channels) {
-            Ok(recipes) => Some(recipes),
+        let mut no_recipes = None;
+        let recipes = match load_recipes(&loaded.settings.recipes.dir, &channels) {
+            Ok((recipes, warning)) => {
+                no_recipes = warning;
+                Some(recipes)
+            }
             Err(found) => {
                 problems.extend(found.iter().map(ToString::to_string));
                 None
@@ -226,10 +230,11 @@ impl Reloader {
         }
         match recipes {
             Some(recipes) if problems.is_empty() => {
-                let reloaded = Reloaded {
+                let mut reloaded = Reloaded {
                     warnings: restart_needed(running, &loaded.settings),
                     ..Reloaded::default()
                 };
+                reloaded.warnings.extend(no_recipes);
                 Ok((loaded, recipes, reloaded))
             }
             _ => Err(ReloadFailed { problems }),
@@ -343,4 +348,23 @@ fn diff_recipes(
         .filter(|name| !new.contains_key(*name))
         .cloned()
         .collect();
+}
+
+/// The recipes in `dir`, as `recipe::load_dir` loads them, except that a directory that
+/// does not exist is an empty set with a warning (the quick start in an empty directory
+/// runs without `recipes/`: every alert is then escalated as unmatched).
+pub fn load_recipes(
+    dir: &std::path::Path,
+    channels: &std::collections::BTreeSet<String>,
+) -> Result<(RecipeSet, Option<String>), Vec<recipe::Problem>> {
+    if !dir.exists() {
+        return Ok((
+            RecipeSet::new(Vec::new()),
+            Some(format!(
+                "no recipes: {} does not exist, so every alert is escalated as unmatched",
+                dir.display()
+            )),
+        ));
+    }
+    recipe::load_dir(dir, channels).map(|recipes| (recipes, None))
 }

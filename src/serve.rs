@@ -22,7 +22,6 @@ use crate::http::{
 use crate::metrics::Metrics;
 use crate::notify::Channels;
 use crate::plan::Mode;
-use crate::recipe;
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 use crate::verify::Verifier;
@@ -95,18 +94,24 @@ impl App {
     /// and recovers the incidents the last run left mid-remediation.
     pub async fn build(loaded: Config, options: BuildOptions) -> anyhow::Result<App> {
         let settings = &loaded.settings;
-        let recipes = match recipe::load_dir(&settings.recipes.dir, &loaded.channel_names()) {
-            Ok(recipes) => recipes,
-            Err(problems) => {
-                for problem in &problems {
-                    eprintln!("{problem}");
+        let recipes =
+            match crate::reload::load_recipes(&settings.recipes.dir, &loaded.channel_names()) {
+                Ok((recipes, no_recipes)) => {
+                    if let Some(warning) = no_recipes {
+                        tracing::warn!("{warning}");
+                    }
+                    recipes
                 }
-                bail!(
-                    "{} problem(s) in recipes; `salve check` lists them",
-                    problems.len()
-                );
-            }
-        };
+                Err(problems) => {
+                    for problem in &problems {
+                        eprintln!("{problem}");
+                    }
+                    bail!(
+                        "{} problem(s) in recipes; `salve check` lists them",
+                        problems.len()
+                    );
+                }
+            };
         // What `salve check` warns about is worth a line at every start too: a recipe that
         // loads but restricts less than its author may think.
         for warning in recipes.warnings() {
