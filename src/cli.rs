@@ -346,7 +346,11 @@ fn check(loaded: &Config) -> anyhow::Result<ExitCode> {
             loaded.origin, loaded.settings.server.listen
         );
     }
-    if !route_problems.is_empty() || approval_unsigned {
+    let probe_problems = crate::config_probes::problems(loaded, &recipes);
+    for problem in &probe_problems {
+        eprintln!("{problem}");
+    }
+    if !route_problems.is_empty() || approval_unsigned || !probe_problems.is_empty() {
         return Ok(ExitCode::FAILURE);
     }
     let notify_only = recipes.iter().filter(|r| r.is_notify_only()).count();

@@ -728,6 +728,7 @@ fn blank_overrides(env: &BTreeMap<String, String>) -> Vec<ConfigProblem> {
 
 /// The file with the `SALVE_SECTION__KEY` overrides on top.
 fn layered(text: &str, env: BTreeMap<String, String>) -> Result<Settings, ConfigProblem> {
+    let names: Vec<String> = env.keys().cloned().collect();
     config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .add_source(
@@ -742,11 +743,28 @@ fn layered(text: &str, env: BTreeMap<String, String>) -> Result<Settings, Config
         )
         .build()
         .and_then(|c| c.try_deserialize::<Settings>())
-        .map_err(|e| ConfigProblem {
-            file: "environment (SALVE_*)".into(),
-            line: None,
-            message: without_quoted_values(&e.to_string()),
+        .map_err(|e| {
+            let message = e.to_string();
+            ConfigProblem {
+                file: blamed_variable(&message, &names).map_or_else(
+                    || "environment (SALVE_*)".into(),
+                    |name| format!("environment ({name})"),
+                ),
+                line: None,
+                message: without_quoted_values(&message),
+            }
         })
+}
+
+/// The `SALVE_SECTION__KEY` variable behind a config-crate error about key `section.key`,
+/// when the environment sets it: a bad override is blamed on its variable by name.
+fn blamed_variable(message: &str, names: &[String]) -> Option<String> {
+    let key = message.split("for key `").nth(1)?.split('`').next()?;
+    let wanted = format!("SALVE_{}", key.replace('.', "__"));
+    names
+        .iter()
+        .find(|name| name.eq_ignore_ascii_case(&wanted))
+        .cloned()
 }
 
 /// `[approval]`: the link key (inline or from its file), a timeout above zero, and an

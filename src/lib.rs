@@ -23,6 +23,7 @@ pub mod approval;
 pub mod cli;
 pub mod config;
 pub mod config_paths;
+pub mod config_probes;
 pub mod duration;
 pub mod engine;
 #[cfg(test)]

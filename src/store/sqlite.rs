@@ -203,6 +203,37 @@ pub fn path_of_url(url: &str) -> Result<PathBuf, StoreError> {
     path_from_url(url)
 }
 
+/// Whether the store at `url` could be opened, without creating or changing anything: an
+/// existing journal is opened read-only; a missing one needs a directory to be created in.
+pub fn probe(url: &str) -> Result<(), StoreError> {
+    let path = path_from_url(url)?;
+    if !path.exists() {
+        return match os_cause(&path) {
+            Some(cause) => Err(StoreError::Config(format!(
+                "store {}: cannot be created: {cause}",
+                path.display()
+            ))),
+            None => Ok(()),
+        };
+    }
+    let failed = |e: rusqlite::Error| {
+        StoreError::Config(match os_cause(&path) {
+            Some(cause) => format!("store {}: {e}: {cause}", path.display()),
+            None => format!("store {}: {e}", path.display()),
+        })
+    };
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(failed)?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map_err(failed)?;
+    Ok(())
+}
+
 /// Why the OS refuses `path`, in its words, when SQLite only says "unable to open
 /// database file": the directory is missing, or the file or directory is not writable.
 fn os_cause(path: &Path) -> Option<String> {
