@@ -549,7 +549,13 @@ pub fn load_with_env(
         Some(path) => {
             let origin = path.display().to_string();
             match std::fs::read_to_string(path) {
-                Ok(text) => load_from_str_in(&origin, &text, env, path.parent()),
+                Ok(text) => {
+                    // Absolute, so messages name the file an operator can look for.
+                    let base = path.parent().and_then(|parent| {
+                        std::env::current_dir().ok().map(|cwd| cwd.join(parent))
+                    });
+                    load_from_str_in(&origin, &text, env, base.as_deref())
+                }
                 Err(e) => Err(vec![ConfigProblem {
                     file: origin,
                     line: None,
