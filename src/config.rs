@@ -2,6 +2,8 @@
 //! environment overrides through the `config` crate. Every struct denies unknown keys;
 //! secrets are `Secret` and never reach `Debug`, logs or output.
 
+mod paths;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
@@ -308,7 +310,7 @@ impl Default for GrafanaSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSettings {
-    /// `sqlite://PATH` (relative to the working directory) or `sqlite:///abs/path`.
+    /// `sqlite://PATH` (relative to the config file's directory) or `sqlite:///abs/path`.
     pub url: String,
 }
 
@@ -323,7 +325,8 @@ impl Default for StoreSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RecipeSettings {
-    /// Directory of `*.toml` recipes, relative to the working directory.
+    /// Directory of `*.toml` recipes, relative to the config file's directory. A missing
+    /// directory is a warning (`no recipes`), not an error.
     pub dir: PathBuf,
 }
 
@@ -594,7 +597,7 @@ pub fn load_from_str_in(
 ) -> Result<Config, Vec<ConfigProblem>> {
     let mut settings = parse_layered(origin, text, env)?;
     if let Some(base) = base.filter(|base| !base.as_os_str().is_empty()) {
-        crate::config_paths::resolve_relative(&mut settings, base);
+        paths::resolve_relative(&mut settings, base);
     }
 
     let mut problems = Problems::new(origin, text);

@@ -4,13 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Settings;
+use super::Settings;
 use crate::notify::ChannelSettings;
 
 /// Makes every relative path in `settings` relative to `base` (the config file's
 /// directory): `store.url`'s sqlite path, `recipes.dir`, each `*_file`, `ssh.known_hosts`
 /// and `ssh.control_dir`. Absolute paths are left alone.
-pub fn resolve_relative(settings: &mut Settings, base: &Path) {
+pub(super) fn resolve_relative(settings: &mut Settings, base: &Path) {
     let join = |path: &mut PathBuf| {
         if path.is_relative() {
             *path = base.join(&*path);
