@@ -189,3 +189,21 @@ fn check_blames_a_bad_override_on_its_variable() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_store_that_cannot_be_opened_names_the_os_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("recipes")).unwrap();
+    SalveConfig::standard()
+        .recipes_dir("recipes")
+        .store_url("sqlite://missing-dir/salve.db")
+        .write_to(dir.path());
+    let stderr = serve_until_ready(dir.path(), &[]).expect_err("serve started");
+    assert!(
+        stderr.contains(&format!(
+            "no such directory {}",
+            dir.path().join("missing-dir").display()
+        )),
+        "{stderr}"
+    );
+}
