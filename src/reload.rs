@@ -235,6 +235,18 @@ impl Reloader {
                     ..Reloaded::default()
                 };
                 reloaded.warnings.extend(no_recipes);
+                // What a start warns about, a reload does too.
+                reloaded
+                    .warnings
+                    .extend(recipes.warnings().map(ToString::to_string));
+                reloaded.warnings.extend(
+                    recipes
+                        .inventory_warnings(&loaded.inventory())
+                        .into_iter()
+                        .map(|(index, label, message)| {
+                            format!("hosts[{index}] label {label}: {message}")
+                        }),
+                );
                 Ok((loaded, recipes, reloaded))
             }
             _ => Err(ReloadFailed { problems }),
@@ -367,4 +379,52 @@ pub fn load_recipes(
         ));
     }
     recipe::load_dir(dir, channels).map(|recipes| (recipes, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(text: &str) -> Settings {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn a_changed_store_or_listen_address_is_a_restart_needed_warning_routes_are_not() {
+        let running = settings("[store]\nurl = \"sqlite://a.db\"\n");
+        let same = settings("[store]\nurl = \"sqlite://a.db\"\n[escalation]\ndefault = []\n");
+        assert_eq!(restart_needed(&running, &same), Vec::<String>::new());
+
+        let moved =
+            settings("[server]\nlisten = \"127.0.0.1:1\"\n[store]\nurl = \"sqlite://b.db\"\n");
+        let warnings = restart_needed(&running, &moved);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("[server] changed: restart needed"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].starts_with("[store] changed: restart needed"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn recipes_are_reported_added_removed_and_changed_by_name() {
+        let old = BTreeMap::from([
+            ("kept".to_owned(), "a".to_owned()),
+            ("edited".to_owned(), "b".to_owned()),
+            ("gone".to_owned(), "c".to_owned()),
+        ]);
+        let new = BTreeMap::from([
+            ("kept".to_owned(), "a".to_owned()),
+            ("edited".to_owned(), "B".to_owned()),
+            ("fresh".to_owned(), "d".to_owned()),
+        ]);
+        let mut reloaded = Reloaded::default();
+        diff_recipes(&old, &new, &mut reloaded);
+        assert_eq!(reloaded.recipes_added, ["fresh"]);
+        assert_eq!(reloaded.recipes_removed, ["gone"]);
+        assert_eq!(reloaded.recipes_changed, ["edited"]);
+    }
 }
