@@ -272,8 +272,13 @@ fn load_recipes(
     loaded: &Config,
     dir: &Path,
 ) -> anyhow::Result<Result<recipe::RecipeSet, ExitCode>> {
-    match recipe::load_dir(dir, &loaded.channel_names()) {
-        Ok(recipes) => Ok(Ok(recipes)),
+    match crate::reload::load_recipes(dir, &loaded.channel_names()) {
+        Ok((recipes, no_recipes)) => {
+            if let Some(warning) = no_recipes {
+                eprintln!("{}: warning: {warning}", loaded.origin);
+            }
+            Ok(Ok(recipes))
+        }
         Err(problems) => {
             for problem in &problems {
                 eprintln!("{problem}");
@@ -341,7 +346,11 @@ fn check(loaded: &Config) -> anyhow::Result<ExitCode> {
             loaded.origin, loaded.settings.server.listen
         );
     }
-    if !route_problems.is_empty() || approval_unsigned {
+    let probe_problems = crate::config_probes::problems(loaded, &recipes);
+    for problem in &probe_problems {
+        eprintln!("{problem}");
+    }
+    if !route_problems.is_empty() || approval_unsigned || !probe_problems.is_empty() {
         return Ok(ExitCode::FAILURE);
     }
     let notify_only = recipes.iter().filter(|r| r.is_notify_only()).count();
@@ -526,6 +535,20 @@ fn test(loaded: &Config, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Commands that only read the journal never create one (opening creates it): a wrong
+/// `store.url` or working directory must not answer "no incidents" from a new empty file.
+fn journal_must_exist(loaded: &Config) -> anyhow::Result<()> {
+    let path = crate::store::sqlite::path_of_url(&loaded.settings.store.url)?;
+    if !path.exists() {
+        anyhow::bail!(
+            "no journal at {} (store.url in {}; `salve serve` creates it)",
+            path.display(),
+            loaded.origin
+        );
+    }
+    Ok(())
+}
+
 /// Open the configured store and run `work` on it in a small runtime.
 fn with_store<T>(
     loaded: &Config,
@@ -541,6 +564,7 @@ fn with_store<T>(
 }
 
 fn breaker(loaded: &Config, action: BreakerAction) -> anyhow::Result<ExitCode> {
+    journal_must_exist(loaded)?;
     with_store(loaded, async |store| {
         let mut out = std::io::stdout().lock();
         match action {
@@ -635,6 +659,7 @@ fn decide(loaded: &Config, id: i64, decision: ApprovalDecision) -> anyhow::Resul
 }
 
 fn gaps(loaded: &Config, limit: usize, output: Output) -> anyhow::Result<ExitCode> {
+    journal_must_exist(loaded)?;
     with_store(loaded, async |store| {
         let gaps = store.gaps(limit).await?;
         let mut out = std::io::stdout().lock();
@@ -695,6 +720,7 @@ fn history(
     before: Option<i64>,
     id: Option<i64>,
 ) -> anyhow::Result<ExitCode> {
+    journal_must_exist(loaded)?;
     with_store(loaded, async |store| {
         if let Some(id) = id {
             let Some(detail) = store.incident(crate::incident::IncidentId(id)).await? else {

@@ -2,6 +2,8 @@
 //! environment overrides through the `config` crate. Every struct denies unknown keys;
 //! secrets are `Secret` and never reach `Debug`, logs or output.
 
+mod paths;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
@@ -308,7 +310,7 @@ impl Default for GrafanaSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSettings {
-    /// `sqlite://PATH` (relative to the working directory) or `sqlite:///abs/path`.
+    /// `sqlite://PATH` (relative to the config file's directory) or `sqlite:///abs/path`.
     pub url: String,
 }
 
@@ -323,7 +325,8 @@ impl Default for StoreSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RecipeSettings {
-    /// Directory of `*.toml` recipes, relative to the working directory.
+    /// Directory of `*.toml` recipes, relative to the config file's directory. A missing
+    /// directory is a warning (`no recipes`), not an error.
     pub dir: PathBuf,
 }
 
@@ -549,7 +552,13 @@ pub fn load_with_env(
         Some(path) => {
             let origin = path.display().to_string();
             match std::fs::read_to_string(path) {
-                Ok(text) => load_from_str(&origin, &text, env),
+                Ok(text) => {
+                    // Absolute, so messages name the file an operator can look for.
+                    let base = path.parent().and_then(|parent| {
+                        std::env::current_dir().ok().map(|cwd| cwd.join(parent))
+                    });
+                    load_from_str_in(&origin, &text, env, base.as_deref())
+                }
                 Err(e) => Err(vec![ConfigProblem {
                     file: origin,
                     line: None,
@@ -573,7 +582,23 @@ pub fn load_from_str(
     text: &str,
     env: BTreeMap<String, String>,
 ) -> Result<Config, Vec<ConfigProblem>> {
-    let settings = parse_layered(origin, text, env)?;
+    load_from_str_in(origin, text, env, None)
+}
+
+/// `load_from_str` for a file in directory `base`: its relative paths (`store.url`,
+/// `recipes.dir`, every `*_file`, `ssh.known_hosts`, `ssh.control_dir`) are taken relative
+/// to `base`, not to the working directory. `None` (the embedded default, text in memory)
+/// leaves them relative to the working directory.
+pub fn load_from_str_in(
+    origin: &str,
+    text: &str,
+    env: BTreeMap<String, String>,
+    base: Option<&Path>,
+) -> Result<Config, Vec<ConfigProblem>> {
+    let mut settings = parse_layered(origin, text, env)?;
+    if let Some(base) = base.filter(|base| !base.as_os_str().is_empty()) {
+        paths::resolve_relative(&mut settings, base);
+    }
 
     let mut problems = Problems::new(origin, text);
     let credentials = server_problems(&settings.server, &mut problems);
@@ -712,6 +737,7 @@ fn blank_overrides(env: &BTreeMap<String, String>) -> Vec<ConfigProblem> {
 
 /// The file with the `SALVE_SECTION__KEY` overrides on top.
 fn layered(text: &str, env: BTreeMap<String, String>) -> Result<Settings, ConfigProblem> {
+    let names: Vec<String> = env.keys().cloned().collect();
     config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .add_source(
@@ -726,11 +752,28 @@ fn layered(text: &str, env: BTreeMap<String, String>) -> Result<Settings, Config
         )
         .build()
         .and_then(|c| c.try_deserialize::<Settings>())
-        .map_err(|e| ConfigProblem {
-            file: "environment (SALVE_*)".into(),
-            line: None,
-            message: without_quoted_values(&e.to_string()),
+        .map_err(|e| {
+            let message = e.to_string();
+            ConfigProblem {
+                file: blamed_variable(&message, &names).map_or_else(
+                    || "environment (SALVE_*)".into(),
+                    |name| format!("environment ({name})"),
+                ),
+                line: None,
+                message: without_quoted_values(&message),
+            }
         })
+}
+
+/// The `SALVE_SECTION__KEY` variable behind a config-crate error about key `section.key`,
+/// when the environment sets it: a bad override is blamed on its variable by name.
+fn blamed_variable(message: &str, names: &[String]) -> Option<String> {
+    let key = message.split("for key `").nth(1)?.split('`').next()?;
+    let wanted = format!("SALVE_{}", key.replace('.', "__"));
+    names
+        .iter()
+        .find(|name| name.eq_ignore_ascii_case(&wanted))
+        .cloned()
 }
 
 /// `[approval]`: the link key (inline or from its file), a timeout above zero, and an

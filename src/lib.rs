@@ -14,7 +14,9 @@
 //!    `store`
 //! 4. `ssh`, then `verify`; `notify` (the channels, each owning its settings type);
 //!    `silence` (Alertmanager silences for the life of a fix)
-//! 5. `config` (embeds the settings types of `ssh`, `intake`, `notify` and `silence`)
+//! 5. `config` (embeds the settings types of `ssh`, `intake`, `notify` and `silence`),
+//!    then `config_probes` (what `salve check` looks at beyond parsing) and `reload` (the
+//!    live set of recipes, inventory and routes, swapped by a reload)
 //! 6. `engine`, `http`
 //! 7. `serve`, `cli`, and the test-only `fuzz_regressions`
 
@@ -22,6 +24,7 @@ pub mod alert;
 pub mod approval;
 pub mod cli;
 pub mod config;
+pub mod config_probes;
 pub mod duration;
 pub mod engine;
 #[cfg(test)]
@@ -35,6 +38,7 @@ pub mod metrics;
 pub mod notify;
 pub mod plan;
 pub mod recipe;
+pub mod reload;
 pub mod secret;
 pub mod serve;
 pub mod silence;

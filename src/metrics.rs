@@ -171,6 +171,9 @@ pub struct Metrics {
     pub alert_to_first_command: Histogram,
     /// Deliveries a channel did not accept (each attempt, a digest once), by channel.
     pub escalation_delivery_failures: Family<ChannelLabel, Counter>,
+    /// 1 when the last config load (the start, or a reload) succeeded, else 0.
+    pub config_last_reload_successful: Gauge,
+    pub config_last_reload_success_timestamp: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Metrics {
@@ -280,6 +283,19 @@ impl Metrics {
                 commit: GIT_COMMIT,
             })
             .set(1);
+        let config_last_reload_successful = Gauge::default();
+        registry.register(
+            "config_last_reload_successful",
+            "1 when the last config load (start, SIGHUP or POST /-/reload) succeeded, 0 when it was refused",
+            config_last_reload_successful.clone(),
+        );
+        let config_last_reload_success_timestamp =
+            Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load",
+            config_last_reload_success_timestamp.clone(),
+        );
         // Pre-create the closed label sets so every series exists from the first scrape.
         for source in Source::ALL {
             let label = SourceLabel {
@@ -318,6 +334,8 @@ impl Metrics {
             error_budget_tripped,
             alert_to_first_command,
             escalation_delivery_failures,
+            config_last_reload_successful,
+            config_last_reload_success_timestamp,
         })
     }
 
@@ -329,6 +347,18 @@ impl Metrics {
                 recipe: recipe.to_owned(),
                 outcome: outcome.as_str(),
             });
+        }
+    }
+
+    /// A config load (start or reload) ended: `successful` or refused.
+    pub fn config_reloaded(&self, successful: bool) {
+        self.config_last_reload_successful
+            .set(i64::from(successful));
+        if successful {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |since| since.as_secs_f64());
+            self.config_last_reload_success_timestamp.set(now);
         }
     }
 

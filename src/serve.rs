@@ -22,7 +22,6 @@ use crate::http::{
 use crate::metrics::Metrics;
 use crate::notify::Channels;
 use crate::plan::Mode;
-use crate::recipe;
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 use crate::verify::Verifier;
@@ -36,16 +35,32 @@ pub async fn run(loaded: Config, options: BuildOptions) -> anyhow::Result<()> {
         .context("installing SIGTERM handler")?;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .context("installing SIGINT handler")?;
+    // SIGHUP reloads (it used to kill salve with 129): the handler is in place before the
+    // ready line too.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing SIGHUP handler")?;
+    let reloader = app.reloader();
+    let reloads = tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading config, inventory and recipes");
+            let reloader = reloader.clone();
+            // Logged and counted by the reloader itself.
+            let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+        }
+    });
     tracing::info!(address = %app.local_addr(), config = %app.origin, store = %app.store_url, mode = app.mode.as_str(), "salve serving");
     // The one line on stdout: scripts and tests wait for it.
     println!("listening on {}", app.local_addr());
-    app.run_until(async move {
-        tokio::select! {
-            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
-        }
-    })
-    .await
+    let result = app
+        .run_until(async move {
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+            }
+        })
+        .await;
+    reloads.abort();
+    result
 }
 
 /// What `salve serve`'s flags change in how the app is built.
@@ -68,6 +83,7 @@ pub struct App {
     /// webhooks read it directly; the engine and outbox get child tokens.
     shutdown: CancellationToken,
     server: actix_web::dev::Server,
+    reloader: Arc<crate::reload::Reloader>,
     engine: Engine,
     outbox: Outbox,
 }
@@ -78,18 +94,24 @@ impl App {
     /// and recovers the incidents the last run left mid-remediation.
     pub async fn build(loaded: Config, options: BuildOptions) -> anyhow::Result<App> {
         let settings = &loaded.settings;
-        let recipes = match recipe::load_dir(&settings.recipes.dir, &loaded.channel_names()) {
-            Ok(recipes) => recipes,
-            Err(problems) => {
-                for problem in &problems {
-                    eprintln!("{problem}");
+        let recipes =
+            match crate::reload::load_recipes(&settings.recipes.dir, &loaded.channel_names()) {
+                Ok((recipes, no_recipes)) => {
+                    if let Some(warning) = no_recipes {
+                        tracing::warn!("{warning}");
+                    }
+                    recipes
                 }
-                bail!(
-                    "{} problem(s) in recipes; `salve check` lists them",
-                    problems.len()
-                );
-            }
-        };
+                Err(problems) => {
+                    for problem in &problems {
+                        eprintln!("{problem}");
+                    }
+                    bail!(
+                        "{} problem(s) in recipes; `salve check` lists them",
+                        problems.len()
+                    );
+                }
+            };
         // What `salve check` warns about is worth a line at every start too: a recipe that
         // loads but restricts less than its author may think.
         for warning in recipes.warnings() {
@@ -114,6 +136,12 @@ impl App {
                 .with_context(|| format!("opening store {}", settings.store.url))?,
         );
         let metrics = Metrics::new();
+        let live = crate::reload::Live::new(crate::reload::LiveSet::new(recipes, &loaded));
+        let reloader = Arc::new(crate::reload::Reloader::new(
+            &loaded,
+            live.clone(),
+            metrics.clone(),
+        ));
         let wake = Arc::new(Notify::new());
         let shutdown = CancellationToken::new();
         let mode = if options.force_dry_run {
@@ -163,6 +191,7 @@ impl App {
                 }),
             wake: wake.clone(),
             shutdown: shutdown.clone(),
+            reloader: reloader.clone(),
             approval_links: approval_links.clone(),
             pauses: Arc::new(http::api::pauses::PauseContext {
                 windows: loaded.maintenance.clone(),
@@ -213,7 +242,7 @@ impl App {
             Escalator::new(
                 store.clone(),
                 remediator.clone(),
-                escalation_routes.clone(),
+                escalation_routes,
                 settings.ssh.command_timeout,
                 outbox_wake.clone(),
             )
@@ -279,10 +308,8 @@ impl App {
 
         let engine = Engine {
             store: store.clone(),
-            recipes: Arc::new(recipes),
-            inventory: loaded.inventory(),
+            live,
             mode,
-            escalation_routes,
             metrics,
             wake,
             remediator,
@@ -297,9 +324,15 @@ impl App {
             remove_control_dir: mode == Mode::Enforce && settings.ssh.control_dir.is_none(),
             shutdown,
             server,
+            reloader,
             engine,
             outbox,
         })
+    }
+
+    /// Reloads config, inventory and recipes into the running app (SIGHUP, `/-/reload`).
+    pub fn reloader(&self) -> Arc<crate::reload::Reloader> {
+        self.reloader.clone()
     }
 
     /// The address the listener is bound to (the real port when `listen` asked for 0).

@@ -13,10 +13,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::incident::{Event, Incident, IncidentId, State, state_for};
-use crate::inventory::Inventory;
 use crate::metrics::Metrics;
 use crate::plan::Mode;
-use crate::recipe::{PlanContext, RecipeSet, Routes};
+use crate::recipe::PlanContext;
 use crate::store::{Store, StoreError};
 
 pub mod escalate;
@@ -42,12 +41,10 @@ const IDLE_SWEEP: Duration = Duration::from_secs(30);
 
 pub struct Engine {
     pub store: Arc<dyn Store>,
-    pub recipes: Arc<RecipeSet>,
-    pub inventory: Inventory,
+    /// Recipes, inventory and escalation routes: swapped whole by a reload; each planning
+    /// pass reads the set in force at its start.
+    pub live: crate::reload::Live,
     pub mode: Mode,
-    /// `[[escalation.routes]]` and the default: the channels a plan gets when its recipe
-    /// does not route itself (chosen at planning, from the alert's labels).
-    pub escalation_routes: Arc<Routes>,
     pub metrics: Arc<Metrics>,
     /// Notified by intake after a commit that created incidents.
     pub wake: Arc<Notify>,
@@ -166,9 +163,10 @@ impl Engine {
     /// remediations get `shutdown_grace` to finish, then are cut off and stay in their
     /// last journaled state (the next start marks them `interrupted`).
     pub async fn run(self, shutdown: CancellationToken) {
+        let live = self.live.current();
         tracing::info!(
-            recipes = self.recipes.len(),
-            hosts = self.inventory.hosts().len(),
+            recipes = live.recipes.len(),
+            hosts = live.inventory.hosts().len(),
             mode = self.mode.as_str(),
             "engine started"
         );
@@ -255,7 +253,8 @@ impl Engine {
             for breaker in &breakers {
                 *open.entry(breaker.recipe.as_str()).or_default() += i64::from(breaker.open);
             }
-            for recipe in self.recipes.names() {
+            let live = self.live.current();
+            for recipe in live.recipes.names() {
                 open.entry(recipe).or_default();
                 self.metrics.remediation_series(recipe);
             }
@@ -283,15 +282,16 @@ impl Engine {
             .store
             .incidents_in_state(State::Received, PLAN_BATCH)
             .await?;
+        let live = self.live.current();
         let planned: Vec<_> = batch
             .iter()
             .map(|incident| {
                 let context = PlanContext {
-                    inventory: &self.inventory,
+                    inventory: &live.inventory,
                     global_mode: self.mode,
-                    default_escalation: self.escalation_routes.channels_for(&incident.labels),
+                    default_escalation: live.escalation_routes.channels_for(&incident.labels),
                 };
-                let plan = self.recipes.plan(&incident.to_alert(), &context);
+                let plan = live.recipes.plan(&incident.to_alert(), &context);
                 (incident, state_for(&plan), plan)
             })
             .collect();

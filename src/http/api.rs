@@ -59,7 +59,11 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
 }
 
 /// The caller's name when it may do `needed`, else why not.
-fn authorized(req: &HttpRequest, state: &AppState, needed: ApiScope) -> Result<String, ApiDenied> {
+pub(super) fn authorized(
+    req: &HttpRequest,
+    state: &AppState,
+    needed: ApiScope,
+) -> Result<String, ApiDenied> {
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -68,7 +72,7 @@ fn authorized(req: &HttpRequest, state: &AppState, needed: ApiScope) -> Result<S
 }
 
 /// 401 (with a challenge) or 403, with the reason.
-fn refusal(denied: ApiDenied, needed: ApiScope) -> HttpResponse {
+pub(super) fn refusal(denied: ApiDenied, needed: ApiScope) -> HttpResponse {
     let mut response = HttpResponse::build(
         actix_web::http::StatusCode::from_u16(denied.status())
             .expect("401 and 403 are status codes"),

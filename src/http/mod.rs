@@ -19,6 +19,7 @@ pub mod api;
 pub mod approve;
 pub mod auth;
 pub mod hooks;
+pub mod reload;
 pub mod ui;
 
 /// Grafana signature settings, with the secret resolved (inline or from its file).
@@ -51,6 +52,8 @@ pub struct AppState {
     /// salve's stop signal: once cancelled, webhooks answer 503 and readiness fails while
     /// salve drains.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// `POST /-/reload` (operate scope).
+    pub reloader: Arc<crate::reload::Reloader>,
     /// Maintenance windows and inventory names, for the pauses API.
     pub pauses: Arc<api::pauses::PauseContext>,
 }
@@ -137,6 +140,7 @@ pub fn server(
             .route("/approve/{token}", web::post().to(approve::approve_post))
             .route("/deny/{token}", web::get().to(approve::deny_page))
             .route("/deny/{token}", web::post().to(approve::deny_post))
+            .route("/-/reload", web::post().to(reload::reload))
             .route("/api/v1/pauses", web::get().to(api::pauses::list_pauses))
             .route("/api/v1/pauses", web::post().to(api::pauses::create_pause))
             .route(

@@ -198,6 +198,71 @@ fn writer_gone() -> StoreError {
     StoreError::Unavailable("the store writer has stopped".to_owned())
 }
 
+/// The file a `sqlite://PATH` store URL names (`salve check` and the read-only commands
+/// look at it without opening it).
+pub fn path_of_url(url: &str) -> Result<PathBuf, StoreError> {
+    path_from_url(url)
+}
+
+/// Whether the store at `url` could be opened, without creating or changing anything: an
+/// existing journal is opened read-only; a missing one needs a directory to be created in.
+pub fn probe(url: &str) -> Result<(), StoreError> {
+    let path = path_from_url(url)?;
+    if !path.exists() {
+        return match os_cause(&path) {
+            Some(cause) => Err(StoreError::Config(format!(
+                "store {}: cannot be created: {cause}",
+                path.display()
+            ))),
+            None => Ok(()),
+        };
+    }
+    let failed = |e: rusqlite::Error| {
+        StoreError::Config(match os_cause(&path) {
+            Some(cause) => format!("store {}: {e}: {cause}", path.display()),
+            None => format!("store {}: {e}", path.display()),
+        })
+    };
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(failed)?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map_err(failed)?;
+    Ok(())
+}
+
+/// Why the OS refuses `path`, in its words, when SQLite only says "unable to open
+/// database file": the directory is missing, or the file or directory is not writable.
+fn os_cause(path: &Path) -> Option<String> {
+    let parent = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match std::fs::metadata(parent) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Some(format!("no such directory {}", parent.display()));
+        }
+        Err(e) => return Some(format!("{}: {e}", parent.display())),
+        Ok(meta) if !meta.is_dir() => {
+            return Some(format!("{} is not a directory", parent.display()));
+        }
+        Ok(_) => {}
+    }
+    if path.exists() {
+        return std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .err()
+            .map(|e| e.to_string());
+    }
+    None
+}
+
 /// `sqlite://PATH` → PATH. `sqlite:///abs` keeps its leading slash.
 fn path_from_url(url: &str) -> Result<PathBuf, StoreError> {
     let Some(path) = url.strip_prefix("sqlite://") else {
@@ -235,7 +300,10 @@ fn connect(path: &Path, role: Role) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(config_error)?;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| match os_cause(path) {
+        Some(cause) => StoreError::Config(format!("store {}: {e}: {cause}", path.display())),
+        None => config_error(e),
+    })?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(config_error)?;
     // rusqlite keeps 16 prepared statements by default; the writer cycles through more
     // than that (ingest's lookups, plans, journal, breaker, outbox), and an evicted
