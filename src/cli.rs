@@ -21,12 +21,22 @@ use crate::store::{ApprovalDecision, ApprovalOutcome, BreakerResetOutcome, Store
 // Every piece of journal or alert text printed as text goes through this.
 use crate::terminal::escape_controls as safe;
 
+mod generate;
 mod pause;
+
+/// `salve --version`: the crate version and the git commit it was built from (build.rs;
+/// "unknown" outside a git checkout unless GIT_COMMIT was set).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SALVE_GIT_COMMIT"),
+    ")"
+);
 
 #[derive(Debug, Parser)]
 #[command(
     name = "salve",
-    version,
+    version = VERSION,
     about = "Self-healing alert receiver: alerts in, bounded remediations out, humans paged only when needed",
     long_about = "salve receives alerts from Alertmanager, Grafana or any JSON webhook, maps each to a \
                   recipe (a pre-written, bounded remediation), journals the plan, and (in enforce mode) \
@@ -133,6 +143,14 @@ pub enum Command {
         #[arg(long, conflicts_with = "id")]
         all: bool,
     },
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell), e.g.
+    /// `salve completions bash > /etc/bash_completion.d/salve`. Reads no config.
+    Completions {
+        #[arg(value_enum)]
+        shell: generate::Shell,
+    },
+    /// Print the salve(1) man page (roff), e.g. `salve man | man -l -`. Reads no config.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +183,12 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Generated from the CLI definition alone: they work without (or with a broken) config.
+    match cli.command {
+        Command::Completions { shell } => return generate::completions(shell),
+        Command::Man => return generate::man(),
+        _ => {}
+    }
     let config_path = config::resolve_path(cli.config.as_deref());
     let loaded = match config::load(config_path.as_deref()) {
         Ok(loaded) => loaded,
@@ -210,6 +234,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deny { id, reason } => decide(&loaded, id, ApprovalDecision::Deny { reason }),
         Command::Pause { action, args } => pause::pause(&loaded, action, args),
         Command::Resume { id, all } => pause::resume(&loaded, id, all),
+        Command::Completions { .. } | Command::Man => unreachable!("answered before the config"),
     }
 }
 
