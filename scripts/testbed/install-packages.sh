@@ -9,7 +9,8 @@ set -euo pipefail
 # tests/it/support/sshd.rs) with sudo on the target for recipes that need root, and the SMTP
 # capture server for later test suites; wrk for scripts/bench's intake load; the login
 # shells of the target users that prove a command means the same whatever the user's shell
-# (tests/it/login_shells.rs; `ksh` brings ksh93).
+# (tests/it/login_shells.rs; `ksh` brings ksh93); systemd-analyze and man for
+# scripts/package-test (the unit verified, salve(1) found in the installed package).
 readonly PACKAGES=(
   prometheus-alertmanager
   openssh-server
@@ -25,6 +26,8 @@ readonly PACKAGES=(
   fish
   tcsh
   ksh
+  systemd
+  man-db
 )
 
 # Run a command as root: directly when we are root, else through sudo (CI images differ).
