@@ -68,8 +68,12 @@ pub enum Command {
         /// `-` reads it from stdin.
         alert: PathBuf,
         /// The body's source; detected from its shape when omitted.
-        #[arg(long, value_parser = ["alertmanager", "grafana", "generic"])]
+        #[arg(long, value_parser = ["alertmanager", "grafana", "generic"], conflicts_with = "case")]
         source: Option<String>,
+        /// ALERT is a fixture file (recipes/tests/*.toml) and this the name of the case
+        /// to plan, with the file's hosts and mode when it sets them (as `salve test` does).
+        #[arg(long, value_name = "NAME")]
+        case: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -220,8 +224,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate {
             alert,
             source,
+            case,
             json,
-        } => simulate(&loaded, &alert, source.as_deref(), Output::of(json)),
+        } => simulate(&loaded, &alert, source.as_deref(), case, Output::of(json)),
         Command::Test { dir } => test(&loaded, dir),
         Command::History {
             limit,
@@ -395,12 +400,52 @@ fn simulate(
     loaded: &Config,
     path: &Path,
     source: Option<&str>,
+    case: Option<String>,
     output: Output,
 ) -> anyhow::Result<ExitCode> {
     let recipes = match load_recipes(loaded, &loaded.settings.recipes.dir)? {
         Ok(recipes) => recipes,
         Err(code) => return Ok(code),
     };
+    let (alerts, case_inventory, mode) = match case {
+        Some(name) => match recipe::fixture_case(path, &name) {
+            Ok(case) => (vec![case.alert], case.inventory, case.mode),
+            Err(problems) => {
+                for problem in &problems {
+                    eprintln!("{problem}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        None => (
+            read_webhook_alerts(loaded, path, source)?,
+            None,
+            loaded.settings.engine.mode,
+        ),
+    };
+    let inventory = case_inventory.unwrap_or_else(|| loaded.inventory());
+    let routes = loaded.settings.escalation.routes();
+    let results: Vec<(crate::alert::Alert, Plan)> = alerts
+        .into_iter()
+        .map(|alert| {
+            let context = PlanContext {
+                inventory: &inventory,
+                global_mode: mode,
+                default_escalation: routes.channels_for(&alert.labels),
+            };
+            let plan = recipes.plan(&alert, &context);
+            (alert, plan)
+        })
+        .collect();
+    write_simulation(&results, output)
+}
+
+/// The alerts of a webhook body in the file at `path` (`-`: stdin).
+fn read_webhook_alerts(
+    loaded: &Config,
+    path: &Path,
+    source: Option<&str>,
+) -> anyhow::Result<Vec<crate::alert::Alert>> {
     let body = if path == Path::new("-") {
         let mut body = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut body)
@@ -415,21 +460,13 @@ fn simulate(
         None => intake::detect_and_parse(&body, limits),
     };
     let notification = parsed.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let inventory = loaded.inventory();
-    let routes = loaded.settings.escalation.routes();
-    let results: Vec<(crate::alert::Alert, Plan)> = notification
-        .alerts
-        .into_iter()
-        .map(|alert| {
-            let context = PlanContext {
-                inventory: &inventory,
-                global_mode: loaded.settings.engine.mode,
-                default_escalation: routes.channels_for(&alert.labels),
-            };
-            let plan = recipes.plan(&alert, &context);
-            (alert, plan)
-        })
-        .collect();
+    Ok(notification.alerts)
+}
+
+fn write_simulation(
+    results: &[(crate::alert::Alert, Plan)],
+    output: Output,
+) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     if output == Output::Json {
         let value: Vec<_> = results
@@ -439,7 +476,7 @@ fn simulate(
         crate::terminal::write_json(&mut out, &serde_json::json!({ "alerts": value }))?;
         writeln!(out)?;
     } else {
-        for (alert, plan) in &results {
+        for (alert, plan) in results {
             write_plan(
                 &mut out,
                 alert.alertname().unwrap_or("<no alertname>"),

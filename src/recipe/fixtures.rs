@@ -30,9 +30,93 @@ struct FixtureFile {
 #[serde(deny_unknown_fields)]
 struct CaseFile {
     name: String,
-    alert: AlertFile,
+    /// The alert as labels and annotations; or else `body`.
+    alert: Option<AlertFile>,
+    /// The raw webhook body as the monitor POSTs it (one firing alert in it), instead of
+    /// `alert`: the case then also tests how the intake reads that monitor's JSON.
+    body: Option<String>,
+    /// `body`'s source: `alertmanager`, `grafana` or `generic`; detected from its shape
+    /// when absent.
+    source: Option<Source>,
     #[serde(default)]
     expect: Expect,
+}
+
+impl CaseFile {
+    /// The alert this case plans for, or why it has none.
+    fn alert(&self) -> Result<Alert, String> {
+        match (&self.alert, &self.body) {
+            (Some(alert), None) => {
+                if self.source.is_some() {
+                    return Err("`source` goes with `body`, not with `alert`".to_owned());
+                }
+                Ok(Alert {
+                    source: Source::Generic,
+                    fingerprint: Fingerprint::of_labels(&alert.labels),
+                    status: AlertStatus::Firing,
+                    labels: alert.labels.clone(),
+                    annotations: alert.annotations.clone(),
+                    starts_at: None,
+                    ends_at: None,
+                    generator_url: None,
+                    external_url: None,
+                })
+            }
+            (None, Some(body)) => {
+                let limits = crate::intake::Limits::default();
+                let parsed = match self.source {
+                    Some(source) => crate::intake::parse(source, body.as_bytes(), &limits),
+                    None => crate::intake::detect_and_parse(body.as_bytes(), &limits),
+                };
+                let mut alerts = parsed.map_err(|error| format!("body: {error}"))?.alerts;
+                if alerts.len() != 1 {
+                    return Err(format!(
+                        "body: a case plans one alert, this body has {}",
+                        alerts.len()
+                    ));
+                }
+                Ok(alerts.remove(0))
+            }
+            (Some(_), Some(_)) => Err("give `alert` or `body`, not both".to_owned()),
+            (None, None) => Err("a case needs `alert` (labels) or `body` (a webhook body)".to_owned()),
+        }
+    }
+}
+
+/// One fixture case for `salve simulate --case`: its alert, and the inventory and global
+/// mode its file plans with (`None`: the caller's).
+#[derive(Debug)]
+pub struct FixtureCase {
+    pub alert: Alert,
+    pub inventory: Option<Inventory>,
+    pub mode: Mode,
+}
+
+/// The case named `name` in the fixture file `file`, checked as `salve test` checks it.
+pub fn fixture_case(file: &Path, name: &str) -> Result<FixtureCase, Vec<Problem>> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|error| vec![Problem::new(file, 0, format!("cannot read fixture: {error}"))])?;
+    let fixture: FixtureFile = toml::from_str(&text).map_err(|error| {
+        let line = tomlspan::line_of_offset(&text, error.span().map(|span| span.start).unwrap_or(0));
+        vec![Problem::new(file, line, error.message().to_owned())]
+    })?;
+    let Some((index, case)) = fixture.case.iter().enumerate().find(|(_, c)| c.name == name) else {
+        let names: Vec<&str> = fixture.case.iter().map(|c| c.name.as_str()).collect();
+        return Err(vec![Problem::new(
+            file,
+            0,
+            format!("no case named {name:?}; the cases are: {names:?}"),
+        )]);
+    };
+    let alert = case.alert().map_err(|message| {
+        let line = tomlspan::line_of_path(&text, &["case", &index.to_string()]).unwrap_or(1);
+        vec![Problem::new(file, line, message)]
+    })?;
+    Ok(FixtureCase {
+        alert,
+        inventory: fixture.hosts.map(Inventory::new),
+        mode: fixture.mode.unwrap_or(Mode::DryRun),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,7 +287,15 @@ fn run_fixture_file(
             problems.push(Problem::new(file, line, message));
         }
     }
+    let mut alerts = Vec::new();
     for (index, case) in fixture.case.iter().enumerate() {
+        match case.alert() {
+            Ok(alert) => alerts.push(alert),
+            Err(message) => {
+                let line = tomlspan::line_of_path(text, &["case", &index.to_string()]).unwrap_or(1);
+                problems.push(Problem::new(file, line, message));
+            }
+        }
         if fixture.case[..index]
             .iter()
             .any(|earlier| earlier.name == case.name)
@@ -229,19 +321,9 @@ fn run_fixture_file(
     Ok(fixture
         .case
         .iter()
+        .zip(alerts)
         .enumerate()
-        .map(|(index, case)| {
-            let alert = Alert {
-                source: Source::Generic,
-                fingerprint: Fingerprint::of_labels(&case.alert.labels),
-                status: AlertStatus::Firing,
-                labels: case.alert.labels.clone(),
-                annotations: case.alert.annotations.clone(),
-                starts_at: None,
-                ends_at: None,
-                generator_url: None,
-                external_url: None,
-            };
+        .map(|(index, (case, alert))| {
             let ctx = PlanContext {
                 default_escalation: routes.channels_for(&alert.labels),
                 ..ctx
