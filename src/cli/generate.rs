@@ -20,8 +20,9 @@ pub fn completions(shell: Shell) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Write salve(1), roff, to stdout: the top-level page with every subcommand's options in
-/// its own section, so one `man salve` shows the whole CLI.
+/// Write salve(1), roff, to stdout: the top-level page with every subcommand (and its
+/// options) in its own section, so one `man salve` shows the whole CLI and no page it
+/// names is missing.
 pub fn man() -> anyhow::Result<ExitCode> {
     let command = Cli::command();
     let mut page = Vec::new();
@@ -31,7 +32,6 @@ pub fn man() -> anyhow::Result<ExitCode> {
     top.render_synopsis_section(&mut page)?;
     top.render_description_section(&mut page)?;
     top.render_options_section(&mut page)?;
-    top.render_subcommands_section(&mut page)?;
     for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
         write_subcommand_section(&mut page, "salve", sub)?;
     }
