@@ -826,14 +826,13 @@ fn write_history(out: &mut impl Write, incidents: &[Incident]) -> anyhow::Result
         )?;
         writeln!(out, "        labels: {}", labels_in_words(&incident.labels))?;
         let recipe = plan.and_then(|p| p.recipe.as_deref());
-        let target = plan.and_then(|p| p.target.as_ref()).map(|t| t.name.as_str());
+        let target = plan
+            .and_then(|p| p.target.as_ref())
+            .map(|t| t.name.as_str());
         match (recipe, target) {
-            (Some(recipe), Some(target)) => writeln!(
-                out,
-                "        recipe: {} on {}",
-                safe(recipe),
-                safe(target)
-            )?,
+            (Some(recipe), Some(target)) => {
+                writeln!(out, "        recipe: {} on {}", safe(recipe), safe(target))?
+            }
             (Some(recipe), None) => writeln!(out, "        recipe: {}", safe(recipe))?,
             (None, _) => writeln!(out, "        recipe: none")?,
         }
@@ -899,10 +898,7 @@ fn check_in_words(check: &crate::plan::PlannedCheck) -> String {
             if let Some(text) = body_contains {
                 words.push_str(&format!(" with a body containing \"{}\"", safe(text)));
             }
-            words.push_str(&format!(
-                " within {}",
-                humantime::format_duration(*timeout)
-            ));
+            words.push_str(&format!(" within {}", humantime::format_duration(*timeout)));
             if !tls_verify {
                 words.push_str(", TLS certificate not verified");
             }

@@ -65,12 +65,22 @@ fn write_subcommand_section(
         }
         let value = arg
             .get_value_names()
-            .map(|names| names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" "))
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .unwrap_or_else(|| arg.get_id().as_str().to_uppercase());
         let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values());
         let head = match (head.is_empty(), takes_value) {
             (true, _) => format!("\\fI{}\\fR", roff_escape(&value)),
-            (false, true) => format!("\\fB{}\\fR \\fI{}\\fR", head.join(", "), roff_escape(&value)),
+            (false, true) => format!(
+                "\\fB{}\\fR \\fI{}\\fR",
+                head.join(", "),
+                roff_escape(&value)
+            ),
             (false, false) => format!("\\fB{}\\fR", head.join(", ")),
         };
         writeln!(page, ".TP\n{head}")?;

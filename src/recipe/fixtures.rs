@@ -78,7 +78,9 @@ impl CaseFile {
                 Ok(alerts.remove(0))
             }
             (Some(_), Some(_)) => Err("give `alert` or `body`, not both".to_owned()),
-            (None, None) => Err("a case needs `alert` (labels) or `body` (a webhook body)".to_owned()),
+            (None, None) => {
+                Err("a case needs `alert` (labels) or `body` (a webhook body)".to_owned())
+            }
         }
     }
 }
@@ -94,13 +96,24 @@ pub struct FixtureCase {
 
 /// The case named `name` in the fixture file `file`, checked as `salve test` checks it.
 pub fn fixture_case(file: &Path, name: &str) -> Result<FixtureCase, Vec<Problem>> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|error| vec![Problem::new(file, 0, format!("cannot read fixture: {error}"))])?;
+    let text = std::fs::read_to_string(file).map_err(|error| {
+        vec![Problem::new(
+            file,
+            0,
+            format!("cannot read fixture: {error}"),
+        )]
+    })?;
     let fixture: FixtureFile = toml::from_str(&text).map_err(|error| {
-        let line = tomlspan::line_of_offset(&text, error.span().map(|span| span.start).unwrap_or(0));
+        let line =
+            tomlspan::line_of_offset(&text, error.span().map(|span| span.start).unwrap_or(0));
         vec![Problem::new(file, line, error.message().to_owned())]
     })?;
-    let Some((index, case)) = fixture.case.iter().enumerate().find(|(_, c)| c.name == name) else {
+    let Some((index, case)) = fixture
+        .case
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.name == name)
+    else {
         let names: Vec<&str> = fixture.case.iter().map(|c| c.name.as_str()).collect();
         return Err(vec![Problem::new(
             file,

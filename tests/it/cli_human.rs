@@ -58,7 +58,10 @@ fn version_names_the_commit_it_was_built_from() {
 #[test]
 fn bash_completion_completes_subcommands_and_their_flags() {
     let dir = tempfile::tempdir().unwrap();
-    let script = success("completions bash", &salve_cli(dir.path(), &["completions", "bash"]));
+    let script = success(
+        "completions bash",
+        &salve_cli(dir.path(), &["completions", "bash"]),
+    );
     let file = dir.path().join("salve.bash");
     std::fs::write(&file, &script).unwrap();
     // Ask the real bash what TAB offers after `salve hist` and after `salve history --be`.
@@ -76,7 +79,10 @@ fn bash_completion_completes_subcommands_and_their_flags() {
 
     for (shell, checker) in [("zsh", "/usr/bin/zsh"), ("fish", "/usr/bin/fish")] {
         let script = success(shell, &salve_cli(dir.path(), &["completions", shell]));
-        assert!(script.contains("history") && script.contains("simulate"), "{script}");
+        assert!(
+            script.contains("history") && script.contains("simulate"),
+            "{script}"
+        );
         let file = dir.path().join(format!("salve.{shell}"));
         std::fs::write(&file, &script).unwrap();
         success(
@@ -108,7 +114,10 @@ fn man_page_renders_every_subcommand_and_needs_no_config() {
         "--before",
         "--case",
     ] {
-        assert!(rendered.contains(expected), "{expected} missing:\n{rendered}");
+        assert!(
+            rendered.contains(expected),
+            "{expected} missing:\n{rendered}"
+        );
     }
 }
 
@@ -151,19 +160,26 @@ fn serve_on_a_terminal(no_color: Option<&str>) -> String {
     shown
 }
 
-#[test]
-fn log_colour_only_on_a_terminal_and_never_with_no_color() {
+#[tokio::test]
+async fn log_colour_only_on_a_terminal_and_never_with_no_color() {
     assert!(
         serve_on_a_terminal(None).contains("\x1b["),
         "a terminal gets colour"
     );
     let plain = serve_on_a_terminal(Some("1"));
-    assert!(!plain.contains('\x1b'), "NO_COLOR=1 still coloured:\n{plain:?}");
+    assert!(
+        !plain.contains('\x1b'),
+        "NO_COLOR=1 still coloured:\n{plain:?}"
+    );
 
     // Not a terminal: a file (or the journal) gets no escape sequence.
-    let dir = tempfile::tempdir().unwrap();
-    let output = salve_cli(dir.path(), &["serve", "--config", "/nonexistent/salve.toml"]);
-    assert!(!text(&output.stderr).contains('\x1b'), "{:?}", text(&output.stderr));
+    let mut salve = SalveConfig::standard().start_with_shipped_recipes().await;
+    salve.terminate(Duration::from_secs(30)).await;
+    let log = std::fs::read_to_string(salve.dir().join("salve.stderr.log")).unwrap();
+    assert!(
+        log.contains("salve serving") && !log.contains('\x1b'),
+        "{log:?}"
+    );
 }
 
 const LONG_ALERTNAME: &str = "ServiceDownOnTheFrontEndCluster";
@@ -186,10 +202,15 @@ async fn history_shows_labels_full_alertname_zoned_times_and_checks_in_words() {
         } }))
         .await;
     // Planned in dry-run (ServiceDown) and unmatched (the other): both past `received`.
-    let history = wait_until(Duration::from_secs(60), "both incidents planned", || async {
-        let history = salve.history_json().await;
-        (history.len() == 2 && history.iter().all(|i| i["state"] != "received")).then_some(history)
-    })
+    let history = wait_until(
+        Duration::from_secs(60),
+        "both incidents planned",
+        || async {
+            let history = salve.history_json().await;
+            (history.len() == 2 && history.iter().all(|i| i["state"] != "received"))
+                .then_some(history)
+        },
+    )
     .await;
 
     let list = text(&salve.run_cli(&["history"]).await.stdout);
@@ -234,13 +255,20 @@ fn simulate_reads_stdin_and_plans_a_fixture_case_with_a_raw_body() {
     for recipe in ["service-restart.toml", "disk-space.toml"] {
         std::fs::copy(shipped_recipes().join(recipe), recipes.join(recipe)).unwrap();
     }
-    SalveConfig::standard().recipes_dir(&recipes).write_to(dir.path());
+    SalveConfig::standard()
+        .recipes_dir(&recipes)
+        .write_to(dir.path());
     let body = json!({ "labels": {
         "alertname": "ServiceDown", "instance": "web1:9100", "service": "nginx"
     } })
     .to_string();
     let config = dir.path().join("salve.toml").display().to_string();
-    let from_stdin = run(SALVE, &["simulate", "-", "--config", &config], &[], body.as_bytes());
+    let from_stdin = run(
+        SALVE,
+        &["simulate", "-", "--config", &config],
+        &[],
+        body.as_bytes(),
+    );
     let from_stdin = success("simulate -", &from_stdin);
     assert!(
         from_stdin.contains("alert ServiceDown: dry_run (planned)")
@@ -281,10 +309,7 @@ fn simulate_reads_stdin_and_plans_a_fixture_case_with_a_raw_body() {
             && case.contains("run:      [sudo] systemctl restart 'nginx'"),
         "{case}"
     );
-    let test = success(
-        "salve test",
-        &salve_cli(dir.path(), &["test"]),
-    );
+    let test = success("salve test", &salve_cli(dir.path(), &["test"]));
     assert!(test.contains("1 passed, 0 failed"), "{test}");
 
     // A body the intake refuses fails `salve test`, at the case's line.
