@@ -631,6 +631,65 @@ expect = { outcome = "refused", reason_contains = 'target "web1" is not in the i
     }
 
     #[test]
+    fn a_case_may_give_the_raw_webhook_body_and_its_source() {
+        let body = r#"{"labels": {"alertname": "ServiceDown", "instance": "web1:9100", "service": "nginx"}}"#;
+        let case = |extra: &str| {
+            format!(
+                "[[hosts]]\nname = \"web1\"\n[[case]]\nname = \"raw\"\n{extra}\n\
+                 [case.expect]\nrecipe = \"svc\"\ncommands = [\"systemctl restart 'nginx'\"]\n"
+            )
+        };
+        let report = run(&[
+            ("detected.toml", &case(&format!("body = '{body}'"))),
+            (
+                "named.toml",
+                &case(&format!("source = \"generic\"\nbody = '{body}'")),
+            ),
+        ])
+        .unwrap();
+        assert_eq!((report.passed(), report.failed()), (2, 0), "{report}");
+
+        let problems = run(&[
+            (
+                "both.toml",
+                &case(&format!("body = '{body}'\nalert = {{}}")),
+            ),
+            ("neither.toml", &case("")),
+            (
+                "bad.toml",
+                &case("source = \"alertmanager\"\nbody = '{\"alerts\": 3}'"),
+            ),
+            ("stray.toml", &case("source = \"generic\"\nalert = {}")),
+        ])
+        .unwrap_err();
+        let messages: Vec<String> = problems
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}:{}: {}",
+                    p.file.file_name().unwrap().to_string_lossy(),
+                    p.line,
+                    p.message
+                )
+            })
+            .collect();
+        assert_eq!(messages.len(), 4, "{messages:#?}");
+        assert!(
+            messages[0].starts_with("bad.toml:3: body: "),
+            "{messages:#?}"
+        );
+        assert_eq!(messages[1], "both.toml:3: give `alert` or `body`, not both");
+        assert!(
+            messages[2].starts_with("neither.toml:3: a case needs `alert`"),
+            "{messages:#?}"
+        );
+        assert_eq!(
+            messages[3],
+            "stray.toml:3: `source` goes with `body`, not with `alert`"
+        );
+    }
+
+    #[test]
     fn a_missing_fixture_directory_is_a_problem() {
         let inventory = Inventory::default();
         let ctx = PlanContext {
