@@ -21,12 +21,22 @@ use crate::store::{ApprovalDecision, ApprovalOutcome, BreakerResetOutcome, Store
 // Every piece of journal or alert text printed as text goes through this.
 use crate::terminal::escape_controls as safe;
 
+mod generate;
 mod pause;
+
+/// `salve --version`: the crate version and the git commit it was built from (build.rs;
+/// "unknown" outside a git checkout unless GIT_COMMIT was set).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SALVE_GIT_COMMIT"),
+    ")"
+);
 
 #[derive(Debug, Parser)]
 #[command(
     name = "salve",
-    version,
+    version = VERSION,
     about = "Self-healing alert receiver: alerts in, bounded remediations out, humans paged only when needed",
     long_about = "salve receives alerts from Alertmanager, Grafana or any JSON webhook, maps each to a \
                   recipe (a pre-written, bounded remediation), journals the plan, and (in enforce mode) \
@@ -54,11 +64,16 @@ pub enum Command {
     Check,
     /// Print the plan salve would make for a webhook body (any supported source). Runs nothing.
     Simulate {
-        /// A webhook body as Alertmanager, Grafana or the generic hook would POST it.
+        /// A webhook body as Alertmanager, Grafana or the generic hook would POST it;
+        /// `-` reads it from stdin.
         alert: PathBuf,
         /// The body's source; detected from its shape when omitted.
-        #[arg(long, value_parser = ["alertmanager", "grafana", "generic"])]
+        #[arg(long, value_parser = ["alertmanager", "grafana", "generic"], conflicts_with = "case")]
         source: Option<String>,
+        /// ALERT is a fixture file (recipes/tests/*.toml) and this the name of the case
+        /// to plan, with the file's hosts and mode when it sets them (as `salve test` does).
+        #[arg(long, value_name = "NAME")]
+        case: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -133,6 +148,14 @@ pub enum Command {
         #[arg(long, conflicts_with = "id")]
         all: bool,
     },
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell), e.g.
+    /// `salve completions bash > /etc/bash_completion.d/salve`. Reads no config.
+    Completions {
+        #[arg(value_enum)]
+        shell: generate::Shell,
+    },
+    /// Print the salve(1) man page (roff), e.g. `salve man | man -l -`. Reads no config.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +188,12 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Generated from the CLI definition alone: they work without (or with a broken) config.
+    match cli.command {
+        Command::Completions { shell } => return generate::completions(shell),
+        Command::Man => return generate::man(),
+        _ => {}
+    }
     let config_path = config::resolve_path(cli.config.as_deref());
     let loaded = match config::load(config_path.as_deref()) {
         Ok(loaded) => loaded,
@@ -195,8 +224,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate {
             alert,
             source,
+            case,
             json,
-        } => simulate(&loaded, &alert, source.as_deref(), Output::of(json)),
+        } => simulate(&loaded, &alert, source.as_deref(), case, Output::of(json)),
         Command::Test { dir } => test(&loaded, dir),
         Command::History {
             limit,
@@ -210,6 +240,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deny { id, reason } => decide(&loaded, id, ApprovalDecision::Deny { reason }),
         Command::Pause { action, args } => pause::pause(&loaded, action, args),
         Command::Resume { id, all } => pause::resume(&loaded, id, all),
+        Command::Completions { .. } | Command::Man => unreachable!("answered before the config"),
     }
 }
 
@@ -378,34 +409,73 @@ fn simulate(
     loaded: &Config,
     path: &Path,
     source: Option<&str>,
+    case: Option<String>,
     output: Output,
 ) -> anyhow::Result<ExitCode> {
     let recipes = match load_recipes(loaded, &loaded.settings.recipes.dir)? {
         Ok(recipes) => recipes,
         Err(code) => return Ok(code),
     };
-    let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let limits = &loaded.settings.intake.limits;
-    let parsed = match source.and_then(Source::parse) {
-        Some(source) => intake::parse(source, &body, limits),
-        None => intake::detect_and_parse(&body, limits),
+    let (alerts, case_inventory, mode) = match case {
+        Some(name) => match recipe::fixture_case(path, &name) {
+            Ok(case) => (vec![case.alert], case.inventory, case.mode),
+            Err(problems) => {
+                for problem in &problems {
+                    eprintln!("{problem}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        None => (
+            read_webhook_alerts(loaded, path, source)?,
+            None,
+            loaded.settings.engine.mode,
+        ),
     };
-    let notification = parsed.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let inventory = loaded.inventory();
+    let inventory = case_inventory.unwrap_or_else(|| loaded.inventory());
     let routes = loaded.settings.escalation.routes();
-    let results: Vec<(crate::alert::Alert, Plan)> = notification
-        .alerts
+    let results: Vec<(crate::alert::Alert, Plan)> = alerts
         .into_iter()
         .map(|alert| {
             let context = PlanContext {
                 inventory: &inventory,
-                global_mode: loaded.settings.engine.mode,
+                global_mode: mode,
                 default_escalation: routes.channels_for(&alert.labels),
             };
             let plan = recipes.plan(&alert, &context);
             (alert, plan)
         })
         .collect();
+    write_simulation(&results, output)
+}
+
+/// The alerts of a webhook body in the file at `path` (`-`: stdin).
+fn read_webhook_alerts(
+    loaded: &Config,
+    path: &Path,
+    source: Option<&str>,
+) -> anyhow::Result<Vec<crate::alert::Alert>> {
+    let body = if path == Path::new("-") {
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut body)
+            .context("reading the webhook body from stdin")?;
+        body
+    } else {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let limits = &loaded.settings.intake.limits;
+    let parsed = match source.and_then(Source::parse) {
+        Some(source) => intake::parse(source, &body, limits),
+        None => intake::detect_and_parse(&body, limits),
+    };
+    let notification = parsed.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(notification.alerts)
+}
+
+fn write_simulation(
+    results: &[(crate::alert::Alert, Plan)],
+    output: Output,
+) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     if output == Output::Json {
         let value: Vec<_> = results
@@ -415,7 +485,7 @@ fn simulate(
         crate::terminal::write_json(&mut out, &serde_json::json!({ "alerts": value }))?;
         writeln!(out)?;
     } else {
-        for (alert, plan) in &results {
+        for (alert, plan) in results {
             write_plan(
                 &mut out,
                 alert.alertname().unwrap_or("<no alertname>"),
@@ -478,11 +548,7 @@ fn write_plan(out: &mut impl Write, alertname: &str, plan: &Plan) -> std::io::Re
             humantime::format_duration(verify.interval)
         )?;
         for check in &verify.checks {
-            writeln!(
-                out,
-                "    - {}",
-                safe(&serde_json::to_string(check).unwrap_or_default())
-            )?;
+            writeln!(out, "    - {}", check_in_words(check))?;
         }
     }
     if let Some(breaker) = &plan.breaker {
@@ -765,42 +831,132 @@ fn history(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The incident list for a human: one block per incident, its first line a fixed layout
+/// (id, last seen with its zone, state, alert status) then the full alertname; below it
+/// the labels and what salve did, in words.
 fn write_history(out: &mut impl Write, incidents: &[Incident]) -> anyhow::Result<()> {
     if incidents.is_empty() {
         writeln!(out, "no incidents")?;
         return Ok(());
     }
-    writeln!(
-        out,
-        "{:>6}  {:<20}  {:<12}  {:<9}  {:<24}  {:<16}  {:<12}  reason",
-        "id", "last seen", "state", "alert", "alertname", "recipe", "target"
-    )?;
     for incident in incidents {
         let plan = incident.plan.as_ref();
         writeln!(
             out,
-            "{:>6}  {:<20}  {:<12}  {:<9}  {:<24}  {:<16}  {:<12}  {}",
+            "{:>6}  {}  {:<12}  {:<8}  {}",
             incident.id.0,
-            incident.last_seen.format("%Y-%m-%d %H:%M:%S"),
+            human_time(&incident.last_seen),
             incident.state.as_str(),
             incident.alert_status.as_str(),
-            truncate(&safe(incident.alertname.as_deref().unwrap_or("-")), 24),
-            truncate(
-                &safe(plan.and_then(|p| p.recipe.as_deref()).unwrap_or("-")),
-                16
-            ),
-            truncate(
-                &safe(
-                    plan.and_then(|p| p.target.as_ref())
-                        .map(|t| t.name.as_str())
-                        .unwrap_or("-")
-                ),
-                12
-            ),
-            safe(incident.reason.as_deref().unwrap_or("")),
+            safe(incident.alertname.as_deref().unwrap_or("<no alertname>")),
         )?;
+        writeln!(out, "        labels: {}", labels_in_words(&incident.labels))?;
+        let recipe = plan.and_then(|p| p.recipe.as_deref());
+        let target = plan
+            .and_then(|p| p.target.as_ref())
+            .map(|t| t.name.as_str());
+        match (recipe, target) {
+            (Some(recipe), Some(target)) => {
+                writeln!(out, "        recipe: {} on {}", safe(recipe), safe(target))?
+            }
+            (Some(recipe), None) => writeln!(out, "        recipe: {}", safe(recipe))?,
+            (None, _) => writeln!(out, "        recipe: none")?,
+        }
+        if let Some(reason) = incident.reason.as_deref().filter(|r| !r.is_empty()) {
+            writeln!(out, "        why:    {}", safe(reason))?;
+        }
     }
     Ok(())
+}
+
+/// A time as people read it, with its zone: salve keeps and shows UTC.
+fn human_time(at: &chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// `name=value, name=value` in label order, every part escaped for the terminal.
+fn labels_in_words(labels: &std::collections::BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "none".to_owned();
+    }
+    labels
+        .iter()
+        .map(|(name, value)| format!("{}={}", safe(name), safe(value)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A planned check in words: what salve runs or fetches and what counts as passing.
+fn check_in_words(check: &crate::plan::PlannedCheck) -> String {
+    use crate::plan::PlannedCheck;
+    match check {
+        PlannedCheck::Command {
+            command,
+            below,
+            above,
+        } => {
+            let mut words = format!("run `{}` on the target: passes", safe(command));
+            match (below, above) {
+                (None, None) => words.push_str(" when it exits 0"),
+                (below, above) => {
+                    words.push_str(" when the first number it prints is");
+                    if let Some(below) = below {
+                        words.push_str(&format!(" below {below}"));
+                    }
+                    if below.is_some() && above.is_some() {
+                        words.push_str(" and");
+                    }
+                    if let Some(above) = above {
+                        words.push_str(&format!(" above {above}"));
+                    }
+                }
+            }
+            words
+        }
+        PlannedCheck::Http {
+            url,
+            status,
+            body_contains,
+            timeout,
+            tls_verify,
+        } => {
+            let mut words = format!("GET {} from salve: passes on status {status}", safe(url));
+            if let Some(text) = body_contains {
+                words.push_str(&format!(" with a body containing \"{}\"", safe(text)));
+            }
+            words.push_str(&format!(" within {}", humantime::format_duration(*timeout)));
+            if !tls_verify {
+                words.push_str(", TLS certificate not verified");
+            }
+            words
+        }
+    }
+}
+
+/// A journal event's fields in words, `name value` pairs in the order stored, nested
+/// values flattened: what `history --json` shows as an object, without the braces.
+fn fields_in_words(detail: &serde_json::Value) -> String {
+    fn word(value: &serde_json::Value) -> String {
+        use serde_json::Value;
+        match value {
+            Value::Null => "none".to_owned(),
+            Value::Bool(true) => "yes".to_owned(),
+            Value::Bool(false) => "no".to_owned(),
+            Value::Number(number) => number.to_string(),
+            Value::String(text) => safe(text).into_owned(),
+            Value::Array(items) if items.is_empty() => "none".to_owned(),
+            Value::Array(items) => items.iter().map(word).collect::<Vec<_>>().join("; "),
+            Value::Object(_) => format!("({})", fields_in_words(value)),
+        }
+    }
+    match detail.as_object() {
+        Some(fields) => fields
+            .iter()
+            .map(|(name, value)| format!("{} {}", safe(&name.replace('_', " ")), word(value)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => word(detail),
+    }
 }
 
 /// One incident for a human: what it is, what was planned, and the journal in order.
@@ -825,8 +981,9 @@ fn write_incident(
         "  source:   {} fingerprint {} started {}",
         incident.source,
         safe(incident.fingerprint.as_str()),
-        incident.starts_at
+        human_time(&incident.starts_at)
     )?;
+    writeln!(out, "  labels:   {}", labels_in_words(&incident.labels))?;
     if let Some(plan) = &incident.plan {
         write_plan(out, incident.alertname.as_deref().unwrap_or("-"), plan)?;
     }
@@ -840,7 +997,7 @@ fn write_incident(
 /// One journal line (a step's output and a poll's checks below it, behind a gutter).
 fn write_event(out: &mut impl Write, entry: &crate::incident::JournalEntry) -> anyhow::Result<()> {
     use crate::incident::Event;
-    let at = entry.at.format("%H:%M:%S%.3f");
+    let at = entry.at.format("%Y-%m-%d %H:%M:%S%.3f UTC");
     match &entry.event {
         Event::StepStarted { step, command, .. } => {
             writeln!(out, "    {at} step {step} started: {}", safe(command))?
@@ -899,8 +1056,8 @@ fn write_event(out: &mut impl Write, entry: &crate::incident::JournalEntry) -> a
             let detail = if detail.as_object().is_some_and(|o| o.is_empty()) {
                 String::new()
             } else {
-                // serde escapes C0 controls, not DEL, C1 or bidi controls.
-                safe(&detail.to_string()).into_owned()
+                // Every string in it is escaped for the terminal (C0, DEL, C1, bidi).
+                format!(": {}", fields_in_words(&detail))
             };
             let unreadable = match event {
                 Event::Unreadable { error, .. } => {
@@ -908,7 +1065,11 @@ fn write_event(out: &mut impl Write, entry: &crate::incident::JournalEntry) -> a
                 }
                 _ => String::new(),
             };
-            writeln!(out, "    {at} {} {detail}{unreadable}", safe(&kind))?
+            writeln!(
+                out,
+                "    {at} {}{detail}{unreadable}",
+                safe(&kind.replace('_', " "))
+            )?
         }
     }
     Ok(())

@@ -10,7 +10,8 @@ set -euo pipefail
 # capture server for later test suites; wrk for scripts/bench's intake load; the login
 # shells of the target users that prove a command means the same whatever the user's shell
 # (tests/it/login_shells.rs; `ksh` brings ksh93); Prometheus and promtool for the mixin's
-# tests (tests/it/mixin.rs).
+# tests (tests/it/mixin.rs); systemd-analyze and man for scripts/package-test (the unit
+# verified, salve(1) found in the installed package).
 readonly PACKAGES=(
   prometheus-alertmanager
   prometheus
@@ -28,6 +29,8 @@ readonly PACKAGES=(
   tcsh
   ksh
   chromium chromium-driver
+  systemd
+  man-db
 )
 
 # Run a command as root: directly when we are root, else through sudo (CI images differ).

@@ -30,9 +30,106 @@ struct FixtureFile {
 #[serde(deny_unknown_fields)]
 struct CaseFile {
     name: String,
-    alert: AlertFile,
+    /// The alert as labels and annotations; or else `body`.
+    alert: Option<AlertFile>,
+    /// The raw webhook body as the monitor POSTs it (one firing alert in it), instead of
+    /// `alert`: the case then also tests how the intake reads that monitor's JSON.
+    body: Option<String>,
+    /// `body`'s source: `alertmanager`, `grafana` or `generic`; detected from its shape
+    /// when absent.
+    source: Option<Source>,
     #[serde(default)]
     expect: Expect,
+}
+
+impl CaseFile {
+    /// The alert this case plans for, or why it has none.
+    fn alert(&self) -> Result<Alert, String> {
+        match (&self.alert, &self.body) {
+            (Some(alert), None) => {
+                if self.source.is_some() {
+                    return Err("`source` goes with `body`, not with `alert`".to_owned());
+                }
+                Ok(Alert {
+                    source: Source::Generic,
+                    fingerprint: Fingerprint::of_labels(&alert.labels),
+                    status: AlertStatus::Firing,
+                    labels: alert.labels.clone(),
+                    annotations: alert.annotations.clone(),
+                    starts_at: None,
+                    ends_at: None,
+                    generator_url: None,
+                    external_url: None,
+                })
+            }
+            (None, Some(body)) => {
+                let limits = crate::intake::Limits::default();
+                let parsed = match self.source {
+                    Some(source) => crate::intake::parse(source, body.as_bytes(), &limits),
+                    None => crate::intake::detect_and_parse(body.as_bytes(), &limits),
+                };
+                let mut alerts = parsed.map_err(|error| format!("body: {error}"))?.alerts;
+                if alerts.len() != 1 {
+                    return Err(format!(
+                        "body: a case plans one alert, this body has {}",
+                        alerts.len()
+                    ));
+                }
+                Ok(alerts.remove(0))
+            }
+            (Some(_), Some(_)) => Err("give `alert` or `body`, not both".to_owned()),
+            (None, None) => {
+                Err("a case needs `alert` (labels) or `body` (a webhook body)".to_owned())
+            }
+        }
+    }
+}
+
+/// One fixture case for `salve simulate --case`: its alert, and the inventory and global
+/// mode its file plans with (`None`: the caller's).
+#[derive(Debug)]
+pub struct FixtureCase {
+    pub alert: Alert,
+    pub inventory: Option<Inventory>,
+    pub mode: Mode,
+}
+
+/// The case named `name` in the fixture file `file`, checked as `salve test` checks it.
+pub fn fixture_case(file: &Path, name: &str) -> Result<FixtureCase, Vec<Problem>> {
+    let text = std::fs::read_to_string(file).map_err(|error| {
+        vec![Problem::new(
+            file,
+            0,
+            format!("cannot read fixture: {error}"),
+        )]
+    })?;
+    let fixture: FixtureFile = toml::from_str(&text).map_err(|error| {
+        let line =
+            tomlspan::line_of_offset(&text, error.span().map(|span| span.start).unwrap_or(0));
+        vec![Problem::new(file, line, error.message().to_owned())]
+    })?;
+    let Some((index, case)) = fixture
+        .case
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.name == name)
+    else {
+        let names: Vec<&str> = fixture.case.iter().map(|c| c.name.as_str()).collect();
+        return Err(vec![Problem::new(
+            file,
+            0,
+            format!("no case named {name:?}; the cases are: {names:?}"),
+        )]);
+    };
+    let alert = case.alert().map_err(|message| {
+        let line = tomlspan::line_of_path(&text, &["case", &index.to_string()]).unwrap_or(1);
+        vec![Problem::new(file, line, message)]
+    })?;
+    Ok(FixtureCase {
+        alert,
+        inventory: fixture.hosts.map(Inventory::new),
+        mode: fixture.mode.unwrap_or(Mode::DryRun),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,7 +300,15 @@ fn run_fixture_file(
             problems.push(Problem::new(file, line, message));
         }
     }
+    let mut alerts = Vec::new();
     for (index, case) in fixture.case.iter().enumerate() {
+        match case.alert() {
+            Ok(alert) => alerts.push(alert),
+            Err(message) => {
+                let line = tomlspan::line_of_path(text, &["case", &index.to_string()]).unwrap_or(1);
+                problems.push(Problem::new(file, line, message));
+            }
+        }
         if fixture.case[..index]
             .iter()
             .any(|earlier| earlier.name == case.name)
@@ -229,19 +334,9 @@ fn run_fixture_file(
     Ok(fixture
         .case
         .iter()
+        .zip(alerts)
         .enumerate()
-        .map(|(index, case)| {
-            let alert = Alert {
-                source: Source::Generic,
-                fingerprint: Fingerprint::of_labels(&case.alert.labels),
-                status: AlertStatus::Firing,
-                labels: case.alert.labels.clone(),
-                annotations: case.alert.annotations.clone(),
-                starts_at: None,
-                ends_at: None,
-                generator_url: None,
-                external_url: None,
-            };
+        .map(|(index, (case, alert))| {
             let ctx = PlanContext {
                 default_escalation: routes.channels_for(&alert.labels),
                 ..ctx
@@ -533,6 +628,65 @@ expect = { outcome = "refused", reason_contains = 'target "web1" is not in the i
         assert_eq!(text[1], "b.toml:5: duplicate case name \"x\"");
         assert_eq!(text[2], "c.toml:1: fixture file has no [[case]]");
         assert_eq!(text[3], "d.toml:3: duplicate host name \"h\"");
+    }
+
+    #[test]
+    fn a_case_may_give_the_raw_webhook_body_and_its_source() {
+        let body = r#"{"labels": {"alertname": "ServiceDown", "instance": "web1:9100", "service": "nginx"}}"#;
+        let case = |extra: &str| {
+            format!(
+                "[[hosts]]\nname = \"web1\"\n[[case]]\nname = \"raw\"\n{extra}\n\
+                 [case.expect]\nrecipe = \"svc\"\ncommands = [\"systemctl restart 'nginx'\"]\n"
+            )
+        };
+        let report = run(&[
+            ("detected.toml", &case(&format!("body = '{body}'"))),
+            (
+                "named.toml",
+                &case(&format!("source = \"generic\"\nbody = '{body}'")),
+            ),
+        ])
+        .unwrap();
+        assert_eq!((report.passed(), report.failed()), (2, 0), "{report}");
+
+        let problems = run(&[
+            (
+                "both.toml",
+                &case(&format!("body = '{body}'\nalert = {{}}")),
+            ),
+            ("neither.toml", &case("")),
+            (
+                "bad.toml",
+                &case("source = \"alertmanager\"\nbody = '{\"alerts\": 3}'"),
+            ),
+            ("stray.toml", &case("source = \"generic\"\nalert = {}")),
+        ])
+        .unwrap_err();
+        let messages: Vec<String> = problems
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}:{}: {}",
+                    p.file.file_name().unwrap().to_string_lossy(),
+                    p.line,
+                    p.message
+                )
+            })
+            .collect();
+        assert_eq!(messages.len(), 4, "{messages:#?}");
+        assert!(
+            messages[0].starts_with("bad.toml:3: body: "),
+            "{messages:#?}"
+        );
+        assert_eq!(messages[1], "both.toml:3: give `alert` or `body`, not both");
+        assert!(
+            messages[2].starts_with("neither.toml:3: a case needs `alert`"),
+            "{messages:#?}"
+        );
+        assert_eq!(
+            messages[3],
+            "stray.toml:3: `source` goes with `body`, not with `alert`"
+        );
     }
 
     #[test]

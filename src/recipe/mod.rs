@@ -22,7 +22,9 @@ mod test_support;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use fixtures::{CaseResult, FixtureReport, run_fixtures, run_fixtures_routed};
+pub use fixtures::{
+    CaseResult, FixtureCase, FixtureReport, fixture_case, run_fixtures, run_fixtures_routed,
+};
 pub use loader::{load_dir, load_recipe};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use model::{Breaker, Check, Param, ParamSource, Recipe, Verify};

@@ -8,6 +8,7 @@ mod api_auth;
 mod approval;
 mod breaker_key;
 mod cli_check;
+mod cli_human;
 mod config_paths;
 mod crash;
 mod dedup;

@@ -45,7 +45,6 @@ const ALERTS: [&str; 9] = [
     "SalveErrorBudgetTripped",
 ];
 
-
 /// What Prometheus 2.x sends by default: OpenMetrics first.
 const PROMETHEUS_DEFAULT_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
