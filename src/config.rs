@@ -310,12 +310,18 @@ impl Default for GrafanaSettings {
 pub struct StoreSettings {
     /// `sqlite://PATH` (relative to the working directory) or `sqlite:///abs/path`.
     pub url: String,
+    /// Finished incidents (and their journal) older than this are deleted, hourly and at
+    /// start; open ones, undelivered pages and runs a breaker window still counts are
+    /// kept whatever their age. At least 1h; default 90 days.
+    #[serde(deserialize_with = "de_duration")]
+    pub retention: Duration,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
             url: "sqlite://salve.db".into(),
+            retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -586,6 +592,12 @@ pub fn load_from_str(
     escalation_problems(&settings.escalation, &mut problems);
     host_problems(&settings.hosts, &mut problems);
     let approval_key = approval_problems(&settings.approval, &mut problems);
+    if settings.store.retention < Duration::from_secs(3600) {
+        problems.at(
+            &["store", "retention"],
+            "store.retention is at least 1h: it deletes the journal of finished incidents",
+        );
+    }
     let alertmanager_credentials = alertmanager_problems(&settings.alertmanager, &mut problems);
     let maintenance = maintenance_problems(&settings, &mut problems);
 

@@ -70,6 +70,7 @@ pub struct App {
     server: actix_web::dev::Server,
     engine: Engine,
     outbox: Outbox,
+    retention: crate::engine::retention::Retention,
 }
 
 impl App {
@@ -273,6 +274,10 @@ impl App {
             server,
             engine,
             outbox,
+            retention: crate::engine::retention::Retention {
+                store: store.clone(),
+                window: settings.store.retention,
+            },
         })
     }
 
@@ -288,6 +293,7 @@ impl App {
     /// HTTP server stops on its own.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let outbox_task = tokio::spawn(self.outbox.run(self.shutdown.child_token()));
+        let retention_task = tokio::spawn(self.retention.run(self.shutdown.child_token()));
         let engine_task = tokio::spawn(self.engine.run(self.shutdown.child_token()));
         let server_handle = self.server.handle();
         let mut server_task = tokio::spawn(self.server);
@@ -305,6 +311,7 @@ impl App {
         self.shutdown.cancel();
         engine_task.await.context("engine task")?;
         outbox_task.await.context("outbox task")?;
+        retention_task.await.context("retention task")?;
         server_handle.stop(true).await;
         let _ = server_task.await;
         if self.remove_control_dir {
