@@ -42,6 +42,8 @@ mod approval_tests;
 #[cfg(test)]
 mod gate_tests;
 #[cfg(test)]
+mod retention_tests;
+#[cfg(test)]
 mod tests;
 
 use rows::{INCIDENT_COLUMNS, event_from_row, incident_from_row, state_from_text};
