@@ -655,7 +655,13 @@ impl CommandRunner for Executor {
     }
 
     fn user_for(&self, target: &PlannedTarget) -> Option<String> {
-        Some(target.user.as_deref().unwrap_or(&self.settings.user).to_owned())
+        Some(
+            target
+                .user
+                .as_deref()
+                .unwrap_or(&self.settings.user)
+                .to_owned(),
+        )
     }
 
     async fn close_idle(&self) {

@@ -29,7 +29,9 @@ impl Retention {
         loop {
             match self.prune_once(&shutdown).await {
                 Ok(0) => {}
-                Ok(pruned) => tracing::info!(pruned, window = %humantime::format_duration(self.window), "retention: finished incidents deleted"),
+                Ok(pruned) => {
+                    tracing::info!(pruned, window = %humantime::format_duration(self.window), "retention: finished incidents deleted")
+                }
                 Err(e) => tracing::warn!(error = %e, "retention pass failed; trying again later"),
             }
             tokio::select! {
@@ -46,7 +48,9 @@ impl Retention {
         let mut pruned = 0;
         loop {
             let now = Utc::now();
-            let cutoff = now.checked_sub_signed(window).unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+            let cutoff = now
+                .checked_sub_signed(window)
+                .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
             let batch = self.store.prune_finished(cutoff, now, BATCH).await?;
             pruned += batch;
             if batch < BATCH || shutdown.is_cancelled() {

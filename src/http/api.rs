@@ -13,7 +13,9 @@ use super::auth::ApiDenied;
 use super::hooks::{Rejection, check_content_type, read_body_within};
 use crate::config::ApiScope;
 use crate::incident::{IncidentId, State};
-use crate::store::{ApprovalDecision, IncidentFilter, ApprovalOutcome, ApprovalRefusal, BreakerResetOutcome};
+use crate::store::{
+    ApprovalDecision, ApprovalOutcome, ApprovalRefusal, BreakerResetOutcome, IncidentFilter,
+};
 
 pub mod pauses;
 
@@ -106,7 +108,9 @@ impl ListQuery {
             Some(text) => Some(
                 chrono::DateTime::parse_from_rfc3339(text)
                     .map_err(|e| {
-                        format!("since {text:?} is not an RFC 3339 time (2026-01-31T12:00:00Z): {e}")
+                        format!(
+                            "since {text:?} is not an RFC 3339 time (2026-01-31T12:00:00Z): {e}"
+                        )
                     })?
                     .with_timezone(&chrono::Utc),
             ),

@@ -19,7 +19,8 @@ use crate::plan::Plan;
 use crate::store::{
     ApprovalDecision, ApprovalOutcome, ApprovalRequest, BreakerLimit, BreakerResetOutcome,
     BreakerStatus, BudgetState, BudgetTrip, DiagnosticsClaim, Gap, HostHold, IncidentDetail,
-    IncidentFilter, Ingested, LinkProof, NewPause, OutboxItem, Pause, RunGate, RunRecord, Store, StoreError,
+    IncidentFilter, Ingested, LinkProof, NewPause, OutboxItem, Pause, RunGate, RunRecord, Store,
+    StoreError,
 };
 use crate::store::{FollowUpCandidate, FollowUpItem};
 
@@ -288,7 +289,10 @@ fn incremental_auto_vacuum(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "auto_vacuum", INCREMENTAL)?;
     let pages: i64 = conn.pragma_query_value(None, "page_count", |row| row.get(0))?;
     if pages > 0 {
-        tracing::info!(pages, "store: switching the file to incremental auto-vacuum (one VACUUM)");
+        tracing::info!(
+            pages,
+            "store: switching the file to incremental auto-vacuum (one VACUUM)"
+        );
         conn.execute_batch("VACUUM")?;
     }
     Ok(())

@@ -179,7 +179,11 @@ async fn an_api_breaker_reset_lets_the_next_incident_really_run() {
 /// last and next attempt) rather than journaling each attempt, so the row is polled and
 /// each attempt's time recorded in `seen` as it goes by; the journal has one
 /// `escalation_failed`, the first.
-async fn wait_for_failures(salve: &SalveProcess, seen: &mut Vec<Value>, count: usize) -> Vec<Value> {
+async fn wait_for_failures(
+    salve: &SalveProcess,
+    seen: &mut Vec<Value>,
+    count: usize,
+) -> Vec<Value> {
     let db = salve.dir().join("salve.db");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while seen.len() < count {
@@ -187,19 +191,17 @@ async fn wait_for_failures(salve: &SalveProcess, seen: &mut Vec<Value>, count: u
             std::time::Instant::now() < deadline,
             "{count} failed delivery attempt(s): saw {seen:#?}"
         );
-        let row: Option<(i64, Option<String>)> = rusqlite::Connection::open_with_flags(
-            &db,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .ok()
-        .and_then(|conn| {
-            conn.query_row(
-                "SELECT attempts, last_attempt_at FROM outbox ORDER BY id LIMIT 1",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .ok()
-        });
+        let row: Option<(i64, Option<String>)> =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .ok()
+                .and_then(|conn| {
+                    conn.query_row(
+                        "SELECT attempts, last_attempt_at FROM outbox ORDER BY id LIMIT 1",
+                        [],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .ok()
+                });
         if let Some((attempts, Some(at))) = row
             && attempts as usize > seen.len()
         {
@@ -214,7 +216,12 @@ async fn wait_for_failures(salve: &SalveProcess, seen: &mut Vec<Value>, count: u
     }
     let history = salve.history_json().await;
     let journaled = events(&history[0], "escalation_failed");
-    assert_eq!(journaled.len(), 1, "one journal entry, not one per attempt: {:#}", history[0]);
+    assert_eq!(
+        journaled.len(),
+        1,
+        "one journal entry, not one per attempt: {:#}",
+        history[0]
+    );
     seen.clone()
 }
 

@@ -115,7 +115,15 @@ async fn a_week_of_finished_incidents_is_pruned_to_the_window() {
     // One finished incident per day, 1 to 7 days old.
     let mut week = Vec::new();
     for day in 1..=7 {
-        let id = incident_in(&store, &format!("a{day}"), "Daily", State::DryRun, "r", "web1").await;
+        let id = incident_in(
+            &store,
+            &format!("a{day}"),
+            "Daily",
+            State::DryRun,
+            "r",
+            "web1",
+        )
+        .await;
         backdate(&path, id, Days::days(day) - Days::minutes(1));
         week.push(id);
     }
@@ -202,7 +210,16 @@ async fn a_run_its_breaker_window_still_counts_is_kept() {
         window: week,
     };
     let gate = store
-        .begin_run(id, "r", "web1", "web1", limit, super::tests::remediation_started(), None, Utc::now())
+        .begin_run(
+            id,
+            "r",
+            "web1",
+            "web1",
+            limit,
+            super::tests::remediation_started(),
+            None,
+            Utc::now(),
+        )
         .await
         .unwrap();
     assert_eq!(gate, RunGate::Started);
@@ -225,14 +242,23 @@ async fn a_run_its_breaker_window_still_counts_is_kept() {
     backdate(&path, id, Days::days(2));
     let now = Utc::now();
     assert_eq!(
-        store.prune_finished(now - Days::days(1), now, 10).await.unwrap(),
+        store
+            .prune_finished(now - Days::days(1), now, 10)
+            .await
+            .unwrap(),
         0
     );
-    assert_eq!(store.runs_in_window("r", "web1", week).await.unwrap().len(), 1);
+    assert_eq!(
+        store.runs_in_window("r", "web1", week).await.unwrap().len(),
+        1
+    );
     // Past its window it goes.
     backdate(&path, id, Days::days(8));
     assert_eq!(
-        store.prune_finished(now - Days::days(1), now, 10).await.unwrap(),
+        store
+            .prune_finished(now - Days::days(1), now, 10)
+            .await
+            .unwrap(),
         1
     );
 }
@@ -252,7 +278,15 @@ async fn listings_filter_by_state_alertname_host_recipe_since_and_cursor() {
     let (_dir, path, store) = store_in_temp_dir();
     let a = incident_in(&store, "f1", "DiskFull", State::DryRun, "disk", "web1").await;
     let b = incident_in(&store, "f2", "DiskFull", State::Refused, "disk", "web2").await;
-    let c = incident_in(&store, "f3", "ServiceDown", State::DryRun, "restart", "web1").await;
+    let c = incident_in(
+        &store,
+        "f3",
+        "ServiceDown",
+        State::DryRun,
+        "restart",
+        "web1",
+    )
+    .await;
     backdate(&path, a, Days::days(2));
     let matching = |filter: IncidentFilter| {
         let store = &store;
