@@ -251,6 +251,8 @@ fn connect(path: &Path, role: Role) -> Result<Connection, StoreError> {
         .map_err(config_error)?;
     match role {
         Role::Writer => {
+            // Before WAL: a new file takes the mode without a VACUUM.
+            incremental_auto_vacuum(&conn).map_err(config_error)?;
             let mode: String = conn
                 .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
                 .map_err(config_error)?;
@@ -264,7 +266,6 @@ fn connect(path: &Path, role: Role) -> Result<Connection, StoreError> {
             // acknowledged alert could vanish in a power cut (DESIGN.md invariant 4).
             conn.pragma_update(None, "synchronous", "FULL")
                 .map_err(config_error)?;
-            incremental_auto_vacuum(&conn).map_err(config_error)?;
         }
         Role::Maintenance => {}
         Role::Reader => {

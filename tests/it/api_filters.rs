@@ -55,7 +55,11 @@ async fn incidents_filter_and_every_error_is_json() {
     salve
         .post_generic(json!({ "labels": { "alertname": "NeverSeen", "instance": "web1:9100" } }))
         .await;
-    salve.wait_for_final(3, Duration::from_secs(60)).await;
+    salve
+        .wait_for_incidents("every incident planned", |all| {
+            all.len() == 3 && all.iter().all(|i| i["state"] != "received")
+        })
+        .await;
 
     let (status, _, all) = get(&salve, "/api/v1/incidents").await;
     assert_eq!(status, 200);
