@@ -42,7 +42,7 @@ async fn a_week_of_finished_incidents_is_pruned_to_the_retention_window() {
         .env("SALVE_STORE__RETENTION", "3d")
         .start()
         .await;
-    // Eight novel alerts: each ends `unmatched` and is paged to the log channel.
+    // Eight novel alerts: each ends `unmatched` with a page queued for the log channel.
     for day in 1..=8 {
         salve
             .post_generic(
@@ -51,7 +51,12 @@ async fn a_week_of_finished_incidents_is_pruned_to_the_retention_window() {
             .await;
     }
     salve.wait_for_final(8, Duration::from_secs(60)).await;
-    let history = salve.wait_until_delivered().await;
+    let history = salve
+        .wait_for_history("every page queued", |all| {
+            all.iter()
+                .all(|i| !crate::support::events(i, "escalation_queued").is_empty())
+        })
+        .await;
     salve.terminate(Duration::from_secs(20)).await;
 
     // Day N is N days old (less a minute); Day8's page is made undelivered again.
@@ -68,16 +73,23 @@ async fn a_week_of_finished_incidents_is_pruned_to_the_retention_window() {
         let age = chrono::Duration::days(day) - chrono::Duration::minutes(1);
         backdate(&db, id_of(&format!("Day{day}")), age);
     }
+    // Every page delivered (as its channel would have, some time back), but Day8's.
     let undelivered = id_of("Day8");
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute(
-            "UPDATE outbox SET status = 'pending', sent_at = NULL,
-                    next_attempt_at = '2999-01-01T00:00:00.000000000Z'
-             WHERE incident_id = ?1",
-            [undelivered],
-        )
-        .unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE outbox SET status = 'sent', sent_at = '2000-01-01T00:00:00.000000000Z',
+                follow_up = 'none'",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE outbox SET status = 'pending', sent_at = NULL,
+                next_attempt_at = '2999-01-01T00:00:00.000000000Z'
+         WHERE incident_id = ?1",
+        [undelivered],
+    )
+    .unwrap();
+    drop(conn);
 
     salve.restart().await;
     let kept = wait_until(
