@@ -682,6 +682,14 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         batch: usize,
     ) -> Result<usize, StoreError> {
+        // Read first: most passes find nothing, and a write would cost a commit (and
+        // wait behind any other process holding the write lock).
+        let any = self
+            .read(move |conn| retention::prunable(conn, cutoff, now, 1))
+            .await?;
+        if any.is_empty() {
+            return Ok(0);
+        }
         self.write_with(move |conn| {
             retention::prune(conn, cutoff, now, sql_limit(batch)).map_err(unavailable)
         })

@@ -40,47 +40,58 @@ fn final_states_sql() -> String {
     format!("({})", quoted.join(", "))
 }
 
-/// Delete up to `batch` prunable incidents whose last sign of life (last notification,
-/// newest journal entry) is before `cutoff`; returns how many. `now` ends the breaker
-/// windows. Runs inside the writer's transaction; frees pages with `incremental_vacuum`.
+/// Up to `limit` ids of incidents that may be pruned: finished, silent since before
+/// `cutoff`, nothing undelivered or undecided, no run a breaker window (ending at `now`)
+/// still counts. Oldest first.
+pub(super) fn prunable(
+    conn: &Connection,
+    cutoff: DateTime<Utc>,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> rusqlite::Result<Vec<i64>> {
+    let escalating: Vec<String> = State::ALL
+        .iter()
+        .filter(|s| s.escalation_reason().is_some())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    conn.prepare_cached(&format!(
+        "SELECT i.id FROM incidents AS i
+         WHERE i.state IN {finals}
+           AND i.last_seen < ?1
+           AND (i.state NOT IN ({escalating}) OR i.escalated_at IS NOT NULL)
+           AND NOT EXISTS (SELECT 1 FROM events AS e
+                           WHERE e.incident_id = i.id AND e.at >= ?1)
+           AND NOT EXISTS (SELECT 1 FROM outbox AS o
+                           WHERE o.incident_id = i.id AND o.status = 'pending')
+           AND NOT EXISTS (SELECT 1 FROM followups AS f
+                           WHERE f.incident_id = i.id AND f.status = 'pending')
+           AND NOT EXISTS (SELECT 1 FROM followups AS f
+                           WHERE f.by_incident = i.id AND f.incident_id <> i.id)
+           AND NOT EXISTS (SELECT 1 FROM approvals AS a
+                           WHERE a.incident_id = i.id AND a.decision IS NULL)
+           AND NOT EXISTS (SELECT 1 FROM runs AS r
+                           WHERE r.incident_id = i.id
+                             AND unixepoch(r.started_at) + r.window_seconds > ?2)
+         ORDER BY i.id LIMIT ?3",
+        finals = final_states_sql(),
+        escalating = escalating.join(", "),
+    ))?
+    .query_map(params![time_text(cutoff), now.timestamp(), limit], |row| {
+        row.get(0)
+    })?
+    .collect()
+}
+
+/// Delete up to `batch` prunable incidents (see [`prunable`]) with their journal and
+/// bookkeeping rows; returns how many. Runs inside the writer's transaction; frees pages
+/// with `incremental_vacuum`.
 pub(super) fn prune(
     conn: &Connection,
     cutoff: DateTime<Utc>,
     now: DateTime<Utc>,
     batch: i64,
 ) -> rusqlite::Result<usize> {
-    let cutoff = time_text(cutoff);
-    let now_seconds = now.timestamp();
-    let escalating: Vec<String> = State::ALL
-        .iter()
-        .filter(|s| s.escalation_reason().is_some())
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect();
-    let ids: Vec<i64> = conn
-        .prepare_cached(&format!(
-            "SELECT i.id FROM incidents AS i
-             WHERE i.state IN {finals}
-               AND i.last_seen < ?1
-               AND (i.state NOT IN ({escalating}) OR i.escalated_at IS NOT NULL)
-               AND NOT EXISTS (SELECT 1 FROM events AS e
-                               WHERE e.incident_id = i.id AND e.at >= ?1)
-               AND NOT EXISTS (SELECT 1 FROM outbox AS o
-                               WHERE o.incident_id = i.id AND o.status = 'pending')
-               AND NOT EXISTS (SELECT 1 FROM followups AS f
-                               WHERE f.incident_id = i.id AND f.status = 'pending')
-               AND NOT EXISTS (SELECT 1 FROM followups AS f
-                               WHERE f.by_incident = i.id AND f.incident_id <> i.id)
-               AND NOT EXISTS (SELECT 1 FROM approvals AS a
-                               WHERE a.incident_id = i.id AND a.decision IS NULL)
-               AND NOT EXISTS (SELECT 1 FROM runs AS r
-                               WHERE r.incident_id = i.id
-                                 AND unixepoch(r.started_at) + r.window_seconds > ?2)
-             ORDER BY i.id LIMIT ?3",
-            finals = final_states_sql(),
-            escalating = escalating.join(", "),
-        ))?
-        .query_map(params![cutoff, now_seconds, batch], |row| row.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let ids = prunable(conn, cutoff, now, batch)?;
     for id in &ids {
         for table in ["events", "runs", "approvals", "followups", "outbox"] {
             conn.prepare_cached(&format!("DELETE FROM {table} WHERE incident_id = ?1"))?
