@@ -1307,6 +1307,22 @@ mod tests {
     }
 
     #[test]
+    fn store_retention_defaults_to_90_days_and_is_at_least_an_hour() {
+        let loaded = load_with_env(None, BTreeMap::new()).unwrap();
+        assert_eq!(
+            loaded.settings.store.retention,
+            Duration::from_secs(90 * 24 * 3600)
+        );
+        let problems = load_text("[store]\nretention = \"10m\"\n", &[]).unwrap_err();
+        let text = messages(problems).join("\n");
+        assert!(
+            text.starts_with("salve.toml:2: store.retention is at least 1h"),
+            "{text}"
+        );
+        assert!(load_text("[store]\nretention = \"1h\"\n", &[]).is_ok());
+    }
+
+    #[test]
     fn unknown_key_is_reported_with_its_line() {
         let problems =
             load_text("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n", &[]).unwrap_err();
