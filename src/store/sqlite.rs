@@ -251,8 +251,12 @@ fn connect(path: &Path, role: Role) -> Result<Connection, StoreError> {
         .map_err(config_error)?;
     match role {
         Role::Writer => {
-            // Before WAL: a new file takes the mode without a VACUUM.
-            incremental_auto_vacuum(&conn).map_err(config_error)?;
+            // Before WAL: a new file takes the mode without a VACUUM. Not fatal: another
+            // process may hold the file (its VACUUM then waits for a later open), and
+            // without it retention still deletes, the file only keeps its size.
+            if let Err(e) = incremental_auto_vacuum(&conn) {
+                tracing::warn!(path = %path.display(), error = %e, "store: cannot switch to incremental auto-vacuum now; freed pages stay in the file");
+            }
             let mode: String = conn
                 .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
                 .map_err(config_error)?;
