@@ -312,12 +312,18 @@ impl Default for GrafanaSettings {
 pub struct StoreSettings {
     /// `sqlite://PATH` (relative to the config file's directory) or `sqlite:///abs/path`.
     pub url: String,
+    /// Finished incidents (and their journal) older than this are deleted, hourly and at
+    /// start; open ones, undelivered pages and runs a breaker window still counts are
+    /// kept whatever their age. At least 1h; default 90 days.
+    #[serde(deserialize_with = "de_duration")]
+    pub retention: Duration,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
             url: "sqlite://salve.db".into(),
+            retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -611,6 +617,12 @@ pub fn load_from_str_in(
     escalation_problems(&settings.escalation, &mut problems);
     host_problems(&settings.hosts, &mut problems);
     let approval_key = approval_problems(&settings.approval, &mut problems);
+    if settings.store.retention < Duration::from_secs(3600) {
+        problems.at(
+            &["store", "retention"],
+            "store.retention is at least 1h: it deletes the journal of finished incidents",
+        );
+    }
     let alertmanager_credentials = alertmanager_problems(&settings.alertmanager, &mut problems);
     let maintenance = maintenance_problems(&settings, &mut problems);
 
@@ -1335,6 +1347,22 @@ mod tests {
             "{text}"
         );
         assert!(load_text("[approval]\nkey = \"k\"\ntimeout = \"7d\"\n", &[]).is_ok());
+    }
+
+    #[test]
+    fn store_retention_defaults_to_90_days_and_is_at_least_an_hour() {
+        let loaded = load_with_env(None, BTreeMap::new()).unwrap();
+        assert_eq!(
+            loaded.settings.store.retention,
+            Duration::from_secs(90 * 24 * 3600)
+        );
+        let problems = load_text("[store]\nretention = \"10m\"\n", &[]).unwrap_err();
+        let text = messages(problems).join("\n");
+        assert!(
+            text.starts_with("salve.toml:2: store.retention is at least 1h"),
+            "{text}"
+        );
+        assert!(load_text("[store]\nretention = \"1h\"\n", &[]).is_ok());
     }
 
     #[test]

@@ -86,6 +86,7 @@ pub struct App {
     reloader: Arc<crate::reload::Reloader>,
     engine: Engine,
     outbox: Outbox,
+    retention: crate::engine::retention::Retention,
 }
 
 impl App {
@@ -327,6 +328,10 @@ impl App {
             reloader,
             engine,
             outbox,
+            retention: crate::engine::retention::Retention {
+                store: store.clone(),
+                window: settings.store.retention,
+            },
         })
     }
 
@@ -347,6 +352,7 @@ impl App {
     /// HTTP server stops on its own.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let outbox_task = tokio::spawn(self.outbox.run(self.shutdown.child_token()));
+        let retention_task = tokio::spawn(self.retention.run(self.shutdown.child_token()));
         let engine_task = tokio::spawn(self.engine.run(self.shutdown.child_token()));
         let server_handle = self.server.handle();
         let mut server_task = tokio::spawn(self.server);
@@ -364,6 +370,7 @@ impl App {
         self.shutdown.cancel();
         engine_task.await.context("engine task")?;
         outbox_task.await.context("outbox task")?;
+        retention_task.await.context("retention task")?;
         server_handle.stop(true).await;
         let _ = server_task.await;
         if self.remove_control_dir {

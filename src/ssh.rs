@@ -626,6 +626,12 @@ pub trait CommandRunner: Send + Sync {
     /// The longest `run` takes before it sends a command (`Executor::connect_bound`).
     fn connect_bound(&self) -> Duration;
 
+    /// The user `run` logs in as on `target` (journaled in `remediation_started`): the
+    /// target's own by default.
+    fn user_for(&self, target: &PlannedTarget) -> Option<String> {
+        target.user.clone()
+    }
+
     /// Closes idle connections (`Executor::close_idle`); nothing by default.
     async fn close_idle(&self) {}
 
@@ -646,6 +652,16 @@ impl CommandRunner for Executor {
 
     fn connect_bound(&self) -> Duration {
         Executor::connect_bound(self)
+    }
+
+    fn user_for(&self, target: &PlannedTarget) -> Option<String> {
+        Some(
+            target
+                .user
+                .as_deref()
+                .unwrap_or(&self.settings.user)
+                .to_owned(),
+        )
     }
 
     async fn close_idle(&self) {

@@ -21,6 +21,7 @@ use crate::store::{Store, StoreError};
 pub mod escalate;
 pub mod outbox;
 pub mod remediate;
+pub mod retention;
 
 pub use escalate::Escalator;
 pub use outbox::Outbox;

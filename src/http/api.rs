@@ -12,8 +12,10 @@ use super::AppState;
 use super::auth::ApiDenied;
 use super::hooks::{Rejection, check_content_type, read_body_within};
 use crate::config::ApiScope;
-use crate::incident::IncidentId;
-use crate::store::{ApprovalDecision, ApprovalOutcome, ApprovalRefusal, BreakerResetOutcome};
+use crate::incident::{IncidentId, State};
+use crate::store::{
+    ApprovalDecision, ApprovalOutcome, ApprovalRefusal, BreakerResetOutcome, IncidentFilter,
+};
 
 pub mod pauses;
 
@@ -83,17 +85,138 @@ pub(super) fn refusal(denied: ApiDenied, needed: ApiScope) -> HttpResponse {
     response.json(json!({ "status": "error", "error": denied.reason(needed) }))
 }
 
+/// `GET /api/v1/incidents` query: every field optional, any other key refused (400), so a
+/// misspelt filter never lists everything.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     limit: Option<usize>,
     /// Cursor: only incidents with a smaller id (the `next` link gives it).
     before: Option<i64>,
+    /// An incident state (`succeeded`, `failed`, ...).
+    state: Option<String>,
+    alertname: Option<String>,
+    /// The plan's target (inventory name).
+    host: Option<String>,
+    /// The plan's recipe.
+    recipe: Option<String>,
+    /// RFC 3339: first seen at or after this time.
+    since: Option<String>,
 }
 
-/// `GET /api/v1/incidents?limit=N&before=ID`: incidents newest first, without their
-/// journals (`/api/v1/incidents/{id}` has one), in one query. `limit` defaults to 100
-/// and is cut to 500; the answer stops at about 4 MiB. When more may follow, a `Link`
-/// header names the next page.
+impl ListQuery {
+    /// The store filter, or a message for the caller (400).
+    fn filter(&self) -> Result<IncidentFilter, String> {
+        let state = match self.state.as_deref() {
+            None => None,
+            Some(text) => Some(State::parse(text).ok_or_else(|| {
+                let known: Vec<&str> = State::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown state {text:?}; one of {}", known.join(", "))
+            })?),
+        };
+        let since = match self.since.as_deref() {
+            None => None,
+            Some(text) => Some(
+                chrono::DateTime::parse_from_rfc3339(text)
+                    .map_err(|e| {
+                        format!(
+                            "since {text:?} is not an RFC 3339 time (2026-01-31T12:00:00Z): {e}"
+                        )
+                    })?
+                    .with_timezone(&chrono::Utc),
+            ),
+        };
+        Ok(IncidentFilter {
+            state,
+            alertname: self.alertname.clone(),
+            host: self.host.clone(),
+            recipe: self.recipe.clone(),
+            since,
+            before: self.before.map(IncidentId),
+        })
+    }
+
+    /// This query's filters (not `before`) as `&key=value` pairs, for the next link.
+    fn filters_query(&self) -> String {
+        use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+        let pairs = [
+            ("state", &self.state),
+            ("alertname", &self.alertname),
+            ("host", &self.host),
+            ("recipe", &self.recipe),
+            ("since", &self.since),
+        ];
+        pairs
+            .iter()
+            .filter_map(|(key, value)| {
+                value
+                    .as_deref()
+                    .map(|v| format!("&{key}={}", utf8_percent_encode(v, NON_ALPHANUMERIC)))
+            })
+            .collect()
+    }
+}
+
+/// 400 with the reason as JSON: how a bad query string or path is answered (registered
+/// as actix's `QueryConfig`/`PathConfig` error handler, so no extractor answers text).
+pub fn bad_request(reason: impl std::fmt::Display) -> HttpResponse {
+    // Parts of a refused query come back in the reason: no control characters, bounded.
+    let reason: String = reason
+        .to_string()
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(400)
+        .collect();
+    HttpResponse::BadRequest().json(json!({ "status": "error", "error": reason }))
+}
+
+/// A query string the extractor refused, as a JSON 400.
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _req: &HttpRequest,
+) -> actix_web::Error {
+    let reason = format!("bad query string: {err}");
+    actix_web::error::InternalError::from_response(err, bad_request(reason)).into()
+}
+
+/// A path parameter the extractor refused (`/api/v1/incidents/abc`), as a JSON 400.
+pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
+    let reason = format!("bad path: {err}");
+    actix_web::error::InternalError::from_response(err, bad_request(reason)).into()
+}
+
+/// Any path salve does not serve: a JSON 404.
+pub async fn no_such_route() -> HttpResponse {
+    HttpResponse::NotFound().json(json!({ "status": "error", "error": "no such route" }))
+}
+
+/// One incident in a listing: the incident without its plan (`/api/v1/incidents/{id}` has
+/// the plan and the journal), with the plan's recipe and target name beside it.
+fn summary(incident: &crate::incident::Incident) -> serde_json::Value {
+    let recipe = incident.plan.as_ref().and_then(|p| p.recipe.clone());
+    let host = incident
+        .plan
+        .as_ref()
+        .and_then(|p| p.target.as_ref())
+        .map(|t| t.name.clone());
+    let mut value = serde_json::to_value(incident).expect("an incident always serialises");
+    if let Some(object) = value.as_object_mut() {
+        object.remove("plan");
+        object.insert("recipe".into(), json!(recipe));
+        object.insert("host".into(), json!(host));
+        object.insert(
+            "url".into(),
+            json!(format!("/api/v1/incidents/{}", incident.id.0)),
+        );
+    }
+    value
+}
+
+/// `GET /api/v1/incidents?state=&alertname=&host=&recipe=&since=&limit=N&before=ID`:
+/// incident summaries newest first (no plan, no journal: `/api/v1/incidents/{id}` has
+/// them), in one query; every filter given must hold. `limit` defaults to 100 and is cut
+/// to 500; the answer stops at about 4 MiB. When more may follow, a `Link` header names
+/// the next page (same filters). A bad query is a JSON 400.
 pub async fn list_incidents(
     req: HttpRequest,
     query: web::Query<ListQuery>,
@@ -103,9 +226,12 @@ pub async fn list_incidents(
         return refusal(denied, ApiScope::Read);
     }
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-    let before = query.before.map(IncidentId);
+    let filter = match query.filter() {
+        Ok(filter) => filter,
+        Err(reason) => return bad_request(reason),
+    };
     // One more than asked: tells whether a next page exists.
-    let incidents = match state.store.list_incidents(before, limit + 1).await {
+    let incidents = match state.store.incidents_matching(&filter, limit + 1).await {
         Ok(incidents) => incidents,
         Err(e) => {
             return HttpResponse::ServiceUnavailable()
@@ -117,7 +243,7 @@ pub async fn list_incidents(
     let mut answered = 0;
     let mut next = None;
     for incident in incidents.iter().take(limit) {
-        let item = serde_json::to_vec(incident).expect("an incident always serialises");
+        let item = serde_json::to_vec(&summary(incident)).expect("a summary always serialises");
         if answered > 0 && body.len() + item.len() + 2 > MAX_ANSWER_BYTES {
             break;
         }
@@ -136,8 +262,9 @@ pub async fn list_incidents(
         response.insert_header((
             header::LINK,
             format!(
-                "</api/v1/incidents?limit={limit}&before={}>; rel=\"next\"",
-                last.0
+                "</api/v1/incidents?limit={limit}&before={}{}>; rel=\"next\"",
+                last.0,
+                query.filters_query()
             ),
         ));
     }

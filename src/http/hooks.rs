@@ -38,6 +38,17 @@ pub async fn generic(
     receive(Source::Generic, req, body, state).await
 }
 
+/// Any method but POST on a webhook path: 405 with `Allow: POST` (a GET from a browser or
+/// a probe is told what the path takes, not that it does not exist).
+pub async fn post_only() -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, "POST"))
+        .json(json!({
+            "status": "error",
+            "error": "webhooks take POST with a JSON body",
+        }))
+}
+
 /// Why a webhook was not accepted; each maps to one status code and a reason body.
 #[derive(Debug)]
 pub(super) enum Rejection {

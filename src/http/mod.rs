@@ -98,6 +98,9 @@ async fn loopback_host_guard(
     Ok(next.call(request).await?.map_into_left_body())
 }
 
+/// The webhook paths: any method but POST on them is a 405 (`hooks::post_only`).
+const HOOK_PATHS: &str = "/hooks/{source:(alertmanager|grafana|generic)}";
+
 /// Build the server on an already bound listener (port 0 in tests). At most
 /// `max_connections` connections are open at once, all workers together (actix counts
 /// per worker, so fewer workers when the limit is small); beyond it connections wait in
@@ -118,9 +121,13 @@ pub fn server(
             .app_data(ui_sessions.clone())
             .configure(ui::routes)
             .wrap(from_fn(loopback_host_guard))
+            .app_data(web::QueryConfig::default().error_handler(api::query_error))
+            .app_data(web::PathConfig::default().error_handler(api::path_error))
+            .default_service(web::to(api::no_such_route))
             .route("/hooks/alertmanager", web::post().to(hooks::alertmanager))
             .route("/hooks/grafana", web::post().to(hooks::grafana))
             .route("/hooks/generic", web::post().to(hooks::generic))
+            .route(HOOK_PATHS, web::route().to(hooks::post_only))
             .route("/healthz", web::get().to(api::healthz))
             .route("/readyz", web::get().to(api::readyz))
             .route("/metrics", web::get().to(api::metrics))

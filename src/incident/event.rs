@@ -57,6 +57,10 @@ pub enum Event {
         target: PlannedTarget,
         steps: usize,
         sudo: bool,
+        /// The user salve logs in as: the target's own `user`, else `[ssh] user`. Absent
+        /// in entries journaled before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ssh_user: Option<String>,
     },
     /// Committed before step `step` (1-based) is sent: `executed` is the exact line.
     StepStarted {
@@ -579,6 +583,7 @@ mod tests {
                 },
                 steps: 2,
                 sudo: true,
+                ssh_user: Some("salve".into()),
             },
             Event::StepStarted {
                 step: 1,

@@ -1076,7 +1076,7 @@ attach = ["journalctl -u {{ service }}"]
                 (2, "invalid regex"),
                 (
                     3,
-                    "target: template does not render: unknown filter: filter hots is unknown",
+                    "target: template does not render: filter hots is unknown",
                 ),
                 (6, "must be \"labels.NAME\" or \"annotations.NAME\""),
                 (7, "not a valid regex"),
@@ -1127,7 +1127,10 @@ attach = ["journalctl -u {{ service }}"]
         );
         check(
             &with_key("{{ service | hots }}"),
-            &[(15, "breaker.key: template does not render: unknown filter")],
+            &[(
+                15,
+                "breaker.key: template does not render: filter hots is unknown",
+            )],
         );
         check(&with_key(""), &[(15, "breaker.key is empty")]);
     }

@@ -13,6 +13,8 @@ mod nested;
 pub mod planner;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod reference_tests;
 pub mod route;
 pub mod shell;
 pub mod template;

@@ -371,7 +371,12 @@ impl RecipeTemplates {
                         | ErrorKind::UnknownMethod
                 ) =>
             {
-                Some(format!("template does not render: {}", describe(&error)))
+                // The detail alone ("filter hots is unknown"): with the kind in front the
+                // same fact was said twice ("unknown filter: filter hots is unknown").
+                let said = error
+                    .detail()
+                    .map_or_else(|| error.kind().to_string(), str::to_owned);
+                Some(format!("template does not render: {said}"))
             }
             _ => None,
         }

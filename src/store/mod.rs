@@ -246,16 +246,15 @@ pub struct IncidentDetail {
     pub events: Vec<JournalEntry>,
 }
 
-/// Which incidents a listing shows: each set field must match (the web UI's filters).
+/// Which incidents a listing shows (`GET /api/v1/incidents`); every condition given must
+/// hold. `host` is the plan's target name, `recipe` the plan's recipe.
 #[derive(Debug, Clone, Default)]
 pub struct IncidentFilter {
     pub state: Option<State>,
     pub alertname: Option<String>,
-    /// The plan's target name.
     pub host: Option<String>,
-    /// The plan's recipe.
     pub recipe: Option<String>,
-    /// First seen at or after this.
+    /// First seen at or after this time.
     pub since: Option<DateTime<Utc>>,
     /// Cursor: only ids below this one.
     pub before: Option<IncidentId>,
@@ -546,13 +545,28 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Incident>, StoreError>;
 
-    /// Incidents matching every set field of `filter`, newest first, at most `limit`.
-    /// One query; no journals.
+    /// `list_incidents` narrowed by `filter`: newest first, at most `limit`, no journals.
     async fn incidents_matching(
         &self,
         filter: &IncidentFilter,
         limit: usize,
     ) -> Result<Vec<Incident>, StoreError>;
+
+    /// Retention: delete up to `batch` incidents in a final state whose last
+    /// notification and newest journal entry are before `cutoff`, with their journal,
+    /// runs, approval and delivered outbox/follow-up rows, atomically; returns how many.
+    /// Never one with an undelivered outbox or follow-up row, an undecided approval, an
+    /// escalation not yet queued, or a run a breaker window (ending at `now`) still counts.
+    async fn prune_finished(
+        &self,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<usize, StoreError>;
+
+    /// Hand the journal's write-ahead log back to the file and truncate it (after prunes).
+    /// Best effort: busy readers only make it do less.
+    async fn checkpoint(&self) -> Result<(), StoreError>;
 
     /// `list_incidents` with each incident's journal, read in one snapshot (two queries,
     /// however many incidents). Callers page with small limits: journals can be large.

@@ -19,7 +19,8 @@ use crate::plan::Plan;
 use crate::store::{
     ApprovalDecision, ApprovalOutcome, ApprovalRequest, BreakerLimit, BreakerResetOutcome,
     BreakerStatus, BudgetState, BudgetTrip, DiagnosticsClaim, Gap, HostHold, IncidentDetail,
-    Ingested, LinkProof, NewPause, OutboxItem, Pause, RunGate, RunRecord, Store, StoreError,
+    IncidentFilter, Ingested, LinkProof, NewPause, OutboxItem, Pause, RunGate, RunRecord, Store,
+    StoreError,
 };
 use crate::store::{FollowUpCandidate, FollowUpItem};
 
@@ -32,6 +33,7 @@ mod holds;
 mod outbox;
 mod pauses;
 mod reports;
+mod retention;
 mod rows;
 mod schema;
 mod writer;
@@ -40,6 +42,8 @@ mod writer;
 mod approval_tests;
 #[cfg(test)]
 mod gate_tests;
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod tests;
 
@@ -288,6 +292,8 @@ fn path_from_url(url: &str) -> Result<PathBuf, StoreError> {
 enum Role {
     Writer,
     Reader,
+    /// A short-lived connection for a WAL checkpoint.
+    Maintenance,
 }
 
 /// Prepared statements kept per connection: more than the writer and readers use.
@@ -313,6 +319,12 @@ fn connect(path: &Path, role: Role) -> Result<Connection, StoreError> {
         .map_err(config_error)?;
     match role {
         Role::Writer => {
+            // Before WAL: a new file takes the mode without a VACUUM. Not fatal: another
+            // process may hold the file (its VACUUM then waits for a later open), and
+            // without it retention still deletes, the file only keeps its size.
+            if let Err(e) = incremental_auto_vacuum(&conn) {
+                tracing::warn!(path = %path.display(), error = %e, "store: cannot switch to incremental auto-vacuum now; freed pages stay in the file");
+            }
             let mode: String = conn
                 .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
                 .map_err(config_error)?;
@@ -327,6 +339,7 @@ fn connect(path: &Path, role: Role) -> Result<Connection, StoreError> {
             conn.pragma_update(None, "synchronous", "FULL")
                 .map_err(config_error)?;
         }
+        Role::Maintenance => {}
         Role::Reader => {
             // Readers never write; SQLite enforces it.
             conn.pragma_update(None, "query_only", true)
@@ -334,6 +347,28 @@ fn connect(path: &Path, role: Role) -> Result<Connection, StoreError> {
         }
     }
     Ok(conn)
+}
+
+/// Put the file in `auto_vacuum = INCREMENTAL` so retention can give pages back
+/// (`incremental_vacuum` after each prune). A new file takes it at once; a file created
+/// before retention needs one full VACUUM, done here once, at open (it cannot run inside
+/// a migration's transaction).
+fn incremental_auto_vacuum(conn: &Connection) -> rusqlite::Result<()> {
+    const INCREMENTAL: i64 = 2;
+    let mode: i64 = conn.pragma_query_value(None, "auto_vacuum", |row| row.get(0))?;
+    if mode == INCREMENTAL {
+        return Ok(());
+    }
+    conn.pragma_update(None, "auto_vacuum", INCREMENTAL)?;
+    let pages: i64 = conn.pragma_query_value(None, "page_count", |row| row.get(0))?;
+    if pages > 0 {
+        tracing::info!(
+            pages,
+            "store: switching the file to incremental auto-vacuum (one VACUUM)"
+        );
+        conn.execute_batch("VACUUM")?;
+    }
+    Ok(())
 }
 
 struct ReaderPool {
@@ -705,12 +740,45 @@ impl Store for SqliteStore {
 
     async fn incidents_matching(
         &self,
-        filter: &crate::store::IncidentFilter,
+        filter: &IncidentFilter,
         limit: usize,
     ) -> Result<Vec<Incident>, StoreError> {
         let filter = filter.clone();
-        self.read(move |conn| filter::incidents_matching(conn, &filter, limit))
+        self.read(move |conn| filter::incidents_matching(conn, &filter, sql_limit(limit)))
             .await
+    }
+
+    async fn prune_finished(
+        &self,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<usize, StoreError> {
+        // Read first: most passes find nothing, and a write would cost a commit (and
+        // wait behind any other process holding the write lock).
+        let any = self
+            .read(move |conn| retention::prunable(conn, cutoff, now, 1))
+            .await?;
+        if any.is_empty() {
+            return Ok(0);
+        }
+        self.write_with(move |conn| {
+            retention::prune(conn, cutoff, now, sql_limit(batch)).map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn checkpoint(&self) -> Result<(), StoreError> {
+        // Not inside the writer's transaction (a checkpoint cannot run in one): on a
+        // connection of its own, which writes no rows; the WAL lock keeps it safe.
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = connect(&path, Role::Maintenance)?;
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(unavailable)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("checkpoint task failed: {e}")))?
     }
 
     async fn incident_details(

@@ -30,7 +30,10 @@ async fn alertmanager_alert_becomes_one_planned_incident_and_resolves() {
     let incident = only(&incidents, "ServiceDown");
     assert_eq!(incident["source"], "alertmanager");
     assert_eq!(incident["alert_status"], "firing");
-    let plan = &incident["plan"];
+    // The listing is a summary; the plan is on the incident's own URL.
+    assert_eq!(incident["recipe"], "service-restart");
+    let detail = salve.api_incident(&incident["id"]).await;
+    let plan = &detail["plan"];
     assert_eq!(plan["outcome"], "planned");
     assert_eq!(plan["recipe"], "service-restart");
     assert_eq!(plan["target"]["name"], "web1");

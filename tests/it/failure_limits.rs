@@ -174,25 +174,55 @@ async fn an_api_breaker_reset_lets_the_next_incident_really_run() {
     assert_eq!(host.file_lines("/tmp/echo-runs").await, ["first", "third"]);
 }
 
-/// The `escalation_failed` events of the only incident, once there are `count`.
-async fn wait_for_failures(salve: &SalveProcess, count: usize) -> Vec<Value> {
-    wait_until(
-        Duration::from_secs(60),
-        &format!("{count} failed delivery attempt(s)"),
-        || async {
-            let history = salve.history_json().await;
-            // Whole events: the journal time (`at`) beside the detail.
-            let failed: Vec<Value> = history[0]["events"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|event| event["kind"] == "escalation_failed")
-                .cloned()
-                .collect();
-            (failed.len() >= count).then_some(failed)
-        },
-    )
-    .await
+/// The failed attempts of the only outbox row seen so far, once there are `count`, as
+/// `{"at": …, "detail": {"attempt": n}}`. Retries update the row (attempts, last error,
+/// last and next attempt) rather than journaling each attempt, so the row is polled and
+/// each attempt's time recorded in `seen` as it goes by; the journal has one
+/// `escalation_failed`, the first.
+async fn wait_for_failures(
+    salve: &SalveProcess,
+    seen: &mut Vec<Value>,
+    count: usize,
+) -> Vec<Value> {
+    let db = salve.dir().join("salve.db");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{count} failed delivery attempt(s): saw {seen:#?}"
+        );
+        let row: Option<(i64, Option<String>)> =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .ok()
+                .and_then(|conn| {
+                    conn.query_row(
+                        "SELECT attempts, last_attempt_at FROM outbox ORDER BY id LIMIT 1",
+                        [],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .ok()
+                });
+        if let Some((attempts, Some(at))) = row
+            && attempts as usize > seen.len()
+        {
+            assert_eq!(
+                attempts as usize,
+                seen.len() + 1,
+                "an attempt went by unseen: {seen:#?}"
+            );
+            seen.push(json!({ "at": at, "detail": { "attempt": attempts } }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let history = salve.history_json().await;
+    let journaled = events(&history[0], "escalation_failed");
+    assert_eq!(
+        journaled.len(),
+        1,
+        "one journal entry, not one per attempt: {:#}",
+        history[0]
+    );
+    seen.clone()
 }
 
 fn attempt_at(failure: &Value) -> DateTime<Utc> {
@@ -206,7 +236,8 @@ async fn outbox_attempts_grow_and_the_backoff_survives_a_restart() {
     let mut salve = SalveProcess::escalating_a_novel_alert_to(&smtp).await;
 
     // Attempts 1, 2, 3, each after a longer backoff (1 s, then 2 s).
-    let failures = wait_for_failures(&salve, 3).await;
+    let mut seen = Vec::new();
+    let failures = wait_for_failures(&salve, &mut seen, 3).await;
     let attempts: Vec<u64> = failures
         .iter()
         .map(|f| f["detail"]["attempt"].as_u64().unwrap())
@@ -226,7 +257,7 @@ async fn outbox_attempts_grow_and_the_backoff_survives_a_restart() {
     // Killed inside the 4 s backoff after attempt 3: the next process keeps the schedule.
     salve.kill9();
     salve.restart().await;
-    let failures = wait_for_failures(&salve, 4).await;
+    let failures = wait_for_failures(&salve, &mut seen, 4).await;
     let fourth = &failures[3];
     assert_eq!(
         fourth["detail"]["attempt"], 4,

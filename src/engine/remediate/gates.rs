@@ -227,6 +227,7 @@ impl Remediator {
                         target: run.target.clone(),
                         steps: run.plan.commands.len(),
                         sudo: run.plan.sudo,
+                        ssh_user: self.runner.user_for(&run.target),
                     },
                     run.plan
                         .commands

@@ -150,8 +150,11 @@ pub(super) fn mark_sent(
     journal(conn, item.incident_id, at, &event)
 }
 
-/// Counts a refused delivery of one outbox row, sets its next attempt and journals it; in
-/// a digest, the journal entry names the digest.
+/// Counts a refused delivery of one outbox row and sets its next attempt (the row keeps
+/// the attempt count, last error and time, next try). Only the first failure is journaled
+/// (`escalation_failed`, naming the digest if any): a channel failing for hours must not
+/// grow the journal by one event per retry; `escalation_sent` says on which attempt it
+/// finally went.
 pub(super) fn mark_failed(
     conn: &Connection,
     item: &OutboxItem,
@@ -161,10 +164,14 @@ pub(super) fn mark_failed(
     digest: InDigest,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
+        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3,
+                last_attempt_at = ?4
          WHERE id = ?1 AND status = 'pending'",
     )?
-    .execute(params![item.id, error, next_attempt_at])?;
+    .execute(params![item.id, error, next_attempt_at, at])?;
+    if item.attempts > 0 {
+        return Ok(());
+    }
     let event = Event::EscalationFailed {
         channel: item.channel.clone(),
         reason: item.reason,

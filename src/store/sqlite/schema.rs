@@ -18,6 +18,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_pauses.sql"),
     include_str!("../migrations/0008_approvals.sql"),
     include_str!("../migrations/0010_followups.sql"),
+    include_str!("../migrations/0011_retention.sql"),
 ];
 
 /// The schema version this binary writes and understands.

@@ -143,6 +143,7 @@ pub(super) fn remediation_started() -> Event {
         },
         steps: 1,
         sudo: false,
+        ssh_user: None,
     }
 }
 

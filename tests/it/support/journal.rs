@@ -94,6 +94,22 @@ impl SalveProcess {
         }
     }
 
+    /// One incident with its plan and journal, from `GET /api/v1/incidents/{id}`.
+    pub async fn api_incident(&self, id: &Value) -> Value {
+        let response = http_client()
+            .get(format!("{}/api/v1/incidents/{id}", self.base_url()))
+            .header(API_BEARER.0, API_BEARER.1)
+            .send()
+            .await
+            .expect("GET /api/v1/incidents/{id}");
+        assert!(
+            response.status().is_success(),
+            "incident API: {}",
+            response.status()
+        );
+        response.json().await.expect("incident JSON")
+    }
+
     /// Polls the API until `done` holds for the incident list, and returns it.
     pub async fn wait_for_incidents(
         &self,
