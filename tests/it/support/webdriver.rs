@@ -1,16 +1,17 @@
 //! A real headless Chromium driven over W3C WebDriver with fantoccini: `chromedriver`
-//! (Debian `chromium-driver`) started on a free loopback port in its own process group,
-//! which is killed by chromedriver's PID on drop (Chromium with it). `Browser` and
-//! `Element` are the few commands the UI tests need; they panic, with the page's state
-//! where it helps, when a command fails. Screenshots go under `target/ui-screenshots/`.
+//! (Debian `chromium-driver`) started on a free loopback port and killed by its PID on
+//! drop, after the session is ended (which quits Chromium). `Browser` and `Element` are the
+//! few commands the UI tests need; they panic, with the page's state where it helps, when
+//! a command fails. Screenshots go under `target/ui-screenshots/`.
 
-use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 
 use super::child::ChildGuard;
 use super::free_port;
@@ -23,10 +24,15 @@ pub fn screenshot_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots")
 }
 
-/// A headless Chromium session. Dropping it kills chromedriver's process group, so
-/// Chromium and its helpers end with it even when the test panicked.
+/// A headless Chromium session. Dropping it ends the session, then kills chromedriver.
 pub struct Browser {
     client: Client,
+    /// The thread whose runtime runs fantoccini's session task (the HTTP connection to
+    /// chromedriver), and the way to hand it the client to close: `Drop` is synchronous and
+    /// blocks the test's runtime, so the session cannot be ended on that one.
+    session: Option<(oneshot::Sender<Client>, JoinHandle<()>)>,
+    /// Chromedriver stays in the test's process group: when nextest kills a hung test's
+    /// group, no `Drop` runs, and chromedriver and Chromium must die with it.
     driver: ChildGuard,
     /// Chromium's profile; deleted after the processes that write it are gone.
     _profile: tempfile::TempDir,
@@ -54,8 +60,6 @@ impl Browser {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                // Its own group (id = its PID): Chromium, started by chromedriver, stays in it.
-                .process_group(0)
                 .spawn()
                 .expect("start chromedriver"),
         );
@@ -86,14 +90,36 @@ impl Browser {
         let Value::Object(capabilities) = capabilities else {
             unreachable!("capabilities are a JSON object")
         };
-        let client = ClientBuilder::rustls()
-            .expect("a WebDriver client")
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{port}"))
+        let (runtime_tx, runtime_rx) = std::sync::mpsc::channel();
+        let (close_tx, close_rx) = oneshot::channel::<Client>();
+        let session_thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the WebDriver session");
+            let _ = runtime_tx.send(runtime.handle().clone());
+            runtime.block_on(async {
+                // The sender is dropped without a client when `start` panics.
+                if let Ok(client) = close_rx.await {
+                    let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
+                }
+            });
+        });
+        let session_runtime = runtime_rx.recv().expect("the WebDriver session thread");
+        let client = session_runtime
+            .spawn(async move {
+                ClientBuilder::rustls()
+                    .expect("a WebDriver client")
+                    .capabilities(capabilities)
+                    .connect(&format!("http://127.0.0.1:{port}"))
+                    .await
+            })
             .await
+            .expect("connecting to chromedriver")
             .unwrap_or_else(|e| panic!("no WebDriver session: {e}"));
         Browser {
             client,
+            session: Some((close_tx, session_thread)),
             driver,
             _profile: profile,
         }
@@ -184,14 +210,11 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Drop is synchronous, so the session cannot be ended over WebDriver here (its
-        // requests run on the test's runtime, blocked in this call). Killing the whole group
-        // ends Chromium too; a plain kill of chromedriver would leave it running.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.driver.pid())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        // Ending the session quits Chromium; killing chromedriver alone would leave it running.
+        if let Some((close, thread)) = self.session.take() {
+            let _ = close.send(self.client.clone());
+            let _ = thread.join();
+        }
         self.driver.kill_and_reap();
     }
 }
