@@ -1,20 +1,21 @@
-//! A real headless Chromium driven over W3C WebDriver: `chromedriver` (Debian
-//! `chromium-driver`) started on a free loopback port and killed by its PID, and the few
-//! WebDriver commands the UI tests need, spoken as JSON over HTTP with reqwest (the
-//! protocol is that small; no WebDriver crate to build). Screenshots go under
-//! `target/ui-screenshots/`.
+//! A real headless Chromium driven over W3C WebDriver with fantoccini: `chromedriver`
+//! (Debian `chromium-driver`) started on a free loopback port and killed by its PID on
+//! drop, after the session is ended (which quits Chromium). `Browser` and `Element` are the
+//! few commands the UI tests need; they panic, with the page's state where it helps, when
+//! a command fails. Screenshots go under `target/ui-screenshots/`.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 
+use super::child::ChildGuard;
 use super::free_port;
 
-/// The key of an element reference in WebDriver answers.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// Finding an element is retried this long (pages load after a click).
 const FIND_WITHIN: Duration = Duration::from_secs(20);
 
@@ -23,17 +24,23 @@ pub fn screenshot_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots")
 }
 
-/// A headless Chromium session; chromedriver is killed (by PID) on drop.
+/// A headless Chromium session. Dropping it ends the session, then kills chromedriver.
 pub struct Browser {
-    driver: Child,
-    base: String,
-    client: reqwest::Client,
+    client: Client,
+    /// The thread whose runtime runs fantoccini's session task (the HTTP connection to
+    /// chromedriver), and the way to hand it the client to close: `Drop` is synchronous and
+    /// blocks the test's runtime, so the session cannot be ended on that one.
+    session: Option<(oneshot::Sender<Client>, JoinHandle<()>)>,
+    /// Chromedriver stays in the test's process group: when nextest kills a hung test's
+    /// group, no `Drop` runs, and chromedriver and Chromium must die with it.
+    driver: ChildGuard,
+    /// Chromium's profile; deleted after the processes that write it are gone.
+    _profile: tempfile::TempDir,
 }
 
 /// An element of the current page.
-pub struct Element<'a> {
-    browser: &'a Browser,
-    id: String,
+pub struct Element {
+    element: fantoccini::elements::Element,
 }
 
 impl Browser {
@@ -47,148 +54,126 @@ impl Browser {
             );
         }
         let port = free_port();
-        let driver = Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
-        let mut browser = Browser {
-            driver,
-            base: format!("http://127.0.0.1:{port}"),
-            client,
-        };
+        let driver = ChildGuard::new(
+            Command::new("/usr/bin/chromedriver")
+                .arg(format!("--port={port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start chromedriver"),
+        );
+        let profile = tempfile::Builder::new()
+            .prefix("salve-ui-chromium-")
+            .tempdir()
+            .expect("a Chromium profile directory");
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = browser
-                .client
-                .get(format!("{}/status", browser.base))
-                .send()
-                .await;
-            if let Ok(answer) = ready
-                && let Ok(status) = answer.json::<Value>().await
-                && status["value"]["ready"] == true
-            {
-                break;
-            }
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
             assert!(Instant::now() < deadline, "chromedriver did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let profile = std::env::temp_dir().join(format!("salve-ui-chromium-{port}"));
-        let session = browser
-            .raw(
-                reqwest::Method::POST,
-                "/session",
-                json!({ "capabilities": { "alwaysMatch": {
-                    "browserName": "chrome",
-                    "goog:chromeOptions": {
-                        "binary": "/usr/bin/chromium",
-                        "args": [
-                            "--headless=new", "--no-sandbox", "--disable-gpu",
-                            "--disable-dev-shm-usage", "--no-proxy-server",
-                            format!("--window-size={width},{height}"),
-                            format!("--user-data-dir={}", profile.display()),
-                        ],
-                    },
-                }}}),
-            )
-            .await;
-        let id = session["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no WebDriver session: {session}"))
-            .to_owned();
-        browser.base = format!("{}/session/{id}", browser.base);
-        browser
-    }
-
-    async fn raw(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.client.request(method.clone(), &url);
-        if method != reqwest::Method::GET {
-            request = request.json(&body);
-        }
-        let answer = request
-            .send()
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu",
+                    "--disable-dev-shm-usage", "--no-proxy-server",
+                    format!("--window-size={width},{height}"),
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!("capabilities are a JSON object")
+        };
+        let (runtime_tx, runtime_rx) = std::sync::mpsc::channel();
+        let (close_tx, close_rx) = oneshot::channel::<Client>();
+        let session_thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the WebDriver session");
+            let _ = runtime_tx.send(runtime.handle().clone());
+            runtime.block_on(async {
+                // The sender is dropped without a client when `start` panics.
+                if let Ok(client) = close_rx.await {
+                    let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
+                }
+            });
+        });
+        let session_runtime = runtime_rx.recv().expect("the WebDriver session thread");
+        let client = session_runtime
+            .spawn(async move {
+                ClientBuilder::rustls()
+                    .expect("a WebDriver client")
+                    .capabilities(capabilities)
+                    .connect(&format!("http://127.0.0.1:{port}"))
+                    .await
+            })
             .await
-            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
-        let status = answer.status();
-        let value: Value = answer.json().await.unwrap_or(Value::Null);
-        assert!(
-            status.is_success(),
-            "WebDriver {method} {path}: {status} {value}"
-        );
-        value["value"].clone()
-    }
-
-    async fn command(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        self.raw(method, path, body).await
+            .expect("connecting to chromedriver")
+            .unwrap_or_else(|e| panic!("no WebDriver session: {e}"));
+        Browser {
+            client,
+            session: Some((close_tx, session_thread)),
+            driver,
+            _profile: profile,
+        }
     }
 
     pub async fn goto(&self, url: &str) {
-        self.command(reqwest::Method::POST, "/url", json!({ "url": url }))
-            .await;
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver goto {url}: {e}"));
     }
 
     pub async fn current_url(&self) -> String {
-        let url = self
-            .command(reqwest::Method::GET, "/url", Value::Null)
-            .await;
-        url.as_str().unwrap_or_default().to_owned()
+        self.client
+            .current_url()
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver current_url: {e}"))
+            .to_string()
     }
 
     pub async fn resize(&self, width: u32, height: u32) {
-        self.command(
-            reqwest::Method::POST,
-            "/window/rect",
-            json!({ "width": width, "height": height }),
-        )
-        .await;
+        self.client
+            .set_window_size(width, height)
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver resize to {width}x{height}: {e}"));
     }
 
     /// The elements matching a CSS selector now (maybe none).
-    pub async fn find_all(&self, css: &str) -> Vec<Element<'_>> {
-        let found = self
-            .command(
-                reqwest::Method::POST,
-                "/elements",
-                json!({ "using": "css selector", "value": css }),
-            )
-            .await;
-        found
-            .as_array()
-            .map(|elements| {
-                elements
-                    .iter()
-                    .filter_map(|e| e[ELEMENT_KEY].as_str())
-                    .map(|id| Element {
-                        browser: self,
-                        id: id.to_owned(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+    pub async fn find_all(&self, css: &str) -> Vec<Element> {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver find_all {css:?}: {e}"))
+            .into_iter()
+            .map(|element| Element { element })
+            .collect()
     }
 
     /// The first element matching a CSS selector, waiting for it to appear.
-    pub async fn find(&self, css: &str) -> Element<'_> {
-        let deadline = Instant::now() + FIND_WITHIN;
-        loop {
-            if let Some(element) = self.find_all(css).await.into_iter().next() {
-                return element;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no element {css:?} on {} within {FIND_WITHIN:?}: {}",
+    pub async fn find(&self, css: &str) -> Element {
+        let found = self
+            .client
+            .wait()
+            .at_most(FIND_WITHIN)
+            .every(Duration::from_millis(100))
+            .for_element(Locator::Css(css))
+            .await;
+        match found {
+            Ok(element) => Element { element },
+            Err(e) => panic!(
+                "no element {css:?} on {} within {FIND_WITHIN:?} ({e}): {}",
                 self.current_url().await,
                 self.text("body").await
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            ),
         }
     }
 
@@ -202,73 +187,62 @@ impl Browser {
 
     /// Runs `script` in the page and returns its value.
     pub async fn execute(&self, script: &str) -> Value {
-        self.command(
-            reqwest::Method::POST,
-            "/execute/sync",
-            json!({ "script": script, "args": [] }),
-        )
-        .await
+        self.client
+            .execute(script, Vec::new())
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver execute {script:?}: {e}"))
     }
 
     /// Writes a PNG of the viewport as `target/ui-screenshots/NAME.png`; returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self
-            .command(reqwest::Method::GET, "/screenshot", Value::Null)
-            .await;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(png.as_str().expect("a screenshot is base64"))
-            .expect("a screenshot is base64");
+            .client
+            .screenshot()
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver screenshot {name}: {e}"));
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{name}.png"));
-        std::fs::write(&path, bytes).unwrap();
+        std::fs::write(&path, png).unwrap();
         path
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Chromium is chromedriver's child: ending the session first lets it close cleanly.
-        let _ = std::process::Command::new("curl")
-            .args(["-s", "-m", "5", "-X", "DELETE", &self.base])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // Ending the session quits Chromium; killing chromedriver alone would leave it running.
+        if let Some((close, thread)) = self.session.take() {
+            let _ = close.send(self.client.clone());
+            let _ = thread.join();
+        }
+        self.driver.kill_and_reap();
     }
 }
 
-impl Element<'_> {
-    fn path(&self, rest: &str) -> String {
-        format!("/element/{}{rest}", self.id)
-    }
-
+impl Element {
     pub async fn click(&self) {
-        self.browser
-            .command(reqwest::Method::POST, &self.path("/click"), json!({}))
-            .await;
+        self.element
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver click: {e}"));
     }
 
     /// Clears the field and types `text`.
     pub async fn type_text(&self, text: &str) {
-        self.browser
-            .command(reqwest::Method::POST, &self.path("/clear"), json!({}))
-            .await;
-        self.browser
-            .command(
-                reqwest::Method::POST,
-                &self.path("/value"),
-                json!({ "text": text }),
-            )
-            .await;
+        self.element
+            .clear()
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver clear: {e}"));
+        self.element
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver type {text:?}: {e}"));
     }
 
     pub async fn text(&self) -> String {
-        let text = self
-            .browser
-            .command(reqwest::Method::GET, &self.path("/text"), Value::Null)
-            .await;
-        text.as_str().unwrap_or_default().to_owned()
+        self.element
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver text: {e}"))
     }
 }
