@@ -200,10 +200,14 @@ async fn state_counts(salve: &SalveProcess) -> BTreeMap<String, usize> {
         .await;
     assert!(output.status.success(), "{}", text(&output.stderr));
     let mut counts = BTreeMap::new();
-    // Columns: id, last seen (date and time), state, ...; the first line is the header.
-    for line in text(&output.stdout).lines().skip(1) {
-        if let Some(state) = line.split_whitespace().nth(3) {
-            *counts.entry(state.to_owned()).or_default() += 1;
+    // An incident's first line: id, last seen (date, time, `UTC`), state, ...; the lines
+    // under it (labels, recipe, why) are indented and start with a word, not an id.
+    for line in text(&output.stdout).lines() {
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        if let [id, _date, _time, "UTC", state, ..] = columns.as_slice()
+            && id.parse::<u64>().is_ok()
+        {
+            *counts.entry((*state).to_owned()).or_default() += 1;
         }
     }
     counts
