@@ -702,7 +702,7 @@ fn parse_layered(
     text: &str,
     env: BTreeMap<String, String>,
 ) -> Result<Settings, Vec<ConfigProblem>> {
-    file_alone(origin, text).map_err(|problem| vec![problem])?;
+    file_alone(origin, text)?;
     let blank = blank_overrides(&env);
     if !blank.is_empty() {
         return Err(blank);
@@ -711,27 +711,68 @@ fn parse_layered(
 }
 
 /// The file parsed on its own: toml's own errors carry a position, the config crate's
-/// do not, so a typo is reported as file:line.
-fn file_alone(origin: &str, text: &str) -> Result<(), ConfigProblem> {
-    let Err(e) = toml::from_str::<Settings>(text) else {
-        return Ok(());
-    };
-    let line = if e.message().trim() == BLANK_SECRET {
-        // Inside a `kind`-tagged channel serde buffers the values and the span is
-        // lost; the blank string itself is easy to find.
-        first_blank_string(text)
-    } else {
-        None
+/// do not, so a typo is reported as file:line. Every key the settings cannot take is
+/// reported, not only the first: after each such problem its `key = value` line is set
+/// aside and the rest is read again. A syntax error, or a problem that is not on a
+/// `key = value` line (a missing key, a whole table), ends the search: past it, what
+/// the file means is a guess.
+fn file_alone(origin: &str, text: &str) -> Result<(), Vec<ConfigProblem>> {
+    /// Enough for any real file; bounds the work a pathological one can cause.
+    const MAX_PROBLEMS: usize = 50;
+    let mut problems = Vec::new();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let mut current = text.to_owned();
+    while problems.len() < MAX_PROBLEMS {
+        let Err(e) = toml::from_str::<Settings>(&current) else {
+            break;
+        };
+        if !problems.is_empty() && e.message().starts_with("missing field") {
+            // Likely the key set aside a moment ago: not a problem of the file.
+            break;
+        }
+        let line = if e.message().trim() == BLANK_SECRET {
+            // Inside a `kind`-tagged channel serde buffers the values and the span is
+            // lost; the blank string itself is easy to find.
+            first_blank_string(&current)
+        } else {
+            None
+        }
+        .or_else(|| {
+            e.span()
+                .map(|span| tomlspan::line_of_offset(&current, span.start))
+        });
+        problems.push(ConfigProblem {
+            file: origin.to_owned(),
+            line,
+            message: without_quoted_values(e.message().trim()),
+        });
+        // Go on only past a key the settings refused, on a line of its own, in a file
+        // that still parses as TOML without it.
+        let syntax_ok = toml::from_str::<toml::Table>(&current).is_ok();
+        let Some(index) = line.and_then(|line| line.checked_sub(1)) else {
+            break;
+        };
+        let is_key_line = lines.get(index).is_some_and(|text| {
+            let text = text.trim_start();
+            !text.starts_with('[') && !text.starts_with('#') && text.contains('=')
+        });
+        if !syntax_ok || !is_key_line {
+            break;
+        }
+        lines[index] = "";
+        let next = lines.join("\n");
+        if toml::from_str::<toml::Table>(&next).is_err() {
+            break;
+        }
+        current = next;
     }
-    .or_else(|| {
-        e.span()
-            .map(|span| tomlspan::line_of_offset(text, span.start))
-    });
-    Err(ConfigProblem {
-        file: origin.to_owned(),
-        line,
-        message: without_quoted_values(e.message().trim()),
-    })
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        // In file order, as a person fixes them (serde finds them in its own order).
+        problems.sort_by_key(|problem| problem.line);
+        Err(problems)
+    }
 }
 
 /// An override set to nothing is a mistake (`VAR=$(cat missing-file)`, `VAR=" "`), and
@@ -1366,6 +1407,27 @@ mod tests {
     }
 
     #[test]
+    fn every_key_the_settings_refuse_is_reported_in_one_run() {
+        let text =
+            "[server]\nlisen = \"x\"\nbody_limit_bytes = \"big\"\n\n[engine]\nmod = \"enforce\"\n";
+        let found = messages(load_text(text, &[]).unwrap_err());
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].starts_with("salve.toml:2: unknown field `lisen`"),
+            "{found:?}"
+        );
+        assert!(found[1].starts_with("salve.toml:3: "), "{found:?}");
+        assert!(
+            found[2].starts_with("salve.toml:6: unknown field `mod`"),
+            "{found:?}"
+        );
+        // A syntax error ends the search: past it the file's meaning is a guess.
+        let broken = "[server]\nlisen = \"x\"\n[engine\nmod = 1\n";
+        let found = messages(load_text(broken, &[]).unwrap_err());
+        assert_eq!(found.len(), 1, "{found:?}");
+    }
+
+    #[test]
     fn unknown_key_is_reported_with_its_line() {
         let problems =
             load_text("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n", &[]).unwrap_err();
@@ -1383,8 +1445,11 @@ mod tests {
             &[],
         )
         .unwrap_err();
-        let text = messages(problems).join("\n");
-        assert!(text.starts_with("salve.toml:5: invalid duration"), "{text}");
+        // Both, in file order.
+        let found = messages(problems);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].starts_with("salve.toml:2: server.listen"), "{found:?}");
+        assert!(found[1].starts_with("salve.toml:5: invalid duration"), "{found:?}");
         let problems = load_text("[server]\nlisten = \"nowhere\"\n", &[]).unwrap_err();
         assert_eq!(
             messages(problems),
