@@ -1448,8 +1448,14 @@ mod tests {
         // Both, in file order.
         let found = messages(problems);
         assert_eq!(found.len(), 2, "{found:?}");
-        assert!(found[0].starts_with("salve.toml:2: server.listen"), "{found:?}");
-        assert!(found[1].starts_with("salve.toml:5: invalid duration"), "{found:?}");
+        assert!(
+            found[0].starts_with("salve.toml:2: server.listen"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("salve.toml:5: invalid duration"),
+            "{found:?}"
+        );
         let problems = load_text("[server]\nlisten = \"nowhere\"\n", &[]).unwrap_err();
         assert_eq!(
             messages(problems),

@@ -201,6 +201,7 @@ impl App {
                     .iter()
                     .map(|host| host.name.clone())
                     .collect(),
+                live: Some(live.clone()),
             }),
         };
         let workers = std::thread::available_parallelism()
@@ -248,7 +249,8 @@ impl App {
                 outbox_wake.clone(),
             )
             .with_approval_links(approval_links)
-            .with_metrics(metrics.clone()),
+            .with_metrics(metrics.clone())
+            .with_live_routes(live.clone()),
         );
         let channels = Channels::new(&settings.escalation.channels)
             .map_err(|e| anyhow::anyhow!("escalation channels: {e}"))?;

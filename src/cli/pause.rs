@@ -55,6 +55,7 @@ fn context(loaded: &Config) -> PauseContext {
             .iter()
             .map(|host| host.name.clone())
             .collect(),
+        live: None,
     }
 }
 

@@ -57,6 +57,8 @@ pub struct Escalator {
     /// Counts `denied` outcomes when they are paged: a deny is decided in the store, by
     /// this process (link, API) or another (`salve deny`), and every one is paged once.
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The routes a reload brought in (`routes` is the start's, for a salve without one).
+    live: Option<crate::reload::Live>,
 }
 
 impl Escalator {
@@ -77,6 +79,7 @@ impl Escalator {
             slots: Arc::new(tokio::sync::Semaphore::new(ESCALATE_PARALLEL)),
             approval_links: None,
             metrics: None,
+            live: None,
         }
     }
 
@@ -84,6 +87,15 @@ impl Escalator {
     pub fn with_metrics(self, metrics: Arc<crate::metrics::Metrics>) -> Escalator {
         Escalator {
             metrics: Some(metrics),
+            ..self
+        }
+    }
+
+    /// The same escalator, routing plans that name no channel by the routes in force
+    /// now (a reload's), not the start's.
+    pub fn with_live_routes(self, live: crate::reload::Live) -> Escalator {
+        Escalator {
+            live: Some(live),
             ..self
         }
     }
@@ -141,7 +153,14 @@ impl Escalator {
         let plan = detail.incident.plan.as_ref();
         let channels = match plan.map(|p| p.escalate.clone()).filter(|c| !c.is_empty()) {
             Some(channels) => channels,
-            None => self.routes.channels_for(&incident.labels).to_vec(),
+            None => match &self.live {
+                Some(live) => live
+                    .current()
+                    .escalation_routes
+                    .channels_for(&incident.labels)
+                    .to_vec(),
+                None => self.routes.channels_for(&incident.labels).to_vec(),
+            },
         };
         // A silent pause journals the incident and pages no one (queued to no channel).
         let silent = detail

@@ -263,3 +263,32 @@ async fn a_sighup_during_a_running_fix_keeps_its_plan() {
         text(&output.stdout)
     );
 }
+
+/// A host a reload brings into the inventory can be paused through the API at once (seen
+/// red with the pause API checking the start's inventory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_added_by_a_reload_can_be_paused_through_the_api() {
+    let bed = start("new-host", 0).await;
+    let pause_web9 = || async {
+        let response = crate::support::post_json(
+            &format!("{}/api/v1/pauses", bed.salve().base_url()),
+            &json!({ "host": "web9", "for": "1h", "reason": "after the reload" }),
+            &[("Authorization", OPERATE)],
+        )
+        .await;
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    };
+    let (status, body) = pause_web9().await;
+    assert_eq!(status, 400, "web9 is not in the inventory yet: {body}");
+
+    let config = bed.salve().config_path();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[[hosts]]\nname = \"web9\"\naddress = \"127.0.0.9\"\n");
+    std::fs::write(&config, text).unwrap();
+    let (status, body) = bed.post_reload(OPERATE).await;
+    assert_eq!(status, 200, "{body:#}");
+
+    let (status, body) = pause_web9().await;
+    assert_eq!(status, 201, "a host the reload added: {body}");
+}

@@ -25,8 +25,26 @@ const MAX_PAUSE_BODY: usize = 8 * 1024;
 pub struct PauseContext {
     /// `[[maintenance]]`, validated.
     pub windows: Vec<MaintenanceWindow>,
-    /// Inventory names: a pause may only name a host salve knows.
+    /// Inventory names: a pause may only name a host salve knows. Read from `live`
+    /// instead when set (a serving salve: the inventory a reload brought in).
     pub hosts: Vec<String>,
+    pub live: Option<crate::reload::Live>,
+}
+
+impl PauseContext {
+    /// The inventory's host names now.
+    pub fn host_names(&self) -> Vec<String> {
+        match &self.live {
+            Some(live) => live
+                .current()
+                .inventory
+                .hosts()
+                .iter()
+                .map(|host| host.name.clone())
+                .collect(),
+            None => self.hosts.clone(),
+        }
+    }
 }
 
 /// What is paused now: `salve pause list --json` and `GET /api/v1/pauses`.
@@ -100,7 +118,7 @@ impl PauseRequest {
             );
         }
         if let Some(host) = &self.host
-            && !context.hosts.iter().any(|known| known == host)
+            && !context.host_names().iter().any(|known| known == host)
         {
             return Err(format!("host {host:?} is not in the inventory"));
         }
@@ -228,6 +246,7 @@ mod tests {
         PauseContext {
             windows: Vec::new(),
             hosts: vec!["web1".into()],
+            live: None,
         }
     }
 

@@ -722,7 +722,7 @@ async fn pauses_page(
                 context! {
                     pauses => rows,
                     maintenance => ser(&listing.maintenance),
-                    hosts => state.pauses.hosts.clone(),
+                    hosts => state.pauses.host_names(),
                     problem => problem,
                 },
             )
