@@ -312,6 +312,32 @@ pub struct BreakerReset {
     key: String,
 }
 
+/// An operator's JSON request: the `operate` token's name and the body read as `T`
+/// (within `limit` bytes and the body deadline), or the answer refusing it. `shape`
+/// shows the expected body in a 400.
+pub(super) async fn operate_json<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    body: web::Payload,
+    state: &AppState,
+    limit: usize,
+    shape: &str,
+) -> Result<(String, T), HttpResponse> {
+    let by = authorized(req, state, ApiScope::Operate)
+        .map_err(|denied| refusal(denied, ApiScope::Operate))?;
+    let bytes = match check_content_type(req.headers()) {
+        Ok(()) => read_body_within(req.headers(), body, limit, state.body_timeout).await,
+        Err(rejection) => Err(rejection),
+    };
+    let parsed = bytes.and_then(|bytes| {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Rejection::BadRequest(format!("expected {shape}: {e}")))
+    });
+    match parsed {
+        Ok(parsed) => Ok((by, parsed)),
+        Err(rejection) => Err(rejection.response()),
+    }
+}
+
 /// `POST /api/v1/breakers/reset` with `{"recipe": …, "key": …}`: the next incident for
 /// that breaker runs again. Needs an `operate` token; journals `breaker_reset` with the
 /// token's name (`by`) on the key's newest incident. 404 when that breaker never ran
@@ -321,24 +347,12 @@ pub async fn reset_breaker(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let by = match authorized(&req, &state, ApiScope::Operate) {
-        Ok(by) => by,
-        Err(denied) => return refusal(denied, ApiScope::Operate),
-    };
-    let body = match check_content_type(req.headers()) {
-        Ok(()) => read_body_within(req.headers(), body, MAX_RESET_BODY, state.body_timeout).await,
-        Err(rejection) => Err(rejection),
-    };
-    let reset: BreakerReset = match body.and_then(|bytes| {
-        serde_json::from_slice(&bytes).map_err(|e| {
-            Rejection::BadRequest(format!(
-                "expected {{\"recipe\": \"…\", \"key\": \"…\"}}: {e}"
-            ))
-        })
-    }) {
-        Ok(reset) => reset,
-        Err(rejection) => return rejection.response(),
-    };
+    let shape = r#"{"recipe": "…", "key": "…"}"#;
+    let (by, reset): (String, BreakerReset) =
+        match operate_json(&req, body, &state, MAX_RESET_BODY, shape).await {
+            Ok(request) => request,
+            Err(refused) => return refused,
+        };
     match state
         .store
         .reset_breaker(&reset.recipe, &reset.key, &by)
@@ -404,23 +418,12 @@ pub async fn deny_incident(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let by = match authorized(&req, &state, ApiScope::Operate) {
-        Ok(by) => by,
-        Err(denied) => return refusal(denied, ApiScope::Operate),
-    };
-    let body = match check_content_type(req.headers()) {
-        Ok(()) => {
-            read_body_within(req.headers(), body, MAX_DECISION_BODY, state.body_timeout).await
-        }
-        Err(rejection) => Err(rejection),
-    };
-    let deny: DenyBody = match body.and_then(|bytes| {
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Rejection::BadRequest(format!("expected {{\"reason\": \"…\"}}: {e}")))
-    }) {
-        Ok(deny) => deny,
-        Err(rejection) => return rejection.response(),
-    };
+    let shape = r#"{"reason": "…"}"#;
+    let (by, deny): (String, DenyBody) =
+        match operate_json(&req, body, &state, MAX_DECISION_BODY, shape).await {
+            Ok(request) => request,
+            Err(refused) => return refused,
+        };
     let decision = ApprovalDecision::Deny {
         reason: deny.reason,
     };

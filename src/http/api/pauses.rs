@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::super::AppState;
-use super::super::hooks::{Rejection, check_content_type, read_body_within};
 use super::{authorized, refusal};
 use crate::config::ApiScope;
 use crate::maintenance::{MaintenanceWindow, WindowView};
@@ -178,24 +177,12 @@ pub async fn create_pause(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let by = match authorized(&req, &state, ApiScope::Operate) {
-        Ok(by) => by,
-        Err(denied) => return refusal(denied, ApiScope::Operate),
-    };
-    let body = match check_content_type(req.headers()) {
-        Ok(()) => read_body_within(req.headers(), body, MAX_PAUSE_BODY, state.body_timeout).await,
-        Err(rejection) => Err(rejection),
-    };
-    let request: PauseRequest = match body.and_then(|bytes| {
-        serde_json::from_slice(&bytes).map_err(|e| {
-            Rejection::BadRequest(format!(
-                "expected {{\"host\": \"…\", \"recipe\": \"…\", \"for\": \"2h\", \"reason\": \"…\"}}: {e}"
-            ))
-        })
-    }) {
-        Ok(request) => request,
-        Err(rejection) => return rejection.response(),
-    };
+    let shape = r#"{"host": "…", "recipe": "…", "for": "2h", "reason": "…"}"#;
+    let (by, request): (String, PauseRequest) =
+        match super::operate_json(&req, body, &state, MAX_PAUSE_BODY, shape).await {
+            Ok(request) => request,
+            Err(refused) => return refused,
+        };
     let pause = match request.to_new_pause(&state.pauses, &by, Utc::now()) {
         Ok(pause) => pause,
         Err(message) => {
