@@ -98,8 +98,7 @@ async fn an_on_call_logs_in_filters_opens_an_incident_and_resets_a_breaker_in_ch
         .click()
         .await;
     browser.find("#f-alertname").await.type_text("Echo").await;
-    browser.find("#apply-filters").await.click().await;
-    browser.find("caption").await;
+    browser.click_and_load("#apply-filters").await;
     let rows = browser.find_all("#incidents tbody tr").await;
     assert_eq!(rows.len(), 1, "{}", browser.text("#incidents").await);
     let row = rows[0].text().await;
@@ -187,8 +186,7 @@ async fn an_on_call_logs_in_filters_opens_an_incident_and_resets_a_breaker_in_ch
         .await
         .type_text("deploying <web1>")
         .await;
-    browser.find("form.card button").await.click().await;
-    browser.find("#pauses").await;
+    browser.click_and_load("form.card button").await;
     let pauses = browser.text("#pauses").await;
     assert!(
         pauses.contains("deploying <web1>") && pauses.contains("ops"),
@@ -198,8 +196,7 @@ async fn an_on_call_logs_in_filters_opens_an_incident_and_resets_a_breaker_in_ch
     let listed = salve.run_cli(&["pause", "list", "--json"]).await;
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed["pauses"][0]["created_by"], "ops", "{listed:#}");
-    browser.find("#pauses tbody button").await.click().await;
-    browser.find("#pauses").await;
+    browser.click_and_load("#pauses tbody button").await;
     let pauses = browser.text("#pauses").await;
     assert!(pauses.contains("Nothing is paused"), "{pauses}");
     browser.screenshot("10-pauses-resumed").await;

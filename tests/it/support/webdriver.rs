@@ -193,6 +193,33 @@ impl Browser {
             .unwrap_or_else(|e| panic!("WebDriver execute {script:?}: {e}"))
     }
 
+    /// Clicks the element matching `css` (a submit button, a link) and waits for the page it
+    /// loads: the old document marked, then gone and the new one complete. A `find` after a
+    /// plain click could see the old page when the new one has the same elements.
+    pub async fn click_and_load(&self, css: &str) {
+        self.execute("document.documentElement.dataset.salveOld = '1'; return true;")
+            .await;
+        self.find(css).await.click().await;
+        let started = std::time::Instant::now();
+        loop {
+            let loaded = self
+                .execute(
+                    "return document.readyState === 'complete' \
+                     && document.documentElement.dataset.salveOld === undefined;",
+                )
+                .await;
+            if loaded == Value::Bool(true) {
+                return;
+            }
+            assert!(
+                started.elapsed() < FIND_WITHIN,
+                "clicking {css:?} loaded no new page within {FIND_WITHIN:?} (still {})",
+                self.current_url().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Writes a PNG of the viewport as `target/ui-screenshots/NAME.png`; returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self
