@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -535,10 +535,7 @@ async fn deliver_follow_up(shared: &Shared, item: &FollowUpItem) -> Result<(), S
             tracing::info!(incident = %item.incident_id, channel = %item.channel, "follow-up delivered");
         }
         Err(e) => {
-            let wait = backoff(item.attempts);
-            log_failure(&item.channel, &e, wait, 1);
-            count_failed(shared, &item.channel);
-            let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            let next = refused(shared, &item.channel, &e, item.attempts, 1);
             shared
                 .store
                 .follow_up_failed(item, &e.message, next)
@@ -570,10 +567,7 @@ async fn deliver_one(shared: &Shared, item: &OutboxItem) -> Result<bool, StoreEr
             Ok(true)
         }
         Err(e) => {
-            let wait = backoff(item.attempts);
-            log_failure(&item.channel, &e, wait, 1);
-            count_failed(shared, &item.channel);
-            let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            let next = refused(shared, &item.channel, &e, item.attempts, 1);
             shared
                 .store
                 .escalation_failed(item, &e.message, next)
@@ -634,10 +628,7 @@ async fn deliver_digest(
                 .map(|i| i.attempts)
                 .max()
                 .unwrap_or_default();
-            let wait = backoff(attempts);
-            log_failure(channel, &e, wait, readable.len());
-            count_failed(shared, channel);
-            let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            let next = refused(shared, channel, &e, attempts, readable.len());
             shared
                 .store
                 .digest_failed(digest_id, &readable, &e.message, next)
@@ -645,6 +636,21 @@ async fn deliver_digest(
             Ok(false)
         }
     }
+}
+
+/// A delivery `channel` refused after `attempts` earlier tries (`messages` escalations in
+/// it): logged and counted; returns when to try again.
+fn refused(
+    shared: &Shared,
+    channel: &str,
+    error: &SendError,
+    attempts: i64,
+    messages: usize,
+) -> DateTime<Utc> {
+    let wait = backoff(attempts);
+    log_failure(channel, error, wait, messages);
+    count_failed(shared, channel);
+    Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default()
 }
 
 fn count_sent(shared: &Shared, channel: &str, reason: EscalationReason, n: u64) {
