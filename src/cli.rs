@@ -237,7 +237,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Breaker { action } => breaker(&loaded, action),
         Command::Gaps { limit, json } => gaps(&loaded, limit, Output::of(json)),
         Command::Approve { id } => decide(&loaded, id, ApprovalDecision::Approve),
-        Command::Deny { id, reason } => decide(&loaded, id, ApprovalDecision::Deny { reason }),
+        Command::Deny { id, reason } => decide(
+            &loaded,
+            id,
+            ApprovalDecision::deny(Some(&reason), "denied by CLI (no reason given)"),
+        ),
         Command::Pause { action, args } => pause::pause(&loaded, action, args),
         Command::Resume { id, all } => pause::resume(&loaded, id, all),
         Command::Completions { .. } | Command::Man => unreachable!("answered before the config"),

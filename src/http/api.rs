@@ -424,9 +424,7 @@ pub async fn deny_incident(
             Ok(request) => request,
             Err(refused) => return refused,
         };
-    let decision = ApprovalDecision::Deny {
-        reason: deny.reason,
-    };
+    let decision = ApprovalDecision::deny(Some(&deny.reason), "denied by API (no reason given)");
     decide_incident(&state, path.into_inner(), decision, &by).await
 }
 

@@ -17,9 +17,6 @@ use crate::store::{ApprovalDecision, ApprovalOutcome, ApprovalRefusal, LinkProof
 /// Who decided, in the journal, for a decision by link.
 pub const LINK_ACTOR: &str = "link";
 
-/// A deny reason longer than this is cut.
-const MAX_REASON_CHARS: usize = 500;
-
 pub async fn approve_page(token: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
     confirm_page(&token, LinkAction::Approve, &state).await
 }
@@ -37,11 +34,9 @@ pub async fn deny_post(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let reason = form_field(&body, "reason")
-        .map(|r| r.trim().chars().take(MAX_REASON_CHARS).collect::<String>())
-        .filter(|r| !r.is_empty())
-        .unwrap_or_else(|| "denied by link (no reason given)".to_owned());
-    act(&token, ApprovalDecision::Deny { reason }, &state).await
+    let reason = form_field(&body, "reason");
+    let decision = ApprovalDecision::deny(reason.as_deref(), "denied by link (no reason given)");
+    act(&token, decision, &state).await
 }
 
 /// The token's claim, or the page saying why it is not accepted.

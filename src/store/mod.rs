@@ -204,6 +204,29 @@ pub enum ApprovalDecision {
     Deny { reason: String },
 }
 
+/// How much of a denial's reason is kept: it is read on pages and terminals.
+pub const MAX_DENY_REASON_CHARS: usize = 500;
+
+impl ApprovalDecision {
+    /// A denial, whoever gives it (link, web UI, API, CLI): `reason` trimmed and cut to
+    /// [`MAX_DENY_REASON_CHARS`]; `fallback` when it is empty.
+    pub fn deny(reason: Option<&str>, fallback: &str) -> ApprovalDecision {
+        let reason: String = reason
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .take(MAX_DENY_REASON_CHARS)
+            .collect();
+        ApprovalDecision::Deny {
+            reason: if reason.is_empty() {
+                fallback.to_owned()
+            } else {
+                reason
+            },
+        }
+    }
+}
+
 /// What a link proves about the request it was issued for (CLI and API have none: they
 /// decide on the plan the incident holds now).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -640,4 +663,30 @@ pub trait Store: Send + Sync + 'static {
         error: &str,
         next_attempt_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod approval_decision_tests {
+    use super::{ApprovalDecision, MAX_DENY_REASON_CHARS};
+
+    #[test]
+    fn a_denial_keeps_a_sentence_of_reason_and_names_one_when_given_none() {
+        let fallback = "denied by CLI (no reason given)";
+        let reason = |decision| match decision {
+            ApprovalDecision::Deny { reason } => reason,
+            ApprovalDecision::Approve => unreachable!(),
+        };
+        assert_eq!(
+            reason(ApprovalDecision::deny(Some("  not now \n"), fallback)),
+            "not now"
+        );
+        assert_eq!(
+            reason(ApprovalDecision::deny(Some(" \t"), fallback)),
+            fallback
+        );
+        assert_eq!(reason(ApprovalDecision::deny(None, fallback)), fallback);
+        let huge = "x".repeat(1 << 20);
+        let kept = reason(ApprovalDecision::deny(Some(&huge), fallback));
+        assert_eq!(kept.chars().count(), MAX_DENY_REASON_CHARS);
+    }
 }

@@ -28,8 +28,6 @@ use session::{LOGIN_COOKIE, SESSION_COOKIE, SESSION_LIFETIME, Session, Sessions}
 const PAGE: usize = 50;
 /// `gaps` shows this many alertnames.
 const GAPS: usize = 200;
-/// A deny reason longer than this is cut.
-const MAX_REASON_CHARS: usize = 500;
 
 /// Registers `/ui/…`. `sessions` is shared by every worker.
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -882,10 +880,8 @@ async fn decide(
         Err(refused) => return *refused,
     };
     let decision = if denied {
-        let reason = text_field(&fields, "reason")
-            .map(|r| r.chars().take(MAX_REASON_CHARS).collect())
-            .unwrap_or_else(|| "denied in the web UI (no reason given)".to_owned());
-        ApprovalDecision::Deny { reason }
+        let reason = text_field(&fields, "reason");
+        ApprovalDecision::deny(reason.as_deref(), "denied in the web UI (no reason given)")
     } else {
         ApprovalDecision::Approve
     };
