@@ -11,7 +11,8 @@ set -euo pipefail
 # shells of the target users that prove a command means the same whatever the user's shell
 # (tests/it/login_shells.rs; `ksh` brings ksh93); Prometheus and promtool for the mixin's
 # tests (tests/it/mixin.rs); systemd-analyze and man for scripts/package-test (the unit
-# verified, salve(1) found in the installed package).
+# verified, salve(1) found in the installed package); PostgreSQL 15 for the replicated store
+# (scripts/testbed/postgres.sh starts a private cluster; the packaged one is never started).
 readonly PACKAGES=(
   prometheus-alertmanager
   prometheus
@@ -31,6 +32,7 @@ readonly PACKAGES=(
   chromium chromium-driver
   systemd
   man-db
+  postgresql-15
 )
 
 # Run a command as root: directly when we are root, else through sudo (CI images differ).

@@ -1,6 +1,6 @@
 //! The journal. Everything salve knows about incidents lives behind the `Store` trait;
 //! no SQL exists outside this module. SQLite (`sqlite.rs`) is the embedded default;
-//! a PostgreSQL implementation can fill the same trait for several replicas.
+//! PostgreSQL (`postgres.rs`) fills the same trait for several replicas.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -9,7 +9,46 @@ use crate::alert::Alert;
 use crate::incident::{EscalationReason, Event, Incident, IncidentId, JournalEntry, State};
 use crate::plan::Plan;
 
+pub mod postgres;
 pub mod sqlite;
+
+/// RFC 3339 in UTC with exactly nine fractional digits, the journal's time format in
+/// both stores: fixed width, so SQL text comparison and ORDER BY agree with time order,
+/// and the key of an alert is the same text whichever precision the monitor sent.
+pub(crate) fn time_text(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// A time stored by [`time_text`] (any RFC 3339 text, in fact), or why not.
+pub(crate) fn parse_time_text(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|e| format!("bad time {text:?}: {e}"))
+}
+
+/// The candidates (oldest first) on hosts this replica works already, and on up to
+/// `max_hosts` hosts in all: a replica takes no more hosts than it can work, so the
+/// others get theirs.
+pub(crate) fn pick_within_hosts(
+    candidates: Vec<(i64, Option<String>)>,
+    mut hosts: std::collections::BTreeSet<String>,
+    max_hosts: usize,
+) -> Vec<i64> {
+    let mut picked = Vec::new();
+    for (id, target) in candidates {
+        match target {
+            // Planned without a target: it fails at the alert gate, on no host.
+            None => picked.push(id),
+            Some(target) if hosts.contains(&target) => picked.push(id),
+            Some(target) if hosts.len() < max_hosts => {
+                hosts.insert(target);
+                picked.push(id);
+            }
+            Some(_) => {}
+        }
+    }
+    picked
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -28,6 +67,10 @@ pub enum StoreError {
     },
     #[error("incident {0} not found")]
     NotFound(IncidentId),
+    /// A write to a running incident by a replica that does not own it (its lease ran
+    /// out and another replica took the incident over): nothing was written.
+    #[error("incident {id} is owned by replica {owner:?}, not this one (its lease ran out?)")]
+    NotOwner { id: IncidentId, owner: Option<i64> },
     /// `resolved_before_run` refused: the incident's alert fired again since it was read,
     /// so it must run (or escalate) instead.
     #[error("incident {0}: its alert is firing again")]
@@ -53,6 +96,22 @@ pub enum RunGate {
     BreakerOpen { runs: Vec<RunRecord> },
     /// The alert resolved while the incident waited: nothing was recorded or changed.
     AlertResolved,
+    /// Another incident runs on the target now (on any replica), or the target is held
+    /// (a command may still run there): nothing was recorded; ask again after `retry_after`.
+    HostBusy {
+        why: String,
+        retry_after: std::time::Duration,
+    },
+}
+
+/// What a replica's heartbeat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Replicas whose lease runs now, this one included.
+    pub live_replicas: usize,
+    /// This replica's lease had run out before the renewal: another replica may have
+    /// taken its runs over, and its writes to them were refused meanwhile.
+    pub lapsed: bool,
 }
 
 /// A host nothing may start on before `until` (see `Store::hold_host`).
@@ -494,7 +553,8 @@ pub trait Store: Send + Sync + 'static {
     /// whose alert resolved (`resolved_before_run`); returns the incidents ended.
     async fn expire_approvals(&self, now: DateTime<Utc>) -> Result<Vec<IncidentId>, StoreError>;
 
-    /// Incidents in an escalating state whose escalation is not queued yet.
+    /// Incidents in an escalating state whose escalation is not queued yet, claimed for
+    /// this replica (none another live replica claimed), so one replica escalates each.
     async fn incidents_to_escalate(&self, limit: usize) -> Result<Vec<Incident>, StoreError>;
 
     /// Queue `payload` for each channel (once per incident, reason and channel), mark the
@@ -507,7 +567,9 @@ pub trait Store: Send + Sync + 'static {
         payload: &serde_json::Value,
     ) -> Result<(), StoreError>;
 
-    /// Pending escalations whose next attempt is due, oldest first.
+    /// Pending escalations whose next attempt is due, oldest first, claimed for this
+    /// replica for a while (none another live replica is delivering): each row is
+    /// delivered by one replica at a time.
     async fn due_escalations(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
 
     /// The channel accepted it: mark sent and journal it on the incident.
@@ -649,7 +711,8 @@ pub trait Store: Send + Sync + 'static {
         decisions: Vec<(FollowUpCandidate, bool)>,
     ) -> Result<(), StoreError>;
 
-    /// Pending follow-ups whose next attempt is due, oldest first.
+    /// Pending follow-ups whose next attempt is due, oldest first, claimed as
+    /// `due_escalations` claims.
     async fn due_follow_ups(&self, limit: usize) -> Result<Vec<FollowUpItem>, StoreError>;
 
     /// The channel accepted the follow-up: mark it sent and journal `follow_up_sent`.
@@ -663,6 +726,39 @@ pub trait Store: Send + Sync + 'static {
         error: &str,
         next_attempt_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// Serve this store as a replica named `name` (host and pid, for humans), with a
+    /// lease of `lease` that `heartbeat` renews. Returns its number: new and larger for
+    /// every process, never reused, and the fencing token of what it claims. SQLite serves
+    /// one replica at a time: joining ends every earlier one.
+    async fn join_replicas(
+        &self,
+        name: &str,
+        lease: std::time::Duration,
+    ) -> Result<i64, StoreError>;
+
+    /// Renew this replica's lease; says how many replicas are live.
+    async fn heartbeat(&self) -> Result<Heartbeat, StoreError>;
+
+    /// End this replica's lease now (a clean stop) and release the `matched` incidents it
+    /// claimed, so other replicas take them at once.
+    async fn leave_replicas(&self) -> Result<(), StoreError>;
+
+    /// Claim `matched` incidents for this replica to run, oldest first: those no live
+    /// replica owns, and only on targets where no other live replica owns a `matched`,
+    /// `remediating` or `verifying` incident (one replica works a host's queue, in order).
+    /// Includes those this replica already owns.
+    /// Takes new hosts only up to `max_hosts` hosts in all, so other replicas get theirs.
+    async fn claim_matched(
+        &self,
+        limit: usize,
+        max_hosts: usize,
+    ) -> Result<Vec<Incident>, StoreError>;
+
+    /// Claim the `remediating`/`verifying` incidents whose owner is no longer live (it
+    /// died, stopped, or predates replicas), to be recovered like a restart does:
+    /// `interrupted`, or run again when idempotent.
+    async fn claim_orphans(&self) -> Result<Vec<Incident>, StoreError>;
 }
 
 #[cfg(test)]
@@ -688,5 +784,28 @@ mod approval_decision_tests {
         let huge = "x".repeat(1 << 20);
         let kept = reason(ApprovalDecision::deny(Some(&huge), fallback));
         assert_eq!(kept.chars().count(), MAX_DENY_REASON_CHARS);
+    }
+}
+
+#[cfg(test)]
+mod claim_tests {
+    use super::pick_within_hosts;
+
+    #[test]
+    fn a_claim_takes_whole_host_queues_up_to_its_share_of_hosts() {
+        let candidates = vec![
+            (1, Some("a".to_owned())),
+            (2, Some("b".to_owned())),
+            (3, Some("a".to_owned())),
+            (4, Some("c".to_owned())),
+            (5, None),
+            (6, Some("b".to_owned())),
+        ];
+        assert_eq!(
+            pick_within_hosts(candidates.clone(), Default::default(), 2),
+            vec![1, 2, 3, 5, 6]
+        );
+        let mine = ["c".to_owned()].into_iter().collect();
+        assert_eq!(pick_within_hosts(candidates, mine, 2), vec![1, 3, 4, 5]);
     }
 }

@@ -32,6 +32,7 @@ mod followups;
 mod holds;
 mod outbox;
 mod pauses;
+mod replicas;
 mod reports;
 mod retention;
 mod rows;
@@ -74,6 +75,9 @@ pub struct SqliteStore {
     writer_thread: Option<JoinHandle<()>>,
     readers: Arc<ReaderPool>,
     commits: Arc<AtomicU64>,
+    /// This process's replica number once it joined (0: not a replica, e.g. a CLI command).
+    replica: Arc<std::sync::atomic::AtomicI64>,
+    lease: Arc<Mutex<Duration>>,
 }
 
 impl SqliteStore {
@@ -114,7 +118,14 @@ impl SqliteStore {
                 permits: Arc::new(tokio::sync::Semaphore::new(READERS)),
             }),
             commits,
+            replica: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+            lease: Arc::new(Mutex::new(Duration::from_secs(15))),
         })
+    }
+
+    /// This process's replica number (0 before `join_replicas`).
+    fn me(&self) -> i64 {
+        self.replica.load(Ordering::Relaxed)
     }
 
     pub fn path(&self) -> &Path {
@@ -938,4 +949,71 @@ impl Store for SqliteStore {
         self.write_with(move |conn| followups::failed(conn, &item, &error, next_attempt_at))
             .await
     }
+
+    async fn join_replicas(&self, name: &str, lease: Duration) -> Result<i64, StoreError> {
+        let name = name.to_owned();
+        let id = self
+            .write_with(move |conn| replicas::join(conn, &name, lease, Utc::now()))
+            .await?;
+        self.replica.store(id, Ordering::Relaxed);
+        *self.lease.lock().expect("lease lock") = lease;
+        Ok(id)
+    }
+
+    async fn heartbeat(&self) -> Result<crate::store::Heartbeat, StoreError> {
+        let (me, lease) = (self.me(), *self.lease.lock().expect("lease lock"));
+        self.write_with(move |conn| replicas::heartbeat(conn, me, lease, Utc::now()))
+            .await
+    }
+
+    async fn leave_replicas(&self) -> Result<(), StoreError> {
+        let me = self.me();
+        if me == 0 {
+            return Ok(());
+        }
+        self.write_with(move |conn| replicas::leave(conn, me, Utc::now()))
+            .await
+    }
+
+    async fn claim_matched(
+        &self,
+        limit: usize,
+        max_hosts: usize,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let me = self.me();
+        self.write_with(move |conn| {
+            let ids =
+                replicas::claimable_matched(conn, me, sql_limit(limit), max_hosts, Utc::now())?;
+            claim_ids(conn, me, &ids)
+        })
+        .await
+    }
+
+    async fn claim_orphans(&self) -> Result<Vec<Incident>, StoreError> {
+        let me = self.me();
+        self.write_with(move |conn| {
+            let ids = replicas::claim_orphans(conn, me, Utc::now())?;
+            claim_ids(conn, me, &ids)
+        })
+        .await
+    }
+}
+
+/// Sets `owner = me` on `ids` and reads them back, oldest first.
+fn claim_ids(conn: &Connection, me: i64, ids: &[i64]) -> Result<Vec<Incident>, StoreError> {
+    let mut claimed = Vec::with_capacity(ids.len());
+    for id in ids {
+        conn.prepare_cached("UPDATE incidents SET owner = ?1 WHERE id = ?2")
+            .and_then(|mut statement| statement.execute(params![me, id]))
+            .map_err(unavailable)?;
+        let incident = conn
+            .prepare_cached(&format!(
+                "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"
+            ))
+            .and_then(|mut statement| statement.query_row(params![id], incident_from_row))
+            .map_err(unavailable)?;
+        claimed.push(incident);
+    }
+    claimed.sort_by_key(|incident| incident.id);
+    Ok(claimed)
 }

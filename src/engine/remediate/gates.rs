@@ -83,6 +83,10 @@ pub(super) struct Admitted<'a> {
     pub(super) turn: Turn<'a>,
 }
 
+/// How long a run waits before asking again when the store says its host is busy.
+const BUSY_RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+const BUSY_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
 const RESOLVED_BEFORE_RUN: &str =
     "the alert resolved before its remediation started; nothing was run";
 
@@ -247,6 +251,16 @@ impl Remediator {
             };
             match gate {
                 RunGate::Started => return Ok(()),
+                // Another replica runs something on the host, or holds it: wait a little
+                // and ask again (the store decides; nothing was recorded).
+                RunGate::HostBusy { why, retry_after } => {
+                    tracing::debug!(incident = %run.id, host = %run.target.name, why = %why, "host busy; waiting");
+                    tokio::time::sleep(retry_after.clamp(BUSY_RETRY_MIN, BUSY_RETRY_MAX)).await;
+                    if self.is_stopping() {
+                        return Err(Refusal::Over);
+                    }
+                    continue;
+                }
                 RunGate::BreakerOpen { runs } => {
                     let key = run.breaker_key();
                     let reason = format!(

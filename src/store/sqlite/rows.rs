@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::Row;
 use rusqlite::types::Type;
 
@@ -15,21 +15,14 @@ pub(super) const INCIDENT_COLUMNS: &str = "id, source, fingerprint, alertname, s
      alert_status, ends_at, resolved_at, labels, annotations, generator_url, external_url, \
      state, reason, plan, first_seen, last_seen, receive_count, escalated_at";
 
-/// RFC 3339 in UTC with exactly nine fractional digits: fixed width, so SQL text
-/// comparison and ORDER BY agree with time order, and the key of an alert is the same
-/// text whichever precision the monitor sent.
-pub(super) fn time_text(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
+pub(super) use crate::store::time_text;
 
 fn conversion_error(column: usize, message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, Type::Text, message.into())
 }
 
 pub(super) fn parse_time(column: usize, text: &str) -> rusqlite::Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|time| time.with_timezone(&Utc))
-        .map_err(|e| conversion_error(column, format!("bad time {text:?}: {e}")))
+    crate::store::parse_time_text(text).map_err(|e| conversion_error(column, e))
 }
 
 pub(super) fn time_column(row: &Row<'_>, column: usize) -> rusqlite::Result<DateTime<Utc>> {

@@ -19,6 +19,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_approvals.sql"),
     include_str!("../migrations/0010_followups.sql"),
     include_str!("../migrations/0011_retention.sql"),
+    include_str!("../migrations/0012_replicas.sql"),
 ];
 
 /// The schema version this binary writes and understands.

@@ -1,0 +1,184 @@
+//! Replicas on SQLite: the same rows and rules as on PostgreSQL (`postgres/replicas.rs`),
+//! for one replica at a time: joining ends every earlier replica, so a restart recovers
+//! what the last process left at once. Leases are on this process's clock.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::incident::{IncidentId, State};
+use crate::store::{Heartbeat, StoreError};
+
+use super::rows::time_text;
+use super::writer::unavailable;
+
+/// SQL: the replicas whose lease runs at `?1` (a time text).
+pub(super) const LIVE_REPLICAS: &str =
+    "SELECT id FROM replicas WHERE lease_until > ?1 AND stopped_at IS NULL";
+
+fn until(now: DateTime<Utc>, lease: Duration) -> String {
+    time_text(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX))
+}
+
+pub(super) fn join(
+    conn: &Connection,
+    name: &str,
+    lease: Duration,
+    now: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    let at = time_text(now);
+    conn.execute(
+        "UPDATE replicas SET stopped_at = ?1, lease_until = ?1 WHERE stopped_at IS NULL",
+        params![at],
+    )
+    .map_err(unavailable)?;
+    conn.execute(
+        "INSERT INTO replicas (name, started_at, heartbeat_at, lease_until) VALUES (?1, ?2, ?2, ?3)",
+        params![name, at, until(now, lease)],
+    )
+    .map_err(unavailable)?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub(super) fn heartbeat(
+    conn: &Connection,
+    me: i64,
+    lease: Duration,
+    now: DateTime<Utc>,
+) -> Result<Heartbeat, StoreError> {
+    let at = time_text(now);
+    let was_live: Option<bool> = conn
+        .query_row(
+            "SELECT lease_until > ?2 FROM replicas WHERE id = ?1 AND stopped_at IS NULL",
+            params![me, at],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    let Some(was_live) = was_live else {
+        return Err(StoreError::Unavailable(format!(
+            "replica {me} is not registered or has stopped (another salve opened this SQLite store as a replica?)"
+        )));
+    };
+    conn.execute(
+        "UPDATE replicas SET heartbeat_at = ?2, lease_until = ?3 WHERE id = ?1",
+        params![me, at, until(now, lease)],
+    )
+    .map_err(unavailable)?;
+    let live: i64 = conn
+        .query_row(
+            &format!("SELECT count(*) FROM ({LIVE_REPLICAS})"),
+            params![at],
+            |row| row.get(0),
+        )
+        .map_err(unavailable)?;
+    Ok(Heartbeat {
+        live_replicas: usize::try_from(live).unwrap_or(1).max(1),
+        lapsed: !was_live,
+    })
+}
+
+pub(super) fn leave(conn: &Connection, me: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let at = time_text(now);
+    conn.execute(
+        "UPDATE replicas SET stopped_at = ?2, lease_until = ?2 WHERE id = ?1",
+        params![me, at],
+    )
+    .map_err(unavailable)?;
+    conn.execute(
+        "UPDATE incidents SET owner = NULL WHERE owner = ?1 AND state = 'matched'",
+        params![me],
+    )
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+/// The ids to claim (see `Store::claim_matched`), oldest first.
+pub(super) fn claimable_matched(
+    conn: &Connection,
+    me: i64,
+    limit: i64,
+    max_hosts: usize,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    let at = time_text(now);
+    let mine: std::collections::BTreeSet<String> = conn
+        .prepare_cached(
+            "SELECT DISTINCT target FROM incidents
+             WHERE owner = ?1 AND target IS NOT NULL
+               AND state IN ('matched', 'remediating', 'verifying')",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map(params![me], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .map_err(unavailable)?;
+    let candidates: Vec<(i64, Option<String>)> = conn
+        .prepare_cached(&format!(
+            "SELECT id, target FROM incidents
+             WHERE state = 'matched'
+               AND (owner IS NULL OR owner = ?2 OR owner NOT IN ({LIVE_REPLICAS}))
+               AND (target IS NULL OR target NOT IN (
+                    SELECT target FROM incidents
+                    WHERE state IN ('matched', 'remediating', 'verifying')
+                      AND target IS NOT NULL AND owner IS NOT NULL AND owner <> ?2
+                      AND owner IN ({LIVE_REPLICAS})))
+             ORDER BY id LIMIT ?3"
+        ))
+        .and_then(|mut statement| {
+            statement
+                .query_map(params![at, me, limit], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .map_err(unavailable)?;
+    Ok(crate::store::pick_within_hosts(candidates, mine, max_hosts))
+}
+
+/// Running incidents whose owner is not live, now owned by `me`.
+pub(super) fn claim_orphans(
+    conn: &Connection,
+    me: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    let at = time_text(now);
+    conn.prepare_cached(&format!(
+        "UPDATE incidents SET owner = ?2
+         WHERE state IN ('remediating', 'verifying')
+           AND (owner IS NULL OR owner NOT IN ({LIVE_REPLICAS}))
+         RETURNING id"
+    ))
+    .and_then(|mut statement| {
+        statement
+            .query_map(params![at, me], |row| row.get(0))?
+            .collect::<rusqlite::Result<Vec<i64>>>()
+    })
+    .map_err(unavailable)
+}
+
+/// The fence (see `postgres/replicas.rs::check_owner`): only the live owner writes a
+/// running incident.
+pub(super) fn check_owner(
+    conn: &Connection,
+    me: i64,
+    id: IncidentId,
+    state: State,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if !matches!(state, State::Remediating | State::Verifying) {
+        return Ok(());
+    }
+    let (owner, live): (Option<i64>, bool) = conn
+        .query_row(
+            &format!("SELECT owner, ?3 IN ({LIVE_REPLICAS}) FROM incidents WHERE id = ?2"),
+            params![time_text(now), id.0, me],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map_err(unavailable)?;
+    if owner == Some(me) && live {
+        Ok(())
+    } else {
+        Err(StoreError::NotOwner { id, owner })
+    }
+}
