@@ -176,9 +176,38 @@ pub(super) fn check_owner(
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .map_err(unavailable)?;
-    if owner == Some(me) && live {
+    // A process that is no replica (a test, a tool) writes only what no replica owns.
+    let allowed = if me == 0 {
+        owner.is_none_or(|owner| owner == 0)
+    } else {
+        owner == Some(me) && live
+    };
+    if allowed {
         Ok(())
     } else {
         Err(StoreError::NotOwner { id, owner })
+    }
+}
+
+/// `begin_run`'s fence: refused when another live replica claimed the incident.
+pub(super) fn check_claim(
+    conn: &Connection,
+    me: i64,
+    id: IncidentId,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let (owner, owner_live): (Option<i64>, bool) = conn
+        .query_row(
+            &format!("SELECT owner, owner IN ({LIVE_REPLICAS}) FROM incidents WHERE id = ?2"),
+            params![time_text(now), id.0],
+            |row| Ok((row.get(0)?, row.get::<_, Option<bool>>(1)?.unwrap_or(false))),
+        )
+        .map_err(unavailable)?;
+    match owner {
+        Some(owner) if owner != me && owner_live => Err(StoreError::NotOwner {
+            id,
+            owner: Some(owner),
+        }),
+        _ => Ok(()),
     }
 }
