@@ -988,7 +988,16 @@ impl Store for SqliteStore {
         self.write_with(move |conn| {
             let ids =
                 replicas::claimable_matched(conn, me, sql_limit(limit), max_hosts, Utc::now())?;
-            claim_ids(conn, me, &ids)
+            claim_ids(conn, me, &ids)?;
+            select_incidents(
+                conn,
+                &format!(
+                    "SELECT {INCIDENT_COLUMNS} FROM incidents
+                     WHERE state = 'matched' AND owner = ?1 ORDER BY id LIMIT ?2"
+                ),
+                params![me, sql_limit(limit)],
+            )
+            .map_err(unavailable)
         })
         .await
     }

@@ -94,7 +94,8 @@ pub(super) fn leave(conn: &Connection, me: i64, now: DateTime<Utc>) -> Result<()
     Ok(())
 }
 
-/// The ids to claim (see `Store::claim_matched`), oldest first.
+/// The ids to claim (see `Store::claim_matched`) that this replica does not own yet,
+/// oldest first.
 pub(super) fn claimable_matched(
     conn: &Connection,
     me: i64,
@@ -119,7 +120,7 @@ pub(super) fn claimable_matched(
         .prepare_cached(&format!(
             "SELECT id, target FROM incidents
              WHERE state = 'matched'
-               AND (owner IS NULL OR owner = ?2 OR owner NOT IN ({LIVE_REPLICAS}))
+               AND (owner IS NULL OR (owner <> ?2 AND owner NOT IN ({LIVE_REPLICAS})))
                AND (target IS NULL OR target NOT IN (
                     SELECT target FROM incidents
                     WHERE state IN ('matched', 'remediating', 'verifying')
