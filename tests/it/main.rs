@@ -36,6 +36,7 @@ mod readable_output;
 mod recipe_safety;
 mod reload;
 mod remediation_e2e;
+mod replicas;
 mod retention;
 mod secrets;
 mod silence;

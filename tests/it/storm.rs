@@ -140,9 +140,9 @@ async fn a_command_cut_by_its_timeout_holds_its_host_until_it_is_surely_over() {
     assert_eq!(runs, ["once 1 web1", "once 2 web1"]);
 }
 
-const HOSTS: usize = 100;
-const ALERTS: usize = 1000;
-const BATCH: usize = 50;
+pub(crate) const HOSTS: usize = 100;
+pub(crate) const ALERTS: usize = 1000;
+pub(crate) const BATCH: usize = 50;
 /// Peak resident memory allowed to each salve process of the storm.
 const MAX_PEAK_RSS_BYTES: u64 = 150 * 1024 * 1024;
 /// Where an incident's run ends in the journal (`resumed`/`interrupted`: cut by a crash,
@@ -159,7 +159,7 @@ const RUN_ENDS: [&str; 5] = [
 /// between the non-idempotent and the idempotent recipe, so each host gets 5 of each.
 /// Every 50th alert (`n % 50 == 7`) holds its host for 1.5 s instead of 50 ms: a window
 /// wide enough to kill salve in the middle of a command, seen on the target itself.
-fn storm_alert(n: usize, starts_at: &str) -> Value {
+pub(crate) fn storm_alert(n: usize, starts_at: &str) -> Value {
     let idempotent = (n / HOSTS) % 2 == 1;
     let mut labels = json!({
         "alertname": if idempotent { "StormIdempotent" } else { "StormOnce" },
@@ -172,7 +172,7 @@ fn storm_alert(n: usize, starts_at: &str) -> Value {
     json!({ "labels": labels, "startsAt": starts_at })
 }
 
-fn is_slow(n: usize) -> bool {
+pub(crate) fn is_slow(n: usize) -> bool {
     n % 50 == 7
 }
 
@@ -190,11 +190,11 @@ async fn post_batch(url: &str, body: &Value) -> bool {
 
 /// How often the storm test asks the CLI: each run reads the whole journal, and the
 /// machine has two cores for salve, sshd and the test.
-const CLI_POLL: Duration = Duration::from_secs(1);
+pub(crate) const CLI_POLL: Duration = Duration::from_secs(1);
 
 /// Incidents per state, from `salve history` (without the journal events: cheap enough to
 /// poll during the storm).
-async fn state_counts(salve: &SalveProcess) -> BTreeMap<String, usize> {
+pub(crate) async fn state_counts(salve: &SalveProcess) -> BTreeMap<String, usize> {
     let output = salve
         .run_cli(&["history", "--limit", &(2 * ALERTS).to_string()])
         .await;
@@ -213,7 +213,7 @@ async fn state_counts(salve: &SalveProcess) -> BTreeMap<String, usize> {
     counts
 }
 
-fn finished(counts: &BTreeMap<String, usize>) -> usize {
+pub(crate) fn finished(counts: &BTreeMap<String, usize>) -> usize {
     FINAL
         .iter()
         .map(|state| counts.get(*state).copied().unwrap_or(0))
@@ -249,7 +249,7 @@ fn peak_rss(pid: u32) -> u64 {
 /// Numbers of slow alerts of `kind` ("once" or "idempotent") whose command is running on
 /// the target right now: started (in the run log) and not yet done. The run log belongs to
 /// the target user: this only reads it, never creates it as root.
-async fn slow_commands_running(host: &SshHost, kind: &str) -> Vec<usize> {
+pub(crate) async fn slow_commands_running(host: &SshHost, kind: &str) -> Vec<usize> {
     let script = format!(
         "[ -e /tmp/storm-runs ] || exit 0; while read kind n name; do \
          if [ \"$kind\" = {kind} ] && [ $((n % 50)) -eq 7 ] && [ ! -e /tmp/storm-done-$n ]; then echo $n; fi; \
@@ -441,7 +441,7 @@ async fn storm_of_1000_alerts_for_100_hosts_survives_kill_9_at_several_points() 
     let runs = host.file_lines("/tmp/storm-runs").await;
     let overlaps = host.file_lines("/tmp/storm-overlaps").await;
 
-    let report = assert_storm(&history, &runs, &overlaps, &capture);
+    let report = assert_storm(&history, &runs, &overlaps, &capture, 3, true);
     eprintln!(
         "storm: {report}; all final after {all_final:.1?}, whole test {:.1?}; peak RSS per salve process: {:?} MiB",
         started.elapsed(),
@@ -458,7 +458,7 @@ async fn storm_of_1000_alerts_for_100_hosts_survives_kill_9_at_several_points() 
 }
 
 /// Every incident with its journal, through the CLI.
-async fn full_history(salve: &SalveProcess) -> Vec<Value> {
+pub(crate) async fn full_history(salve: &SalveProcess) -> Vec<Value> {
     let output = salve
         .run_cli(&["history", "--json", "--limit", &(2 * ALERTS).to_string()])
         .await;
@@ -469,11 +469,13 @@ async fn full_history(salve: &SalveProcess) -> Vec<Value> {
 type Run = (DateTime<Utc>, DateTime<Utc>, usize);
 
 /// The storm's promises, checked on the journal and on the target. Returns a summary.
-fn assert_storm(
+pub(crate) fn assert_storm(
     history: &[Value],
     target_runs: &[String],
     overlaps: &[String],
     capture: &WebhookCapture,
+    kills: usize,
+    cut_both_kinds: bool,
 ) -> String {
     // On the target: no run ever found its host's lock taken.
     assert!(
@@ -639,11 +641,11 @@ fn assert_storm(
     );
     let duplicates: usize = accepted.values().map(|count| count - 1).sum();
     assert!(
-        duplicates <= 3,
-        "{duplicates} duplicate deliveries for 3 kills"
+        duplicates <= kills,
+        "{duplicates} duplicate deliveries for {kills} kill(s)"
     );
     assert!(
-        !interrupted.is_empty() && resumed > 0,
+        !interrupted.is_empty() && (resumed > 0 || !cut_both_kinds),
         "the kills cut no non-idempotent run ({}) or no idempotent one ({resumed})",
         interrupted.len()
     );

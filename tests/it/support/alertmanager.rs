@@ -72,9 +72,18 @@ pub struct AlertmanagerBuilder {
     cluster: Option<ClusterOptions>,
     /// A second receiver every alert also goes to (`continue: true`), with its own group_wait.
     also_notify: Option<(String, Duration)>,
+    /// More webhooks of the salve receiver (every salve replica), with the same credentials.
+    more_webhooks: Vec<String>,
 }
 
 impl AlertmanagerBuilder {
+    /// The salve receiver also notifies these URLs (each salve replica), as an operator
+    /// lists every replica under one receiver.
+    pub fn more_webhooks(mut self, urls: &[String]) -> Self {
+        self.more_webhooks.extend(urls.iter().cloned());
+        self
+    }
+
     /// Every alert also goes to `webhook_url` (a "human" receiver, the alert's normal
     /// route), first after `group_wait` there, then every `group_interval` like the first.
     pub fn also_notify(mut self, webhook_url: &str, group_wait: Duration) -> Self {
@@ -224,13 +233,20 @@ impl AlertmanagerBuilder {
             ),
             None => (String::new(), String::new()),
         };
+        let webhooks: String = std::iter::once(&self.webhook_url)
+            .chain(&self.more_webhooks)
+            .map(|url| {
+                format!(
+                    "      - url: {}\n        send_resolved: true\n{http_config}",
+                    quote(url)
+                )
+            })
+            .collect();
         format!(
-            "route:\n  receiver: salve\n  group_by: ['alertname', 'instance']\n  group_wait: {}\n  group_interval: {}\n  repeat_interval: {}\n{routes}receivers:\n  - name: salve\n    webhook_configs:\n      - url: {}\n        send_resolved: true\n{}{also}",
+            "route:\n  receiver: salve\n  group_by: ['alertname', 'instance']\n  group_wait: {}\n  group_interval: {}\n  repeat_interval: {}\n{routes}receivers:\n  - name: salve\n    webhook_configs:\n{webhooks}{also}",
             go_duration(self.group_wait),
             go_duration(self.group_interval),
             go_duration(self.repeat_interval),
-            quote(&self.webhook_url),
-            http_config
         )
     }
 }
@@ -257,6 +273,7 @@ impl Alertmanager {
             repeat_interval: Duration::from_secs(3600),
             cluster: None,
             also_notify: None,
+            more_webhooks: Vec::new(),
         }
     }
 

@@ -157,6 +157,8 @@ pub struct SalveConfig {
     api_tokens: Vec<String>,
     recipes_dir: Option<String>,
     store_url: Option<String>,
+    /// `[store]` keys beside `url`.
+    store: Vec<(String, String)>,
     engine: Vec<(String, String)>,
     ssh: Vec<(String, String)>,
     escalation: Vec<(String, String)>,
@@ -180,6 +182,7 @@ impl SalveConfig {
             api_tokens: Vec::new(),
             recipes_dir: None,
             store_url: None,
+            store: Vec::new(),
             engine: Vec::new(),
             ssh: Vec::new(),
             escalation: Vec::new(),
@@ -254,6 +257,12 @@ impl SalveConfig {
     /// `[recipes] dir`: relative to salve's directory, or absolute.
     pub fn recipes_dir(mut self, dir: impl AsRef<Path>) -> SalveConfig {
         self.recipes_dir = Some(toml_path(dir.as_ref()));
+        self
+    }
+
+    /// One `[store]` key beside `url` (a TOML value: `"3s"` quoted).
+    pub fn store_setting(mut self, key: &str, value: &str) -> SalveConfig {
+        self.store.push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -417,6 +426,9 @@ impl SalveConfig {
         }
         let store_url = self.store_url.as_deref().unwrap_or("\"sqlite://salve.db\"");
         out.push_str(&format!("\n[store]\nurl = {store_url}\n"));
+        for (key, value) in &self.store {
+            out.push_str(&format!("{key} = {value}\n"));
+        }
         if !self.api_tokens.is_empty() {
             out.push_str(&format!(
                 "\n[server.api]\ntokens = [\n  {},\n]\n",

@@ -13,6 +13,7 @@ mod escalation;
 mod http;
 mod https_endpoint;
 mod journal;
+pub mod pgdb;
 mod prometheus;
 mod salve;
 mod smtp;

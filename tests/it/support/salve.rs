@@ -161,6 +161,30 @@ impl SalveProcess {
         .await
     }
 
+    /// Another `salve serve` with the same config and recipes in its own tempdir, on its own
+    /// port: a second replica when the store is shared (PostgreSQL).
+    pub async fn replica(&self) -> SalveProcess {
+        let dir = tempfile::Builder::new()
+            .prefix("salve-it-replica-")
+            .tempdir()
+            .expect("create salve tempdir");
+        std::fs::copy(self.config_path(), dir.path().join("salve.toml")).expect("copy salve.toml");
+        let recipes = self.dir().join("recipes");
+        if recipes.is_dir() {
+            copy_dir(&recipes, &dir.path().join("recipes"));
+        }
+        let mut process = SalveProcess {
+            child: None,
+            base_url: None,
+            env: self.env.clone(),
+            serve_args: self.serve_args.clone(),
+            dir,
+            starts: 0,
+        };
+        process.spawn_and_wait_ready().await;
+        process
+    }
+
     /// Starts salve again in the same tempdir with the same config (so the same journal);
     /// kills it first if it still runs. With `listen = "127.0.0.1:0"` the port changes.
     pub async fn restart(&mut self) {
