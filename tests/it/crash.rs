@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{BEARER, SalveConfig, only, post_json, shipped_recipes};
+use crate::support::{BEARER, SalveConfig, on_both_stores, only, post_json, shipped_recipes};
 
-#[tokio::test]
-async fn kill_9_right_after_2xx_keeps_the_incident() {
-    let mut salve = SalveConfig::standard().start_with_shipped_recipes().await;
+on_both_stores! {
+async fn kill_9_right_after_2xx_keeps_the_incident(store: StoreKind) {
+    let on_store = store.config().await;
+    let mut salve = on_store(SalveConfig::standard()).start_with_shipped_recipes().await;
     let alert = json!({ "labels": {
         "alertname": "ServiceDown", "instance": "web2:9100", "service": "postgresql"
     }});
@@ -37,6 +38,7 @@ async fn kill_9_right_after_2xx_keeps_the_incident() {
         incident["plan"]["commands"][0],
         "systemctl restart 'postgresql'"
     );
+}
 }
 
 /// The SSH control dirs of killed salves do not pile up in the temp dir: the next start
@@ -92,7 +94,7 @@ mod mid_remediation {
 
     use crate::support::{
         BEARER, Enforcing, Inventory, SalveProcess, SshHost, WebhookCapture, by_label, events,
-        wait_until,
+        on_both_stores, wait_until,
     };
 
     async fn wait_for_steps_started(salve: &SalveProcess, count: usize) {
@@ -111,8 +113,9 @@ mod mid_remediation {
         .await;
     }
 
-    #[tokio::test]
-    async fn kill_9_mid_command_escalates_interrupted_once_and_reruns_idempotent() {
+    on_both_stores! {
+    async fn kill_9_mid_command_escalates_interrupted_once_and_reruns_idempotent(store: StoreKind) {
+        let on_store = store.config().await;
         let first = SshHost::start().await;
         let second = SshHost::start_on(std::net::Ipv4Addr::new(127, 0, 0, 2)).await;
         let capture = WebhookCapture::start().await;
@@ -123,7 +126,7 @@ mod mid_remediation {
             ],
             &[&first, &second],
         )
-        .config(|config| config.webhook_channel("oncall-email", &capture.url("/oncall")))
+        .config(|config| on_store(config.webhook_channel("oncall-email", &capture.url("/oncall"))))
         .start()
         .await;
         enforcing
@@ -178,11 +181,13 @@ mod mid_remediation {
         assert_eq!(capture.requests().len(), 1, "escalated once: {posts:#?}");
         assert_eq!(posts[0]["reason"], "interrupted");
     }
+    }
 
-    #[tokio::test]
-    async fn sigterm_drains_503s_webhooks_finishes_running_work_and_exits_0() {
+    on_both_stores! {
+    async fn sigterm_drains_503s_webhooks_finishes_running_work_and_exits_0(store: StoreKind) {
+        let on_store = store.config().await;
         let host = SshHost::start().await;
-        let mut enforcing = Enforcing::on(&host).start().await;
+        let mut enforcing = Enforcing::on(&host).config(on_store).start().await;
         enforcing
             .salve
             .post_generic(json!({ "alerts": [
@@ -238,5 +243,6 @@ mod mid_remediation {
             .wait_for_final(2, Duration::from_secs(30))
             .await;
         assert_eq!(by_label(&history, "n", "2")["state"], "succeeded");
+    }
     }
 }

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use crate::support::{
-    Alertmanager, BEARER, Enforcing, SalveConfig, SalveProcess, SshHost, TOKEN, events, post_json,
+    Alertmanager, BEARER, Enforcing, SalveConfig, SalveProcess, SshHost, TOKEN, events,
+    on_both_stores, post_json,
 };
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
@@ -34,9 +35,10 @@ async fn post(salve: &SalveProcess, hook: &str, body: &Value) -> (u16, String) {
     (status, response.text().await.unwrap_or_default())
 }
 
-#[tokio::test]
-async fn an_alert_posted_with_another_alerts_fingerprint_never_joins_its_incident() {
-    let salve = SalveConfig::standard().start_with_shipped_recipes().await;
+on_both_stores! {
+async fn an_alert_posted_with_another_alerts_fingerprint_never_joins_its_incident(store: StoreKind) {
+    let on_store = store.config().await;
+    let salve = on_store(SalveConfig::standard()).start_with_shipped_recipes().await;
     let starts_at = "2026-12-01T00:00:00.000Z";
     let victim = json!({
         "status": "firing", "startsAt": starts_at, "endsAt": "0001-01-01T00:00:00Z",
@@ -98,10 +100,12 @@ async fn an_alert_posted_with_another_alerts_fingerprint_never_joins_its_inciden
     assert_eq!(attacker["alert_status"], "resolved");
     assert!(with_label(&history, "instance", "attacker2:9100").is_empty());
 }
+}
 
-#[tokio::test]
-async fn the_same_alert_from_alertmanager_and_the_generic_hook_is_one_incident() {
-    let salve = SalveConfig::standard().start_with_shipped_recipes().await;
+on_both_stores! {
+async fn the_same_alert_from_alertmanager_and_the_generic_hook_is_one_incident(store: StoreKind) {
+    let on_store = store.config().await;
+    let salve = on_store(SalveConfig::standard()).start_with_shipped_recipes().await;
     let alertmanager = Alertmanager::builder(&format!("{}/hooks/alertmanager", salve.base_url()))
         .bearer_token(TOKEN)
         .start()
@@ -174,11 +178,13 @@ async fn the_same_alert_from_alertmanager_and_the_generic_hook_is_one_incident()
         .await;
     assert_eq!(history.len(), 2, "{history:#?}");
 }
+}
 
-#[tokio::test]
-async fn an_alert_that_resolves_and_fires_again_while_queued_runs_once() {
+on_both_stores! {
+async fn an_alert_that_resolves_and_fires_again_while_queued_runs_once(store: StoreKind) {
+    let on_store = store.config().await;
     let host = SshHost::start().await;
-    let enforcing = Enforcing::on(&host).start().await;
+    let enforcing = Enforcing::on(&host).config(on_store).start().await;
     let salve = &enforcing.salve;
 
     // A three-second fix keeps web1 busy; the Echo alerts queue behind it.
@@ -251,4 +257,5 @@ async fn an_alert_that_resolves_and_fires_again_while_queued_runs_once() {
         stored, sent,
         "the incident takes the new occurrence's start"
     );
+}
 }

@@ -49,7 +49,7 @@ async fn running_by_owner(db: &Database) -> Vec<(i64, i64)> {
 
 #[tokio::test]
 async fn three_replicas_behind_two_alertmanagers_remediate_a_storm_once_through_kill_9_and_sigterm()
- {
+{
     let started = Instant::now();
     let db = fresh_database().await;
     let host = SshHost::start().await;
@@ -95,7 +95,8 @@ async fn three_replicas_behind_two_alertmanagers_remediate_a_storm_once_through_
         let (a, b) = (am_a.url(), am_b.url());
         async move {
             for chunk in (0..ALERTS).collect::<Vec<_>>().chunks(BATCH) {
-                let alerts: Vec<Value> = chunk.iter().map(|&n| storm_alert(n, &starts_at)).collect();
+                let alerts: Vec<Value> =
+                    chunk.iter().map(|&n| storm_alert(n, &starts_at)).collect();
                 for base in [&a, &b] {
                     let response = crate::support::http_client()
                         .post(format!("{base}/api/v2/alerts"))
@@ -178,7 +179,10 @@ async fn three_replicas_behind_two_alertmanagers_remediate_a_storm_once_through_
         "SIGTERM: exit {status:?}\n{}",
         stopped.stderr_tail()
     );
-    eprintln!("replicas: SIGTERM of the other after {:.1?}", started.elapsed());
+    eprintln!(
+        "replicas: SIGTERM of the other after {:.1?}",
+        started.elapsed()
+    );
     poster.await.unwrap();
 
     let salve = &first.salve;
