@@ -480,11 +480,8 @@ pub(super) async fn claim_diagnostics(
 ) -> Result<DiagnosticsClaim, StoreError> {
     let now = Utc::now();
     let at = time_text(now);
-    // Without a window every claim is granted: any time is "long enough ago".
-    let since = window.map_or_else(
-        || time_text(DateTime::<Utc>::MAX_UTC),
-        |window| time_text(window_start_time(now, window)),
-    );
+    // Without a window every claim is granted.
+    let since = window.map(|window| time_text(window_start_time(now, window)));
     let client = store.client().await?;
     // One statement: the conflict arm locks the (recipe, target) row and compares with
     // its newest version, so of two replicas racing one is granted.
@@ -494,7 +491,7 @@ pub(super) async fn claim_diagnostics(
              VALUES ($1, $2, $3, $4)
              ON CONFLICT (recipe, target) DO UPDATE
                SET incident_id = excluded.incident_id, at = excluded.at
-               WHERE diagnostics_runs.at <= $5
+               WHERE $5::TEXT IS NULL OR diagnostics_runs.at <= $5
              RETURNING 1",
             &[&recipe, &target, &id.0, &at, &since],
         )
