@@ -966,7 +966,14 @@ pub(super) async fn trip_error_budget(
 ) -> Result<Option<Pause>, StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
-    // Checked under the budget's lock: however many replicas trip it at once, once.
+    // The incident's row before the budget's lock (the lock order); then checked under
+    // that lock: however many replicas trip it at once, it trips once.
+    tx.execute(
+        "SELECT 1 FROM incidents WHERE id = $1 FOR KEY SHARE",
+        &[&trip.incident.0],
+    )
+    .await
+    .map_err(pg_error)?;
     advisory_lock(&tx, ERROR_BUDGET_LOCK).await?;
     if budget_pause(&tx, now).await?.is_some() {
         return Ok(None);
