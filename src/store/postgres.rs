@@ -34,6 +34,8 @@ use crate::store::{
 
 mod core;
 mod gates;
+#[cfg(test)]
+mod gates_tests;
 mod outbox;
 mod replicas;
 mod rows;
