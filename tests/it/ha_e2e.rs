@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use crate::support::{
-    Alertmanager, AlertmanagerBuilder, Enforcing, SalveProcess, SshHost, TOKEN, events,
-    http_client, wait_until,
+    Alertmanager, AlertmanagerBuilder, Enforcing, SalveProcess, SshHost, StoreKind, TOKEN, events,
+    http_client, on_both_stores, wait_until,
 };
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
@@ -87,10 +87,14 @@ async fn salve_intake(salve: &SalveProcess) -> (u64, u64) {
 /// remediated and every copy either replica sent has reached salve. Asserts the HA promise
 /// (one incident, one remediation, one step per alert) and returns the delivery figures.
 async fn deliver_through_pair(
+    store: StoreKind,
     configure: impl FnOnce(AlertmanagerBuilder) -> AlertmanagerBuilder,
 ) -> Delivery {
     let host = SshHost::start().await;
-    let enforcing = Enforcing::on(&host).start().await;
+    let enforcing = Enforcing::on(&host)
+        .config(store.config().await)
+        .start()
+        .await;
     let salve = &enforcing.salve;
     let builder = Alertmanager::builder(&format!("{}/hooks/alertmanager", salve.base_url()))
         .bearer_token(TOKEN);
@@ -183,14 +187,14 @@ async fn deliver_through_pair(
     delivery
 }
 
-#[tokio::test]
-async fn both_replicas_deliver_and_each_alert_is_still_remediated_once() {
+on_both_stores! {
+async fn both_replicas_deliver_and_each_alert_is_still_remediated_once(store: StoreKind) {
     // The at-least-once case, made deterministic: no peer timeout, so neither replica waits
     // for the other, and gossip (with the full syncs tied to it) slowed to once a minute, so
     // neither learns from its notification log that the other already sent — what a lagging
     // or partitioned cluster does. Membership itself does not wait for gossip: the pair
     // still joins and lists both peers at once.
-    let delivery = deliver_through_pair(|builder| {
+    let delivery = deliver_through_pair(store, |builder| {
         builder
             .peer_timeout(Duration::ZERO)
             .gossip_interval(Duration::from_secs(60))
@@ -207,14 +211,17 @@ async fn both_replicas_deliver_and_each_alert_is_still_remediated_once() {
         "{delivery:?}"
     );
 }
+}
 
 #[tokio::test]
 async fn a_settled_cluster_suppresses_the_second_copy_and_each_alert_is_remediated_once() {
     // Healthy HA: fast gossip, and the later replica waits 2 s (Alertmanager's peer timeout,
     // 15 s by default) — long after the first replica's notification-log entries arrived —
     // so it finds every alert already sent and stays silent.
-    let delivery =
-        deliver_through_pair(|builder| builder.peer_timeout(Duration::from_secs(2))).await;
+    let delivery = deliver_through_pair(StoreKind::Sqlite, |builder| {
+        builder.peer_timeout(Duration::from_secs(2))
+    })
+    .await;
     assert_eq!(
         delivery.sent_by_first + delivery.sent_by_second,
         u64::from(ALERTS),

@@ -1,7 +1,7 @@
 //! The webhook contract over real HTTP: credentials, size, content type and syntax are
 //! checked before anything is stored, each with its status code and a reason.
 
-use crate::support::{BEARER, SalveConfig, http_client, post_json};
+use crate::support::{BEARER, SalveConfig, http_client, on_both_stores, post_json};
 use serde_json::{Value, json};
 
 fn am_body(alertname: &str) -> Value {
@@ -15,9 +15,10 @@ fn am_body(alertname: &str) -> Value {
     body
 }
 
-#[tokio::test]
-async fn bad_requests_get_their_status_and_nothing_is_stored() {
-    let salve = SalveConfig::standard().start_with_shipped_recipes().await;
+on_both_stores! {
+async fn bad_requests_get_their_status_and_nothing_is_stored(store: StoreKind) {
+    let on_store = store.config().await;
+    let salve = on_store(SalveConfig::standard()).start_with_shipped_recipes().await;
     let body = serde_json::to_vec(&am_body("DiskFull")).unwrap();
     let hook = "/hooks/alertmanager";
 
@@ -89,10 +90,12 @@ async fn bad_requests_get_their_status_and_nothing_is_stored() {
         .wait_for_incidents("the accepted alert", |all| all.len() == 1)
         .await;
 }
+}
 
-#[tokio::test]
-async fn basic_auth_generic_and_grafana_hooks_are_accepted() {
-    let salve = SalveConfig::standard()
+on_both_stores! {
+async fn basic_auth_generic_and_grafana_hooks_are_accepted(store: StoreKind) {
+    let on_store = store.config().await;
+    let salve = on_store(SalveConfig::standard())
         .basic_auth("am", "pw")
         .start_with_shipped_recipes()
         .await;
@@ -144,6 +147,7 @@ async fn basic_auth_generic_and_grafana_hooks_are_accepted() {
         !metrics.contains("GenericThing"),
         "alert names leaked into metric labels"
     );
+}
 }
 
 #[tokio::test]

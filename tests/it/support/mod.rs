@@ -43,7 +43,7 @@ pub use sshd::{
     short_tempdir, write_known_hosts,
 };
 pub(crate) use stores::on_both_stores;
-pub use stores::{StoreKind, TEST_LEASE};
+pub use stores::StoreKind;
 pub use wait::{wait_until, wait_until_every};
 pub use webhook_capture::{CapturedRequest, WebhookCapture};
 
