@@ -35,6 +35,8 @@ use crate::store::{
 mod core;
 mod gates;
 mod outbox;
+#[cfg(test)]
+mod outbox_tests;
 mod replicas;
 mod rows;
 mod schema;

@@ -79,16 +79,8 @@ pub(super) async fn enqueue_escalation(
     let payload_text = payload.to_string();
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
-    for channel in channels {
-        tx.execute(
-            "INSERT INTO outbox (incident_id, reason, channel, payload, status, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $5)
-             ON CONFLICT (incident_id, reason, channel) DO NOTHING",
-            &[&id.0, &reason.as_str(), channel, &payload_text, &at],
-        )
-        .await
-        .map_err(pg_error)?;
-    }
+    // The incident first: a missing one is `NotFound` (not a foreign key error), and its
+    // row stays locked, so two enqueues of one incident take turns.
     let updated = tx
         .execute(
             "UPDATE incidents SET escalated_at = $2 WHERE id = $1",
@@ -98,6 +90,16 @@ pub(super) async fn enqueue_escalation(
         .map_err(pg_error)?;
     if updated == 0 {
         return Err(StoreError::NotFound(id));
+    }
+    for channel in channels {
+        tx.execute(
+            "INSERT INTO outbox (incident_id, reason, channel, payload, status, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, $4, 'pending', $5, $5)
+             ON CONFLICT (incident_id, reason, channel) DO NOTHING",
+            &[&id.0, &reason.as_str(), channel, &payload_text, &at],
+        )
+        .await
+        .map_err(pg_error)?;
     }
     let event = Event::EscalationQueued {
         reason,
