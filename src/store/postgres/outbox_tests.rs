@@ -473,7 +473,10 @@ async fn two_replicas_polling_the_outbox_never_take_one_row_at_once() {
         );
         // The winner's claim holds while it delivers; the winner may read it again.
         assert!(loser.due_escalations(10).await.unwrap().is_empty());
-        assert_eq!(winner.due_escalations(10).await.unwrap(), [item.clone()]);
+        assert_eq!(
+            winner.due_escalations(10).await.unwrap(),
+            std::slice::from_ref(&item)
+        );
         // A refusal ends the claim: the next attempt is anyone's.
         winner
             .escalation_failed(&item, "refused", Utc::now())
@@ -498,7 +501,10 @@ async fn a_dead_replicas_outbox_claim_is_taken_over_and_so_is_a_lapsed_claim() {
     assert!(b.due_escalations(10).await.unwrap().is_empty());
 
     bed.kill(&a).await;
-    assert_eq!(b.due_escalations(10).await.unwrap(), [item.clone()]);
+    assert_eq!(
+        b.due_escalations(10).await.unwrap(),
+        std::slice::from_ref(&item)
+    );
     assert_eq!(bed.outbox_claim(item.id).await, (Some(b.me()), Some(true)));
     assert!(
         a.due_escalations(10).await.unwrap().is_empty(),
