@@ -280,6 +280,14 @@ pub(super) async fn new_digest(
     get(&row, 0)
 }
 
+/// A digest's rows by id: two transactions writing overlapping rows (a claim that ran out
+/// and was taken over) lock them in the same order, so neither deadlocks the other.
+fn in_lock_order(items: &[OutboxItem]) -> Vec<&OutboxItem> {
+    let mut ordered: Vec<&OutboxItem> = items.iter().collect();
+    ordered.sort_by_key(|item| item.id);
+    ordered
+}
+
 pub(super) async fn digest_sent(
     store: &PgStore,
     digest: i64,
@@ -294,7 +302,7 @@ pub(super) async fn digest_sent(
     )
     .await
     .map_err(pg_error)?;
-    for item in items {
+    for item in in_lock_order(items) {
         mark_sent(&tx, item, &at, Some((digest, items.len()))).await?;
     }
     tx.commit().await.map_err(pg_error)
@@ -310,7 +318,7 @@ pub(super) async fn digest_failed(
     let at = now_text();
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
-    for item in items {
+    for item in in_lock_order(items) {
         let digest = Some((digest, items.len()));
         mark_failed(&tx, item, error, next_attempt_at, &at, digest).await?;
     }
