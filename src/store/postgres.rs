@@ -37,6 +37,8 @@ mod gates;
 #[cfg(test)]
 mod gates_tests;
 mod outbox;
+#[cfg(test)]
+mod outbox_tests;
 mod replicas;
 mod rows;
 mod schema;
