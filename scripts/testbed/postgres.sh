@@ -12,10 +12,12 @@
 #                     127.0.0.1 and localhost) chains to it; the server runs with ssl=on
 #   salve_pw.password the password of role `salve_pw` (SCRAM; pg_hba requires
 #                     scram-sha-256 for it from loopback), which owns database `salve_pw`
-#   bed.env           TESTBED_POSTGRES_URL (the admin URL, role postgres, trust),
+#   bed.env           TESTBED_POSTGRES_URL (the admin URL printed, role postgres, trust),
 #                     TESTBED_POSTGRES_CA, TESTBED_POSTGRES_PASSWORD_URL (role salve_pw,
 #                     no password in it) and TESTBED_POSTGRES_PASSWORD, one NAME=VALUE a
-#                     line (values without spaces or quotes), for `set -a; . DIR/bed.env`
+#                     line (values without spaces or quotes), for `set -a; . DIR/bed.env`.
+#                     Both URLs say `sslmode=disable`; replace it with `require` (and
+#                     give the CA) to go over TLS.
 #
 # DIR must be somewhere the `postgres` user can reach (/tmp, /var/tmp), not under a home
 # directory it cannot enter.
@@ -120,11 +122,14 @@ EOF
       as_postgres "$BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
       exit 1
     }
-    url="postgres://postgres@127.0.0.1:$port/postgres"
+    # Plain by default, said in the URL: a client's default `sslmode=prefer` would try TLS
+    # and refuse the bed's own CA (salve's store verifies every certificate). A test of
+    # TLS asks for `sslmode=require` and gives TESTBED_POSTGRES_CA.
+    url="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
     cat >"$dir/bed.env" <<EOF
 TESTBED_POSTGRES_URL=$url
 TESTBED_POSTGRES_CA=$dir/tls/ca.crt
-TESTBED_POSTGRES_PASSWORD_URL=postgres://salve_pw@127.0.0.1:$port/salve_pw
+TESTBED_POSTGRES_PASSWORD_URL=postgres://salve_pw@127.0.0.1:$port/salve_pw?sslmode=disable
 TESTBED_POSTGRES_PASSWORD=$password
 EOF
     chmod 600 "$dir/bed.env"

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{TestDatabase, bed_variable, with_database};
+use super::{TestDatabase, bed_variable, with_database, with_sslmode};
 use crate::secret::Secret;
 use crate::store::Store;
 use crate::store::postgres::{PgConnect, PgStore};
@@ -69,8 +69,8 @@ async fn sslmode_require_with_the_bed_ca_connects_over_tls() {
     let database = TestDatabase::create(None).await;
     let tls_name = format!("{}_tls", database.name);
     let url = format!(
-        "{}?sslmode=require&application_name={tls_name}",
-        database.url()
+        "{}&application_name={tls_name}",
+        with_sslmode(&database.url(), "require")
     );
     let store = connect(url, None, Some(&bed_ca())).await.unwrap();
     store.ping().await.unwrap();
@@ -83,8 +83,8 @@ async fn sslmode_require_with_the_bed_ca_connects_over_tls() {
     // The same question tells a plain session apart: it is not a check that always passes.
     let plain_name = format!("{}_plain", database.name);
     let url = format!(
-        "{}?sslmode=disable&application_name={plain_name}",
-        database.url()
+        "{}&application_name={plain_name}",
+        with_sslmode(&database.url(), "disable")
     );
     let plain = connect(url, None, Some(&bed_ca())).await.unwrap();
     plain.ping().await.unwrap();
@@ -96,7 +96,7 @@ async fn sslmode_require_with_the_bed_ca_connects_over_tls() {
 async fn a_server_certificate_from_another_ca_is_refused_with_a_tls_error() {
     let database = TestDatabase::create(None).await;
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("{}?sslmode=require", database.url());
+    let url = with_sslmode(&database.url(), "require");
     let error = connect(url.clone(), None, Some(&stranger_ca(dir.path())))
         .await
         .err()
@@ -147,7 +147,7 @@ async fn the_password_role_connects_with_the_password_from_a_file() {
     assert_eq!(owner, "salve_pw");
 
     // Over TLS too, as a production setup would be.
-    let tls_url = format!("{url}?sslmode=require");
+    let tls_url = with_sslmode(&url, "require");
     let over_tls = connect(tls_url, password, Some(&bed_ca())).await.unwrap();
     over_tls.ping().await.unwrap();
 

@@ -214,6 +214,18 @@ pub(crate) fn with_database(url: &str, database: &str) -> String {
     out
 }
 
+/// `url` with `sslmode=MODE` instead of any `sslmode` it had (its other options kept).
+pub(crate) fn with_sslmode(url: &str, mode: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut options: Vec<&str> = query
+        .split('&')
+        .filter(|option| !option.is_empty() && !option.starts_with("sslmode="))
+        .collect();
+    let sslmode = format!("sslmode={mode}");
+    options.push(&sslmode);
+    format!("{base}?{}", options.join("&"))
+}
+
 /// A database of its own in the bed's cluster, made through the admin URL.
 pub(crate) struct TestDatabase {
     pub(crate) name: String,
@@ -304,5 +316,16 @@ fn a_url_gets_another_database_and_keeps_its_options() {
     assert_eq!(
         with_database("postgres://u@h:1", "t3"),
         "postgres://u@h:1/t3"
+    );
+    assert_eq!(
+        with_sslmode(
+            "postgres://u@h:1/d?sslmode=disable&application_name=a",
+            "require"
+        ),
+        "postgres://u@h:1/d?application_name=a&sslmode=require"
+    );
+    assert_eq!(
+        with_sslmode("postgres://u@h:1/d", "require"),
+        "postgres://u@h:1/d?sslmode=require"
     );
 }
