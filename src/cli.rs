@@ -15,7 +15,6 @@ use crate::incident::{Incident, state_for};
 use crate::intake;
 use crate::plan::Plan;
 use crate::recipe::{self, PlanContext};
-use crate::store::sqlite::SqliteStore;
 use crate::store::{ApprovalDecision, ApprovalOutcome, BreakerResetOutcome, Store};
 
 // Every piece of journal or alert text printed as text goes through this.
@@ -608,6 +607,10 @@ fn test(loaded: &Config, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 /// Commands that only read the journal never create one (opening creates it): a wrong
 /// `store.url` or working directory must not answer "no incidents" from a new empty file.
 fn journal_must_exist(loaded: &Config) -> anyhow::Result<()> {
+    if loaded.settings.store.is_postgres() {
+        // A database is not created by connecting to it.
+        return Ok(());
+    }
     let path = crate::store::sqlite::path_of_url(&loaded.settings.store.url)?;
     if !path.exists() {
         anyhow::bail!(
@@ -622,15 +625,19 @@ fn journal_must_exist(loaded: &Config) -> anyhow::Result<()> {
 /// Open the configured store and run `work` on it in a small runtime.
 fn with_store<T>(
     loaded: &Config,
-    work: impl AsyncFnOnce(&SqliteStore) -> anyhow::Result<T>,
+    work: impl AsyncFnOnce(&dyn Store) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let url = &loaded.settings.store.url;
-    let store = SqliteStore::open(url).with_context(|| format!("opening store {url}"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(work(&store))
+    runtime.block_on(async {
+        let store = crate::store::open(&loaded.settings.store, loaded.store_password.clone())
+            .await
+            .with_context(|| format!("opening store {url}"))?;
+        work(store.as_ref()).await
+    })
 }
 
 fn breaker(loaded: &Config, action: BreakerAction) -> anyhow::Result<ExitCode> {

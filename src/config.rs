@@ -310,13 +310,27 @@ impl Default for GrafanaSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSettings {
-    /// `sqlite://PATH` (relative to the config file's directory) or `sqlite:///abs/path`.
+    /// `sqlite://PATH` (relative to the config file's directory), `sqlite:///abs/path`, or
+    /// `postgres://USER@HOST:PORT/DATABASE?sslmode=require` for several replicas (no
+    /// password in the URL: `password_file` or `SALVE_STORE__PASSWORD`).
     pub url: String,
     /// Finished incidents (and their journal) older than this are deleted, hourly and at
     /// start; open ones, undelivered pages and runs a breaker window still counts are
     /// kept whatever their age. At least 1h; default 90 days.
     #[serde(deserialize_with = "de_duration")]
     pub retention: Duration,
+    /// PostgreSQL: the password; prefer `password_file` (or `SALVE_STORE__PASSWORD`).
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL over TLS (`sslmode=require` in the URL): the CA certificate(s), PEM, the
+    /// server's certificate must chain to; the platform's roots when unset.
+    pub ca_file: Option<PathBuf>,
+    /// How long a replica that stops renewing (it died) keeps its claims: after this,
+    /// another replica takes its runs over. 3s to 5m; default 15s.
+    #[serde(deserialize_with = "de_duration")]
+    pub lease: Duration,
+    /// PostgreSQL: connections in the pool.
+    pub pool_size: usize,
 }
 
 impl Default for StoreSettings {
@@ -324,7 +338,19 @@ impl Default for StoreSettings {
         StoreSettings {
             url: "sqlite://salve.db".into(),
             retention: Duration::from_secs(90 * 24 * 3600),
+            password: None,
+            password_file: None,
+            ca_file: None,
+            lease: Duration::from_secs(15),
+            pool_size: 16,
         }
+    }
+}
+
+impl StoreSettings {
+    /// The URL names a PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")
     }
 }
 
@@ -492,6 +518,8 @@ pub struct Config {
     pub api_tokens: Vec<ApiToken>,
     /// `[approval] key`, resolved (inline or from its file).
     pub approval_key: Option<Secret>,
+    /// `[store] password`, resolved (inline, `SALVE_STORE__PASSWORD`, or from its file).
+    pub store_password: Option<Secret>,
     /// `[alertmanager]`'s credentials, read.
     pub alertmanager_credentials: Option<crate::silence::Credentials>,
     /// `[[maintenance]]`, validated.
@@ -613,7 +641,7 @@ pub fn load_from_str_in(
     intake_problems(&settings.intake.limits, &mut problems);
     limit_problems(&settings.limits, &mut problems);
     engine_problems(&settings.engine, &settings.ssh, &mut problems);
-    store_problems(&settings.store, &mut problems);
+    let store_password = store_problems(&settings.store, &mut problems);
     escalation_problems(&settings.escalation, &mut problems);
     host_problems(&settings.hosts, &mut problems);
     let approval_key = approval_problems(&settings.approval, &mut problems);
@@ -637,6 +665,7 @@ pub fn load_from_str_in(
         grafana_secret,
         api_tokens,
         approval_key,
+        store_password,
         alertmanager_credentials,
         maintenance,
     })
@@ -1043,19 +1072,72 @@ fn engine_problems(engine: &EngineSettings, ssh: &SshSettings, problems: &mut Pr
     }
 }
 
-/// `[store]`: a URL this build can open.
-fn store_problems(store: &StoreSettings, problems: &mut Problems) {
-    if !store.url.starts_with("sqlite://") {
+/// Longest and shortest `store.lease`: a dead replica's work waits this long at most, and
+/// a heartbeat every third of it must fit a slow database round trip.
+const MAX_LEASE: Duration = Duration::from_secs(300);
+const MIN_LEASE: Duration = Duration::from_secs(3);
+
+/// `[store]`: a URL this build can open, and its password. Returns the password.
+fn store_problems(store: &StoreSettings, problems: &mut Problems) -> Option<Secret> {
+    let postgres = store.is_postgres();
+    if !store.url.starts_with("sqlite://") && !postgres {
         problems.at(
             &["store", "url"],
             // Only the scheme: a database URL may carry a password.
             match store.url.split_once("://") {
                 Some((scheme, _)) => format!(
-                    "store.url: scheme {scheme:?} is not supported by this build (only sqlite://PATH)"
+                    "store.url: scheme {scheme:?} is not supported (sqlite://PATH or postgres://USER@HOST/DATABASE)"
                 ),
-                None => "store.url: expected sqlite://PATH".into(),
+                None => "store.url: expected sqlite://PATH or postgres://USER@HOST/DATABASE".into(),
             },
         );
+    }
+    if postgres && let Some(why) = postgres_url_problem(&store.url) {
+        problems.at(&["store", "url"], why);
+    }
+    if !(MIN_LEASE..=MAX_LEASE).contains(&store.lease) {
+        problems.at(
+            &["store", "lease"],
+            "store.lease is between 3s and 5m: a dead replica's work waits that long",
+        );
+    }
+    if store.pool_size == 0 {
+        problems.at(&["store", "pool_size"], "store.pool_size must be > 0");
+    }
+    if !postgres {
+        for (key, set) in [
+            ("password", store.password.is_some()),
+            ("password_file", store.password_file.is_some()),
+            ("ca_file", store.ca_file.is_some()),
+        ] {
+            if set {
+                problems.at(
+                    &["store", key],
+                    format!("store.{key} is for a postgres:// store.url"),
+                );
+            }
+        }
+    }
+    problems.secret(
+        "store.password",
+        store.password.clone(),
+        store.password_file.as_deref(),
+        &["store", "password_file"],
+    )
+}
+
+/// What is wrong with a `postgres://` URL, in words that never repeat a password in it.
+fn postgres_url_problem(url: &str) -> Option<String> {
+    match url.parse::<tokio_postgres::Config>() {
+        Err(e) => Some(format!("store.url is not a PostgreSQL URL: {e}")),
+        Ok(config) if config.get_password().is_some() => Some(
+            "store.url must not hold a password: it would show wherever the URL is logged; use store.password_file or SALVE_STORE__PASSWORD"
+                .into(),
+        ),
+        Ok(config) if config.get_hosts().is_empty() => {
+            Some("store.url names no host (postgres://USER@HOST:PORT/DATABASE)".into())
+        }
+        Ok(_) => None,
     }
 }
 

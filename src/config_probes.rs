@@ -70,7 +70,10 @@ pub fn problems(loaded: &Config, recipes: &RecipeSet) -> Vec<String> {
             ));
         }
     }
-    if let Err(e) = crate::store::sqlite::probe(&settings.store.url) {
+    // A PostgreSQL store is not probed: `check` connects nowhere (its URL was parsed).
+    if !settings.store.is_postgres()
+        && let Err(e) = crate::store::sqlite::probe(&settings.store.url)
+    {
         problems.push(format!("{origin}: store.url: {e}"));
     }
     if let Err(e) = crate::notify::Channels::new(&settings.escalation.channels) {

@@ -167,6 +167,8 @@ pub struct Metrics {
     pub breaker_open: Family<RecipeLabel, Gauge>,
     /// 1 while the fleet error budget's pause is active (as last seen by the pause gate).
     pub error_budget_tripped: Gauge,
+    /// Replicas sharing the store whose lease runs, this one included (last heartbeat).
+    pub replicas_live: Gauge,
     /// From salve receiving an alert to the first command of its remediation being sent.
     pub alert_to_first_command: Histogram,
     /// Deliveries a channel did not accept (each attempt, a digest once), by channel.
@@ -259,6 +261,12 @@ impl Metrics {
             "1 while the fleet error budget has paused every remediation (until salve resume)",
             error_budget_tripped.clone(),
         );
+        let replicas_live = Gauge::default();
+        registry.register(
+            "replicas_live",
+            "Replicas sharing the store whose lease runs, this one included (as of its last heartbeat)",
+            replicas_live.clone(),
+        );
         let alert_to_first_command = Histogram::new(exponential_buckets(0.005, 2.0, 16));
         registry.register(
             "alert_to_first_command_seconds",
@@ -332,6 +340,7 @@ impl Metrics {
             ssh_command_duration,
             breaker_open,
             error_budget_tripped,
+            replicas_live,
             alert_to_first_command,
             escalation_delivery_failures,
             config_last_reload_successful,

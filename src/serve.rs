@@ -23,7 +23,6 @@ use crate::metrics::Metrics;
 use crate::notify::Channels;
 use crate::plan::Mode;
 use crate::store::Store;
-use crate::store::sqlite::SqliteStore;
 use crate::verify::Verifier;
 
 /// `salve serve`: builds the app, then runs it until SIGTERM or SIGINT.
@@ -87,6 +86,9 @@ pub struct App {
     engine: Engine,
     outbox: Outbox,
     retention: crate::engine::retention::Retention,
+    /// Heartbeat and takeover of dead replicas' runs.
+    replica: crate::engine::replica::Replica,
+    store: Arc<dyn Store>,
 }
 
 impl App {
@@ -132,10 +134,14 @@ impl App {
                 approve_mode.join(", ")
             );
         }
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&settings.store.url)
-                .with_context(|| format!("opening store {}", settings.store.url))?,
-        );
+        let store: Arc<dyn Store> =
+            crate::store::open(&settings.store, loaded.store_password.clone())
+                .await
+                .with_context(|| format!("opening store {}", settings.store.url))?;
+        let replica = store
+            .join_replicas(&replica_name(settings.server.listen), settings.store.lease)
+            .await
+            .context("joining the replicas sharing the store")?;
         let metrics = Metrics::new();
         let live = crate::reload::Live::new(crate::reload::LiveSet::new(recipes, &loaded));
         let reloader = Arc::new(crate::reload::Reloader::new(
@@ -278,9 +284,10 @@ impl App {
             wake: outbox_wake,
             policy: crate::engine::outbox::DeliveryPolicy::from_settings(&settings.escalation),
         };
-        let recovered = crate::engine::recover_interrupted(store.as_ref(), mode)
-            .await
-            .context("recovering incidents the last run left mid-remediation")?;
+        let recovered =
+            crate::engine::recover_interrupted(store.as_ref(), mode, remediator.as_deref())
+                .await
+                .context("recovering incidents the last run left mid-remediation")?;
         Metrics::saturating_inc_by(
             &metrics
                 .incidents
@@ -309,6 +316,17 @@ impl App {
             crate::engine::remediate::expire_orphan_silences(store.as_ref(), silencer).await;
         }
 
+        let replica_task = crate::engine::replica::Replica {
+            store: store.clone(),
+            mode,
+            lease: settings.store.lease,
+            remediator: remediator.clone(),
+            metrics: metrics.clone(),
+            wake: wake.clone(),
+        };
+        // The count is right from the start (the rate split, the gauge).
+        replica_task.beat().await;
+        tracing::info!(replica, "serving as replica {replica}");
         let engine = Engine {
             store: store.clone(),
             live,
@@ -334,6 +352,8 @@ impl App {
                 store: store.clone(),
                 window: settings.store.retention,
             },
+            replica: replica_task,
+            store,
         })
     }
 
@@ -356,6 +376,7 @@ impl App {
         let outbox_task = tokio::spawn(self.outbox.run(self.shutdown.child_token()));
         let retention_task = tokio::spawn(self.retention.run(self.shutdown.child_token()));
         let engine_task = tokio::spawn(self.engine.run(self.shutdown.child_token()));
+        let replica_task = tokio::spawn(self.replica.run(self.shutdown.child_token()));
         let server_handle = self.server.handle();
         let mut server_task = tokio::spawn(self.server);
 
@@ -371,6 +392,11 @@ impl App {
         // then close the listener.
         self.shutdown.cancel();
         engine_task.await.context("engine task")?;
+        replica_task.await.context("replica task")?;
+        // After the drain: what this replica still claims is free for the others at once.
+        if let Err(e) = self.store.leave_replicas().await {
+            tracing::warn!(error = %e, "could not end this replica's lease; others take its work over when it runs out");
+        }
         outbox_task.await.context("outbox task")?;
         retention_task.await.context("retention task")?;
         server_handle.stop(true).await;
@@ -382,6 +408,14 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// How this process appears among the replicas: host, pid and listen address.
+fn replica_name(listen: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "unknown-host".to_owned());
+    format!("{host} pid {} on {listen}", std::process::id())
 }
 
 /// The SSH executor for enforce mode. The config check already made sure a known_hosts
@@ -600,7 +634,7 @@ mod tests {
             reqwest::get(format!("{base_url}/healthz")).await.is_err(),
             "the listener is closed after run_until"
         );
-        let store = SqliteStore::open(&format!(
+        let store = crate::store::sqlite::SqliteStore::open(&format!(
             "sqlite://{}",
             dir.path().join("salve.db").display()
         ))

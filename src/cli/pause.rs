@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use super::{cli_user, safe, with_store};
 use crate::config::Config;
 use crate::http::api::pauses::{PauseContext, PauseRequest, listing};
-use crate::store::{Pause, Store};
+use crate::store::Pause;
 
 #[derive(Debug, Subcommand)]
 pub enum PauseAction {

@@ -28,6 +28,8 @@ pub(super) fn resolve_relative(settings: &mut Settings, base: &Path) {
         settings.store.url = format!("sqlite://{}", base.join(path).display());
     }
     join(&mut settings.recipes.dir);
+    join_option(&mut settings.store.password_file);
+    join_option(&mut settings.store.ca_file);
     join_option(&mut settings.approval.key_file);
     let auth = &mut settings.server.auth;
     join_option(&mut auth.bearer_token_file);

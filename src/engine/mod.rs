@@ -21,6 +21,7 @@ use crate::store::{Store, StoreError};
 pub mod escalate;
 pub mod outbox;
 pub mod remediate;
+pub mod replica;
 pub mod retention;
 
 pub use escalate::Escalator;
@@ -86,10 +87,19 @@ pub struct CutCommand {
 /// — unless their recipe declares `idempotent = true` and this process may act, in which
 /// case they go back to `matched` and run again. Either way, a command they may still be
 /// running is reported in `cut_commands`, so nothing new starts on that host beside it.
-pub async fn recover_interrupted(store: &dyn Store, mode: Mode) -> Result<Recovered, StoreError> {
+///
+/// Only incidents no live replica runs are taken (`Store::claim_orphans`): at startup, those
+/// of the last process (SQLite) or of replicas whose lease ran out (PostgreSQL); while
+/// serving, `replica::Replica` calls this again for replicas that die.
+pub async fn recover_interrupted(
+    store: &dyn Store,
+    mode: Mode,
+    remediator: Option<&Remediator>,
+) -> Result<Recovered, StoreError> {
     let mut recovered = Recovered::default();
-    for state in [State::Remediating, State::Verifying] {
-        for incident in store.incidents_in_state(state, usize::MAX >> 1).await? {
+    for incident in store.claim_orphans().await? {
+        let state = incident.state;
+        {
             let cut = cut_command(store, &incident).await?;
             let idempotent = incident.plan.as_ref().is_some_and(|p| p.idempotent);
             let (to, event, reason) = if idempotent && mode == Mode::Enforce {
@@ -111,11 +121,16 @@ pub async fn recover_interrupted(store: &dyn Store, mode: Mode) -> Result<Recove
                     ),
                 )
             };
+            // The host is held in the store before the incident stops counting as running,
+            // so no replica starts anything there beside a command that may still run.
+            if let (Some(cut), Some(remediator)) = (&cut, remediator) {
+                remediator.hold_cut(cut).await?;
+            }
             let result = store
                 .transition(incident.id, state, to, Some(reason), event)
                 .await;
             match result {
-                Ok(()) | Err(StoreError::StateConflict { .. }) => {}
+                Ok(()) | Err(StoreError::StateConflict { .. } | StoreError::NotOwner { .. }) => {}
                 Err(e) => return Err(e),
             }
             recovered.cut_commands.extend(cut);

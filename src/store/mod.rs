@@ -14,6 +14,28 @@ mod contract;
 pub mod postgres;
 pub mod sqlite;
 
+/// Open the store `settings.url` names: SQLite (the embedded default) or PostgreSQL
+/// (several replicas), migrated. `password` is the resolved `store.password`.
+pub async fn open(
+    settings: &crate::config::StoreSettings,
+    password: Option<crate::secret::Secret>,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if settings.is_postgres() {
+        let store = postgres::PgStore::connect(&postgres::PgConnect {
+            url: settings.url.clone(),
+            password,
+            ca_file: settings.ca_file.clone(),
+            pool_size: settings.pool_size,
+        })
+        .await?;
+        Ok(std::sync::Arc::new(store))
+    } else {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(
+            &settings.url,
+        )?))
+    }
+}
+
 /// RFC 3339 in UTC with exactly nine fractional digits, the journal's time format in
 /// both stores: fixed width, so SQL text comparison and ORDER BY agree with time order,
 /// and the key of an alert is the same text whichever precision the monitor sent.

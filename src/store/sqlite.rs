@@ -485,6 +485,7 @@ impl Store for SqliteStore {
             .map_err(|e| StoreError::Unavailable(format!("cannot encode the plan: {e}")))?;
         let change = PlanChange {
             id,
+            target: plan.target.as_ref().map(|target| target.name.clone()),
             from,
             to,
             plan_json,
@@ -510,6 +511,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let change = JournalChange {
             id,
+            me: self.me(),
             expect: Some(from),
             to: Some(to),
             reason,
@@ -522,6 +524,7 @@ impl Store for SqliteStore {
     async fn append_event(&self, id: IncidentId, event: Event) -> Result<(), StoreError> {
         let change = JournalChange {
             id,
+            me: self.me(),
             expect: None,
             to: None,
             reason: None,
@@ -543,10 +546,11 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<RunGate, StoreError> {
         let (recipe, target, key) = (recipe.to_owned(), target.to_owned(), key.to_owned());
+        let me = self.me();
         self.write_with(move |conn| {
             let events = (&started, first_step.as_ref());
             let breaker = (recipe.as_str(), target.as_str(), key.as_str());
-            breaker::begin_run(conn, id, breaker, limit, events, now)
+            breaker::begin_run(conn, me, id, breaker, limit, events, now)
         })
         .await
     }
@@ -980,7 +984,16 @@ impl Store for SqliteStore {
         self.write_with(move |conn| {
             let ids =
                 replicas::claimable_matched(conn, me, sql_limit(limit), max_hosts, Utc::now())?;
-            claim_ids(conn, me, &ids)
+            claim_ids(conn, me, &ids)?;
+            select_incidents(
+                conn,
+                &format!(
+                    "SELECT {INCIDENT_COLUMNS} FROM incidents
+                     WHERE state = 'matched' AND owner = ?1 ORDER BY id LIMIT ?2"
+                ),
+                params![me, sql_limit(limit)],
+            )
+            .map_err(unavailable)
         })
         .await
     }

@@ -247,6 +247,10 @@ impl Remediator {
                     tracing::debug!(incident = %run.id, state = %found, "not started: no longer matched");
                     return Err(Refusal::Over);
                 }
+                Err(StoreError::NotOwner { owner, .. }) => {
+                    tracing::warn!(incident = %run.id, owner = ?owner, "not started: another replica claimed it");
+                    return Err(Refusal::Over);
+                }
                 Err(e) => return Err(e.into()),
             };
             match gate {

@@ -55,6 +55,10 @@ pub const UNBOUNDED_WINDOW: Duration = Duration::from_secs(3600);
 /// How many `matched` incidents one dispatch pass takes from the store.
 const DISPATCH_BATCH: usize = 1024;
 
+/// A replica claims the queues of at most this many hosts per slot (`max_parallel`): enough
+/// that a slot freed finds work queued, few enough that other replicas get hosts too.
+const CLAIM_HOSTS_PER_SLOT: usize = 2;
+
 pub struct Remediator {
     store: Arc<dyn Store>,
     /// Runs remediation steps, command checks and (for the escalator) diagnostics.
@@ -64,6 +68,8 @@ pub struct Remediator {
     check_timeout: Duration,
     /// Remediations running at once, across hosts.
     slots: Semaphore,
+    /// Most hosts whose queues this replica claims at once (the rest are left to others).
+    claim_hosts: usize,
     limits: RateLimits,
     /// Set at shutdown: workers finish the incident in hand and take no other.
     stopping: tokio_util::sync::CancellationToken,
@@ -134,6 +140,10 @@ impl Remediator {
             verifier,
             check_timeout: bounds.check_timeout,
             slots: Semaphore::new(bounds.max_parallel),
+            claim_hosts: bounds
+                .max_parallel
+                .saturating_mul(CLAIM_HOSTS_PER_SLOT)
+                .max(1),
             limits: bounds.limits,
             stopping: tokio_util::sync::CancellationToken::new(),
             wake,
@@ -199,6 +209,16 @@ impl Remediator {
                 "holding a host: a command may still run there"
             );
             self.hold_in_memory(&hold.host, hold.until, &hold.why);
+        }
+        Ok(())
+    }
+
+    /// Holds the host of `cut` (a command a stopped process may have left running) until
+    /// that command surely ended, in the store and here.
+    pub async fn hold_cut(&self, cut: &CutCommand) -> Result<(), StoreError> {
+        let until = self.surely_over(cut.started_at, cut.timeout);
+        if until > self.clock.now_utc() {
+            self.hold(&cut.host, until, HELD_AFTER_CRASH).await?;
         }
         Ok(())
     }
@@ -276,14 +296,20 @@ impl Remediator {
         &self.runner
     }
 
-    /// Queue every `matched` incident not already queued; returns how many were new.
+    /// Split the rate limits across `replicas` live replicas.
+    pub fn set_replicas(&self, replicas: usize) {
+        self.limits.set_replicas(replicas);
+    }
+
+    /// Claim `matched` incidents (whole host queues, on hosts no other replica works) and
+    /// queue those not already queued; returns how many were new.
     pub async fn dispatch(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<usize, StoreError> {
         if self.is_stopping() {
             return Ok(0);
         }
         let waiting = self
             .store
-            .incidents_in_state(State::Matched, DISPATCH_BATCH)
+            .claim_matched(DISPATCH_BATCH, self.claim_hosts)
             .await?;
         let mut queued = 0;
         let mut state = self.state();

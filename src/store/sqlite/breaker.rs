@@ -72,8 +72,10 @@ pub(super) fn runs_in_window(
     runs_since(conn, recipe, key, &since)
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn begin_run(
     conn: &Connection,
+    me: i64,
     id: IncidentId,
     (recipe, target, key): (&str, &str, &str),
     limit: BreakerLimit,
@@ -81,8 +83,12 @@ pub(super) fn begin_run(
     now: DateTime<Utc>,
 ) -> Result<RunGate, StoreError> {
     expect_state(conn, id, State::Matched)?;
+    super::replicas::check_claim(conn, me, id, now)?;
     if alert_resolved(conn, id).map_err(unavailable)? {
         return Ok(RunGate::AlertResolved);
+    }
+    if let Some(busy) = host_busy(conn, id, target, now).map_err(unavailable)? {
+        return Ok(busy);
     }
     let runs = runs_in_window(conn, recipe, key, limit.window, now).map_err(unavailable)?;
     if let Some(max_runs) = limit.max_runs
@@ -106,8 +112,8 @@ pub(super) fn begin_run(
             limit.max_runs,
             limit.window.as_secs() as i64
         ])?;
-        conn.prepare_cached("UPDATE incidents SET state = ?2 WHERE id = ?1")?
-            .execute(params![id.0, State::Remediating.as_str()])?;
+        conn.prepare_cached("UPDATE incidents SET state = ?2, owner = ?3 WHERE id = ?1")?
+            .execute(params![id.0, State::Remediating.as_str(), me])?;
         journal(conn, id, &at, started)?;
         match first_step {
             Some(event) => journal(conn, id, &at, event),
@@ -116,6 +122,42 @@ pub(super) fn begin_run(
     };
     write().map_err(unavailable)?;
     Ok(RunGate::Started)
+}
+
+/// Why nothing may start on `target` now, if so: another incident runs there (one run per
+/// host, whichever replica runs it), or a hold says a command may still run there.
+fn host_busy(
+    conn: &Connection,
+    id: IncidentId,
+    target: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Option<RunGate>> {
+    let running: Option<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM incidents
+             WHERE target = ?1 AND id <> ?2 AND state IN ('remediating', 'verifying') LIMIT 1",
+        )?
+        .query_row(params![target, id.0], |row| row.get(0))
+        .optional()?;
+    if let Some(other) = running {
+        return Ok(Some(RunGate::HostBusy {
+            why: format!("incident {other} is running on {target}"),
+            retry_after: Duration::from_secs(1),
+        }));
+    }
+    let held: Option<(String, String)> = conn
+        .prepare_cached("SELECT until, why FROM host_holds WHERE host = ?1 AND until > ?2")?
+        .query_row(params![target, time_text(now)], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    Ok(held.map(|(until, why)| {
+        let until = crate::store::parse_time_text(&until).unwrap_or(now);
+        RunGate::HostBusy {
+            why,
+            retry_after: (until - now).to_std().unwrap_or_default(),
+        }
+    }))
 }
 
 fn alert_resolved(conn: &Connection, id: IncidentId) -> rusqlite::Result<bool> {

@@ -94,7 +94,8 @@ pub(super) fn leave(conn: &Connection, me: i64, now: DateTime<Utc>) -> Result<()
     Ok(())
 }
 
-/// The ids to claim (see `Store::claim_matched`), oldest first.
+/// The ids to claim (see `Store::claim_matched`) that this replica does not own yet,
+/// oldest first.
 pub(super) fn claimable_matched(
     conn: &Connection,
     me: i64,
@@ -119,7 +120,7 @@ pub(super) fn claimable_matched(
         .prepare_cached(&format!(
             "SELECT id, target FROM incidents
              WHERE state = 'matched'
-               AND (owner IS NULL OR owner = ?2 OR owner NOT IN ({LIVE_REPLICAS}))
+               AND (owner IS NULL OR (owner <> ?2 AND owner NOT IN ({LIVE_REPLICAS})))
                AND (target IS NULL OR target NOT IN (
                     SELECT target FROM incidents
                     WHERE state IN ('matched', 'remediating', 'verifying')
@@ -176,9 +177,38 @@ pub(super) fn check_owner(
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .map_err(unavailable)?;
-    if owner == Some(me) && live {
+    // A process that is no replica (a test, a tool) writes only what no replica owns.
+    let allowed = if me == 0 {
+        owner.is_none_or(|owner| owner == 0)
+    } else {
+        owner == Some(me) && live
+    };
+    if allowed {
         Ok(())
     } else {
         Err(StoreError::NotOwner { id, owner })
+    }
+}
+
+/// `begin_run`'s fence: refused when another live replica claimed the incident.
+pub(super) fn check_claim(
+    conn: &Connection,
+    me: i64,
+    id: IncidentId,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let (owner, owner_live): (Option<i64>, bool) = conn
+        .query_row(
+            &format!("SELECT owner, owner IN ({LIVE_REPLICAS}) FROM incidents WHERE id = ?2"),
+            params![time_text(now), id.0],
+            |row| Ok((row.get(0)?, row.get::<_, Option<bool>>(1)?.unwrap_or(false))),
+        )
+        .map_err(unavailable)?;
+    match owner {
+        Some(owner) if owner != me && owner_live => Err(StoreError::NotOwner {
+            id,
+            owner: Some(owner),
+        }),
+        _ => Ok(()),
     }
 }

@@ -176,6 +176,8 @@ impl Write for Crash {
 /// writer thread only runs SQL.
 pub(super) struct PlanChange {
     pub id: IncidentId,
+    /// The plan's target (inventory name), kept in its own column.
+    pub target: Option<String>,
     pub from: State,
     pub to: State,
     pub plan_json: String,
@@ -196,6 +198,8 @@ impl Write for PlanChange {
 /// happens if the incident is in `expect` (checked in the same transaction).
 pub(super) struct JournalChange {
     pub id: IncidentId,
+    /// The writing replica (0: not a replica), for the fence on running incidents.
+    pub me: i64,
     pub expect: Option<State>,
     pub to: Option<State>,
     /// Replaces the incident's reason when set.
@@ -703,12 +707,14 @@ pub(super) fn expect_state(
 }
 
 fn journal_change(conn: &Connection, change: &JournalChange) -> Result<(), StoreError> {
-    match change.expect {
-        Some(expected) => expect_state(conn, change.id, expected)?,
-        None => {
-            current_state(conn, change.id)?;
+    let state = match change.expect {
+        Some(expected) => {
+            expect_state(conn, change.id, expected)?;
+            expected
         }
-    }
+        None => current_state(conn, change.id)?,
+    };
+    super::replicas::check_owner(conn, change.me, change.id, state, change.at)?;
     // Checked in the same transaction as the write: an alert that fired again after the
     // remediator read it resolved is run, never closed as resolved.
     if change.to == Some(State::ResolvedBeforeRun) && alert_firing(conn, change.id)? {
@@ -740,13 +746,14 @@ fn record_plan(conn: &Connection, change: &PlanChange) -> Result<(), StoreError>
     let at = time_text(change.at);
     let write = || -> rusqlite::Result<()> {
         conn.prepare_cached(
-            "UPDATE incidents SET state = ?2, reason = ?3, plan = ?4 WHERE id = ?1",
+            "UPDATE incidents SET state = ?2, reason = ?3, plan = ?4, target = ?5 WHERE id = ?1",
         )?
         .execute(params![
             change.id.0,
             change.to.as_str(),
             change.reason,
-            change.plan_json
+            change.plan_json,
+            change.target
         ])?;
         journal(conn, change.id, &at, &change.event)
     };

@@ -1,0 +1,90 @@
+//! This process as one replica of several sharing the store: it renews its lease every
+//! third of the lease, splits the remediation rate limits across the live replicas, and
+//! takes over the runs of replicas whose lease ran out (`recover_interrupted`: each becomes
+//! `interrupted`, or runs again when idempotent, and its host is held while a command may
+//! still run there). Their queued `matched` incidents need nothing here: the next dispatch
+//! pass of any replica claims them (`Store::claim_matched`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::plan::Mode;
+use crate::store::Store;
+
+use super::{Remediator, recover_interrupted};
+
+pub struct Replica {
+    pub store: Arc<dyn Store>,
+    pub mode: Mode,
+    /// The lease `join_replicas` was given; renewed every third of it.
+    pub lease: Duration,
+    pub remediator: Option<Arc<Remediator>>,
+    pub metrics: Arc<Metrics>,
+    /// Wakes the engine when a takeover made work (incidents to escalate or run again).
+    pub wake: Arc<Notify>,
+}
+
+impl Replica {
+    /// Until `shutdown`: heartbeat, rate split, takeover. The lease is ended by
+    /// `Store::leave_replicas` after the engine drained, not here.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let every = (self.lease / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = shutdown.cancelled() => return,
+            }
+            self.beat().await;
+        }
+    }
+
+    /// One heartbeat and takeover pass.
+    pub async fn beat(&self) {
+        match self.store.heartbeat().await {
+            Ok(heartbeat) => {
+                if heartbeat.lapsed {
+                    tracing::error!(
+                        "this replica's lease had run out (a stall or lost database?): other replicas may have taken over its runs, whose writes the store refused meanwhile"
+                    );
+                }
+                self.metrics
+                    .replicas_live
+                    .set(heartbeat.live_replicas as i64);
+                if let Some(remediator) = &self.remediator {
+                    remediator.set_replicas(heartbeat.live_replicas);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "replica heartbeat failed; retrying");
+                return;
+            }
+        }
+        match recover_interrupted(self.store.as_ref(), self.mode, self.remediator.as_deref()).await
+        {
+            Ok(recovered) if recovered.resumed + recovered.interrupted > 0 => {
+                Metrics::saturating_inc_by(
+                    &self
+                        .metrics
+                        .incidents
+                        .get_or_create(&crate::metrics::OutcomeLabel {
+                            outcome: crate::incident::State::Interrupted.as_str(),
+                        }),
+                    recovered.interrupted as u64,
+                );
+                tracing::warn!(
+                    resumed = recovered.resumed,
+                    interrupted = recovered.interrupted,
+                    cut_commands = recovered.cut_commands.len(),
+                    "took over the runs of a replica whose lease ran out: idempotent ones run again, the others are escalated as interrupted"
+                );
+                self.wake.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "takeover pass failed; retrying"),
+        }
+    }
+}
