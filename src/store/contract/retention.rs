@@ -272,17 +272,14 @@ async fn listings_filter_by_state_alertname_host_recipe_since_and_cursor(store: 
     let c = incident_in(store, "f3", "ServiceDown", State::DryRun, "restart", "web1").await;
     backdate(store, a, Days::days(2)).await;
     let store: &TestStore = store;
-    let matching = |filter: IncidentFilter| {
-        let store = store;
-        async move {
-            store
-                .incidents_matching(&filter, 10)
-                .await
-                .unwrap()
-                .iter()
-                .map(|i| i.id)
-                .collect::<Vec<_>>()
-        }
+    let matching = |filter: IncidentFilter| async move {
+        store
+            .incidents_matching(&filter, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|i| i.id)
+            .collect::<Vec<_>>()
     };
     assert_eq!(matching(IncidentFilter::default()).await, [c, b, a]);
     let by_state = IncidentFilter {
