@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # A private PostgreSQL 15 cluster for tests and benchmarks: its own data directory, a free
-# loopback port, TLS with its own CA, trust auth for every role but one on 127.0.0.1, and
-# one password role. Never the packaged cluster, never a fixed port.
+# loopback port, trust auth for every role but one password role on 127.0.0.1, and TLS
+# with its own CA when asked (--tls). Never the packaged cluster, never a fixed port.
 #
-# Usage: scripts/testbed/postgres.sh start DIR   prints `URL PID` on stdout once it accepts
-#                                                connections (DIR is created, owned by postgres)
-#        scripts/testbed/postgres.sh stop DIR    fast shutdown of the cluster in DIR
+# Usage: scripts/testbed/postgres.sh start DIR [--tls]
+#                                  prints `URL PID` on stdout once it accepts connections
+#                                  (DIR is created, owned by postgres)
+#        scripts/testbed/postgres.sh stop DIR
+#                                  fast shutdown of the cluster in DIR
 #
 # What `start` makes in DIR besides the cluster (data/, server.log, the socket):
-#   tls/ca.crt        a self-signed CA; the server's certificate (tls/server.crt, for
-#                     127.0.0.1 and localhost) chains to it; the server runs with ssl=on
 #   salve_pw.password the password of role `salve_pw` (SCRAM; pg_hba requires
 #                     scram-sha-256 for it from loopback), which owns database `salve_pw`
+#   tls/ca.crt        with --tls: a self-signed CA; the server's certificate
+#                     (tls/server.crt, for 127.0.0.1 and localhost) chains to it, and the
+#                     server runs with ssl=on
 #   bed.env           TESTBED_POSTGRES_URL (the admin URL printed, role postgres, trust),
-#                     TESTBED_POSTGRES_CA, TESTBED_POSTGRES_PASSWORD_URL (role salve_pw,
-#                     no password in it) and TESTBED_POSTGRES_PASSWORD, one NAME=VALUE a
-#                     line (values without spaces or quotes), for `set -a; . DIR/bed.env`.
-#                     Both URLs say `sslmode=disable`; replace it with `require` (and
-#                     give the CA) to go over TLS.
+#                     TESTBED_POSTGRES_PASSWORD_URL (role salve_pw, no password in it),
+#                     TESTBED_POSTGRES_PASSWORD and, with --tls, TESTBED_POSTGRES_CA: one
+#                     NAME=VALUE a line (values without spaces or quotes), for
+#                     `set -a; . DIR/bed.env`
+#
+# With --tls both URLs say `sslmode=disable`: a client's default `prefer` would try TLS
+# and refuse the bed's own CA (salve's store verifies every certificate it is shown), and
+# a URL rebuilt without its options falls back to that default. Replace it with
+# `sslmode=require` and give the CA to go over TLS. Without --tls (scripts/bench) the
+# server has no TLS and the URLs carry no options, as before.
 #
 # DIR must be somewhere the `postgres` user can reach (/tmp, /var/tmp), not under a home
 # directory it cannot enter.
@@ -26,6 +34,8 @@ set -euo pipefail
 readonly BIN=${TESTBED_PG_BIN:-/usr/lib/postgresql/15/bin}
 action=${1:?usage: postgres.sh start|stop DIR}
 dir=${2:?usage: postgres.sh start|stop DIR}
+tls=0
+if [[ ${3:-} == --tls ]]; then tls=1; fi
 
 as_postgres() {
   # initdb and postgres refuse to run as root.
@@ -79,7 +89,7 @@ case $action in
     rm -rf "$dir"
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
-    make_certificates "$dir/tls"
+    if [[ $tls -eq 1 ]]; then make_certificates "$dir/tls"; fi
     password=$(openssl rand -hex 24)
     (umask 077 && printf '%s\n' "$password" >"$dir/salve_pw.password")
     if [[ $EUID -eq 0 ]]; then chown -R postgres:postgres "$dir"; fi
@@ -95,12 +105,14 @@ local all all                  trust
 host  all salve_pw 127.0.0.1/32 scram-sha-256
 host  all all      127.0.0.1/32 trust
 EOF
-    cat >>"$dir/data/postgresql.conf" <<EOF
+    echo "password_encryption = 'scram-sha-256'" >>"$dir/data/postgresql.conf"
+    if [[ $tls -eq 1 ]]; then
+      cat >>"$dir/data/postgresql.conf" <<EOF
 ssl = on
 ssl_cert_file = '$dir/tls/server.crt'
 ssl_key_file = '$dir/tls/server.key'
-password_encryption = 'scram-sha-256'
 EOF
+    fi
     # The port is picked free, then bound by postgres a moment later; a collision in between
     # makes pg_ctl fail here (loudly), never reach another service.
     port=$(free_port)
@@ -122,16 +134,15 @@ EOF
       as_postgres "$BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
       exit 1
     }
-    # Plain by default, said in the URL: a client's default `sslmode=prefer` would try TLS
-    # and refuse the bed's own CA (salve's store verifies every certificate). A test of
-    # TLS asks for `sslmode=require` and gives TESTBED_POSTGRES_CA.
-    url="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
-    cat >"$dir/bed.env" <<EOF
-TESTBED_POSTGRES_URL=$url
-TESTBED_POSTGRES_CA=$dir/tls/ca.crt
-TESTBED_POSTGRES_PASSWORD_URL=postgres://salve_pw@127.0.0.1:$port/salve_pw?sslmode=disable
-TESTBED_POSTGRES_PASSWORD=$password
-EOF
+    options=
+    if [[ $tls -eq 1 ]]; then options='?sslmode=disable'; fi
+    url="postgres://postgres@127.0.0.1:$port/postgres$options"
+    {
+      echo "TESTBED_POSTGRES_URL=$url"
+      echo "TESTBED_POSTGRES_PASSWORD_URL=postgres://salve_pw@127.0.0.1:$port/salve_pw$options"
+      echo "TESTBED_POSTGRES_PASSWORD=$password"
+      if [[ $tls -eq 1 ]]; then echo "TESTBED_POSTGRES_CA=$dir/tls/ca.crt"; fi
+    } >"$dir/bed.env"
     chmod 600 "$dir/bed.env"
     echo "$url $pid"
     ;;
