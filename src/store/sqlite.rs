@@ -40,10 +40,6 @@ mod schema;
 mod writer;
 
 #[cfg(test)]
-mod approval_tests;
-#[cfg(test)]
-mod gate_tests;
-#[cfg(test)]
 mod retention_tests;
 #[cfg(test)]
 mod tests;
