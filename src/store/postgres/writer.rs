@@ -76,8 +76,11 @@ async fn commit_batch(pool: &Pool, batch: Vec<IngestRequest>, commits: &AtomicU6
             }
         }
         Err(error) => {
-            tracing::error!(%error, requests, "store batch not committed (PostgreSQL)");
-            let message = error.to_string();
+            let message = match error {
+                StoreError::Unavailable(message) => message,
+                other => other.to_string(),
+            };
+            tracing::error!(error = %message, requests, "store batch not committed (PostgreSQL)");
             for request in batch {
                 let _ = request
                     .reply
@@ -110,9 +113,10 @@ async fn journal_batch(
         }
         results.push(result);
     }
-    tx.commit()
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("commit failed: {}", pg_error(e))))?;
+    tx.commit().await.map_err(|e| match pg_error(e) {
+        StoreError::Unavailable(why) => StoreError::Unavailable(format!("commit failed: {why}")),
+        other => other,
+    })?;
     Ok(results)
 }
 
