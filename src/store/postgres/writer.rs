@@ -10,7 +10,7 @@
 //! nobody else writes one until this batch commits. The unique index `incidents_key` is
 //! the backstop: a second keyed row for one (fingerprint, startsAt) fails, never commits.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -97,19 +97,26 @@ async fn journal_batch(
     batch: &[IngestRequest],
 ) -> Result<Vec<Result<Vec<Ingested>, StoreError>>, StoreError> {
     let mut client = pooled(pool).await?;
-    let mut tx = client.transaction().await.map_err(pg_error)?;
-    lock_fingerprints(&tx, batch).await?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    let mut seen = lock_fingerprints(&tx, batch).await?;
     let mut results = Vec::with_capacity(batch.len());
     for request in batch {
         // A savepoint per request: one that fails (a bad row, a constraint) is rolled
-        // back alone and the rest of the batch still commits. A failing savepoint
-        // command itself means the connection or transaction is gone: the batch fails.
-        let savepoint = tx.savepoint("ingest").await.map_err(pg_error)?;
-        let result = ingest(&savepoint, &request.alerts, request.received_at).await;
-        if result.is_ok() {
-            savepoint.commit().await.map_err(pg_error)?;
-        } else {
-            savepoint.rollback().await.map_err(pg_error)?;
+        // back alone and the rest of the batch still commits. Savepoints are not
+        // released (that would cost a round trip each): the next one of the same name
+        // stacks on it, and a rollback goes back to the newest. The savepoint goes out
+        // pipelined with the request's first statement, which the server runs after it.
+        let (savepoint, result) = tokio::join!(
+            tx.batch_execute("SAVEPOINT ingest"),
+            ingest(&tx, &mut seen, &request.alerts, request.received_at)
+        );
+        // A failing savepoint command means the connection or the transaction is gone:
+        // the batch fails.
+        savepoint.map_err(pg_error)?;
+        if result.is_err() {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT ingest")
+                .await
+                .map_err(pg_error)?;
         }
         results.push(result);
     }
@@ -122,11 +129,13 @@ async fn journal_batch(
 
 /// Lock every fingerprint of the batch until the commit, in the order of the lock keys
 /// (two batches sharing fingerprints then never wait for each other in a cycle; keys that
-/// collide are one lock, taken once in that order).
+/// collide are one lock, taken once in that order). Returns the fingerprints some incident
+/// has, read after the locks are held: the alerts of the others are new, and need none of
+/// the lookups (the common case at intake).
 async fn lock_fingerprints(
     client: &impl GenericClient,
     batch: &[IngestRequest],
-) -> Result<(), StoreError> {
+) -> Result<HashSet<String>, StoreError> {
     let fingerprints: Vec<String> = batch
         .iter()
         .flat_map(|request| &request.alerts)
@@ -134,33 +143,60 @@ async fn lock_fingerprints(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let statement = client
-        .prepare_cached(
+    let (lock, seen) = tokio::join!(
+        client.prepare_cached(
             "SELECT count(pg_advisory_xact_lock(key)) FROM (
                  SELECT DISTINCT hashtextextended('fingerprint:' || fingerprint, 0) AS key
                  FROM unnest($1::text[]) AS fingerprint
                  ORDER BY key) AS keys",
-        )
-        .await
-        .map_err(pg_error)?;
-    client
-        .query_one(&statement, &[&fingerprints])
-        .await
-        .map_err(pg_error)?;
-    Ok(())
+        ),
+        client.prepare_cached(
+            "SELECT DISTINCT fingerprint FROM incidents WHERE fingerprint = ANY($1)"
+        ),
+    );
+    let (lock, seen) = (lock.map_err(pg_error)?, seen.map_err(pg_error)?);
+    // Pipelined: the server runs the second query after the first, so its snapshot
+    // comes after every lock is held.
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&fingerprints];
+    let (locked, seen) = tokio::join!(
+        client.query_one(&lock, &params),
+        client.query(&seen, &params),
+    );
+    locked.map_err(pg_error)?;
+    seen.map_err(pg_error)?
+        .iter()
+        .map(|row| get::<String>(row, 0))
+        .collect()
 }
 
 /// Journal one notification's alerts, in order, so two copies of one key in the same
 /// call behave like two calls.
+/// `seen` holds the fingerprints some incident has (or may have: one created by a request
+/// rolled back later stays in it, which costs only the lookups).
 async fn ingest(
     client: &impl GenericClient,
+    seen: &mut HashSet<String>,
     alerts: &[Alert],
     received_at: DateTime<Utc>,
 ) -> Result<Vec<Ingested>, StoreError> {
     let received = time_text(received_at);
     let mut ingested = Vec::with_capacity(alerts.len());
     for alert in alerts {
-        ingested.push(ingest_one(client, alert, &received).await?);
+        let fingerprint = alert.fingerprint.as_str();
+        let one = if seen.contains(fingerprint) {
+            ingest_one(client, alert, &received).await?
+        } else {
+            seen.insert(fingerprint.to_owned());
+            // No incident has this fingerprint: a new one, with the start as
+            // `ingest_one` would take it.
+            let (starts_at, assumed) = match alert.starts_at {
+                Some(starts_at) => (time_text(starts_at), false),
+                None => (received.clone(), true),
+            };
+            let labels = json_text(&alert.labels);
+            create(client, alert, &labels, &starts_at, assumed, &received).await?
+        };
+        ingested.push(one);
     }
     Ok(ingested)
 }
