@@ -324,7 +324,70 @@ async fn concurrent_ingests_share_commits() {
     assert_eq!(store.commits() - before, commits);
 }
 
-#[tokio::test]
+/// Makes the writer wait inside its next batch: the returned connection holds the
+/// advisory lock of fingerprint `ff…`, and an ingest of that alert is under way. Requests
+/// queued meanwhile form the batch after it, once the connection commits.
+async fn hold_writer(
+    store: &Arc<PgStore>,
+    url: &str,
+) -> (
+    tokio_postgres::Client,
+    tokio::task::JoinHandle<Result<Vec<Ingested>, StoreError>>,
+) {
+    let holder = raw(url).await;
+    holder
+        .batch_execute(
+            "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('fingerprint:' || 'ffffffffffffffff', 0))",
+        )
+        .await
+        .unwrap();
+    let held = spawn_ingest(store, firing("ffffffffffffffff", STARTS));
+    // The writer waits for the lock (only this database's sessions count).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = holder
+            .query_one(
+                "SELECT count(*) FROM pg_locks JOIN pg_database ON pg_database.oid = database
+                 WHERE datname = current_database() AND locktype = 'advisory' AND NOT granted",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (holder, held)
+}
+
+fn spawn_ingest(
+    store: &Arc<PgStore>,
+    alert: Alert,
+) -> tokio::task::JoinHandle<Result<Vec<Ingested>, StoreError>> {
+    let store = Arc::clone(store);
+    tokio::spawn(async move {
+        store
+            .ingest(vec![alert], time("2026-11-28T10:00:01Z"))
+            .await
+    })
+}
+
+/// Waits until `waiting` ingests sit in the writer's queue.
+async fn wait_until_queued(store: &PgStore, waiting: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.ingests.max_capacity() - store.ingests.capacity() != waiting {
+        assert!(std::time::Instant::now() < deadline, "ingests never queued");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_request_fails_alone_and_its_batch_commits() {
     let (store, url) = fresh_store().await;
     // A trigger makes one alert's insert fail, as a bad row would.
@@ -342,28 +405,94 @@ async fn a_failing_request_fails_alone_and_its_batch_commits() {
         .await
         .unwrap();
     let store = Arc::new(store);
-    let tasks: Vec<_> = ["00000000000000aa", "00000000000000bd", "00000000000000cc"]
-        .into_iter()
-        .map(|fingerprint| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                store
-                    .ingest(vec![firing(fingerprint, STARTS)], Utc::now())
-                    .await
-            })
-        })
-        .collect();
+    let before = store.commits();
+    let (holder, held) = hold_writer(&store, &url).await;
+    let fingerprints = [
+        "00000000000000aa",
+        "00000000000000bd",
+        "00000000000000cc",
+        "00000000000000dd",
+    ];
+    let mut tasks = Vec::new();
+    for (n, fingerprint) in fingerprints.into_iter().enumerate() {
+        tasks.push(spawn_ingest(&store, firing(fingerprint, STARTS)));
+        wait_until_queued(&store, n + 1).await;
+    }
+    holder.batch_execute("COMMIT").await.unwrap();
+    held.await.unwrap().unwrap();
     let mut results = Vec::new();
     for task in tasks {
         results.push(task.await.unwrap());
     }
 
-    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert_eq!(
+        store.commits() - before,
+        2,
+        "the four requests share one batch"
+    );
+    assert!(
+        results[0].is_ok() && results[2].is_ok() && results[3].is_ok(),
+        "{results:?}"
+    );
     assert!(
         matches!(&results[1], Err(StoreError::Unavailable(why)) if why.contains("bad row")),
         "{results:?}"
     );
-    assert_eq!(store.list_incidents(None, 10).await.unwrap().len(), 2);
+    let stored: Vec<String> = store
+        .list_incidents(None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|incident| incident.fingerprint.as_str().to_owned())
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            "00000000000000dd",
+            "00000000000000cc",
+            "00000000000000aa",
+            "ffffffffffffffff"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_one_alert_in_one_batch_are_one_incident() {
+    let (store, url) = fresh_store().await;
+    let store = Arc::new(store);
+    let (holder, held) = hold_writer(&store, &url).await;
+    let alerts = [
+        firing("00000000000000aa", STARTS),
+        firing("00000000000000bb", STARTS),
+        firing("00000000000000aa", STARTS),
+        resolved("00000000000000aa", STARTS, "2026-11-28T10:05:00Z"),
+    ];
+    let mut tasks = Vec::new();
+    for (n, alert) in alerts.into_iter().enumerate() {
+        tasks.push(spawn_ingest(&store, alert));
+        wait_until_queued(&store, n + 1).await;
+    }
+    holder.batch_execute("COMMIT").await.unwrap();
+    held.await.unwrap().unwrap();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap().unwrap().remove(0));
+    }
+
+    assert!(results[0].created && results[1].created, "{results:?}");
+    assert_eq!((results[2].id, results[2].created), (results[0].id, false));
+    assert_eq!(
+        results[3],
+        Ingested {
+            id: results[0].id,
+            created: false,
+            resolved_now: true
+        }
+    );
+    assert_eq!(store.list_incidents(None, 10).await.unwrap().len(), 3);
+    let aa = detail(&store, results[0].id).await;
+    assert_eq!(aa.incident.receive_count, 3);
+    assert_eq!(event_kinds(&aa), ["received", "resolved"]);
 }
 
 #[tokio::test]

@@ -14,8 +14,11 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::pin::Pin;
+
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
+use futures_util::future::{BoxFuture, FutureExt, MaybeDone, maybe_done};
 use tokio::sync::{mpsc, oneshot};
 
 use super::core::{execute, journal};
@@ -100,7 +103,22 @@ async fn journal_batch(
     let tx = client.transaction().await.map_err(pg_error)?;
     let mut seen = lock_fingerprints(&tx, batch).await?;
     let mut results = Vec::with_capacity(batch.len());
-    for request in batch {
+    while results.len() < batch.len() {
+        let rest = &batch[results.len()..];
+        let new = all_new(rest, &seen);
+        if new > 1 {
+            // From now on these fingerprints are seen (a request rolled back only costs
+            // later copies the lookups).
+            seen.extend(
+                rest[..new]
+                    .iter()
+                    .flat_map(|request| &request.alerts)
+                    .map(|alert| alert.fingerprint.as_str().to_owned()),
+            );
+            journal_new(&tx, &rest[..new], &mut results).await?;
+            continue;
+        }
+        let request = &rest[0];
         // A savepoint per request: one that fails (a bad row, a constraint) is rolled
         // back alone and the rest of the batch still commits. Savepoints are not
         // released (that would cost a round trip each): the next one of the same name
@@ -125,6 +143,104 @@ async fn journal_batch(
         other => other,
     })?;
     Ok(results)
+}
+
+/// How many of `requests`, from the first, hold only alerts of fingerprints no incident
+/// has, each fingerprint once: every alert of theirs is a new incident.
+fn all_new(requests: &[IngestRequest], seen: &HashSet<String>) -> usize {
+    let mut taken = HashSet::new();
+    requests
+        .iter()
+        .take_while(|request| {
+            !request.alerts.is_empty()
+                && request.alerts.iter().all(|alert| {
+                    let fingerprint = alert.fingerprint.as_str();
+                    !seen.contains(fingerprint) && taken.insert(fingerprint)
+                })
+        })
+        .count()
+}
+
+/// Journal requests whose alerts are all new (`all_new`) in one pipeline: every
+/// savepoint and insert goes to the server before the first answer comes back, in order.
+/// After a failing statement the server refuses the rest of the pipeline, so the requests
+/// before it stand, its own rolls back to its savepoint and answers the error, and those
+/// after it are left for the caller to run again (`results` gets one entry per request
+/// answered, at least one).
+async fn journal_new(
+    tx: &deadpool_postgres::Transaction<'_>,
+    requests: &[IngestRequest],
+    results: &mut Vec<Result<Vec<Ingested>, StoreError>>,
+) -> Result<(), StoreError> {
+    let create = tx.prepare_cached(CREATE).await.map_err(pg_error)?;
+    let mut rows = Vec::with_capacity(requests.len());
+    for request in requests {
+        let received = time_text(request.received_at);
+        let new = request
+            .alerts
+            .iter()
+            .map(|alert| {
+                let (starts_at, assumed) = match alert.starts_at {
+                    Some(starts_at) => (time_text(starts_at), false),
+                    None => (received.clone(), true),
+                };
+                NewIncident::new(
+                    alert,
+                    json_text(&alert.labels),
+                    starts_at,
+                    assumed,
+                    &received,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.push(new);
+    }
+    type Step<'s> = Pin<
+        Box<MaybeDone<BoxFuture<'s, Result<Option<tokio_postgres::Row>, tokio_postgres::Error>>>>,
+    >;
+    // (request index, whether it is the request's savepoint, the statement)
+    let mut steps: Vec<(usize, bool, Step<'_>)> = Vec::new();
+    for (index, new) in rows.iter().enumerate() {
+        let savepoint = tx
+            .batch_execute("SAVEPOINT ingest")
+            .map(|done| done.map(|()| None))
+            .boxed();
+        steps.push((index, true, Box::pin(maybe_done(savepoint))));
+        for row in new {
+            let insert = row.insert(tx, &create).map(|done| done.map(Some)).boxed();
+            steps.push((index, false, Box::pin(maybe_done(insert))));
+        }
+    }
+    // The first poll of each sends its message (statements are prepared already), in
+    // this order; then the answers are collected.
+    for (_, _, step) in &mut steps {
+        let _ = futures_util::poll!(step.as_mut());
+    }
+    for (_, _, step) in &mut steps {
+        step.as_mut().await;
+    }
+    let mut current: Vec<Ingested> = Vec::new();
+    let mut steps = steps.into_iter().peekable();
+    while let Some((index, savepoint, mut step)) = steps.next() {
+        let output = step.as_mut().take_output().expect("every step was awaited");
+        match output {
+            Ok(None) => {}
+            Ok(Some(row)) => current.push(created(&row)?),
+            // The first failing statement is a savepoint: the transaction is gone.
+            Err(error) if savepoint => return Err(pg_error(error)),
+            Err(error) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT ingest")
+                    .await
+                    .map_err(pg_error)?;
+                results.push(Err(pg_error(error)));
+                return Ok(());
+            }
+        }
+        if steps.peek().is_none_or(|(next, _, _)| *next != index) {
+            results.push(Ok(std::mem::take(&mut current)));
+        }
+    }
+    Ok(())
 }
 
 /// Lock every fingerprint of the batch until the commit, in the order of the lock keys
@@ -413,6 +529,108 @@ fn waiting_resolved(recent: &[Recent], starting_after: Option<&str>) -> Option<K
     })
 }
 
+/// The row of a new incident and its first journal entry, in one statement.
+const CREATE: &str = "WITH new AS (
+         INSERT INTO incidents (source, fingerprint, starts_at, alertname, alert_status,
+             ends_at, resolved_at, labels, annotations, generator_url, external_url,
+             state, reason, plan, first_seen, last_seen, receive_count, start_assumed,
+             keyed)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL,
+             $13, $13, 1, $14,
+             CASE WHEN EXISTS (SELECT 1 FROM incidents
+                               WHERE fingerprint = $2 AND starts_at = $3 AND keyed = 1)
+                  THEN 0 ELSE 1 END)
+         RETURNING id)
+     INSERT INTO events (incident_id, at, kind, detail)
+     SELECT id, $13, $15, $16 FROM new
+     RETURNING incident_id";
+
+/// `CREATE`'s parameters for one alert, owned.
+struct NewIncident<'a> {
+    alert: &'a Alert,
+    labels: String,
+    annotations: String,
+    starts_at: String,
+    start_assumed: i64,
+    received: String,
+    resolved_at: Option<String>,
+    ends_at: Option<String>,
+    kind: String,
+    detail: String,
+}
+
+impl<'a> NewIncident<'a> {
+    fn new(
+        alert: &'a Alert,
+        labels: String,
+        starts_at: String,
+        start_assumed: bool,
+        received: &str,
+    ) -> Result<NewIncident<'a>, StoreError> {
+        let resolved = alert.status == AlertStatus::Resolved;
+        let event = Event::Received {
+            status: alert.status,
+            received_at: parse_time(received)?,
+        };
+        let (kind, detail) = event.to_row();
+        Ok(NewIncident {
+            alert,
+            labels,
+            annotations: json_text(&alert.annotations),
+            starts_at,
+            start_assumed: i64::from(start_assumed),
+            received: received.to_owned(),
+            // An alert first seen already resolved (salve was down while it fired) is
+            // still journaled: it happened. It resolved, as far as salve knows, when it
+            // arrived.
+            resolved_at: resolved.then(|| received.to_owned()),
+            ends_at: alert.ends_at.map(time_text),
+            kind,
+            detail: detail.to_string(),
+        })
+    }
+
+    /// Run `CREATE` (prepared as `statement`) for this alert.
+    async fn insert(
+        &self,
+        client: &impl GenericClient,
+        statement: &tokio_postgres::Statement,
+    ) -> Result<tokio_postgres::Row, tokio_postgres::Error> {
+        let alert = self.alert;
+        client
+            .query_one(
+                statement,
+                &[
+                    &alert.source.as_str(),
+                    &alert.fingerprint.as_str(),
+                    &self.starts_at,
+                    &alert.alertname(),
+                    &alert.status.as_str(),
+                    &self.ends_at,
+                    &self.resolved_at,
+                    &self.labels,
+                    &self.annotations,
+                    &alert.generator_url,
+                    &alert.external_url,
+                    &State::Received.as_str(),
+                    &self.received,
+                    &self.start_assumed,
+                    &self.kind,
+                    &self.detail,
+                ],
+            )
+            .await
+    }
+}
+
+fn created(row: &tokio_postgres::Row) -> Result<Ingested, StoreError> {
+    Ok(Ingested {
+        id: IncidentId(get(row, 0)?),
+        created: true,
+        resolved_now: false,
+    })
+}
+
 async fn create(
     client: &impl GenericClient,
     alert: &Alert,
@@ -421,65 +639,16 @@ async fn create(
     start_assumed: bool,
     received: &str,
 ) -> Result<Ingested, StoreError> {
-    let resolved = alert.status == AlertStatus::Resolved;
-    // An alert first seen already resolved (salve was down while it fired) is still
-    // journaled: it happened. It resolved, as far as salve knows, when it arrived.
-    let resolved_at = resolved.then_some(received);
-    let ends_at = alert.ends_at.map(time_text);
-    let event = Event::Received {
-        status: alert.status,
-        received_at: parse_time(received)?,
-    };
-    let (kind, detail) = event.to_row();
-    // The row and its first journal entry in one round trip.
-    let statement = client
-        .prepare_cached(
-            "WITH new AS (
-                 INSERT INTO incidents (source, fingerprint, starts_at, alertname, alert_status,
-                     ends_at, resolved_at, labels, annotations, generator_url, external_url,
-                     state, reason, plan, first_seen, last_seen, receive_count, start_assumed,
-                     keyed)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL,
-                     $13, $13, 1, $14,
-                     CASE WHEN EXISTS (SELECT 1 FROM incidents
-                                       WHERE fingerprint = $2 AND starts_at = $3 AND keyed = 1)
-                          THEN 0 ELSE 1 END)
-                 RETURNING id)
-             INSERT INTO events (incident_id, at, kind, detail)
-             SELECT id, $13, $15, $16 FROM new
-             RETURNING incident_id",
-        )
-        .await
-        .map_err(pg_error)?;
-    let row = client
-        .query_one(
-            &statement,
-            &[
-                &alert.source.as_str(),
-                &alert.fingerprint.as_str(),
-                &starts_at,
-                &alert.alertname(),
-                &alert.status.as_str(),
-                &ends_at,
-                &resolved_at,
-                &labels,
-                &json_text(&alert.annotations),
-                &alert.generator_url,
-                &alert.external_url,
-                &State::Received.as_str(),
-                &received,
-                &i64::from(start_assumed),
-                &kind,
-                &detail.to_string(),
-            ],
-        )
-        .await
-        .map_err(pg_error)?;
-    Ok(Ingested {
-        id: IncidentId(get(&row, 0)?),
-        created: true,
-        resolved_now: false,
-    })
+    let new = NewIncident::new(
+        alert,
+        labels.to_owned(),
+        starts_at.to_owned(),
+        start_assumed,
+        received,
+    )?;
+    let statement = client.prepare_cached(CREATE).await.map_err(pg_error)?;
+    let row = new.insert(client, &statement).await.map_err(pg_error)?;
+    created(&row)
 }
 
 async fn update(
