@@ -11,10 +11,9 @@
 //! the backstop: a second keyed row for one (fingerprint, startsAt) fails, never commits.
 
 use std::collections::{BTreeSet, HashSet};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
@@ -259,6 +258,7 @@ async fn lock_fingerprints(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    // The keys sorted in a subquery, locked in that order by the outer scan.
     let (lock, seen) = tokio::join!(
         client.prepare_cached(
             "SELECT count(pg_advisory_xact_lock(key)) FROM (
