@@ -1062,3 +1062,26 @@ fn test_urls_name_the_fresh_database() {
         "postgres://u@h:1/x"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn notifications_sharing_alerts_in_opposite_orders_never_deadlock() {
+    let (one, url) = fresh_store().await;
+    let two = replica(&url).await;
+    for round in 0..30 {
+        let a = firing(&format!("{:016x}", 0xd00 + 2 * round), STARTS);
+        let b = firing(&format!("{:016x}", 0xd01 + 2 * round), STARTS);
+        let (first, second) = tokio::join!(
+            one.ingest(vec![a.clone(), b.clone()], Utc::now()),
+            two.ingest(vec![b, a], Utc::now()),
+        );
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert_eq!(
+            (first[0].id, first[1].id),
+            (second[1].id, second[0].id),
+            "round {round}"
+        );
+    }
+    let incidents = one.list_incidents(None, 100).await.unwrap();
+    assert_eq!(incidents.len(), 60);
+    assert!(incidents.iter().all(|incident| incident.receive_count == 2));
+}
