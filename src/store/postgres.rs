@@ -33,6 +33,8 @@ use crate::store::{
 };
 
 mod core;
+#[cfg(test)]
+mod core_tests;
 mod gates;
 #[cfg(test)]
 mod gates_tests;
