@@ -376,7 +376,11 @@ impl App {
         let outbox_task = tokio::spawn(self.outbox.run(self.shutdown.child_token()));
         let retention_task = tokio::spawn(self.retention.run(self.shutdown.child_token()));
         let engine_task = tokio::spawn(self.engine.run(self.shutdown.child_token()));
-        let replica_task = tokio::spawn(self.replica.run(self.shutdown.child_token()));
+        let replica_stop = CancellationToken::new();
+        let replica_task = tokio::spawn(
+            self.replica
+                .run(self.shutdown.child_token(), replica_stop.clone()),
+        );
         let server_handle = self.server.handle();
         let mut server_task = tokio::spawn(self.server);
 
@@ -392,6 +396,8 @@ impl App {
         // then close the listener.
         self.shutdown.cancel();
         engine_task.await.context("engine task")?;
+        // The lease is renewed through the drain: the remediations let finish still write.
+        replica_stop.cancel();
         replica_task.await.context("replica task")?;
         // After the drain: what this replica still claims is free for the others at once.
         if let Err(e) = self.store.leave_replicas().await {

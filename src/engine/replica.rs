@@ -29,21 +29,27 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Until `shutdown`: heartbeat, rate split, takeover. The lease is ended by
-    /// `Store::leave_replicas` after the engine drained, not here.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// Heartbeat and rate split until `stop`; takeover only until `shutdown` (a draining
+    /// replica takes no new work, but its lease must outlive the remediations it lets
+    /// finish, so `stop` comes after the engine drained). The lease is then ended by
+    /// `Store::leave_replicas`, not here.
+    pub async fn run(self, shutdown: CancellationToken, stop: CancellationToken) {
         let every = (self.lease / 3).max(Duration::from_millis(100));
         loop {
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
-                () = shutdown.cancelled() => return,
+                () = stop.cancelled() => return,
             }
-            self.beat().await;
+            if shutdown.is_cancelled() {
+                self.heartbeat().await;
+            } else {
+                self.beat().await;
+            }
         }
     }
 
-    /// One heartbeat and takeover pass.
-    pub async fn beat(&self) {
+    /// Renews the lease and splits the rate limits; `false` when the renewal failed.
+    async fn heartbeat(&self) -> bool {
         match self.store.heartbeat().await {
             Ok(heartbeat) => {
                 if heartbeat.lapsed {
@@ -57,11 +63,19 @@ impl Replica {
                 if let Some(remediator) = &self.remediator {
                     remediator.set_replicas(heartbeat.live_replicas);
                 }
+                true
             }
             Err(e) => {
                 tracing::warn!(error = %e, "replica heartbeat failed; retrying");
-                return;
+                false
             }
+        }
+    }
+
+    /// One heartbeat and takeover pass.
+    pub async fn beat(&self) {
+        if !self.heartbeat().await {
+            return;
         }
         match recover_interrupted(self.store.as_ref(), self.mode, self.remediator.as_deref()).await
         {

@@ -228,7 +228,8 @@ mod mid_remediation {
         let first = by_label(&history, "n", "1");
         assert_eq!(
             first["state"], "succeeded",
-            "the running remediation should finish: {first:#}"
+            "the running remediation should finish: {first:#}\n{}",
+            enforcing.salve.stderr_tail()
         );
         let second = by_label(&history, "n", "2");
         assert_eq!(
