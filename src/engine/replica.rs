@@ -53,9 +53,8 @@ impl Replica {
         match self.store.heartbeat().await {
             Ok(heartbeat) => {
                 if heartbeat.lapsed {
-                    tracing::error!(
-                        "this replica's lease had run out (a stall or lost database?): other replicas may have taken over its runs, whose writes the store refused meanwhile"
-                    );
+                    // The store logged the new identity; its old runs are orphans now.
+                    tracing::warn!("took a new replica identity after a lapsed lease");
                 }
                 self.metrics
                     .replicas_live

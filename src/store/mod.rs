@@ -133,8 +133,9 @@ pub enum RunGate {
 pub struct Heartbeat {
     /// Replicas whose lease runs now, this one included.
     pub live_replicas: usize,
-    /// This replica's lease had run out before the renewal: another replica may have
-    /// taken its runs over, and its writes to them were refused meanwhile.
+    /// This replica's lease had run out before the renewal (a stall, a lost database):
+    /// a lapsed identity is dead, so the process now serves under a new replica number,
+    /// and the runs it had claimed are taken over like a dead replica's (maybe by itself).
     pub lapsed: bool,
 }
 
@@ -761,7 +762,8 @@ pub trait Store: Send + Sync + 'static {
         lease: std::time::Duration,
     ) -> Result<i64, StoreError>;
 
-    /// Renew this replica's lease; says how many replicas are live.
+    /// Renew this replica's lease while it runs, else join again under a new number (see
+    /// `Heartbeat::lapsed`); says how many replicas are live.
     async fn heartbeat(&self) -> Result<Heartbeat, StoreError>;
 
     /// End this replica's lease now (a clean stop) and release the `matched` incidents it

@@ -74,6 +74,8 @@ impl std::fmt::Debug for PgConnect {
 /// The PostgreSQL implementation of [`Store`].
 pub struct PgStore {
     pool: Pool,
+    /// One connection for heartbeats (`replicas.rs`).
+    lease_pool: Pool,
     /// This process's replica number once it joined (0: not a replica, e.g. a CLI command).
     replica: AtomicI64,
     /// How long a replica's lease lasts past its last heartbeat.
@@ -89,20 +91,25 @@ impl PgStore {
     pub async fn connect(connect: &PgConnect) -> Result<PgStore, StoreError> {
         let config = server_config(connect)?;
         let tls = tls::connector(connect.ca_file.as_deref())?;
-        let manager = Manager::from_config(
-            config,
-            tls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(connect.pool_size.max(2))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(10)))
-            .create_timeout(Some(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| StoreError::Config(format!("store {}: {e}", connect.url)))?;
+        let make_pool = |size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                tls.clone(),
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(Duration::from_secs(10)))
+                .create_timeout(Some(Duration::from_secs(10)))
+                .build()
+                .map_err(|e| StoreError::Config(format!("store {}: {e}", connect.url)))
+        };
+        let pool = make_pool(connect.pool_size.max(2))?;
+        // The lease's own connection: a heartbeat never waits behind a busy pool.
+        let lease_pool = make_pool(1)?;
         {
             let mut client = get(&pool).await.map_err(|e| match e {
                 StoreError::Unavailable(why) => {
@@ -117,6 +124,7 @@ impl PgStore {
         tracing::info!(url = %connect.url, schema_version = schema::latest_version(), "store opened (PostgreSQL)");
         Ok(PgStore {
             pool,
+            lease_pool,
             replica: AtomicI64::new(0),
             lease: std::sync::Mutex::new(Duration::from_secs(15)),
             ingests,

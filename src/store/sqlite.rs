@@ -988,8 +988,18 @@ impl Store for SqliteStore {
 
     async fn heartbeat(&self) -> Result<crate::store::Heartbeat, StoreError> {
         let (me, lease) = (self.me(), *self.lease.lock().expect("lease lock"));
-        self.write_with(move |conn| replicas::heartbeat(conn, me, lease, Utc::now()))
-            .await
+        let (heartbeat, rejoined) = self
+            .write_with(move |conn| replicas::heartbeat(conn, me, lease, Utc::now()))
+            .await?;
+        if let Some(id) = rejoined {
+            self.replica.store(id, Ordering::Relaxed);
+            tracing::error!(
+                old = me,
+                new = id,
+                "this replica's lease had run out (a stall): it rejoined as a new replica; its runs are taken over as a dead replica's"
+            );
+        }
+        Ok(heartbeat)
     }
 
     async fn leave_replicas(&self) -> Result<(), StoreError> {

@@ -21,7 +21,7 @@ use crate::support::{
 
 /// The replicas' lease: short, so the takeover is seen soon; the test allows it and a few
 /// seconds more (a heartbeat every third of the lease, a takeover pass after it).
-const LEASE: Duration = Duration::from_secs(3);
+const LEASE: Duration = Duration::from_secs(5);
 const TAKEOVER_SLACK: Duration = Duration::from_secs(8);
 
 /// The replica number (`replicas.id`) of the running salve process `salve`.

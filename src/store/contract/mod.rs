@@ -43,6 +43,7 @@ mod approvals;
 mod connect;
 mod gates;
 mod incidents;
+mod replicas;
 mod retention;
 
 /// A store under test, and what the test needs to reopen it or reach its rows.

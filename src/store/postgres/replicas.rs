@@ -14,7 +14,7 @@ use crate::incident::{Incident, IncidentId, State};
 use crate::store::{Heartbeat, StoreError};
 
 use super::rows::{INCIDENT_COLUMNS, get, incidents_from_rows, sql_limit};
-use super::{PgStore, pg_error};
+use super::{PgStore, get as get_client, pg_error};
 
 /// SQL: the replicas whose lease runs now.
 pub(super) const LIVE_REPLICAS: &str =
@@ -48,23 +48,36 @@ pub(super) async fn join(store: &PgStore, name: &str, lease: Duration) -> Result
 
 pub(super) async fn heartbeat(store: &PgStore) -> Result<Heartbeat, StoreError> {
     let me = store.me();
-    let client = store.client().await?;
-    let row = client
-        .query_opt(
-            "WITH before AS (SELECT lease_until > now() AS live FROM replicas WHERE id = $1)
-             UPDATE replicas SET heartbeat_at = now(), lease_until = now() + make_interval(secs => $2)
-             WHERE id = $1 AND stopped_at IS NULL
-             RETURNING (SELECT live FROM before)",
+    let client = get_client(&store.lease_pool).await?;
+    // Renewed only while it runs: a lease that ran out is a dead identity.
+    let renewed = client
+        .execute(
+            "UPDATE replicas SET heartbeat_at = now(), lease_until = now() + make_interval(secs => $2)
+             WHERE id = $1 AND lease_until > now() AND stopped_at IS NULL",
             &[&me, &seconds(store.lease())],
         )
         .await
         .map_err(pg_error)?;
-    let Some(row) = row else {
-        return Err(StoreError::Unavailable(format!(
-            "replica {me} is not registered or has stopped"
-        )));
-    };
-    let was_live: bool = get(&row, 0)?;
+    let lapsed = renewed == 0;
+    if lapsed {
+        // Whatever it claimed is anyone's now (its runs are taken over like a dead
+        // replica's, maybe by itself): it comes back as a new replica, with a new token.
+        let name: Option<String> = client
+            .query_opt(
+                "UPDATE replicas SET stopped_at = COALESCE(stopped_at, now()) WHERE id = $1 RETURNING name",
+                &[&me],
+            )
+            .await
+            .map_err(pg_error)?
+            .map(|row| row.get(0));
+        let name = name.unwrap_or_else(|| format!("replica {me}, rejoined"));
+        let id = join(store, &name, store.lease()).await?;
+        tracing::error!(
+            old = me,
+            new = id,
+            "this replica's lease had run out (a stall or a lost database): it rejoined as a new replica; its runs are taken over as a dead replica's"
+        );
+    }
     let live: i64 = client
         .query_one(
             &format!("SELECT count(*) FROM ({LIVE_REPLICAS}) AS live"),
@@ -75,7 +88,7 @@ pub(super) async fn heartbeat(store: &PgStore) -> Result<Heartbeat, StoreError> 
         .get(0);
     Ok(Heartbeat {
         live_replicas: usize::try_from(live).unwrap_or(1).max(1),
-        lapsed: !was_live,
+        lapsed,
     })
 }
 

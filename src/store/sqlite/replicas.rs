@@ -41,31 +41,37 @@ pub(super) fn join(
     Ok(conn.last_insert_rowid())
 }
 
+/// Renews `me`'s lease while it runs. One that ran out is a dead identity: it is stopped,
+/// and the process comes back as a new replica (the second value), whose claims start
+/// afresh; the old one's runs are then taken over like a dead replica's.
 pub(super) fn heartbeat(
     conn: &Connection,
     me: i64,
     lease: Duration,
     now: DateTime<Utc>,
-) -> Result<Heartbeat, StoreError> {
+) -> Result<(Heartbeat, Option<i64>), StoreError> {
     let at = time_text(now);
-    let was_live: Option<bool> = conn
-        .query_row(
-            "SELECT lease_until > ?2 FROM replicas WHERE id = ?1 AND stopped_at IS NULL",
-            params![me, at],
-            |row| row.get(0),
+    let renewed = conn
+        .execute(
+            "UPDATE replicas SET heartbeat_at = ?2, lease_until = ?3
+             WHERE id = ?1 AND lease_until > ?2 AND stopped_at IS NULL",
+            params![me, at, until(now, lease)],
         )
-        .optional()
         .map_err(unavailable)?;
-    let Some(was_live) = was_live else {
-        return Err(StoreError::Unavailable(format!(
-            "replica {me} is not registered or has stopped (another salve opened this SQLite store as a replica?)"
-        )));
+    let rejoined = if renewed == 0 {
+        let name: Option<String> = conn
+            .query_row(
+                "SELECT name FROM replicas WHERE id = ?1",
+                params![me],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(unavailable)?;
+        let name = name.unwrap_or_else(|| format!("replica {me}, rejoined"));
+        Some(join(conn, &name, lease, now)?)
+    } else {
+        None
     };
-    conn.execute(
-        "UPDATE replicas SET heartbeat_at = ?2, lease_until = ?3 WHERE id = ?1",
-        params![me, at, until(now, lease)],
-    )
-    .map_err(unavailable)?;
     let live: i64 = conn
         .query_row(
             &format!("SELECT count(*) FROM ({LIVE_REPLICAS})"),
@@ -73,10 +79,13 @@ pub(super) fn heartbeat(
             |row| row.get(0),
         )
         .map_err(unavailable)?;
-    Ok(Heartbeat {
-        live_replicas: usize::try_from(live).unwrap_or(1).max(1),
-        lapsed: !was_live,
-    })
+    Ok((
+        Heartbeat {
+            live_replicas: usize::try_from(live).unwrap_or(1).max(1),
+            lapsed: rejoined.is_some(),
+        },
+        rejoined,
+    ))
 }
 
 pub(super) fn leave(conn: &Connection, me: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
