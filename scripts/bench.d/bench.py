@@ -1117,13 +1117,7 @@ end
 
     def run(self) -> int:
         stages = self.args.stages.split(",")
-        unknown = [stage for stage in stages if stage not in STAGES]
-        if unknown:
-            raise SystemExit(f"bench.py: unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
         if any(stage.endswith("_pg") for stage in stages):
-            if not self.args.postgres_url:
-                raise SystemExit("bench.py: the PostgreSQL stages (intake_pg, storm_pg) need --postgres-url "
-                                 "(scripts/bench starts a private cluster and passes it)")
             self.results["postgres"] = {
                 "server_version": psql(self.args.postgres_url, "SHOW server_version").strip(),
                 "settings": dict(line.split("\t", 1) for line in psql(
@@ -1353,6 +1347,13 @@ def main() -> int:
     parser.add_argument("--max-parallel", type=int, default=16)
     parser.add_argument("--sshds", type=int, default=4)
     args = parser.parse_args()
+    stages = args.stages.split(",")
+    unknown = [stage for stage in stages if stage not in STAGES]
+    if unknown:
+        parser.error(f"unknown stage(s) {', '.join(unknown)}; the stages are {', '.join(STAGES)}")
+    if any(stage.endswith("_pg") for stage in stages) and not args.postgres_url:
+        parser.error("the PostgreSQL stages (intake_pg, storm_pg) need --postgres-url "
+                     "(scripts/bench starts a private cluster and passes it)")
     return Bench(args).run()
 
 
