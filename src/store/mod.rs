@@ -9,6 +9,8 @@ use crate::alert::Alert;
 use crate::incident::{EscalationReason, Event, Incident, IncidentId, JournalEntry, State};
 use crate::plan::Plan;
 
+#[cfg(test)]
+mod contract;
 pub mod postgres;
 pub mod sqlite;
 

@@ -33,10 +33,14 @@ use crate::store::{
 };
 
 mod core;
+#[cfg(test)]
+mod core_tests;
 mod gates;
 #[cfg(test)]
 mod gates_tests;
 mod outbox;
+#[cfg(test)]
+mod outbox_tests;
 mod replicas;
 mod rows;
 mod schema;

@@ -40,10 +40,6 @@ mod schema;
 mod writer;
 
 #[cfg(test)]
-mod approval_tests;
-#[cfg(test)]
-mod gate_tests;
-#[cfg(test)]
 mod retention_tests;
 #[cfg(test)]
 mod tests;
@@ -642,8 +638,18 @@ impl Store for SqliteStore {
     }
 
     async fn incidents_to_escalate(&self, limit: usize) -> Result<Vec<Incident>, StoreError> {
-        self.read(move |conn| outbox::incidents_to_escalate(conn, sql_limit(limit)))
-            .await
+        let me = self.me();
+        // Read first: the engine asks every pass, and a write would cost a commit each time.
+        if !self
+            .read(move |conn| outbox::any_to_escalate(conn, me, Utc::now()))
+            .await?
+        {
+            return Ok(Vec::new());
+        }
+        self.write_with(move |conn| {
+            outbox::incidents_to_escalate(conn, me, Utc::now(), sql_limit(limit))
+        })
+        .await
     }
 
     async fn enqueue_escalation(
@@ -661,7 +667,15 @@ impl Store for SqliteStore {
     }
 
     async fn due_escalations(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        self.read(move |conn| outbox::due_escalations(conn, Utc::now(), sql_limit(limit)))
+        let me = self.me();
+        // Read first, as `incidents_to_escalate`: the outbox polls often.
+        if !self
+            .read(move |conn| outbox::any_due_escalation(conn, me, Utc::now()))
+            .await?
+        {
+            return Ok(Vec::new());
+        }
+        self.write_with(move |conn| outbox::due_escalations(conn, me, Utc::now(), sql_limit(limit)))
             .await
     }
 
@@ -933,7 +947,15 @@ impl Store for SqliteStore {
     }
 
     async fn due_follow_ups(&self, limit: usize) -> Result<Vec<FollowUpItem>, StoreError> {
-        self.read(move |conn| followups::due(conn, Utc::now(), sql_limit(limit)))
+        let me = self.me();
+        // Read first, as `incidents_to_escalate`: the outbox polls often.
+        if !self
+            .read(move |conn| followups::any_due(conn, me, Utc::now()))
+            .await?
+        {
+            return Ok(Vec::new());
+        }
+        self.write_with(move |conn| followups::due(conn, me, Utc::now(), sql_limit(limit)))
             .await
     }
 

@@ -30,6 +30,7 @@ mod notify_only;
 mod openapi;
 mod page_followups;
 mod pause;
+mod pg_connect;
 mod planning_outcomes;
 mod quoting;
 mod readable_output;

@@ -1,11 +1,13 @@
 //! SQL for follow-ups ("resolved" after a page): which sent pages' incidents are over,
-//! queueing one follow-up per (paged incident, channel), and delivery bookkeeping. Each
-//! function runs inside the writer's batch transaction or on a read connection; none
-//! decides policy (whether a route or channel wants follow-ups is the engine's call).
+//! queueing one follow-up per (paged incident, channel), and delivery bookkeeping (due
+//! rows claimed by one replica, as the outbox's). Each function runs inside the writer's
+//! batch transaction or on a read connection; none decides policy (whether a route or
+//! channel wants follow-ups is the engine's call).
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
+use super::outbox::{CLAIM_FOR, claimable};
 use super::rows::time_text;
 use super::writer::{journal, unavailable};
 use crate::incident::{Event, IncidentId};
@@ -118,34 +120,60 @@ pub(super) fn decide(
     write().map_err(unavailable)
 }
 
+/// Whether `due` would claim anything (a read, to spare the writer).
+pub(super) fn any_due(conn: &Connection, me: i64, now: DateTime<Utc>) -> rusqlite::Result<bool> {
+    conn.prepare_cached(&format!(
+        "SELECT EXISTS (SELECT 1 FROM followups
+                        WHERE status = 'pending' AND next_attempt_at <= ?1 AND {})",
+        claimable()
+    ))?
+    .query_row(params![time_text(now), me], |row| row.get(0))
+}
+
+/// The due follow-ups, now claimed by `me` as the outbox's rows are, oldest first.
 pub(super) fn due(
     conn: &Connection,
+    me: i64,
     now: DateTime<Utc>,
     limit: i64,
-) -> rusqlite::Result<Vec<FollowUpItem>> {
-    conn.prepare_cached(
-        "SELECT f.id, f.incident_id, f.channel, o.payload, f.cause, f.by_incident, f.attempts
-         FROM followups AS f JOIN outbox AS o ON o.id = f.page_id
-         WHERE f.status = 'pending' AND f.next_attempt_at <= ?1
-         ORDER BY f.next_attempt_at, f.id LIMIT ?2",
-    )?
-    .query_map(params![time_text(now), limit], |row| {
-        let payload: String = row.get(3)?;
-        let cause: String = row.get(4)?;
-        let by: Option<i64> = row.get(5)?;
-        Ok(FollowUpItem {
-            id: row.get(0)?,
-            incident_id: IncidentId(row.get(1)?),
-            channel: row.get(2)?,
-            page: json_column(3, &payload)?,
-            cause: match (cause.as_str(), by) {
-                ("succeeded", Some(by)) => FollowUpCause::Succeeded(IncidentId(by)),
-                _ => FollowUpCause::Resolved,
+) -> Result<Vec<FollowUpItem>, StoreError> {
+    let read = || -> rusqlite::Result<Vec<(String, FollowUpItem)>> {
+        conn.prepare_cached(&format!(
+            "UPDATE followups SET claimed_by = ?2, claimed_until = ?3 WHERE id IN (
+                 SELECT id FROM followups
+                 WHERE status = 'pending' AND next_attempt_at <= ?1 AND {}
+                 ORDER BY next_attempt_at, id LIMIT ?4)
+             RETURNING id, incident_id, channel,
+                 (SELECT payload FROM outbox WHERE outbox.id = followups.page_id),
+                 cause, by_incident, attempts, next_attempt_at",
+            claimable()
+        ))?
+        .query_map(
+            params![time_text(now), me, time_text(now + CLAIM_FOR), limit],
+            |row| {
+                let payload: String = row.get(3)?;
+                let cause: String = row.get(4)?;
+                let by: Option<i64> = row.get(5)?;
+                let item = FollowUpItem {
+                    id: row.get(0)?,
+                    incident_id: IncidentId(row.get(1)?),
+                    channel: row.get(2)?,
+                    page: json_column(3, &payload)?,
+                    cause: match (cause.as_str(), by) {
+                        ("succeeded", Some(by)) => FollowUpCause::Succeeded(IncidentId(by)),
+                        _ => FollowUpCause::Resolved,
+                    },
+                    attempts: row.get(6)?,
+                };
+                Ok((row.get(7)?, item))
             },
-            attempts: row.get(6)?,
-        })
-    })?
-    .collect()
+        )?
+        .collect()
+    };
+    let mut due = read().map_err(unavailable)?;
+    // RETURNING has no order of its own.
+    due.sort_by(|(a_next, a), (b_next, b)| (a_next, a.id).cmp(&(b_next, b.id)));
+    Ok(due.into_iter().map(|(_, item)| item).collect())
 }
 
 pub(super) fn sent(
@@ -157,7 +185,8 @@ pub(super) fn sent(
     let write = || -> rusqlite::Result<()> {
         let updated = conn
             .prepare_cached(
-                "UPDATE followups SET status = 'sent', sent_at = ?2
+                "UPDATE followups SET status = 'sent', sent_at = ?2, claimed_by = NULL,
+                     claimed_until = NULL
                  WHERE id = ?1 AND status = 'pending'",
             )?
             .execute(params![item.id, at])?;
@@ -180,7 +209,8 @@ pub(super) fn failed(
     next_attempt_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "UPDATE followups SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
+        "UPDATE followups SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3,
+             claimed_by = NULL, claimed_until = NULL
          WHERE id = ?1 AND status = 'pending'",
     )
     .and_then(|mut statement| {

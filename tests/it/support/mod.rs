@@ -14,6 +14,7 @@ mod http;
 mod https_endpoint;
 mod journal;
 pub mod pgdb;
+mod postgres;
 mod prometheus;
 mod salve;
 mod smtp;
@@ -34,6 +35,9 @@ pub use https_endpoint::{HttpsEndpoint, OK_BODY};
 pub use journal::{
     FINAL, by_label, event_time, events, metric_value, only, outbox_pending, parse_json_output,
     salve_cli, service_down_on_web1, text, wait_past_next_retry,
+};
+pub use postgres::{
+    PgDatabase, postgres_bed, postgres_ca, salve_cli_with_env, stranger_ca, with_options,
 };
 pub use prometheus::{Prometheus, TEXT_004_ACCEPT, Text004Proxy, promtool};
 pub use salve::{SalveBuilder, SalveProcess};

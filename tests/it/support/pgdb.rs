@@ -22,11 +22,18 @@ pub async fn fresh_database() -> Database {
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-    let (base, _) = admin
+    // The bed's options (its `sslmode`) are kept; only the database changes.
+    let (address, options) = admin.split_once('?').unwrap_or((&admin, ""));
+    let (base, _) = address
         .rsplit_once('/')
         .expect("TESTBED_POSTGRES_URL ends with /DATABASE");
+    let options = if options.is_empty() {
+        String::new()
+    } else {
+        format!("?{options}")
+    };
     Database {
-        url: format!("{base}/{name}"),
+        url: format!("{base}/{name}{options}"),
     }
 }
 

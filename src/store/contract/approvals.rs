@@ -1,14 +1,24 @@
-//! Tests of approval requests in the store: one decision per request, for the plan it was
-//! made for; expiry and a resolved alert end it.
+//! The contract of approval requests: one decision per request, for the plan it was made
+//! for; expiry and a resolved alert end it.
 
 use std::collections::BTreeMap;
 
-use super::*;
-use crate::plan::{Mode, PlanOutcome};
+use chrono::Utc;
+
+use super::TestStore;
+use crate::alert::Alert;
+use crate::incident::{IncidentId, State};
+use crate::plan::{Mode, Plan, PlanOutcome};
 use crate::store::{ApprovalDecision, ApprovalOutcome, ApprovalRefusal, LinkProof};
 
+contract_tests!(
+    a_request_is_decided_once_for_its_own_plan_and_nonce,
+    a_plan_that_changed_since_the_request_cannot_be_approved,
+    expiry_ends_only_requests_past_their_time_and_denial_is_final,
+);
+
 /// An incident planned `matched` with an approve-mode plan; returns it and its digest.
-async fn waiting_plan(store: &SqliteStore, n: u32) -> (IncidentId, Plan) {
+async fn waiting_plan(store: &TestStore, n: u32) -> (IncidentId, Plan) {
     let labels = BTreeMap::from([
         ("alertname".to_owned(), "ServiceDown".to_owned()),
         ("n".to_owned(), n.to_string()),
@@ -36,7 +46,7 @@ async fn waiting_plan(store: &SqliteStore, n: u32) -> (IncidentId, Plan) {
     (id, plan)
 }
 
-async fn request(store: &SqliteStore, id: IncidentId, plan: &Plan, nonce: &str, minutes: i64) {
+async fn request(store: &TestStore, id: IncidentId, plan: &Plan, nonce: &str, minutes: i64) {
     store
         .request_approval(
             id,
@@ -48,16 +58,14 @@ async fn request(store: &SqliteStore, id: IncidentId, plan: &Plan, nonce: &str, 
         .unwrap();
 }
 
-async fn state_of(store: &SqliteStore, id: IncidentId) -> State {
+async fn state_of(store: &TestStore, id: IncidentId) -> State {
     store.incident(id).await.unwrap().unwrap().incident.state
 }
 
-#[tokio::test]
-async fn a_request_is_decided_once_for_its_own_plan_and_nonce() {
-    let (_dir, _path, store) = super::tests::store_in_temp_dir();
-    let (id, plan) = waiting_plan(&store, 1).await;
-    request(&store, id, &plan, "n1", 15).await;
-    assert_eq!(state_of(&store, id).await, State::AwaitingApproval);
+async fn a_request_is_decided_once_for_its_own_plan_and_nonce(store: &mut TestStore) {
+    let (id, plan) = waiting_plan(store, 1).await;
+    request(store, id, &plan, "n1", 15).await;
+    assert_eq!(state_of(store, id).await, State::AwaitingApproval);
 
     // A link of an older request (another nonce) or another plan is refused.
     for (digest, nonce) in [(plan.digest(), "n0"), ("0".repeat(64), "n1")] {
@@ -74,7 +82,7 @@ async fn a_request_is_decided_once_for_its_own_plan_and_nonce() {
             ApprovalOutcome::Refused(ApprovalRefusal::PlanChanged)
         );
     }
-    assert_eq!(state_of(&store, id).await, State::AwaitingApproval);
+    assert_eq!(state_of(store, id).await, State::AwaitingApproval);
 
     let proof = LinkProof {
         plan_digest: plan.digest(),
@@ -90,7 +98,7 @@ async fn a_request_is_decided_once_for_its_own_plan_and_nonce() {
             plan_digest: plan.digest()
         }
     );
-    assert_eq!(state_of(&store, id).await, State::Matched);
+    assert_eq!(state_of(store, id).await, State::Matched);
     let again = store
         .decide_approval(id, ApprovalDecision::Approve, "link", Some(proof))
         .await
@@ -109,14 +117,12 @@ async fn a_request_is_decided_once_for_its_own_plan_and_nonce() {
     );
 }
 
-#[tokio::test]
-async fn a_plan_that_changed_since_the_request_cannot_be_approved() {
-    let (_dir, _path, store) = super::tests::store_in_temp_dir();
-    let (id, plan) = waiting_plan(&store, 1).await;
+async fn a_plan_that_changed_since_the_request_cannot_be_approved(store: &mut TestStore) {
+    let (id, plan) = waiting_plan(store, 1).await;
     // The request was made for another plan than the one the incident holds now.
     let mut older = plan.clone();
     older.commands = vec!["systemctl restart 'other'".into()];
-    request(&store, id, &older, "n1", 15).await;
+    request(store, id, &older, "n1", 15).await;
     let outcome = store
         .decide_approval(id, ApprovalDecision::Approve, "cli:root", None)
         .await
@@ -125,16 +131,14 @@ async fn a_plan_that_changed_since_the_request_cannot_be_approved() {
         outcome,
         ApprovalOutcome::Refused(ApprovalRefusal::PlanChanged)
     );
-    assert_eq!(state_of(&store, id).await, State::AwaitingApproval);
+    assert_eq!(state_of(store, id).await, State::AwaitingApproval);
 }
 
-#[tokio::test]
-async fn expiry_ends_only_requests_past_their_time_and_denial_is_final() {
-    let (_dir, _path, store) = super::tests::store_in_temp_dir();
-    let (late, late_plan) = waiting_plan(&store, 1).await;
-    let (fresh, fresh_plan) = waiting_plan(&store, 2).await;
-    request(&store, late, &late_plan, "a", -1).await;
-    request(&store, fresh, &fresh_plan, "b", 15).await;
+async fn expiry_ends_only_requests_past_their_time_and_denial_is_final(store: &mut TestStore) {
+    let (late, late_plan) = waiting_plan(store, 1).await;
+    let (fresh, fresh_plan) = waiting_plan(store, 2).await;
+    request(store, late, &late_plan, "a", -1).await;
+    request(store, fresh, &fresh_plan, "b", 15).await;
 
     let refused = store
         .decide_approval(late, ApprovalDecision::Approve, "ops", None)
@@ -151,8 +155,8 @@ async fn expiry_ends_only_requests_past_their_time_and_denial_is_final() {
         store.expire_approvals(Utc::now()).await.unwrap(),
         vec![late]
     );
-    assert_eq!(state_of(&store, late).await, State::ApprovalExpired);
-    assert_eq!(state_of(&store, fresh).await, State::AwaitingApproval);
+    assert_eq!(state_of(store, late).await, State::ApprovalExpired);
+    assert_eq!(state_of(store, fresh).await, State::AwaitingApproval);
     assert!(store.expire_approvals(Utc::now()).await.unwrap().is_empty());
 
     let denied = store
@@ -167,7 +171,7 @@ async fn expiry_ends_only_requests_past_their_time_and_denial_is_final() {
         .await
         .unwrap();
     assert!(matches!(denied, ApprovalOutcome::Decided { .. }));
-    assert_eq!(state_of(&store, fresh).await, State::Denied);
+    assert_eq!(state_of(store, fresh).await, State::Denied);
     // Both wait to be paged (escalated_at cleared), once each.
     let to_page: Vec<IncidentId> = store
         .incidents_to_escalate(10)

@@ -1,12 +1,25 @@
-//! Tests of the store's run gates: the breaker, host holds and the escalation outbox.
+//! The contract of the run gates: the breaker, host holds and the escalation outbox.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono::Utc;
 use serde_json::json;
 
-use super::*;
-use crate::plan::{Mode, PlanOutcome};
+use super::TestStore;
+use super::incidents::remediation_started;
+use crate::alert::Alert;
+use crate::incident::{EscalationReason, Event, IncidentId, State};
+use crate::plan::{Mode, Plan, PlanOutcome};
+use crate::store::{BreakerLimit, BreakerResetOutcome, HostHold, RunGate, StoreError};
+
+contract_tests!(
+    the_breaker_opens_at_max_runs_holds_across_reopen_and_resets,
+    each_breaker_key_of_one_target_has_its_own_breaker,
+    a_run_does_not_start_for_a_resolved_alert_or_an_incident_no_longer_matched,
+    host_holds_keep_the_later_time_and_drop_when_over,
+    escalations_queue_once_retry_and_are_sent,
+);
 
 fn alert(n: u32) -> Alert {
     let labels = BTreeMap::from([
@@ -19,12 +32,12 @@ fn alert(n: u32) -> Alert {
     }
 }
 
-async fn matched(store: &SqliteStore, n: u32) -> IncidentId {
+async fn matched(store: &TestStore, n: u32) -> IncidentId {
     matched_alert(store, alert(n)).await
 }
 
 /// Ingests `alert` and plans it (`matched`, recipe service-restart).
-async fn matched_alert(store: &SqliteStore, alert: Alert) -> IncidentId {
+async fn matched_alert(store: &TestStore, alert: Alert) -> IncidentId {
     let id = store.ingest(vec![alert], Utc::now()).await.unwrap()[0].id;
     let plan = Plan {
         mode: Mode::Enforce,
@@ -49,13 +62,13 @@ const LIMIT: BreakerLimit = BreakerLimit {
 
 /// Asks to start incident `id`'s service-restart run on `target`, under `LIMIT`, with the
 /// target as its breaker key (a recipe without `[breaker] key`).
-async fn try_run(store: &SqliteStore, id: IncidentId, target: &str) -> Result<RunGate, StoreError> {
+async fn try_run(store: &TestStore, id: IncidentId, target: &str) -> Result<RunGate, StoreError> {
     try_run_keyed(store, id, target, target).await
 }
 
 /// As [`try_run`], counted under breaker `key`.
 async fn try_run_keyed(
-    store: &SqliteStore,
+    store: &TestStore,
     id: IncidentId,
     target: &str,
     key: &str,
@@ -67,19 +80,17 @@ async fn try_run_keyed(
             target,
             key,
             LIMIT,
-            super::tests::remediation_started(),
+            remediation_started(),
             None,
             Utc::now(),
         )
         .await
 }
 
-#[tokio::test]
-async fn the_breaker_opens_at_max_runs_holds_across_reopen_and_resets() {
-    let (_dir, path, store) = super::tests::store_in_temp_dir();
+async fn the_breaker_opens_at_max_runs_holds_across_reopen_and_resets(store: &mut TestStore) {
     for n in 0..2 {
-        let id = matched(&store, n).await;
-        let gate = try_run(&store, id, "web1").await.unwrap();
+        let id = matched(store, n).await;
+        let gate = try_run(store, id, "web1").await.unwrap();
         assert_eq!(gate, RunGate::Started);
         assert_eq!(
             store.incident(id).await.unwrap().unwrap().incident.state,
@@ -87,16 +98,15 @@ async fn the_breaker_opens_at_max_runs_holds_across_reopen_and_resets() {
         );
     }
     // Another target has its own breaker.
-    let other = matched(&store, 9).await;
+    let other = matched(store, 9).await;
     assert_eq!(
-        try_run(&store, other, "web2").await.unwrap(),
+        try_run(store, other, "web2").await.unwrap(),
         RunGate::Started
     );
-    drop(store);
+    store.reopen().await;
 
-    let store = SqliteStore::open_path(&path).unwrap();
-    let third = matched(&store, 2).await;
-    match try_run(&store, third, "web1").await.unwrap() {
+    let third = matched(store, 2).await;
+    match try_run(store, third, "web1").await.unwrap() {
         RunGate::BreakerOpen { runs } => assert_eq!(runs.len(), 2),
         other => panic!("breaker should be open: {other:?}"),
     }
@@ -150,31 +160,29 @@ async fn the_breaker_opens_at_max_runs_holds_across_reopen_and_resets() {
         "a recipe that never ran has nothing to reset"
     );
     assert_eq!(
-        try_run(&store, third, "web1").await.unwrap(),
+        try_run(store, third, "web1").await.unwrap(),
         RunGate::Started
     );
     assert_eq!(store.remediation_totals().await.unwrap(), (4, 0));
 }
 
-#[tokio::test]
-async fn each_breaker_key_of_one_target_has_its_own_breaker() {
-    let (_dir, store) = super::tests::temp_store();
+async fn each_breaker_key_of_one_target_has_its_own_breaker(store: &mut TestStore) {
     for n in 0..2 {
-        let id = matched(&store, n).await;
-        let gate = try_run_keyed(&store, id, "web1", "web1/flappy").await;
+        let id = matched(store, n).await;
+        let gate = try_run_keyed(store, id, "web1", "web1/flappy").await;
         assert_eq!(gate.unwrap(), RunGate::Started);
     }
-    let flappy = matched(&store, 2).await;
+    let flappy = matched(store, 2).await;
     assert!(matches!(
-        try_run_keyed(&store, flappy, "web1", "web1/flappy")
+        try_run_keyed(store, flappy, "web1", "web1/flappy")
             .await
             .unwrap(),
         RunGate::BreakerOpen { .. }
     ));
     // The same host, another key: not blocked.
-    let steady = matched(&store, 3).await;
+    let steady = matched(store, 3).await;
     assert_eq!(
-        try_run_keyed(&store, steady, "web1", "web1/steady")
+        try_run_keyed(store, steady, "web1", "web1/steady")
             .await
             .unwrap(),
         RunGate::Started
@@ -227,36 +235,36 @@ async fn each_breaker_key_of_one_target_has_its_own_breaker() {
         1
     );
     assert_eq!(
-        try_run_keyed(&store, flappy, "web1", "web1/flappy")
+        try_run_keyed(store, flappy, "web1", "web1/flappy")
             .await
             .unwrap(),
         RunGate::Started
     );
 }
 
-#[tokio::test]
-async fn a_run_does_not_start_for_a_resolved_alert_or_an_incident_no_longer_matched() {
-    let (_dir, store) = super::tests::temp_store();
+async fn a_run_does_not_start_for_a_resolved_alert_or_an_incident_no_longer_matched(
+    store: &mut TestStore,
+) {
     let firing = alert(1);
-    let id = matched_alert(&store, firing.clone()).await;
+    let id = matched_alert(store, firing.clone()).await;
     let resolved = Alert {
         status: crate::alert::AlertStatus::Resolved,
         ends_at: Some(Utc::now()),
         ..firing
     };
     assert!(store.ingest(vec![resolved], Utc::now()).await.unwrap()[0].resolved_now);
-    let gate = try_run(&store, id, "web1").await.unwrap();
+    let gate = try_run(store, id, "web1").await.unwrap();
     assert_eq!(gate, RunGate::AlertResolved);
     let detail = store.incident(id).await.unwrap().unwrap();
     assert_eq!(detail.incident.state, State::Matched);
     assert_eq!(store.remediation_totals().await.unwrap(), (0, 0));
 
-    let taken = matched(&store, 2).await;
+    let taken = matched(store, 2).await;
     assert_eq!(
-        try_run(&store, taken, "web1").await.unwrap(),
+        try_run(store, taken, "web1").await.unwrap(),
         RunGate::Started
     );
-    let again = try_run(&store, taken, "web1").await;
+    let again = try_run(store, taken, "web1").await;
     assert!(
         matches!(
             again,
@@ -269,9 +277,7 @@ async fn a_run_does_not_start_for_a_resolved_alert_or_an_incident_no_longer_matc
     );
 }
 
-#[tokio::test]
-async fn host_holds_keep_the_later_time_and_drop_when_over() {
-    let (_dir, path, store) = super::tests::store_in_temp_dir();
+async fn host_holds_keep_the_later_time_and_drop_when_over(store: &mut TestStore) {
     let later = Utc::now() + chrono::Duration::seconds(60);
     let sooner = Utc::now() + chrono::Duration::seconds(30);
     store
@@ -283,8 +289,7 @@ async fn host_holds_keep_the_later_time_and_drop_when_over() {
         .hold_host("web2", Utc::now() - chrono::Duration::seconds(1), "over")
         .await
         .unwrap();
-    drop(store);
-    let store = SqliteStore::open_path(&path).unwrap();
+    store.reopen().await;
     let holds = store.host_holds().await.unwrap();
     assert_eq!(
         holds,
@@ -296,9 +301,7 @@ async fn host_holds_keep_the_later_time_and_drop_when_over() {
     );
 }
 
-#[tokio::test]
-async fn escalations_queue_once_retry_and_are_sent() {
-    let (_dir, store) = super::tests::temp_store();
+async fn escalations_queue_once_retry_and_are_sent(store: &mut TestStore) {
     let id = store.ingest(vec![alert(1)], Utc::now()).await.unwrap()[0].id;
     store
         .record_plan(
