@@ -46,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -143,9 +144,10 @@ def psql(url: str, sql: str) -> str:
 
 
 def database_url(admin_url: str, name: str) -> str:
-    """The admin URL (`postgres://user@host:port/postgres`) with another database name."""
-    base, _, _ = admin_url.rpartition("/")
-    return f"{base}/{name}"
+    """The admin URL (`postgres://user@host:port/postgres[?options]`) with another database
+    name (options kept)."""
+    parts = urllib.parse.urlsplit(admin_url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
 
 
 class PsqlReader:
