@@ -924,6 +924,10 @@ end
         sampler.join()
         peak_hwm = salve.hwm()
         peak_hwms = [s.hwm() for s in salves]
+        # Which replica ran how many (PostgreSQL: incidents.owner is the claiming replica).
+        owners = (dict((str(owner), count) for owner, count in reader.execute(
+            "SELECT coalesce(owner::text, 'none'), count(*) FROM incidents GROUP BY 1 ORDER BY 1").fetchall())
+            if pg_url else None)
         reader.close()
         history = salve.history(n_alerts + 10)
         for s in salves:
@@ -958,7 +962,8 @@ end
         salve_wall = max(ends) - first_post if ends else float("nan")
         logins = sum(h.accepted_logins() for h in self.hosts) - logins_before
         log(f"{stage}: {replicas} salve(s) {states} in {salve_wall:.2f} s from the first POST "
-            f"(all POSTs acked after {last_ack - first_post:.2f} s; {logins} SSH logins)")
+            f"(all POSTs acked after {last_ack - first_post:.2f} s; {logins} SSH logins)"
+            + (f"; incidents by owning replica {owners}" if owners else ""))
         return {
             "inventory": inventory, "executed": executed,
             "idle_rss": idle_rss, "idle_threads": idle_threads, "peak_hwm": peak_hwm,
@@ -975,13 +980,14 @@ end
                 "median_command_ms": median(commands), "median_verify_started_to_check_poll_ms": median(checks),
                 "median_wait_received_to_started_s": median(waits),
                 "peak_hwm_bytes_per_replica": peak_hwms,
+                "incidents_by_owner": owners,
             },
         }
 
     def storm(self) -> None:
         run = self.storm_run("storm")
         figures = run["figures"]
-        del figures["replicas"], figures["peak_hwm_bytes_per_replica"]
+        del figures["replicas"], figures["peak_hwm_bytes_per_replica"], figures["incidents_by_owner"]
         inventory, executed, n_alerts = run["inventory"], run["executed"], figures["alerts"]
         salve_wall = figures["salve_wall_seconds"]
         rss_samples, thread_samples = run["rss_samples"], run["thread_samples"]
