@@ -497,6 +497,23 @@ class Bench:
         self.salves.append(salve)
         return salve
 
+    def postgres_cpu(self) -> dict | None:
+        """CPU seconds of the cluster's postmaster and each of its children, by PID (None if
+        the cluster's directory is not known)."""
+        if not self.args.postgres_dir:
+            return None
+        try:
+            postmaster = int((Path(self.args.postgres_dir) / "data/postmaster.pid").read_text().split()[0])
+            children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+        except (OSError, ValueError, IndexError):
+            return None
+        cpu = {}
+        for pid in [postmaster] + [int(child) for child in children]:
+            value = proc_cpu_seconds(pid)
+            if value is not None:
+                cpu[pid] = value
+        return cpu
+
     def fresh_database(self, name: str) -> str:
         """A new, empty database on the private cluster for one salve run: its URL."""
         psql(self.args.postgres_url, f'DROP DATABASE IF EXISTS "{name}"')
@@ -618,6 +635,7 @@ class Bench:
         threads, connections, duration = self.args.wrk_threads, self.args.wrk_connections, self.args.wrk_duration
         url = f"http://{salve.host}:{salve.port}/hooks/alertmanager"
         cpu_before = proc_cpu_seconds(salve.pid)
+        pg_cpu_before = self.postgres_cpu() if pg else None
         children_before = os.times()
         log(f"{stage}: wrk -t{threads} -c{connections} -d{duration}s --latency against salve serve --dry-run"
             + (" (store: PostgreSQL)" if pg else ""))
@@ -628,6 +646,7 @@ class Bench:
         )
         children_after = os.times()
         cpu_after = proc_cpu_seconds(salve.pid)
+        pg_cpu_after = self.postgres_cpu() if pg else None
         (self.work / f"wrk-{stage}.txt").write_text(out.stdout + out.stderr)
         if out.returncode != 0:
             raise RuntimeError(f"wrk failed: {out.stderr}")
@@ -680,8 +699,15 @@ class Bench:
             sqlite_rate = self.results.get("intake", {}).get("notifications_per_second")
             self.results[stage]["sqlite_notifications_per_second"] = sqlite_rate
             self.results[stage]["ratio_to_sqlite"] = rate / sqlite_rate if sqlite_rate else None
+            # The server's processes (backends, WAL writer, ...) under the load, next to salve's.
+            self.results[stage]["postgres_cpu_seconds"] = (
+                sum(cpu - pg_cpu_before.get(pid, 0.0) for pid, cpu in pg_cpu_after.items())
+                if pg_cpu_before is not None and pg_cpu_after is not None else None)
+            pg_cpu = self.results[stage]["postgres_cpu_seconds"]
             log(f"{stage}: ratio to the SQLite intake of this run: "
-                + (f"{rate / sqlite_rate:.2f}" if sqlite_rate else "- (intake stage not run)"))
+                + (f"{rate / sqlite_rate:.2f}" if sqlite_rate else "- (intake stage not run)")
+                + f"; CPU seconds under the load: salve {(cpu_after or 0) - (cpu_before or 0):.2f}, PostgreSQL "
+                + (f"{pg_cpu:.2f}" if pg_cpu is not None else "?"))
         log(f"{stage}: {rate:.0f} notifications/s ({rate / fsync:.1f}x the fsync rate), "
             f"p50 {wrk['p50_us'] / 1000:.2f} ms, p99 {wrk['p99_us'] / 1000:.2f} ms; "
             f"wrk 2xx {acked}, salve 200s {salve_200}, incidents stored {stored}, "
