@@ -19,17 +19,6 @@ use super::rows::{
 };
 use super::{PgStore, pg_error};
 
-/// Until a function is ported: an honest error, never a silent answer.
-macro_rules! not_ported {
-    ($name:literal) => {
-        Err(StoreError::Unavailable(format!(
-            "{} is not implemented for PostgreSQL yet",
-            $name
-        )))
-    };
-}
-pub(super) use not_ported;
-
 /// Append `event` to `id`'s journal at `at` (the caller's transaction).
 pub(super) async fn journal(
     client: &impl GenericClient,

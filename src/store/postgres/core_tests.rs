@@ -499,7 +499,8 @@ async fn copies_of_one_alert_in_one_batch_are_one_incident() {
 async fn a_lost_database_answers_unavailable_and_the_store_recovers() {
     let (store, url) = fresh_store().await;
     ingest_new(&store, firing("aa", STARTS), "2026-11-28T10:00:01Z").await;
-    let database = url.rsplit('/').next().unwrap().to_owned();
+    let path = url.split('?').next().unwrap();
+    let database = path.rsplit('/').next().unwrap().to_owned();
     let admin = raw(&admin_url()).await;
     admin
         .batch_execute(&format!(

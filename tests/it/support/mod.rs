@@ -46,8 +46,8 @@ pub use sshd::{
     LIMITED_SUDO_USER, LOGIN_SHELL_USERS, NO_SUDO_USER, SshHost, TARGET_USER, master_pids,
     short_tempdir, write_known_hosts,
 };
-pub(crate) use stores::on_both_stores;
 pub use stores::StoreKind;
+pub(crate) use stores::on_both_stores;
 pub use wait::{wait_until, wait_until_every};
 pub use webhook_capture::{CapturedRequest, WebhookCapture};
 
