@@ -12,7 +12,15 @@ against, and writes them to a table on stdout and to target/bench/results.json:
            target (the command prints `date +%s.%N`), one alert at a time;
   storm    1,000 alerts for 100 inventory hosts (command + command check) against raw
            parallel `ssh` over ControlMaster sockets at the same concurrency;
-  rss      salve's VmRSS idle after start and VmHWM at the storm's peak.
+  rss      salve's VmRSS idle after start and VmHWM at the storm's peak;
+  intake_pg  the intake stage with salve's store on PostgreSQL (a fresh database on the
+           private cluster scripts/bench starts), compared with the SQLite intake;
+  storm_pg   the storm with one salve on PostgreSQL, then with three salves sharing one
+           database (the alert POSTs split round-robin across them), against the same
+           raw-ssh floor and compared with the SQLite storm.
+
+The SQLite stages read salve's journal file directly; the PostgreSQL ones read the
+database with `psql`.
 
 Every process it starts (sshd namespaces, salve, ssh masters) is written to the PID file
 given by scripts/bench, whose exit trap kills what is still alive; this script also stops
@@ -38,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -121,6 +130,53 @@ def remote_line(command: str, timeout_s: int, simple: bool) -> str:
         return f"timeout -k 5 {max(timeout_s, 1) + 5} {command}"
     quoted = "'" + command.replace("'", "'\\''") + "'"
     return f"timeout -k 5 {max(timeout_s, 1) + 5} sh -c {quoted}"
+
+
+def psql(url: str, sql: str) -> str:
+    """One statement through /usr/bin/psql (unaligned, tuples only, tab-separated)."""
+    out = subprocess.run(
+        ["/usr/bin/psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+        capture_output=True, text=True, timeout=300,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"psql failed ({out.returncode}) on {sql[:200]!r}: {out.stderr.strip()}")
+    return out.stdout
+
+
+def database_url(admin_url: str, name: str) -> str:
+    """The admin URL (`postgres://user@host:port/postgres[?options]`) with another database
+    name (options kept)."""
+    parts = urllib.parse.urlsplit(admin_url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+class PsqlReader:
+    """The little of sqlite3.Connection the stages use (`execute(sql).fetchone()/fetchall()`),
+    answered by psql against a PostgreSQL store; integer fields come back as int."""
+
+    class Rows:
+        def __init__(self, rows):
+            self.rows = rows
+
+        def fetchone(self):
+            return self.rows[0] if self.rows else None
+
+        def fetchall(self):
+            return self.rows
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def execute(self, sql: str, params=()):
+        if params:
+            raise ValueError("PsqlReader takes no parameters")
+        rows = []
+        for line in psql(self.url, sql).splitlines():
+            rows.append(tuple(int(f) if re.fullmatch(r"-?\d+", f) else f for f in line.split("\t")))
+        return PsqlReader.Rows(rows)
+
+    def close(self) -> None:
+        pass
 
 
 class Processes:
@@ -228,8 +284,10 @@ def keygen(path: Path, comment: str) -> None:
 class Salve:
     """One `salve serve` in its own directory (config, recipes, journal, logs)."""
 
-    def __init__(self, bench, name: str, config: str, recipes: dict[str, str] | Path, dry_run=False):
+    def __init__(self, bench, name: str, config: str, recipes: dict[str, str] | Path, dry_run=False,
+                 pg_url: str | None = None):
         self.bench = bench
+        self.pg_url = pg_url  # the store is this PostgreSQL database, not salve.db
         self.dir = bench.work / name
         self.dir.mkdir()
         (self.dir / "salve.toml").write_text(config)
@@ -296,10 +354,14 @@ class Salve:
         conn.close()
         return text
 
-    def reader(self) -> sqlite3.Connection:
+    def reader(self) -> sqlite3.Connection | PsqlReader:
+        if self.pg_url:
+            return PsqlReader(self.pg_url)
         return sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
 
     def history(self, limit: int) -> list:
+        if self.pg_url:
+            return pg_history(self.pg_url, limit)
         out = subprocess.run(
             [str(self.bench.salve), "history", "--json", "--limit", str(limit),
              "--config", str(self.dir / "salve.toml")],
@@ -324,6 +386,21 @@ class Salve:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def pg_history(url: str, limit: int) -> list:
+    """What `salve history --json` lists (newest first), read from a PostgreSQL store with
+    psql: each incident's state and labels, and its journal (kind, at, detail) in order."""
+    sql = (
+        "SELECT coalesce(json_agg(x ORDER BY x_id DESC), '[]'::json) FROM ("
+        " SELECT i.id AS x_id, json_build_object("
+        "  'id', i.id, 'state', i.state, 'labels', i.labels::json,"
+        "  'events', (SELECT coalesce(json_agg(json_build_object("
+        "     'kind', e.kind, 'at', e.at, 'detail', e.detail::json) ORDER BY e.id), '[]'::json)"
+        "   FROM events e WHERE e.incident_id = i.id)) AS x"
+        f" FROM incidents i ORDER BY i.id DESC LIMIT {int(limit)}) page"
+    )
+    return json.loads(psql(url, sql))
 
 
 class Bench:
@@ -388,11 +465,11 @@ class Bench:
         body["groupKey"] = "{}:{" + ", ".join(f'{k}="{v}"' for k, v in body["groupLabels"].items()) + "}"
         return json.dumps(body, separators=(",", ":")).encode()
 
-    def base_config(self, mode: str, extra: str = "") -> str:
+    def base_config(self, mode: str, extra: str = "", store_url: str = "sqlite://salve.db") -> str:
         return (
             '[server]\nlisten = "127.0.0.1:0"\n\n'
             f'[server.auth]\nbearer_token = "{TOKEN}"\n\n'
-            '[store]\nurl = "sqlite://salve.db"\n\n'
+            f'[store]\nurl = "{store_url}"\n\n'
             '[recipes]\ndir = "recipes"\n\n'
             f'[engine]\nmode = "{mode}"\nmax_parallel = {self.args.max_parallel}\n\n'
             "[limits]\nremediations_per_minute = 100000\nper_host_per_minute = 100000\n\n"
@@ -402,7 +479,7 @@ class Bench:
             + extra
         )
 
-    def enforcing_config(self, inventory: list[tuple[str, SshHost]]) -> str:
+    def enforcing_config(self, inventory: list[tuple[str, SshHost]], store_url: str = "sqlite://salve.db") -> str:
         control_dir = self.sockets / f"salve-{len(self.salves)}"
         ssh = (
             f'[ssh]\nuser = "{TARGET_USER}"\nidentity_file = "{self.client_key}"\n'
@@ -413,12 +490,35 @@ class Bench:
             f'[[hosts]]\nname = "{name}"\naddress = "{host.ip}"\nport = {host.port}\nuser = "{TARGET_USER}"\n\n'
             for name, host in inventory
         )
-        return self.base_config("enforce", ssh + hosts)
+        return self.base_config("enforce", ssh + hosts, store_url)
 
     def start_salve(self, *args, **kwargs) -> Salve:
         salve = Salve(self, *args, **kwargs)
         self.salves.append(salve)
         return salve
+
+    def postgres_cpu(self) -> dict | None:
+        """CPU seconds of the cluster's postmaster and each of its children, by PID (None if
+        the cluster's directory is not known)."""
+        if not self.args.postgres_dir:
+            return None
+        try:
+            postmaster = int((Path(self.args.postgres_dir) / "data/postmaster.pid").read_text().split()[0])
+            children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+        except (OSError, ValueError, IndexError):
+            return None
+        cpu = {}
+        for pid in [postmaster] + [int(child) for child in children]:
+            value = proc_cpu_seconds(pid)
+            if value is not None:
+                cpu[pid] = value
+        return cpu
+
+    def fresh_database(self, name: str) -> str:
+        """A new, empty database on the private cluster for one salve run: its URL."""
+        psql(self.args.postgres_url, f'DROP DATABASE IF EXISTS "{name}"')
+        psql(self.args.postgres_url, f'CREATE DATABASE "{name}"')
+        return database_url(self.args.postgres_url, name)
 
     # ---- 1. floors -------------------------------------------------------------------
 
@@ -520,9 +620,14 @@ class Bench:
 
     # ---- 2. durable intake -------------------------------------------------------------
 
-    def intake(self) -> None:
-        config = self.base_config("dry-run", '[[hosts]]\nname = "host1"\naddress = "127.0.0.1"\n\n')
-        salve = self.start_salve("intake", config, self.repo / "recipes", dry_run=True)
+    def intake(self, pg: bool = False) -> None:
+        """Durable intake; with `pg`, salve's store is a fresh PostgreSQL database and the
+        figures go to results["intake_pg"] with the ratio to the SQLite intake of this run."""
+        stage = "intake_pg" if pg else "intake"
+        pg_url = self.fresh_database("salve_bench_intake") if pg else None
+        hosts = '[[hosts]]\nname = "host1"\naddress = "127.0.0.1"\n\n'
+        config = self.base_config("dry-run", hosts, pg_url) if pg else self.base_config("dry-run", hosts)
+        salve = self.start_salve(stage, config, self.repo / "recipes", dry_run=True, pg_url=pg_url)
         time.sleep(1.0)
         idle_rss = salve.rss()
         script = self.work / "intake.lua"
@@ -530,8 +635,10 @@ class Bench:
         threads, connections, duration = self.args.wrk_threads, self.args.wrk_connections, self.args.wrk_duration
         url = f"http://{salve.host}:{salve.port}/hooks/alertmanager"
         cpu_before = proc_cpu_seconds(salve.pid)
+        pg_cpu_before = self.postgres_cpu() if pg else None
         children_before = os.times()
-        log(f"intake: wrk -t{threads} -c{connections} -d{duration}s --latency against salve serve --dry-run")
+        log(f"{stage}: wrk -t{threads} -c{connections} -d{duration}s --latency against salve serve --dry-run"
+            + (" (store: PostgreSQL)" if pg else ""))
         out = subprocess.run(
             ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s",
              "-s", str(script), url],
@@ -539,7 +646,8 @@ class Bench:
         )
         children_after = os.times()
         cpu_after = proc_cpu_seconds(salve.pid)
-        (self.work / "wrk-intake.txt").write_text(out.stdout + out.stderr)
+        pg_cpu_after = self.postgres_cpu() if pg else None
+        (self.work / f"wrk-{stage}.txt").write_text(out.stdout + out.stderr)
         if out.returncode != 0:
             raise RuntimeError(f"wrk failed: {out.stderr}")
         line = next(line for line in out.stdout.splitlines() if line.startswith("BENCH_JSON "))
@@ -569,7 +677,8 @@ class Bench:
         salve_200 = answered.get("200", 0)
         rate = acked / seconds
         fsync = self.results["floor_fsync"]["per_second"]
-        self.results["intake"] = {
+        self.results[stage] = {
+            "store": "postgresql" if pg else "sqlite",
             "wrk": wrk, "threads": threads, "connections": connections, "seconds": seconds,
             "acked_2xx_seen_by_wrk": acked, "answered_by_code_per_salve": answered,
             "incidents_stored": stored, "notifications_per_second": rate,
@@ -586,11 +695,24 @@ class Bench:
             # and wrk saw no more 2xx than that (wrk drops in-flight requests when it stops).
             "nothing_acked_lost": stored == salve_200 and acked <= stored,
         }
-        log(f"intake: {rate:.0f} notifications/s ({rate / fsync:.1f}x the fsync rate), "
+        if pg:
+            sqlite_rate = self.results.get("intake", {}).get("notifications_per_second")
+            self.results[stage]["sqlite_notifications_per_second"] = sqlite_rate
+            self.results[stage]["ratio_to_sqlite"] = rate / sqlite_rate if sqlite_rate else None
+            # The server's processes (backends, WAL writer, ...) under the load, next to salve's.
+            self.results[stage]["postgres_cpu_seconds"] = (
+                sum(cpu - pg_cpu_before.get(pid, 0.0) for pid, cpu in pg_cpu_after.items())
+                if pg_cpu_before is not None and pg_cpu_after is not None else None)
+            pg_cpu = self.results[stage]["postgres_cpu_seconds"]
+            log(f"{stage}: ratio to the SQLite intake of this run: "
+                + (f"{rate / sqlite_rate:.2f}" if sqlite_rate else "- (intake stage not run)")
+                + f"; CPU seconds under the load: salve {(cpu_after or 0) - (cpu_before or 0):.2f}, PostgreSQL "
+                + (f"{pg_cpu:.2f}" if pg_cpu is not None else "?"))
+        log(f"{stage}: {rate:.0f} notifications/s ({rate / fsync:.1f}x the fsync rate), "
             f"p50 {wrk['p50_us'] / 1000:.2f} ms, p99 {wrk['p99_us'] / 1000:.2f} ms; "
             f"wrk 2xx {acked}, salve 200s {salve_200}, incidents stored {stored}, "
             f"errors {json.dumps({k: v for k, v in wrk.items() if k.startswith('err_')})}")
-        log(f"intake: 1 s after the load {backlog} incidents still waited to be planned; "
+        log(f"{stage}: 1 s after the load {backlog} incidents still waited to be planned; "
             f"planned after {drain_seconds:.1f} s more (left: {remaining})")
         salve.stop()
 
@@ -734,8 +856,8 @@ end
 
     # ---- 4 + 5. storm and RSS -------------------------------------------------------------
 
-    def storm(self) -> None:
-        n_hosts, n_alerts = self.args.storm_hosts, self.args.storm_alerts
+    def storm_setup(self):
+        n_hosts = self.args.storm_hosts
         inventory = [(f"storm-{i + 1:03d}", self.hosts[i % len(self.hosts)]) for i in range(n_hosts)]
         recipe = (
             'name = "bench-storm"\n'
@@ -748,12 +870,26 @@ end
             'checks = [{ command = "test -e /tmp/storm-{{ target_name }}" }]\n\n'
             '[escalate]\nto = ["oncall-email"]\n'
         )
-        salve = self.start_salve("storm", self.enforcing_config(inventory), {"bench-storm.toml": recipe})
+        return inventory, recipe
+
+    def storm_run(self, stage: str, replicas: int = 1, pg_url: str | None = None) -> dict:
+        """One storm against `replicas` salves (same config, each its own port and control
+        dir; more than one only on a shared PostgreSQL store), the alert POSTs split across
+        them round-robin. Returns the figures and what ran (for the raw floors)."""
+        n_hosts, n_alerts = self.args.storm_hosts, self.args.storm_alerts
+        inventory, recipe = self.storm_setup()
+        salves = []
+        for r in range(replicas):
+            name = stage if replicas == 1 else f"{stage}-r{r + 1}"
+            config = (self.enforcing_config(inventory, pg_url) if pg_url else self.enforcing_config(inventory))
+            salves.append(self.start_salve(name, config, {"bench-storm.toml": recipe}, pg_url=pg_url))
+        salve = salves[0]
         time.sleep(2.0)
         idle_rss = salve.rss()
         idle_threads = len(os.listdir(f"/proc/{salve.pid}/task"))
-        log(f"storm: salve idle VmRSS {idle_rss / 2**20:.1f} MiB; posting {n_alerts} alerts for "
-            f"{n_hosts} hosts ({len(self.hosts)} sshds), engine.max_parallel = {self.args.max_parallel}")
+        log(f"{stage}: {replicas} salve(s), idle VmRSS {idle_rss / 2**20:.1f} MiB; posting {n_alerts} alerts for "
+            f"{n_hosts} hosts ({len(self.hosts)} sshds), engine.max_parallel = {self.args.max_parallel}"
+            + (" each (store: PostgreSQL, shared)" if pg_url else ""))
         logins_before = sum(h.accepted_logins() for h in self.hosts)
         nonce = secrets.token_hex(4)
         bodies = []
@@ -784,15 +920,18 @@ end
         lock = threading.Lock()
 
         def post_share(index):
-            conn = salve.connection()
-            for body in bodies[index::posters]:
-                status = salve.post(conn, body)
+            # Alert j goes to replica j % replicas (round-robin); one connection per replica.
+            conns = [s.connection() for s in salves]
+            for j in range(index, n_alerts, posters):
+                target = j % replicas
+                status = salves[target].post(conns[target], bodies[j])
                 with lock:
                     statuses.append(status)
-            conn.close()
+            for conn in conns:
+                conn.close()
 
         first_post = time.time()
-        cpu_before = proc_cpu_seconds(salve.pid)
+        cpu_before = [proc_cpu_seconds(s.pid) for s in salves]
         with concurrent.futures.ThreadPoolExecutor(posters) as pool:
             list(pool.map(post_share, range(posters)))
         last_ack = time.time()
@@ -804,15 +943,21 @@ end
             if final >= n_alerts:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"storm: not done after {self.args.storm_deadline} s: {rows}")
+                raise RuntimeError(f"{stage}: not done after {self.args.storm_deadline} s: {rows}")
             time.sleep(0.1)
-        cpu_after = proc_cpu_seconds(salve.pid)
+        cpu_after = [proc_cpu_seconds(s.pid) for s in salves]
         sampling.set()
         sampler.join()
         peak_hwm = salve.hwm()
+        peak_hwms = [s.hwm() for s in salves]
+        # Which replica ran how many (PostgreSQL: incidents.owner is the claiming replica).
+        owners = (dict((str(owner), count) for owner, count in reader.execute(
+            "SELECT coalesce(owner::text, 'none'), count(*) FROM incidents GROUP BY 1 ORDER BY 1").fetchall())
+            if pg_url else None)
         reader.close()
         history = salve.history(n_alerts + 10)
-        salve.stop()
+        for s in salves:
+            s.stop()
         states = {}
         ends, commands, checks, waits = [], [], [], []
         executed = {}
@@ -842,20 +987,42 @@ end
             overlaps += sum(1 for a, b in zip(runs, runs[1:]) if b[0] < a[1])
         salve_wall = max(ends) - first_post if ends else float("nan")
         logins = sum(h.accepted_logins() for h in self.hosts) - logins_before
-        log(f"storm: salve {states} in {salve_wall:.2f} s from the first POST "
-            f"(all POSTs acked after {last_ack - first_post:.2f} s; {logins} SSH logins)")
+        log(f"{stage}: {replicas} salve(s) {states} in {salve_wall:.2f} s from the first POST "
+            f"(all POSTs acked after {last_ack - first_post:.2f} s; {logins} SSH logins)"
+            + (f"; incidents by owning replica {owners}" if owners else ""))
+        return {
+            "inventory": inventory, "executed": executed,
+            "idle_rss": idle_rss, "idle_threads": idle_threads, "peak_hwm": peak_hwm,
+            "rss_samples": rss_samples, "thread_samples": thread_samples,
+            "figures": {
+                "alerts": n_alerts, "hosts": n_hosts, "sshds": len(self.hosts),
+                "max_parallel": self.args.max_parallel, "replicas": replicas,
+                "posters": posters, "post_statuses": {str(s): statuses.count(s) for s in set(statuses)},
+                "states": states, "salve_wall_seconds": salve_wall,
+                "all_posts_acked_after_seconds": last_ack - first_post,
+                "salve_ssh_logins": logins,
+                "salve_cpu_seconds": sum((a or 0) - (b or 0) for a, b in zip(cpu_after, cpu_before)),
+                "per_host_overlapping_runs": overlaps,
+                "median_command_ms": median(commands), "median_verify_started_to_check_poll_ms": median(checks),
+                "median_wait_received_to_started_s": median(waits),
+                "peak_hwm_bytes_per_replica": peak_hwms,
+                "incidents_by_owner": owners,
+            },
+        }
+
+    def storm(self) -> None:
+        run = self.storm_run("storm")
+        figures = run["figures"]
+        del figures["replicas"], figures["peak_hwm_bytes_per_replica"], figures["incidents_by_owner"]
+        inventory, executed, n_alerts = run["inventory"], run["executed"], figures["alerts"]
+        salve_wall = figures["salve_wall_seconds"]
+        rss_samples, thread_samples = run["rss_samples"], run["thread_samples"]
+        idle_rss, idle_threads, peak_hwm = run["idle_rss"], run["idle_threads"], run["peak_hwm"]
 
         raw = self.raw_storm(inventory, executed, n_alerts)
         mux = self.mux_storm(inventory, executed, n_alerts)
         self.results["storm"] = {
-            "alerts": n_alerts, "hosts": n_hosts, "sshds": len(self.hosts), "max_parallel": self.args.max_parallel,
-            "posters": posters, "post_statuses": {str(s): statuses.count(s) for s in set(statuses)},
-            "states": states, "salve_wall_seconds": salve_wall,
-            "all_posts_acked_after_seconds": last_ack - first_post,
-            "salve_ssh_logins": logins, "salve_cpu_seconds": (cpu_after or 0) - (cpu_before or 0),
-            "per_host_overlapping_runs": overlaps,
-            "median_command_ms": median(commands), "median_verify_started_to_check_poll_ms": median(checks),
-            "median_wait_received_to_started_s": median(waits),
+            **figures,
             "raw": raw, "ratio": salve_wall / raw["wall_seconds"],
             "mux": mux, "ratio_to_mux": salve_wall / mux["wall_seconds"],
         }
@@ -869,6 +1036,34 @@ end
             f"native mux {mux['wall_seconds']:.2f} s -> ratio {salve_wall / mux['wall_seconds']:.2f}; "
             f"salve VmHWM {peak_hwm / 2**20:.1f} MiB, threads {idle_threads} idle, "
             f"{max(thread_samples) if thread_samples else '?'} at most")
+
+    def storm_pg(self) -> None:
+        """The storm on PostgreSQL: one salve, then three sharing one database, each on a
+        fresh database, against the raw-ssh floor of the SQLite storm of this run (measured
+        here, after the first PostgreSQL run, if the storm stage did not run)."""
+        runs = {}
+        for replicas in (1, 3):
+            pg_url = self.fresh_database(f"salve_bench_storm_{replicas}")
+            runs[replicas] = self.storm_run(f"storm_pg{replicas}", replicas, pg_url)
+            if replicas == 1:
+                if "storm" in self.results:
+                    raw = self.results["storm"]["raw"]
+                else:
+                    run = runs[1]
+                    raw = self.raw_storm(run["inventory"], run["executed"], run["figures"]["alerts"])
+        sqlite_wall = self.results.get("storm", {}).get("salve_wall_seconds")
+        result = {"store": "postgresql", "raw": raw, "sqlite_wall_seconds": sqlite_wall}
+        for replicas, run in runs.items():
+            figures = run["figures"]
+            wall = figures["salve_wall_seconds"]
+            figures["ratio"] = wall / raw["wall_seconds"]
+            figures["ratio_to_sqlite"] = wall / sqlite_wall if sqlite_wall else None
+            result[f"replicas_{replicas}"] = figures
+            log(f"storm_pg: {replicas} replica(s) {wall:.2f} s -> ratio {figures['ratio']:.2f} to raw ssh "
+                f"({raw['wall_seconds']:.2f} s), "
+                + (f"{wall / sqlite_wall:.2f} to the SQLite storm ({sqlite_wall:.2f} s)" if sqlite_wall
+                   else "storm stage not run"))
+        self.results["storm_pg"] = result
 
     def raw_storm(self, inventory, executed, n_alerts) -> dict:
         """The same commands over raw `ssh` with one ControlMaster per inventory host, one
@@ -955,6 +1150,17 @@ end
     # ---- driver ------------------------------------------------------------------------
 
     def run(self) -> int:
+        stages = self.args.stages.split(",")
+        if any(stage.endswith("_pg") for stage in stages):
+            self.results["postgres"] = {
+                "server_version": psql(self.args.postgres_url, "SHOW server_version").strip(),
+                "settings": dict(line.split("\t", 1) for line in psql(
+                    self.args.postgres_url,
+                    "SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', "
+                    "'wal_sync_method', 'shared_buffers', 'max_connections', 'full_page_writes')").splitlines()),
+                "dir": self.args.postgres_dir,
+                "disk": machine_facts_disk(self.args.postgres_dir) if self.args.postgres_dir else None,
+            }
         try:
             log("floors: disk fsync rate")
             self.floor_fsync()
@@ -966,13 +1172,16 @@ end
             self.known_hosts.write_text("".join(h.known_hosts_line() + "\n" for h in self.hosts))
             log("floors: one command over a warm ControlMaster socket")
             self.floor_ssh()
-            stages = self.args.stages.split(",")
             if "intake" in stages:
                 self.intake()
             if "latency" in stages:
                 self.latency()
             if "storm" in stages:
                 self.storm()
+            if "intake_pg" in stages:
+                self.intake(pg=True)
+            if "storm_pg" in stages:
+                self.storm_pg()
         finally:
             self.results["finished"] = rfc3339_now()
             self.results["machine"]["loadavg_at_end"] = Path("/proc/loadavg").read_text().strip()
@@ -988,6 +1197,18 @@ end
                             "-p", str(host.port), host.ip], capture_output=True)
         for host in self.hosts:
             host.stop()
+
+
+STAGES = ("intake", "latency", "storm", "intake_pg", "storm_pg")
+
+
+def machine_facts_disk(path: str) -> str:
+    """The device, file system and options under `path` (findmnt), to compare with the journal's."""
+    try:
+        return subprocess.run(["findmnt", "-no", "SOURCE,FSTYPE,OPTIONS", "-T", path],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        return ""
 
 
 def summary(values) -> dict:
@@ -1073,6 +1294,40 @@ def report(results: dict) -> int:
                      verdict(idle <= 25, f"by {idle - 25:.1f} MB")))
         rows.append(("RSS storm peak (VmHWM)", f"{peak:.1f} MB ({rss['peak_hwm_bytes'] / 2**20:.1f} MiB)", "-", "-",
                      "<= 150 MB", verdict(peak <= 150, f"by {peak - 150:.1f} MB")))
+    if "intake_pg" in results:
+        pg = results["intake_pg"]
+        rate = pg["notifications_per_second"]
+        rows.append(("intake on PostgreSQL notifications/s", f"{rate:.0f}/s", f"{fsync:.0f} fsync/s",
+                     f"{rate / fsync:.1f}x", ">= 10000/s",
+                     verdict(rate >= 10000, f"by {10000 - rate:.0f}/s ({rate / 10000:.0%} of target)")))
+        ratio = pg["ratio_to_sqlite"]
+        if ratio is not None:
+            sqlite_rate = pg["sqlite_notifications_per_second"]
+            rows.append(("  same vs SQLite intake", f"{rate:.0f}/s", f"{sqlite_rate:.0f}/s SQLite", f"{ratio:.2f}x",
+                         ">= 0.5x (within 2x)", verdict(ratio >= 0.5, f"by {0.5 - ratio:.2f}x")))
+        p99 = pg["p99_ms"]
+        rows.append(("intake on PostgreSQL p99 latency", f"{p99:.2f} ms", f"{1000 / fsync:.2f} ms (1 fsync)",
+                     f"{p99 * fsync / 1000:.1f}x", "<= 25 ms", verdict(p99 <= 25, f"by {p99 - 25:.2f} ms")))
+        rows.append(("intake on PostgreSQL: acked == stored", f"{pg['incidents_stored']} stored",
+                     f"{pg['answered_by_code_per_salve'].get('200', 0)} x 200", "-", "equal",
+                     verdict(pg["nothing_acked_lost"], "(acknowledged alerts missing!)")))
+    if "storm_pg" in results:
+        spg = results["storm_pg"]
+        for replicas in (1, 3):
+            run = spg.get(f"replicas_{replicas}")
+            if not run:
+                continue
+            ok = run["states"].get("succeeded", 0) == run["alerts"]
+            rows.append((f"storm on PostgreSQL, {replicas} replica{'s' if replicas > 1 else ''}",
+                         f"{run['salve_wall_seconds']:.2f} s",
+                         f"{spg['raw']['wall_seconds']:.2f} s raw ssh -P{run['max_parallel']}",
+                         f"{run['ratio']:.2f}x", "<= 1.3x",
+                         verdict(run["ratio"] <= 1.3 and ok,
+                                 f"by {run['ratio'] - 1.3:.2f}x" if ok else f"(states {run['states']})")))
+            if run["ratio_to_sqlite"] is not None:
+                rows.append(("  same vs SQLite storm", f"{run['salve_wall_seconds']:.2f} s",
+                             f"{spg['sqlite_wall_seconds']:.2f} s SQLite", f"{run['ratio_to_sqlite']:.2f}x",
+                             "(info)", "-"))
     header = ("metric", "value", "floor", "ratio", "target", "verdict")
     widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
     print()
@@ -1091,6 +1346,14 @@ def report(results: dict) -> int:
         broken.append(f"storm: not every incident succeeded: {results['storm']['states']}")
     if "storm" in results and results["storm"]["per_host_overlapping_runs"]:
         broken.append("storm: two remediations overlapped on one host")
+    if "intake_pg" in results and not results["intake_pg"]["nothing_acked_lost"]:
+        broken.append("intake_pg: acknowledged alerts missing from the PostgreSQL store")
+    for replicas in (1, 3):
+        run = results.get("storm_pg", {}).get(f"replicas_{replicas}")
+        if run and run["states"].get("succeeded", 0) != run["alerts"]:
+            broken.append(f"storm_pg ({replicas} replicas): not every incident succeeded: {run['states']}")
+        if run and run["per_host_overlapping_runs"]:
+            broken.append(f"storm_pg ({replicas} replicas): two remediations overlapped on one host")
     for problem in broken:
         print(f"FAILED: {problem}")
     return 1 if broken else 0
@@ -1104,7 +1367,9 @@ def main() -> int:
     parser.add_argument("--sockets", required=True, help="short dir for control sockets")
     parser.add_argument("--pid-file", required=True)
     parser.add_argument("--results", required=True)
-    parser.add_argument("--stages", default="intake,latency,storm")
+    parser.add_argument("--stages", default=",".join(STAGES))
+    parser.add_argument("--postgres-url", help="admin URL of the private PostgreSQL cluster (needed by the _pg stages)")
+    parser.add_argument("--postgres-dir", help="its directory (for the record: which disk)")
     parser.add_argument("--floor-n", type=int, default=100)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--wrk-connections", type=int, default=64)
@@ -1116,6 +1381,13 @@ def main() -> int:
     parser.add_argument("--max-parallel", type=int, default=16)
     parser.add_argument("--sshds", type=int, default=4)
     args = parser.parse_args()
+    stages = args.stages.split(",")
+    unknown = [stage for stage in stages if stage not in STAGES]
+    if unknown:
+        parser.error(f"unknown stage(s) {', '.join(unknown)}; the stages are {', '.join(STAGES)}")
+    if any(stage.endswith("_pg") for stage in stages) and not args.postgres_url:
+        parser.error("the PostgreSQL stages (intake_pg, storm_pg) need --postgres-url "
+                     "(scripts/bench starts a private cluster and passes it)")
     return Bench(args).run()
 
 
