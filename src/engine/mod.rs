@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::future::join_all;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -311,12 +310,12 @@ impl Engine {
                 (incident, state_for(&plan), plan)
             })
             .collect();
-        // Recorded concurrently so the store's group commit takes them in few fsyncs.
-        let results = join_all(planned.iter().map(|(incident, to, plan)| {
-            self.store
-                .record_plan(incident.id, State::Received, *to, plan)
-        }))
-        .await;
+        // Recorded together so the store commits them in few transactions.
+        let changes: Vec<_> = planned
+            .iter()
+            .map(|(incident, to, plan)| (incident.id, State::Received, *to, plan))
+            .collect();
+        let results = self.store.record_plans(&changes).await;
         for ((incident, to, plan), result) in planned.iter().zip(results) {
             match result {
                 Ok(()) => {

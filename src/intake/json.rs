@@ -212,6 +212,7 @@ pub(super) fn string_map(
         if name.is_empty() {
             return Err(malformed(path, "empty name"));
         }
+        refuse_nul(name, path)?;
         if name.len() > limits.max_name_bytes {
             return Err(IntakeError::TooLarge(format!(
                 "{path}: name {} is {} bytes, over the limit of {} (max_name_bytes)",
@@ -257,12 +258,26 @@ pub(super) fn optional_string_map(
 }
 
 pub(super) fn check_value_len(text: &str, path: &str, limits: &Limits) -> Result<(), IntakeError> {
+    refuse_nul(text, path)?;
     if text.len() > limits.max_value_bytes {
         return Err(IntakeError::TooLarge(format!(
             "{path}: value is {} bytes, over the limit of {} (max_value_bytes)",
             text.len(),
             limits.max_value_bytes
         )));
+    }
+    Ok(())
+}
+
+/// A NUL character (U+0000) is refused whatever the field: no monitor sends one, and
+/// PostgreSQL cannot store it in text, so accepting it would journal the alert on SQLite
+/// and answer 503 forever on PostgreSQL. One answer on both stores: 400, naming the field.
+fn refuse_nul(text: &str, path: &str) -> Result<(), IntakeError> {
+    if text.contains('\0') {
+        return Err(malformed(
+            path,
+            "contains a NUL character (U+0000), which salve does not accept",
+        ));
     }
     Ok(())
 }

@@ -476,6 +476,21 @@ pub trait Store: Send + Sync + 'static {
         plan: &Plan,
     ) -> Result<(), StoreError>;
 
+    /// `record_plan` for several incidents (a planning pass), each with its own answer;
+    /// a store may share one transaction among them (nothing is written for one that is
+    /// no longer in its `from` state).
+    async fn record_plans(
+        &self,
+        plans: &[(IncidentId, State, State, &Plan)],
+    ) -> Vec<Result<(), StoreError>> {
+        futures_util::future::join_all(
+            plans
+                .iter()
+                .map(|(id, from, to, plan)| self.record_plan(*id, *from, *to, plan)),
+        )
+        .await
+    }
+
     /// Move `id` from `from` to `to` and journal `event`, atomically; `StateConflict`
     /// (and nothing written) when the incident is not in `from`, `AlertFiring` when `to`
     /// is `resolved_before_run` but the alert fires (again). `reason`, when set,

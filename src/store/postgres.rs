@@ -245,6 +245,19 @@ impl Store for PgStore {
         core::record_plan(self, id, from, to, plan).await
     }
 
+    async fn record_plans(
+        &self,
+        plans: &[(IncidentId, State, State, &Plan)],
+    ) -> Vec<Result<(), StoreError>> {
+        match core::record_plans(self, plans).await {
+            Ok(results) => results,
+            Err(e) => plans
+                .iter()
+                .map(|_| Err(StoreError::Unavailable(e.to_string())))
+                .collect(),
+        }
+    }
+
     async fn transition(
         &self,
         id: IncidentId,

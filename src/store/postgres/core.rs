@@ -120,6 +120,107 @@ pub(super) async fn record_plan(
     tx.commit().await.map_err(pg_error)
 }
 
+/// A planning pass's plans in one transaction, pipelined: each is written only if its
+/// incident is still in its `from` state (a conditional update: no row lock is waited for
+/// beyond the update's own), else answered `StateConflict` (or `NotFound`). Plans leave
+/// `received`, which no fence covers. An error of the transaction fails them all.
+pub(super) async fn record_plans(
+    store: &PgStore,
+    plans: &[(IncidentId, State, State, &Plan)],
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let encoded = plans
+        .iter()
+        .map(|(_, _, _, plan)| {
+            serde_json::to_string(plan)
+                .map_err(|e| StoreError::Unavailable(format!("cannot encode the plan: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let at = now_text();
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    let update = tx
+        .prepare_cached(
+            "UPDATE incidents SET state = $3, reason = $4, plan = $5, target = $6
+             WHERE id = $1 AND state = $2 RETURNING id",
+        )
+        .await
+        .map_err(pg_error)?;
+    let updated = futures_util::future::join_all(plans.iter().zip(&encoded).map(
+        |((id, from, to, plan), json)| {
+            let target = plan.target.as_ref().map(|target| target.name.as_str());
+            let (update, tx) = (&update, &tx);
+            async move {
+                tx.query_opt(
+                    update,
+                    &[
+                        &id.0,
+                        &from.as_str(),
+                        &to.as_str(),
+                        &plan.reason,
+                        json,
+                        &target,
+                    ],
+                )
+                .await
+            }
+        },
+    ))
+    .await
+    .into_iter()
+    .map(|row| row.map(|row| row.is_some()).map_err(pg_error))
+    .collect::<Result<Vec<bool>, _>>()?;
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO events (incident_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
+        )
+        .await
+        .map_err(pg_error)?;
+    let rows: Vec<(i64, String, String)> = plans
+        .iter()
+        .zip(&updated)
+        .filter(|(_, updated)| **updated)
+        .map(|((id, _, to, plan), _)| {
+            let (kind, detail) = Event::Planned {
+                outcome: plan.outcome,
+                recipe: plan.recipe.clone(),
+                mode: plan.mode,
+                state: *to,
+            }
+            .to_row();
+            (id.0, kind, detail.to_string())
+        })
+        .collect();
+    for inserted in futures_util::future::join_all(rows.iter().map(|(id, kind, detail)| {
+        let (insert, tx, at) = (&insert, &tx, &at);
+        async move { tx.execute(insert, &[id, at, kind, detail]).await }
+    }))
+    .await
+    {
+        inserted.map_err(pg_error)?;
+    }
+    let mut answers = Vec::with_capacity(plans.len());
+    for ((id, from, _, _), updated) in plans.iter().zip(&updated) {
+        answers.push(if *updated {
+            Ok(())
+        } else {
+            let found = tx
+                .query_opt("SELECT state FROM incidents WHERE id = $1", &[&id.0])
+                .await
+                .map_err(pg_error)?;
+            match found {
+                None => Err(StoreError::NotFound(*id)),
+                Some(row) => Err(StoreError::StateConflict {
+                    id: *id,
+                    expected: *from,
+                    found: state_from_text(0, &row.get::<_, String>(0))?,
+                }),
+            }
+        });
+    }
+    tx.commit().await.map_err(pg_error)?;
+    Ok(answers)
+}
+
 pub(super) async fn transition(
     store: &PgStore,
     id: IncidentId,

@@ -266,9 +266,10 @@ async fn lock_fingerprints(
                  FROM unnest($1::text[]) AS fingerprint
                  ORDER BY key) AS keys",
         ),
-        client.prepare_cached(
-            "SELECT DISTINCT fingerprint FROM incidents WHERE fingerprint = ANY($1)"
-        ),
+        // Prepared afresh each batch, never cached: a cached plan made while the table was
+        // small (a fresh database in a storm) stays a sequential scan as it grows; a
+        // statement used once is planned for the table as it is now.
+        client.prepare("SELECT DISTINCT fingerprint FROM incidents WHERE fingerprint = ANY($1)"),
     );
     let (lock, seen) = (lock.map_err(pg_error)?, seen.map_err(pg_error)?);
     // Pipelined: the server runs the second query after the first, so its snapshot
