@@ -11,13 +11,11 @@
 //! the backstop: a second keyed row for one (fingerprint, startsAt) fails, never commits.
 
 use std::collections::{BTreeSet, HashSet};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
-use futures_util::future::{BoxFuture, FutureExt, MaybeDone, maybe_done};
 use tokio::sync::{mpsc, oneshot};
 
 use super::core::{execute, journal};
@@ -102,19 +100,23 @@ async fn journal_batch(
     let tx = client.transaction().await.map_err(pg_error)?;
     let mut seen = lock_fingerprints(&tx, batch).await?;
     let mut results = Vec::with_capacity(batch.len());
+    // Requests before this index go one by one: a set insert of theirs failed.
+    let mut one_by_one_until = 0;
     while results.len() < batch.len() {
         let rest = &batch[results.len()..];
         let new = all_new(rest, &seen);
-        if new > 1 {
-            // From now on these fingerprints are seen (a request rolled back only costs
-            // later copies the lookups).
-            seen.extend(
-                rest[..new]
-                    .iter()
-                    .flat_map(|request| &request.alerts)
-                    .map(|alert| alert.fingerprint.as_str().to_owned()),
-            );
-            journal_new(&tx, &rest[..new], &mut results).await?;
+        if new > 1 && results.len() >= one_by_one_until {
+            if journal_new(&tx, &rest[..new], &mut results).await? {
+                // From now on these fingerprints are seen.
+                seen.extend(
+                    rest[..new]
+                        .iter()
+                        .flat_map(|request| &request.alerts)
+                        .map(|alert| alert.fingerprint.as_str().to_owned()),
+                );
+            } else {
+                one_by_one_until = results.len() + new;
+            }
             continue;
         }
         let request = &rest[0];
@@ -160,86 +162,177 @@ fn all_new(requests: &[IngestRequest], seen: &HashSet<String>) -> usize {
         .count()
 }
 
-/// Journal requests whose alerts are all new (`all_new`) in one pipeline: every
-/// savepoint and insert goes to the server before the first answer comes back, in order.
-/// After a failing statement the server refuses the rest of the pipeline, so the requests
-/// before it stand, its own rolls back to its savepoint and answers the error, and those
-/// after it are left for the caller to run again (`results` gets one entry per request
-/// answered, at least one).
+/// Journal requests whose alerts are all new (`all_new`) with one statement: every
+/// incident and its `received` entry, set-based (a few round trips for the whole run of
+/// requests instead of two per alert). `false` when it failed: rolled back to its
+/// savepoint, nothing answered; the caller then takes these requests one by one, so the
+/// bad one answers its own error and the others still commit.
 async fn journal_new(
     tx: &deadpool_postgres::Transaction<'_>,
     requests: &[IngestRequest],
     results: &mut Vec<Result<Vec<Ingested>, StoreError>>,
-) -> Result<(), StoreError> {
-    let create = tx.prepare_cached(CREATE).await.map_err(pg_error)?;
-    let mut rows = Vec::with_capacity(requests.len());
+) -> Result<bool, StoreError> {
+    let create = tx.prepare_cached(CREATE_MANY).await.map_err(pg_error)?;
+    let mut columns = NewColumns::default();
+    let mut sizes = Vec::with_capacity(requests.len());
     for request in requests {
         let received = time_text(request.received_at);
-        let new = request
-            .alerts
-            .iter()
-            .map(|alert| {
-                let (starts_at, assumed) = match alert.starts_at {
-                    Some(starts_at) => (time_text(starts_at), false),
-                    None => (received.clone(), true),
-                };
-                NewIncident::new(
-                    alert,
-                    json_text(&alert.labels),
-                    starts_at,
-                    assumed,
-                    &received,
-                )
+        for alert in &request.alerts {
+            let (starts_at, assumed) = match alert.starts_at {
+                Some(starts_at) => (time_text(starts_at), false),
+                None => (received.clone(), true),
+            };
+            let new = NewIncident::new(
+                alert,
+                json_text(&alert.labels),
+                starts_at,
+                assumed,
+                &received,
+            )?;
+            columns.push(&new);
+        }
+        sizes.push(request.alerts.len());
+    }
+    let (savepoint, rows) = tokio::join!(
+        tx.batch_execute("SAVEPOINT ingest"),
+        columns.insert(tx, &create)
+    );
+    savepoint.map_err(pg_error)?;
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(error) => {
+            tracing::debug!(error = %pg_error(error), "set insert failed; one request at a time");
+            tx.batch_execute("ROLLBACK TO SAVEPOINT ingest")
+                .await
+                .map_err(pg_error)?;
+            return Ok(false);
+        }
+    };
+    // The rows come back with their position in the input.
+    let mut ids = vec![0i64; columns.len()];
+    for row in &rows {
+        let position: i64 = get(row, 1)?;
+        let slot = usize::try_from(position)
+            .ok()
+            .and_then(|position| ids.get_mut(position))
+            .ok_or_else(|| StoreError::Unavailable(format!("set insert: position {position}")))?;
+        *slot = get(row, 0)?;
+    }
+    let mut next = ids.into_iter();
+    for size in sizes {
+        results.push(Ok(next
+            .by_ref()
+            .take(size)
+            .map(|id| Ingested {
+                id: IncidentId(id),
+                created: true,
+                resolved_now: false,
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.push(new);
+            .collect()));
     }
-    type Step<'s> = Pin<
-        Box<MaybeDone<BoxFuture<'s, Result<Option<tokio_postgres::Row>, tokio_postgres::Error>>>>,
-    >;
-    // (request index, whether it is the request's savepoint, the statement)
-    let mut steps: Vec<(usize, bool, Step<'_>)> = Vec::new();
-    for (index, new) in rows.iter().enumerate() {
-        let savepoint = tx
-            .batch_execute("SAVEPOINT ingest")
-            .map(|done| done.map(|()| None))
-            .boxed();
-        steps.push((index, true, Box::pin(maybe_done(savepoint))));
-        for row in new {
-            let insert = row.insert(tx, &create).map(|done| done.map(Some)).boxed();
-            steps.push((index, false, Box::pin(maybe_done(insert))));
-        }
+    Ok(true)
+}
+
+/// `CREATE` for many alerts at once, from arrays (one element per alert, by position).
+/// Every row is keyed: no incident has these fingerprints (read under their locks), and
+/// each is once in the input. No lookup of `incidents` here: a cached plan made when the
+/// table was small would scan it whole for each row as it grows.
+const CREATE_MANY: &str = "WITH input AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+             $12::text[], $13::bigint[], $14::text[], $15::text[])
+             WITH ORDINALITY AS i(source, fingerprint, starts_at, alertname, alert_status,
+                 ends_at, resolved_at, labels, annotations, generator_url, external_url,
+                 received, start_assumed, kind, detail, position)),
+     new AS (
+         INSERT INTO incidents (source, fingerprint, starts_at, alertname, alert_status,
+             ends_at, resolved_at, labels, annotations, generator_url, external_url,
+             state, reason, plan, first_seen, last_seen, receive_count, start_assumed,
+             keyed)
+         SELECT source, fingerprint, starts_at, alertname, alert_status, ends_at,
+             resolved_at, labels, annotations, generator_url, external_url, 'received',
+             NULL, NULL, received, received, 1, start_assumed, 1
+         FROM input ORDER BY position
+         RETURNING id, fingerprint),
+     journaled AS (
+         INSERT INTO events (incident_id, at, kind, detail)
+         SELECT new.id, input.received, input.kind, input.detail
+         FROM new JOIN input USING (fingerprint)
+         ORDER BY new.id)
+     SELECT new.id, input.position - 1 FROM new JOIN input USING (fingerprint)";
+
+/// `CREATE_MANY`'s parameters: one array per column.
+#[derive(Default)]
+struct NewColumns {
+    source: Vec<String>,
+    fingerprint: Vec<String>,
+    starts_at: Vec<String>,
+    alertname: Vec<Option<String>>,
+    alert_status: Vec<String>,
+    ends_at: Vec<Option<String>>,
+    resolved_at: Vec<Option<String>>,
+    labels: Vec<String>,
+    annotations: Vec<String>,
+    generator_url: Vec<Option<String>>,
+    external_url: Vec<Option<String>>,
+    received: Vec<String>,
+    start_assumed: Vec<i64>,
+    kind: Vec<String>,
+    detail: Vec<String>,
+}
+
+impl NewColumns {
+    fn len(&self) -> usize {
+        self.fingerprint.len()
     }
-    // The first poll of each sends its message (statements are prepared already), in
-    // this order; then the answers are collected.
-    for (_, _, step) in &mut steps {
-        let _ = futures_util::poll!(step.as_mut());
+
+    fn push(&mut self, new: &NewIncident<'_>) {
+        let alert = new.alert;
+        self.source.push(alert.source.as_str().to_owned());
+        self.fingerprint.push(alert.fingerprint.as_str().to_owned());
+        self.starts_at.push(new.starts_at.clone());
+        self.alertname.push(alert.alertname().map(str::to_owned));
+        self.alert_status.push(alert.status.as_str().to_owned());
+        self.ends_at.push(new.ends_at.clone());
+        self.resolved_at.push(new.resolved_at.clone());
+        self.labels.push(new.labels.clone());
+        self.annotations.push(new.annotations.clone());
+        self.generator_url.push(alert.generator_url.clone());
+        self.external_url.push(alert.external_url.clone());
+        self.received.push(new.received.clone());
+        self.start_assumed.push(new.start_assumed);
+        self.kind.push(new.kind.clone());
+        self.detail.push(new.detail.clone());
     }
-    for (_, _, step) in &mut steps {
-        step.as_mut().await;
+
+    async fn insert(
+        &self,
+        client: &impl GenericClient,
+        statement: &tokio_postgres::Statement,
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        client
+            .query(
+                statement,
+                &[
+                    &self.source,
+                    &self.fingerprint,
+                    &self.starts_at,
+                    &self.alertname,
+                    &self.alert_status,
+                    &self.ends_at,
+                    &self.resolved_at,
+                    &self.labels,
+                    &self.annotations,
+                    &self.generator_url,
+                    &self.external_url,
+                    &self.received,
+                    &self.start_assumed,
+                    &self.kind,
+                    &self.detail,
+                ],
+            )
+            .await
     }
-    let mut current: Vec<Ingested> = Vec::new();
-    let mut steps = steps.into_iter().peekable();
-    while let Some((index, savepoint, mut step)) = steps.next() {
-        let output = step.as_mut().take_output().expect("every step was awaited");
-        match output {
-            Ok(None) => {}
-            Ok(Some(row)) => current.push(created(&row)?),
-            // The first failing statement is a savepoint: the transaction is gone.
-            Err(error) if savepoint => return Err(pg_error(error)),
-            Err(error) => {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT ingest")
-                    .await
-                    .map_err(pg_error)?;
-                results.push(Err(pg_error(error)));
-                return Ok(());
-            }
-        }
-        if steps.peek().is_none_or(|(next, _, _)| *next != index) {
-            results.push(Ok(std::mem::take(&mut current)));
-        }
-    }
-    Ok(())
 }
 
 /// Lock every fingerprint of the batch until the commit, in the order of the lock keys
