@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,53 +16,11 @@ use crate::plan::{Mode, Plan, PlanOutcome, PlannedTarget};
 use crate::store::{IncidentDetail, IncidentFilter, Ingested, Store, StoreError};
 
 /// The bed's admin URL (trust auth); the tests make their own databases through it.
-fn admin_url() -> String {
-    std::env::var("TESTBED_POSTGRES_URL").unwrap_or_else(|_| {
-        panic!(
-            "TESTBED_POSTGRES_URL is not set: these tests need the bed's PostgreSQL \
-             (scripts/test starts it; alone: scripts/testbed/postgres.sh start DIR)"
-        )
-    })
-}
-
-/// `url` naming database `name` instead of its own.
-fn url_of_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let server = match base.rsplit_once('/') {
-        Some((server, _)) if server.contains("//") && server != "postgres:/" => server,
-        _ => base,
-    };
-    match query {
-        Some(query) => format!("{server}/{name}?{query}"),
-        None => format!("{server}/{name}"),
-    }
-}
+use crate::store::contract::{TestDatabase, admin_url, with_database as url_of_database};
 
 /// A new, empty database on the bed's server; its URL.
 async fn fresh_database() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let admin = admin_url();
-    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-    let name = format!(
-        "salve_t_{}_{}_{}",
-        std::process::id(),
-        nanos,
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("cannot reach the bed's PostgreSQL at {admin}: {e}"));
-    let connection = tokio::spawn(connection);
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    drop(client);
-    let _ = connection.await;
-    url_of_database(&admin, &name)
+    TestDatabase::create(None).await.url()
 }
 
 /// One replica's store on the database at `url`.

@@ -39,44 +39,11 @@ async fn plain_client(url: &str) -> tokio_postgres::Client {
     client
 }
 
-/// `url` naming database `name` instead of its own.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let host_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[host_start..].find('/') {
-        Some(slash) => &base[..host_start + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{base}/{name}?{query}"),
-        None => format!("{base}/{name}"),
-    }
-}
-
 impl Bed {
     async fn new() -> Bed {
-        let server = std::env::var("TESTBED_POSTGRES_URL").expect(
-            "TESTBED_POSTGRES_URL is not set: start a PostgreSQL with \
-             `scripts/testbed/postgres.sh start DIR` and export the URL it prints",
-        );
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "salve_t_{}_{nanos}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let admin = plain_client(&server).await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let url = with_database(&server, &name);
+        let database = crate::store::contract::TestDatabase::create(None).await;
+        let (url, name) = (database.url(), database.name);
+        let admin = plain_client(&crate::store::contract::admin_url()).await;
         // The schema comes from the store's own migration.
         drop(Bed::store_at(&url).await);
         let sql = plain_client(&url).await;

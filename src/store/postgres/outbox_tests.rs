@@ -4,7 +4,6 @@
 //! by one, and a dead replica's claims are taken over.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -21,17 +20,7 @@ struct Bed {
     sql: tokio_postgres::Client,
 }
 
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_start..]
-        .find('/')
-        .map_or(base.len(), |i| authority_start + i);
-    format!("{}/{name}{query}", &base[..path_start])
-}
+use crate::store::contract::{TestDatabase, with_database};
 
 async fn connect_plain(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -42,23 +31,7 @@ async fn connect_plain(url: &str) -> tokio_postgres::Client {
 }
 
 async fn bed() -> Bed {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let url = std::env::var("TESTBED_POSTGRES_URL").expect(
-        "TESTBED_POSTGRES_URL is not set: start a server with \
-         `scripts/testbed/postgres.sh start DIR` and export the URL it prints",
-    );
-    let name = format!(
-        "salve_t_{}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed),
-        Utc::now().timestamp_nanos_opt().unwrap_or_default() % 1_000_000_000
-    );
-    connect_plain(&url)
-        .await
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
-    let url = with_database(&url, &name);
+    let url = TestDatabase::create(None).await.url();
     let sql = connect_plain(&url).await;
     Bed { url, sql }
 }
