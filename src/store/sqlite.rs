@@ -1017,19 +1017,8 @@ impl Store for SqliteStore {
         max_hosts: usize,
     ) -> Result<Vec<Incident>, StoreError> {
         let me = self.me();
-        self.write_with(move |conn| {
-            let ids =
-                replicas::claimable_matched(conn, me, sql_limit(limit), max_hosts, Utc::now())?;
-            claim_ids(conn, me, &ids)?;
-            select_incidents(
-                conn,
-                &format!(
-                    "SELECT {INCIDENT_COLUMNS} FROM incidents
-                     WHERE state = 'matched' AND owner = ?1 ORDER BY id LIMIT ?2"
-                ),
-                params![me, sql_limit(limit)],
-            )
-            .map_err(unavailable)
+        self.read(move |conn| {
+            replicas::matched_for(conn, me, sql_limit(limit), max_hosts, Utc::now())
         })
         .await
     }

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::incident::{IncidentId, State};
 use crate::store::{Heartbeat, StoreError};
 
-use super::rows::time_text;
+use super::rows::{INCIDENT_COLUMNS, incident_from_row, time_text};
 use super::writer::unavailable;
 
 /// SQL: the replicas whose lease runs at `?1` (a time text).
@@ -103,47 +103,58 @@ pub(super) fn leave(conn: &Connection, me: i64, now: DateTime<Utc>) -> Result<()
     Ok(())
 }
 
-/// The ids to claim (see `Store::claim_matched`) that this replica does not own yet,
-/// oldest first.
-pub(super) fn claimable_matched(
+/// `claim_matched` without a write: one replica per file means claims never conflict, so
+/// SQLite only reads (no commit, no fsync on the way from alert to command); `begin_run`
+/// records the owner. The same incidents come back as PostgreSQL claims: this replica's,
+/// unowned and dead owners' `matched` ones, whole host queues within `max_hosts`.
+pub(super) fn matched_for(
     conn: &Connection,
     me: i64,
     limit: i64,
     max_hosts: usize,
     now: DateTime<Utc>,
-) -> Result<Vec<i64>, StoreError> {
+) -> rusqlite::Result<Vec<crate::incident::Incident>> {
     let at = time_text(now);
     let mine: std::collections::BTreeSet<String> = conn
         .prepare_cached(
             "SELECT DISTINCT target FROM incidents
              WHERE owner = ?1 AND target IS NOT NULL
-               AND state IN ('matched', 'remediating', 'verifying')",
-        )
-        .and_then(|mut statement| {
-            statement
-                .query_map(params![me], |row| row.get(0))?
-                .collect::<rusqlite::Result<_>>()
-        })
-        .map_err(unavailable)?;
-    let candidates: Vec<(i64, Option<String>)> = conn
+               AND state IN ('remediating', 'verifying')",
+        )?
+        .query_map(params![me], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let incidents: Vec<crate::incident::Incident> = conn
         .prepare_cached(&format!(
-            "SELECT id, target FROM incidents
+            "SELECT {INCIDENT_COLUMNS} FROM incidents
              WHERE state = 'matched'
-               AND (owner IS NULL OR (owner <> ?2 AND owner NOT IN ({LIVE_REPLICAS})))
-               AND (target IS NULL OR target NOT IN (
-                    SELECT target FROM incidents
-                    WHERE state IN ('matched', 'remediating', 'verifying')
-                      AND target IS NOT NULL AND owner IS NOT NULL AND owner <> ?2
-                      AND owner IN ({LIVE_REPLICAS})))
+               AND (owner IS NULL OR owner = ?2 OR owner NOT IN ({LIVE_REPLICAS}))
              ORDER BY id LIMIT ?3"
-        ))
-        .and_then(|mut statement| {
-            statement
-                .query_map(params![at, me, limit], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()
-        })
-        .map_err(unavailable)?;
-    Ok(crate::store::pick_within_hosts(candidates, mine, max_hosts))
+        ))?
+        .query_map(params![at, me, limit], incident_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let picked: std::collections::HashSet<i64> = crate::store::pick_within_hosts(
+        incidents
+            .iter()
+            .map(|incident| {
+                (
+                    incident.id.0,
+                    incident
+                        .plan
+                        .as_ref()
+                        .and_then(|plan| plan.target.as_ref())
+                        .map(|target| target.name.clone()),
+                )
+            })
+            .collect(),
+        mine,
+        max_hosts,
+    )
+    .into_iter()
+    .collect();
+    Ok(incidents
+        .into_iter()
+        .filter(|incident| picked.contains(&incident.id.0))
+        .collect())
 }
 
 /// Running incidents whose owner is not live, now owned by `me`.
