@@ -120,105 +120,135 @@ pub(super) async fn record_plan(
     tx.commit().await.map_err(pg_error)
 }
 
-/// A planning pass's plans in one transaction, pipelined: each is written only if its
-/// incident is still in its `from` state (a conditional update: no row lock is waited for
-/// beyond the update's own), else answered `StateConflict` (or `NotFound`). Plans leave
-/// `received`, which no fence covers. An error of the transaction fails them all.
+/// A planning pass's plans in one transaction and two set-based statements: each plan is
+/// written (with its `planned` entry) only if its incident is still in its `from` state,
+/// else answered `StateConflict` (or `NotFound`). Plans leave `received`, which no fence
+/// covers. An error of the transaction fails them all.
 pub(super) async fn record_plans(
     store: &PgStore,
     plans: &[(IncidentId, State, State, &Plan)],
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-    let encoded = plans
-        .iter()
-        .map(|(_, _, _, plan)| {
+    let mut columns = PlanColumns::default();
+    for (id, from, to, plan) in plans {
+        let (kind, detail) = Event::Planned {
+            outcome: plan.outcome,
+            recipe: plan.recipe.clone(),
+            mode: plan.mode,
+            state: *to,
+        }
+        .to_row();
+        columns.id.push(id.0);
+        columns.from.push(from.as_str().to_owned());
+        columns.to.push(to.as_str().to_owned());
+        columns.reason.push(plan.reason.clone());
+        columns.plan.push(
             serde_json::to_string(plan)
-                .map_err(|e| StoreError::Unavailable(format!("cannot encode the plan: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+                .map_err(|e| StoreError::Unavailable(format!("cannot encode the plan: {e}")))?,
+        );
+        columns
+            .target
+            .push(plan.target.as_ref().map(|target| target.name.clone()));
+        columns.kind.push(kind);
+        columns.detail.push(detail.to_string());
+    }
     let at = now_text();
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
-    let update = tx
-        .prepare_cached(
-            "UPDATE incidents SET state = $3, reason = $4, plan = $5, target = $6
-             WHERE id = $1 AND state = $2 RETURNING id",
+    // Prepared afresh (planned for the table as it is now, see writer.rs).
+    let statement = tx
+        .prepare(
+            "WITH input AS (
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],
+                     $5::text[], $6::text[], $7::text[], $8::text[])
+                     AS i(id, from_state, to_state, reason, plan, target, kind, detail)),
+             updated AS (
+                 UPDATE incidents SET state = input.to_state, reason = input.reason,
+                     plan = input.plan, target = input.target
+                 FROM input
+                 WHERE incidents.id = input.id AND incidents.state = input.from_state
+                 RETURNING incidents.id),
+             journaled AS (
+                 INSERT INTO events (incident_id, at, kind, detail)
+                 SELECT updated.id, $9, input.kind, input.detail
+                 FROM updated JOIN input USING (id)
+                 ORDER BY updated.id)
+             SELECT id FROM updated",
         )
         .await
         .map_err(pg_error)?;
-    let updated = futures_util::future::join_all(plans.iter().zip(&encoded).map(
-        |((id, from, to, plan), json)| {
-            let target = plan.target.as_ref().map(|target| target.name.as_str());
-            let (update, tx) = (&update, &tx);
-            async move {
-                tx.query_opt(
-                    update,
-                    &[
-                        &id.0,
-                        &from.as_str(),
-                        &to.as_str(),
-                        &plan.reason,
-                        json,
-                        &target,
-                    ],
-                )
-                .await
-            }
-        },
-    ))
-    .await
-    .into_iter()
-    .map(|row| row.map(|row| row.is_some()).map_err(pg_error))
-    .collect::<Result<Vec<bool>, _>>()?;
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO events (incident_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
+    let updated: std::collections::HashSet<i64> = tx
+        .query(
+            &statement,
+            &[
+                &columns.id,
+                &columns.from,
+                &columns.to,
+                &columns.reason,
+                &columns.plan,
+                &columns.target,
+                &columns.kind,
+                &columns.detail,
+                &at,
+            ],
         )
         .await
-        .map_err(pg_error)?;
-    let rows: Vec<(i64, String, String)> = plans
+        .map_err(pg_error)?
         .iter()
-        .zip(&updated)
-        .filter(|(_, updated)| **updated)
-        .map(|((id, _, to, plan), _)| {
-            let (kind, detail) = Event::Planned {
-                outcome: plan.outcome,
-                recipe: plan.recipe.clone(),
-                mode: plan.mode,
-                state: *to,
-            }
-            .to_row();
-            (id.0, kind, detail.to_string())
-        })
+        .map(|row| get::<i64>(row, 0))
+        .collect::<Result<_, _>>()?;
+    let missed: Vec<i64> = columns
+        .id
+        .iter()
+        .copied()
+        .filter(|id| !updated.contains(id))
         .collect();
-    for inserted in futures_util::future::join_all(rows.iter().map(|(id, kind, detail)| {
-        let (insert, tx, at) = (&insert, &tx, &at);
-        async move { tx.execute(insert, &[id, at, kind, detail]).await }
-    }))
-    .await
-    {
-        inserted.map_err(pg_error)?;
-    }
-    let mut answers = Vec::with_capacity(plans.len());
-    for ((id, from, _, _), updated) in plans.iter().zip(&updated) {
-        answers.push(if *updated {
-            Ok(())
-        } else {
-            let found = tx
-                .query_opt("SELECT state FROM incidents WHERE id = $1", &[&id.0])
-                .await
-                .map_err(pg_error)?;
-            match found {
-                None => Err(StoreError::NotFound(*id)),
-                Some(row) => Err(StoreError::StateConflict {
-                    id: *id,
-                    expected: *from,
-                    found: state_from_text(0, &row.get::<_, String>(0))?,
-                }),
-            }
-        });
+    let mut found = std::collections::HashMap::new();
+    if !missed.is_empty() {
+        for row in tx
+            .query(
+                "SELECT id, state FROM incidents WHERE id = ANY($1)",
+                &[&missed],
+            )
+            .await
+            .map_err(pg_error)?
+        {
+            found.insert(
+                get::<i64>(&row, 0)?,
+                state_from_text(1, &get::<String>(&row, 1)?)?,
+            );
+        }
     }
     tx.commit().await.map_err(pg_error)?;
-    Ok(answers)
+    Ok(plans
+        .iter()
+        .map(|(id, from, _, _)| {
+            if updated.contains(&id.0) {
+                Ok(())
+            } else {
+                match found.get(&id.0) {
+                    None => Err(StoreError::NotFound(*id)),
+                    Some(state) => Err(StoreError::StateConflict {
+                        id: *id,
+                        expected: *from,
+                        found: *state,
+                    }),
+                }
+            }
+        })
+        .collect())
+}
+
+/// `record_plans`' parameters: one array per column.
+#[derive(Default)]
+struct PlanColumns {
+    id: Vec<i64>,
+    from: Vec<String>,
+    to: Vec<String>,
+    reason: Vec<Option<String>>,
+    plan: Vec<String>,
+    target: Vec<Option<String>>,
+    kind: Vec<String>,
+    detail: Vec<String>,
 }
 
 pub(super) async fn transition(
