@@ -189,9 +189,6 @@ pub(super) async fn begin_run(
     let tx = client.transaction().await.map_err(pg_error)?;
     // Runs on one host start one at a time, whichever replica asks.
     advisory_lock(&tx, &host_lock(target)).await?;
-    // The run starts now, after the lock: a start journaled at the caller's earlier `now`
-    // could read as beginning before the run it waited for ended.
-    let now = now.max(Utc::now());
     expect_state(&tx, id, State::Matched).await?;
     let row = tx
         .query_one(
