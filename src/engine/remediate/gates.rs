@@ -174,7 +174,12 @@ impl Remediator {
     /// Rate limit: a token from the host's bucket and the overall one, waiting at most
     /// `max_wait` (without holding a slot other hosts could use); `rate_limited` if none came.
     pub(super) async fn rate_limit_gate(&self, run: &RunPlan) -> Admission<()> {
-        match self.limits.wait(&run.target.name).await {
+        // A stop ends the wait: the incident stays `matched` for the next process.
+        let waited = tokio::select! {
+            waited = self.limits.wait(&run.target.name) => waited,
+            () = self.stopping.cancelled() => return Err(Refusal::Over),
+        };
+        match waited {
             Ok(()) => Ok(()),
             Err(waited) => Err(Refusal::NotRun(Event::RateLimited {
                 reason: format!(
@@ -189,7 +194,10 @@ impl Remediator {
     /// Slot: the host's turn (no diagnostics run on it from here to the last check), a
     /// hold diagnostics set while this waited for it, then one of the `max_parallel` slots.
     pub(super) async fn slot_gate(&self, run: &RunPlan) -> Admission<Turn<'_>> {
-        let host = self.host_turn(&run.target.name).await;
+        let host = tokio::select! {
+            host = self.host_turn(&run.target.name) => host,
+            () = self.stopping.cancelled() => return Err(Refusal::Over),
+        };
         // Diagnostics cut by their timeout while this waited for its turn hold the host.
         if let Some((wait, why)) = self.held_for(&run.target.name) {
             self.store
@@ -204,7 +212,10 @@ impl Remediator {
                 .await?;
             tokio::time::sleep(wait).await;
         }
-        let slot = self.slots.acquire().await.expect("semaphore never closed");
+        let slot = tokio::select! {
+            slot = self.slots.acquire() => slot.expect("semaphore never closed"),
+            () = self.stopping.cancelled() => return Err(Refusal::Over),
+        };
         Ok(Turn {
             _host: host,
             _slot: slot,
