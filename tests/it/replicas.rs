@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::storm::{
-    ALERTS, BATCH, CLI_POLL, HOSTS, assert_storm, finished, full_history, slow_commands_running,
-    state_counts, storm_alert,
+    ALERTS, BATCH, CLI_POLL, HOSTS, assert_storm, finished, slow_commands_running, state_counts,
+    storm_alert, wait_for_all_final, wait_for_every_escalation_delivered,
 };
 use crate::support::{
     Alertmanager, Enforcing, Inventory, SalveProcess, SshHost, TOKEN, WebhookCapture,
@@ -186,34 +186,9 @@ async fn three_replicas_behind_two_alertmanagers_remediate_a_storm_once_through_
     poster.await.unwrap();
 
     let salve = &first.salve;
-    wait_until_every(
-        Duration::from_secs(240),
-        CLI_POLL,
-        "all 1000 incidents in a final state",
-        || async {
-            let counts = state_counts(salve).await;
-            (counts.values().sum::<usize>() == ALERTS && finished(&counts) == ALERTS).then_some(())
-        },
-    )
-    .await;
+    wait_for_all_final(salve, Duration::from_secs(240)).await;
     let all_final = started.elapsed();
-    let history = wait_until_every(
-        Duration::from_secs(60),
-        CLI_POLL,
-        "every escalation to be delivered",
-        || async {
-            let history = full_history(salve).await;
-            history
-                .iter()
-                .all(|i| {
-                    let sent = crate::support::events(i, "escalation_sent").len();
-                    crate::support::events(i, "escalation_queued").len() == sent
-                        && (i["state"] != "interrupted" || sent > 0)
-                })
-                .then_some(history)
-        },
-    )
-    .await;
+    let history = wait_for_every_escalation_delivered(salve).await;
     let runs = host.file_lines("/tmp/storm-runs").await;
     let overlaps = host.file_lines("/tmp/storm-overlaps").await;
     // One kill -9 may re-send one page (at-least-once); the SIGTERM drains first.

@@ -407,36 +407,9 @@ async fn storm_of_1000_alerts_for_100_hosts_survives_kill_9_at_several_points() 
     enforcing.salve.restart().await;
     let salve = &enforcing.salve;
 
-    wait_until_every(
-        Duration::from_secs(150),
-        CLI_POLL,
-        "all 1000 incidents in a final state",
-        || async {
-            let counts = state_counts(salve).await;
-            (counts.values().sum::<usize>() == ALERTS && finished(&counts) == ALERTS).then_some(())
-        },
-    )
-    .await;
+    wait_for_all_final(salve, Duration::from_secs(150)).await;
     let all_final = started.elapsed();
-    // Every interrupted incident escalated and delivered, and the outbox empty (one channel:
-    // one `escalation_sent` per `escalation_queued`).
-    let history = wait_until_every(
-        Duration::from_secs(60),
-        CLI_POLL,
-        "every escalation to be delivered",
-        || async {
-            let history = full_history(salve).await;
-            history
-                .iter()
-                .all(|i| {
-                    let sent = events(i, "escalation_sent").len();
-                    events(i, "escalation_queued").len() == sent
-                        && (i["state"] != "interrupted" || sent > 0)
-                })
-                .then_some(history)
-        },
-    )
-    .await;
+    let history = wait_for_every_escalation_delivered(salve).await;
     peaks.push(peak_rss(salve.pid().unwrap()));
     let runs = host.file_lines("/tmp/storm-runs").await;
     let overlaps = host.file_lines("/tmp/storm-overlaps").await;
@@ -463,6 +436,42 @@ async fn storm_of_1000_alerts_for_100_hosts_survives_kill_9_at_several_points() 
             peak / (1024 * 1024)
         );
     }
+}
+
+/// Waits until all the storm's incidents exist and every one is in a final state.
+pub(crate) async fn wait_for_all_final(salve: &SalveProcess, deadline: Duration) {
+    wait_until_every(
+        deadline,
+        CLI_POLL,
+        "all 1000 incidents in a final state",
+        || async {
+            let counts = state_counts(salve).await;
+            (counts.values().sum::<usize>() == ALERTS && finished(&counts) == ALERTS).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Every interrupted incident escalated and delivered, and the outbox empty (one channel:
+/// one `escalation_sent` per `escalation_queued`); returns the history then.
+pub(crate) async fn wait_for_every_escalation_delivered(salve: &SalveProcess) -> Vec<Value> {
+    wait_until_every(
+        Duration::from_secs(60),
+        CLI_POLL,
+        "every escalation to be delivered",
+        || async {
+            let history = full_history(salve).await;
+            history
+                .iter()
+                .all(|i| {
+                    let sent = events(i, "escalation_sent").len();
+                    events(i, "escalation_queued").len() == sent
+                        && (i["state"] != "interrupted" || sent > 0)
+                })
+                .then_some(history)
+        },
+    )
+    .await
 }
 
 /// Every incident with its journal, through the CLI.
