@@ -64,6 +64,9 @@ async fn three_replicas_behind_two_alertmanagers_remediate_a_storm_once_through_
                 .webhook_channel("oncall-email", &capture.url("/oncall"))
                 .store_url(db.url())
                 .store_setting("lease", &format!("\"{}s\"", LEASE.as_secs()))
+                // A kill may interrupt more runs than `digest_after`; the rest then waits a
+                // digest window, which the default (1 min) makes longer than the test's wait.
+                .escalation_setting("digest_window", "\"5s\"")
         })
         .limit("remediations_per_minute", "30000")
         .limit("per_host_per_minute", "180")
