@@ -33,18 +33,42 @@ impl Replica {
     /// replica takes no new work, but its lease must outlive the remediations it lets
     /// finish, so `stop` comes after the engine drained). The lease is then ended by
     /// `Store::leave_replicas`, not here.
+    ///
+    /// The renewal has a task of its own: a takeover pass (many orphans, each read, held
+    /// and moved on a busy database) never delays it. When it did, a live replica's lease
+    /// ran out behind a long pass, and its own runs were taken over in turn.
     pub async fn run(self, shutdown: CancellationToken, stop: CancellationToken) {
         let every = (self.lease / 3).max(Duration::from_millis(100));
+        let this = Arc::new(self);
+        let takeover = tokio::spawn({
+            let this = Arc::clone(&this);
+            async move {
+                let mut ticks =
+                    tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                    this.take_over().await;
+                }
+            }
+        });
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        // A renewal that came late (a stall) is followed by the next one a full third of
+        // the lease later, not by a burst.
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                () = tokio::time::sleep(every) => {}
-                () = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+                () = stop.cancelled() => break,
             }
-            if shutdown.is_cancelled() {
-                self.heartbeat().await;
-            } else {
-                self.beat().await;
-            }
+            this.heartbeat().await;
+        }
+        // `stop` comes after `shutdown`: the takeover loop has ended or ends after its pass.
+        if let Err(e) = takeover.await {
+            tracing::error!(error = %e, "the takeover task failed");
         }
     }
 
@@ -73,9 +97,13 @@ impl Replica {
 
     /// One heartbeat and takeover pass.
     pub async fn beat(&self) {
-        if !self.heartbeat().await {
-            return;
+        if self.heartbeat().await {
+            self.take_over().await;
         }
+    }
+
+    /// Takes over the runs of replicas whose lease ran out, if any.
+    async fn take_over(&self) {
         match recover_interrupted(self.store.as_ref(), self.mode, self.remediator.as_deref()).await
         {
             Ok(recovered) if recovered.resumed + recovered.interrupted > 0 => {
