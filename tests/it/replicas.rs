@@ -114,7 +114,8 @@ async fn three_replicas_behind_two_alertmanagers_remediate_a_storm_once_through_
     });
 
     // kill -9 the replica (not the first: its CLI reads the journal) running a slow
-    // non-idempotent command on the target, while it runs there.
+    // non-idempotent command on the target, while it runs there: the kill then surely cuts
+    // a run that must not run again.
     let (victim, victim_runs) = wait_until(
         Duration::from_secs(120),
         "a slow non-idempotent command running on the target, run by the 2nd or 3rd replica",
@@ -123,15 +124,34 @@ async fn three_replicas_behind_two_alertmanagers_remediate_a_storm_once_through_
             if slow.is_empty() {
                 return None;
             }
+            let numbers_in = slow
+                .iter()
+                .map(|n| format!("'{n}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let owners: Vec<i64> = db
+                .query(&format!(
+                    "SELECT DISTINCT owner FROM incidents
+                     WHERE state IN ('remediating', 'verifying') AND owner IS NOT NULL
+                       AND labels::jsonb ->> 'alertname' = 'StormOnce'
+                       AND labels::jsonb ->> 'n' IN ({numbers_in})"
+                ))
+                .await
+                .into_iter()
+                .map(|row| row[0].parse().unwrap())
+                .collect();
             let running = running_by_owner(&db).await;
-            [1, 2].into_iter().find_map(|index| {
-                let runs: Vec<i64> = running
-                    .iter()
-                    .filter(|(owner, _)| *owner == numbers[index])
-                    .map(|(_, id)| *id)
-                    .collect();
-                (!runs.is_empty()).then_some((index, runs))
-            })
+            [1, 2]
+                .into_iter()
+                .find(|&index| owners.contains(&numbers[index]))
+                .map(|index| {
+                    let runs: Vec<i64> = running
+                        .iter()
+                        .filter(|(owner, _)| *owner == numbers[index])
+                        .map(|(_, id)| *id)
+                        .collect();
+                    (index, runs)
+                })
         },
     )
     .await;
