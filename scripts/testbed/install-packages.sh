@@ -9,10 +9,11 @@ set -euo pipefail
 # tests/it/support/sshd.rs) with sudo on the target for recipes that need root, and the SMTP
 # capture server for later test suites; wrk for scripts/bench's intake load; the login
 # shells of the target users that prove a command means the same whatever the user's shell
-# (tests/it/login_shells.rs; `ksh` brings ksh93); Prometheus and promtool for the mixin's
-# tests (tests/it/mixin.rs); systemd-analyze and man for scripts/package-test (the unit
-# verified, salve(1) found in the installed package); PostgreSQL 15 for the replicated store
-# (scripts/testbed/postgres.sh starts a private cluster; the packaged one is never started).
+# (tests/it/login_shells.rs and src/recipe/shell.rs; `ksh` brings ksh93, `mksh` the MirBSD
+# Korn shell); Prometheus and promtool for the mixin's tests (tests/it/mixin.rs);
+# systemd-analyze and man for scripts/package-test (the unit verified, salve(1) found in the
+# installed package); PostgreSQL 15 for the replicated store (scripts/testbed/postgres.sh
+# starts a private cluster; the packaged one is never started).
 readonly PACKAGES=(
   prometheus-alertmanager
   prometheus
@@ -29,6 +30,7 @@ readonly PACKAGES=(
   fish
   tcsh
   ksh
+  mksh
   chromium chromium-driver
   systemd
   man-db
