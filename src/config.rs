@@ -1489,6 +1489,115 @@ mod tests {
     }
 
     #[test]
+    fn hostile_store_settings_are_refused_at_their_line_and_never_echo_a_password() {
+        for (text, expected) in [
+            (
+                "[store]\nurl = \"\"\n",
+                "salve.toml:2: store.url: expected sqlite://PATH",
+            ),
+            (
+                "[store]\nurl = \"garbage\"\n",
+                "salve.toml:2: store.url: expected sqlite://PATH",
+            ),
+            (
+                "[store]\nurl = \"mysql://u:hunter2@h/db\"\n",
+                "salve.toml:2: store.url: scheme \"mysql\" is not supported",
+            ),
+            (
+                "[store]\nurl = \"postgres://u:hunter2@h/db\"\n",
+                "salve.toml:2: store.url must not hold a password",
+            ),
+            (
+                "[store]\nurl = \"postgres://u:hunter2@h:notaport/db\"\n",
+                "salve.toml:2: store.url is not a PostgreSQL URL",
+            ),
+            (
+                "[store]\nurl = \"postgres://u@h/db?sslmode=hunter2\"\n",
+                "salve.toml:2: store.url is not a PostgreSQL URL",
+            ),
+            (
+                "[store]\nurl = \"postgres://\"\n",
+                "salve.toml:2: store.url names no host",
+            ),
+            (
+                "[store]\nlease = \"2s\"\n",
+                "salve.toml:2: store.lease is between 3s and 5m",
+            ),
+            (
+                "[store]\nlease = \"301s\"\n",
+                "salve.toml:2: store.lease is between 3s and 5m",
+            ),
+            (
+                "[store]\nlease = \"0s\"\n",
+                "salve.toml:2: store.lease is between 3s and 5m",
+            ),
+            (
+                "[store]\npool_size = 0\n",
+                "salve.toml:2: store.pool_size must be > 0",
+            ),
+            ("[store]\npool_size = -1\n", "salve.toml:2: "),
+            (
+                "[store]\npassword = \"hunter2\"\n",
+                "salve.toml:2: store.password is for a postgres:// store.url",
+            ),
+            (
+                "[store]\nca_file = \"/etc/hunter2\"\n",
+                "salve.toml:2: store.ca_file is for a postgres:// store.url",
+            ),
+        ] {
+            let found = messages(load_text(text, &[]).unwrap_err());
+            assert_eq!(found.len(), 1, "{text}: {found:?}");
+            assert!(found[0].starts_with(expected), "{text}: {found:?}");
+            assert!(
+                !found[0].contains("hunter2") || text.contains("ca_file"),
+                "{text}: {found:?}"
+            );
+        }
+        for text in [
+            "[store]\nlease = \"3s\"\npool_size = 1\n",
+            "[store]\nlease = \"5m\"\n",
+            "[store]\nurl = \"postgresql://salve@db.example:5433/salve?sslmode=require\"\n",
+        ] {
+            assert!(load_text(text, &[]).is_ok(), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_store_password_comes_from_the_environment_and_never_prints() {
+        let url = "[store]\nurl = \"postgres://salve@127.0.0.1:5432/salve\"\n";
+        let loaded = load_text(url, &[("SALVE_STORE__PASSWORD", "007-hunter2")]).unwrap();
+        assert_eq!(
+            loaded.store_password.as_ref().unwrap().expose(),
+            "007-hunter2"
+        );
+        assert!(!format!("{loaded:?}").contains("hunter2"));
+        // The file wins over nothing, and both set is refused.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let with_file = format!("{url}password_file = {:?}\n", file.display().to_string());
+        let loaded = load_text(&with_file, &[]).unwrap();
+        assert_eq!(loaded.store_password.unwrap().expose(), "from-file");
+        let both = load_text(&with_file, &[("SALVE_STORE__PASSWORD", "x")]).unwrap_err();
+        assert!(messages(both)[0].contains("both set"));
+        // Blank from the environment is an error, not an empty password.
+        let blank = load_text(url, &[("SALVE_STORE__PASSWORD", " ")]).unwrap_err();
+        let blank = messages(blank).join("\n");
+        assert!(
+            blank.contains("SALVE_STORE__PASSWORD is set but empty"),
+            "{blank}"
+        );
+        // On SQLite there is nothing to log in to.
+        let sqlite = load_text("", &[("SALVE_STORE__PASSWORD", "hunter2")]).unwrap_err();
+        let sqlite = messages(sqlite).join("\n");
+        assert!(
+            sqlite.contains("store.password is for a postgres:// store.url"),
+            "{sqlite}"
+        );
+        assert!(!sqlite.contains("hunter2"), "{sqlite}");
+    }
+
+    #[test]
     fn every_key_the_settings_refuse_is_reported_in_one_run() {
         let text =
             "[server]\nlisen = \"x\"\nbody_limit_bytes = \"big\"\n\n[engine]\nmod = \"enforce\"\n";

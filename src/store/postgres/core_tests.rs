@@ -1043,3 +1043,57 @@ async fn notifications_sharing_alerts_in_opposite_orders_never_deadlock() {
     assert_eq!(incidents.len(), 60);
     assert!(incidents.iter().all(|incident| incident.receive_count == 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_together_on_an_empty_database_migrate_it_once() {
+    let url = fresh_database().await;
+    // Six replicas connect at the same moment; each runs the migration under the lock. A
+    // second run of a step would fail on "relation already exists", so every connect
+    // succeeding means each step ran once.
+    let starts: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { replica(&url).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for start in starts {
+        stores.push(start.await.unwrap());
+    }
+    let versions: Vec<i64> = raw(&url)
+        .await
+        .query("SELECT version FROM salve_schema", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(versions, [super::schema::latest_version()]);
+    // Each replica works on the one schema.
+    let id = ingest_new(&stores[0], firing("ab", STARTS), "2026-11-28T10:00:01Z").await;
+    ingest_copy(&stores[5], firing("ab", STARTS), "2026-11-28T10:00:02Z", id).await;
+}
+
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_salve_is_refused() {
+    let (_store, url) = fresh_store().await;
+    raw(&url)
+        .await
+        .execute("UPDATE salve_schema SET version = version + 1", &[])
+        .await
+        .unwrap();
+    let error = PgStore::connect(&PgConnect {
+        url: url.clone(),
+        password: None,
+        ca_file: None,
+        pool_size: 2,
+    })
+    .await
+    .map(|_| ())
+    .expect_err("a newer schema is not opened");
+    let message = error.to_string();
+    assert!(
+        message.contains("is newer than this salve understands"),
+        "{message}"
+    );
+}
