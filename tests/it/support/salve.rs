@@ -216,6 +216,17 @@ impl SalveProcess {
         log_tail(&self.dir.path().join("salve.stderr.log"), 60)
     }
 
+    /// Every line salve printed to stderr that contains one of `needles` (the last 80).
+    pub fn stderr_lines_with(&self, needles: &[&str]) -> String {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("salve.stderr.log")).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|line| needles.iter().any(|needle| line.contains(needle)))
+            .collect();
+        lines[lines.len().saturating_sub(80)..].join("\n")
+    }
+
     /// The end of everything salve printed to stdout.
     pub fn stdout_tail(&self) -> String {
         log_tail(&self.dir.path().join("salve.stdout.log"), 20)
