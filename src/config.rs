@@ -1535,7 +1535,10 @@ mod tests {
                 "[store]\npool_size = 0\n",
                 "salve.toml:2: store.pool_size must be > 0",
             ),
-            ("[store]\npool_size = -1\n", "salve.toml:2: "),
+            (
+                "[store]\npool_size = -1\n",
+                "salve.toml:2: invalid value: integer, expected usize",
+            ),
             (
                 "[store]\npassword = \"hunter2\"\n",
                 "salve.toml:2: store.password is for a postgres:// store.url",

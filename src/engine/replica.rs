@@ -6,6 +6,7 @@
 //! pass of any replica claims them (`Store::claim_matched`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -40,31 +41,31 @@ impl Replica {
     pub async fn run(self, shutdown: CancellationToken, stop: CancellationToken) {
         let every = (self.lease / 3).max(Duration::from_millis(100));
         let this = Arc::new(self);
+        // As before the split: no takeover while this replica's own renewal fails (it may
+        // be the one cut off from the database).
+        let renewed = Arc::new(AtomicBool::new(true));
         let takeover = tokio::spawn({
-            let this = Arc::clone(&this);
+            let (this, renewed) = (Arc::clone(&this), Arc::clone(&renewed));
             async move {
-                let mut ticks =
-                    tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut ticks = ticks(every);
                 loop {
                     tokio::select! {
                         _ = ticks.tick() => {}
                         () = shutdown.cancelled() => return,
                     }
-                    this.take_over().await;
+                    if renewed.load(Ordering::Relaxed) {
+                        this.take_over().await;
+                    }
                 }
             }
         });
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        // A renewal that came late (a stall) is followed by the next one a full third of
-        // the lease later, not by a burst.
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = ticks(every);
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
                 () = stop.cancelled() => break,
             }
-            this.heartbeat().await;
+            renewed.store(this.heartbeat().await, Ordering::Relaxed);
         }
         // `stop` comes after `shutdown`: the takeover loop has ended or ends after its pass.
         if let Err(e) = takeover.await {
@@ -128,4 +129,12 @@ impl Replica {
             Err(e) => tracing::warn!(error = %e, "takeover pass failed; retrying"),
         }
     }
+}
+
+/// Ticks every `every`, the first one `every` from now. One that came late (a stall) is
+/// followed by the next a full `every` later, not by a burst.
+fn ticks(every: Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     Enforcing, FINAL, Inventory, SalveProcess, SshHost, WebhookCapture, by_label, events, text,
-    wait_until, wait_until_every,
+    wait_until, wait_until_every, wait_until_every_saying,
 };
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -455,52 +455,44 @@ pub(crate) async fn wait_for_all_final(salve: &SalveProcess, deadline: Duration)
 /// Every interrupted incident escalated and delivered, and the outbox empty (one channel:
 /// one `escalation_sent` per `escalation_queued`); returns the history then.
 pub(crate) async fn wait_for_every_escalation_delivered(salve: &SalveProcess) -> Vec<Value> {
-    // On a timeout, say which incidents still wait and what their journals end with.
-    let waiting = Arc::new(Mutex::new(String::new()));
-    let undelivered = Arc::clone(&waiting);
-    let delivered = tokio::time::timeout(
+    wait_until_every_saying(
         Duration::from_secs(60),
-        wait_until_every(
-            Duration::MAX,
-            CLI_POLL,
-            "every escalation to be delivered",
-            || async {
-                let history = full_history(salve).await;
-                let pending: Vec<String> = history
-                    .iter()
-                    .filter(|i| {
-                        let sent = events(i, "escalation_sent").len();
-                        events(i, "escalation_queued").len() != sent
-                            || (i["state"] == "interrupted" && sent == 0)
-                    })
-                    .map(|i| {
-                        let journal: Vec<String> = i["events"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .map(|e| format!("{} {}", e["at"], e["kind"]))
-                            .collect();
-                        format!(
-                            "#{} {} owner {}: {}",
-                            i["id"],
-                            i["state"],
-                            i["owner"],
-                            journal.join(", ")
-                        )
-                    })
-                    .collect();
-                *undelivered.lock().unwrap() = pending.join("\n");
-                pending.is_empty().then_some(history)
-            },
-        ),
+        CLI_POLL,
+        "every escalation to be delivered",
+        || async {
+            let history = full_history(salve).await;
+            // On a timeout: which incidents still wait, and their journals.
+            let pending: Vec<String> = history
+                .iter()
+                .filter(|i| {
+                    let sent = events(i, "escalation_sent").len();
+                    events(i, "escalation_queued").len() != sent
+                        || (i["state"] == "interrupted" && sent == 0)
+                })
+                .map(|i| {
+                    let journal: Vec<String> = i["events"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|e| format!("{} {}", e["at"], e["kind"]))
+                        .collect();
+                    format!(
+                        "#{} {} owner {}: {}",
+                        i["id"],
+                        i["state"],
+                        i["owner"],
+                        journal.join(", ")
+                    )
+                })
+                .collect();
+            if pending.is_empty() {
+                Ok(history)
+            } else {
+                Err(pending.join("\n"))
+            }
+        },
     )
-    .await;
-    delivered.unwrap_or_else(|_| {
-        panic!(
-            "timed out after 60s waiting for every escalation to be delivered; still waiting:\n{}",
-            waiting.lock().unwrap()
-        )
-    })
+    .await
 }
 
 /// Every incident with its journal, through the CLI.

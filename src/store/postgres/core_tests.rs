@@ -25,6 +25,11 @@ async fn fresh_database() -> String {
 
 /// One replica's store on the database at `url`.
 async fn replica(url: &str) -> PgStore {
+    try_replica(url).await.unwrap()
+}
+
+/// Connecting one replica to the database at `url` (it migrates).
+async fn try_replica(url: &str) -> Result<PgStore, StoreError> {
     PgStore::connect(&PgConnect {
         url: url.to_owned(),
         password: None,
@@ -32,7 +37,6 @@ async fn replica(url: &str) -> PgStore {
         pool_size: 8,
     })
     .await
-    .unwrap()
 }
 
 /// A store on a fresh database, and the database's URL (for more replicas).
@@ -1082,15 +1086,10 @@ async fn a_database_migrated_by_a_newer_salve_is_refused() {
         .execute("UPDATE salve_schema SET version = version + 1", &[])
         .await
         .unwrap();
-    let error = PgStore::connect(&PgConnect {
-        url: url.clone(),
-        password: None,
-        ca_file: None,
-        pool_size: 2,
-    })
-    .await
-    .map(|_| ())
-    .expect_err("a newer schema is not opened");
+    let error = try_replica(&url)
+        .await
+        .map(|_| ())
+        .expect_err("a newer schema is not opened");
     let message = error.to_string();
     assert!(
         message.contains("is newer than this salve understands"),

@@ -48,7 +48,7 @@ pub use sshd::{
 };
 pub use stores::StoreKind;
 pub(crate) use stores::on_both_stores;
-pub use wait::{wait_until, wait_until_every};
+pub use wait::{wait_until, wait_until_every, wait_until_every_saying};
 pub use webhook_capture::{CapturedRequest, WebhookCapture};
 
 use std::net::{Ipv4Addr, TcpListener};

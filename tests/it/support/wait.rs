@@ -28,15 +28,40 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
+    wait_until_every_saying(deadline, max_interval, what, || {
+        let polled = poll();
+        async move { polled.await.ok_or_else(String::new) }
+    })
+    .await
+}
+
+/// `wait_until_every` whose poll says, while it is not done yet, what it still waits for
+/// (`Err(why)`); a timeout panics with the last `why`.
+pub async fn wait_until_every_saying<T, F, Fut>(
+    deadline: Duration,
+    max_interval: Duration,
+    what: &str,
+    mut poll: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
     let started = Instant::now();
     let mut interval = Duration::from_millis(10).min(max_interval);
     loop {
-        if let Some(value) = poll().await {
-            return value;
-        }
+        let why = match poll().await {
+            Ok(value) => return value,
+            Err(why) => why,
+        };
         if started.elapsed() >= deadline {
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!("; still waiting for:\n{why}")
+            };
             panic!(
-                "timed out after {:.1}s waiting for {what}",
+                "timed out after {:.1}s waiting for {what}{why}",
                 started.elapsed().as_secs_f64()
             );
         }
