@@ -181,7 +181,16 @@ pub(super) async fn escalation_failed(
 ) -> Result<(), StoreError> {
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
-    mark_failed(&tx, item, error, next_attempt_at, &now_text(), None).await?;
+    mark_failed(
+        &tx,
+        store.me(),
+        item,
+        error,
+        next_attempt_at,
+        &now_text(),
+        None,
+    )
+    .await?;
     tx.commit().await.map_err(pg_error)
 }
 
@@ -220,26 +229,31 @@ async fn mark_sent(
     journal(client, item.incident_id, at, &event).await
 }
 
-/// Counts a refused delivery of one outbox row, sets its next attempt and ends its claim.
-/// Only the first failure is journaled, as in `sqlite/outbox.rs::mark_failed`.
+/// Counts a refused delivery of one outbox row, sets its next attempt and ends its claim,
+/// if replica `me` still holds the claim: when it ran out and another replica took the row,
+/// that replica's attempt decides (this failure must not end its claim, which would let a
+/// third one deliver beside it). Only the first failure is journaled, as in
+/// `sqlite/outbox.rs::mark_failed`. (A delivery that went out is recorded whoever holds
+/// the claim: the page was sent.)
 async fn mark_failed(
     client: &impl GenericClient,
+    me: i64,
     item: &OutboxItem,
     error: &str,
     next_attempt_at: DateTime<Utc>,
     at: &str,
     digest: Digest,
 ) -> Result<(), StoreError> {
-    client
+    let counted = client
         .execute(
             "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3,
                     last_attempt_at = $4, claimed_by = NULL, claimed_until = NULL
-             WHERE id = $1 AND status = 'pending'",
-            &[&item.id, &error, &time_text(next_attempt_at), &at],
+             WHERE id = $1 AND status = 'pending' AND claimed_by = $5",
+            &[&item.id, &error, &time_text(next_attempt_at), &at, &me],
         )
         .await
         .map_err(pg_error)?;
-    if item.attempts > 0 {
+    if counted == 0 || item.attempts > 0 {
         return Ok(());
     }
     let event = Event::EscalationFailed {
@@ -320,7 +334,7 @@ pub(super) async fn digest_failed(
     let tx = client.transaction().await.map_err(pg_error)?;
     for item in in_lock_order(items) {
         let digest = Some((digest, items.len()));
-        mark_failed(&tx, item, error, next_attempt_at, &at, digest).await?;
+        mark_failed(&tx, store.me(), item, error, next_attempt_at, &at, digest).await?;
     }
     tx.commit().await.map_err(pg_error)
 }
@@ -506,8 +520,8 @@ pub(super) async fn follow_up_failed(
         .execute(
             "UPDATE followups SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3,
                  claimed_by = NULL, claimed_until = NULL
-             WHERE id = $1 AND status = 'pending'",
-            &[&item.id, &error, &time_text(next_attempt_at)],
+             WHERE id = $1 AND status = 'pending' AND claimed_by = $4",
+            &[&item.id, &error, &time_text(next_attempt_at), &store.me()],
         )
         .await
         .map_err(pg_error)?;

@@ -483,6 +483,18 @@ async fn a_dead_replicas_outbox_claim_is_taken_over_and_so_is_a_lapsed_claim() {
         a.due_escalations(10).await.unwrap().is_empty(),
         "b's claim holds against a"
     );
+    // a, back from its stall, reports its delivery failed: b's claim stands (ending it
+    // would let a third replica deliver beside b), and nothing is counted or journaled.
+    a.escalation_failed(&item, "timed out", Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(bed.outbox_claim(item.id).await, (Some(b.me()), Some(true)));
+    assert!(a.due_escalations(10).await.unwrap().is_empty());
+    assert!(
+        !bed.kinds(id)
+            .await
+            .contains(&"escalation_failed".to_owned())
+    );
 
     // A claim that ran out (a delivery stuck past it) is anyone's, its replica live or not.
     let c = bed.replica("c").await;
@@ -544,7 +556,10 @@ async fn two_replicas_polling_follow_ups_never_take_one_at_once_and_a_dead_ones_
     let item = a.due_follow_ups(10).await.unwrap().remove(0);
     assert!(b.due_follow_ups(10).await.unwrap().is_empty());
     bed.kill(&a).await;
-    assert_eq!(b.due_follow_ups(10).await.unwrap(), [item]);
+    assert_eq!(b.due_follow_ups(10).await.unwrap(), [item.clone()]);
+    assert!(a.due_follow_ups(10).await.unwrap().is_empty());
+    // a's late failure report leaves b's claim alone.
+    a.follow_up_failed(&item, "503", Utc::now()).await.unwrap();
     assert!(a.due_follow_ups(10).await.unwrap().is_empty());
 }
 
