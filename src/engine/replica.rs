@@ -54,7 +54,12 @@ impl Replica {
                         () = shutdown.cancelled() => return,
                     }
                     if renewed.load(Ordering::Relaxed) {
+                        let started = tokio::time::Instant::now();
                         this.take_over().await;
+                        if started.elapsed() > every {
+                            // Orphans wait this long to be claimed: worth seeing.
+                            tracing::warn!(took = ?started.elapsed(), "slow takeover pass");
+                        }
                     }
                 }
             }
