@@ -1078,6 +1078,52 @@ async fn replicas_starting_together_on_an_empty_database_migrate_it_once() {
     ingest_copy(&stores[5], firing("ab", STARTS), "2026-11-28T10:00:02Z", id).await;
 }
 
+/// The database's own backstop under the writer's locks: one keyed row per (fingerprint,
+/// startsAt), any number of unkeyed ones beside it.
+#[tokio::test]
+async fn the_database_refuses_a_second_keyed_row_for_one_alert_start() {
+    let (_store, url) = fresh_store().await;
+    let sql = raw(&url).await;
+    let insert = |keyed: i64| {
+        let sql = &sql;
+        async move {
+            sql.execute(
+                "INSERT INTO incidents (source, fingerprint, starts_at, alert_status, labels,
+                     annotations, state, first_seen, last_seen, receive_count, keyed)
+                 VALUES ('generic', 'ab', $1, 'firing', '{}', '{}', 'received', $1, $1, 1, $2)",
+                &[&STARTS, &keyed],
+            )
+            .await
+        }
+    };
+    insert(1).await.expect("the first keyed row");
+    insert(0).await.expect("an unkeyed row beside it");
+    insert(0).await.expect("and another");
+    let error = insert(1).await.expect_err("a second keyed row");
+    assert_eq!(
+        error.code(),
+        Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION),
+        "{error}"
+    );
+    // The lookups by fingerprint can still go through it (as the writer plans them:
+    // never a sequential scan; on three rows the planner would pick one otherwise).
+    sql.batch_execute("SET enable_seqscan = off").await.unwrap();
+    let plan: Vec<String> = sql
+        .query(
+            "EXPLAIN SELECT id FROM incidents WHERE fingerprint = 'ab' ORDER BY starts_at DESC, keyed DESC, id DESC LIMIT 64",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        plan.iter().any(|line| line.contains("incidents_key")),
+        "{plan:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_database_migrated_by_a_newer_salve_is_refused() {
     let (_store, url) = fresh_store().await;

@@ -9,7 +9,10 @@ use crate::store::StoreError;
 use super::pg_error;
 
 /// The schema steps in order. Step `i` takes the version from `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_schema.sql"),
+    include_str!("migrations/0002_one_fingerprint_index.sql"),
+];
 
 /// The advisory lock key migrations hold (any constant; "salve" in ASCII).
 const MIGRATION_LOCK: i64 = 0x73_61_6c_76_65;
