@@ -14,9 +14,8 @@ use crate::storm::{
     storm_alert, wait_for_all_final, wait_for_every_escalation_delivered,
 };
 use crate::support::{
-    Alertmanager, Enforcing, Inventory, SalveProcess, SshHost, TOKEN, WebhookCapture,
-    pgdb::{Database, fresh_database},
-    wait_until, wait_until_every,
+    Alertmanager, Database, Enforcing, Inventory, SalveProcess, SshHost, TOKEN, WebhookCapture,
+    fresh_database, wait_until, wait_until_every,
 };
 
 /// The replicas' lease: short, so the takeover is seen soon; the test allows it and a few

@@ -13,7 +13,6 @@ mod escalation;
 mod http;
 mod https_endpoint;
 mod journal;
-pub mod pgdb;
 mod postgres;
 mod prometheus;
 mod salve;
@@ -37,7 +36,8 @@ pub use journal::{
     salve_cli, service_down_on_web1, text, wait_past_next_retry,
 };
 pub use postgres::{
-    PgDatabase, postgres_bed, postgres_ca, salve_cli_with_env, stranger_ca, with_options,
+    Database, PgDatabase, fresh_database, postgres_bed, postgres_ca, salve_cli_with_env,
+    stranger_ca, with_options,
 };
 pub use prometheus::{Prometheus, TEXT_004_ACCEPT, Text004Proxy, promtool};
 pub use salve::{SalveBuilder, SalveProcess};

@@ -51,6 +51,75 @@ pub fn postgres_ca() -> PathBuf {
     PathBuf::from(postgres_bed("TESTBED_POSTGRES_CA"))
 }
 
+/// A name no other database of this run has: `salve_it_PID_NANOS_N`.
+fn new_database_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "salve_it_{}_{nanos}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Creates a new database (`OWNER owner` when given) through the bed's admin URL; its name
+/// and the admin connection.
+async fn create_database(owner: Option<&str>) -> (String, tokio_postgres::Client) {
+    let name = new_database_name();
+    let admin = plain_client(&postgres_bed("TESTBED_POSTGRES_URL")).await;
+    let owner = owner
+        .map(|owner| format!(" OWNER {owner}"))
+        .unwrap_or_default();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}{owner}"))
+        .await
+        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+    (name, admin)
+}
+
+/// One test's database, reached with the bed's admin URL (trust): its URL for salve, and
+/// plain SQL for the test's own checks. Each test gets its own, so tests run in parallel
+/// without seeing each other.
+pub struct Database {
+    url: String,
+}
+
+/// A new database of the admin role.
+pub async fn fresh_database() -> Database {
+    let (name, _) = create_database(None).await;
+    Database {
+        url: with_database(&postgres_bed("TESTBED_POSTGRES_URL"), &name),
+    }
+}
+
+impl Database {
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs `sql` and returns every row, each column as text (NULL as "NULL").
+    pub async fn query(&self, sql: &str) -> Vec<Vec<String>> {
+        plain_client(&self.url)
+            .await
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .into_iter()
+            .filter_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).unwrap_or("NULL").to_owned())
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// A database of its own on the bed's server, owned by the password role `salve_pw`.
 pub struct PgDatabase {
     pub name: String,
@@ -59,21 +128,7 @@ pub struct PgDatabase {
 
 impl PgDatabase {
     pub async fn create() -> PgDatabase {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "salve_it_{}_{nanos}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let admin = plain_client(&postgres_bed("TESTBED_POSTGRES_URL")).await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name} OWNER salve_pw"))
-            .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+        let (name, admin) = create_database(Some("salve_pw")).await;
         PgDatabase { name, admin }
     }
 

@@ -5,7 +5,7 @@
 //! process's runs over within seconds).
 
 use super::SalveConfig;
-use super::pgdb::fresh_database;
+use super::fresh_database;
 
 /// The replica lease PostgreSQL tests run with (the default is 15 s).
 pub const TEST_LEASE: &str = "\"3s\"";
