@@ -247,13 +247,21 @@ fn peak_rss(pid: u32) -> u64 {
 }
 
 /// Numbers of slow alerts of `kind` ("once" or "idempotent") whose command is running on
-/// the target right now: started (in the run log) and not yet done. The run log belongs to
-/// the target user: this only reads it, never creates it as root.
+/// the target right now and started less than `FRESH` ago (of its 1.5 s): a kill decided on
+/// this answer a moment later still comes while the command runs. (Any running one would
+/// not do: one about to end could end, and its replica commit the end, between this look
+/// and the kill; the kill then cut nothing.) The start is the host lock's creation, read
+/// before the command is seen not done, so it is this command's lock. The run log belongs
+/// to the target user: this only reads it, never creates it as root.
 pub(crate) async fn slow_commands_running(host: &SshHost, kind: &str) -> Vec<usize> {
+    const FRESH: Duration = Duration::from_millis(700);
     let script = format!(
-        "[ -e /tmp/storm-runs ] || exit 0; while read kind n name; do \
-         if [ \"$kind\" = {kind} ] && [ $((n % 50)) -eq 7 ] && [ ! -e /tmp/storm-done-$n ]; then echo $n; fi; \
-         done < /tmp/storm-runs"
+        "[ -e /tmp/storm-runs ] || exit 0; now=$(date +%s%N); while read kind n name; do \
+         if [ \"$kind\" = {kind} ] && [ $((n % 50)) -eq 7 ]; then \
+         started=$(date -r /tmp/storm-lock-$name +%s%N 2>/dev/null) || continue; \
+         if [ ! -e /tmp/storm-done-$n ] && [ $((now - started)) -lt {} ]; then echo $n; fi; \
+         fi; done < /tmp/storm-runs",
+        FRESH.as_nanos()
     );
     host.exec_ok(&script)
         .await
@@ -440,13 +448,17 @@ async fn storm_of_1000_alerts_for_100_hosts_survives_kill_9_at_several_points() 
 
 /// Waits until all the storm's incidents exist and every one is in a final state.
 pub(crate) async fn wait_for_all_final(salve: &SalveProcess, deadline: Duration) {
-    wait_until_every(
+    wait_until_every_saying(
         deadline,
         CLI_POLL,
         "all 1000 incidents in a final state",
         || async {
             let counts = state_counts(salve).await;
-            (counts.values().sum::<usize>() == ALERTS && finished(&counts) == ALERTS).then_some(())
+            if counts.values().sum::<usize>() == ALERTS && finished(&counts) == ALERTS {
+                Ok(())
+            } else {
+                Err(format!("incidents by state: {counts:?}"))
+            }
         },
     )
     .await;
