@@ -56,9 +56,10 @@ impl Replica {
                     if renewed.load(Ordering::Relaxed) {
                         let started = tokio::time::Instant::now();
                         this.take_over().await;
-                        if started.elapsed() > every {
+                        let took = started.elapsed();
+                        if took > every {
                             // Orphans wait this long to be claimed: worth seeing.
-                            tracing::warn!(took = ?started.elapsed(), "slow takeover pass");
+                            tracing::warn!(?took, "slow takeover pass");
                         }
                     }
                 }

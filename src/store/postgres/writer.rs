@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::core::{execute, journal};
+use super::core::{NO_SEQ_SCANS, execute, journal};
 use super::rows::{get, time_text};
 use super::{get as pooled, pg_error};
 use crate::alert::{Alert, AlertStatus};
@@ -351,15 +351,10 @@ async fn lock_fingerprints(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    // Every lookup of the batch's transaction finds a few rows of one alert by
-    // fingerprint: never a sequential scan. Without this the planner chose one whenever
-    // its statistics were missing or old (a fresh database in a storm, before autovacuum
-    // analyzed the table: 1 in 10 batches scanned the whole table, 16 ms at 22,000
-    // incidents; a cached plan made while the table was small stayed one as it grew).
-    // It goes out first, pipelined with the rest: one round trip for all three.
+    // `NO_SEQ_SCANS` goes out first, pipelined with the rest: one round trip for all three.
     // The keys sorted in a subquery, locked in that order by the outer scan.
     let (no_scans, lock, seen) = tokio::join!(
-        client.batch_execute("SET LOCAL enable_seqscan = off"),
+        client.batch_execute(NO_SEQ_SCANS),
         client.prepare_cached(
             "SELECT count(pg_advisory_xact_lock(key)) FROM (
                  SELECT DISTINCT hashtextextended('fingerprint:' || fingerprint, 0) AS key
