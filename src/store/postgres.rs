@@ -76,9 +76,6 @@ pub struct PgStore {
     pool: Pool,
     /// One connection for heartbeats (`replicas.rs`).
     lease_pool: Pool,
-    /// One connection for the takeover claim (`replicas.rs`): a dead replica's runs are
-    /// claimed within its lease and a pass however busy `pool` is.
-    takeover_pool: Pool,
     /// This process's replica number once it joined (0: not a replica, e.g. a CLI command).
     replica: AtomicI64,
     /// How long a replica's lease lasts past its last heartbeat.
@@ -113,7 +110,6 @@ impl PgStore {
         let pool = make_pool(connect.pool_size.max(2))?;
         // The lease's own connection: a heartbeat never waits behind a busy pool.
         let lease_pool = make_pool(1)?;
-        let takeover_pool = make_pool(1)?;
         {
             let mut client = get(&pool).await.map_err(|e| match e {
                 StoreError::Unavailable(why) => {
@@ -129,7 +125,6 @@ impl PgStore {
         Ok(PgStore {
             pool,
             lease_pool,
-            takeover_pool,
             replica: AtomicI64::new(0),
             lease: std::sync::Mutex::new(Duration::from_secs(15)),
             ingests,

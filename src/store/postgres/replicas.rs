@@ -193,9 +193,7 @@ pub(super) async fn claim_matched(
 
 pub(super) async fn claim_orphans(store: &PgStore) -> Result<Vec<Incident>, StoreError> {
     let me = store.me();
-    // Its own connection: under a storm the pool can be busy for seconds, and a takeover
-    // waiting there would keep a dead replica's runs (and their hosts) stuck that long.
-    let client = get_client(&store.takeover_pool).await?;
+    let client = store.client().await?;
     let rows = client
         .query(
             &format!(
